@@ -1,0 +1,771 @@
+//! The whole link-layer chain behind one sans-IO object.
+//!
+//! `push` bytes in, `poll` [`Event`]s out, read [`Stats`]. Stages, in order:
+//! frame sync ([`crate::sync`]) → PN derandomization ([`crate::pn`]) → Reed-Solomon
+//! ([`crate::rs`]) → TM/AOS header, FECF ([`crate::frame`]) → VC frame counters ([`crate::vc`])
+//! → space packets ([`crate::packet`]). Headers are read only after Reed-Solomon. No stage ever
+//! ends the stream: bad frames become [`Event::Rejected`] and a counter.
+//!
+//! Work is done lazily inside `poll`, one frame at a time, so the event sequence depends only on
+//! the bytes pushed, never on how they were split.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::Error;
+use crate::frame::{FrameHeader, FrameLayout, HeaderError};
+use crate::packet::{
+    DropReason, Packet, PacketAssembler, PacketEvent, PacketStream, SequenceTracker,
+};
+use crate::pn::Derandomizer;
+use crate::profile::Profile;
+use crate::rs::{BlockOutcome, CodewordOutcome, ReedSolomon};
+use crate::stats::{Rejections, Stats, SyncCounters};
+use crate::sync::{SyncEvent, SyncedFrame, Synchronizer};
+use crate::vc::{Continuity, VcTracker};
+
+/// What the input bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InputFormat {
+    /// Unaligned bit stream (hard decisions, MSB first) containing ASM-prefixed CADUs.
+    Bits,
+    /// Byte-aligned CADUs (ASM included).
+    Cadu,
+    /// Bare transfer frames of the profile's length after RS (no ASM, no RS parity, no PN).
+    Frames,
+    /// Concatenated space packets (no frames at all).
+    Packets,
+}
+
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bits" => Ok(Self::Bits),
+            "cadu" => Ok(Self::Cadu),
+            "frames" => Ok(Self::Frames),
+            "packets" => Ok(Self::Packets),
+            other => Err(format!(
+                "unknown input format {other:?} (expected bits, cadu, frames or packets)"
+            )),
+        }
+    }
+}
+
+/// Which events the caller wants; everything is counted either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecoderOptions {
+    /// Emit [`Event::RawCadu`] with each synchronized CADU as received (before PN and RS).
+    pub raw_cadus: bool,
+    /// Emit [`Event::Frame`] for good non-fill frames.
+    pub frames: bool,
+    /// Also emit fill frames as [`Event::Frame`].
+    pub fill_frames: bool,
+    /// Reassemble and emit [`Event::Packet`].
+    pub packets: bool,
+}
+
+impl Default for DecoderOptions {
+    fn default() -> Self {
+        Self {
+            raw_cadus: false,
+            frames: true,
+            fill_frames: false,
+            packets: true,
+        }
+    }
+}
+
+/// How a frame was synchronized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameSync {
+    /// Bit position of the ASM in the input stream.
+    pub stream_bit: u64,
+    /// Frame arrived inverted and was re-inverted.
+    pub inverted: bool,
+    /// Slip applied at this frame, in bits.
+    pub slip_bits: i8,
+    /// Emitted while coasting without an ASM.
+    pub flywheel: bool,
+    /// ASM bit errors.
+    pub asm_bit_errors: u8,
+}
+
+/// A good transfer frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Parsed header and part ranges (indexes into `data`).
+    pub header: FrameHeader,
+    /// Frame bytes after Reed-Solomon (parity removed).
+    pub data: Bytes,
+    /// Reed-Solomon outcome, if the link is RS-coded.
+    pub rs: Option<BlockOutcome>,
+    /// Synchronization details, if the input was a bit stream or CADUs.
+    pub sync: Option<FrameSync>,
+    /// Continuity on its virtual channel.
+    pub continuity: Continuity,
+    /// Fill (idle) frame.
+    pub fill: bool,
+}
+
+/// Why a frame was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// A Reed-Solomon codeword was beyond correction.
+    RsUncorrectable,
+    /// FECF mismatch.
+    CrcFailed,
+    /// Wrong transfer frame version.
+    BadVersion,
+    /// Spacecraft id not in the profile.
+    UnexpectedScid(u16),
+    /// Too short for its layout.
+    TooShort,
+}
+
+impl RejectReason {
+    /// Stable snake_case label (for metrics and JSON).
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::RsUncorrectable => "rs_uncorrectable",
+            RejectReason::CrcFailed => "crc_failed",
+            RejectReason::BadVersion => "bad_version",
+            RejectReason::UnexpectedScid(_) => "unexpected_scid",
+            RejectReason::TooShort => "too_short",
+        }
+    }
+}
+
+/// Stable snake_case label of a packet drop reason.
+pub fn drop_label(r: DropReason) -> &'static str {
+    match r {
+        DropReason::FrameGap => "frame_gap",
+        DropReason::HeaderMismatch => "header_mismatch",
+        DropReason::BadPointer => "bad_pointer",
+        DropReason::TooLong => "too_long",
+        DropReason::BadVersion => "bad_version",
+        DropReason::EndOfStream => "end_of_stream",
+    }
+}
+
+/// Something that happened on the link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Synchronization acquired.
+    Locked {
+        /// Bit position of the first ASM.
+        stream_bit: u64,
+        /// Polarity.
+        inverted: bool,
+    },
+    /// Synchronization lost (flywheel exhausted).
+    LockLost {
+        /// Bit position where it was lost.
+        stream_bit: u64,
+    },
+    /// Polarity flipped while locked.
+    PolarityChanged {
+        /// Where.
+        stream_bit: u64,
+        /// New polarity.
+        inverted: bool,
+    },
+    /// Bits skipped while searching for sync.
+    Discarded {
+        /// Where the run started.
+        stream_bit: u64,
+        /// Length of the run.
+        bits: u64,
+    },
+    /// Incomplete frame at end of stream.
+    Truncated {
+        /// Where it started.
+        stream_bit: u64,
+        /// Its length.
+        bits: u64,
+    },
+    /// A synchronized CADU as received: ASM + frame, polarity corrected, before PN and RS.
+    RawCadu {
+        /// Bit position of the ASM.
+        stream_bit: u64,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// A frame that was rejected (it is in exactly one rejection counter).
+    Rejected {
+        /// Bit position of its ASM, if synchronized.
+        stream_bit: Option<u64>,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// A good frame.
+    Frame(Frame),
+    /// Frames missing on a virtual channel.
+    Gap {
+        /// Virtual channel.
+        vcid: u8,
+        /// Frames missing before `vc_count`.
+        missing: u32,
+        /// Count of the frame after the gap.
+        vc_count: u32,
+    },
+    /// A complete space packet.
+    Packet {
+        /// Virtual channel it came on (None for packet-stream input).
+        vcid: Option<u8>,
+        /// The packet.
+        packet: Packet,
+    },
+    /// A partial packet dropped (never merged with later bytes).
+    PacketDropped {
+        /// Virtual channel.
+        vcid: Option<u8>,
+        /// APID if its header had been read.
+        apid: Option<u16>,
+        /// Bytes dropped.
+        bytes: usize,
+        /// Why.
+        reason: DropReason,
+    },
+    /// A packet's sequence count skipped.
+    SequenceGap {
+        /// APID.
+        apid: u16,
+        /// Packets missing.
+        missing: u16,
+    },
+}
+
+const DROP_REASONS: [DropReason; 6] = [
+    DropReason::FrameGap,
+    DropReason::HeaderMismatch,
+    DropReason::BadPointer,
+    DropReason::TooLong,
+    DropReason::BadVersion,
+    DropReason::EndOfStream,
+];
+
+fn drop_index(r: DropReason) -> usize {
+    DROP_REASONS.iter().position(|d| *d == r).unwrap_or(0)
+}
+
+enum Front {
+    Sync(Box<Synchronizer>),
+    Frames { buf: BytesMut, len: usize, pos: u64 },
+    Packets(PacketStream),
+}
+
+/// The decoder: one per input stream.
+pub struct Decoder {
+    profile: Profile,
+    options: DecoderOptions,
+    front: Front,
+    asm_bytes: Vec<u8>,
+    pn: Option<Derandomizer>,
+    rs: Option<ReedSolomon>,
+    layout: FrameLayout,
+    fecf: crc::Crc<u16>,
+    packet_vc: [bool; 64],
+    fill_vcid: Option<u8>,
+    vcs: VcTracker,
+    assemblers: Vec<Option<PacketAssembler>>,
+    sequences: SequenceTracker,
+    scratch: Vec<PacketEvent>,
+    events: VecDeque<Event>,
+    finished: bool,
+    flushed: bool,
+    // counters kept here (others live in the stages and are gathered by `stats`)
+    bytes_in: u64,
+    cadus: u64,
+    rs_counts: crate::stats::RsCounters,
+    crc_ok: u64,
+    crc_failed: u64,
+    good: u64,
+    fill: u64,
+    rejected: Rejections,
+    packets_total: u64,
+    packet_bytes: u64,
+    dropped: [u64; 6],
+    dropped_bytes: u64,
+    stream_idle: u64,
+    polarity_changes: u64,
+}
+
+impl Decoder {
+    /// A decoder for `profile`'s link, reading `format`.
+    pub fn new(
+        profile: &Profile,
+        format: InputFormat,
+        options: DecoderOptions,
+    ) -> Result<Self, Error> {
+        profile.validate()?;
+        let layout = profile.frame_layout();
+        let front = match format {
+            InputFormat::Bits | InputFormat::Cadu => {
+                let params = profile.sync_params(format == InputFormat::Cadu);
+                let sync = Synchronizer::new(params).map_err(|e| Error::InvalidProfile {
+                    name: profile.name.clone(),
+                    problems: vec![crate::error::Problem {
+                        path: "sync".into(),
+                        message: e.to_string(),
+                    }],
+                })?;
+                Front::Sync(Box::new(sync))
+            }
+            InputFormat::Frames => Front::Frames {
+                buf: BytesMut::new(),
+                len: layout.frame_len,
+                pos: 0,
+            },
+            InputFormat::Packets => Front::Packets(PacketStream::new(profile.packets.max_len)),
+        };
+        let coded = matches!(format, InputFormat::Bits | InputFormat::Cadu);
+        let rs = match (coded, profile.rs_params()) {
+            (true, Some(p)) => Some(ReedSolomon::new(p).map_err(|e| Error::InvalidProfile {
+                name: profile.name.clone(),
+                problems: vec![crate::error::Problem {
+                    path: "rs".into(),
+                    message: e.to_string(),
+                }],
+            })?),
+            _ => None,
+        };
+        let pn = (coded && profile.cadu.pn).then(|| Derandomizer::new(profile.coded_frame_len()));
+        let fill_vcid = profile.frame.fill_vcid;
+        let mut packet_vc = [false; 64];
+        for (v, slot) in (0u8..).zip(packet_vc.iter_mut()) {
+            *slot = if profile.packets.vcids.is_empty() {
+                Some(v) != fill_vcid
+            } else {
+                profile.packets.vcids.contains(&v)
+            };
+        }
+        let (asm, bits) = profile.asm().unwrap_or((0x1ACF_FC1D, 32));
+        let asm_bytes = asm
+            .to_be_bytes()
+            .get(8 - usize::from(bits / 8).min(8)..)
+            .unwrap_or_default()
+            .to_vec();
+        Ok(Self {
+            profile: profile.clone(),
+            options,
+            front,
+            asm_bytes,
+            pn,
+            rs,
+            layout,
+            fecf: crc::Crc::<u16>::new(&crc::CRC_16_IBM_3740),
+            packet_vc,
+            fill_vcid,
+            vcs: VcTracker::default(),
+            assemblers: (0..64).map(|_| None).collect(),
+            sequences: SequenceTracker::default(),
+            scratch: Vec::new(),
+            events: VecDeque::new(),
+            finished: false,
+            flushed: false,
+            bytes_in: 0,
+            cadus: 0,
+            rs_counts: Default::default(),
+            crc_ok: 0,
+            crc_failed: 0,
+            good: 0,
+            fill: 0,
+            rejected: Rejections::default(),
+            packets_total: 0,
+            packet_bytes: 0,
+            dropped: [0; 6],
+            dropped_bytes: 0,
+            stream_idle: 0,
+            polarity_changes: 0,
+        })
+    }
+
+    /// The profile in use.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Feeds input bytes. Nothing is decoded until `poll`.
+    pub fn push(&mut self, data: &[u8]) {
+        self.bytes_in += data.len() as u64;
+        match &mut self.front {
+            Front::Sync(s) => s.push(data),
+            Front::Frames { buf, .. } => buf.extend_from_slice(data),
+            Front::Packets(p) => {
+                let mut out = std::mem::take(&mut self.scratch);
+                p.push(data, &mut out);
+                self.take_packet_events(None, &mut out);
+                self.scratch = out;
+            }
+        }
+    }
+
+    /// Marks the end of the input; `poll` then drains everything, including partial packets.
+    pub fn finish(&mut self) {
+        self.finished = true;
+        if let Front::Sync(s) = &mut self.front {
+            s.finish();
+        }
+    }
+
+    /// The next event, or `None` when more input (or `finish`) is needed.
+    pub fn poll(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Some(e);
+            }
+            if !self.step() {
+                return None;
+            }
+        }
+    }
+
+    /// Advances by one unit of work; false when nothing more can be done now.
+    fn step(&mut self) -> bool {
+        match &mut self.front {
+            Front::Sync(s) => match s.poll() {
+                Some(SyncEvent::Frame(f)) => {
+                    self.on_synced(f);
+                    true
+                }
+                Some(other) => {
+                    let e = match other {
+                        SyncEvent::Locked {
+                            stream_bit,
+                            inverted,
+                        } => Event::Locked {
+                            stream_bit,
+                            inverted,
+                        },
+                        SyncEvent::Lost { stream_bit } => Event::LockLost { stream_bit },
+                        SyncEvent::PolarityChanged {
+                            stream_bit,
+                            inverted,
+                        } => {
+                            self.polarity_changes += 1;
+                            Event::PolarityChanged {
+                                stream_bit,
+                                inverted,
+                            }
+                        }
+                        SyncEvent::Discarded { stream_bit, bits } => {
+                            Event::Discarded { stream_bit, bits }
+                        }
+                        SyncEvent::Truncated { stream_bit, bits } => {
+                            Event::Truncated { stream_bit, bits }
+                        }
+                        SyncEvent::Frame(_) => return true,
+                    };
+                    self.events.push_back(e);
+                    true
+                }
+                None => self.flush_at_end(),
+            },
+            Front::Frames { buf, len, pos } => {
+                if buf.len() >= *len && *len > 0 {
+                    let data = buf.split_to(*len);
+                    let at = *pos;
+                    *pos += (*len as u64) * 8;
+                    self.cadus += 1;
+                    self.on_frame(data, None, Some(at));
+                    true
+                } else if self.finished && !buf.is_empty() {
+                    let bits = buf.len() as u64 * 8;
+                    let stream_bit = *pos;
+                    *pos += bits;
+                    buf.clear();
+                    self.events.push_back(Event::Truncated { stream_bit, bits });
+                    true
+                } else {
+                    self.flush_at_end()
+                }
+            }
+            Front::Packets(_) => self.flush_at_end(),
+        }
+    }
+
+    /// At end of stream, drops partial packets once.
+    fn flush_at_end(&mut self) -> bool {
+        if !self.finished || self.flushed {
+            return false;
+        }
+        self.flushed = true;
+        let mut out = std::mem::take(&mut self.scratch);
+        if let Front::Packets(p) = &mut self.front {
+            p.flush(&mut out);
+            self.take_packet_events(None, &mut out);
+        }
+        for v in 0u8..64 {
+            if let Some(Some(a)) = self.assemblers.get_mut(usize::from(v)) {
+                a.flush(&mut out);
+                self.take_packet_events(Some(v), &mut out);
+            }
+        }
+        self.scratch = out;
+        !self.events.is_empty()
+    }
+
+    fn on_synced(&mut self, f: SyncedFrame) {
+        self.cadus += 1;
+        let sync = FrameSync {
+            stream_bit: f.stream_bit,
+            inverted: f.inverted,
+            slip_bits: f.slip_bits,
+            flywheel: f.flywheel,
+            asm_bit_errors: f.asm_bit_errors,
+        };
+        let mut data = f.data;
+        if self.options.raw_cadus {
+            let mut raw = BytesMut::with_capacity(self.asm_bytes.len() + data.len());
+            raw.extend_from_slice(&self.asm_bytes);
+            raw.extend_from_slice(&data);
+            self.events.push_back(Event::RawCadu {
+                stream_bit: f.stream_bit,
+                data: raw.freeze(),
+            });
+        }
+        if let Some(pn) = &self.pn {
+            pn.apply(&mut data);
+        }
+        let mut outcome = None;
+        if let Some(rs) = &self.rs {
+            let o = match rs.decode(&mut data) {
+                Ok(o) => o,
+                Err(_) => {
+                    // Wrong block length: cannot happen for a validated profile; count it.
+                    self.reject(Some(f.stream_bit), RejectReason::TooShort);
+                    return;
+                }
+            };
+            let mut frame_has = (false, false);
+            for c in o.codewords() {
+                match c {
+                    CodewordOutcome::Clean => self.rs_counts.clean += 1,
+                    CodewordOutcome::Corrected { symbols } => {
+                        self.rs_counts.corrected += 1;
+                        self.rs_counts.corrected_symbols += u64::from(*symbols);
+                        frame_has.0 = true;
+                    }
+                    CodewordOutcome::Uncorrectable => {
+                        self.rs_counts.uncorrectable += 1;
+                        frame_has.1 = true;
+                    }
+                }
+            }
+            if frame_has.1 {
+                self.rs_counts.frames_uncorrectable += 1;
+                self.reject(Some(f.stream_bit), RejectReason::RsUncorrectable);
+                return;
+            }
+            if frame_has.0 {
+                self.rs_counts.frames_corrected += 1;
+            } else {
+                self.rs_counts.frames_clean += 1;
+            }
+            data.truncate(rs.data_len());
+            outcome = Some(o);
+        }
+        let stream_bit = Some(sync.stream_bit);
+        self.on_decoded(data, outcome, Some(sync), stream_bit);
+    }
+
+    fn on_frame(&mut self, data: BytesMut, sync: Option<FrameSync>, stream_bit: Option<u64>) {
+        self.on_decoded(data, None, sync, stream_bit);
+    }
+
+    fn reject(&mut self, stream_bit: Option<u64>, reason: RejectReason) {
+        let r = &mut self.rejected;
+        match reason {
+            RejectReason::RsUncorrectable => r.rs_uncorrectable += 1,
+            RejectReason::CrcFailed => r.crc_failed += 1,
+            RejectReason::BadVersion => r.bad_version += 1,
+            RejectReason::UnexpectedScid(_) => r.unexpected_scid += 1,
+            RejectReason::TooShort => r.too_short += 1,
+        }
+        self.events
+            .push_back(Event::Rejected { stream_bit, reason });
+    }
+
+    fn on_decoded(
+        &mut self,
+        data: BytesMut,
+        rs: Option<BlockOutcome>,
+        sync: Option<FrameSync>,
+        stream_bit: Option<u64>,
+    ) {
+        let header = match FrameHeader::parse(&self.layout, &data) {
+            Ok(h) => h,
+            Err(HeaderError::Version { .. }) => {
+                return self.reject(stream_bit, RejectReason::BadVersion)
+            }
+            Err(_) => return self.reject(stream_bit, RejectReason::TooShort),
+        };
+        if !self.profile.accepts_scid(header.scid) {
+            return self.reject(stream_bit, RejectReason::UnexpectedScid(header.scid));
+        }
+        if let Some((covered, at)) = &header.fecf {
+            let want = data
+                .get(*at..*at + 2)
+                .and_then(|b| <[u8; 2]>::try_from(b).ok())
+                .map(u16::from_be_bytes);
+            let got = data.get(covered.clone()).map(|b| self.fecf.checksum(b));
+            if want.is_some() && want == got {
+                self.crc_ok += 1;
+            } else {
+                self.crc_failed += 1;
+                return self.reject(stream_bit, RejectReason::CrcFailed);
+            }
+        }
+        self.good += 1;
+        let vcid = header.vcid;
+        let continuity = self
+            .vcs
+            .observe(vcid, header.vc_count, header.vc_count_modulus);
+        if let Continuity::Gap { missing } = continuity {
+            self.events.push_back(Event::Gap {
+                vcid,
+                missing,
+                vc_count: header.vc_count,
+            });
+        }
+        let fill = Some(vcid) == self.fill_vcid;
+        if fill {
+            self.fill += 1;
+        } else if self.options.packets
+            && self
+                .packet_vc
+                .get(usize::from(vcid))
+                .copied()
+                .unwrap_or(false)
+        {
+            let max = self.profile.packets.max_len;
+            let mut out = std::mem::take(&mut self.scratch);
+            if let (Some(slot), Some(zone)) = (
+                self.assemblers.get_mut(usize::from(vcid)),
+                data.get(header.packet_zone.clone()),
+            ) {
+                let asm = slot.get_or_insert_with(|| PacketAssembler::new(max));
+                asm.push_zone(
+                    header.first_header_pointer,
+                    zone,
+                    continuity.is_continuous(),
+                    &mut out,
+                );
+            }
+            self.take_packet_events(Some(vcid), &mut out);
+            self.scratch = out;
+        }
+        if self.options.frames && (!fill || self.options.fill_frames) {
+            self.events.push_back(Event::Frame(Frame {
+                header,
+                data: data.freeze(),
+                rs,
+                sync,
+                continuity,
+                fill,
+            }));
+        }
+    }
+
+    fn take_packet_events(&mut self, vcid: Option<u8>, out: &mut Vec<PacketEvent>) {
+        for ev in out.drain(..) {
+            match ev {
+                PacketEvent::Packet(p) => {
+                    self.packets_total += 1;
+                    self.packet_bytes += p.data.len() as u64;
+                    if let Some(missing) = self.sequences.observe(&p.header, p.data.len()) {
+                        self.events.push_back(Event::SequenceGap {
+                            apid: p.header.apid,
+                            missing,
+                        });
+                    }
+                    if self.options.packets {
+                        self.events.push_back(Event::Packet { vcid, packet: p });
+                    }
+                }
+                PacketEvent::Dropped {
+                    apid,
+                    bytes,
+                    reason,
+                } => {
+                    if let Some(d) = self.dropped.get_mut(drop_index(reason)) {
+                        *d += 1;
+                    }
+                    self.dropped_bytes += bytes as u64;
+                    self.events.push_back(Event::PacketDropped {
+                        vcid,
+                        apid,
+                        bytes,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A snapshot of every counter.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats {
+            bytes_in: self.bytes_in,
+            cadus: self.cadus,
+            rs: self.rs_counts,
+            ..Stats::default()
+        };
+        if let Front::Sync(sy) = &self.front {
+            let x = sy.stats();
+            s.sync = SyncCounters {
+                locks: x.locks,
+                lost: x.lost,
+                lock_frames: x.lock_frames,
+                true_frames: x.true_frames,
+                inverted_frames: x.inverted_frames,
+                slipped_frames: x.slipped_frames,
+                flywheel_frames: x.flywheel_frames,
+                polarity_changes: self.polarity_changes,
+                bits_discarded: x.bits_discarded,
+                truncated_bits: x.truncated_bits,
+            };
+        }
+        s.crc.ok = self.crc_ok;
+        s.crc.failed = self.crc_failed;
+        s.frames.good = self.good;
+        s.frames.fill = self.fill;
+        s.frames.rejected = self.rejected;
+        for (v, c) in self.vcs.iter() {
+            s.frames.by_vcid.insert(v, c.frames);
+            s.frames.missing_by_vcid.insert(v, c.missing);
+            s.frames.gaps_by_vcid.insert(v, c.gaps);
+        }
+        s.packets.total = self.packets_total;
+        s.packets.bytes = self.packet_bytes;
+        s.packets.idle = self.stream_idle
+            + self
+                .assemblers
+                .iter()
+                .flatten()
+                .map(|a| a.stats().idle_packets)
+                .sum::<u64>();
+        if let Front::Packets(p) = &self.front {
+            s.packets.idle += p.stats().idle_packets;
+        }
+        for (apid, c) in self.sequences.by_apid() {
+            s.packets.by_apid.insert(apid, c.packets);
+            if c.sequence_gaps > 0 {
+                s.packets
+                    .sequence_gaps_by_apid
+                    .insert(apid, c.sequence_gaps);
+            }
+            s.packets.missing += c.missing;
+        }
+        s.packets.sequence_gaps = self.sequences.total_gaps();
+        for (r, n) in DROP_REASONS.iter().zip(self.dropped) {
+            if n > 0 {
+                s.packets.dropped.insert(drop_label(*r), n);
+            }
+        }
+        s.packets.dropped_bytes = self.dropped_bytes;
+        s
+    }
+}

@@ -1,0 +1,288 @@
+//! Injected faults with known ground truth, on the real Aqua capture realigned to bytes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::*;
+use decoder::{Event, InputFormat, RejectReason};
+
+const CADU: usize = 1024;
+
+fn aqua_cadus() -> Vec<Vec<u8>> {
+    let c = aligned_cadus(&data("cadu/aqua.20241206T175646.dat"), 1);
+    assert_eq!(c.len(), 1023);
+    c
+}
+
+fn flat(cadus: &[Vec<u8>]) -> Vec<u8> {
+    cadus.concat()
+}
+
+/// XORs `n` errors into each of the 4 interleaved codewords of a CADU's frame (never 0).
+fn corrupt(cadu: &mut [u8], n: usize, rng: &mut Rng, codewords: &[usize]) {
+    for &c in codewords {
+        let mut pos: Vec<usize> = Vec::new();
+        while pos.len() < n {
+            let j = rng.below(255) as usize;
+            if !pos.contains(&j) {
+                pos.push(j);
+            }
+        }
+        for j in pos {
+            let v = 1 + rng.below(255) as u8;
+            cadu[4 + j * 4 + c] ^= v;
+        }
+    }
+}
+
+fn frame_bytes(events: &[Event]) -> Vec<Vec<u8>> {
+    frames(events).iter().map(|f| f.data.to_vec()).collect()
+}
+
+#[test]
+fn up_to_16_errors_per_codeword_are_corrected_to_the_original_bytes() {
+    let clean = aqua_cadus();
+    let (ref_events, ref_stats) = decode("eos", InputFormat::Cadu, &flat(&clean));
+    assert_eq!(ref_stats.rs.corrected, 0);
+    for n in [1usize, 8, 16] {
+        let mut rng = Rng(n as u64 * 1000 + 1);
+        let mut bad = clean.clone();
+        for c in &mut bad {
+            corrupt(c, n, &mut rng, &[0, 1, 2, 3]);
+        }
+        let (events, s) = decode("eos", InputFormat::Cadu, &flat(&bad));
+        assert_eq!(s.frames.good, 1023, "n={n}");
+        assert_eq!(s.rs.corrected, 1023 * 4, "n={n}");
+        assert_eq!(s.rs.corrected_symbols, 1023 * 4 * n as u64, "n={n}");
+        assert_eq!(s.rs.uncorrectable, 0);
+        assert_eq!(
+            frame_bytes(&events),
+            frame_bytes(&ref_events),
+            "n={n}: corrected bytes"
+        );
+        assert_eq!(s.packets, ref_stats.packets, "n={n}");
+    }
+}
+
+#[test]
+fn seventeen_errors_are_flagged_and_never_passed_as_good() {
+    let clean = aqua_cadus();
+    let (ref_events, ref_stats) = decode("eos", InputFormat::Cadu, &flat(&clean));
+    let ref_packets: Vec<Vec<u8>> = packets(&ref_events)
+        .iter()
+        .map(|p| p.data.to_vec())
+        .collect();
+    // Hit frames on VC 30 (which continues to the end), two of them back to back.
+    let vc30: Vec<usize> = frames(&ref_events)
+        .iter()
+        .filter(|f| f.header.vcid == 30)
+        .map(|f| (f.sync.unwrap().stream_bit / (CADU as u64 * 8)) as usize)
+        .collect();
+    let hit = [vc30[10], vc30[400], vc30[401], vc30[700]];
+    assert_eq!(
+        hit[2],
+        hit[1] + 1,
+        "frames 400 and 401 of VC 30 are adjacent in this capture"
+    );
+    let mut bad = clean;
+    let mut rng = Rng(17);
+    for &i in &hit {
+        corrupt(&mut bad[i], 17 + (i % 3) * 5, &mut rng, &[0]);
+    }
+    let (events, s) = decode("eos", InputFormat::Cadu, &flat(&bad));
+    assert_eq!(s.frames.rejected.rs_uncorrectable, hit.len() as u64);
+    assert_eq!(s.rs.uncorrectable, hit.len() as u64);
+    assert_eq!(s.rs.frames_uncorrectable, hit.len() as u64);
+    assert_eq!(s.frames.good, 1023 - hit.len() as u64);
+    let rejected: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rejected {
+                stream_bit,
+                reason: RejectReason::RsUncorrectable,
+            } => *stream_bit,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        hit.iter()
+            .map(|&i| (i * CADU * 8) as u64)
+            .collect::<Vec<_>>()
+    );
+    // The lost frames appear as missing on their virtual channels.
+    let missing: u64 = s.frames.missing_by_vcid.values().sum();
+    let ref_missing: u64 = ref_stats.frames.missing_by_vcid.values().sum();
+    assert_eq!(missing - ref_missing, hit.len() as u64);
+    // Every good frame is byte-identical to the clean decode.
+    let good = frame_bytes(&events);
+    let reference = frame_bytes(&ref_events);
+    assert!(good.iter().all(|f| reference.contains(f)));
+    // Packets broken by the lost frames are dropped, never merged: every packet delivered is
+    // byte-identical to one of the clean run, and some were dropped.
+    let got: Vec<Vec<u8>> = packets(&events).iter().map(|p| p.data.to_vec()).collect();
+    assert!(got.len() < ref_packets.len());
+    for p in &got {
+        assert!(
+            ref_packets.contains(p),
+            "a delivered packet is not one of the originals"
+        );
+    }
+    assert!(
+        s.packets.dropped.get("frame_gap").copied().unwrap_or(0) > 0,
+        "{:?}",
+        s.packets
+    );
+}
+
+/// Removes or inserts bits right before CADU `at` (index into the aligned CADU list).
+fn with_bits_changed(cadus: &[Vec<u8>], edits: &[(usize, isize)], shift: usize) -> Vec<u8> {
+    let mut bits = vec![false; shift];
+    let mut rng = Rng(99);
+    for (i, c) in cadus.iter().enumerate() {
+        for &(at, delta) in edits {
+            if at == i {
+                if delta < 0 {
+                    for _ in 0..(-delta) {
+                        bits.pop();
+                    }
+                } else {
+                    for _ in 0..delta {
+                        bits.push(rng.below(2) == 1);
+                    }
+                }
+            }
+        }
+        bits.extend(to_bits(c));
+    }
+    from_bits(&bits)
+}
+
+#[test]
+fn one_and_two_bit_slips_are_followed() {
+    let cadus = aqua_cadus();
+    // 1 bit lost before frame 100, 2 bits gained before 300, 1 gained before 600, 2 lost before 900.
+    let input = with_bits_changed(&cadus, &[(100, -1), (300, 2), (600, 1), (900, -2)], 3);
+    let (events, s) = decode("eos", InputFormat::Bits, &input);
+    assert_eq!(s.sync.slipped_frames, 4, "{:?}", s.sync);
+    assert_eq!(s.sync.locks, 1);
+    assert_eq!(s.sync.lost, 0);
+    // A deleted bit damages the last byte of the frame before it; RS repairs that.
+    assert_eq!(s.frames.good, 1023);
+    assert_eq!(s.frames.rejected.total(), 0);
+    let slipped_events = frames(&events)
+        .iter()
+        .filter(|f| f.sync.is_some_and(|y| y.slip_bits != 0))
+        .count();
+    // Fill frames are counted but not emitted as Frame events.
+    assert!((1..=4).contains(&slipped_events));
+}
+
+#[test]
+fn stream_inverted_mid_capture() {
+    let cadus = aqua_cadus();
+    let mut bits = vec![true; 5];
+    for (i, c) in cadus.iter().enumerate() {
+        let b = to_bits(c);
+        if i >= 600 {
+            bits.extend(b.iter().map(|x| !x));
+        } else {
+            bits.extend(b);
+        }
+    }
+    let (events, s) = decode("eos", InputFormat::Bits, &from_bits(&bits));
+    assert_eq!(s.frames.good, 1023);
+    assert_eq!(s.sync.inverted_frames, 423);
+    assert_eq!(s.sync.true_frames, 600);
+    assert_eq!(s.sync.lost, 0);
+    assert_eq!(s.sync.polarity_changes, 1);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::PolarityChanged { inverted: true, .. })));
+}
+
+#[test]
+fn stream_inverted_from_the_start() {
+    let cadus = aqua_cadus();
+    let inv: Vec<u8> = flat(&cadus).iter().map(|b| !b).collect();
+    let (events, s) = decode("eos", InputFormat::Bits, &inv);
+    assert_eq!(s.frames.good, 1023);
+    assert_eq!(s.sync.inverted_frames, 1023);
+    assert!(
+        matches!(events.first(), Some(Event::Locked { inverted: true, .. })),
+        "{:?}",
+        events.first()
+    );
+}
+
+#[test]
+fn garbage_between_frames_is_discarded_and_sync_reacquired() {
+    let cadus = aqua_cadus();
+    let mut rng = Rng(4242);
+    let mut bits = Vec::new();
+    for (i, c) in cadus.iter().enumerate() {
+        // (A lone frame between two garbage runs could not be confirmed by the next ASM.)
+        if i == 200 || i == 400 || i == 650 {
+            // odd bit counts move the alignment too
+            let n = 8 * (5000 + i) + (i % 7);
+            bits.extend((0..n).map(|_| rng.below(2) == 1));
+        }
+        bits.extend(to_bits(c));
+    }
+    let (_, s) = decode("eos", InputFormat::Bits, &from_bits(&bits));
+    assert_eq!(s.frames.good, 1023, "every real frame recovered: {s:?}");
+    assert_eq!(s.sync.lost, 3);
+    assert_eq!(s.sync.locks, 4);
+    assert!(s.sync.bits_discarded > 0);
+    // Frames coasted through garbage are rejected by RS, never passed as good.
+    assert_eq!(s.sync.flywheel_frames, s.frames.rejected.rs_uncorrectable);
+    assert_eq!(s.cadus, 1023 + s.sync.flywheel_frames);
+}
+
+#[test]
+fn corrupted_asm_is_bridged_by_the_flywheel() {
+    let mut cadus = aqua_cadus();
+    cadus[50][..4].copy_from_slice(&[0x55, 0x55, 0x55, 0x55]);
+    cadus[51][..4].copy_from_slice(&[0x00, 0x00, 0x00, 0x00]);
+    let (_, s) = decode("eos", InputFormat::Bits, &flat(&cadus));
+    assert_eq!(s.sync.flywheel_frames, 2);
+    assert_eq!(s.sync.lost, 0);
+    assert_eq!(s.frames.good, 1023, "data behind a bad ASM is still good");
+}
+
+#[test]
+fn truncated_tail_is_reported() {
+    let cadus = aqua_cadus();
+    let mut input = flat(&cadus[..1000]);
+    input.extend_from_slice(&cadus[1000][..500]);
+    let (events, s) = decode("eos", InputFormat::Bits, &input);
+    assert_eq!(s.frames.good, 1000);
+    assert_eq!(s.sync.truncated_bits, 500 * 8);
+    assert!(matches!(
+        events.last(),
+        Some(Event::Truncated { bits: 4000, .. }) | Some(Event::PacketDropped { .. })
+    ));
+}
+
+#[test]
+fn garbage_only_never_locks_and_never_panics() {
+    let mut rng = Rng(5);
+    let junk: Vec<u8> = (0..4_000_000).map(|_| rng.next() as u8).collect();
+    for format in [
+        InputFormat::Bits,
+        InputFormat::Cadu,
+        InputFormat::Frames,
+        InputFormat::Packets,
+    ] {
+        let (_, s) = decode("eos", format, &junk);
+        if matches!(format, InputFormat::Bits | InputFormat::Cadu) {
+            assert_eq!(s.sync.locks, 0, "{format:?}");
+            assert_eq!(s.frames.good, 0, "{format:?}");
+        }
+    }
+}

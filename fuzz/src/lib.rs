@@ -1,0 +1,228 @@
+//! Fuzz target bodies for Downlink's decoder. Each takes arbitrary bytes, must never panic, and
+//! asserts invariants that hold for any input (those assertions are what the fuzzer hunts).
+#![allow(clippy::panic)] // invariant violations must abort the fuzzer loudly
+
+use decoder::frame::{FrameHeader, FrameKind, FrameLayout};
+use decoder::packet::{PacketAssembler, PacketEvent, PacketStream, PrimaryHeader, SpacePacket};
+use decoder::rs::{Basis, CodewordOutcome, ReedSolomon, RsParams};
+use decoder::sync::{SyncEvent, SyncParams, Synchronizer};
+use decoder::{Decoder, DecoderOptions, InputFormat, Profile};
+
+/// Splits `data` into push sizes chosen by its own bytes.
+fn chunks(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    let mut k = 0usize;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        k = k.wrapping_mul(31).wrapping_add(usize::from(rest[0])) % 4099 + 1;
+        let n = k.min(rest.len());
+        let (a, b) = rest.split_at(n);
+        rest = b;
+        Some(a)
+    })
+}
+
+/// Frame synchronizer over an arbitrary bit stream, pushed in input-chosen chunks.
+pub fn sync(data: &[u8]) {
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let params = SyncParams {
+        frame_len: 16 + usize::from(sel & 0x3F) * 4,
+        search_tolerance: sel >> 6,
+        check_tolerance: sel >> 6,
+        lock_tolerance: 1 + (sel >> 7),
+        byte_aligned: sel & 0x40 != 0 && sel & 0x80 == 0,
+        ..SyncParams::default()
+    };
+    let Ok(mut s) = Synchronizer::new(params) else {
+        return;
+    };
+    let mut frames = 0u64;
+    for c in chunks(body) {
+        s.push(c);
+        while let Some(e) = s.poll() {
+            if let SyncEvent::Frame(f) = e {
+                assert_eq!(f.data.len(), params.frame_len);
+                frames += 1;
+            }
+        }
+    }
+    s.finish();
+    while let Some(e) = s.poll() {
+        if let SyncEvent::Frame(f) = e {
+            assert_eq!(f.data.len(), params.frame_len);
+            frames += 1;
+        }
+    }
+    assert_eq!(s.stats().frames, frames);
+}
+
+/// TM and AOS header parsing under several layouts.
+pub fn frame_header(data: &[u8]) {
+    let Some((&sel, frame)) = data.split_first() else {
+        return;
+    };
+    let layout = FrameLayout {
+        kind: if sel & 1 == 0 {
+            FrameKind::Tm
+        } else {
+            FrameKind::Aos
+        },
+        frame_len: frame.len(),
+        header_error_control: sel & 2 != 0,
+        insert_zone_len: usize::from(sel >> 4),
+        ocf: sel & 4 != 0,
+        fecf: sel & 8 != 0,
+    };
+    if let Ok(h) = FrameHeader::parse(&layout, frame) {
+        assert!(h.packet_zone.start <= h.packet_zone.end && h.packet_zone.end <= frame.len());
+        assert!(h.insert_zone.end <= h.packet_zone.start);
+        if let Some(o) = &h.ocf {
+            assert!(o.end <= frame.len());
+        }
+        if let Some((covered, at)) = &h.fecf {
+            assert!(covered.end <= frame.len() && *at + 2 <= frame.len());
+        }
+        assert!(h.vc_count < h.vc_count_modulus);
+    }
+}
+
+/// M_PDU reassembly: the input is a sequence of (FHP, zone length, continuity, zone bytes).
+pub fn mpdu(data: &[u8]) {
+    let mut a = PacketAssembler::new(4096);
+    let mut out = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 4 {
+        let fhp = u16::from_be_bytes([rest[0], rest[1]]) & 0x7FF;
+        let len = usize::from(rest[2]) * 4 + 1;
+        let continuous = rest[3] & 1 == 0;
+        let body = &rest[4..];
+        let n = len.min(body.len());
+        a.push_zone(fhp, &body[..n], continuous, &mut out);
+        rest = &body[n..];
+    }
+    a.flush(&mut out);
+    check_packets(&out, 4096);
+    let st = a.stats();
+    let delivered = out
+        .iter()
+        .filter(|e| matches!(e, PacketEvent::Packet(_)))
+        .count() as u64;
+    assert_eq!(st.packets, delivered);
+}
+
+fn check_packets(events: &[PacketEvent], max: usize) {
+    for e in events {
+        if let PacketEvent::Packet(p) = e {
+            assert!(p.data.len() <= max);
+            assert_eq!(p.header.total_len(), p.data.len());
+            let parsed = PrimaryHeader::parse(&p.data);
+            assert_eq!(parsed, Some(p.header));
+            assert!(SpacePacket::new_checked(&p.data[..]).is_ok());
+        }
+    }
+}
+
+/// Space packet views and the packet-stream splitter.
+pub fn space_packet(data: &[u8]) {
+    if let Ok(p) = SpacePacket::new_checked(data) {
+        assert_eq!(p.total_len(), data.len());
+        assert_eq!(p.data().len() + 6, data.len());
+    }
+    let mut s = PacketStream::new(65542);
+    let mut out = Vec::new();
+    for c in chunks(data) {
+        s.push(c, &mut out);
+    }
+    s.flush(&mut out);
+    check_packets(&out, 65542);
+}
+
+/// Reed-Solomon on arbitrary blocks: a claimed correction must yield a valid codeword.
+pub fn reed_solomon(data: &[u8]) {
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let params = RsParams {
+        e: if sel & 1 == 0 { 16 } else { 8 },
+        interleave: 1 + ((sel >> 1) & 7),
+        virtual_fill: if sel & 0x10 != 0 { 33 } else { 0 },
+        basis: if sel & 0x20 != 0 {
+            Basis::Dual
+        } else {
+            Basis::Conventional
+        },
+    };
+    let Ok(rs) = ReedSolomon::new(params) else {
+        return;
+    };
+    let mut block = vec![0u8; rs.block_len()];
+    let n = body.len().min(block.len());
+    block[..n].copy_from_slice(&body[..n]);
+    let before = block.clone();
+    let Ok(out) = rs.decode(&mut block) else {
+        panic!("right length must decode")
+    };
+    for (c, o) in out.codewords().iter().enumerate() {
+        let i = usize::from(params.interleave);
+        let changed = before
+            .iter()
+            .zip(&block)
+            .enumerate()
+            .filter(|(k, (a, b))| k % i == c && a != b)
+            .count();
+        match o {
+            CodewordOutcome::Clean | CodewordOutcome::Uncorrectable => assert_eq!(changed, 0),
+            CodewordOutcome::Corrected { symbols } => {
+                assert_eq!(changed, usize::from(*symbols));
+                assert!(*symbols <= params.e);
+            }
+        }
+    }
+    let mut again = block.clone();
+    let Ok(second) = rs.decode(&mut again) else {
+        panic!("right length must decode")
+    };
+    for (first, second) in out.codewords().iter().zip(second.codewords()) {
+        if matches!(
+            first,
+            CodewordOutcome::Corrected { .. } | CodewordOutcome::Clean
+        ) {
+            assert_eq!(*second, CodewordOutcome::Clean);
+        }
+    }
+}
+
+/// The whole decoder chain on arbitrary input in every format.
+pub fn decoder(data: &[u8]) {
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let names: Vec<&str> = Profile::builtin_names().collect();
+    let Some(name) = names.get(usize::from(sel) % names.len()) else {
+        return;
+    };
+    let Ok(profile) = Profile::builtin(name) else {
+        return;
+    };
+    let format = match (sel >> 4) & 3 {
+        0 => InputFormat::Bits,
+        1 => InputFormat::Cadu,
+        2 => InputFormat::Frames,
+        _ => InputFormat::Packets,
+    };
+    let Ok(mut d) = Decoder::new(&profile, format, DecoderOptions::default()) else {
+        return;
+    };
+    for c in chunks(body) {
+        d.push(c);
+        while d.poll().is_some() {}
+    }
+    d.finish();
+    while d.poll().is_some() {}
+    let s = d.stats();
+    assert_eq!(s.cadus, s.frames.good + s.frames.rejected.total());
+}

@@ -1,0 +1,141 @@
+//! Runs every fuzz target over its seed corpus on stable: the committed seeds in corpus/<target>/
+//! (regressions and hand-made edge cases) plus seeds cut on the fly from the real captures in
+//! ../shared/data (they are not copied into the repository).
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+
+fn shared(rel: &str) -> Vec<u8> {
+    let p = format!("{}/../../shared/data/{rel}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+fn committed(target: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
+    let mut seeds = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            seeds.push(std::fs::read(e.path()).unwrap());
+        }
+    }
+    seeds
+}
+
+fn run(target: &str, f: fn(&[u8]), real: Vec<Vec<u8>>) {
+    let mut seeds = committed(target);
+    let n_committed = seeds.len();
+    seeds.extend(real);
+    assert!(
+        seeds.len() > n_committed,
+        "{target}: no seeds cut from real data"
+    );
+    for s in &seeds {
+        f(s);
+        // also every truncation point of the seed's head and a bit-flipped copy
+        for cut in [0, 1, 5, 6, 7, 64, 895, 1024] {
+            f(&s[..cut.min(s.len())]);
+        }
+        let mut flipped = s.clone();
+        for (i, b) in flipped.iter_mut().enumerate().step_by(97) {
+            *b ^= 1 << (i % 8);
+        }
+        f(&flipped);
+    }
+}
+
+fn with_sel(sel: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![sel];
+    v.extend_from_slice(body);
+    v
+}
+
+#[test]
+fn sync_corpus() {
+    let aqua = shared("cadu/aqua.20241206T175646.dat");
+    // selector 0xFF & 0x3F = 63 -> frame_len 16 + 252; also full 1020-byte frames via selector
+    let real = vec![
+        with_sel(0x00, &aqua[..8192]),
+        with_sel(0x3F, &aqua[..16384]),
+        with_sel(0x40, &shared("cadu/snpp_7cadus_2vcids.dat")),
+        with_sel(0x81, &aqua[100_000..140_000]),
+    ];
+    run("sync", downlink_fuzz::sync, real);
+}
+
+#[test]
+fn frame_header_corpus() {
+    let m = shared("vcdu/meteor-m2/2022_12_20_20_25_30.vcdu");
+    let real = (0u8..=255)
+        .step_by(7)
+        .map(|sel| with_sel(sel, &m[..892]))
+        .collect();
+    run("frame_header", downlink_fuzz::frame_header, real);
+}
+
+#[test]
+fn mpdu_corpus() {
+    // Real M_PDUs: Meteor frames' FHP + packet zone, in the target's record format.
+    let m = shared("vcdu/meteor-m2/2022_12_20_20_25_30.vcdu");
+    let mut rec = Vec::new();
+    for f in m.chunks_exact(892).take(8) {
+        let zone = &f[10..];
+        let fhp = u16::from_be_bytes([f[8], f[9]]) & 0x7FF;
+        for part in zone.chunks(1021) {
+            rec.extend_from_slice(&fhp.to_be_bytes());
+            rec.push(((part.len() - 1) / 4) as u8);
+            rec.push(0);
+            rec.extend_from_slice(part);
+        }
+    }
+    let viirs = shared("packets/viirs/viirs_packets.dat");
+    let mut rec2 = Vec::new();
+    for part in viirs[..20_000].chunks(881) {
+        rec2.extend_from_slice(&[0x07, 0xFF, 220, 0]);
+        rec2.extend_from_slice(part);
+    }
+    run("mpdu", downlink_fuzz::mpdu, vec![rec, rec2]);
+}
+
+#[test]
+fn space_packet_corpus() {
+    let real = vec![
+        shared("packets/viirs/viirs_packets.dat")[..30_000].to_vec(),
+        shared("packets/cygnss/CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm"),
+        shared("packets/europa-clipper/ecm_raw2.bin")[..20_000].to_vec(),
+    ];
+    run("space_packet", downlink_fuzz::space_packet, real);
+}
+
+#[test]
+fn reed_solomon_corpus() {
+    let cw = shared("vectors/rs255_223_dualbasis_codeword.bin");
+    let real = vec![
+        with_sel(0x20, &cw),
+        with_sel(0x00, &cw),
+        with_sel(0x27, &cw.repeat(8)),
+    ];
+    run("reed_solomon", downlink_fuzz::reed_solomon, real);
+}
+
+#[test]
+fn decoder_corpus() {
+    let npp = shared("cadu/npp.20241206T173815.dat");
+    let names: Vec<&str> = decoder::Profile::builtin_names().collect();
+    let jpss = names.iter().position(|n| *n == "jpss").unwrap() as u8;
+    let meteor = names.iter().position(|n| *n == "meteor-lrpt").unwrap() as u8;
+    let real = vec![
+        with_sel(jpss, &npp[..64 * 1024]),
+        with_sel(jpss | 0x10, &shared("cadu/snpp_7cadus_2vcids.dat")),
+        with_sel(
+            meteor | 0x20,
+            &shared("vcdu/meteor-m2/2022_12_20_20_25_30.vcdu"),
+        ),
+        with_sel(
+            jpss | 0x30,
+            &shared("packets/viirs/viirs_packets.dat")[..40_000],
+        ),
+    ];
+    run("decoder", downlink_fuzz::decoder, real);
+}
