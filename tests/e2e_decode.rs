@@ -175,7 +175,7 @@ fn text_report_and_profiles_round_trip() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report = String::from_utf8(out.stdout).unwrap();
-    assert!(report.contains("good 7"), "{report}");
+    assert!(report.contains("good 7 (fill 0)"), "{report}");
     assert!(report.contains("vcid 16"), "{report}");
 }
 

@@ -72,10 +72,17 @@ pub(crate) fn profiles(name: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// At most this many per-APID files are open at once (2048 APIDs exist; file descriptors and
+/// buffers are bounded). Packets of further APIDs are counted, not written.
+const MAX_APID_FILES: usize = 512;
+const APID_BUFFER: usize = 64 * 1024;
+
 struct Outputs {
     frames: Option<AtomicFile>,
     packets_dir: Option<PathBuf>,
     packets: BTreeMap<u16, AtomicFile>,
+    /// Packets not written because MAX_APID_FILES files were already open, by APID.
+    unwritten: BTreeMap<u16, u64>,
 }
 
 impl Outputs {
@@ -89,10 +96,18 @@ impl Outputs {
             Event::Packet { packet, .. } => {
                 if let Some(dir) = &self.packets_dir {
                     let apid = packet.header.apid;
+                    let full = self.packets.len() >= MAX_APID_FILES;
                     let file = match self.packets.entry(apid) {
                         std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(_) if full => {
+                            *self.unwritten.entry(apid).or_default() += 1;
+                            return Ok(());
+                        }
                         std::collections::btree_map::Entry::Vacant(v) => {
-                            v.insert(AtomicFile::create(dir.join(format!("apid{apid:05}.pkts")))?)
+                            v.insert(AtomicFile::with_buffer(
+                                dir.join(format!("apid{apid:05}.pkts")),
+                                APID_BUFFER,
+                            )?)
                         }
                     };
                     file.write_all(&packet.data)?;
@@ -104,6 +119,14 @@ impl Outputs {
     }
 
     fn commit(self) -> Result<()> {
+        if !self.unwritten.is_empty() {
+            let total: u64 = self.unwritten.values().sum();
+            let _ = writeln!(
+                std::io::stderr(),
+                "downlink: warning: {total} packets on {} APIDs not written: more than {MAX_APID_FILES} APIDs in one run",
+                self.unwritten.len()
+            );
+        }
         if let Some(f) = self.frames {
             f.commit()?;
         }
@@ -135,6 +158,7 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<()> {
             .transpose()?,
         packets_dir: args.packets_out.clone(),
         packets: BTreeMap::new(),
+        unwritten: BTreeMap::new(),
     };
     let mut total = 0u64;
     for f in &args.files {

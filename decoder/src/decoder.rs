@@ -62,7 +62,8 @@ pub struct DecoderOptions {
     pub frames: bool,
     /// Also emit fill frames as [`Event::Frame`].
     pub fill_frames: bool,
-    /// Reassemble and emit [`Event::Packet`].
+    /// Reassemble (and count) space packets and emit [`Event::Packet`]; false skips the
+    /// packet layer entirely.
     pub packets: bool,
 }
 
@@ -256,6 +257,16 @@ enum Front {
     Packets(PacketStream),
 }
 
+fn invalid(profile: &Profile, path: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::InvalidProfile {
+        name: profile.name.clone(),
+        problems: vec![crate::error::Problem {
+            path: path.into(),
+            message: e.to_string(),
+        }],
+    }
+}
+
 /// The decoder: one per input stream.
 pub struct Decoder {
     profile: Profile,
@@ -288,8 +299,9 @@ pub struct Decoder {
     packet_bytes: u64,
     dropped: [u64; 6],
     dropped_bytes: u64,
-    stream_idle: u64,
     polarity_changes: u64,
+    frames_truncated_bits: u64,
+    ignored_after_finish: u64,
 }
 
 impl Decoder {
@@ -304,13 +316,7 @@ impl Decoder {
         let front = match format {
             InputFormat::Bits | InputFormat::Cadu => {
                 let params = profile.sync_params(format == InputFormat::Cadu);
-                let sync = Synchronizer::new(params).map_err(|e| Error::InvalidProfile {
-                    name: profile.name.clone(),
-                    problems: vec![crate::error::Problem {
-                        path: "sync".into(),
-                        message: e.to_string(),
-                    }],
-                })?;
+                let sync = Synchronizer::new(params).map_err(|e| invalid(profile, "sync", &e))?;
                 Front::Sync(Box::new(sync))
             }
             InputFormat::Frames => Front::Frames {
@@ -322,13 +328,7 @@ impl Decoder {
         };
         let coded = matches!(format, InputFormat::Bits | InputFormat::Cadu);
         let rs = match (coded, profile.rs_params()) {
-            (true, Some(p)) => Some(ReedSolomon::new(p).map_err(|e| Error::InvalidProfile {
-                name: profile.name.clone(),
-                problems: vec![crate::error::Problem {
-                    path: "rs".into(),
-                    message: e.to_string(),
-                }],
-            })?),
+            (true, Some(p)) => Some(ReedSolomon::new(p).map_err(|e| invalid(profile, "rs", &e))?),
             _ => None,
         };
         let pn = (coded && profile.cadu.pn).then(|| Derandomizer::new(profile.coded_frame_len()));
@@ -377,8 +377,9 @@ impl Decoder {
             packet_bytes: 0,
             dropped: [0; 6],
             dropped_bytes: 0,
-            stream_idle: 0,
             polarity_changes: 0,
+            frames_truncated_bits: 0,
+            ignored_after_finish: 0,
         })
     }
 
@@ -389,6 +390,11 @@ impl Decoder {
 
     /// Feeds input bytes. Nothing is decoded until `poll`.
     pub fn push(&mut self, data: &[u8]) {
+        if self.finished {
+            // The stream has ended; later bytes would never be flushed. Count and ignore them.
+            self.ignored_after_finish += data.len() as u64;
+            return;
+        }
         self.bytes_in += data.len() as u64;
         match &mut self.front {
             Front::Sync(s) => s.push(data),
@@ -456,6 +462,7 @@ impl Decoder {
                         SyncEvent::Truncated { stream_bit, bits } => {
                             Event::Truncated { stream_bit, bits }
                         }
+                        // Handled by the arm above.
                         SyncEvent::Frame(_) => return true,
                     };
                     self.events.push_back(e);
@@ -469,13 +476,14 @@ impl Decoder {
                     let at = *pos;
                     *pos += (*len as u64) * 8;
                     self.cadus += 1;
-                    self.on_frame(data, None, Some(at));
+                    self.on_decoded(data, None, None, Some(at));
                     true
                 } else if self.finished && !buf.is_empty() {
                     let bits = buf.len() as u64 * 8;
                     let stream_bit = *pos;
                     *pos += bits;
                     buf.clear();
+                    self.frames_truncated_bits += bits;
                     self.events.push_back(Event::Truncated { stream_bit, bits });
                     true
                 } else {
@@ -554,7 +562,8 @@ impl Decoder {
                     }
                 }
             }
-            if frame_has.1 {
+            // Under cfg(fuzzing) frames go on despite RS so the fuzzer reaches the later stages.
+            if frame_has.1 && !cfg!(fuzzing) {
                 self.rs_counts.frames_uncorrectable += 1;
                 self.reject(Some(f.stream_bit), RejectReason::RsUncorrectable);
                 return;
@@ -569,10 +578,6 @@ impl Decoder {
         }
         let stream_bit = Some(sync.stream_bit);
         self.on_decoded(data, outcome, Some(sync), stream_bit);
-    }
-
-    fn on_frame(&mut self, data: BytesMut, sync: Option<FrameSync>, stream_bit: Option<u64>) {
-        self.on_decoded(data, None, sync, stream_bit);
     }
 
     fn reject(&mut self, stream_bit: Option<u64>, reason: RejectReason) {
@@ -595,6 +600,25 @@ impl Decoder {
         sync: Option<FrameSync>,
         stream_bit: Option<u64>,
     ) {
+        // The FECF covers the whole frame, so it is checked before any header field is trusted:
+        // on links without RS a corrupted header is a CRC failure, not a "bad version".
+        if self.layout.fecf {
+            let ok = data
+                .len()
+                .checked_sub(2)
+                .and_then(|n| {
+                    let (body, tail) = data.split_at(n);
+                    let tail = <[u8; 2]>::try_from(tail).ok()?;
+                    Some(u16::from_be_bytes(tail) == self.fecf.checksum(body))
+                })
+                .unwrap_or(false);
+            if ok || cfg!(fuzzing) {
+                self.crc_ok += 1;
+            } else {
+                self.crc_failed += 1;
+                return self.reject(stream_bit, RejectReason::CrcFailed);
+            }
+        }
         let header = match FrameHeader::parse(&self.layout, &data) {
             Ok(h) => h,
             Err(HeaderError::Version { .. }) => {
@@ -604,19 +628,6 @@ impl Decoder {
         };
         if !self.profile.accepts_scid(header.scid) {
             return self.reject(stream_bit, RejectReason::UnexpectedScid(header.scid));
-        }
-        if let Some((covered, at)) = &header.fecf {
-            let want = data
-                .get(*at..*at + 2)
-                .and_then(|b| <[u8; 2]>::try_from(b).ok())
-                .map(u16::from_be_bytes);
-            let got = data.get(covered.clone()).map(|b| self.fecf.checksum(b));
-            if want.is_some() && want == got {
-                self.crc_ok += 1;
-            } else {
-                self.crc_failed += 1;
-                return self.reject(stream_bit, RejectReason::CrcFailed);
-            }
         }
         self.good += 1;
         let vcid = header.vcid;
@@ -634,6 +645,9 @@ impl Decoder {
         if fill {
             self.fill += 1;
         } else if self.options.packets
+            && header.packet_data
+            // A repeated frame (same VC count) would deliver its packets twice.
+            && continuity != Continuity::Repeat
             && self
                 .packet_vc
                 .get(usize::from(vcid))
@@ -728,6 +742,8 @@ impl Decoder {
                 truncated_bits: x.truncated_bits,
             };
         }
+        s.sync.truncated_bits += self.frames_truncated_bits;
+        s.bytes_ignored_after_finish = self.ignored_after_finish;
         s.crc.ok = self.crc_ok;
         s.crc.failed = self.crc_failed;
         s.frames.good = self.good;
@@ -740,13 +756,12 @@ impl Decoder {
         }
         s.packets.total = self.packets_total;
         s.packets.bytes = self.packet_bytes;
-        s.packets.idle = self.stream_idle
-            + self
-                .assemblers
-                .iter()
-                .flatten()
-                .map(|a| a.stats().idle_packets)
-                .sum::<u64>();
+        s.packets.idle = self
+            .assemblers
+            .iter()
+            .flatten()
+            .map(|a| a.stats().idle_packets)
+            .sum::<u64>();
         if let Front::Packets(p) = &self.front {
             s.packets.idle += p.stats().idle_packets;
         }

@@ -93,8 +93,11 @@ impl FrameLayout {
     /// Smallest frame this layout can describe (header, insert zone, trailer, one data byte,
     /// plus the 2-byte M_PDU header for AOS).
     pub fn min_len(&self) -> usize {
-        let mpdu = if self.kind == FrameKind::Aos { 2 } else { 0 };
-        self.primary_len() + self.insert_zone_len + self.trailer_len(true) + mpdu + 1
+        let (mpdu, iz) = match self.kind {
+            FrameKind::Aos => (2, self.insert_zone_len),
+            FrameKind::Tm => (0, 0),
+        };
+        self.primary_len() + iz + self.trailer_len(true) + mpdu + 1
     }
 }
 
@@ -118,6 +121,9 @@ pub struct FrameHeader {
     pub replay: bool,
     /// TM: first header pointer from the data field status. AOS: read from the M_PDU header.
     pub first_header_pointer: u16,
+    /// The data field carries space packets (false when the TM synchronization flag says it
+    /// holds octet-synchronous VCA data instead).
+    pub packet_data: bool,
     /// Insert zone bytes (AOS).
     pub insert_zone: Range<usize>,
     /// Packet zone (after the M_PDU header for AOS; the TM data field).
@@ -185,6 +191,7 @@ impl FrameHeader {
                     mc_count: Some(mc),
                     replay: false,
                     first_header_pointer: fhp,
+                    packet_data: status & 0x4000 == 0,
                     insert_zone: 6..6,
                     packet_zone: start..data_end,
                     ocf: ocf_flag.then_some(data_end..data_end + 4),
@@ -217,6 +224,7 @@ impl FrameHeader {
                     mc_count: None,
                     replay,
                     first_header_pointer: fhp,
+                    packet_data: true,
                     insert_zone: iz_start..iz_end,
                     packet_zone: iz_end + 2..data_end,
                     ocf: layout.ocf.then_some(data_end..data_end + 4),

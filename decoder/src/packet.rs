@@ -974,8 +974,8 @@ struct ApidEntry {
 
 /// Per-APID packet counters and gaps in the 14-bit sequence count (wraps at 16384, so
 /// 16383 → 0 is not a gap). A count that does not follow the previous one is one gap of
-/// `(count − previous − 1) mod 16384` missing packets; a repeated count therefore reads as
-/// 16383 missing packets.
+/// `(count − previous − 1) mod 16384` missing packets; a repeated count is a duplicate, not a
+/// gap.
 #[derive(Clone, Debug, Default)]
 pub struct SequenceTracker {
     apids: BTreeMap<u16, ApidEntry>,
@@ -998,7 +998,8 @@ impl SequenceTracker {
         let gap = entry.last.and_then(|last| {
             let expected = (last + 1) % SEQUENCE_COUNT_MODULUS;
             let missing = count.wrapping_sub(expected) % SEQUENCE_COUNT_MODULUS;
-            (missing != 0).then_some(missing)
+            // A repeated count (missing == modulus - 1) is a duplicate, not a near-full wrap.
+            (missing != 0 && count != last).then_some(missing)
         });
         if let Some(m) = gap {
             c.sequence_gaps = c.sequence_gaps.saturating_add(1);

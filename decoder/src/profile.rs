@@ -239,7 +239,7 @@ impl Profile {
                 ),
             );
         }
-        let asm_len = asm.map_or(4, |(_, bits)| usize::from(bits / 8));
+        let asm_len = self.asm_len();
         if self.cadu.length <= asm_len || self.cadu.length > 16384 {
             problem(
                 &mut pr,
@@ -262,13 +262,14 @@ impl Profile {
                     format!("must be 1..=8, got {}", rs.interleave),
                 );
             }
-            let max_fill = 255 - 2 * usize::from(rs.e) - 1;
-            if usize::from(rs.virtual_fill) > max_fill {
-                problem(
-                    &mut pr,
-                    "rs.virtual_fill",
-                    format!("must be at most {max_fill}, got {}", rs.virtual_fill),
-                );
+            if let Some(max_fill) = RsParams::max_virtual_fill(rs.e) {
+                if rs.virtual_fill > max_fill {
+                    problem(
+                        &mut pr,
+                        "rs.virtual_fill",
+                        format!("must be at most {max_fill}, got {}", rs.virtual_fill),
+                    );
+                }
             }
             let block = usize::from(rs.interleave) * (255 - usize::from(rs.virtual_fill));
             if (1..=8).contains(&rs.interleave) && block != frame_len {
@@ -280,6 +281,32 @@ impl Profile {
                         block + asm_len,
                         self.cadu.length
                     ),
+                );
+            }
+        }
+        if self.frame.kind == FrameKind::Tm {
+            if self.frame.insert_zone != 0 {
+                problem(
+                    &mut pr,
+                    "frame.insert_zone",
+                    format!(
+                        "is AOS-only; TM frames have none, got {}",
+                        self.frame.insert_zone
+                    ),
+                );
+            }
+            if self.frame.header_error_control {
+                problem(
+                    &mut pr,
+                    "frame.header_error_control",
+                    "is AOS-only; must be false for TM".into(),
+                );
+            }
+            if self.frame.ocf {
+                problem(
+                    &mut pr,
+                    "frame.ocf",
+                    "is read from the TM header's OCF flag; must be false for TM".into(),
                 );
             }
         }

@@ -133,6 +133,8 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Frames that entered the chain (synchronized CADUs or bare frames).
     pub cadus: u64,
+    /// Bytes pushed after `finish` (ignored).
+    pub bytes_ignored_after_finish: u64,
     /// Synchronizer counters.
     pub sync: SyncCounters,
     /// Reed-Solomon counters.

@@ -1,2 +1,4 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| downlink_fuzz::decoder(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = downlink_fuzz::decoder(data);
+});

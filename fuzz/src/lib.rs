@@ -25,12 +25,16 @@ fn chunks(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Frame synchronizer over an arbitrary bit stream, pushed in input-chosen chunks.
-pub fn sync(data: &[u8]) {
+pub fn sync(data: &[u8]) -> u64 {
     let Some((&sel, body)) = data.split_first() else {
-        return;
+        return 0;
     };
     let params = SyncParams {
-        frame_len: 16 + usize::from(sel & 0x3F) * 4,
+        // Selector 0x3F gives real 1020-byte CCSDS frames, the rest short synthetic ones.
+        frame_len: match sel & 0x3F {
+            0x3F => 1020,
+            k => 16 + usize::from(k) * 4,
+        },
         search_tolerance: sel >> 6,
         check_tolerance: sel >> 6,
         lock_tolerance: 1 + (sel >> 7),
@@ -38,7 +42,7 @@ pub fn sync(data: &[u8]) {
         ..SyncParams::default()
     };
     let Ok(mut s) = Synchronizer::new(params) else {
-        return;
+        return 0;
     };
     let mut frames = 0u64;
     for c in chunks(body) {
@@ -58,12 +62,13 @@ pub fn sync(data: &[u8]) {
         }
     }
     assert_eq!(s.stats().frames, frames);
+    frames
 }
 
 /// TM and AOS header parsing under several layouts.
-pub fn frame_header(data: &[u8]) {
+pub fn frame_header(data: &[u8]) -> u64 {
     let Some((&sel, frame)) = data.split_first() else {
-        return;
+        return 0;
     };
     let layout = FrameLayout {
         kind: if sel & 1 == 0 {
@@ -77,7 +82,10 @@ pub fn frame_header(data: &[u8]) {
         ocf: sel & 4 != 0,
         fecf: sel & 8 != 0,
     };
-    if let Ok(h) = FrameHeader::parse(&layout, frame) {
+    let Ok(h) = FrameHeader::parse(&layout, frame) else {
+        return 0;
+    };
+    {
         assert!(h.packet_zone.start <= h.packet_zone.end && h.packet_zone.end <= frame.len());
         assert!(h.insert_zone.end <= h.packet_zone.start);
         if let Some(o) = &h.ocf {
@@ -88,10 +96,11 @@ pub fn frame_header(data: &[u8]) {
         }
         assert!(h.vc_count < h.vc_count_modulus);
     }
+    1
 }
 
 /// M_PDU reassembly: the input is a sequence of (FHP, zone length, continuity, zone bytes).
-pub fn mpdu(data: &[u8]) {
+pub fn mpdu(data: &[u8]) -> u64 {
     let mut a = PacketAssembler::new(4096);
     let mut out = Vec::new();
     let mut rest = data;
@@ -112,6 +121,7 @@ pub fn mpdu(data: &[u8]) {
         .filter(|e| matches!(e, PacketEvent::Packet(_)))
         .count() as u64;
     assert_eq!(st.packets, delivered);
+    delivered
 }
 
 fn check_packets(events: &[PacketEvent], max: usize) {
@@ -127,7 +137,7 @@ fn check_packets(events: &[PacketEvent], max: usize) {
 }
 
 /// Space packet views and the packet-stream splitter.
-pub fn space_packet(data: &[u8]) {
+pub fn space_packet(data: &[u8]) -> u64 {
     if let Ok(p) = SpacePacket::new_checked(data) {
         assert_eq!(p.total_len(), data.len());
         assert_eq!(p.data().len() + 6, data.len());
@@ -139,12 +149,13 @@ pub fn space_packet(data: &[u8]) {
     }
     s.flush(&mut out);
     check_packets(&out, 65542);
+    s.stats().packets
 }
 
 /// Reed-Solomon on arbitrary blocks: a claimed correction must yield a valid codeword.
-pub fn reed_solomon(data: &[u8]) {
+pub fn reed_solomon(data: &[u8]) -> u64 {
     let Some((&sel, body)) = data.split_first() else {
-        return;
+        return 0;
     };
     let params = RsParams {
         e: if sel & 1 == 0 { 16 } else { 8 },
@@ -157,7 +168,7 @@ pub fn reed_solomon(data: &[u8]) {
         },
     };
     let Ok(rs) = ReedSolomon::new(params) else {
-        return;
+        return 0;
     };
     let mut block = vec![0u8; rs.block_len()];
     let n = body.len().min(block.len());
@@ -194,19 +205,24 @@ pub fn reed_solomon(data: &[u8]) {
             assert_eq!(*second, CodewordOutcome::Clean);
         }
     }
+    out.codewords()
+        .iter()
+        .filter(|c| !matches!(c, CodewordOutcome::Uncorrectable))
+        .count() as u64
 }
 
 /// The whole decoder chain on arbitrary input in every format.
-pub fn decoder(data: &[u8]) {
+pub fn decoder(data: &[u8]) -> u64 {
     let Some((&sel, body)) = data.split_first() else {
-        return;
+        return 0;
     };
     let names: Vec<&str> = Profile::builtin_names().collect();
-    let Some(name) = names.get(usize::from(sel) % names.len()) else {
-        return;
+    // Low nibble picks the profile, bits 4-5 the format.
+    let Some(name) = names.get(usize::from(sel & 0x0F) % names.len()) else {
+        return 0;
     };
     let Ok(profile) = Profile::builtin(name) else {
-        return;
+        return 0;
     };
     let format = match (sel >> 4) & 3 {
         0 => InputFormat::Bits,
@@ -215,7 +231,7 @@ pub fn decoder(data: &[u8]) {
         _ => InputFormat::Packets,
     };
     let Ok(mut d) = Decoder::new(&profile, format, DecoderOptions::default()) else {
-        return;
+        return 0;
     };
     for c in chunks(body) {
         d.push(c);
@@ -225,4 +241,5 @@ pub fn decoder(data: &[u8]) {
     while d.poll().is_some() {}
     let s = d.stats();
     assert_eq!(s.cadus, s.frames.good + s.frames.rejected.total());
+    s.frames.good + s.packets.total
 }

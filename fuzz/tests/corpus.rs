@@ -23,17 +23,19 @@ fn committed(target: &str) -> Vec<Vec<u8>> {
     seeds
 }
 
-fn run(target: &str, f: fn(&[u8]), real: Vec<Vec<u8>>) {
+/// Runs `f` over the committed seeds, the real ones, their truncations and bit-flipped copies;
+/// returns how deep each real seed got (frames, packets or codewords, as the target counts).
+fn run(target: &str, f: fn(&[u8]) -> u64, real: Vec<Vec<u8>>) -> Vec<u64> {
     let mut seeds = committed(target);
     let n_committed = seeds.len();
+    assert!(!real.is_empty(), "{target}: no seeds cut from real data");
     seeds.extend(real);
-    assert!(
-        seeds.len() > n_committed,
-        "{target}: no seeds cut from real data"
-    );
-    for s in &seeds {
-        f(s);
-        // also every truncation point of the seed's head and a bit-flipped copy
+    let mut depth = Vec::new();
+    for (k, s) in seeds.iter().enumerate() {
+        let d = f(s);
+        if k >= n_committed {
+            depth.push(d);
+        }
         for cut in [0, 1, 5, 6, 7, 64, 895, 1024] {
             f(&s[..cut.min(s.len())]);
         }
@@ -43,6 +45,7 @@ fn run(target: &str, f: fn(&[u8]), real: Vec<Vec<u8>>) {
         }
         f(&flipped);
     }
+    depth
 }
 
 fn with_sel(sel: u8, body: &[u8]) -> Vec<u8> {
@@ -54,14 +57,16 @@ fn with_sel(sel: u8, body: &[u8]) -> Vec<u8> {
 #[test]
 fn sync_corpus() {
     let aqua = shared("cadu/aqua.20241206T175646.dat");
-    // selector 0xFF & 0x3F = 63 -> frame_len 16 + 252; also full 1020-byte frames via selector
+    // selector & 0x3F == 0x3F -> real 1020-byte CCSDS frames; others: short synthetic frames
     let real = vec![
         with_sel(0x00, &aqua[..8192]),
         with_sel(0x3F, &aqua[..16384]),
-        with_sel(0x40, &shared("cadu/snpp_7cadus_2vcids.dat")),
+        with_sel(0x7F, &shared("cadu/snpp_7cadus_2vcids.dat")),
         with_sel(0x81, &aqua[100_000..140_000]),
     ];
-    run("sync", downlink_fuzz::sync, real);
+    let d = run("sync", downlink_fuzz::sync, real);
+    // The 1020-byte seeds lock: 15 frames of the Aqua cut, 7 byte-aligned SNPP CADUs.
+    assert_eq!(d, vec![0, 15, 7, 0], "sync seeds reach LOCK");
 }
 
 #[test]
@@ -71,7 +76,11 @@ fn frame_header_corpus() {
         .step_by(7)
         .map(|sel| with_sel(sel, &m[..892]))
         .collect();
-    run("frame_header", downlink_fuzz::frame_header, real);
+    let d = run("frame_header", downlink_fuzz::frame_header, real);
+    assert!(
+        d.iter().any(|&x| x > 0),
+        "some layouts parse the real header"
+    );
 }
 
 #[test]
@@ -82,20 +91,39 @@ fn mpdu_corpus() {
     for f in m.chunks_exact(892).take(8) {
         let zone = &f[10..];
         let fhp = u16::from_be_bytes([f[8], f[9]]) & 0x7FF;
-        for part in zone.chunks(1021) {
-            rec.extend_from_slice(&fhp.to_be_bytes());
+        for (k, part) in zone.chunks(881).enumerate() {
+            let p = if k == 0 { fhp } else { 0x7FF };
+            rec.extend_from_slice(&p.to_be_bytes());
             rec.push(((part.len() - 1) / 4) as u8);
             rec.push(0);
             rec.extend_from_slice(part);
         }
     }
     let viirs = shared("packets/viirs/viirs_packets.dat");
+    // Real first-header pointers for the VIIRS packets cut into 881-byte zones.
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at + 6 <= viirs.len() {
+        starts.push(at);
+        at += 7 + usize::from(u16::from_be_bytes([viirs[at + 4], viirs[at + 5]]));
+    }
     let mut rec2 = Vec::new();
-    for part in viirs[..20_000].chunks(881) {
-        rec2.extend_from_slice(&[0x07, 0xFF, 220, 0]);
+    for (i, part) in viirs[..20_000].chunks(881).enumerate() {
+        let lo = i * 881;
+        let fhp = starts
+            .iter()
+            .find(|&&s| s >= lo && s < lo + part.len())
+            .map_or(0x7FF, |&s| (s - lo) as u16);
+        rec2.extend_from_slice(&fhp.to_be_bytes());
+        rec2.extend_from_slice(&[220, 0]);
         rec2.extend_from_slice(part);
     }
-    run("mpdu", downlink_fuzz::mpdu, vec![rec, rec2]);
+    let d = run("mpdu", downlink_fuzz::mpdu, vec![rec, rec2]);
+    // 8 Meteor zones carry dozens of MSU-MR packets; 20 KB of VIIRS only a few big ones.
+    assert!(
+        d[0] > 10 && d[1] >= 3,
+        "real M_PDUs reassemble packets: {d:?}"
+    );
 }
 
 #[test]
@@ -105,7 +133,9 @@ fn space_packet_corpus() {
         shared("packets/cygnss/CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm"),
         shared("packets/europa-clipper/ecm_raw2.bin")[..20_000].to_vec(),
     ];
-    run("space_packet", downlink_fuzz::space_packet, real);
+    let d = run("space_packet", downlink_fuzz::space_packet, real);
+    assert_eq!(d[1], 101, "all CYGNSS packets");
+    assert!(d[0] >= 5 && d[2] > 50, "{d:?}");
 }
 
 #[test]
@@ -116,7 +146,8 @@ fn reed_solomon_corpus() {
         with_sel(0x00, &cw),
         with_sel(0x27, &cw.repeat(8)),
     ];
-    run("reed_solomon", downlink_fuzz::reed_solomon, real);
+    let d = run("reed_solomon", downlink_fuzz::reed_solomon, real);
+    assert_eq!(d[0], 1, "the dual-basis codeword decodes");
 }
 
 #[test]
@@ -137,5 +168,9 @@ fn decoder_corpus() {
             &shared("packets/viirs/viirs_packets.dat")[..40_000],
         ),
     ];
-    run("decoder", downlink_fuzz::decoder, real);
+    let d = run("decoder", downlink_fuzz::decoder, real);
+    assert!(
+        d.iter().all(|&x| x > 0),
+        "every real seed yields frames or packets: {d:?}"
+    );
 }

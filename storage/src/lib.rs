@@ -49,11 +49,17 @@ pub struct AtomicFile {
     temp_path: PathBuf,
     file: Option<io::BufWriter<File>>,
     poisoned: bool,
+    committed: bool,
 }
 
 impl AtomicFile {
     /// Starts writing `path` (its directory must exist).
     pub fn create(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::with_buffer(path, 1 << 20)
+    }
+
+    /// Like [`AtomicFile::create`] with a write buffer of `capacity` bytes.
+    pub fn with_buffer(path: impl AsRef<Path>, capacity: usize) -> Result<Self, Error> {
         let final_path = path.as_ref().to_owned();
         let name = final_path
             .file_name()
@@ -69,8 +75,9 @@ impl AtomicFile {
         Ok(Self {
             final_path,
             temp_path,
-            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+            file: Some(io::BufWriter::with_capacity(capacity, file)),
             poisoned: false,
+            committed: false,
         })
     }
 
@@ -106,6 +113,7 @@ impl AtomicFile {
         drop(file);
         fs::rename(&self.temp_path, &self.final_path)
             .map_err(io_err("rename", &self.final_path))?;
+        self.committed = true;
         sync_dir(&self.final_path)?;
         Ok(self.final_path.clone())
     }
@@ -113,8 +121,9 @@ impl AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.file.is_some() || self.poisoned {
-            // Never committed: remove the temporary file; the final name was never touched.
+        if !self.committed {
+            // Never committed (dropped, poisoned, or a failed commit): remove the temporary file;
+            // the final name was never touched.
             let _ = fs::remove_file(&self.temp_path);
         }
     }
@@ -180,16 +189,34 @@ mod tests {
         // /dev/full accepts opens and fails every write with ENOSPC.
         let mut f = AtomicFile {
             final_path: PathBuf::from("/nonexistent/never"),
-            temp_path: PathBuf::from("/dev/full"),
+            // Never the real /dev/full: Drop removes the temp path of an uncommitted file.
+            temp_path: PathBuf::from("/nonexistent/tmp"),
             file: Some(io::BufWriter::with_capacity(
                 0,
                 OpenOptions::new().write(true).open("/dev/full").unwrap(),
             )),
             poisoned: false,
+            committed: false,
         };
         assert!(f.write_all(&[0u8; 4096]).is_err());
         assert!(matches!(f.write_all(b"x"), Err(Error::Poisoned { .. })));
-        f.temp_path = PathBuf::from("/nonexistent/tmp");
         assert!(matches!(f.commit(), Err(Error::Poisoned { .. })));
+    }
+
+    #[test]
+    fn failed_commit_removes_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("taken");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("x"), b"occupied").unwrap();
+        let mut f = AtomicFile::create(&target).unwrap();
+        f.write_all(b"data").unwrap();
+        let err = f.commit().unwrap_err();
+        assert!(err.to_string().contains("rename"), "{err}");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("taken")]);
     }
 }
