@@ -5,7 +5,7 @@ CARGO ?= cargo
 DATA ?= ../shared/data
 APT_PKGS := build-essential pkg-config
 
-.PHONY: run test deps build release fmt lint unit fuzz-corpus bench bench-data clean
+.PHONY: run test deps build release fmt lint unit fuzz-corpus fuzz bench bench-data clean
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -43,6 +43,10 @@ fuzz-corpus:
 	$(CARGO) test --manifest-path fuzz/Cargo.toml
 
 test: deps fmt lint unit fuzz-corpus
+
+# Coverage-guided fuzzing on stable (libFuzzer); FUZZ_SECS per target.
+fuzz:
+	scripts/fuzz-stable.sh $(or $(FUZZ_SECS),60)
 
 bench-data:
 	$(CARGO) run --release -p downlink-bench --bin bench_input -- target/bench 256

@@ -8,6 +8,8 @@
 
 mod decode;
 
+use downlink::config;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,34 @@ enum Command {
         /// Profile to print.
         name: Option<String>,
     },
+    /// Check a daemon configuration file and report every problem at once (the same code
+    /// `serve` runs; use it as the unit's ExecStartPre).
+    Validate {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: std::path::PathBuf,
+    },
+    /// Print the fully commented example configuration.
+    ExampleConfig,
+}
+
+/// `downlink validate --config FILE`.
+fn validate(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let cfg = config::Config::load(path)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}: ok", path.display())?;
+    writeln!(out, "  archive  {}", cfg.archive.path.display())?;
+    writeln!(out, "  http     {}", cfg.http.listen)?;
+    writeln!(out, "  pass     los_timeout {:?}", cfg.pass.los_timeout)?;
+    for i in &cfg.input {
+        writeln!(
+            out,
+            "  input    {:<12} {} format {:?} profile {}",
+            i.name, i.listen, i.format, i.profile_source
+        )?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -39,6 +69,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
         Command::Profiles { name } => decode::profiles(name.as_deref()),
+        Command::Validate { config } => validate(&config),
+        Command::ExampleConfig => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(config::Config::example_toml().as_bytes())
+                .map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,2258 @@
+//! The daemon's configuration file: parsed, then validated, with every problem reported at once.
+//!
+//! `downlink serve --config FILE` and `downlink validate --config FILE` both call
+//! [`Config::load`], so a file that validates is a file the daemon will start with (the systemd
+//! unit runs `downlink validate` as `ExecStartPre`). Loading happens in two stages:
+//!
+//! 1. **TOML → raw tables.** The TOML parser checks syntax, unknown keys (every table denies
+//!    them) and value types (a table where a string belongs, a string where a boolean belongs).
+//!    It stops at the first such error; its message names the key, the line and the column,
+//!    and is returned as [`ConfigError::Syntax`].
+//! 2. **Raw tables → [`Config`].** Every value is checked and resolved (addresses, durations,
+//!    sizes, CIDRs, spacecraft profiles) and *every* problem is collected into one
+//!    [`ConfigError::Invalid`], each [`Problem`] naming its field path (`input[1].listen`,
+//!    array indices counted from 0) and the value that was given.
+//!
+//! Conventions, which `config/example.toml` (the shipped `systemd/downlink.toml`) repeats for
+//! operators:
+//! - Durations are strings with a unit: `"500ms"`, `"10s"`, `"2m"`, `"1h 30m"`.
+//! - Sizes are an integer number of bytes or a string with a unit: `"64KiB"`, `"8MiB"`,
+//!   `"4 MB"` (KiB/MiB/GiB/TiB are powers of 1024, kB/MB/GB/TB powers of 1000); see
+//!   [`parse_size`].
+//! - Relative paths (`archive.path`, profile files) are resolved against the directory that
+//!   holds the configuration file, never against the daemon's working directory.
+//! - A key that has no effect for the input's transport (`reconnect` on a UDP input,
+//!   `max_datagram` on a TCP input, `allow` on an outgoing connection) is a problem, not
+//!   silently ignored.
+//!
+//! Validation reads profile files (to check them) but opens no sockets and reads no clock:
+//! whether an address can actually be bound is only known when `serve` binds it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use decoder::{InputFormat, Profile};
+use ipnet::IpNet;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+// ---------------------------------------------------------------------------------------------
+// Defaults and limits (one place; the doc comments and `config/example.toml` repeat them)
+// ---------------------------------------------------------------------------------------------
+
+/// Default `archive.fsync_interval`.
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `archive.fsync_bytes` (4 MiB).
+pub const DEFAULT_FSYNC_BYTES: u64 = 4 * MIB;
+/// Default `archive.keep_raw_cadus`.
+pub const DEFAULT_KEEP_RAW_CADUS: bool = true;
+/// Default `http.listen`.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+/// Default `http.max_concurrency`.
+pub const DEFAULT_HTTP_MAX_CONCURRENCY: usize = 64;
+/// Default `pass.los_timeout`.
+pub const DEFAULT_LOS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `pass.min_frames`.
+pub const DEFAULT_MIN_FRAMES: u64 = 10;
+/// Default `input[].rcvbuf` (8 MiB).
+pub const DEFAULT_RCVBUF: usize = 8 * MIB as usize;
+/// Smallest accepted `input[].rcvbuf` (64 KiB).
+pub const MIN_RCVBUF: usize = 64 * KIB as usize;
+/// Default `input[].max_datagram`.
+pub const DEFAULT_MAX_DATAGRAM: usize = 65535;
+/// Default `input[].queue_frames` and `input[].queue_datagrams`.
+pub const DEFAULT_QUEUE_DEPTH: usize = 4096;
+/// Smallest accepted queue depth.
+pub const MIN_QUEUE_DEPTH: usize = 16;
+/// Default `input[].reconnect`.
+pub const DEFAULT_RECONNECT: Duration = Duration::from_secs(1);
+/// Default `webhook[].timeout`.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+const MAX_QUEUE_DEPTH: u64 = 1 << 20;
+const MAX_RCVBUF: u64 = GIB;
+const MAX_FSYNC_BYTES: u64 = GIB;
+const MAX_HTTP_CONCURRENCY: u64 = 10_000;
+const MAX_MIN_FRAMES: u64 = 1_000_000_000;
+const MAX_INPUT_NAME: usize = 32;
+
+// ---------------------------------------------------------------------------------------------
+// The resolved configuration
+// ---------------------------------------------------------------------------------------------
+
+/// The daemon's whole configuration, validated, with every value resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `[archive]`: where and how pass records are written.
+    pub archive: ArchiveConfig,
+    /// `[http]`: the status/metrics/API endpoint.
+    pub http: HttpConfig,
+    /// `[pass]`: how a pass (one satellite overflight) is delimited and judged.
+    pub pass: PassConfig,
+    /// `[[input]]`: the data sources, at least one; names are unique.
+    pub input: Vec<InputConfig>,
+    /// `[[webhook]]`: HTTP notifications, optional.
+    pub webhook: Vec<WebhookConfig>,
+}
+
+/// `[archive]`: where and how pass records are written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveConfig {
+    /// `path` (required): directory that holds the archive; created if missing. A relative
+    /// path is resolved against the configuration file's directory.
+    pub path: PathBuf,
+    /// `fsync_interval` (default `"1s"`, 1ms..=10m): longest time written data may sit
+    /// unsynced; bounds what a power cut can lose.
+    pub fsync_interval: Duration,
+    /// `fsync_bytes` (default `"4MiB"`, 1 B..=1 GiB): unsynced bytes that trigger an early
+    /// fsync, whichever of the two limits comes first.
+    pub fsync_bytes: u64,
+    /// `keep_raw_cadus` (default `true`): also archive the CADUs as received (before PN and
+    /// Reed-Solomon), so a pass can be re-decoded later. Only `bits` and `cadu` inputs have any.
+    pub keep_raw_cadus: bool,
+}
+
+/// `[http]`: the status, metrics (`/metrics`) and API endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `listen` (default `"127.0.0.1:8080"`): IP address and TCP port to serve on.
+    pub listen: SocketAddr,
+    /// `max_concurrency` (default `64`, 1..=10000): requests served at once; further
+    /// connections wait.
+    pub max_concurrency: usize,
+}
+
+/// `[pass]`: how a pass is delimited and judged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassConfig {
+    /// `los_timeout` (default `"10s"`, 1ms..=1h): an input that has produced no frame for this
+    /// long has lost signal; its pass ends and its record is written.
+    pub los_timeout: Duration,
+    /// `min_frames` (default `10`, 0..=1000000000): passes with fewer good frames are still
+    /// recorded but flagged as suspect; 0 flags none.
+    pub min_frames: u64,
+}
+
+/// `[[input]]`: one data source (a modem or front-end feeding bytes) and how to decode it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputConfig {
+    /// `name` (required): 1 to 32 characters from `a-z 0-9 _ -`, unique among inputs; used in
+    /// metric labels, logs and archive paths.
+    pub name: String,
+    /// `listen` (required): where the bytes come from, see [`Listen`].
+    pub listen: Listen,
+    /// `format` (required): `bits`, `cadu`, `frames` or `packets`.
+    pub format: InputFormat,
+    /// `profile` (required): the spacecraft profile, loaded and validated: a built-in name
+    /// (`jpss`), or the path of a profile file when the value contains `/` or ends in `.toml`
+    /// (relative to the configuration file's directory).
+    pub profile: Profile,
+    /// Where [`InputConfig::profile`] came from.
+    pub profile_source: ProfileSource,
+    /// `allow` (default `[]` = any peer): CIDRs (or bare addresses) of peers whose datagrams or
+    /// connections are accepted, IPv4 and IPv6. Not allowed on `tcp-connect://` inputs.
+    pub allow: Vec<IpNet>,
+    /// `rcvbuf` (default `"8MiB"`, 64 KiB..=1 GiB): socket receive buffer (`SO_RCVBUF`) to ask
+    /// for; the kernel may grant less (see `net.core.rmem_max`), which the daemon logs.
+    pub rcvbuf: usize,
+    /// `max_datagram` (default `65535`, 1..=65535): largest datagram accepted on a UDP (or
+    /// systemd datagram) socket; longer ones are counted as truncated and dropped. Not allowed
+    /// on `tcp://` and `tcp-connect://` inputs.
+    pub max_datagram: usize,
+    /// `queue_datagrams` (default `4096`, 16..=1048576): depth of the bounded queue from the
+    /// socket to the decoder (datagrams, or stream reads for TCP); when full, reads are dropped
+    /// and counted.
+    pub queue_datagrams: usize,
+    /// `queue_frames` (default `4096`, 16..=1048576): depth of the bounded queue from the
+    /// decoder to the archive writer; when full, frames are dropped and counted.
+    pub queue_frames: usize,
+    /// `reconnect` (default `"1s"`, 10ms..=10m): wait between connection attempts of a
+    /// `tcp-connect://` input. Only allowed on `tcp-connect://` inputs.
+    pub reconnect: Duration,
+}
+
+impl InputConfig {
+    /// Whether `allow` admits this peer: an empty list admits everyone. IPv4-mapped IPv6
+    /// addresses (`::ffff:a.b.c.d`, what a dual-stack socket reports) match IPv4 CIDRs.
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        if self.allow.is_empty() {
+            return true;
+        }
+        let canonical = peer.to_canonical();
+        self.allow
+            .iter()
+            .any(|net| net.contains(&canonical) || net.contains(&peer))
+    }
+}
+
+/// Where an input's spacecraft profile came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProfileSource {
+    /// A built-in profile, by name (`decoder::Profile::builtin_names()`).
+    Builtin(String),
+    /// A profile file, path resolved against the configuration file's directory.
+    File(PathBuf),
+}
+
+impl fmt::Display for ProfileSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Builtin(name) => write!(f, "built-in profile {name:?}"),
+            Self::File(path) => write!(f, "profile file {:?}", path.display().to_string()),
+        }
+    }
+}
+
+/// `[[webhook]]`: an HTTP POST (JSON body) sent on pass events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `url` (required): `http://` or `https://` URL to POST to.
+    pub url: String,
+    /// `events` (default: all of `["aos", "los", "pass_record"]`): which events to send; at
+    /// least one, no repeats.
+    pub events: Vec<WebhookEvent>,
+    /// `timeout` (default `"5s"`, 100ms..=5m): time allowed for one delivery attempt.
+    pub timeout: Duration,
+}
+
+/// An event a webhook can subscribe to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WebhookEvent {
+    /// `aos`: acquisition of signal, a pass started on an input.
+    Aos,
+    /// `los`: loss of signal, a pass ended.
+    Los,
+    /// `pass_record`: a pass record was written to the archive.
+    PassRecord,
+}
+
+impl WebhookEvent {
+    /// Every event, in documentation order.
+    pub const ALL: [WebhookEvent; 3] = [Self::Aos, Self::Los, Self::PassRecord];
+
+    /// The name used in the configuration and in webhook bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aos => "aos",
+            Self::Los => "los",
+            Self::PassRecord => "pass_record",
+        }
+    }
+}
+
+impl fmt::Display for WebhookEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WebhookEvent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| format!("must be one of \"aos\", \"los\", \"pass_record\", got {s:?}"))
+    }
+}
+
+/// Where an input's bytes come from (`input[].listen`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Listen {
+    /// `udp://HOST:PORT`: bind a UDP socket; HOST is an IP address (`0.0.0.0`, `[::]`, …).
+    Udp(SocketAddr),
+    /// `tcp://HOST:PORT`: listen for TCP connections (the modem connects to us); HOST is an IP
+    /// address.
+    Tcp(SocketAddr),
+    /// `tcp-connect://HOST:PORT`: connect to a TCP server (the modem listens) and reconnect
+    /// when the connection drops; HOST may be a DNS name, resolved at each attempt. Holds
+    /// `HOST:PORT` as written (IPv6 in brackets).
+    TcpConnect(String),
+    /// `systemd://NAME`: a socket passed by systemd socket activation, matched by its
+    /// `FileDescriptorName=NAME` in the `.socket` unit.
+    Systemd(String),
+}
+
+const LISTEN_FORMS: &str =
+    "must be udp://HOST:PORT, tcp://HOST:PORT, tcp-connect://HOST:PORT or systemd://NAME";
+
+impl FromStr for Listen {
+    /// The complete problem message (`must be …, got "…"` plus a hint).
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let fail = |hint: &str| {
+            if hint.is_empty() {
+                format!("{LISTEN_FORMS}, got {s:?}")
+            } else {
+                format!("{LISTEN_FORMS}, got {s:?} ({hint})")
+            }
+        };
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Err(fail(""));
+        };
+        let bind_addr = |rest: &str| {
+            rest.parse::<SocketAddr>().map_err(|_| {
+                fail(&format!(
+                    "{scheme}:// needs an IP address and a port, e.g. {scheme}://0.0.0.0:5000 \
+                     or {scheme}://[::]:5000"
+                ))
+            })
+        };
+        match scheme {
+            "udp" => bind_addr(rest).map(Self::Udp),
+            "tcp" => bind_addr(rest).map(Self::Tcp),
+            "tcp-connect" => check_host_port(rest)
+                .map(|()| Self::TcpConnect(rest.to_owned()))
+                .map_err(|hint| fail(&hint)),
+            "systemd" => check_fd_name(rest)
+                .map(|()| Self::Systemd(rest.to_owned()))
+                .map_err(|hint| fail(&hint)),
+            _ => Err(fail(&format!("unknown scheme {scheme:?}"))),
+        }
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Udp(a) => write!(f, "udp://{a}"),
+            Self::Tcp(a) => write!(f, "tcp://{a}"),
+            Self::TcpConnect(hp) => write!(f, "tcp-connect://{hp}"),
+            Self::Systemd(name) => write!(f, "systemd://{name}"),
+        }
+    }
+}
+
+/// `HOST:PORT` for an outgoing connection: a DNS name, an IPv4 address or a bracketed IPv6
+/// address, and a port 1..=65535.
+fn check_host_port(s: &str) -> Result<(), String> {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err("tcp-connect:// needs HOST:PORT".into());
+    };
+    if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+        return Err(format!("port must be 1..=65535, got {port:?}"));
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let ok = inner
+            .strip_suffix(']')
+            .is_some_and(|v6| v6.parse::<Ipv6Addr>().is_ok());
+        return if ok {
+            Ok(())
+        } else {
+            Err(format!("{host:?} is not a bracketed IPv6 address"))
+        };
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(format!(
+            "{host:?} is not a host name or IP address (IPv6 goes in brackets)"
+        ));
+    }
+    Ok(())
+}
+
+/// systemd's rule for `FileDescriptorName=`: 1 to 255 printable ASCII characters, no `:`.
+fn check_fd_name(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return Err(
+            "NAME is the socket unit's FileDescriptorName=: 1 to 255 printable ASCII \
+             characters, no ':' or spaces"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// One configuration problem, named by its field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Field path, e.g. `input[1].listen` (array indices count from 0).
+    pub path: String,
+    /// What is wrong, including the value that was given.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` {}", self.path, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", .path.display())]
+    Read {
+        /// The configuration file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The TOML parser rejected the text: bad syntax, an unknown key or a value of the wrong
+    /// type. The message names the key, line and column.
+    #[error("{}: {message}", .path.display())]
+    Syntax {
+        /// The configuration file (or the name given to [`Config::from_toml_str`]).
+        path: PathBuf,
+        /// The TOML parser's message.
+        message: String,
+    },
+    /// The file parsed but has problems; all of them are listed, one per line.
+    #[error("{}: {}", .path.display(), list_problems(.problems))]
+    Invalid {
+        /// The configuration file (or the name given to [`Config::from_toml_str`]).
+        path: PathBuf,
+        /// Every problem found, in schema order (section by section, input by input, key by
+        /// key as documented), then the checks across inputs (unique names, clashing
+        /// addresses), then the webhooks.
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// The problems of an [`ConfigError::Invalid`] error; empty for the other kinds.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            Self::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+}
+
+fn list_problems(problems: &[Problem]) -> String {
+    let mut out = match problems.len() {
+        1 => "1 problem:".to_owned(),
+        n => format!("{n} problems:"),
+    };
+    for p in problems {
+        out.push_str("\n  - ");
+        // Messages quoting another file's errors may span lines; keep them under their bullet.
+        out.push_str(&p.to_string().replace('\n', "\n    "));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------------------------
+
+impl Config {
+    /// Parses and validates configuration text. `source` names the text in errors and is the
+    /// base for relative paths (its parent directory); pass the file's path.
+    pub fn from_toml_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let mut message = e.to_string().trim_end().to_owned();
+            if message.contains("invalid type: map, expected a sequence") {
+                message.push_str(
+                    "\n(inputs and webhooks are lists of tables: write [[input]] and \
+                     [[webhook]], with double brackets)",
+                );
+            }
+            ConfigError::Syntax {
+                path: source.to_owned(),
+                message,
+            }
+        })?;
+        raw.resolve(source)
+    }
+
+    /// Reads, parses and validates a configuration file. This is exactly what both
+    /// `downlink serve` and `downlink validate` run.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// The configuration `make run` uses when no file is given: the archive in `archive_dir`,
+    /// one UDP input `local` on `127.0.0.1:5000` taking `bits` with the `jpss` profile, every
+    /// other value at its default. It goes through the same validation as a file, so it fails
+    /// only for an unusable `archive_dir` (an empty path).
+    pub fn embedded_default(archive_dir: &Path) -> Result<Config, ConfigError> {
+        let raw = RawConfig {
+            archive: Some(RawArchive {
+                path: Some(archive_dir.to_owned()),
+                ..RawArchive::default()
+            }),
+            input: vec![RawInput {
+                name: Some("local".into()),
+                listen: Some("udp://127.0.0.1:5000".into()),
+                format: Some("bits".into()),
+                profile: Some("jpss".into()),
+                ..RawInput::default()
+            }],
+            ..RawConfig::default()
+        };
+        raw.resolve(Path::new("<embedded default>"))
+    }
+
+    /// The fully commented example configuration (shipped as `systemd/downlink.toml`); it
+    /// documents every key with its default and is itself valid.
+    pub fn example_toml() -> &'static str {
+        include_str!("../../systemd/downlink.toml")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 1: raw tables, as written (unknown keys denied; values still unchecked)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    archive: Option<RawArchive>,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    pass: RawPass,
+    #[serde(default)]
+    input: Vec<RawInput>,
+    #[serde(default)]
+    webhook: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArchive {
+    path: Option<PathBuf>,
+    fsync_interval: Option<Scalar>,
+    fsync_bytes: Option<Scalar>,
+    keep_raw_cadus: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+    max_concurrency: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPass {
+    los_timeout: Option<Scalar>,
+    min_frames: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    name: Option<String>,
+    listen: Option<String>,
+    format: Option<String>,
+    profile: Option<String>,
+    allow: Option<Vec<String>>,
+    rcvbuf: Option<Scalar>,
+    max_datagram: Option<i64>,
+    queue_datagrams: Option<i64>,
+    queue_frames: Option<i64>,
+    reconnect: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    timeout: Option<Scalar>,
+}
+
+/// A value that may be written as an integer or a string (sizes; durations, so that a bare
+/// number is reported as a missing unit rather than a type error).
+#[derive(Clone, Debug)]
+enum Scalar {
+    Int(i64),
+    Str(String),
+}
+
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Int(v) => write!(f, "{v}"),
+            Self::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                i64::try_from(v)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 2: check and resolve, collecting every problem
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// An integer in `min..=max`, or the default when absent.
+    fn int(&mut self, path: &str, raw: Option<i64>, default: u64, min: u64, max: u64) -> u64 {
+        let Some(v) = raw else { return default };
+        match u64::try_from(v) {
+            Ok(u) if (min..=max).contains(&u) => u,
+            _ => {
+                self.push(path, format!("must be {min}..={max}, got {v}"));
+                default
+            }
+        }
+    }
+
+    /// A byte size in `min..=max`, or the default when absent.
+    fn size(&mut self, path: &str, raw: Option<&Scalar>, default: u64, min: u64, max: u64) -> u64 {
+        let Some(raw) = raw else { return default };
+        let parsed = match raw {
+            Scalar::Int(v) => u64::try_from(*v).map_err(|_| "a size cannot be negative".into()),
+            Scalar::Str(s) => parse_size(s),
+        };
+        match parsed {
+            Ok(v) if (min..=max).contains(&v) => v,
+            Ok(v) => {
+                self.push(
+                    path,
+                    format!(
+                        "must be between {} and {}, got {raw} ({v} bytes)",
+                        format_size(min),
+                        format_size(max)
+                    ),
+                );
+                default
+            }
+            Err(why) => {
+                self.push(
+                    path,
+                    format!("must be a size like 65536, \"64KiB\" or \"4 MB\", got {raw} ({why})"),
+                );
+                default
+            }
+        }
+    }
+
+    /// A duration in `min..=max`, or the default when absent.
+    fn duration(
+        &mut self,
+        path: &str,
+        raw: Option<&Scalar>,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
+        let Some(raw) = raw else { return default };
+        let parsed = match raw {
+            Scalar::Int(_) => Err("a number needs a unit, and quotes".to_owned()),
+            Scalar::Str(s) => humantime::parse_duration(s.trim()).map_err(|e| e.to_string()),
+        };
+        match parsed {
+            Ok(d) if (min..=max).contains(&d) => d,
+            Ok(_) => {
+                self.push(
+                    path,
+                    format!(
+                        "must be between {} and {}, got {raw}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
+                default
+            }
+            Err(why) => {
+                self.push(
+                    path,
+                    format!(
+                        "must be a duration like \"500ms\", \"10s\" or \"2m\", got {raw} ({why})"
+                    ),
+                );
+                default
+            }
+        }
+    }
+}
+
+fn usize_of(v: u64) -> usize {
+    // Every limit above is far below 2^32, so this never saturates on a supported target.
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+/// `base.join(p)` for relative `p` (an empty base leaves it relative to the working directory).
+/// `./` components are dropped so messages show the path an operator would write.
+fn resolve_path(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+impl RawConfig {
+    fn resolve(self, source: &Path) -> Result<Config, ConfigError> {
+        let base = source.parent().unwrap_or(Path::new(""));
+        let mut pr = Problems::default();
+
+        let archive = resolve_archive(&mut pr, self.archive.unwrap_or_default(), base);
+        let http = resolve_http(&mut pr, &self.http);
+        let pass = resolve_pass(&mut pr, &self.pass);
+
+        if self.input.is_empty() {
+            pr.push(
+                "input",
+                "must have at least one [[input]] table (a data source), got none",
+            );
+        }
+        let mut inputs = Vec::with_capacity(self.input.len());
+        for (i, raw) in self.input.iter().enumerate() {
+            inputs.push(resolve_input(&mut pr, i, raw, base));
+        }
+        check_input_names(&mut pr, &self.input);
+        check_conflicts(&mut pr, &inputs, http.as_ref());
+
+        let mut webhooks = Vec::with_capacity(self.webhook.len());
+        for (i, raw) in self.webhook.iter().enumerate() {
+            webhooks.push(resolve_webhook(&mut pr, i, raw));
+        }
+
+        let assembled = (|| {
+            Some(Config {
+                archive: archive?,
+                http: http?,
+                pass,
+                input: inputs.into_iter().collect::<Option<Vec<_>>>()?,
+                webhook: webhooks.into_iter().collect::<Option<Vec<_>>>()?,
+            })
+        })();
+        match assembled {
+            Some(config) if pr.0.is_empty() => Ok(config),
+            _ => {
+                if pr.0.is_empty() {
+                    // Every `None` above comes with a problem; this guards against a missed one.
+                    pr.push("", "is invalid");
+                }
+                Err(ConfigError::Invalid {
+                    path: source.to_owned(),
+                    problems: pr.0,
+                })
+            }
+        }
+    }
+}
+
+fn resolve_archive(pr: &mut Problems, raw: RawArchive, base: &Path) -> Option<ArchiveConfig> {
+    let path = match raw.path {
+        None => {
+            pr.push(
+                "archive.path",
+                "is required: the directory that holds the archive, e.g. \"/var/lib/downlink\"",
+            );
+            None
+        }
+        Some(p) if p.as_os_str().is_empty() => {
+            pr.push("archive.path", "must not be empty");
+            None
+        }
+        Some(p) => Some(resolve_path(base, &p)),
+    };
+    let fsync_interval = pr.duration(
+        "archive.fsync_interval",
+        raw.fsync_interval.as_ref(),
+        DEFAULT_FSYNC_INTERVAL,
+        Duration::from_millis(1),
+        Duration::from_secs(600),
+    );
+    let fsync_bytes = pr.size(
+        "archive.fsync_bytes",
+        raw.fsync_bytes.as_ref(),
+        DEFAULT_FSYNC_BYTES,
+        1,
+        MAX_FSYNC_BYTES,
+    );
+    Some(ArchiveConfig {
+        path: path?,
+        fsync_interval,
+        fsync_bytes,
+        keep_raw_cadus: raw.keep_raw_cadus.unwrap_or(DEFAULT_KEEP_RAW_CADUS),
+    })
+}
+
+fn resolve_http(pr: &mut Problems, raw: &RawHttp) -> Option<HttpConfig> {
+    let text = raw.listen.as_deref().unwrap_or(DEFAULT_HTTP_LISTEN);
+    let listen = match text.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            pr.push(
+                "http.listen",
+                format!(
+                    "must be IP:PORT, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\" (no scheme, no \
+                     host name), got {text:?}"
+                ),
+            );
+            None
+        }
+    };
+    let max_concurrency = pr.int(
+        "http.max_concurrency",
+        raw.max_concurrency,
+        DEFAULT_HTTP_MAX_CONCURRENCY as u64,
+        1,
+        MAX_HTTP_CONCURRENCY,
+    );
+    Some(HttpConfig {
+        listen: listen?,
+        max_concurrency: usize_of(max_concurrency),
+    })
+}
+
+fn resolve_pass(pr: &mut Problems, raw: &RawPass) -> PassConfig {
+    PassConfig {
+        los_timeout: pr.duration(
+            "pass.los_timeout",
+            raw.los_timeout.as_ref(),
+            DEFAULT_LOS_TIMEOUT,
+            Duration::from_millis(1),
+            Duration::from_secs(3600),
+        ),
+        min_frames: pr.int(
+            "pass.min_frames",
+            raw.min_frames,
+            DEFAULT_MIN_FRAMES,
+            0,
+            MAX_MIN_FRAMES,
+        ),
+    }
+}
+
+fn valid_input_name(name: &str) -> bool {
+    (1..=MAX_INPUT_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Option<InputConfig> {
+    let at = |field: &str| format!("input[{i}].{field}");
+
+    let name = match raw.name.as_deref() {
+        None => {
+            pr.push(at("name"), "is required");
+            None
+        }
+        Some(n) if !valid_input_name(n) => {
+            pr.push(
+                at("name"),
+                format!(
+                    "must be 1 to {MAX_INPUT_NAME} characters from a-z, 0-9, '_' and '-' (it \
+                     becomes a metric label), got {n:?}"
+                ),
+            );
+            None
+        }
+        Some(n) => Some(n.to_owned()),
+    };
+
+    let listen = match raw.listen.as_deref() {
+        None => {
+            pr.push(at("listen"), format!("is required; it {LISTEN_FORMS}"));
+            None
+        }
+        Some(text) => match text.parse::<Listen>() {
+            Ok(l) => Some(l),
+            Err(msg) => {
+                pr.push(at("listen"), msg);
+                None
+            }
+        },
+    };
+
+    let format = match raw.format.as_deref() {
+        None => {
+            pr.push(at("format"), "is required: bits, cadu, frames or packets");
+            None
+        }
+        Some(text) => match text.parse::<InputFormat>() {
+            Ok(f) => Some(f),
+            Err(_) => {
+                pr.push(
+                    at("format"),
+                    format!("must be bits, cadu, frames or packets, got {text:?}"),
+                );
+                None
+            }
+        },
+    };
+
+    let profile = match raw.profile.as_deref() {
+        None => {
+            pr.push(
+                at("profile"),
+                format!(
+                    "is required: a built-in profile ({}) or the path of a .toml profile file",
+                    builtin_list()
+                ),
+            );
+            None
+        }
+        Some(text) => load_profile(pr, &at("profile"), text, base),
+    };
+
+    // Keys that would have no effect for this transport are problems, reported instead of any
+    // problem with their value. (With a broken `listen`, they cannot be judged.)
+    let scheme = listen
+        .as_ref()
+        .map(|l| l.to_string())
+        .and_then(|s| s.split_once("://").map(|(scheme, _)| scheme.to_owned()))
+        .unwrap_or_default();
+    let is_connect = matches!(listen, Some(Listen::TcpConnect(_)));
+    let is_stream = matches!(listen, Some(Listen::Tcp(_) | Listen::TcpConnect(_)));
+    let is_known = listen.is_some();
+
+    let mut allow = Vec::new();
+    if is_connect && raw.allow.as_ref().is_some_and(|a| !a.is_empty()) {
+        pr.push(
+            at("allow"),
+            "does not apply to tcp-connect:// inputs (the daemon chooses the peer); remove it",
+        );
+    } else {
+        for (j, text) in raw.allow.iter().flatten().enumerate() {
+            match parse_cidr(text) {
+                Ok(net) => allow.push(net),
+                Err(msg) => pr.push(format!("input[{i}].allow[{j}]"), msg),
+            }
+        }
+    }
+
+    let rcvbuf = pr.size(
+        &at("rcvbuf"),
+        raw.rcvbuf.as_ref(),
+        DEFAULT_RCVBUF as u64,
+        MIN_RCVBUF as u64,
+        MAX_RCVBUF,
+    );
+    let max_datagram = if is_stream && raw.max_datagram.is_some() {
+        pr.push(
+            at("max_datagram"),
+            format!("only applies to datagram sockets; this input is {scheme}://"),
+        );
+        DEFAULT_MAX_DATAGRAM as u64
+    } else {
+        pr.int(
+            &at("max_datagram"),
+            raw.max_datagram,
+            DEFAULT_MAX_DATAGRAM as u64,
+            1,
+            65535,
+        )
+    };
+    let queue_datagrams = pr.int(
+        &at("queue_datagrams"),
+        raw.queue_datagrams,
+        DEFAULT_QUEUE_DEPTH as u64,
+        MIN_QUEUE_DEPTH as u64,
+        MAX_QUEUE_DEPTH,
+    );
+    let queue_frames = pr.int(
+        &at("queue_frames"),
+        raw.queue_frames,
+        DEFAULT_QUEUE_DEPTH as u64,
+        MIN_QUEUE_DEPTH as u64,
+        MAX_QUEUE_DEPTH,
+    );
+    let reconnect = if is_known && !is_connect && raw.reconnect.is_some() {
+        pr.push(
+            at("reconnect"),
+            format!("only applies to tcp-connect:// inputs; this one is {scheme}://"),
+        );
+        DEFAULT_RECONNECT
+    } else {
+        pr.duration(
+            &at("reconnect"),
+            raw.reconnect.as_ref(),
+            DEFAULT_RECONNECT,
+            Duration::from_millis(10),
+            Duration::from_secs(600),
+        )
+    };
+
+    let (profile, profile_source) = profile?;
+    Some(InputConfig {
+        name: name?,
+        listen: listen?,
+        format: format?,
+        profile,
+        profile_source,
+        allow,
+        rcvbuf: usize_of(rcvbuf),
+        max_datagram: usize_of(max_datagram),
+        queue_datagrams: usize_of(queue_datagrams),
+        queue_frames: usize_of(queue_frames),
+        reconnect,
+    })
+}
+
+fn builtin_list() -> String {
+    Profile::builtin_names().collect::<Vec<_>>().join(", ")
+}
+
+/// A profile value that names a file rather than a built-in profile.
+fn is_profile_path(text: &str) -> bool {
+    text.contains('/') || text.contains('\\') || text.ends_with(".toml")
+}
+
+fn load_profile(
+    pr: &mut Problems,
+    path: &str,
+    text: &str,
+    base: &Path,
+) -> Option<(Profile, ProfileSource)> {
+    if !is_profile_path(text) {
+        return match Profile::builtin(text) {
+            Ok(p) => Some((p, ProfileSource::Builtin(text.to_owned()))),
+            Err(_) => {
+                pr.push(
+                    path,
+                    format!(
+                        "must be a built-in profile ({}) or the path of a .toml profile file, \
+                         got {text:?}",
+                        builtin_list()
+                    ),
+                );
+                None
+            }
+        };
+    }
+    let file = resolve_path(base, Path::new(text));
+    let shown = file.display().to_string();
+    let body = match std::fs::read_to_string(&file) {
+        Ok(b) => b,
+        Err(e) => {
+            let given = if Path::new(text) == file {
+                String::new()
+            } else {
+                format!(" (given as {text:?})")
+            };
+            pr.push(
+                path,
+                format!("cannot read profile file {shown:?}{given}: {e}"),
+            );
+            return None;
+        }
+    };
+    match Profile::from_toml_str(&body, &shown) {
+        Ok(p) => Some((p, ProfileSource::File(file))),
+        Err(decoder::Error::InvalidProfile { name, problems }) => {
+            for p in problems {
+                pr.push(
+                    path,
+                    format!("profile file {shown:?} (profile {name:?}) is invalid: {p}"),
+                );
+            }
+            None
+        }
+        Err(e) => {
+            pr.push(path, format!("cannot load profile file {shown:?}: {e}"));
+            None
+        }
+    }
+}
+
+/// A CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a bare address (one host).
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let t = text.trim();
+    if let Ok(addr) = t.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    match t.parse::<IpNet>() {
+        Ok(net) if net.trunc() == net => Ok(net),
+        Ok(net) => Err(format!(
+            "has host bits set, got {text:?}; the network is {}",
+            net.trunc()
+        )),
+        Err(_) => Err(format!(
+            "must be a CIDR like \"10.0.0.0/8\" or \"2001:db8::/32\", or an IP address, got \
+             {text:?}"
+        )),
+    }
+}
+
+fn check_input_names(pr: &mut Problems, inputs: &[RawInput]) {
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, raw) in inputs.iter().enumerate() {
+        let Some(name) = raw.name.as_deref() else {
+            continue;
+        };
+        if let Some(&j) = first.get(name) {
+            pr.push(
+                format!("input[{i}].name"),
+                format!("must be unique, got {name:?}, already used by input[{j}]"),
+            );
+        } else {
+            first.insert(name, i);
+        }
+    }
+}
+
+/// Two sockets of one protocol that cannot both be bound.
+fn addrs_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let (ia, ib) = (a.ip(), b.ip());
+    // `[::]` is dual-stack on Linux by default and also takes the IPv4 port.
+    let v6_any = |ip: IpAddr| ip.is_ipv6() && ip.is_unspecified();
+    ia == ib
+        || v6_any(ia)
+        || v6_any(ib)
+        || (ia.is_ipv4() == ib.is_ipv4() && (ia.is_unspecified() || ib.is_unspecified()))
+}
+
+fn check_conflicts(pr: &mut Problems, inputs: &[Option<InputConfig>], http: Option<&HttpConfig>) {
+    let mut seen: Vec<(usize, &Listen)> = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(input) = input else { continue };
+        let l = &input.listen;
+        if let (Listen::Tcp(a), Some(h)) = (l, http) {
+            if addrs_clash(*a, h.listen) {
+                pr.push(
+                    format!("input[{i}].listen"),
+                    format!("{l} clashes with http.listen ({})", h.listen),
+                );
+            }
+        }
+        for (j, other) in &seen {
+            let clash = match (l, *other) {
+                (Listen::Udp(a), Listen::Udp(b)) | (Listen::Tcp(a), Listen::Tcp(b)) => {
+                    addrs_clash(*a, *b)
+                }
+                (Listen::Systemd(a), Listen::Systemd(b)) => a == b,
+                _ => false,
+            };
+            if clash {
+                pr.push(
+                    format!("input[{i}].listen"),
+                    format!("{l} clashes with input[{j}].listen ({other})"),
+                );
+            }
+        }
+        seen.push((i, l));
+    }
+}
+
+/// Checks an `http://` or `https://` URL enough to catch typos: scheme, a host, a numeric port,
+/// no spaces.
+fn check_url(url: &str) -> Result<(), String> {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let scheme_len = if lower.starts_with("https://") {
+        8
+    } else if lower.starts_with("http://") {
+        7
+    } else {
+        return Err(format!("must be an http:// or https:// URL, got {url:?}"));
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "must not contain spaces or control characters, got {url:?}"
+        ));
+    }
+    let rest = url.get(scheme_len..).unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let (host, port) = match host_port.rfind(':') {
+        Some(k) if !host_port.ends_with(']') => (
+            host_port.get(..k).unwrap_or_default(),
+            host_port.get(k + 1..),
+        ),
+        _ => (host_port, None),
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!("has no host, got {url:?}"));
+    }
+    if let Some(port) = port {
+        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+            return Err(format!("has a bad port {port:?}, got {url:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn resolve_webhook(pr: &mut Problems, i: usize, raw: &RawWebhook) -> Option<WebhookConfig> {
+    let at = |field: &str| format!("webhook[{i}].{field}");
+    let url = match raw.url.as_deref() {
+        None => {
+            pr.push(
+                at("url"),
+                "is required: the http:// or https:// URL to POST to",
+            );
+            None
+        }
+        Some(u) => match check_url(u) {
+            Ok(()) => Some(u.to_owned()),
+            Err(msg) => {
+                pr.push(at("url"), msg);
+                None
+            }
+        },
+    };
+    let events = match &raw.events {
+        None => WebhookEvent::ALL.to_vec(),
+        Some(list) => {
+            if list.is_empty() {
+                pr.push(
+                    at("events"),
+                    "must name at least one of \"aos\", \"los\", \"pass_record\" (or be left \
+                     out for all), got []",
+                );
+            }
+            let mut events = Vec::with_capacity(list.len());
+            for (j, text) in list.iter().enumerate() {
+                match text.parse::<WebhookEvent>() {
+                    Ok(e) if events.contains(&e) => {
+                        pr.push(
+                            format!("webhook[{i}].events[{j}]"),
+                            format!("repeats {text:?}"),
+                        );
+                    }
+                    Ok(e) => events.push(e),
+                    Err(msg) => pr.push(format!("webhook[{i}].events[{j}]"), msg),
+                }
+            }
+            events
+        }
+    };
+    let timeout = pr.duration(
+        &at("timeout"),
+        raw.timeout.as_ref(),
+        DEFAULT_WEBHOOK_TIMEOUT,
+        Duration::from_millis(100),
+        Duration::from_secs(300),
+    );
+    Some(WebhookConfig {
+        url: url?,
+        events,
+        timeout,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizes
+// ---------------------------------------------------------------------------------------------
+
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("", 1),
+    ("b", 1),
+    ("kb", 1000),
+    ("mb", 1000 * 1000),
+    ("gb", 1000 * 1000 * 1000),
+    ("tb", 1000 * 1000 * 1000 * 1000),
+    ("kib", KIB),
+    ("mib", MIB),
+    ("gib", GIB),
+    ("tib", 1024 * GIB),
+];
+
+/// Parses a byte size: a number of bytes (`"65536"`), or a number and a unit, with or without a
+/// space: `"64KiB"`, `"8 MiB"`, `"1.5GiB"`, `"4 MB"`. KiB/MiB/GiB/TiB are powers of 1024,
+/// kB/MB/GB/TB powers of 1000, B is bytes; units ignore case. The result must be a whole number
+/// of bytes that fits in a `u64`. Bare `k`/`M`/`G` are refused as ambiguous.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at_checked(split).unwrap_or((t, ""));
+    let unit = unit.trim().to_ascii_lowercase();
+    let Some(&(_, multiplier)) = SIZE_UNITS.iter().find(|(u, _)| *u == unit) else {
+        return Err(if matches!(unit.as_str(), "k" | "m" | "g" | "t") {
+            format!("unit {unit:?} is ambiguous; write KiB/MiB/GiB (1024) or kB/MB/GB (1000)")
+        } else {
+            format!("unknown unit {unit:?}; use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB")
+        });
+    };
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || (number.contains('.') && frac.is_empty()) || frac.contains('.') {
+        return Err("expected a number".into());
+    }
+    if frac.len() > 18 {
+        return Err("too many decimal places".into());
+    }
+    let too_large = || "too large".to_owned();
+    let whole: u128 = whole.parse().map_err(|_| too_large())?;
+    let frac_value: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| too_large())?
+    };
+    let scale = 10u128.pow(frac.len() as u32);
+    let scaled = whole
+        .checked_mul(scale)
+        .and_then(|w| w.checked_add(frac_value))
+        .and_then(|v| v.checked_mul(u128::from(multiplier)))
+        .ok_or_else(too_large)?;
+    if !scaled.is_multiple_of(scale) {
+        return Err("not a whole number of bytes".into());
+    }
+    u64::try_from(scaled / scale).map_err(|_| too_large())
+}
+
+/// `64 KiB`, `8 MiB`, or plain bytes when not a whole number of a binary unit.
+fn format_size(bytes: u64) -> String {
+    for (unit, m) in [("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
+        if bytes >= m && bytes.is_multiple_of(m) {
+            return format!("{} {unit}", bytes / m);
+        }
+    }
+    format!("{bytes} B")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUE_CONFIG: &str = r#"
+[archive]
+path = "/var/lib/downlink"
+[http]
+listen = "127.0.0.1:8080"
+[pass]
+los_timeout = "10s"
+[[input]]
+name = "xband"
+listen = "udp://0.0.0.0:5000"
+format = "bits"
+profile = "jpss"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, Path::new("/etc/downlink/downlink.toml"))
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match parse(text) {
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn syntax(text: &str) -> String {
+        match parse(text) {
+            Err(e @ ConfigError::Syntax { .. }) => e.to_string(),
+            other => panic!("expected Syntax, got {other:?}"),
+        }
+    }
+
+    /// The paths of the problems, for compact assertions.
+    fn paths(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.path.as_str()).collect()
+    }
+
+    /// The minimal valid config with `extra` appended inside the `[[input]]` table.
+    fn with_input_keys(extra: &str) -> String {
+        format!("{ISSUE_CONFIG}{extra}\n")
+    }
+
+    #[test]
+    fn issue_config_is_valid_with_documented_defaults() {
+        let c = parse(ISSUE_CONFIG).unwrap();
+        assert_eq!(
+            c.archive,
+            ArchiveConfig {
+                path: PathBuf::from("/var/lib/downlink"),
+                fsync_interval: Duration::from_secs(1),
+                fsync_bytes: 4 * 1024 * 1024,
+                keep_raw_cadus: true,
+            }
+        );
+        assert_eq!(
+            c.http,
+            HttpConfig {
+                listen: "127.0.0.1:8080".parse().unwrap(),
+                max_concurrency: 64,
+            }
+        );
+        assert_eq!(
+            c.pass,
+            PassConfig {
+                los_timeout: Duration::from_secs(10),
+                min_frames: 10,
+            }
+        );
+        assert_eq!(c.input.len(), 1);
+        let i = &c.input[0];
+        assert_eq!(i.name, "xband");
+        assert_eq!(i.listen, Listen::Udp("0.0.0.0:5000".parse().unwrap()));
+        assert_eq!(i.format, InputFormat::Bits);
+        assert_eq!(i.profile, Profile::builtin("jpss").unwrap());
+        assert_eq!(i.profile_source, ProfileSource::Builtin("jpss".into()));
+        assert!(i.allow.is_empty());
+        assert_eq!(i.rcvbuf, 8 * 1024 * 1024);
+        assert_eq!(i.max_datagram, 65535);
+        assert_eq!(i.queue_frames, 4096);
+        assert_eq!(i.queue_datagrams, 4096);
+        assert_eq!(i.reconnect, Duration::from_secs(1));
+        assert!(c.webhook.is_empty());
+    }
+
+    #[test]
+    fn http_and_pass_sections_are_optional() {
+        let text = r#"
+[archive]
+path = "/var/lib/downlink"
+[[input]]
+name = "xband"
+listen = "udp://0.0.0.0:5000"
+format = "bits"
+profile = "jpss"
+"#;
+        assert_eq!(parse(text).unwrap(), parse(ISSUE_CONFIG).unwrap());
+    }
+
+    #[test]
+    fn example_file_is_valid_and_its_values_are_the_defaults() {
+        let example = parse(Config::example_toml()).unwrap();
+        let minimal = parse(ISSUE_CONFIG).unwrap();
+        // The example spells out every key of its first input and sections at the default:
+        // if code and documentation disagree on a default, this fails.
+        assert_eq!(example.archive, minimal.archive);
+        assert_eq!(example.http, minimal.http);
+        assert_eq!(example.pass, minimal.pass);
+        assert_eq!(example.input, minimal.input);
+        assert!(example.webhook.is_empty());
+    }
+
+    /// Turns the example's commented-out settings (`#key = …`, `#[[table]]`: a `#` directly
+    /// followed by code) into live ones; prose comments have a space after the `#`.
+    fn uncomment(text: &str) -> String {
+        text.lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[') => {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn example_commented_out_settings_are_valid_too() {
+        let text = uncomment(Config::example_toml());
+        assert_ne!(
+            text,
+            Config::example_toml(),
+            "example has no commented settings"
+        );
+        let c = parse(&text).unwrap();
+        assert!(c.input.len() >= 3, "{:?}", c.input.len());
+        assert!(c
+            .input
+            .iter()
+            .any(|i| matches!(i.listen, Listen::TcpConnect(_))));
+        assert!(c
+            .input
+            .iter()
+            .any(|i| matches!(i.listen, Listen::Systemd(_))));
+        assert!(c.input.iter().any(|i| !i.allow.is_empty()));
+        assert!(!c.webhook.is_empty());
+        // A webhook with only a URL gets the documented defaults, as the example says.
+        let minimal = parse(&format!(
+            "{ISSUE_CONFIG}[[webhook]]\nurl = \"{}\"\n",
+            c.webhook[0].url
+        ))
+        .unwrap();
+        assert_eq!(c.webhook[0], minimal.webhook[0]);
+        assert_eq!(minimal.webhook[0].events, WebhookEvent::ALL.to_vec());
+        assert_eq!(minimal.webhook[0].timeout, Duration::from_secs(5));
+    }
+
+    /// The keys a raw table accepts, read back from serde's own "unknown field" message.
+    fn accepted_keys(table_text: &str) -> Vec<String> {
+        let msg = syntax(table_text);
+        // serde says "expected `a`", "expected `a` or `b`" or "expected one of `a`, `b`, `c`".
+        let list = msg
+            .split("expected one of ")
+            .nth(1)
+            .or_else(|| msg.split("expected ").nth(1))
+            .unwrap_or_else(|| panic!("no key list in {msg}"));
+        let list = list.lines().next().unwrap();
+        list.replace(" or ", ", ")
+            .split(", ")
+            .map(|k| k.trim().trim_matches('`').to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn example_documents_every_key() {
+        let example = uncomment(Config::example_toml());
+        let sections = [
+            ("", "zz_probe = 1\n"),
+            ("archive", "[archive]\nzz_probe = 1\n"),
+            ("http", "[http]\nzz_probe = 1\n"),
+            ("pass", "[pass]\nzz_probe = 1\n"),
+            ("input", "[[input]]\nzz_probe = 1\n"),
+            ("webhook", "[[webhook]]\nzz_probe = 1\n"),
+        ];
+        let mut checked = 0;
+        for (section, probe) in sections {
+            for key in accepted_keys(probe) {
+                let present = if section.is_empty() {
+                    example.contains(&format!("[{key}]")) || example.contains(&format!("[[{key}]]"))
+                } else {
+                    example.contains(&format!("\n{key} = "))
+                };
+                assert!(present, "example.toml does not document {section}.{key}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 25, "only {checked} keys found");
+        for name in Profile::builtin_names() {
+            assert!(
+                example.contains(name),
+                "example.toml does not list profile {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_an_error_naming_key_and_line() {
+        let text = format!("colour = \"blue\"\n{ISSUE_CONFIG}");
+        let msg = syntax(&text);
+        assert!(msg.contains("unknown field `colour`"), "{msg}");
+        assert!(msg.contains("line 1"), "{msg}");
+        assert!(msg.starts_with("/etc/downlink/downlink.toml: "), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_in_input_is_an_error_naming_key_and_line() {
+        let text = with_input_keys("rcv_buf = \"8MiB\"");
+        let line = text.lines().position(|l| l.starts_with("rcv_buf")).unwrap() + 1;
+        let msg = syntax(&text);
+        assert!(msg.contains("unknown field `rcv_buf`"), "{msg}");
+        assert!(msg.contains(&format!("line {line}")), "{msg}");
+        // serde lists the valid keys, which points at the typo.
+        assert!(msg.contains("`rcvbuf`"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_in_sections_is_an_error() {
+        for (section, key) in [
+            ("[archive]\nfsync = 1\n", "fsync"),
+            ("[http]\nport = 1\n", "port"),
+            ("[pass]\naos_timeout = \"1s\"\n", "aos_timeout"),
+            (
+                "[[webhook]]\nurl = \"http://x\"\nmethod = \"PUT\"\n",
+                "method",
+            ),
+        ] {
+            let msg = syntax(section);
+            assert!(msg.contains(&format!("unknown field `{key}`")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn single_brackets_for_input_get_a_hint() {
+        let text = ISSUE_CONFIG.replace("[[input]]", "[input]");
+        let msg = syntax(&text);
+        assert!(msg.contains("[input]"), "{msg}");
+        assert!(msg.contains("write [[input]]"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_is_a_syntax_error_naming_the_key() {
+        let msg = syntax(&with_input_keys("allow = \"10.0.0.0/8\""));
+        assert!(msg.contains("allow"), "{msg}");
+        assert!(msg.contains("expected a sequence"), "{msg}");
+    }
+
+    #[test]
+    fn many_problems_are_reported_at_once() {
+        let text = r#"
+[archive]
+fsync_interval = "soon"
+fsync_bytes = "lots"
+
+[http]
+listen = "http://localhost:8080"
+max_concurrency = 0
+
+[pass]
+los_timeout = 10
+min_frames = -1
+
+[[input]]
+name = "X Band"
+listen = "udp:/x"
+format = "bitz"
+profile = "jpps"
+allow = ["10.0.0.0/33", "192.168.1.0/24"]
+rcvbuf = "16KiB"
+max_datagram = 70000
+queue_frames = 1
+reconnect = "1s"
+
+[[webhook]]
+url = "ftp://example.net/"
+events = ["aos", "eclipse", "aos"]
+timeout = "0s"
+"#;
+        let err = parse(text).unwrap_err();
+        let pr = err.problems().to_vec();
+        let got = paths(&pr);
+        let want = [
+            "archive.path",
+            "archive.fsync_interval",
+            "archive.fsync_bytes",
+            "http.listen",
+            "http.max_concurrency",
+            "pass.los_timeout",
+            "pass.min_frames",
+            "input[0].name",
+            "input[0].listen",
+            "input[0].format",
+            "input[0].profile",
+            "input[0].allow[0]",
+            "input[0].rcvbuf",
+            "input[0].max_datagram",
+            "input[0].queue_frames",
+            "webhook[0].url",
+            "webhook[0].events[1]",
+            "webhook[0].events[2]",
+            "webhook[0].timeout",
+        ];
+        // In schema order. (`reconnect` on a UDP input cannot be judged when the listen value
+        // is broken, so it is not reported.)
+        assert_eq!(got, want);
+
+        let listen = pr.iter().find(|p| p.path == "input[0].listen").unwrap();
+        assert_eq!(
+            listen.to_string(),
+            "`input[0].listen` must be udp://HOST:PORT, tcp://HOST:PORT, \
+             tcp-connect://HOST:PORT or systemd://NAME, got \"udp:/x\""
+        );
+        // Each message quotes the bad value.
+        for (path, value) in [
+            ("archive.fsync_interval", "\"soon\""),
+            ("archive.fsync_bytes", "\"lots\""),
+            ("http.max_concurrency", "got 0"),
+            ("http.listen", "\"http://localhost:8080\""),
+            ("pass.los_timeout", "got 10"),
+            ("pass.min_frames", "got -1"),
+            ("input[0].name", "\"X Band\""),
+            ("input[0].format", "\"bitz\""),
+            ("input[0].profile", "\"jpps\""),
+            ("input[0].allow[0]", "\"10.0.0.0/33\""),
+            ("input[0].rcvbuf", "\"16KiB\""),
+            ("input[0].max_datagram", "got 70000"),
+            ("input[0].queue_frames", "got 1"),
+            ("webhook[0].url", "\"ftp://example.net/\""),
+            ("webhook[0].events[1]", "\"eclipse\""),
+            ("webhook[0].events[2]", "\"aos\""),
+            ("webhook[0].timeout", "\"0s\""),
+        ] {
+            let p = pr.iter().find(|p| p.path == path).unwrap();
+            assert!(p.message.contains(value), "{p}");
+        }
+        // Display: a header, then one bullet per problem.
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("/etc/downlink/downlink.toml: 19 problems:\n  - `"),
+            "{shown}"
+        );
+        assert_eq!(shown.lines().count(), 20, "{shown}");
+    }
+
+    #[test]
+    fn zero_inputs_is_an_error() {
+        let pr = problems("[archive]\npath = \"/srv/dl\"\n");
+        assert_eq!(paths(&pr), ["input"]);
+        assert!(
+            pr[0].message.contains("at least one [[input]]"),
+            "{}",
+            pr[0]
+        );
+    }
+
+    #[test]
+    fn empty_file_reports_every_required_thing() {
+        let pr = problems("");
+        assert_eq!(paths(&pr), ["archive.path", "input"]);
+    }
+
+    #[test]
+    fn missing_input_fields_are_each_reported() {
+        let pr = problems("[archive]\npath = \"/srv/dl\"\n[[input]]\n");
+        assert_eq!(
+            paths(&pr),
+            [
+                "input[0].name",
+                "input[0].listen",
+                "input[0].format",
+                "input[0].profile"
+            ]
+        );
+        assert!(pr.iter().all(|p| p.message.starts_with("is required")));
+    }
+
+    #[test]
+    fn duplicate_input_names() {
+        let text = format!(
+            "{ISSUE_CONFIG}
+[[input]]
+name = \"sband\"
+listen = \"udp://0.0.0.0:5001\"
+format = \"cadu\"
+profile = \"eos\"
+[[input]]
+name = \"xband\"
+listen = \"udp://0.0.0.0:5002\"
+format = \"cadu\"
+profile = \"eos\"
+"
+        );
+        let pr = problems(&text);
+        assert_eq!(paths(&pr), ["input[2].name"]);
+        assert_eq!(
+            pr[0].message,
+            "must be unique, got \"xband\", already used by input[0]"
+        );
+    }
+
+    #[test]
+    fn input_names_become_metric_labels() {
+        assert!(valid_input_name("xband"));
+        assert!(valid_input_name("s-band_2"));
+        assert!(valid_input_name(&"a".repeat(32)));
+        for bad in ["", "XBand", "x band", "x.band", "é", &"a".repeat(33)] {
+            assert!(!valid_input_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            "udp://[::]:5000".parse::<Listen>().unwrap(),
+            Listen::Udp("[::]:5000".parse().unwrap())
+        );
+        assert_eq!(
+            "tcp://127.0.0.1:7000".parse::<Listen>().unwrap(),
+            Listen::Tcp("127.0.0.1:7000".parse().unwrap())
+        );
+        for hp in [
+            "demod.example.net:5001",
+            "10.1.2.3:1",
+            "[fe80::1]:5001",
+            "modem:65535",
+        ] {
+            let text = format!("tcp-connect://{hp}");
+            let l = text.parse::<Listen>().unwrap();
+            assert_eq!(l, Listen::TcpConnect(hp.into()));
+            assert_eq!(l.to_string(), text);
+        }
+        assert_eq!(
+            "systemd://xband".parse::<Listen>().unwrap(),
+            Listen::Systemd("xband".into())
+        );
+        for bad in [
+            "udp:/x",
+            "0.0.0.0:5000",
+            "udp://localhost:5000",
+            "udp://0.0.0.0",
+            "udp://0.0.0.0:70000",
+            "tcp://0.0.0.0:5000/path",
+            "tcp-connect://host",
+            "tcp-connect://host:0",
+            "tcp-connect://:5000",
+            "tcp-connect://fe80::1:5000",
+            "tcp-connect://bad_host:5000",
+            "tcp-connect://[nope]:5000",
+            "systemd://",
+            "systemd://a:b",
+            "systemd://a b",
+            "sctp://0.0.0.0:5000",
+        ] {
+            let msg = bad.parse::<Listen>().unwrap_err();
+            assert!(msg.starts_with(LISTEN_FORMS), "{bad}: {msg}");
+            assert!(msg.contains(&format!("{bad:?}")), "{bad}: {msg}");
+        }
+    }
+
+    #[test]
+    fn bad_cidr() {
+        let text = with_input_keys(
+            r#"allow = ["10.0.0.0/8", "2001:db8::/32", "192.168.1.7", "10.0.0.0/40", "fe80::/129", "eth0", "10.1.2.3/8"]"#,
+        );
+        let pr = problems(&text);
+        assert_eq!(
+            paths(&pr),
+            [
+                "input[0].allow[3]",
+                "input[0].allow[4]",
+                "input[0].allow[5]",
+                "input[0].allow[6]"
+            ]
+        );
+        assert!(pr[0].message.contains("\"10.0.0.0/40\""), "{}", pr[0]);
+        assert!(pr[2].message.contains("\"eth0\""), "{}", pr[2]);
+        assert!(pr[3].message.contains("10.0.0.0/8"), "{}", pr[3]);
+    }
+
+    #[test]
+    fn allow_list_matches_ipv4_and_ipv6_peers() {
+        let text = with_input_keys(r#"allow = ["10.0.0.0/8", "2001:db8::/32", "192.168.1.7"]"#);
+        let c = parse(&text).unwrap();
+        let input = &c.input[0];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(input.allows(ip("10.200.1.1")));
+        assert!(input.allows(ip("192.168.1.7")));
+        assert!(!input.allows(ip("192.168.1.8")));
+        assert!(input.allows(ip("2001:db8::42")));
+        assert!(!input.allows(ip("2001:db9::42")));
+        // What a dual-stack socket reports for an IPv4 peer.
+        assert!(input.allows(ip("::ffff:10.1.1.1")));
+        assert!(!input.allows(ip("::ffff:11.1.1.1")));
+        // Empty allow list: everyone.
+        let open = parse(ISSUE_CONFIG).unwrap();
+        assert!(open.input[0].allows(ip("203.0.113.9")));
+    }
+
+    #[test]
+    fn bad_durations() {
+        for (value, hint) in [
+            ("\"10\"", "unit"),
+            ("10", "unit"),
+            ("\"ten seconds\"", "ten seconds"),
+            ("\"-1s\"", "-1s"),
+            ("\"0s\"", "between"),
+            ("\"2h\"", "between"),
+        ] {
+            let text =
+                ISSUE_CONFIG.replace("los_timeout = \"10s\"", &format!("los_timeout = {value}"));
+            let pr = problems(&text);
+            assert_eq!(paths(&pr), ["pass.los_timeout"], "{value}");
+            assert!(pr[0].message.contains(hint), "{value}: {}", pr[0]);
+            assert!(pr[0].message.contains(value), "{value}: {}", pr[0]);
+        }
+        let ok = ISSUE_CONFIG.replace("\"10s\"", "\"1m 30s\"");
+        assert_eq!(
+            parse(&ok).unwrap().pass.los_timeout,
+            Duration::from_secs(90)
+        );
+        let ok = ISSUE_CONFIG.replace("\"10s\"", "\"500ms\"");
+        assert_eq!(
+            parse(&ok).unwrap().pass.los_timeout,
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn size_parsing() {
+        let ok = [
+            ("0", 0),
+            ("65536", 65536),
+            ("1B", 1),
+            ("64KiB", 65536),
+            ("64 KiB", 65536),
+            ("8MiB", 8 << 20),
+            ("8mib", 8 << 20),
+            ("4 MB", 4_000_000),
+            ("4mb", 4_000_000),
+            ("1kB", 1000),
+            ("2GiB", 2 << 30),
+            ("1 TB", 1_000_000_000_000),
+            ("1TiB", 1 << 40),
+            ("1.5KiB", 1536),
+            ("0.5 MiB", 512 * 1024),
+            ("2.25 kB", 2250),
+            (" 16 MiB ", 16 << 20),
+            ("18446744073709551615", u64::MAX),
+        ];
+        for (text, want) in ok {
+            assert_eq!(parse_size(text), Ok(want), "{text:?}");
+        }
+        let bad = [
+            ("", "number"),
+            ("MiB", "number"),
+            ("8 M", "ambiguous"),
+            ("8k", "ambiguous"),
+            ("8 bits", "unknown unit"),
+            ("8 MiBs", "unknown unit"),
+            ("-1", "unknown unit"),
+            ("1.", "number"),
+            (".5KiB", "number"),
+            ("1.2.3", "number"),
+            ("0.1 KiB", "whole number"),
+            ("1.5", "whole number"),
+            ("18446744073709551616", "too large"),
+            ("16777216 TiB", "too large"),
+            ("99999999999999999999999999999999999999999", "too large"),
+        ];
+        for (text, why) in bad {
+            let err = parse_size(text).unwrap_err();
+            assert!(err.contains(why), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_in_the_config() {
+        let c = parse(&with_input_keys("rcvbuf = 65536")).unwrap();
+        assert_eq!(c.input[0].rcvbuf, 65536);
+        let c = parse(&with_input_keys("rcvbuf = \"32 MiB\"")).unwrap();
+        assert_eq!(c.input[0].rcvbuf, 32 << 20);
+        let pr = problems(&with_input_keys("rcvbuf = 65535"));
+        assert_eq!(
+            pr[0].to_string(),
+            "`input[0].rcvbuf` must be between 64 KiB and 1 GiB, got 65535 (65535 bytes)"
+        );
+        let pr = problems(&with_input_keys("rcvbuf = -5"));
+        assert!(pr[0].message.contains("negative"), "{}", pr[0]);
+        let text = ISSUE_CONFIG.replace(
+            "path = \"/var/lib/downlink\"",
+            "path = \"/var/lib/downlink\"\nfsync_bytes = \"1 MB\"",
+        );
+        assert_eq!(parse(&text).unwrap().archive.fsync_bytes, 1_000_000);
+    }
+
+    #[test]
+    fn format_size_prefers_binary_units() {
+        assert_eq!(format_size(64 * 1024), "64 KiB");
+        assert_eq!(format_size(1 << 30), "1 GiB");
+        assert_eq!(format_size(1500), "1500 B");
+        assert_eq!(format_size(0), "0 B");
+    }
+
+    fn eos_profile_file(dir: &Path) -> PathBuf {
+        let text = Profile::builtin_source("eos").unwrap();
+        let path = dir.join("my-eos.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn profile_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = eos_profile_file(dir.path());
+        let text = ISSUE_CONFIG.replace("\"jpss\"", &format!("{:?}", file.display().to_string()));
+        let c = parse(&text).unwrap();
+        assert_eq!(c.input[0].profile, Profile::builtin("eos").unwrap());
+        assert_eq!(c.input[0].profile_source, ProfileSource::File(file));
+    }
+
+    #[test]
+    fn relative_profile_path_is_resolved_against_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("profiles")).unwrap();
+        let file = eos_profile_file(&dir.path().join("profiles"));
+        let config_path = dir.path().join("downlink.toml");
+        let text = ISSUE_CONFIG
+            .replace("\"jpss\"", "\"profiles/my-eos.toml\"")
+            .replace("\"/var/lib/downlink\"", "\"archive\"");
+        std::fs::write(&config_path, text).unwrap();
+        let c = Config::load(&config_path).unwrap();
+        assert_eq!(c.input[0].profile_source, ProfileSource::File(file));
+        assert_eq!(c.input[0].profile.name, "eos");
+        assert_eq!(c.archive.path, dir.path().join("archive"));
+    }
+
+    #[test]
+    fn missing_profile_file_is_a_problem_at_the_profile_path() {
+        let pr = problems(&ISSUE_CONFIG.replace("\"jpss\"", "\"/nonexistent/dir/custom.toml\""));
+        assert_eq!(paths(&pr), ["input[0].profile"]);
+        assert_eq!(
+            pr[0].message,
+            "cannot read profile file \"/nonexistent/dir/custom.toml\": No such file or \
+             directory (os error 2)"
+        );
+
+        // Relative paths are shown resolved against the config file's directory.
+        let pr = problems(&ISSUE_CONFIG.replace("\"jpss\"", "\"./missing.toml\""));
+        let want = "cannot read profile file \"/etc/downlink/missing.toml\" (given as \
+                    \"./missing.toml\")";
+        assert!(pr[0].message.starts_with(want), "{}", pr[0]);
+    }
+
+    #[test]
+    fn invalid_profile_file_problems_are_config_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = Profile::builtin_source("eos").unwrap();
+        let bad = good.replace("interleave = 4", "interleave = 9");
+        assert_ne!(bad, good, "eos.toml no longer says interleave = 4");
+        let bad_file = dir.path().join("bad.toml");
+        std::fs::write(&bad_file, bad).unwrap();
+        let garbled = dir.path().join("garbled.toml");
+        std::fs::write(&garbled, format!("{good}\nwobble = 1\n")).unwrap();
+
+        let text =
+            ISSUE_CONFIG.replace("\"jpss\"", &format!("{:?}", bad_file.display().to_string()));
+        let pr = problems(&text);
+        assert!(!pr.is_empty());
+        assert!(pr.iter().all(|p| p.path == "input[0].profile"), "{pr:?}");
+        assert!(
+            pr.iter()
+                .any(|p| p.message.contains("`rs.interleave` must be 1..=8, got 9")),
+            "{pr:?}"
+        );
+
+        let text =
+            ISSUE_CONFIG.replace("\"jpss\"", &format!("{:?}", garbled.display().to_string()));
+        let pr = problems(&text);
+        assert_eq!(paths(&pr), ["input[0].profile"]);
+        assert!(pr[0].message.contains("wobble"), "{}", pr[0]);
+    }
+
+    #[test]
+    fn every_builtin_profile_is_accepted_by_name() {
+        for name in Profile::builtin_names() {
+            let text = ISSUE_CONFIG.replace("\"jpss\"", &format!("{name:?}"));
+            let c = parse(&text).unwrap();
+            assert_eq!(c.input[0].profile.name, name);
+        }
+    }
+
+    #[test]
+    fn transport_specific_keys_are_checked() {
+        let pr = problems(&with_input_keys("reconnect = \"2s\""));
+        assert_eq!(paths(&pr), ["input[0].reconnect"]);
+        assert!(pr[0].message.contains("tcp-connect"), "{}", pr[0]);
+
+        let tcp = ISSUE_CONFIG.replace("udp://0.0.0.0:5000", "tcp://0.0.0.0:5000");
+        let pr = problems(&format!("{tcp}max_datagram = 1500\n"));
+        assert_eq!(paths(&pr), ["input[0].max_datagram"]);
+
+        let connect = ISSUE_CONFIG.replace("udp://0.0.0.0:5000", "tcp-connect://modem:5000");
+        let pr = problems(&format!(
+            "{connect}allow = [\"10.0.0.0/8\"]\nmax_datagram = 1500\n"
+        ));
+        assert_eq!(paths(&pr), ["input[0].allow", "input[0].max_datagram"]);
+
+        let c = parse(&format!(
+            "{connect}reconnect = \"250ms\"\nrcvbuf = \"1MiB\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.input[0].reconnect, Duration::from_millis(250));
+        assert_eq!(c.input[0].listen, Listen::TcpConnect("modem:5000".into()));
+
+        let sd = ISSUE_CONFIG.replace("udp://0.0.0.0:5000", "systemd://xband");
+        let c = parse(&format!("{sd}max_datagram = 9000\nallow = [\"::1\"]\n")).unwrap();
+        assert_eq!(c.input[0].max_datagram, 9000);
+    }
+
+    #[test]
+    fn clashing_listen_addresses() {
+        let text = format!(
+            "{ISSUE_CONFIG}
+[[input]]
+name = \"b\"
+listen = \"udp://127.0.0.1:5000\"
+format = \"cadu\"
+profile = \"eos\"
+[[input]]
+name = \"c\"
+listen = \"tcp://[::]:8080\"
+format = \"cadu\"
+profile = \"eos\"
+[[input]]
+name = \"d\"
+listen = \"tcp://0.0.0.0:5000\"
+format = \"cadu\"
+profile = \"eos\"
+[[input]]
+name = \"e\"
+listen = \"systemd://s\"
+format = \"cadu\"
+profile = \"eos\"
+[[input]]
+name = \"f\"
+listen = \"systemd://s\"
+format = \"cadu\"
+profile = \"eos\"
+[[input]]
+name = \"g\"
+listen = \"udp://127.0.0.1:0\"
+format = \"cadu\"
+profile = \"eos\"
+[[input]]
+name = \"h\"
+listen = \"udp://127.0.0.1:0\"
+format = \"cadu\"
+profile = \"eos\"
+"
+        );
+        let pr = problems(&text);
+        // b clashes with the 0.0.0.0 UDP input, c with http (dual-stack [::]); d is TCP, so
+        // not a clash with UDP 5000; f repeats e's systemd name; port 0 never clashes.
+        assert_eq!(
+            paths(&pr),
+            ["input[1].listen", "input[2].listen", "input[5].listen"],
+            "{pr:?}"
+        );
+        assert!(pr[0].message.contains("input[0].listen"), "{}", pr[0]);
+        assert!(pr[1].message.contains("http.listen"), "{}", pr[1]);
+    }
+
+    #[test]
+    fn addr_clash_rules() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(addrs_clash(a("1.2.3.4:5"), a("1.2.3.4:5")));
+        assert!(addrs_clash(a("0.0.0.0:5"), a("1.2.3.4:5")));
+        assert!(addrs_clash(a("[::]:5"), a("1.2.3.4:5")));
+        assert!(!addrs_clash(a("1.2.3.4:5"), a("1.2.3.5:5")));
+        assert!(!addrs_clash(a("1.2.3.4:5"), a("1.2.3.4:6")));
+        assert!(!addrs_clash(a("0.0.0.0:5"), a("[::1]:5")));
+        assert!(!addrs_clash(a("1.2.3.4:0"), a("1.2.3.4:0")));
+    }
+
+    #[test]
+    fn webhooks() {
+        let text = format!(
+            "{ISSUE_CONFIG}
+[[webhook]]
+url = \"https://ops.example.net:8443/hooks/downlink?x=1\"
+events = [\"los\", \"pass_record\"]
+timeout = \"2s\"
+[[webhook]]
+url = \"http://[::1]/h\"
+"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.webhook.len(), 2);
+        assert_eq!(
+            c.webhook[0],
+            WebhookConfig {
+                url: "https://ops.example.net:8443/hooks/downlink?x=1".into(),
+                events: vec![WebhookEvent::Los, WebhookEvent::PassRecord],
+                timeout: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(c.webhook[1].events, WebhookEvent::ALL.to_vec());
+
+        let pr = problems(&format!("{ISSUE_CONFIG}[[webhook]]\nevents = []\n"));
+        assert_eq!(paths(&pr), ["webhook[0].url", "webhook[0].events"]);
+    }
+
+    #[test]
+    fn url_checks() {
+        for ok in [
+            "http://x",
+            "HTTPS://Example.net/a b".split(' ').next().unwrap(),
+            "https://user:pw@host:1/p#f",
+            "http://[::1]:8080/",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ftp://x",
+            "example.net",
+            "http://",
+            "http:///path",
+            "http://host:port/",
+            "http://host:0/",
+            "http://a b/",
+            "https://[]/",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::embedded_default(dir.path()).unwrap();
+        assert_eq!(c.archive.path, dir.path());
+        assert_eq!(c.input.len(), 1);
+        assert_eq!(
+            c.input[0].listen,
+            Listen::Udp("127.0.0.1:5000".parse().unwrap())
+        );
+        assert_eq!(c.input[0].format, InputFormat::Bits);
+        assert_eq!(c.input[0].profile.name, "jpss");
+        assert_eq!(c.http, parse(ISSUE_CONFIG).unwrap().http);
+        assert!(matches!(
+            Config::embedded_default(Path::new("")),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn load_reports_unreadable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        let err = Config::load(&missing).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("nope.toml"), "{err}");
+
+        let path = dir.path().join("downlink.toml");
+        std::fs::write(&path, "[archive\n").unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn multi_line_problem_messages_stay_under_their_bullet() {
+        let err = ConfigError::Invalid {
+            path: PathBuf::from("f.toml"),
+            problems: vec![Problem {
+                path: "a".into(),
+                message: "first\nsecond".into(),
+            }],
+        };
+        assert_eq!(
+            err.to_string(),
+            "f.toml: 1 problem:\n  - `a` first\n    second"
+        );
+    }
+}
