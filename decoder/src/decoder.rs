@@ -753,6 +753,9 @@ impl Decoder {
             s.frames.by_vcid.insert(v, c.frames);
             s.frames.missing_by_vcid.insert(v, c.missing);
             s.frames.gaps_by_vcid.insert(v, c.gaps);
+            if c.resets > 0 {
+                s.frames.resets_by_vcid.insert(v, c.resets);
+            }
         }
         s.packets.total = self.packets_total;
         s.packets.bytes = self.packet_bytes;

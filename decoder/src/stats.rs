@@ -101,6 +101,8 @@ pub struct FrameCounters {
     pub missing_by_vcid: BTreeMap<u8, u64>,
     /// Counter discontinuities per VCID.
     pub gaps_by_vcid: BTreeMap<u8, u64>,
+    /// Counter resets / backward jumps per VCID (only VCIDs that had one).
+    pub resets_by_vcid: BTreeMap<u8, u64>,
 }
 
 /// Packet counters.

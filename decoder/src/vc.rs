@@ -4,7 +4,9 @@
 //! Counters are read from headers that passed Reed-Solomon. A frame whose count is not the
 //! previous count + 1 (modulo the counter size) marks a gap; the number of frames missing is the
 //! modular difference minus one. A repeated count is counted as a repeat, not as a full wrap of
-//! missing frames.
+//! missing frames. On wide counters (AOS, 2^24 or more) a forward jump of half the counter range
+//! or more cannot be loss within one pass — it is a counter reset or a frame from the past
+//! (replay, reordering) — and is counted as a reset, not as millions of missing frames.
 
 /// What a frame's counter says about the frames before it on its virtual channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub enum Continuity {
     },
     /// Same count as the previous frame (a duplicate or a counter that does not run).
     Repeat,
+    /// The counter jumped backwards or reset (wide counters only); nothing is counted missing.
+    Reset,
 }
 
 impl Continuity {
@@ -40,6 +44,8 @@ pub struct VcCounters {
     pub gaps: u64,
     /// Frames that repeated the previous count.
     pub repeats: u64,
+    /// Counter resets or backward jumps.
+    pub resets: u64,
     #[serde(skip)]
     last: Option<u32>,
 }
@@ -74,6 +80,7 @@ impl VcTracker {
                 match step as u32 {
                     1 => Continuity::Continuous,
                     0 => Continuity::Repeat,
+                    n if modulus >= 1 << 16 && n >= modulus / 2 => Continuity::Reset,
                     n => Continuity::Gap { missing: n - 1 },
                 }
             }
@@ -84,6 +91,7 @@ impl VcTracker {
                 ch.missing += u64::from(missing);
             }
             Continuity::Repeat => ch.repeats += 1,
+            Continuity::Reset => ch.resets += 1,
             Continuity::First | Continuity::Continuous => {}
         }
         ch.last = Some(count);
@@ -136,5 +144,19 @@ mod tests {
         assert_eq!((c6.frames, c6.missing, c6.gaps), (3, 2, 1));
         assert_eq!(t.iter().map(|(v, _)| v).collect::<Vec<_>>(), vec![1, 6, 16]);
         assert!(t.get(7).is_none());
+    }
+
+    #[test]
+    fn backward_jump_on_a_wide_counter_is_a_reset_not_millions_missing() {
+        let mut t = VcTracker::default();
+        t.observe(30, 1000, 1 << 24);
+        assert_eq!(t.observe(30, 999, 1 << 24), Continuity::Reset);
+        assert_eq!(t.observe(30, 1000, 1 << 24), Continuity::Continuous);
+        assert_eq!(t.observe(30, 5, 1 << 24), Continuity::Reset);
+        let c = t.get(30).unwrap();
+        assert_eq!((c.missing, c.gaps, c.resets), (0, 0, 2));
+        // An 8-bit TM counter keeps plain modular arithmetic: 200 lost frames are 200 lost.
+        t.observe(2, 10, 256);
+        assert_eq!(t.observe(2, 211, 256), Continuity::Gap { missing: 200 });
     }
 }
