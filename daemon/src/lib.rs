@@ -2,3 +2,5 @@
 //! build on it. The binary (`src/main.rs`) is a thin command-line shell over this crate.
 
 pub mod config;
+pub mod replay;
+pub mod serve;

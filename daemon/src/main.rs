@@ -43,6 +43,17 @@ enum Command {
     },
     /// Print the fully commented example configuration.
     ExampleConfig,
+    /// Send a recorded capture to a station input at a given rate, optionally impaired
+    /// (bit errors, slips, inversion): how operators test a station, and what the tests use.
+    Replay(downlink::replay::ReplayArgs),
+    /// Run the daemon: receive, decode, archive passes, serve the operator API.
+    /// Without --config it runs on the embedded default (archive under ./var/downlink, UDP input
+    /// on 127.0.0.1:5000, profile jpss, HTTP on 127.0.0.1:8080).
+    Serve {
+        /// Configuration file (validated exactly like `downlink validate`).
+        #[arg(long, short)]
+        config: Option<std::path::PathBuf>,
+    },
 }
 
 /// `downlink validate --config FILE`.
@@ -64,12 +75,35 @@ fn validate(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `downlink serve [--config FILE]`.
+fn serve(path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cfg = match path {
+        Some(p) => config::Config::load(p)?,
+        None => config::Config::embedded_default(std::path::Path::new("var/downlink"))?,
+    };
+    downlink::serve::run(&cfg)?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
         Command::Profiles { name } => decode::profiles(name.as_deref()),
         Command::Validate { config } => validate(&config),
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::Replay(args) => downlink::replay::run_and_report(&args)
+            .map(|_| ())
+            .map_err(anyhow::Error::from),
         Command::ExampleConfig => {
             use std::io::Write;
             std::io::stdout()

@@ -1,0 +1,191 @@
+//! The raw archive of one pass, in a documented layout:
+//!
+//! ```text
+//! ARCHIVE/passes/<pass-id>/cadus.raw           every synchronized CADU as received (ASM + frame,
+//!                                              polarity corrected, before PN/RS), in order
+//! ARCHIVE/passes/<pass-id>/frames/vcid-NN.bin  good frames of VC NN after RS (parity removed)
+//! ARCHIVE/passes/<pass-id>/packets/apid-NNNN.pkts  space packets of each APID, in order
+//! ARCHIVE/passes/<pass-id>/pass.json           the pass record, written last (temp + rename)
+//! ```
+//! `<pass-id>` is `YYYYMMDDTHHMMSSZ-<input>` from the AOS time. Data files are appended through
+//! buffers and `fdatasync`ed in batches (`archive.fsync_interval` / `archive.fsync_bytes`), so a
+//! crash loses at most the last unsynced batch; `pass.json` appears only once the pass is closed.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Pass id from the AOS time and the input name.
+pub fn pass_id(aos: SystemTime, input: &str) -> String {
+    let t = humantime::format_rfc3339_seconds(aos).to_string(); // 2026-11-22T08:30:00Z
+    let compact: String = t.chars().filter(|c| *c != '-' && *c != ':').collect();
+    format!("{compact}-{input}")
+}
+
+/// Whether `id` is a well-formed pass id (safe as a path component).
+pub fn valid_pass_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 80
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Open files of one pass.
+#[derive(Debug)]
+pub struct PassArchive {
+    dir: PathBuf,
+    cadus: Option<BufWriter<File>>,
+    frames: BTreeMap<u8, BufWriter<File>>,
+    packets: BTreeMap<u16, BufWriter<File>>,
+    unsynced: u64,
+    last_sync: Instant,
+    fsync_interval: Duration,
+    fsync_bytes: u64,
+    /// Bytes written per file kind.
+    pub written: u64,
+}
+
+fn append(path: &Path) -> std::io::Result<BufWriter<File>> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let f = OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(BufWriter::with_capacity(256 * 1024, f))
+}
+
+impl PassArchive {
+    /// Creates the pass directory.
+    pub fn create(
+        root: &Path,
+        id: &str,
+        keep_raw: bool,
+        fsync_interval: Duration,
+        fsync_bytes: u64,
+    ) -> std::io::Result<Self> {
+        let dir = root.join("passes").join(id);
+        std::fs::create_dir_all(&dir)?;
+        storage::sync_dir(&dir).map_err(std::io::Error::other)?;
+        let cadus = if keep_raw {
+            Some(append(&dir.join("cadus.raw"))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            dir,
+            cadus,
+            frames: BTreeMap::new(),
+            packets: BTreeMap::new(),
+            unsynced: 0,
+            last_sync: Instant::now(),
+            fsync_interval,
+            fsync_bytes,
+            written: 0,
+        })
+    }
+
+    /// The pass directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn note(&mut self, n: usize) {
+        self.unsynced += n as u64;
+        self.written += n as u64;
+    }
+
+    /// Appends a raw CADU.
+    pub fn cadu(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if let Some(f) = &mut self.cadus {
+            f.write_all(data)?;
+            self.note(data.len());
+        }
+        Ok(())
+    }
+
+    /// Appends a good frame of `vcid`.
+    pub fn frame(&mut self, vcid: u8, data: &[u8]) -> std::io::Result<()> {
+        let f = match self.frames.entry(vcid) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(append(
+                &self.dir.join(format!("frames/vcid-{vcid:02}.bin")),
+            )?),
+        };
+        f.write_all(data)?;
+        self.note(data.len());
+        Ok(())
+    }
+
+    /// Appends a packet of `apid`.
+    pub fn packet(&mut self, apid: u16, data: &[u8]) -> std::io::Result<()> {
+        let f = match self.packets.entry(apid) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(append(
+                &self.dir.join(format!("packets/apid-{apid:04}.pkts")),
+            )?),
+        };
+        f.write_all(data)?;
+        self.note(data.len());
+        Ok(())
+    }
+
+    fn files(&mut self) -> impl Iterator<Item = &mut BufWriter<File>> {
+        self.cadus
+            .iter_mut()
+            .chain(self.frames.values_mut())
+            .chain(self.packets.values_mut())
+    }
+
+    /// Flushes and fdatasyncs when the batch is due.
+    pub fn maybe_sync(&mut self) -> std::io::Result<()> {
+        if self.unsynced > 0
+            && (self.unsynced >= self.fsync_bytes
+                || self.last_sync.elapsed() >= self.fsync_interval)
+        {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and fdatasyncs every file now.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        for f in self.files() {
+            f.flush()?;
+            f.get_ref().sync_data()?;
+        }
+        self.unsynced = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Syncs everything and publishes the pass record atomically; returns its path.
+    pub fn close(mut self, record: &serde_json::Value) -> std::io::Result<PathBuf> {
+        self.sync()?;
+        for d in ["frames", "packets"] {
+            let p = self.dir.join(d);
+            if p.exists() {
+                storage::sync_dir(&p.join("x")).map_err(std::io::Error::other)?;
+            }
+        }
+        let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        storage::write_atomic(self.dir.join("pass.json"), &text).map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pass_ids_are_safe_path_components() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let id = pass_id(t, "xband");
+        assert_eq!(id, "20231114T221320Z-xband");
+        assert!(valid_pass_id(&id));
+        for bad in ["", "../etc", "a/b", "x y", &"a".repeat(81)] {
+            assert!(!valid_pass_id(bad), "{bad}");
+        }
+    }
+}

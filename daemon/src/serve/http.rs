@@ -1,0 +1,172 @@
+//! Operator HTTP API: `/api/v1/status`, `/api/v1/passes`, `/api/v1/passes/{id}`, `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::archive::valid_pass_id;
+use super::Shared;
+
+/// The operator API.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/passes", get(passes))
+        .route("/api/v1/passes/{id}", get(pass))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+fn snapshot(shared: &Shared) -> Vec<super::InputStatus> {
+    (0..shared.inputs.len())
+        .filter_map(|i| shared.with_input(i, |s| s.clone()))
+        .collect()
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "inputs": snapshot(&shared),
+    }))
+}
+
+/// Pass records on disk, newest first (summary fields only).
+async fn passes(State(shared): State<Arc<Shared>>) -> Response {
+    let dir = shared.archive.join("passes");
+    let list = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let Ok(text) = std::fs::read(e.path().join("pass.json")) else {
+                    continue;
+                };
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                out.push(serde_json::json!({
+                    "id": v["id"], "input": v["input"], "spacecraft": v["spacecraft"],
+                    "aos": v["aos"], "los": v["los"],
+                    "frames_good": v["counters"]["frames"]["good"],
+                    "packets": v["counters"]["packets"]["total"],
+                    "rs_uncorrectable": v["counters"]["rs"]["uncorrectable"],
+                }));
+            }
+        }
+        out.sort_by(|a, b| b["aos"].as_str().cmp(&a["aos"].as_str()));
+        out
+    })
+    .await
+    .unwrap_or_default();
+    Json(serde_json::json!({ "passes": list })).into_response()
+}
+
+async fn pass(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    if !valid_pass_id(&id) {
+        return (StatusCode::BAD_REQUEST, "invalid pass id").into_response();
+    }
+    let path = shared.archive.join("passes").join(&id).join("pass.json");
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "no such pass").into_response(),
+    }
+}
+
+/// Prometheus text exposition. Metric names live here and nowhere else.
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let mut m = String::new();
+    let inputs = snapshot(&shared);
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(m, "{name}{{{labels}}} {v}");
+        }
+    };
+    let by_input = |f: &dyn Fn(&super::InputStatus) -> u64| -> Vec<(String, u64)> {
+        inputs
+            .iter()
+            .map(|s| (format!("input=\"{}\"", s.name), f(s)))
+            .collect()
+    };
+    family(
+        "downlink_input_datagrams_total",
+        "counter",
+        "Datagrams received.",
+        by_input(&|s| s.datagrams),
+    );
+    family(
+        "downlink_input_bytes_total",
+        "counter",
+        "Bytes received.",
+        by_input(&|s| s.bytes),
+    );
+    family(
+        "downlink_input_dropped_total",
+        "counter",
+        "Datagrams dropped, by reason.",
+        inputs
+            .iter()
+            .flat_map(|s| {
+                s.drops
+                    .iter()
+                    .map(|(r, n)| (format!("input=\"{}\",reason=\"{r}\"", s.name), *n))
+            })
+            .collect(),
+    );
+    family(
+        "downlink_sync_locked",
+        "gauge",
+        "1 while the frame synchronizer is locked.",
+        by_input(&|s| u64::from(s.sync_state == "locked")),
+    );
+    family(
+        "downlink_pass_active",
+        "gauge",
+        "1 while a pass is in progress.",
+        by_input(&|s| u64::from(s.pass.is_some())),
+    );
+    family(
+        "downlink_passes_total",
+        "counter",
+        "Passes closed.",
+        by_input(&|s| s.passes),
+    );
+    let cur = |s: &super::InputStatus, f: &dyn Fn(&decoder::Stats) -> u64| {
+        s.current.as_ref().map_or(0, f)
+    };
+    family(
+        "downlink_frames_good_total",
+        "counter",
+        "Good transfer frames.",
+        by_input(&|s| s.totals.frames_good + cur(s, &|c| c.frames.good)),
+    );
+    family(
+        "downlink_frames_rejected_total",
+        "counter",
+        "Rejected transfer frames.",
+        by_input(&|s| s.totals.frames_rejected + cur(s, &|c| c.frames.rejected.total())),
+    );
+    family(
+        "downlink_rs_codewords_corrected_total",
+        "counter",
+        "Reed-Solomon codewords corrected.",
+        by_input(&|s| s.totals.rs_corrected + cur(s, &|c| c.rs.corrected)),
+    );
+    family(
+        "downlink_rs_codewords_uncorrectable_total",
+        "counter",
+        "Reed-Solomon codewords beyond correction.",
+        by_input(&|s| s.totals.rs_uncorrectable + cur(s, &|c| c.rs.uncorrectable)),
+    );
+    family(
+        "downlink_packets_total",
+        "counter",
+        "Space packets delivered.",
+        by_input(&|s| s.totals.packets + cur(s, &|c| c.packets.total)),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m).into_response()
+}

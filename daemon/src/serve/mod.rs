@@ -1,0 +1,288 @@
+//! `downlink serve`: the real-time daemon.
+//!
+//! Shape (Vector-like shell around the sans-IO decoder):
+//! - one **ingest thread** per input receives datagrams (blocking `recv_from` with a short timeout,
+//!   off the async runtime), checks the source allow-list and the size (a buffer of
+//!   `max_datagram + 1` bytes detects truncation), and hands each datagram to a **bounded queue**
+//!   with `try_send`: when the queue is full the datagram is dropped and counted (`queue_full`) —
+//!   the receive loop never blocks, so the kernel buffer keeps draining;
+//! - one **decoder thread** per input owns the [`decoder::Decoder`] and the pass archive: AOS at
+//!   the first lock, LOS after `pass.los_timeout` without a good frame; every pass gets its own
+//!   decoder, so a pass record's counters equal `downlink decode --json` on the same bytes;
+//! - the HTTP side (axum on tokio) only reads snapshots.
+//!
+//! Every dropped datagram is counted with its reason: `not_allowed`, `truncated`, `empty`,
+//! `queue_full`, and `kernel_overflow` (the socket's drop counter in `/proc/net/udp`).
+
+pub mod archive;
+pub mod http;
+pub mod ingest;
+pub mod pipeline;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+
+use crate::config::{Config, Listen};
+
+/// Drop reasons, in one place (they are metric label values).
+pub const DROP_REASONS: [&str; 5] = [
+    "not_allowed",
+    "truncated",
+    "empty",
+    "queue_full",
+    "kernel_overflow",
+];
+
+/// What an operator sees about one input.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct InputStatus {
+    /// Input name.
+    pub name: String,
+    /// Listen address as configured.
+    pub listen: String,
+    /// Address actually bound.
+    pub local_addr: Option<String>,
+    /// Spacecraft profile.
+    pub profile: String,
+    /// `searching` or `locked`.
+    pub sync_state: &'static str,
+    /// Id of the pass in progress.
+    pub pass: Option<String>,
+    /// Datagrams received (all, including dropped ones).
+    pub datagrams: u64,
+    /// Bytes received (all).
+    pub bytes: u64,
+    /// Datagrams dropped, by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Unix time (ms) of the last good frame.
+    pub last_frame_unix_ms: Option<u64>,
+    /// Passes closed since start.
+    pub passes: u64,
+    /// Counters of the pass in progress (same keys as `decode --json`).
+    pub current: Option<decoder::Stats>,
+    /// Totals over closed passes since start.
+    pub totals: Totals,
+}
+
+/// Cumulative counters over closed passes.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Totals {
+    /// Good frames.
+    pub frames_good: u64,
+    /// Rejected frames.
+    pub frames_rejected: u64,
+    /// RS codewords corrected.
+    pub rs_corrected: u64,
+    /// RS codewords uncorrectable.
+    pub rs_uncorrectable: u64,
+    /// Packets delivered.
+    pub packets: u64,
+}
+
+/// State shared between the threads and the HTTP side.
+#[derive(Debug)]
+pub struct Shared {
+    /// Per input, in config order.
+    pub inputs: Vec<Mutex<InputStatus>>,
+    /// Archive root.
+    pub archive: PathBuf,
+    /// Set on SIGTERM/SIGINT.
+    pub stop: AtomicBool,
+}
+
+impl Shared {
+    /// Runs `f` on input `i`'s status (a poisoned lock still yields the data).
+    pub fn with_input<R>(&self, i: usize, f: impl FnOnce(&mut InputStatus) -> R) -> Option<R> {
+        self.inputs
+            .get(i)
+            .map(|m| f(&mut m.lock().unwrap_or_else(PoisonError::into_inner)))
+    }
+
+    /// True once shutdown started.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Errors that stop `serve` from starting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A socket could not be bound.
+    #[error("input {input}: cannot bind {addr}: {source}")]
+    Bind {
+        /// Input name.
+        input: String,
+        /// Address.
+        addr: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The input kind is not implemented yet.
+    #[error("input {input}: {listen} inputs are not supported yet (udp:// is)")]
+    Unsupported {
+        /// Input name.
+        input: String,
+        /// Listen spec.
+        listen: String,
+    },
+    /// Archive directory problems.
+    #[error("archive {path}: {source}")]
+    Archive {
+        /// Path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// HTTP listener.
+    #[error("http {addr}: {source}")]
+    Http {
+        /// Address.
+        addr: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the daemon until SIGTERM/SIGINT; returns when every pass is closed and archived.
+pub fn run(cfg: &Config) -> Result<(), ServeError> {
+    let passes_dir = cfg.archive.path.join("passes");
+    std::fs::create_dir_all(&passes_dir).map_err(|source| ServeError::Archive {
+        path: passes_dir.clone(),
+        source,
+    })?;
+    let shared = Arc::new(Shared {
+        inputs: cfg
+            .input
+            .iter()
+            .map(|i| {
+                Mutex::new(InputStatus {
+                    name: i.name.clone(),
+                    listen: i.listen.to_string(),
+                    profile: i.profile.name.clone(),
+                    sync_state: "searching",
+                    drops: DROP_REASONS.iter().map(|r| (*r, 0)).collect(),
+                    ..InputStatus::default()
+                })
+            })
+            .collect(),
+        archive: cfg.archive.path.clone(),
+        stop: AtomicBool::new(false),
+    });
+    // Bind everything first: a bad address fails the start, before READY.
+    let mut sockets = Vec::new();
+    for (idx, input) in cfg.input.iter().enumerate() {
+        let Listen::Udp(addr) = &input.listen else {
+            return Err(ServeError::Unsupported {
+                input: input.name.clone(),
+                listen: input.listen.to_string(),
+            });
+        };
+        let sock = ingest::bind_udp(input, *addr).map_err(|source| ServeError::Bind {
+            input: input.name.clone(),
+            addr: addr.to_string(),
+            source,
+        })?;
+        let local = sock.local_addr().ok().map(|a| a.to_string());
+        shared.with_input(idx, |s| s.local_addr = local);
+        sockets.push(sock);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| ServeError::Http {
+            addr: cfg.http.listen.to_string(),
+            source,
+        })?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(cfg.http.listen))
+        .map_err(|source| ServeError::Http {
+            addr: cfg.http.listen.to_string(),
+            source,
+        })?;
+    let mut threads = Vec::new();
+    for (idx, (input, sock)) in cfg.input.iter().zip(sockets).enumerate() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(input.queue_datagrams);
+        let (s1, s2) = (shared.clone(), shared.clone());
+        let (i1, i2) = (input.clone(), input.clone());
+        let pass_cfg = cfg.pass.clone();
+        let archive_cfg = cfg.archive.clone();
+        threads.push(spawn(&format!("ingest-{}", input.name), move || {
+            ingest::udp_loop(&i1, &sock, &tx, &s1, idx)
+        }));
+        threads.push(spawn(&format!("decode-{}", input.name), move || {
+            pipeline::run(&i2, &pass_cfg, &archive_cfg, &rx, &s2, idx)
+        }));
+    }
+    tracing::info!(http = %cfg.http.listen, inputs = cfg.input.len(), "downlink serving");
+    notify_systemd("READY=1");
+    let http_shared = shared.clone();
+    rt.block_on(async move {
+        let app = http::router(http_shared.clone());
+        let shutdown = async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: draining queues and closing passes");
+            notify_systemd("STOPPING=1");
+            http_shared.stop.store(true, Ordering::Relaxed);
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+    shared.stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        if t.join().is_err() {
+            tracing::error!("a worker thread panicked");
+        }
+    }
+    Ok(())
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot spawn thread {name}");
+            std::thread::spawn(|| {})
+        })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    tokio::select! {
+        _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
+        _ = async { if let Some(i) = int.as_mut() { i.recv().await; } else { std::future::pending::<()>().await } } => {}
+    }
+}
+
+/// sd_notify without a library: one datagram to $NOTIFY_SOCKET.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let res = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}

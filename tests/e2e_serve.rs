@@ -1,0 +1,382 @@
+//! End-to-end: the real `downlink serve` on loopback, fed real captures over UDP in random
+//! datagram sizes. Pass records must equal `downlink decode --json` on the same file, and the raw
+//! archive must hold every CADU byte-exact. Only 127.0.0.1 is ever used.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn data(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel);
+    assert!(p.exists(), "test data missing: {}", p.display());
+    p
+}
+
+fn free_port() -> u16 {
+    // Bind-and-release; the daemon binds it right after (loopback only).
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    drop(t);
+    p
+}
+
+struct Daemon {
+    child: Child,
+    udp: u16,
+    http: u16,
+    archive: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(profile: &str, extra_input: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let (udp, http) = (free_port(), free_port());
+        let archive = dir.path().join("archive");
+        let cfg = format!(
+            r#"
+[archive]
+path = "{}"
+fsync_interval = "100ms"
+[http]
+listen = "127.0.0.1:{http}"
+[pass]
+los_timeout = "700ms"
+[[input]]
+name = "xband"
+listen = "udp://127.0.0.1:{udp}"
+format = "bits"
+profile = "{profile}"
+{extra_input}
+"#,
+            archive.display()
+        );
+        let path = dir.path().join("downlink.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_downlink"))
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            udp,
+            http,
+            archive,
+            _dir: dir,
+        };
+        let t0 = Instant::now();
+        while d.get("/api/v1/status").is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "daemon did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn get(&self, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    }
+
+    /// Sends `bytes` in random datagram sizes, paced so loopback never overflows.
+    fn send(&self, chunks: &[Vec<u8>]) {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for (i, c) in chunks.iter().enumerate() {
+            s.send_to(c, ("127.0.0.1", self.udp)).unwrap();
+            if i % 32 == 31 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    fn wait_passes(&self, n: usize) -> Vec<serde_json::Value> {
+        let t0 = Instant::now();
+        loop {
+            let mut recs: Vec<serde_json::Value> = std::fs::read_dir(self.archive.join("passes"))
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| std::fs::read(e.path().join("pass.json")).ok())
+                        .map(|b| serde_json::from_slice(&b).unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if recs.len() >= n {
+                recs.sort_by(|a, b| a["aos"].as_str().cmp(&b["aos"].as_str()));
+                return recs;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "only {} pass records",
+                recs.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "daemon ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn random_datagrams(bytes: &[u8], seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let n = (1 + rng.below(1472) as usize).min(bytes.len() - at);
+        out.push(bytes[at..at + n].to_vec());
+        at += n;
+    }
+    out
+}
+
+fn decode_json(file: &Path, profile: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .args([
+            "decode",
+            file.to_str().unwrap(),
+            "--profile",
+            profile,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = v.as_object_mut().unwrap();
+    m.remove("timing");
+    m.remove("profile");
+    v
+}
+
+/// The CADUs of an unaligned capture, realigned (what the raw archive must hold).
+fn aligned_cadus(capture: &[u8]) -> Vec<u8> {
+    let bits: Vec<u8> = capture
+        .iter()
+        .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+        .collect();
+    let asm: Vec<u8> = [0x1Au8, 0xCF, 0xFC, 0x1D]
+        .iter()
+        .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+        .collect();
+    let first = (0..bits.len() - 32)
+        .find(|&i| bits[i..i + 32] == asm[..])
+        .unwrap();
+    let whole = (bits.len() - first) / 8192 * 8192;
+    bits[first..first + whole]
+        .chunks(8)
+        .map(|c| c.iter().fold(0u8, |a, &b| (a << 1) | b))
+        .collect()
+}
+
+#[test]
+fn every_real_capture_over_udp_equals_decode_json_and_is_archived_byte_exact() {
+    for (file, profile) in [
+        ("cadu/aqua.20241206T175646.dat", "eos"),
+        ("cadu/metopb.20241206T152751.dat", "metop"),
+        ("cadu/noaa20.20241206T162710.dat", "jpss"),
+        ("cadu/npp.20241206T173815.dat", "jpss"),
+    ] {
+        let mut d = Daemon::start(profile, "");
+        let path = data(file);
+        let bytes = std::fs::read(&path).unwrap();
+        d.send(&random_datagrams(&bytes, bytes.len() as u64));
+        let recs = d.wait_passes(1);
+        assert_eq!(recs.len(), 1, "{file}");
+        let rec = &recs[0];
+        assert_eq!(
+            rec["counters"],
+            decode_json(&path, profile),
+            "{file}: pass counters"
+        );
+        assert!(
+            rec["drops"].as_object().unwrap().values().all(|v| v == 0),
+            "{file}: {}",
+            rec["drops"]
+        );
+        let dir = d.archive.join("passes").join(rec["id"].as_str().unwrap());
+        let raw = std::fs::read(dir.join("cadus.raw")).unwrap();
+        assert!(raw == aligned_cadus(&bytes), "{file}: raw archive differs");
+        // The operator API lists the pass and exposes metrics.
+        let list = d.get("/api/v1/passes").unwrap();
+        assert!(list.contains(rec["id"].as_str().unwrap()), "{list}");
+        let one = d
+            .get(&format!("/api/v1/passes/{}", rec["id"].as_str().unwrap()))
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&one).unwrap(),
+            *rec
+        );
+        let metrics = d.get("/metrics").unwrap();
+        assert!(
+            metrics.contains("downlink_frames_good_total{input=\"xband\"} 1023"),
+            "{metrics}"
+        );
+        assert!(d.get("/api/v1/passes/..%2Fetc").is_none());
+        assert!(d.stop().success(), "{file}: exit status");
+    }
+}
+
+#[test]
+fn bad_datagrams_are_counted_and_the_capture_still_decodes() {
+    let mut d = Daemon::start("eos", "max_datagram = 2000");
+    let bytes = std::fs::read(data("cadu/aqua.20241206T175646.dat")).unwrap();
+    let mut dgrams = Vec::new();
+    // Whole-CADU-sized datagrams of the capture, with bad ones in between that never reach the
+    // decoder: oversize (truncated) and empty.
+    for (i, c) in bytes.chunks(1024).enumerate() {
+        dgrams.push(c.to_vec());
+        if i % 100 == 50 {
+            dgrams.push(vec![0x55; 3000]);
+            dgrams.push(Vec::new());
+        }
+    }
+    d.send(&dgrams);
+    let recs = d.wait_passes(1);
+    let c = &recs[0]["counters"];
+    assert_eq!(c["frames"]["good"], 1023);
+    let status: serde_json::Value =
+        serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+    let drops = &status["inputs"][0]["drops"];
+    // i = 50, 150, …, 950 within the capture's 1024 chunks: 10 of each.
+    assert_eq!(drops["truncated"], 10, "{drops}");
+    assert_eq!(drops["empty"], 10, "{drops}");
+    assert_eq!(status["inputs"][0]["datagrams"], dgrams.len());
+    assert!(d.stop().success());
+}
+
+#[test]
+fn sources_outside_the_allow_list_are_dropped_and_counted() {
+    let mut d = Daemon::start("eos", "allow = [\"10.0.0.0/8\"]");
+    let bytes = std::fs::read(data("cadu/snpp_7cadus_2vcids.dat")).unwrap();
+    let dgrams = random_datagrams(&bytes, 5);
+    d.send(&dgrams);
+    let t0 = Instant::now();
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+        if status["inputs"][0]["drops"]["not_allowed"] == dgrams.len() {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !d.archive.join("passes").exists()
+            || std::fs::read_dir(d.archive.join("passes")).unwrap().count() == 0
+    );
+    assert!(d.stop().success());
+}
+
+#[test]
+fn sigterm_mid_pass_closes_and_archives_the_pass() {
+    let mut d = Daemon::start("jpss", "");
+    let bytes = std::fs::read(data("cadu/npp.20241206T173815.dat")).unwrap();
+    // Half the capture, then SIGTERM while the pass is still open (LOS timeout not reached).
+    d.send(&random_datagrams(&bytes[..bytes.len() / 2], 9));
+    std::thread::sleep(Duration::from_millis(300));
+    let archive = d.archive.clone();
+    assert!(d.stop().success());
+    // (the archive lives in d's temp dir, still alive here)
+    let passes: Vec<_> = std::fs::read_dir(archive.join("passes"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(passes.len(), 1);
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(passes[0].path().join("pass.json")).unwrap())
+            .unwrap();
+    let good = rec["counters"]["frames"]["good"].as_u64().unwrap();
+    assert!((500..=512).contains(&good), "{good}");
+}
+
+#[test]
+fn downlink_replay_feeds_the_daemon_clean_and_impaired() {
+    let mut d = Daemon::start("eos", "");
+    let path = data("cadu/aqua.20241206T175646.dat");
+    let to = format!("udp://127.0.0.1:{}", d.udp);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "replay",
+            path.to_str().unwrap(),
+            "--to",
+            &to,
+            "--rate",
+            "100Mbit",
+            "--datagram-size",
+            "1316",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_downlink"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[]);
+    let recs = d.wait_passes(1);
+    assert_eq!(
+        recs[0]["counters"],
+        decode_json(&path, "eos"),
+        "clean replay = decode --json"
+    );
+    // Second pass: random bit errors and the stream inverted halfway.
+    run(&["--ber", "2e-4", "--invert-after", "524288", "--seed", "7"]);
+    let recs = d.wait_passes(2);
+    let c = &recs[1]["counters"];
+    assert!(c["rs"]["corrected"].as_u64().unwrap() > 100, "{c}");
+    assert!(c["sync"]["inverted_frames"].as_u64().unwrap() > 400, "{c}");
+    assert!(c["frames"]["good"].as_u64().unwrap() >= 1015, "{c}");
+    assert!(d.stop().success());
+}
