@@ -1,11 +1,12 @@
-# Downlink — quick start:  make run   (decode the bundled sample captures; the daemon arrives with `serve`)
+# Downlink — quick start:  make run   (the daemon on the embedded default: archive in ./var/downlink,
+#                                       UDP input 127.0.0.1:5000 (jpss, bits), HTTP 127.0.0.1:8080)
 #                          make test  (everything CI runs: fmt, clippy, unit + e2e + fuzz-corpus tests)
 SHELL := /bin/bash
 CARGO ?= cargo
 DATA ?= ../shared/data
-APT_PKGS := build-essential pkg-config
+APT_PKGS := build-essential pkg-config systemd
 
-.PHONY: run test deps build release fmt lint unit fuzz-corpus fuzz bench bench-data clean
+.PHONY: run demo-replay unit-file test deps build release fmt lint unit fuzz-corpus fuzz bench bench-data clean
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -22,10 +23,12 @@ build: deps
 release: build
 
 run: build
-	@for f in $(DATA)/cadu/npp.20241206T173815.dat; do \
-	  echo "== downlink decode $$f --profile jpss"; \
-	  ./target/release/downlink decode "$$f" --profile jpss; \
-	done
+	./target/release/downlink serve
+
+# Feed the running daemon a real capture (in another terminal), then look at the pass:
+#   make demo-replay && curl -s 127.0.0.1:8080/api/v1/passes
+demo-replay: build
+	./target/release/downlink replay $(DATA)/cadu/npp.20241206T173815.dat --to udp://127.0.0.1:5000 --rate 50Mbit
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -42,7 +45,12 @@ fuzz-corpus:
 	$(CARGO) build --manifest-path fuzz/Cargo.toml --bins
 	$(CARGO) test --manifest-path fuzz/Cargo.toml
 
-test: deps fmt lint unit fuzz-corpus
+test: deps fmt lint unit fuzz-corpus unit-file
+
+# The hardened unit must keep its exposure score at or below 1.5.
+unit-file:
+	systemd-analyze security --offline=yes --threshold=15 systemd/downlink.service >/dev/null
+	systemd-analyze security --offline=yes systemd/downlink.service | tail -1
 
 # Coverage-guided fuzzing on stable (libFuzzer); FUZZ_SECS per target.
 fuzz:
