@@ -36,11 +36,16 @@ struct Daemon {
     udp: u16,
     http: u16,
     archive: PathBuf,
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Daemon {
     fn start(profile: &str, extra_input: &str) -> Daemon {
+        Self::start_on("udp", profile, extra_input)
+    }
+
+    fn start_on(scheme: &str, profile: &str, extra_input: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let (udp, http) = (free_port(), free_port());
         let archive = dir.path().join("archive");
@@ -55,7 +60,7 @@ listen = "127.0.0.1:{http}"
 los_timeout = "700ms"
 [[input]]
 name = "xband"
-listen = "udp://127.0.0.1:{udp}"
+listen = "{scheme}://127.0.0.1:{udp}"
 format = "bits"
 profile = "{profile}"
 {extra_input}
@@ -64,28 +69,45 @@ profile = "{profile}"
         );
         let path = dir.path().join("downlink.toml");
         std::fs::write(&path, cfg).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_downlink"))
-            .args(["serve", "--config", path.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = Self::spawn(&path);
         let d = Daemon {
             child,
             udp,
             http,
             archive,
+            config: path,
             _dir: dir,
         };
+        d.wait_up();
+        d
+    }
+
+    fn spawn(config: &Path) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_downlink"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_up(&self) {
         let t0 = Instant::now();
-        while d.get("/api/v1/status").is_none() {
+        while self.get("/api/v1/status").is_none() {
             assert!(
                 t0.elapsed() < Duration::from_secs(20),
                 "daemon did not come up"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        d
+    }
+
+    /// SIGKILL, then a fresh daemon on the same config and archive.
+    fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Self::spawn(&self.config);
+        self.wait_up();
     }
 
     fn get(&self, path: &str) -> Option<String> {
@@ -378,5 +400,48 @@ fn downlink_replay_feeds_the_daemon_clean_and_impaired() {
     assert!(c["rs"]["corrected"].as_u64().unwrap() > 100, "{c}");
     assert!(c["sync"]["inverted_frames"].as_u64().unwrap() > 400, "{c}");
     assert!(c["frames"]["good"].as_u64().unwrap() >= 1015, "{c}");
+    assert!(d.stop().success());
+}
+
+#[test]
+fn tcp_input_decodes_a_stream() {
+    let mut d = Daemon::start_on("tcp", "eos", "");
+    let path = data("cadu/aqua.20241206T175646.dat");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", d.udp)).unwrap();
+    for c in bytes.chunks(777) {
+        s.write_all(c).unwrap();
+    }
+    drop(s);
+    let recs = d.wait_passes(1);
+    assert_eq!(
+        recs[0]["counters"],
+        decode_json(&path, "eos"),
+        "TCP pass = decode --json"
+    );
+    assert!(d.stop().success());
+}
+
+#[test]
+fn kill_9_mid_pass_then_restart_recovers_the_pass_from_the_raw_archive() {
+    let mut d = Daemon::start("jpss", "");
+    let bytes = std::fs::read(data("cadu/npp.20241206T173815.dat")).unwrap();
+    d.send(&random_datagrams(&bytes[..bytes.len() / 2], 11));
+    // Past a few fsync intervals (100 ms), well inside the LOS timeout (700 ms).
+    std::thread::sleep(Duration::from_millis(400));
+    d.kill9_and_restart();
+    let recs = d.wait_passes(1);
+    let rec = &recs[0];
+    assert_eq!(rec["interrupted"], true, "{rec}");
+    let good = rec["counters"]["frames"]["good"].as_u64().unwrap();
+    assert!((400..=512).contains(&good), "frames recovered: {good}");
+    let dir = d.archive.join("passes").join(rec["id"].as_str().unwrap());
+    let raw = std::fs::metadata(dir.join("cadus.raw")).unwrap().len();
+    assert_eq!(raw % 1024, 0, "a torn CADU is trimmed");
+    assert_eq!(raw / 1024, rec["counters"]["cadus"].as_u64().unwrap());
+    // The restarted daemon keeps working: a new pass after recovery.
+    d.send(&random_datagrams(&bytes, 12));
+    let recs = d.wait_passes(2);
+    assert_eq!(recs[1]["counters"]["frames"]["good"], 1023);
     assert!(d.stop().success());
 }

@@ -1,6 +1,7 @@
 //! Datagram ingest: one blocking receive thread per input, never blocked by the decoder.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,116 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Shared;
 use crate::config::InputConfig;
+
+/// A bound input socket.
+#[derive(Debug)]
+pub enum Source {
+    /// Datagram input.
+    Udp(UdpSocket),
+    /// Stream input (one connection at a time).
+    Tcp(TcpListener),
+}
+
+impl Source {
+    /// Address actually bound.
+    pub fn local_addr(&self) -> Option<String> {
+        match self {
+            Source::Udp(s) => s.local_addr().ok(),
+            Source::Tcp(l) => l.local_addr().ok(),
+        }
+        .map(|a| a.to_string())
+    }
+}
+
+/// Binds a TCP listener (non-blocking accept, polled so shutdown is prompt).
+pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let l = TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// TCP input: one sender at a time, its byte stream is the input. The queue applies
+/// backpressure (a full queue blocks the reader, TCP slows the sender): nothing is dropped.
+/// Connections from outside the allow-list are closed and counted as `not_allowed`.
+pub fn tcp_loop(
+    input: &InputConfig,
+    listener: &TcpListener,
+    tx: &SyncSender<Bytes>,
+    shared: &Shared,
+    idx: usize,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while !shared.stopping() {
+        shared.beat(2 * idx);
+        let (mut stream, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(input = %input.name, error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if !input.allows(peer.ip()) {
+            shared.with_input(idx, |s| *s.drops.entry("not_allowed").or_default() += 1);
+            continue;
+        }
+        tracing::info!(input = %input.name, %peer, "TCP sender connected");
+        if stream.set_nonblocking(false).is_err()
+            || stream
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .is_err()
+        {
+            continue;
+        }
+        let (mut chunks, mut bytes) = (0u64, 0u64);
+        let mut last_flush = Instant::now();
+        loop {
+            shared.beat(2 * idx);
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunks += 1;
+                    bytes += n as u64;
+                    if tx
+                        .send(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => {
+                    tracing::warn!(input = %input.name, error = %e, "TCP read failed");
+                    break;
+                }
+            }
+            if shared.stopping() {
+                break;
+            }
+            if last_flush.elapsed() >= Duration::from_millis(200) {
+                let (c, b) = (std::mem::take(&mut chunks), std::mem::take(&mut bytes));
+                shared.with_input(idx, |s| {
+                    s.datagrams += c;
+                    s.bytes += b;
+                });
+                last_flush = Instant::now();
+            }
+        }
+        shared.with_input(idx, |s| {
+            s.datagrams += chunks;
+            s.bytes += bytes;
+        });
+        tracing::info!(input = %input.name, %peer, "TCP sender disconnected");
+    }
+}
 
 /// Binds a UDP socket with the configured receive buffer; warns when the kernel caps it.
 pub fn bind_udp(input: &InputConfig, addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -75,6 +186,7 @@ pub fn udp_loop(
     let mut last_flush = Instant::now();
     let kernel_base = kernel_drops(sock).unwrap_or(0);
     loop {
+        shared.beat(2 * idx);
         match sock.recv_from(&mut buf) {
             Ok((n, peer)) => {
                 batch.datagrams += 1;

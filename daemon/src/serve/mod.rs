@@ -92,6 +92,10 @@ pub struct Shared {
     pub archive: PathBuf,
     /// Set on SIGTERM/SIGINT.
     pub stop: AtomicBool,
+    /// Per worker thread: monotonic milliseconds of its last loop iteration (watchdog).
+    pub heartbeats: Vec<std::sync::atomic::AtomicU64>,
+    /// Process start, the epoch of `heartbeats`.
+    pub started: std::time::Instant,
 }
 
 impl Shared {
@@ -100,6 +104,21 @@ impl Shared {
         self.inputs
             .get(i)
             .map(|m| f(&mut m.lock().unwrap_or_else(PoisonError::into_inner)))
+    }
+
+    /// Records that worker `w` is alive.
+    pub fn beat(&self, w: usize) {
+        if let Some(h) = self.heartbeats.get(w) {
+            h.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// True when every worker looped within `max_ms`.
+    pub fn all_alive(&self, max_ms: u64) -> bool {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.heartbeats
+            .iter()
+            .all(|h| now.saturating_sub(h.load(Ordering::Relaxed)) <= max_ms)
     }
 
     /// True once shutdown started.
@@ -172,22 +191,39 @@ pub fn run(cfg: &Config) -> Result<(), ServeError> {
             .collect(),
         archive: cfg.archive.path.clone(),
         stop: AtomicBool::new(false),
+        heartbeats: (0..cfg.input.len() * 2)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+        started: std::time::Instant::now(),
     });
+    // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs.
+    archive::recover_interrupted(cfg);
     // Bind everything first: a bad address fails the start, before READY.
     let mut sockets = Vec::new();
     for (idx, input) in cfg.input.iter().enumerate() {
-        let Listen::Udp(addr) = &input.listen else {
-            return Err(ServeError::Unsupported {
-                input: input.name.clone(),
-                listen: input.listen.to_string(),
-            });
+        let bind_err = |addr: &std::net::SocketAddr| {
+            let (input, addr) = (input.name.clone(), addr.to_string());
+            move |source| ServeError::Bind {
+                input,
+                addr,
+                source,
+            }
         };
-        let sock = ingest::bind_udp(input, *addr).map_err(|source| ServeError::Bind {
-            input: input.name.clone(),
-            addr: addr.to_string(),
-            source,
-        })?;
-        let local = sock.local_addr().ok().map(|a| a.to_string());
+        let sock = match &input.listen {
+            Listen::Udp(addr) => {
+                ingest::Source::Udp(ingest::bind_udp(input, *addr).map_err(bind_err(addr))?)
+            }
+            Listen::Tcp(addr) => {
+                ingest::Source::Tcp(ingest::bind_tcp(*addr).map_err(bind_err(addr))?)
+            }
+            other => {
+                return Err(ServeError::Unsupported {
+                    input: input.name.clone(),
+                    listen: other.to_string(),
+                })
+            }
+        };
+        let local = sock.local_addr();
         shared.with_input(idx, |s| s.local_addr = local);
         sockets.push(sock);
     }
@@ -212,15 +248,37 @@ pub fn run(cfg: &Config) -> Result<(), ServeError> {
         let (i1, i2) = (input.clone(), input.clone());
         let pass_cfg = cfg.pass.clone();
         let archive_cfg = cfg.archive.clone();
-        threads.push(spawn(&format!("ingest-{}", input.name), move || {
-            ingest::udp_loop(&i1, &sock, &tx, &s1, idx)
-        }));
+        threads.push(spawn(
+            &format!("ingest-{}", input.name),
+            move || match sock {
+                ingest::Source::Udp(sock) => ingest::udp_loop(&i1, &sock, &tx, &s1, idx),
+                ingest::Source::Tcp(l) => ingest::tcp_loop(&i1, &l, &tx, &s1, idx),
+            },
+        ));
         threads.push(spawn(&format!("decode-{}", input.name), move || {
             pipeline::run(&i2, &pass_cfg, &archive_cfg, &rx, &s2, idx)
         }));
     }
     tracing::info!(http = %cfg.http.listen, inputs = cfg.input.len(), "downlink serving");
     notify_systemd("READY=1");
+    // systemd watchdog: ping at half the interval, but only while every worker thread loops.
+    if let Some(usec) = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let wd = shared.clone();
+        let period = std::time::Duration::from_micros(usec / 2);
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                if wd.all_alive(5_000) {
+                    notify_systemd("WATCHDOG=1");
+                } else {
+                    tracing::error!("a worker thread is stuck: withholding the watchdog ping");
+                }
+            }
+        });
+    }
     let http_shared = shared.clone();
     rt.block_on(async move {
         let app = http::router(http_shared.clone());

@@ -58,6 +58,7 @@ pub fn run(
     let mut idle_since = Instant::now();
     let mut last_status = Instant::now();
     loop {
+        shared.beat(2 * idx + 1);
         let got = rx.recv_timeout(Duration::from_millis(50));
         match got {
             Ok(d) => {
