@@ -445,3 +445,65 @@ fn kill_9_mid_pass_then_restart_recovers_the_pass_from_the_raw_archive() {
     assert_eq!(recs[1]["counters"]["frames"]["good"], 1023);
     assert!(d.stop().success());
 }
+
+#[test]
+fn sighup_with_a_bad_config_keeps_running_and_a_good_one_is_applied() {
+    let mut d = Daemon::start("eos", "");
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    let hup = |d: &Daemon| {
+        let pid = d.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let status = |d: &Daemon| -> serde_json::Value {
+        serde_json::from_str(&d.get("/api/v1/status").unwrap_or_default()).unwrap_or_default()
+    };
+    let wait_for = |d: &Daemon, what: &dyn Fn(&serde_json::Value) -> bool| {
+        let t0 = Instant::now();
+        loop {
+            let s = status(d);
+            if what(&s) {
+                return s;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(15), "{s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // 1. Invalid config: reported, old config keeps running and decoding.
+    std::fs::write(
+        &d.config,
+        good.replace("los_timeout = \"700ms\"", "los_timeout = \"soon\""),
+    )
+    .unwrap();
+    hup(&d);
+    let s = wait_for(&d, &|s| s["last_reload"]["ok"] == false);
+    assert!(
+        s["last_reload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("pass.los_timeout"),
+        "{s}"
+    );
+    let bytes = std::fs::read(data("cadu/aqua.20241206T175646.dat")).unwrap();
+    d.send(&random_datagrams(&bytes, 21));
+    assert_eq!(d.wait_passes(1)[0]["counters"]["frames"]["good"], 1023);
+    // 2. Valid config with a renamed input: applied.
+    std::fs::write(
+        &d.config,
+        good.replace("name = \"xband\"", "name = \"lband\""),
+    )
+    .unwrap();
+    hup(&d);
+    let s = wait_for(&d, &|s| s["inputs"][0]["name"] == "lband");
+    assert_eq!(s["last_reload"]["ok"], true);
+    d.send(&random_datagrams(&bytes, 22));
+    let recs = d.wait_passes(2);
+    assert!(
+        recs.iter().any(|r| r["input"] == "lband"),
+        "new passes use the new config"
+    );
+    assert!(d.stop().success());
+}

@@ -90,7 +90,7 @@ fn serve(path: Option<&std::path::Path>) -> anyhow::Result<()> {
         Some(p) => config::Config::load(p)?,
         None => config::Config::embedded_default(std::path::Path::new("var/downlink"))?,
     };
-    downlink::serve::run(&cfg)?;
+    downlink::serve::run(&cfg, path)?;
     Ok(())
 }
 

@@ -32,6 +32,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "inputs": snapshot(&shared),
+        "last_reload": shared.last_reload.lock().map(|r| r.clone()).unwrap_or(None),
     }))
 }
 

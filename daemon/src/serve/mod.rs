@@ -96,6 +96,8 @@ pub struct Shared {
     pub heartbeats: Vec<std::sync::atomic::AtomicU64>,
     /// Process start, the epoch of `heartbeats`.
     pub started: std::time::Instant,
+    /// Outcome of the last SIGHUP, shown in /api/v1/status.
+    pub last_reload: Mutex<Option<serde_json::Value>>,
 }
 
 impl Shared {
@@ -167,66 +169,147 @@ pub enum ServeError {
     },
 }
 
-/// Runs the daemon until SIGTERM/SIGINT; returns when every pass is closed and archived.
-pub fn run(cfg: &Config) -> Result<(), ServeError> {
-    let passes_dir = cfg.archive.path.join("passes");
-    std::fs::create_dir_all(&passes_dir).map_err(|source| ServeError::Archive {
-        path: passes_dir.clone(),
-        source,
-    })?;
-    let shared = Arc::new(Shared {
-        inputs: cfg
-            .input
-            .iter()
-            .map(|i| {
-                Mutex::new(InputStatus {
-                    name: i.name.clone(),
-                    listen: i.listen.to_string(),
-                    profile: i.profile.name.clone(),
-                    sync_state: "searching",
-                    drops: DROP_REASONS.iter().map(|r| (*r, 0)).collect(),
-                    ..InputStatus::default()
+/// One running set of sockets, worker threads and HTTP server, built from one config.
+struct Generation {
+    shared: Arc<Shared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    http: tokio::task::JoinHandle<()>,
+    http_stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Generation {
+    /// Binds everything first (a bad address fails here, before anything runs), then starts.
+    fn start(
+        cfg: &Config,
+        rt: &tokio::runtime::Runtime,
+        last_reload: Option<serde_json::Value>,
+    ) -> Result<Generation, ServeError> {
+        let passes_dir = cfg.archive.path.join("passes");
+        std::fs::create_dir_all(&passes_dir).map_err(|source| ServeError::Archive {
+            path: passes_dir.clone(),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            inputs: cfg
+                .input
+                .iter()
+                .map(|i| {
+                    Mutex::new(InputStatus {
+                        name: i.name.clone(),
+                        listen: i.listen.to_string(),
+                        profile: i.profile.name.clone(),
+                        sync_state: "searching",
+                        drops: DROP_REASONS.iter().map(|r| (*r, 0)).collect(),
+                        ..InputStatus::default()
+                    })
                 })
-            })
-            .collect(),
-        archive: cfg.archive.path.clone(),
-        stop: AtomicBool::new(false),
-        heartbeats: (0..cfg.input.len() * 2)
-            .map(|_| std::sync::atomic::AtomicU64::new(0))
-            .collect(),
-        started: std::time::Instant::now(),
-    });
-    // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs.
-    archive::recover_interrupted(cfg);
-    // Bind everything first: a bad address fails the start, before READY.
-    let mut sockets = Vec::new();
-    for (idx, input) in cfg.input.iter().enumerate() {
-        let bind_err = |addr: &std::net::SocketAddr| {
-            let (input, addr) = (input.name.clone(), addr.to_string());
-            move |source| ServeError::Bind {
-                input,
-                addr,
+                .collect(),
+            archive: cfg.archive.path.clone(),
+            stop: AtomicBool::new(false),
+            heartbeats: (0..cfg.input.len() * 2)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            started: std::time::Instant::now(),
+            last_reload: Mutex::new(last_reload),
+        });
+        // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs.
+        archive::recover_interrupted(cfg);
+        let mut sockets = Vec::new();
+        for (idx, input) in cfg.input.iter().enumerate() {
+            let bind_err = |addr: &std::net::SocketAddr| {
+                let (input, addr) = (input.name.clone(), addr.to_string());
+                move |source| ServeError::Bind {
+                    input,
+                    addr,
+                    source,
+                }
+            };
+            let sock = match &input.listen {
+                Listen::Udp(addr) => {
+                    ingest::Source::Udp(ingest::bind_udp(input, *addr).map_err(bind_err(addr))?)
+                }
+                Listen::Tcp(addr) => {
+                    ingest::Source::Tcp(ingest::bind_tcp(*addr).map_err(bind_err(addr))?)
+                }
+                other => {
+                    return Err(ServeError::Unsupported {
+                        input: input.name.clone(),
+                        listen: other.to_string(),
+                    })
+                }
+            };
+            let local = sock.local_addr();
+            shared.with_input(idx, |s| s.local_addr = local);
+            sockets.push(sock);
+        }
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(cfg.http.listen))
+            .map_err(|source| ServeError::Http {
+                addr: cfg.http.listen.to_string(),
                 source,
+            })?;
+        let mut threads = Vec::new();
+        for (idx, (input, sock)) in cfg.input.iter().zip(sockets).enumerate() {
+            let (tx, rx) = std::sync::mpsc::sync_channel(input.queue_datagrams);
+            let (s1, s2) = (shared.clone(), shared.clone());
+            let (i1, i2) = (input.clone(), input.clone());
+            let pass_cfg = cfg.pass.clone();
+            let archive_cfg = cfg.archive.clone();
+            threads.push(spawn(
+                &format!("ingest-{}", input.name),
+                move || match sock {
+                    ingest::Source::Udp(sock) => ingest::udp_loop(&i1, &sock, &tx, &s1, idx),
+                    ingest::Source::Tcp(l) => ingest::tcp_loop(&i1, &l, &tx, &s1, idx),
+                },
+            ));
+            threads.push(spawn(&format!("decode-{}", input.name), move || {
+                pipeline::run(&i2, &pass_cfg, &archive_cfg, &rx, &s2, idx)
+            }));
+        }
+        let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = http::router(shared.clone());
+        let http = rt.spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "http server failed");
             }
-        };
-        let sock = match &input.listen {
-            Listen::Udp(addr) => {
-                ingest::Source::Udp(ingest::bind_udp(input, *addr).map_err(bind_err(addr))?)
-            }
-            Listen::Tcp(addr) => {
-                ingest::Source::Tcp(ingest::bind_tcp(*addr).map_err(bind_err(addr))?)
-            }
-            other => {
-                return Err(ServeError::Unsupported {
-                    input: input.name.clone(),
-                    listen: other.to_string(),
-                })
-            }
-        };
-        let local = sock.local_addr();
-        shared.with_input(idx, |s| s.local_addr = local);
-        sockets.push(sock);
+        });
+        tracing::info!(http = %cfg.http.listen, inputs = cfg.input.len(), "downlink serving");
+        Ok(Generation {
+            shared,
+            threads,
+            http,
+            http_stop: Some(http_stop),
+        })
     }
+
+    /// Drains queues, closes passes, stops the HTTP server and joins every thread.
+    fn stop(mut self, rt: &tokio::runtime::Runtime) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(tx) = self.http_stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = rt.block_on(self.http);
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT; returns when every pass is closed and archived.
+///
+/// SIGHUP re-reads `config_path` with the same validation as `downlink validate`: an invalid
+/// file is reported (log and `/api/v1/status` `last_reload`) and the daemon keeps running on the
+/// old config; a valid one replaces it — passes in progress are closed and the inputs and HTTP
+/// server restart on the new settings (if they cannot bind, the old config is restored).
+pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), ServeError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -235,43 +318,79 @@ pub fn run(cfg: &Config) -> Result<(), ServeError> {
             addr: cfg.http.listen.to_string(),
             source,
         })?;
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(cfg.http.listen))
-        .map_err(|source| ServeError::Http {
-            addr: cfg.http.listen.to_string(),
-            source,
-        })?;
-    let mut threads = Vec::new();
-    for (idx, (input, sock)) in cfg.input.iter().zip(sockets).enumerate() {
-        let (tx, rx) = std::sync::mpsc::sync_channel(input.queue_datagrams);
-        let (s1, s2) = (shared.clone(), shared.clone());
-        let (i1, i2) = (input.clone(), input.clone());
-        let pass_cfg = cfg.pass.clone();
-        let archive_cfg = cfg.archive.clone();
-        threads.push(spawn(
-            &format!("ingest-{}", input.name),
-            move || match sock {
-                ingest::Source::Udp(sock) => ingest::udp_loop(&i1, &sock, &tx, &s1, idx),
-                ingest::Source::Tcp(l) => ingest::tcp_loop(&i1, &l, &tx, &s1, idx),
-            },
-        ));
-        threads.push(spawn(&format!("decode-{}", input.name), move || {
-            pipeline::run(&i2, &pass_cfg, &archive_cfg, &rx, &s2, idx)
-        }));
-    }
-    tracing::info!(http = %cfg.http.listen, inputs = cfg.input.len(), "downlink serving");
+    let mut signals = rt.block_on(async { Signals::new() });
+    let mut current = cfg.clone();
+    let mut generation = Generation::start(&current, &rt, None)?;
     notify_systemd("READY=1");
-    // systemd watchdog: ping at half the interval, but only while every worker thread loops.
+    let watchdog = start_watchdog(&rt, &generation.shared);
+    loop {
+        match rt.block_on(signals.next()) {
+            Signal::Terminate => {
+                tracing::info!("shutting down: draining queues and closing passes");
+                notify_systemd("STOPPING=1");
+                generation.stop(&rt);
+                break;
+            }
+            Signal::Reload => {
+                let Some(path) = config_path else {
+                    tracing::warn!("SIGHUP: running on the embedded default, nothing to reload");
+                    continue;
+                };
+                match Config::load(path) {
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: new config is invalid; keeping the running one");
+                        let info = serde_json::json!({"ok": false, "error": e.to_string()});
+                        *generation
+                            .shared
+                            .last_reload
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = Some(info);
+                    }
+                    Ok(new) => {
+                        notify_systemd("RELOADING=1");
+                        generation.stop(&rt);
+                        let ok = serde_json::json!({"ok": true});
+                        generation = match Generation::start(&new, &rt, Some(ok)) {
+                            Ok(g) => {
+                                current = new;
+                                g
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "SIGHUP: cannot start on the new config; restoring the old one");
+                                let info = serde_json::json!({"ok": false, "error": e.to_string()});
+                                Generation::start(&current, &rt, Some(info))?
+                            }
+                        };
+                        tracing::info!("SIGHUP: configuration reloaded");
+                        if let Ok(mut w) = watchdog.lock() {
+                            *w = generation.shared.clone();
+                        }
+                        notify_systemd("READY=1");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// systemd watchdog: ping at half the interval, only while every worker thread loops.
+fn start_watchdog(rt: &tokio::runtime::Runtime, shared: &Arc<Shared>) -> Arc<Mutex<Arc<Shared>>> {
+    let current = Arc::new(Mutex::new(shared.clone()));
     if let Some(usec) = std::env::var("WATCHDOG_USEC")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
-        let wd = shared.clone();
+        let cur = current.clone();
         let period = std::time::Duration::from_micros(usec / 2);
         rt.spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
-                if wd.all_alive(5_000) {
+                let alive = cur
+                    .lock()
+                    .map(|s| s.all_alive(5_000) || s.stopping())
+                    .unwrap_or(false);
+                if alive {
                     notify_systemd("WATCHDOG=1");
                 } else {
                     tracing::error!("a worker thread is stuck: withholding the watchdog ping");
@@ -279,29 +398,7 @@ pub fn run(cfg: &Config) -> Result<(), ServeError> {
             }
         });
     }
-    let http_shared = shared.clone();
-    rt.block_on(async move {
-        let app = http::router(http_shared.clone());
-        let shutdown = async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: draining queues and closing passes");
-            notify_systemd("STOPPING=1");
-            http_shared.stop.store(true, Ordering::Relaxed);
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
-    shared.stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        if t.join().is_err() {
-            tracing::error!("a worker thread panicked");
-        }
-    }
-    Ok(())
+    current
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
@@ -314,13 +411,41 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHand
         })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut int = signal(SignalKind::interrupt()).ok();
-    tokio::select! {
-        _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
-        _ = async { if let Some(i) = int.as_mut() { i.recv().await; } else { std::future::pending::<()>().await } } => {}
+enum Signal {
+    Terminate,
+    Reload,
+}
+
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+
+    async fn next(&mut self) -> Signal {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.term) => Signal::Terminate,
+            () = recv(&mut self.int) => Signal::Terminate,
+            () = recv(&mut self.hup) => Signal::Reload,
+        }
     }
 }
 
