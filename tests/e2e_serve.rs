@@ -110,6 +110,21 @@ profile = "{profile}"
         self.wait_up();
     }
 
+    fn get_bytes(&self, path: &str) -> Option<Vec<u8>> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        raw.starts_with(b"HTTP/1.1 200")
+            .then(|| raw[end + 4..].to_vec())
+    }
+
     fn get(&self, path: &str) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.http)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -172,6 +187,16 @@ profile = "{profile}"
                 "daemon ignored SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    /// A failing test must not leak a running daemon.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -275,6 +300,14 @@ fn every_real_capture_over_udp_equals_decode_json_and_is_archived_byte_exact() {
             serde_json::from_str::<serde_json::Value>(&one).unwrap(),
             *rec
         );
+        let png = d
+            .get_bytes(&format!(
+                "/api/v1/passes/{}/plot.png",
+                rec["id"].as_str().unwrap()
+            ))
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{file}: plot");
+        assert_eq!(png, std::fs::read(dir.join("plot.png")).unwrap());
         let metrics = d.get("/metrics").unwrap();
         assert!(
             metrics.contains("downlink_frames_good_total{input=\"xband\"} 1023"),

@@ -7,7 +7,8 @@
 //! ARCHIVE/passes/<pass-id>/packets/apid-NNNN.pkts  space packets of each APID, in order
 //! ARCHIVE/passes/<pass-id>/pass.json           the pass record, written last (temp + rename)
 //! ```
-//! `<pass-id>` is `YYYYMMDDTHHMMSSZ-<input>` from the AOS time. Data files are appended through
+//! `<pass-id>` is `YYYYMMDDTHHMMSSZ-<input>` from the AOS time (`YYYYMMDDTHHMMSSZ_N-<input>` if
+//! another pass of that input began in the same second). Data files are appended through
 //! buffers and `fdatasync`ed in batches (`archive.fsync_interval` / `archive.fsync_bytes`), so a
 //! crash loses at most the last unsynced batch; `pass.json` appears only once the pass is closed.
 
@@ -57,16 +58,33 @@ fn append(path: &Path) -> std::io::Result<BufWriter<File>> {
 }
 
 impl PassArchive {
-    /// Creates the pass directory.
+    /// Creates a new, unique pass directory for a pass that began at `aos` on `input`; the
+    /// pass id is the directory name ([`PassArchive::id`]).
     pub fn create(
         root: &Path,
-        id: &str,
+        aos: SystemTime,
+        input: &str,
         keep_raw: bool,
         fsync_interval: Duration,
         fsync_bytes: u64,
     ) -> std::io::Result<Self> {
-        let dir = root.join("passes").join(id);
-        std::fs::create_dir_all(&dir)?;
+        let passes = root.join("passes");
+        std::fs::create_dir_all(&passes)?;
+        let base = pass_id(aos, input);
+        let mut n = 1;
+        let dir = loop {
+            let id = match n {
+                1 => base.clone(),
+                _ => base.replacen("Z-", &format!("Z_{n}-"), 1),
+            };
+            let dir = passes.join(&id);
+            // create_dir is atomic: an existing pass is never reused.
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(e),
+            }
+        };
         storage::sync_dir(&dir).map_err(std::io::Error::other)?;
         let cadus = if keep_raw {
             Some(append(&dir.join("cadus.raw"))?)
@@ -89,6 +107,14 @@ impl PassArchive {
     /// The pass directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The pass id (the directory name).
+    pub fn id(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     fn note(&mut self, n: usize) {
@@ -160,9 +186,17 @@ impl PassArchive {
         Ok(())
     }
 
-    /// Syncs everything and publishes the pass record atomically; returns its path.
-    pub fn close(mut self, record: &serde_json::Value) -> std::io::Result<PathBuf> {
+    /// Syncs everything, writes the plot, and publishes the pass record atomically (last);
+    /// returns its path.
+    pub fn close(
+        mut self,
+        record: &serde_json::Value,
+        plot_png: Option<&[u8]>,
+    ) -> std::io::Result<PathBuf> {
         self.sync()?;
+        if let Some(png) = plot_png {
+            storage::write_atomic(self.dir.join("plot.png"), png).map_err(std::io::Error::other)?;
+        }
         for d in ["frames", "packets"] {
             let p = self.dir.join(d);
             if p.exists() {
@@ -266,6 +300,29 @@ mod tests {
         let id = pass_id(t, "xband");
         assert_eq!(id, "20231114T221320Z-xband");
         assert!(valid_pass_id(&id));
+        // A second pass in the same second gets its own directory.
+        let root = tempfile::tempdir().unwrap();
+        let a = PassArchive::create(
+            root.path(),
+            t,
+            "xband",
+            true,
+            Duration::from_secs(1),
+            1 << 20,
+        )
+        .unwrap();
+        let b = PassArchive::create(
+            root.path(),
+            t,
+            "xband",
+            true,
+            Duration::from_secs(1),
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(a.id(), "20231114T221320Z-xband");
+        assert_eq!(b.id(), "20231114T221320Z_2-xband");
+        assert!(valid_pass_id(&b.id()));
         for bad in ["", "../etc", "a/b", "x y", &"a".repeat(81)] {
             assert!(!valid_pass_id(bad), "{bad}");
         }

@@ -18,6 +18,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/passes", get(passes))
         .route("/api/v1/passes/{id}", get(pass))
+        .route("/api/v1/passes/{id}/plot.png", get(plot))
         .route("/metrics", get(metrics))
         .with_state(shared)
 }
@@ -74,6 +75,17 @@ async fn pass(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Resp
     match tokio::fs::read(&path).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(_) => (StatusCode::NOT_FOUND, "no such pass").into_response(),
+    }
+}
+
+async fn plot(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    if !valid_pass_id(&id) {
+        return (StatusCode::BAD_REQUEST, "invalid pass id").into_response();
+    }
+    let path = shared.archive.join("passes").join(&id).join("plot.png");
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "image/png")], bytes).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "no plot for this pass").into_response(),
     }
 }
 

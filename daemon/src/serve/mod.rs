@@ -18,6 +18,7 @@ pub mod archive;
 pub mod http;
 pub mod ingest;
 pub mod pipeline;
+pub mod plot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -7,12 +7,15 @@ use bytes::Bytes;
 use decoder::{Decoder, DecoderOptions, Event};
 
 use super::archive::{pass_id, PassArchive};
+use super::plot::Timeline;
 use super::Shared;
 use crate::config::{ArchiveConfig, InputConfig, PassConfig};
 
 struct Pass {
     id: String,
     aos: SystemTime,
+    aos_instant: Instant,
+    timeline: Timeline,
     last_frame: Instant,
     last_frame_time: SystemTime,
     archive: Option<PassArchive>,
@@ -128,20 +131,23 @@ fn open_pass(
     idx: usize,
 ) -> Pass {
     let aos = SystemTime::now();
-    let id = pass_id(aos, &input.name);
     let archive = match PassArchive::create(
         &archive_cfg.path,
-        &id,
+        aos,
+        &input.name,
         archive_cfg.keep_raw_cadus,
         archive_cfg.fsync_interval,
         archive_cfg.fsync_bytes,
     ) {
         Ok(a) => Some(a),
         Err(e) => {
-            tracing::error!(input = %input.name, pass = %id, error = %e, "cannot create pass archive: pass will not be archived");
+            tracing::error!(input = %input.name, error = %e, "cannot create pass archive: pass will not be archived");
             None
         }
     };
+    let id = archive
+        .as_ref()
+        .map_or_else(|| pass_id(aos, &input.name), PassArchive::id);
     tracing::info!(input = %input.name, pass = %id, "AOS");
     let drops_at_aos = shared.with_input(idx, |s| {
         s.pass = Some(id.clone());
@@ -151,6 +157,8 @@ fn open_pass(
     Pass {
         id,
         aos,
+        aos_instant: Instant::now(),
+        timeline: Timeline::default(),
         last_frame: Instant::now(),
         last_frame_time: aos,
         archive,
@@ -177,6 +185,22 @@ fn drain(
             *pass = Some(open_pass(input, archive_cfg, shared, idx));
         }
         let Some(p) = pass.as_mut() else { continue };
+        let sec = p.timeline.at(p.aos_instant.elapsed().as_secs());
+        match &ev {
+            Event::Frame(f) => {
+                sec.good += 1;
+                sec.locked = true;
+                sec.corrected += f.rs.map_or(0, |o| {
+                    o.codewords()
+                        .iter()
+                        .filter(|c| matches!(c, decoder::rs::CodewordOutcome::Corrected { .. }))
+                        .count() as u32
+                });
+            }
+            Event::Locked { .. } | Event::RawCadu { .. } => sec.locked = true,
+            Event::Rejected { .. } => sec.rejected += 1,
+            _ => {}
+        }
         let res = match &ev {
             Event::RawCadu { data, .. } => p.archive.as_mut().map(|a| a.cadu(data)),
             Event::Frame(f) => {
@@ -258,9 +282,10 @@ fn close(
         "counters": stats,
         "drops": drops,
         "archive_io_errors": p.io_errors,
+        "plot": "plot.png",
     });
     let path = match p.archive {
-        Some(a) => match a.close(&record) {
+        Some(a) => match a.close(&record, p.timeline.png(900, 300).ok().as_deref()) {
             Ok(path) => Some(path),
             Err(e) => {
                 tracing::error!(input = %input.name, pass = %p.id, error = %e, "cannot write pass record");
