@@ -382,20 +382,9 @@ fn check_fd_name(s: &str) -> Result<(), String> {
 // Errors
 // ---------------------------------------------------------------------------------------------
 
-/// One configuration problem, named by its field path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// Field path, e.g. `input[1].listen` (array indices count from 0).
-    pub path: String,
-    /// What is wrong, including the value that was given.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` {}", self.path, self.message)
-    }
-}
+/// One configuration problem, named by its field path (`input[1].listen`; indices from 0).
+/// The same type the decoder uses for profile problems, so both print alike.
+pub use decoder::error::Problem;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -34,6 +34,20 @@ pub fn valid_pass_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Appends `data` to the file of `key`, opening it (at `path`) on first use.
+fn append_keyed<K: Ord>(
+    files: &mut BTreeMap<K, BufWriter<File>>,
+    key: K,
+    path: &Path,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let f = match files.entry(key) {
+        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::btree_map::Entry::Vacant(v) => v.insert(append(path)?),
+    };
+    f.write_all(data)
+}
+
 /// Open files of one pass.
 #[derive(Debug)]
 pub struct PassArchive {
@@ -133,26 +147,16 @@ impl PassArchive {
 
     /// Appends a good frame of `vcid`.
     pub fn frame(&mut self, vcid: u8, data: &[u8]) -> std::io::Result<()> {
-        let f = match self.frames.entry(vcid) {
-            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => v.insert(append(
-                &self.dir.join(format!("frames/vcid-{vcid:02}.bin")),
-            )?),
-        };
-        f.write_all(data)?;
+        let path = self.dir.join(format!("frames/vcid-{vcid:02}.bin"));
+        append_keyed(&mut self.frames, vcid, &path, data)?;
         self.note(data.len());
         Ok(())
     }
 
     /// Appends a packet of `apid`.
     pub fn packet(&mut self, apid: u16, data: &[u8]) -> std::io::Result<()> {
-        let f = match self.packets.entry(apid) {
-            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => v.insert(append(
-                &self.dir.join(format!("packets/apid-{apid:04}.pkts")),
-            )?),
-        };
-        f.write_all(data)?;
+        let path = self.dir.join(format!("packets/apid-{apid:04}.pkts"));
+        append_keyed(&mut self.packets, apid, &path, data)?;
         self.note(data.len());
         Ok(())
     }

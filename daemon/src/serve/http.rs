@@ -67,26 +67,24 @@ async fn passes(State(shared): State<Arc<Shared>>) -> Response {
     Json(serde_json::json!({ "passes": list })).into_response()
 }
 
-async fn pass(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    if !valid_pass_id(&id) {
+/// A file of a pass's archive directory, after checking the id is a plain name.
+async fn pass_file(shared: &Shared, id: &str, name: &str, content_type: &'static str) -> Response {
+    if !valid_pass_id(id) {
         return (StatusCode::BAD_REQUEST, "invalid pass id").into_response();
     }
-    let path = shared.archive.join("passes").join(&id).join("pass.json");
+    let path = shared.archive.join("passes").join(id).join(name);
     match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, "no such pass").into_response(),
+        Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
 }
 
+async fn pass(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    pass_file(&shared, &id, "pass.json", "application/json").await
+}
+
 async fn plot(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    if !valid_pass_id(&id) {
-        return (StatusCode::BAD_REQUEST, "invalid pass id").into_response();
-    }
-    let path = shared.archive.join("passes").join(&id).join("plot.png");
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "image/png")], bytes).into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, "no plot for this pass").into_response(),
-    }
+    pass_file(&shared, &id, "plot.png", "image/png").await
 }
 
 /// Prometheus text exposition. Metric names live here and nowhere else.
