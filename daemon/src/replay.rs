@@ -21,12 +21,12 @@
 //! # Rates
 //! See [`parse_rate`]: SI (decimal) prefixes; `bit`/`bps`/`b/s` (or no unit) are bits,
 //! `B`/`B/s`/`Bps` are bytes. Pacing is a token bucket on the monotonic clock: datagram *i* is
-//! released at `start + bytes_before_i × 8 / rate`; the sender sleeps while it is ahead and
-//! busy-spins only for the last [`SPIN_WINDOW`] before a deadline (spinning rather than
-//! `sched_yield`: yielding to CPU hogs made the sender miss its schedule by ~45% on a loaded
-//! 2-core machine). Measured CPU use of the
-//! sender, 1024-byte datagrams: ~0% at 1 Mbit/s, ~4% at 10 Mbit/s, ~25% at 50 Mbit/s; from
-//! ~80 Mbit/s (datagram gap < 100 µs) it uses one core. If it falls behind (scheduler
+//! released at `start + bytes_before_i × 8 / rate`, but a datagram may leave up to
+//! [`EARLY`] before its slot (a token bucket with a burst of that much data), so the sender
+//! sends small bursts and sleeps between them instead of busy-waiting: it never runs ahead of
+//! the schedule by more than [`EARLY`], and the long-run rate is exact. (An earlier version
+//! busy-spun for the last 100 µs before each slot, which took a whole core from ~80 Mbit/s up
+//! and starved a daemon on the same 2-core machine.) If it falls behind (scheduler
 //! hiccup, slow disk) it catches up by at most [`MAX_LAG`] of data in a burst, then re-anchors,
 //! so a pause never turns into a long line-rate burst. After the last datagram it waits for the
 //! end of that datagram's slot, so the achieved rate never exceeds the requested one.
@@ -61,8 +61,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Busy-spin at most this long before a send deadline; longer waits sleep.
-pub const SPIN_WINDOW: Duration = Duration::from_micros(100);
+/// How far ahead of its slot a datagram may be sent (the pacer's burst allowance).
+pub const EARLY: Duration = Duration::from_micros(500);
 /// Largest backlog the pacer catches up on in one burst after falling behind.
 pub const MAX_LAG: Duration = Duration::from_millis(2);
 /// File read size (one reused buffer).
@@ -645,12 +645,11 @@ fn wait_until_ready(pacer: &Pacer, start: Instant) -> u64 {
         if w == 0 {
             return now;
         }
-        let spin = SPIN_WINDOW.as_nanos() as u64;
-        if w > spin {
-            std::thread::sleep(Duration::from_nanos(w - spin));
-        } else {
-            std::hint::spin_loop();
+        let early = EARLY.as_nanos() as u64;
+        if w <= early {
+            return now;
         }
+        std::thread::sleep(Duration::from_nanos(w - early / 2));
     }
 }
 
@@ -928,7 +927,14 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
     // Wait out the last datagram's slot so that the achieved rate is honest.
     let seconds = match sender.start {
         Some(start) => {
-            wait_until_ready(&sender.pacer, start);
+            // Exactly, not EARLY: the reported rate must never exceed the requested one.
+            loop {
+                let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                match sender.pacer.wait_ns(now) {
+                    0 => break,
+                    w => std::thread::sleep(Duration::from_nanos(w)),
+                }
+            }
             start.elapsed().as_secs_f64()
         }
         None => 0.0,
