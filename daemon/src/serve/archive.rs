@@ -9,13 +9,18 @@
 //! ```
 //! `<pass-id>` is `YYYYMMDDTHHMMSSZ-<input>` from the AOS time (`YYYYMMDDTHHMMSSZ_N-<input>` if
 //! another pass of that input began in the same second). Data files are appended through
-//! buffers and `fdatasync`ed in batches (`archive.fsync_interval` / `archive.fsync_bytes`), so a
-//! crash loses at most the last unsynced batch; `pass.json` appears only once the pass is closed.
+//! buffers that are handed to the kernel every `archive.fsync_bytes`; a per-pass syncer thread
+//! `fdatasync`s them every `archive.fsync_interval`, so a slow disk sync never stalls decoding
+//! and a crash loses at most the last interval. A failed sync poisons the pass archive: further
+//! writes are refused and counted, never silently lost. `pass.json` appears only once the pass
+//! is closed and everything is synced.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Pass id from the AOS time and the input name.
@@ -39,11 +44,12 @@ fn append_keyed<K: Ord>(
     files: &mut BTreeMap<K, BufWriter<File>>,
     key: K,
     path: &Path,
+    syncer: &Syncer,
     data: &[u8],
 ) -> std::io::Result<()> {
     let f = match files.entry(key) {
         std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-        std::collections::btree_map::Entry::Vacant(v) => v.insert(append(path)?),
+        std::collections::btree_map::Entry::Vacant(v) => v.insert(append(path, syncer)?),
     };
     f.write_all(data)
 }
@@ -59,15 +65,86 @@ pub struct PassArchive {
     last_sync: Instant,
     fsync_interval: Duration,
     fsync_bytes: u64,
-    /// Bytes written per file kind.
+    syncer: Syncer,
+    /// Bytes written.
     pub written: u64,
 }
 
-fn append(path: &Path) -> std::io::Result<BufWriter<File>> {
+/// The background fdatasync of one pass's files (clones of the same open files).
+#[derive(Debug)]
+struct Syncer {
+    files: Arc<Mutex<Vec<File>>>,
+    failed: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(interval: Duration) -> Syncer {
+        let files: Arc<Mutex<Vec<File>>> = Arc::default();
+        let failed = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, x, s) = (files.clone(), failed.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("archive-sync".into())
+            .spawn(move || {
+                let tick = interval.min(Duration::from_millis(100));
+                let mut last = Instant::now();
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    if last.elapsed() < interval {
+                        continue;
+                    }
+                    last = Instant::now();
+                    let list: Vec<File> = f
+                        .lock()
+                        .map(|l| l.iter().filter_map(|h| h.try_clone().ok()).collect())
+                        .unwrap_or_default();
+                    for h in list {
+                        if let Err(e) = h.sync_data() {
+                            tracing::error!(error = %e, "archive fdatasync failed: pass archive poisoned");
+                            x.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+            .ok();
+        Syncer {
+            files,
+            failed,
+            stop,
+            thread,
+        }
+    }
+
+    fn add(&self, f: &File) -> std::io::Result<()> {
+        let clone = f.try_clone()?;
+        if let Ok(mut l) = self.files.lock() {
+            l.push(clone);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn append(path: &Path, syncer: &Syncer) -> std::io::Result<BufWriter<File>> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let f = OpenOptions::new().create(true).append(true).open(path)?;
+    syncer.add(&f)?;
     Ok(BufWriter::with_capacity(256 * 1024, f))
 }
 
@@ -100,8 +177,9 @@ impl PassArchive {
             }
         };
         storage::sync_dir(&dir).map_err(std::io::Error::other)?;
+        let syncer = Syncer::start(fsync_interval);
         let cadus = if keep_raw {
-            Some(append(&dir.join("cadus.raw"))?)
+            Some(append(&dir.join("cadus.raw"), &syncer)?)
         } else {
             None
         };
@@ -114,6 +192,7 @@ impl PassArchive {
             last_sync: Instant::now(),
             fsync_interval,
             fsync_bytes,
+            syncer,
             written: 0,
         })
     }
@@ -136,8 +215,18 @@ impl PassArchive {
         self.written += n as u64;
     }
 
+    fn check_poisoned(&self) -> std::io::Result<()> {
+        if self.syncer.failed.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other(
+                "pass archive poisoned by a failed fdatasync; writes refused",
+            ));
+        }
+        Ok(())
+    }
+
     /// Appends a raw CADU.
     pub fn cadu(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.check_poisoned()?;
         if let Some(f) = &mut self.cadus {
             f.write_all(data)?;
             self.note(data.len());
@@ -148,7 +237,8 @@ impl PassArchive {
     /// Appends a good frame of `vcid`.
     pub fn frame(&mut self, vcid: u8, data: &[u8]) -> std::io::Result<()> {
         let path = self.dir.join(format!("frames/vcid-{vcid:02}.bin"));
-        append_keyed(&mut self.frames, vcid, &path, data)?;
+        self.check_poisoned()?;
+        append_keyed(&mut self.frames, vcid, &path, &self.syncer, data)?;
         self.note(data.len());
         Ok(())
     }
@@ -156,7 +246,8 @@ impl PassArchive {
     /// Appends a packet of `apid`.
     pub fn packet(&mut self, apid: u16, data: &[u8]) -> std::io::Result<()> {
         let path = self.dir.join(format!("packets/apid-{apid:04}.pkts"));
-        append_keyed(&mut self.packets, apid, &path, data)?;
+        self.check_poisoned()?;
+        append_keyed(&mut self.packets, apid, &path, &self.syncer, data)?;
         self.note(data.len());
         Ok(())
     }
@@ -168,13 +259,19 @@ impl PassArchive {
             .chain(self.packets.values_mut())
     }
 
-    /// Flushes and fdatasyncs when the batch is due.
+    /// Hands buffered data to the kernel when a batch is due (`fsync_bytes` or
+    /// `fsync_interval`); the syncer thread makes it durable without blocking this thread.
     pub fn maybe_sync(&mut self) -> std::io::Result<()> {
+        self.check_poisoned()?;
         if self.unsynced > 0
             && (self.unsynced >= self.fsync_bytes
                 || self.last_sync.elapsed() >= self.fsync_interval)
         {
-            self.sync()?;
+            for f in self.files() {
+                f.flush()?;
+            }
+            self.unsynced = 0;
+            self.last_sync = Instant::now();
         }
         Ok(())
     }
@@ -197,6 +294,8 @@ impl PassArchive {
         record: &serde_json::Value,
         plot_png: Option<&[u8]>,
     ) -> std::io::Result<PathBuf> {
+        self.syncer.finish();
+        self.check_poisoned()?;
         self.sync()?;
         if let Some(png) = plot_png {
             storage::write_atomic(self.dir.join("plot.png"), png).map_err(std::io::Error::other)?;
