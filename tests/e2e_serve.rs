@@ -46,9 +46,19 @@ impl Daemon {
     }
 
     fn start_on(scheme: &str, profile: &str, extra_input: &str) -> Daemon {
+        Self::start_with(scheme, profile, extra_input, &[])
+    }
+
+    /// `wrapper` runs before the daemon (e.g. systemd-socket-activate …); then the daemon only
+    /// starts on traffic, so readiness is not awaited here.
+    fn start_with(scheme: &str, profile: &str, extra_input: &str, wrapper: &[String]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let (udp, http) = (free_port(), free_port());
         let archive = dir.path().join("archive");
+        let listen = match scheme {
+            "systemd" => "systemd://xband".to_owned(),
+            _ => format!("{scheme}://127.0.0.1:{udp}"),
+        };
         let cfg = format!(
             r#"
 [archive]
@@ -60,7 +70,7 @@ listen = "127.0.0.1:{http}"
 los_timeout = "700ms"
 [[input]]
 name = "xband"
-listen = "{scheme}://127.0.0.1:{udp}"
+listen = "{listen}"
 format = "bits"
 profile = "{profile}"
 {extra_input}
@@ -69,7 +79,26 @@ profile = "{profile}"
         );
         let path = dir.path().join("downlink.toml");
         std::fs::write(&path, cfg).unwrap();
-        let child = Self::spawn(&path);
+        let child = if wrapper.is_empty() {
+            Self::spawn(&path)
+        } else {
+            let mut args: Vec<String> = wrapper
+                .iter()
+                .map(|a| a.replace("{udp}", &udp.to_string()))
+                .collect();
+            args.extend([
+                env!("CARGO_BIN_EXE_downlink").to_owned(),
+                "serve".into(),
+                "--config".into(),
+                path.to_str().unwrap().to_owned(),
+            ]);
+            Command::new(&args[0])
+                .args(&args[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
         let d = Daemon {
             child,
             udp,
@@ -78,7 +107,9 @@ profile = "{profile}"
             config: path,
             _dir: dir,
         };
-        d.wait_up();
+        if wrapper.is_empty() {
+            d.wait_up();
+        }
         d
     }
 
@@ -537,6 +568,69 @@ fn sighup_with_a_bad_config_keeps_running_and_a_good_one_is_applied() {
     assert!(
         recs.iter().any(|r| r["input"] == "lband"),
         "new passes use the new config"
+    );
+    assert!(d.stop().success());
+}
+
+#[test]
+fn tcp_connect_input_retries_until_the_server_is_up_and_reconnects() {
+    // The daemon starts first: nothing listens on the port yet, so it must keep retrying.
+    let mut d = Daemon::start_on("tcp-connect", "eos", "reconnect = \"100ms\"");
+    std::thread::sleep(Duration::from_millis(400));
+    let server = std::net::TcpListener::bind(("127.0.0.1", d.udp)).unwrap();
+    let path = data("cadu/aqua.20241206T175646.dat");
+    let bytes = std::fs::read(&path).unwrap();
+    let (mut conn, _) = server.accept().unwrap();
+    conn.write_all(&bytes).unwrap();
+    drop(conn);
+    let recs = d.wait_passes(1);
+    assert_eq!(
+        recs[0]["counters"],
+        decode_json(&path, "eos"),
+        "tcp-connect pass = decode --json"
+    );
+    // After the server closed the connection the daemon reconnects.
+    let (_again, _) = server.accept().unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+    assert!(
+        status["inputs"][0]["reconnects"].as_u64().unwrap() >= 2,
+        "{status}"
+    );
+    assert!(d.stop().success());
+}
+
+#[test]
+fn systemd_socket_activation_passes_the_udp_socket() {
+    let wrapper: Vec<String> = [
+        "systemd-socket-activate",
+        "--datagram",
+        "--listen=127.0.0.1:{udp}",
+        "--fdname=xband",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut d = Daemon::start_with("systemd", "jpss", "", &wrapper);
+    // systemd-socket-activate owns the socket and starts the daemon on the first datagram.
+    std::thread::sleep(Duration::from_millis(300));
+    let small = std::fs::read(data("cadu/snpp_7cadus_2vcids.dat")).unwrap();
+    d.send(&[small[..1024].to_vec()]);
+    d.wait_up();
+    let status: serde_json::Value =
+        serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+    assert_eq!(
+        status["inputs"][0]["local_addr"],
+        format!("127.0.0.1:{}", d.udp),
+        "{status}"
+    );
+    let bytes = std::fs::read(data("cadu/npp.20241206T173815.dat")).unwrap();
+    d.send(&random_datagrams(&bytes, 31));
+    let recs = d.wait_passes(1);
+    let good = recs[0]["counters"]["frames"]["good"].as_u64().unwrap();
+    assert!(
+        good >= 1023,
+        "frames through the systemd-passed socket: {good}"
     );
     assert!(d.stop().success());
 }

@@ -18,16 +18,18 @@ pub enum Source {
     Udp(UdpSocket),
     /// Stream input (one connection at a time).
     Tcp(TcpListener),
+    /// Client of a remote TCP server (`host:port`).
+    TcpConnect(String),
 }
 
 impl Source {
     /// Address actually bound.
     pub fn local_addr(&self) -> Option<String> {
         match self {
-            Source::Udp(s) => s.local_addr().ok(),
-            Source::Tcp(l) => l.local_addr().ok(),
+            Source::Udp(s) => s.local_addr().ok().map(|a| a.to_string()),
+            Source::Tcp(l) => l.local_addr().ok().map(|a| a.to_string()),
+            Source::TcpConnect(t) => Some(format!("-> {t}")),
         }
-        .map(|a| a.to_string())
     }
 }
 
@@ -48,7 +50,6 @@ pub fn tcp_loop(
     shared: &Shared,
     idx: usize,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
     while !shared.stopping() {
         shared.beat(2 * idx);
         let (mut stream, peer) = match listener.accept() {
@@ -68,56 +69,185 @@ pub fn tcp_loop(
             continue;
         }
         tracing::info!(input = %input.name, %peer, "TCP sender connected");
-        if stream.set_nonblocking(false).is_err()
-            || stream
-                .set_read_timeout(Some(Duration::from_millis(100)))
-                .is_err()
-        {
-            continue;
+        if !read_stream(input, &mut stream, tx, shared, idx) {
+            return;
         }
-        let (mut chunks, mut bytes) = (0u64, 0u64);
-        let mut last_flush = Instant::now();
-        loop {
-            shared.beat(2 * idx);
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    chunks += 1;
-                    bytes += n as u64;
-                    if tx
-                        .send(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => {
-                    tracing::warn!(input = %input.name, error = %e, "TCP read failed");
+        tracing::info!(input = %input.name, %peer, "TCP sender disconnected");
+    }
+}
+
+/// Reads one TCP connection to its end into the queue (blocking `send`: backpressure, no drops).
+/// Returns false when the decoder side is gone.
+fn read_stream(
+    input: &InputConfig,
+    stream: &mut std::net::TcpStream,
+    tx: &SyncSender<Bytes>,
+    shared: &Shared,
+    idx: usize,
+) -> bool {
+    if stream.set_nonblocking(false).is_err()
+        || stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .is_err()
+    {
+        return true;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut chunks, mut bytes) = (0u64, 0u64);
+    let mut last_flush = Instant::now();
+    let mut alive = true;
+    loop {
+        shared.beat(2 * idx);
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                chunks += 1;
+                bytes += n as u64;
+                if tx
+                    .send(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()))
+                    .is_err()
+                {
+                    alive = false;
                     break;
                 }
             }
-            if shared.stopping() {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                tracing::warn!(input = %input.name, error = %e, "TCP read failed");
                 break;
             }
-            if last_flush.elapsed() >= Duration::from_millis(200) {
-                let (c, b) = (std::mem::take(&mut chunks), std::mem::take(&mut bytes));
-                shared.with_input(idx, |s| {
-                    s.datagrams += c;
-                    s.bytes += b;
-                });
-                last_flush = Instant::now();
+        }
+        if shared.stopping() {
+            break;
+        }
+        if last_flush.elapsed() >= Duration::from_millis(200) {
+            let (c, b) = (std::mem::take(&mut chunks), std::mem::take(&mut bytes));
+            shared.with_input(idx, |s| {
+                s.datagrams += c;
+                s.bytes += b;
+            });
+            last_flush = Instant::now();
+        }
+    }
+    shared.with_input(idx, |s| {
+        s.datagrams += chunks;
+        s.bytes += bytes;
+    });
+    alive
+}
+
+/// `tcp-connect://HOST:PORT`: connects to the demodulator's TCP server and reconnects every
+/// `input.reconnect` when it is down or the connection ends.
+pub fn tcp_connect_loop(
+    input: &InputConfig,
+    target: &str,
+    tx: &SyncSender<Bytes>,
+    shared: &Shared,
+    idx: usize,
+) {
+    use std::net::ToSocketAddrs;
+    let mut failures = 0u64;
+    while !shared.stopping() {
+        shared.beat(2 * idx);
+        let addrs: Vec<SocketAddr> = target
+            .to_socket_addrs()
+            .map(Iterator::collect)
+            .unwrap_or_default();
+        let conn = addrs
+            .iter()
+            .find_map(|a| std::net::TcpStream::connect_timeout(a, Duration::from_secs(2)).ok());
+        match conn {
+            Some(mut stream) => {
+                failures = 0;
+                tracing::info!(input = %input.name, %target, "connected");
+                if !read_stream(input, &mut stream, tx, shared, idx) {
+                    return;
+                }
+                tracing::info!(input = %input.name, %target, "connection ended; reconnecting");
+            }
+            None => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(input = %input.name, %target, attempts = failures, "cannot connect; retrying");
+                }
             }
         }
-        shared.with_input(idx, |s| {
-            s.datagrams += chunks;
-            s.bytes += bytes;
-        });
-        tracing::info!(input = %input.name, %peer, "TCP sender disconnected");
+        shared.with_input(idx, |s| s.reconnects += 1);
+        // Sleep in short steps so shutdown stays prompt.
+        let until = Instant::now() + input.reconnect;
+        while Instant::now() < until && !shared.stopping() {
+            shared.beat(2 * idx);
+            std::thread::sleep(Duration::from_millis(20).min(input.reconnect));
+        }
+    }
+}
+
+/// Sockets handed over by systemd (`LISTEN_FDS`, `LISTEN_FDNAMES`), taken once per process and
+/// kept so that a SIGHUP reload can reuse them.
+fn systemd_sockets() -> &'static std::sync::Mutex<Vec<(String, socket2::Socket)>> {
+    static SOCKETS: std::sync::OnceLock<std::sync::Mutex<Vec<(String, socket2::Socket)>>> =
+        std::sync::OnceLock::new();
+    SOCKETS.get_or_init(|| {
+        let mut out = Vec::new();
+        let pid_ok = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            == Some(std::process::id());
+        let n: i32 = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if pid_ok && n > 0 {
+            let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+            let names: Vec<&str> = names.split(':').collect();
+            for i in 0..n.min(64) {
+                let fd = 3 + i;
+                // SAFETY: systemd passes fds 3..3+LISTEN_FDS to this process (LISTEN_PID checked)
+                // and nothing else in the process has taken ownership of them; each is taken once
+                // (OnceLock).
+                #[allow(unsafe_code)]
+                let owned =
+                    unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                let name = names
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or("unknown")
+                    .to_owned();
+                out.push((name, socket2::Socket::from(owned)));
+            }
+        }
+        std::sync::Mutex::new(out)
+    })
+}
+
+/// The socket systemd passed under `FileDescriptorName=name`, as a UDP socket or TCP listener.
+pub fn take_systemd(input: &InputConfig, name: &str) -> std::io::Result<Source> {
+    let list = systemd_sockets()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((_, sock)) = list.iter().find(|(n, _)| n == name) else {
+        let have: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("systemd passed no socket named {name:?} (have {have:?}; set FileDescriptorName= in the .socket unit)"),
+        ));
+    };
+    let sock = sock.try_clone()?;
+    if sock.r#type()? == Type::DGRAM {
+        if let Err(e) = sock.set_recv_buffer_size(input.rcvbuf) {
+            tracing::warn!(input = %input.name, error = %e, "cannot set SO_RCVBUF");
+        }
+        let udp: UdpSocket = sock.into();
+        udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(Source::Udp(udp))
+    } else {
+        let l: TcpListener = sock.into();
+        l.set_nonblocking(true)?;
+        Ok(Source::Tcp(l))
     }
 }
 

@@ -63,6 +63,8 @@ pub struct InputStatus {
     pub last_frame_unix_ms: Option<u64>,
     /// Passes closed since start.
     pub passes: u64,
+    /// tcp-connect inputs: connection attempts that failed or ended.
+    pub reconnects: u64,
     /// Counters of the pass in progress (same keys as `decode --json`).
     pub current: Option<decoder::Stats>,
     /// Totals over closed passes since start.
@@ -232,11 +234,13 @@ impl Generation {
                 Listen::Tcp(addr) => {
                     ingest::Source::Tcp(ingest::bind_tcp(*addr).map_err(bind_err(addr))?)
                 }
-                other => {
-                    return Err(ServeError::Unsupported {
+                Listen::TcpConnect(target) => ingest::Source::TcpConnect(target.clone()),
+                Listen::Systemd(name) => {
+                    ingest::take_systemd(input, name).map_err(|source| ServeError::Bind {
                         input: input.name.clone(),
-                        listen: other.to_string(),
-                    })
+                        addr: format!("systemd://{name}"),
+                        source,
+                    })?
                 }
             };
             let local = sock.local_addr();
@@ -261,6 +265,9 @@ impl Generation {
                 move || match sock {
                     ingest::Source::Udp(sock) => ingest::udp_loop(&i1, &sock, &tx, &s1, idx),
                     ingest::Source::Tcp(l) => ingest::tcp_loop(&i1, &l, &tx, &s1, idx),
+                    ingest::Source::TcpConnect(t) => {
+                        ingest::tcp_connect_loop(&i1, &t, &tx, &s1, idx)
+                    }
                 },
             ));
             threads.push(spawn(&format!("decode-{}", input.name), move || {
