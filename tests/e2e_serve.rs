@@ -634,3 +634,80 @@ fn systemd_socket_activation_passes_the_udp_socket() {
     );
     assert!(d.stop().success());
 }
+
+#[test]
+fn webhooks_receive_aos_los_and_the_pass_record() {
+    // A webhook receiver on loopback that answers 204 and keeps every JSON body.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = bodies.clone();
+    std::thread::spawn(move || {
+        for conn in server.incoming().flatten().take(3) {
+            let mut conn = conn;
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 65536];
+            loop {
+                let n = conn.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&raw).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        assert!(head.starts_with("POST /hook?token=x HTTP/1.1"), "{head}");
+                        sink.lock()
+                            .unwrap()
+                            .push(serde_json::from_str(&body[..len]).unwrap());
+                        conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                            .unwrap();
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut d = Daemon::start(
+        "eos",
+        &format!("\n[[webhook]]\nurl = \"http://127.0.0.1:{port}/hook?token=x\"\n"),
+    );
+    let bytes = std::fs::read(data("cadu/aqua.20241206T175646.dat")).unwrap();
+    d.send(&random_datagrams(&bytes, 41));
+    let recs = d.wait_passes(1);
+    let t0 = Instant::now();
+    while bodies.lock().unwrap().len() < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            bodies.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = bodies.lock().unwrap().clone();
+    let events: Vec<&str> = got.iter().map(|b| b["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        events.iter().filter(|e| **e == "aos").count(),
+        1,
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&"los") && events.contains(&"pass_record"),
+        "{events:?}"
+    );
+    let record = got.iter().find(|b| b["event"] == "pass_record").unwrap();
+    assert_eq!(record["data"], recs[0]);
+    let status: serde_json::Value =
+        serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+    assert_eq!(status["webhooks"]["sent"], 3, "{status}");
+    assert!(d.stop().success());
+}

@@ -34,6 +34,11 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "inputs": snapshot(&shared),
         "last_reload": shared.last_reload.lock().map(|r| r.clone()).unwrap_or(None),
+        "webhooks": {
+            "sent": shared.webhooks.stats().sent,
+            "failed": shared.webhooks.stats().failed,
+            "dropped": shared.webhooks.stats().dropped,
+        },
     }))
 }
 
@@ -178,6 +183,15 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         "counter",
         "Space packets delivered.",
         by_input(&|s| s.totals.packets + cur(s, &|c| c.packets.total)),
+    );
+    let w = shared.webhooks.stats();
+    let _ = writeln!(
+        m,
+        "# HELP downlink_webhook_deliveries_total Webhook deliveries, by result.\n# TYPE downlink_webhook_deliveries_total counter\n\
+         downlink_webhook_deliveries_total{{result=\"sent\"}} {}\n\
+         downlink_webhook_deliveries_total{{result=\"failed\"}} {}\n\
+         downlink_webhook_deliveries_total{{result=\"dropped\"}} {}",
+        w.sent, w.failed, w.dropped
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m).into_response()
 }

@@ -19,6 +19,7 @@ pub mod http;
 pub mod ingest;
 pub mod pipeline;
 pub mod plot;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -101,6 +102,8 @@ pub struct Shared {
     pub started: std::time::Instant,
     /// Outcome of the last SIGHUP, shown in /api/v1/status.
     pub last_reload: Mutex<Option<serde_json::Value>>,
+    /// AOS / LOS / pass-record notifications.
+    pub webhooks: webhook::Webhooks,
 }
 
 impl Shared {
@@ -214,6 +217,7 @@ impl Generation {
                 .collect(),
             started: std::time::Instant::now(),
             last_reload: Mutex::new(last_reload),
+            webhooks: webhook::Webhooks::new(&cfg.webhook, rt.handle().clone()),
         });
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs.
         archive::recover_interrupted(cfg);
@@ -308,6 +312,10 @@ impl Generation {
                 tracing::error!("a worker thread panicked");
             }
         }
+        // LOS and pass-record notifications of the passes just closed.
+        self.shared
+            .webhooks
+            .flush(std::time::Duration::from_secs(5));
     }
 }
 

@@ -149,6 +149,15 @@ fn open_pass(
         .as_ref()
         .map_or_else(|| pass_id(aos, &input.name), PassArchive::id);
     tracing::info!(input = %input.name, pass = %id, "AOS");
+    shared.webhooks.notify(
+        crate::config::WebhookEvent::Aos,
+        serde_json::json!({
+            "id": id,
+            "input": input.name,
+            "profile": input.profile.name,
+            "aos": humantime::format_rfc3339_millis(aos).to_string(),
+        }),
+    );
     let drops_at_aos = shared.with_input(idx, |s| {
         s.pass = Some(id.clone());
         s.sync_state = "locked";
@@ -284,6 +293,14 @@ fn close(
         "archive_io_errors": p.io_errors,
         "plot": "plot.png",
     });
+    shared.webhooks.notify(
+        crate::config::WebhookEvent::Los,
+        serde_json::json!({
+            "id": record["id"], "input": record["input"], "spacecraft": record["spacecraft"],
+            "aos": record["aos"], "los": record["los"],
+            "frames_good": stats.frames.good, "packets": stats.packets.total,
+        }),
+    );
     let path = match p.archive {
         Some(a) => match a.close(&record, p.timeline.png(900, 300).ok().as_deref()) {
             Ok(path) => Some(path),
@@ -294,6 +311,11 @@ fn close(
         },
         None => None,
     };
+    if path.is_some() {
+        shared
+            .webhooks
+            .notify(crate::config::WebhookEvent::PassRecord, record.clone());
+    }
     tracing::info!(
         input = %input.name,
         pass = %p.id,
