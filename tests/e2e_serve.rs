@@ -647,7 +647,7 @@ fn webhooks_receive_aos_los_and_the_pass_record() {
             let mut conn = conn;
             conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut raw = Vec::new();
-            let mut buf = [0u8; 65536];
+            let mut buf = vec![0u8; 65536];
             loop {
                 let n = conn.read(&mut buf).unwrap_or(0);
                 if n == 0 {
