@@ -351,22 +351,41 @@ fn every_real_capture_over_udp_equals_decode_json_and_is_archived_byte_exact() {
 
 #[test]
 fn bad_datagrams_are_counted_and_the_capture_still_decodes() {
-    let mut d = Daemon::start("eos", "max_datagram = 2000");
+    let mut d = Daemon::start("eos", "max_datagram = 8000");
     let bytes = std::fs::read(data("cadu/aqua.20241206T175646.dat")).unwrap();
     let mut dgrams = Vec::new();
-    // Whole-CADU-sized datagrams of the capture, with bad ones in between that never reach the
-    // decoder: oversize (truncated) and empty.
-    for (i, c) in bytes.chunks(1024).enumerate() {
+    // Whole-CADU-sized datagrams of the capture, with bad ones in between: oversize
+    // (truncated) and empty ones never reach the decoder; random garbage does, and the
+    // synchronizer must discard it and re-acquire without losing a real frame. The chunks are
+    // the realigned CADUs, so garbage lands between frames, never inside one.
+    let mut rng = Rng(77);
+    for (i, c) in aligned_cadus(&bytes).chunks(1024).enumerate() {
         dgrams.push(c.to_vec());
         if i % 100 == 50 {
-            dgrams.push(vec![0x55; 3000]);
+            dgrams.push(vec![0x55; 9000]);
             dgrams.push(Vec::new());
+        }
+        if i % 200 == 120 {
+            dgrams.push((0..1500).map(|_| rng.below(256) as u8).collect());
         }
     }
     d.send(&dgrams);
     let recs = d.wait_passes(1);
     let c = &recs[0]["counters"];
-    assert_eq!(c["frames"]["good"], 1023);
+    assert_eq!(c["frames"]["good"], 1023, "{c}");
+    assert_eq!(c["frames"]["rejected"]["rs_uncorrectable"], 0, "{c}");
+    assert_eq!(
+        c["sync"]["lost"], 5,
+        "one loss of lock per garbage burst: {c}"
+    );
+    assert!(
+        c["sync"]["bits_discarded"].as_u64().unwrap() >= 5 * 1500 * 8,
+        "{c}"
+    );
+    assert!(
+        c["sync"]["bits_discarded"].as_u64().unwrap() >= 5 * 1500 * 8,
+        "{c}"
+    );
     let status: serde_json::Value =
         serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
     let drops = &status["inputs"][0]["drops"];
