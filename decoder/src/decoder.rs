@@ -291,12 +291,9 @@ pub struct Decoder {
     cadus: u64,
     rs_counts: crate::stats::RsCounters,
     crc_ok: u64,
-    crc_failed: u64,
     good: u64,
     fill: u64,
     rejected: Rejections,
-    packets_total: u64,
-    packet_bytes: u64,
     dropped: [u64; 6],
     dropped_bytes: u64,
     polarity_changes: u64,
@@ -369,12 +366,9 @@ impl Decoder {
             cadus: 0,
             rs_counts: Default::default(),
             crc_ok: 0,
-            crc_failed: 0,
             good: 0,
             fill: 0,
             rejected: Rejections::default(),
-            packets_total: 0,
-            packet_bytes: 0,
             dropped: [0; 6],
             dropped_bytes: 0,
             polarity_changes: 0,
@@ -615,7 +609,6 @@ impl Decoder {
             if ok || cfg!(fuzzing) {
                 self.crc_ok += 1;
             } else {
-                self.crc_failed += 1;
                 return self.reject(stream_bit, RejectReason::CrcFailed);
             }
         }
@@ -687,8 +680,6 @@ impl Decoder {
         for ev in out.drain(..) {
             match ev {
                 PacketEvent::Packet(p) => {
-                    self.packets_total += 1;
-                    self.packet_bytes += p.data.len() as u64;
                     if let Some(missing) = self.sequences.observe(&p.header, p.data.len()) {
                         self.events.push_back(Event::SequenceGap {
                             apid: p.header.apid,
@@ -745,7 +736,7 @@ impl Decoder {
         s.sync.truncated_bits += self.frames_truncated_bits;
         s.bytes_ignored_after_finish = self.ignored_after_finish;
         s.crc.ok = self.crc_ok;
-        s.crc.failed = self.crc_failed;
+        s.crc.failed = self.rejected.crc_failed;
         s.frames.good = self.good;
         s.frames.fill = self.fill;
         s.frames.rejected = self.rejected;
@@ -757,8 +748,6 @@ impl Decoder {
                 s.frames.resets_by_vcid.insert(v, c.resets);
             }
         }
-        s.packets.total = self.packets_total;
-        s.packets.bytes = self.packet_bytes;
         s.packets.idle = self
             .assemblers
             .iter()
@@ -776,6 +765,8 @@ impl Decoder {
                     .insert(apid, c.sequence_gaps);
             }
             s.packets.missing += c.missing;
+            s.packets.total += c.packets;
+            s.packets.bytes += c.bytes;
         }
         s.packets.sequence_gaps = self.sequences.total_gaps();
         for (r, n) in DROP_REASONS.iter().zip(self.dropped) {

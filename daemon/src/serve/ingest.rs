@@ -33,6 +33,14 @@ impl Source {
     }
 }
 
+/// A receive timeout (the loops wake up to check for shutdown), not an error.
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 /// Binds a TCP listener (non-blocking accept, polled so shutdown is prompt).
 pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let l = TcpListener::bind(addr)?;
@@ -111,11 +119,7 @@ fn read_stream(
                     break;
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if is_timeout(&e) => {}
             Err(e) => {
                 tracing::warn!(input = %input.name, error = %e, "TCP read failed");
                 break;
@@ -336,11 +340,7 @@ pub fn udp_loop(
                     }
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if is_timeout(&e) => {}
             Err(e) => {
                 tracing::warn!(input = %input.name, error = %e, "receive error");
                 std::thread::sleep(Duration::from_millis(10));

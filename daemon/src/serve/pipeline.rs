@@ -185,6 +185,8 @@ fn drain(
     shared: &Shared,
     idx: usize,
 ) {
+    // One clock read per batch of events, not per frame.
+    let now = Instant::now();
     while let Some(ev) = dec.poll() {
         let opens = matches!(
             ev,
@@ -194,7 +196,9 @@ fn drain(
             *pass = Some(open_pass(input, archive_cfg, shared, idx));
         }
         let Some(p) = pass.as_mut() else { continue };
-        let sec = p.timeline.at(p.aos_instant.elapsed().as_secs());
+        let sec = p
+            .timeline
+            .at(now.saturating_duration_since(p.aos_instant).as_secs());
         match &ev {
             Event::Frame(f) => {
                 sec.good += 1;
@@ -213,8 +217,7 @@ fn drain(
         let res = match &ev {
             Event::RawCadu { data, .. } => p.archive.as_mut().map(|a| a.cadu(data)),
             Event::Frame(f) => {
-                p.last_frame = Instant::now();
-                p.last_frame_time = SystemTime::now();
+                p.last_frame = now;
                 p.scid.get_or_insert(f.header.scid);
                 p.archive.as_mut().map(|a| a.frame(f.header.vcid, &f.data))
             }
@@ -240,6 +243,9 @@ fn drain(
         }
     }
     if let Some(p) = pass {
+        if p.last_frame == now {
+            p.last_frame_time = SystemTime::now();
+        }
         let t = unix_ms(p.last_frame_time);
         shared.with_input(idx, |s| s.last_frame_unix_ms = Some(t));
     }
