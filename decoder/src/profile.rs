@@ -148,7 +148,7 @@ impl Default for PacketSpec {
 }
 
 /// A complete spacecraft downlink profile.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Short name (`eos`, `jpss` …).
@@ -172,6 +172,51 @@ pub struct Profile {
     /// Packet extraction.
     #[serde(default)]
     pub packets: PacketSpec,
+    /// The imaging instrument whose packets become scene products, if the downlink carries one.
+    #[serde(default)]
+    pub imaging: Option<ImagingSpec>,
+}
+
+/// An imaging instrument carried in the downlink's space packets.
+///
+/// The decoder itself ignores this section; the daemon and `downlink image` use it to turn
+/// packets into georeferenced products.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagingSpec {
+    /// Instrument model: `msu-mr` (Meteor-M MSU-MR in LRPT).
+    pub instrument: String,
+    /// Catalogue number (NORAD id) used to pick the spacecraft's TLE.
+    pub norad_id: u32,
+    /// Spacecraft name for product metadata.
+    #[serde(default)]
+    pub spacecraft: String,
+    /// Image channels; an APID not listed here is not imagery.
+    pub channels: Vec<ChannelSpec>,
+    /// The channel used as red/visible in NDVI (`ndvi = [vis_apid, nir_apid]`).
+    #[serde(default)]
+    pub ndvi: Option<[u16; 2]>,
+    /// Composite bands as `[red, green, blue]` APID preference lists: the first APID of each
+    /// list present in the pass is used.
+    #[serde(default)]
+    pub composite: Vec<Vec<u16>>,
+}
+
+/// One spectral channel of an imaging instrument.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// APID carrying the channel.
+    pub apid: u16,
+    /// Channel name (`"1"`, `"4"` …) as the instrument documentation numbers it.
+    pub name: String,
+    /// Centre wavelength in micrometres.
+    pub center_um: f64,
+    /// Full width at half maximum in micrometres.
+    pub fwhm_um: f64,
+    /// STAC/EO common name (`red`, `nir08`, `swir16`, `lwir11` …) if one applies.
+    #[serde(default)]
+    pub common_name: Option<String>,
 }
 
 fn default_asm() -> String {
@@ -179,6 +224,97 @@ fn default_asm() -> String {
 }
 fn yes() -> bool {
     true
+}
+
+/// Instruments `downlink image` knows how to decode.
+pub const IMAGING_INSTRUMENTS: &[&str] = &["msu-mr"];
+
+fn validate_imaging(im: &ImagingSpec, pr: &mut Vec<Problem>) {
+    if !IMAGING_INSTRUMENTS.contains(&im.instrument.as_str()) {
+        problem(
+            pr,
+            "imaging.instrument",
+            format!(
+                "must be one of {}, got {:?}",
+                IMAGING_INSTRUMENTS.join(", "),
+                im.instrument
+            ),
+        );
+    }
+    if im.channels.is_empty() {
+        problem(
+            pr,
+            "imaging.channels",
+            "must list at least one channel".into(),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, c) in im.channels.iter().enumerate() {
+        if c.apid > 0x7ff {
+            problem(
+                pr,
+                &format!("imaging.channels[{i}].apid"),
+                format!("must be 0..=2047, got {}", c.apid),
+            );
+        }
+        if !seen.insert(c.apid) {
+            problem(
+                pr,
+                &format!("imaging.channels[{i}].apid"),
+                format!("is listed twice ({})", c.apid),
+            );
+        }
+        if !(c.center_um > 0.0 && c.fwhm_um > 0.0) {
+            problem(
+                pr,
+                &format!("imaging.channels[{i}]"),
+                format!(
+                    "center_um and fwhm_um must be positive, got {} and {}",
+                    c.center_um, c.fwhm_um
+                ),
+            );
+        }
+    }
+    let known = |a: &u16| im.channels.iter().any(|c| c.apid == *a);
+    if let Some(n) = &im.ndvi {
+        for a in n {
+            if !known(a) {
+                problem(
+                    pr,
+                    "imaging.ndvi",
+                    format!("APID {a} is not one of imaging.channels"),
+                );
+            }
+        }
+    }
+    if !im.composite.is_empty() && im.composite.len() != 3 {
+        problem(
+            pr,
+            "imaging.composite",
+            format!(
+                "must list 3 bands (red, green, blue), got {}",
+                im.composite.len()
+            ),
+        );
+    }
+    for (i, band) in im.composite.iter().enumerate() {
+        if band.is_empty() {
+            problem(
+                pr,
+                &format!("imaging.composite[{i}]"),
+                "must list at least one APID".into(),
+            );
+        }
+        for a in band {
+            if !known(a) {
+                problem(
+                    pr,
+                    &format!("imaging.composite[{i}]"),
+                    format!("APID {a} is not one of imaging.channels"),
+                );
+            }
+        }
+    }
 }
 
 fn problem(problems: &mut Vec<Problem>, path: &str, message: String) {
@@ -394,6 +530,9 @@ impl Profile {
                 format!("must be 0..=2, got {}", s.max_slip_bits),
             );
         }
+        if let Some(im) = &self.imaging {
+            validate_imaging(im, &mut pr);
+        }
         if pr.is_empty() {
             Ok(())
         } else {
@@ -507,6 +646,12 @@ mod tests {
         let m = Profile::builtin("meteor-lrpt").unwrap();
         assert_eq!(m.rs_params().unwrap().basis, Basis::Conventional);
         assert_eq!(m.frame_len(), 892);
+        let im = m.imaging.as_ref().unwrap();
+        assert_eq!(im.instrument, "msu-mr");
+        assert_eq!(im.norad_id, 40069);
+        assert_eq!(im.channels.len(), 6);
+        assert_eq!(im.ndvi, Some([64, 65]));
+        assert!(Profile::builtin("jpss").unwrap().imaging.is_none());
         assert!(matches!(
             Profile::builtin("nope"),
             Err(Error::UnknownProfile { .. })
@@ -545,5 +690,31 @@ mod tests {
         let text = include_str!("../profiles/eos.toml").replace("length = 1024", "length = 1000");
         let err = Profile::from_toml_str(&text, "test").unwrap_err();
         assert!(err.to_string().contains("cadu.length"), "{err}");
+    }
+
+    #[test]
+    fn imaging_problems_reported_with_paths() {
+        let text = include_str!("../profiles/meteor-lrpt.toml")
+            .replace("instrument = \"msu-mr\"", "instrument = \"avhrr\"")
+            .replace("ndvi = [64, 65]", "ndvi = [64, 99]")
+            .replace(
+                "composite = [[66, 68], [65], [64]]",
+                "composite = [[66, 68], [65]]",
+            )
+            .replace("apid = 69", "apid = 68");
+        let err = Profile::from_toml_str(&text, "test").unwrap_err();
+        let Error::InvalidProfile { problems, .. } = &err else {
+            panic!("expected InvalidProfile, got {err}");
+        };
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "imaging.instrument",
+            "imaging.ndvi",
+            "imaging.composite",
+            "imaging.channels[5].apid",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
+        }
+        assert!(err.to_string().contains("APID 99 is not one of"), "{err}");
     }
 }
