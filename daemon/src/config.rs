@@ -101,6 +101,20 @@ pub struct Config {
     pub input: Vec<InputConfig>,
     /// `[[webhook]]`: HTTP notifications, optional.
     pub webhook: Vec<WebhookConfig>,
+    /// `[imaging]`: georeferenced products at LOS for imaging instruments.
+    pub imaging: ImagingConfig,
+}
+
+/// `[imaging]`: scene products made at LOS for inputs whose profile has an imaging instrument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImagingConfig {
+    /// `enabled` (default `true`): make products at LOS.
+    pub enabled: bool,
+    /// `tle` (default `[]`): TLE files (Celestrak 2- or 3-line) read at start and on reload,
+    /// beside the sets imported into the archive with `downlink tle import` or the API.
+    pub tle: Vec<PathBuf>,
+    /// `landmask` (default none): land/sea mask GeoTIFF for geolocation QA; none = no QA.
+    pub landmask: Option<PathBuf>,
 }
 
 /// `[archive]`: where and how pass records are written.
@@ -522,6 +536,16 @@ struct RawConfig {
     input: Vec<RawInput>,
     #[serde(default)]
     webhook: Vec<RawWebhook>,
+    #[serde(default)]
+    imaging: RawImaging,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImaging {
+    enabled: Option<bool>,
+    tle: Option<Vec<PathBuf>>,
+    landmask: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -754,8 +778,11 @@ impl RawConfig {
             webhooks.push(resolve_webhook(&mut pr, i, raw));
         }
 
+        let imaging = resolve_imaging(&mut pr, &self.imaging, base);
+
         let assembled = (|| {
             Some(Config {
+                imaging,
                 archive: archive?,
                 http: http?,
                 pass,
@@ -814,6 +841,27 @@ fn resolve_archive(pr: &mut Problems, raw: RawArchive, base: &Path) -> Option<Ar
         fsync_bytes,
         keep_raw_cadus: raw.keep_raw_cadus.unwrap_or(DEFAULT_KEEP_RAW_CADUS),
     })
+}
+
+fn resolve_imaging(pr: &mut Problems, raw: &RawImaging, base: &Path) -> ImagingConfig {
+    let mut tle = Vec::new();
+    for (i, p) in raw.tle.iter().flatten().enumerate() {
+        if p.as_os_str().is_empty() {
+            pr.push(format!("imaging.tle[{i}]"), "must not be empty");
+        } else {
+            tle.push(resolve_path(base, p));
+        }
+    }
+    let landmask = match &raw.landmask {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(resolve_path(base, p)),
+        None => None,
+    };
+    ImagingConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        tle,
+        landmask,
+    }
 }
 
 fn resolve_http(pr: &mut Problems, raw: &RawHttp) -> Option<HttpConfig> {
@@ -1461,6 +1509,7 @@ profile = "jpss"
         assert_eq!(example.pass, minimal.pass);
         assert_eq!(example.input, minimal.input);
         assert!(example.webhook.is_empty());
+        assert_eq!(example.imaging, minimal.imaging);
     }
 
     /// Turns the example's commented-out settings (`#key = …`, `#[[table]]`: a `#` directly
@@ -1534,6 +1583,7 @@ profile = "jpss"
             ("pass", "[pass]\nzz_probe = 1\n"),
             ("input", "[[input]]\nzz_probe = 1\n"),
             ("webhook", "[[webhook]]\nzz_probe = 1\n"),
+            ("imaging", "[imaging]\nzz_probe = 1\n"),
         ];
         let mut checked = 0;
         for (section, probe) in sections {
