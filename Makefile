@@ -6,7 +6,7 @@ CARGO ?= cargo
 DATA ?= ../shared/data
 APT_PKGS := build-essential pkg-config systemd libgdal-dev gdal-bin python3-gdal python3-numpy
 
-.PHONY: run demo-replay unit-file test deps build release fmt lint unit fuzz-corpus fuzz bench bench-data clean
+.PHONY: run demo-replay unit-file test deps build release fmt lint unit fuzz-corpus fuzz bench bench-data clean landmask
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -16,6 +16,18 @@ deps:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust >= 1.87) is required: https://rustup.rs" >&2; exit 1; }
+
+# Land/sea mask for geolocation QA: NOAA GLOBE 30" ocean flag as shipped in the PyPI package
+# global-land-mask 1.0.0 (MIT), checked by hash, turned into one 1-bit GeoTIFF (~1.1 MB).
+LANDMASK ?= build/landmask.tif
+GLM_NPZ_SHA256 := ef089657594dcdd5bff443b96a24e6fa094fa65fd08c6cd1d7c8368ed6bcbeeb
+landmask: $(LANDMASK)
+$(LANDMASK): scripts/make_landmask.py | deps
+	@mkdir -p build/glm $(dir $@)
+	python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: global-land-mask==1.0.0 -d build/glm
+	/usr/bin/python3 -c 'import glob, zipfile; zipfile.ZipFile(sorted(glob.glob("build/glm/global_land_mask-1.0.0-*.whl"))[0]).extract("global_land_mask/globe_combined_mask_compressed.npz", "build/glm")'
+	echo "$(GLM_NPZ_SHA256)  build/glm/global_land_mask/globe_combined_mask_compressed.npz" | sha256sum -c --quiet
+	/usr/bin/python3 scripts/make_landmask.py --npz build/glm/global_land_mask/globe_combined_mask_compressed.npz -o $@
 
 build: deps
 	$(CARGO) build --release --bin downlink
@@ -45,7 +57,7 @@ fuzz-corpus:
 	$(CARGO) build --manifest-path fuzz/Cargo.toml --bins
 	$(CARGO) test --manifest-path fuzz/Cargo.toml
 
-test: deps fmt lint unit fuzz-corpus unit-file
+test: deps landmask fmt lint unit fuzz-corpus unit-file
 
 # The hardened unit must keep its exposure score at or below 1.5.
 unit-file:

@@ -8,4 +8,9 @@
 //! - [`qa`]: geolocation QA — the shift between an image and an independent land/sea mask.
 #![deny(clippy::indexing_slicing)]
 
+pub mod geoloc;
+pub mod msumr;
+pub mod orbit;
+pub mod qa;
 pub mod time;
+pub mod tle;

@@ -31,8 +31,7 @@ impl DayClock {
     /// A clock for a pass whose first line falls on the UTC date `date`.
     pub fn moscow_on_date(date: NaiveDate, first_ms_of_day: u32) -> Self {
         let utc_tod = (i64::from(first_ms_of_day) - MOSCOW_OFFSET_MS).rem_euclid(DAY_MS);
-        let reference =
-            date.and_time(NaiveTime::MIN).and_utc() + Duration::milliseconds(utc_tod);
+        let reference = date.and_time(NaiveTime::MIN).and_utc() + Duration::milliseconds(utc_tod);
         Self::moscow(reference)
     }
 

@@ -8,6 +8,9 @@
 //! fsync *poisons* the writer: every later call fails instead of pretending, and the final name
 //! is never created.
 
+pub mod landmask;
+pub mod products;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,280 @@
+//! Image products for Meteor-M MSU-MR swath imagery.
+//!
+//! Inputs are plain Rust arrays (row-major, `width * height` samples, one
+//! `bool` validity flag per sample); outputs are files:
+//!
+//! | function | output |
+//! | --- | --- |
+//! | [`write_png_gray`] / [`write_png_rgba`] | 8-bit PNG (grey+alpha / RGBA), quick looks |
+//! | [`write_raw_gcp_tiff`] | swath-geometry GeoTIFF, Byte, nodata 0, GCPs in EPSG:4326 |
+//! | [`warp_to_epsg4326`] / [`warp_to_epsg4326_mem`] | regular lat/lon grid (GDAL warper, thin-plate spline) |
+//! | [`write_cog`] / [`validate_cog`] | Cloud Optimized GeoTIFF via GDAL's COG driver |
+//! | [`write_ndvi`] | Float32 "count NDVI", nodata NaN |
+//! | [`write_rgb_composite`] / [`write_rgb_thumbnail`] | RGB+alpha GeoTIFF, ≤512 px PNG thumbnail |
+//!
+//! Every writer first writes to a hidden temporary file in the destination
+//! directory and renames it into place, so a reader never sees a half-written
+//! product (rename is atomic on POSIX file systems within one directory).
+//!
+//! # Instrument
+//!
+//! MSU-MR scans 1568 pixels per line (LRPT, ~1 km at nadir, swath ≈ 2800 km).
+//! Sources: "Meteor-M N2 LRPT" format description (planet.iitp.ru,
+//! <http://planet.iitp.ru/index1.html>, MSU-MR section), and the WMO OSCAR
+//! instrument page <https://space.oscar.wmo.int/instruments/view/msu_mr>.
+//! LRPT transmits *uncalibrated* 8-bit counts (no on-board calibration
+//! coefficients in the stream), which is why [`write_ndvi`] produces a
+//! "count NDVI" (see there).
+//!
+//! # GDAL
+//!
+//! Built against GDAL 3.6 through the `gdal` 0.19 crate. The warp uses
+//! GDAL's `GDALWarp()` library entry point (the function behind the
+//! `gdalwarp` program, called in-process, not as a subprocess) through the
+//! small FFI wrapper in `products/gdal_ffi.rs` – the only place with
+//! `unsafe`; see [`warp_to_epsg4326`] for why.
+//!
+//! # Threads
+//!
+//! A `gdal::Dataset` is `Send` but not `Sync`; functions that take a
+//! `&Dataset` must be called from the thread that owns it. The path-based
+//! writers are independent and may run on different threads concurrently.
+
+use std::path::PathBuf;
+
+mod atomic;
+mod cog;
+mod derived;
+mod gdal_ffi;
+mod png;
+mod swath;
+mod warp;
+
+pub use cog::{
+    validate_cog, write_cog, write_cog_from_path, CogCompression, CogOptions, CogReport,
+    OverviewResampling,
+};
+pub use derived::{
+    compute_count_ndvi, read_grid_bands, write_ndvi, write_rgb_composite, write_rgb_thumbnail,
+    GeoGrid, GridBand, RasterFormat, NDVI_NODATA,
+};
+pub use png::{write_png_gray, write_png_rgba};
+pub use swath::{write_raw_gcp_tiff, Gcp, RAW_NODATA};
+pub use warp::{
+    warp_file_to_epsg4326, warp_to_epsg4326, warp_to_epsg4326_mem, GcpTransform, Resampling,
+    WarpOptions,
+};
+
+/// MSU-MR pixels per scan line (LRPT).
+pub const MSU_MR_WIDTH: usize = 1568;
+
+/// One 8-bit image band: `pixels` and `valid` are row-major, `width * height`
+/// long. `description` becomes the GDAL band description where the product
+/// keeps per-band names (e.g. `"MSU-MR ch1 0.5-0.7um"`).
+#[derive(Debug, Clone, Copy)]
+pub struct Band<'a> {
+    /// Raw counts.
+    pub pixels: &'a [u8],
+    /// `false` where the sample is missing (lost packet, fill).
+    pub valid: &'a [bool],
+    /// Band description.
+    pub description: &'a str,
+}
+
+/// Errors of the product writers.
+#[derive(Debug, thiserror::Error)]
+pub enum ProductError {
+    /// Zero or absurd image dimensions.
+    #[error("invalid image dimensions {width}x{height}: {reason}")]
+    InvalidDimensions {
+        /// Width in pixels.
+        width: usize,
+        /// Height in lines.
+        height: usize,
+        /// Why they were rejected.
+        reason: &'static str,
+    },
+    /// An input slice does not have `width * height` (or `4 *`) elements.
+    #[error("{what}: expected {expected} elements, got {actual}")]
+    SizeMismatch {
+        /// Which input.
+        what: String,
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        actual: usize,
+    },
+    /// A product needs at least one band (or exactly N bands).
+    #[error("wrong number of bands: {0}")]
+    BandCount(String),
+    /// A ground control point is unusable.
+    #[error("GCP #{index} invalid: {reason}")]
+    InvalidGcp {
+        /// Index in the input slice.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// Not enough GCPs for the requested transform.
+    #[error("{count} GCPs is too few: the {transform} transform needs at least {needed}")]
+    TooFewGcps {
+        /// GCPs available.
+        count: usize,
+        /// GCPs needed.
+        needed: usize,
+        /// Transform name.
+        transform: &'static str,
+    },
+    /// The GCP longitudes span more than 180° even after unwrapping at the
+    /// antimeridian, so no continuous longitude range exists.
+    #[error("GCP longitudes span {span_deg:.1} degrees; cannot form a continuous longitude range")]
+    LongitudeSpan {
+        /// Span in degrees.
+        span_deg: f64,
+    },
+    /// Metadata key rejected (must be `[A-Za-z0-9_.-]+`).
+    #[error("invalid metadata key {0:?} (allowed: A-Z a-z 0-9 _ . -)")]
+    InvalidMetadataKey(String),
+    /// A parameter is out of range.
+    #[error("invalid parameter {name}: {reason}")]
+    InvalidParameter {
+        /// Parameter name.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A path is not valid UTF-8 (GDAL takes C strings; we require UTF-8).
+    #[error("path is not valid UTF-8 or contains NUL: {0:?}")]
+    BadPath(PathBuf),
+    /// Error returned by the `gdal` crate.
+    #[error("GDAL error while {context}: {source}")]
+    Gdal {
+        /// What we were doing.
+        context: String,
+        /// Underlying error.
+        #[source]
+        source: gdal::errors::GdalError,
+    },
+    /// Error from a raw GDAL C call (see `gdal_ffi`).
+    #[error("GDAL {call} failed: {message}")]
+    GdalCall {
+        /// C function name.
+        call: &'static str,
+        /// `CPLGetLastErrorMsg()` text, or our own description.
+        message: String,
+    },
+    /// Dataset content not as expected (wrong type, no GCPs, ...).
+    #[error("unexpected dataset content: {0}")]
+    Dataset(String),
+    /// PNG encoding failed.
+    #[error("PNG encoding {path:?}: {source}")]
+    Png {
+        /// Destination.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// File system error.
+    #[error("I/O error while {context} {path:?}: {source}")]
+    Io {
+        /// What we were doing.
+        context: &'static str,
+        /// Path concerned.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid Cloud Optimized GeoTIFF.
+    #[error("{path:?} is not a valid COG: {}", problems.join("; "))]
+    NotCog {
+        /// File checked.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+}
+
+/// Shorthand used throughout the module.
+pub type Result<T> = std::result::Result<T, ProductError>;
+
+/// Adds context to `gdal` crate errors.
+pub(crate) trait GdalContext<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> GdalContext<T> for std::result::Result<T, gdal::errors::GdalError> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| ProductError::Gdal {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// Checks `width`/`height` and returns `width * height`.
+pub(crate) fn checked_area(width: usize, height: usize) -> Result<usize> {
+    if width == 0 || height == 0 {
+        return Err(ProductError::InvalidDimensions {
+            width,
+            height,
+            reason: "zero size",
+        });
+    }
+    // GDAL and PNG both take 32-bit signed sizes.
+    if width > i32::MAX as usize || height > i32::MAX as usize {
+        return Err(ProductError::InvalidDimensions {
+            width,
+            height,
+            reason: "dimension exceeds i32::MAX",
+        });
+    }
+    width
+        .checked_mul(height)
+        .ok_or(ProductError::InvalidDimensions {
+            width,
+            height,
+            reason: "pixel count overflows usize",
+        })
+}
+
+/// Checks one band's slices against `area`.
+pub(crate) fn check_band(band: &Band<'_>, area: usize, name: &str) -> Result<()> {
+    check_len(band.pixels.len(), area, || format!("{name} pixels"))?;
+    check_len(band.valid.len(), area, || format!("{name} validity mask"))
+}
+
+pub(crate) fn check_len(
+    actual: usize,
+    expected: usize,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(ProductError::SizeMismatch {
+            what: what(),
+            expected,
+            actual,
+        })
+    }
+}
+
+/// UTF-8 view of a path, for GDAL.
+pub(crate) fn path_str(path: &std::path::Path) -> Result<&str> {
+    match path.to_str() {
+        Some(s) if !s.contains('\0') => Ok(s),
+        _ => Err(ProductError::BadPath(path.to_path_buf())),
+    }
+}
+
+/// GDAL creation-option list from `KEY=VALUE` pairs.
+pub(crate) fn creation_options(pairs: &[(&str, String)]) -> Result<gdal::cpl::CslStringList> {
+    let mut list = gdal::cpl::CslStringList::new();
+    for (key, value) in pairs {
+        list.set_name_value(key, value)
+            .ctx(|| format!("building option {key}={value}"))?;
+    }
+    Ok(list)
+}

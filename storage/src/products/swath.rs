@@ -1,0 +1,270 @@
+//! Raw swath-geometry GeoTIFF with ground control points.
+
+use std::path::Path;
+
+use gdal::raster::Buffer;
+use gdal::spatial_ref::{AxisMappingStrategy, SpatialRef};
+use gdal::{DriverManager, Metadata};
+
+use super::atomic::TempOutput;
+use super::{check_band, checked_area, creation_options, Band, GdalContext, ProductError, Result};
+
+/// Nodata value of the raw (and warped) Byte products.
+///
+/// Valid samples whose count is 0 are written as 1, so that 0 means "no
+/// data" and nothing else. For MSU-MR counts this costs one count at the
+/// very bottom of the range (a true 0 occurs only in deep shadow / night
+/// side and is indistinguishable from 1 within the instrument noise).
+pub const RAW_NODATA: u8 = 0;
+
+/// A ground control point in GDAL raster space.
+///
+/// `pixel`/`line` follow GDAL's convention: (0, 0) is the *top-left corner*
+/// of the first pixel, so the centre of pixel `i` of line `j` is
+/// `(i + 0.5, j + 0.5)`. `lat`/`lon` are WGS 84 degrees (EPSG:4326).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gcp {
+    /// Column, 0 ..= width.
+    pub pixel: f64,
+    /// Row, 0 ..= height.
+    pub line: f64,
+    /// Geodetic latitude, degrees north.
+    pub lat: f64,
+    /// Longitude, degrees east.
+    pub lon: f64,
+}
+
+/// Writes a multi-band swath-geometry GeoTIFF.
+///
+/// * Byte, one band per [`Band`], band description = `Band::description`.
+/// * nodata = [`RAW_NODATA`] (0): invalid samples are 0; valid samples with
+///   count 0 are stored as 1 (documented, lossy by one count).
+/// * GCPs in EPSG:4326, stored with x = longitude, y = latitude
+///   (traditional GIS axis order, as GeoTIFF always stores them).
+///   If the swath crosses the antimeridian, longitudes are *unwrapped* to a
+///   continuous range (negative ones +360°, e.g. 179 → 181) so that the
+///   warp sees a smooth surface; the warped grid then has x beyond 180,
+///   which GDAL, QGIS and PROJ accept for EPSG:4326.
+/// * `metadata` items go to the default dataset domain (keys must match
+///   `[A-Za-z0-9_.-]+`; values are free text, e.g. JSON link counters).
+/// * Tiled 256×256, DEFLATE + horizontal predictor, band-interleaved,
+///   BIGTIFF=IF_SAFER.
+pub fn write_raw_gcp_tiff(
+    path: &Path,
+    width: usize,
+    height: usize,
+    bands: &[Band<'_>],
+    gcps: &[Gcp],
+    metadata: &[(&str, &str)],
+) -> Result<()> {
+    let area = checked_area(width, height)?;
+    if bands.is_empty() {
+        return Err(ProductError::BandCount("at least one band required".into()));
+    }
+    for (i, band) in bands.iter().enumerate() {
+        check_band(band, area, &format!("band {}", i + 1))?;
+    }
+    validate_gcps(gcps, width, height)?;
+    let lons = continuous_longitudes(gcps)?;
+    for (key, _) in metadata {
+        check_metadata_key(key)?;
+    }
+
+    let tmp = TempOutput::new(path)?;
+    let driver =
+        DriverManager::get_driver_by_name("GTiff").ctx(|| "loading GTiff driver".into())?;
+    let options = creation_options(&[
+        ("TILED", "YES".into()),
+        ("BLOCKXSIZE", "256".into()),
+        ("BLOCKYSIZE", "256".into()),
+        ("COMPRESS", "DEFLATE".into()),
+        ("ZLEVEL", "6".into()),
+        ("PREDICTOR", "2".into()),
+        ("INTERLEAVE", "BAND".into()),
+        ("BIGTIFF", "IF_SAFER".into()),
+    ])?;
+    let mut ds = driver
+        .create_with_band_type_with_options::<u8, _>(
+            tmp.path(),
+            width,
+            height,
+            bands.len(),
+            &options,
+        )
+        .ctx(|| format!("creating {}", path.display()))?;
+
+    let mut srs = SpatialRef::from_epsg(4326).ctx(|| "building EPSG:4326".into())?;
+    srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let gdal_gcps = gcps
+        .iter()
+        .zip(&lons)
+        .enumerate()
+        .map(|(i, (g, &lon))| gdal::Gcp {
+            id: (i + 1).to_string(),
+            info: String::new(),
+            pixel: g.pixel,
+            line: g.line,
+            x: lon,
+            y: g.lat,
+            z: 0.0,
+        })
+        .collect();
+    ds.set_gcps(gdal_gcps, &srs).ctx(|| "setting GCPs".into())?;
+
+    for (key, value) in metadata {
+        ds.set_metadata_item(key, value, "")
+            .ctx(|| format!("setting metadata item {key}"))?;
+    }
+
+    let mut encoded = vec![RAW_NODATA; area];
+    for (i, band) in bands.iter().enumerate() {
+        for ((dst, &p), &v) in encoded.iter_mut().zip(band.pixels).zip(band.valid) {
+            *dst = if v { p.max(1) } else { RAW_NODATA };
+        }
+        let mut gband = ds
+            .rasterband(i + 1)
+            .ctx(|| format!("opening band {}", i + 1))?;
+        gband
+            .set_no_data_value(Some(f64::from(RAW_NODATA)))
+            .ctx(|| "setting nodata".into())?;
+        gband
+            .set_description(band.description)
+            .ctx(|| "setting band description".into())?;
+        // Buffer takes ownership; hand it the scratch vector and take it back.
+        let mut buf = Buffer::new((width, height), std::mem::take(&mut encoded));
+        gband
+            .write((0, 0), (width, height), &mut buf)
+            .ctx(|| format!("writing band {}", i + 1))?;
+        encoded = buf.into_shape_and_vec().1;
+    }
+    ds.close().ctx(|| format!("closing {}", path.display()))?;
+    tmp.commit()
+}
+
+fn check_metadata_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ProductError::InvalidMetadataKey(key.to_owned()))
+    }
+}
+
+fn validate_gcps(gcps: &[Gcp], width: usize, height: usize) -> Result<()> {
+    if gcps.len() < 3 {
+        return Err(ProductError::TooFewGcps {
+            count: gcps.len(),
+            needed: 3,
+            transform: "any GCP",
+        });
+    }
+    let (w, h) = (width as f64, height as f64);
+    for (index, g) in gcps.iter().enumerate() {
+        let reason = if !(g.pixel.is_finite() && g.line.is_finite()) {
+            Some("non-finite pixel/line".to_owned())
+        } else if !(0.0..=w).contains(&g.pixel) || !(0.0..=h).contains(&g.line) {
+            Some(format!(
+                "pixel/line ({}, {}) outside the {width}x{height} raster",
+                g.pixel, g.line
+            ))
+        } else if !g.lat.is_finite() || !(-90.0..=90.0).contains(&g.lat) {
+            Some(format!("latitude {} outside [-90, 90]", g.lat))
+        } else if !g.lon.is_finite() || !(-180.0..=360.0).contains(&g.lon) {
+            Some(format!("longitude {} outside [-180, 360]", g.lon))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(ProductError::InvalidGcp { index, reason });
+        }
+    }
+    Ok(())
+}
+
+/// Longitudes made continuous across the antimeridian (see
+/// [`write_raw_gcp_tiff`]). Unchanged when the span is already < 180°.
+pub(crate) fn continuous_longitudes(gcps: &[Gcp]) -> Result<Vec<f64>> {
+    let span = |it: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = it.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        });
+        hi - lo
+    };
+    let plain: Vec<f64> = gcps.iter().map(|g| g.lon).collect();
+    let plain_span = span(&mut plain.iter().copied());
+    if plain_span < 180.0 {
+        return Ok(plain);
+    }
+    let shifted: Vec<f64> = plain
+        .iter()
+        .map(|&l| if l < 0.0 { l + 360.0 } else { l })
+        .collect();
+    let shifted_span = span(&mut shifted.iter().copied());
+    if shifted_span < 180.0 {
+        Ok(shifted)
+    } else {
+        Err(ProductError::LongitudeSpan {
+            span_deg: shifted_span.min(plain_span),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(lon: f64) -> Gcp {
+        Gcp {
+            pixel: 0.0,
+            line: 0.0,
+            lat: 0.0,
+            lon,
+        }
+    }
+
+    #[test]
+    fn longitudes_unwrap_across_antimeridian() {
+        let plain = continuous_longitudes(&[g(170.0), g(179.0), g(-178.0)]).unwrap();
+        assert_eq!(plain, vec![170.0, 179.0, 182.0]);
+        let same = continuous_longitudes(&[g(-10.0), g(5.0), g(20.0)]).unwrap();
+        assert_eq!(same, vec![-10.0, 5.0, 20.0]);
+        assert!(matches!(
+            continuous_longitudes(&[g(-170.0), g(-10.0), g(60.0), g(150.0)]),
+            Err(ProductError::LongitudeSpan { .. })
+        ));
+    }
+
+    #[test]
+    fn metadata_keys_are_checked() {
+        assert!(check_metadata_key("DOWNLINK_PASS_ID").is_ok());
+        assert!(check_metadata_key("a.b-c").is_ok());
+        assert!(check_metadata_key("").is_err());
+        assert!(check_metadata_key("A=B").is_err());
+        assert!(check_metadata_key("spa ce").is_err());
+    }
+
+    #[test]
+    fn gcps_are_validated() {
+        let ok = [g(1.0), g(2.0), g(3.0)];
+        assert!(validate_gcps(&ok, 10, 10).is_ok());
+        assert!(matches!(
+            validate_gcps(&ok[..2], 10, 10),
+            Err(ProductError::TooFewGcps { count: 2, .. })
+        ));
+        let mut bad = ok;
+        bad[1].pixel = 11.0;
+        assert!(matches!(
+            validate_gcps(&bad, 10, 10),
+            Err(ProductError::InvalidGcp { index: 1, .. })
+        ));
+        let mut bad = ok;
+        bad[2].lat = f64::NAN;
+        assert!(matches!(
+            validate_gcps(&bad, 10, 10),
+            Err(ProductError::InvalidGcp { index: 2, .. })
+        ));
+    }
+}
