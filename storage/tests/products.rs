@@ -599,5 +599,3 @@ fn bad_inputs_are_errors_not_panics() {
         Err(ProductError::Io { .. })
     ));
 }
-
-/// Timings of every step on a full-size 1568×1600 swath (prints ms).
