@@ -8,7 +8,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
 use gdal::raster::{ColorInterpretation, GdalDataType};
 use gdal::{Dataset, Metadata};
