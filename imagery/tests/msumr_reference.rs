@@ -24,7 +24,7 @@ fn load(slice: &str) -> Vec<Vec<u8>> {
     let profile = Profile::builtin("meteor-lrpt").unwrap();
     let mut dec = Decoder::new(&profile, InputFormat::Frames, DecoderOptions::default()).unwrap();
     let mut out = Vec::new();
-    let mut drain = |dec: &mut Decoder, out: &mut Vec<Vec<u8>>| {
+    let drain = |dec: &mut Decoder, out: &mut Vec<Vec<u8>>| {
         while let Some(ev) = dec.poll() {
             if let Event::Packet { packet, .. } = ev {
                 if APIDS.contains(&packet.apid()) {
