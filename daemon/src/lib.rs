@@ -2,5 +2,6 @@
 //! build on it. The binary (`src/main.rs`) is a thin command-line shell over this crate.
 
 pub mod config;
+pub mod imaging;
 pub mod replay;
 pub mod serve;

@@ -7,6 +7,7 @@
 //! - `profiles [NAME]` — list the built-in spacecraft profiles or print one as TOML.
 
 mod decode;
+mod image_cmd;
 
 use downlink::config;
 
@@ -46,6 +47,10 @@ enum Command {
     /// Send a recorded capture to a station input at a given rate, optionally impaired
     /// (bit errors, slips, inversion): how operators test a station, and what the tests use.
     Replay(downlink::replay::ReplayArgs),
+    /// Turn a recorded pass of an imaging instrument (e.g. Meteor-M LRPT) into georeferenced
+    /// products: raw swath PNGs and GCP GeoTIFFs, analytic COGs, composite, NDVI, thumbnail;
+    /// prints a JSON listing.
+    Image(image_cmd::ImageArgs),
     /// Run the daemon: receive, decode, archive passes, serve the operator API.
     /// Without --config it runs on the embedded default (archive under ./var/downlink, UDP input
     /// on 127.0.0.1:5000, profile jpss, HTTP on 127.0.0.1:8080).
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
+        Command::Image(args) => image_cmd::run(&args),
         Command::Profiles { name } => decode::profiles(name.as_deref()),
         Command::Validate { config } => validate(&config),
         Command::Serve { config } => serve(config.as_deref()),

@@ -55,8 +55,8 @@ pub use cog::{
     OverviewResampling,
 };
 pub use derived::{
-    compute_count_ndvi, read_grid_bands, write_ndvi, write_rgb_composite, write_rgb_thumbnail,
-    GeoGrid, GridBand, RasterFormat, NDVI_NODATA,
+    compute_count_ndvi, read_grid_bands, write_grid_band, write_ndvi, write_rgb_composite,
+    write_rgb_thumbnail, GeoGrid, GridBand, RasterFormat, NDVI_NODATA,
 };
 pub use png::{write_png_gray, write_png_rgba};
 pub use swath::{write_raw_gcp_tiff, Gcp, RAW_NODATA};

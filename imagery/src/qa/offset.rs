@@ -236,8 +236,12 @@ pub fn estimate_offset(
         .flat_map(|y| (0..w).map(move |x| (x, y)))
         .filter_map(|(x, y)| {
             let i = y * w + x;
-            match (zone.get(i), gr.get(i)) {
-                (Some(true), Some(&m)) if m.is_finite() => Some((x, y, m)),
+            // Only where the image has data: a narrow swath over a large grid must not be
+            // judged by the coast outside it.
+            match (zone.get(i), gr.get(i), gi.get(i)) {
+                (Some(true), Some(&m), Some(&v)) if m.is_finite() && v.is_finite() => {
+                    Some((x, y, m))
+                }
                 _ => None,
             }
         })

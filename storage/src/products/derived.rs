@@ -246,6 +246,39 @@ pub fn write_rgb_composite(
     )
 }
 
+/// Writes one analytic band on the grid: Byte, nodata 0 ([`super::RAW_NODATA`], the raw
+/// products' convention: invalid samples are 0, valid 0 counts are stored as 1), the band
+/// description and the dataset `metadata` items.
+pub fn write_grid_band(
+    path: &Path,
+    grid: &GeoGrid,
+    band: &Band<'_>,
+    metadata: &[(&str, &str)],
+    format: &RasterFormat,
+) -> Result<()> {
+    let area = check_grid(grid)?;
+    check_band(band, area, band.description)?;
+    let mut ds = mem_dataset::<u8>(grid, 1)?;
+    set_metadata(&mut ds, metadata)?;
+    {
+        let mut b = ds.rasterband(1).ctx(|| "opening band".into())?;
+        b.set_no_data_value(Some(f64::from(super::RAW_NODATA)))
+            .ctx(|| "setting nodata".into())?;
+        b.set_description(band.description)
+            .ctx(|| "setting band description".into())?;
+        let data: Vec<u8> = band
+            .pixels
+            .iter()
+            .zip(band.valid)
+            .map(|(&p, &v)| if v { p.max(1) } else { super::RAW_NODATA })
+            .collect();
+        let mut buf = Buffer::new((grid.width, grid.height), data);
+        b.write((0, 0), (grid.width, grid.height), &mut buf)
+            .ctx(|| "writing band".into())?;
+    }
+    save(&ds, path, format, &[("PREDICTOR", "2".into())])
+}
+
 /// Writes an RGBA PNG thumbnail whose long side is at most `max_side`
 /// pixels (never upscaled). Area-average of the valid pixels; alpha is the
 /// valid fraction of each output cell (soft swath edges). Returns the

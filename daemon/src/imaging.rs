@@ -1,0 +1,795 @@
+//! Scene products from an imaging instrument's packets: the chain behind `downlink image` and
+//! the daemon's LOS step.
+//!
+//! packets → MSU-MR swath images (nodata where packets are missing) → per-line UTC times →
+//! SGP4 + scan geometry → GCP grid → raw swath PNG + GCP GeoTIFF per channel → one
+//! thin-plate-spline warp of all channels to EPSG:4326 → geolocation QA against the land mask →
+//! per-channel analytic COG, RGB composite COG, count-NDVI COG, thumbnail, `products.json`.
+//!
+//! Everything runs on the calling thread: GDAL datasets are `Send` but not `Sync`, so one thread
+//! owns them from creation to drop. The daemon calls this from a dedicated worker thread.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use decoder::profile::ImagingSpec;
+use decoder::{Decoder, DecoderOptions, Event, InputFormat, Profile, Stats};
+use imagery::geoloc::{
+    expand_row_times, interpolate_line_times, Geolocator, ScanGeometry, LRPT_LINES_PER_ROW,
+    MSU_MR_LINE_PERIOD_S,
+};
+use imagery::msumr::{AssembledImage, Assembler};
+use imagery::orbit::{Propagator, UtcTime};
+use imagery::qa::{estimate_offset, EstimatorParams, OffsetReport};
+use imagery::time::DayClock;
+use imagery::tle::{TleRecord, TleSet};
+use serde::Serialize;
+use storage::landmask::LandMask;
+use storage::products::{self as prod, Band, CogOptions, RasterFormat, WarpOptions};
+
+/// Errors of the imaging chain. Each names what it was doing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImagingError {
+    /// The profile has no `[imaging]` section.
+    #[error("profile {0} has no imaging instrument ([imaging] section)")]
+    NoInstrument(String),
+    /// No image packet could be placed.
+    #[error("no {instrument} image data in the input ({packets} packets on imaging APIDs)")]
+    NoImage {
+        /// Instrument.
+        instrument: String,
+        /// Packets seen on the instrument's APIDs.
+        packets: u64,
+    },
+    /// No TLE for the spacecraft.
+    #[error("no TLE for NORAD {norad_id}: {detail}")]
+    NoTle {
+        /// Catalogue number wanted.
+        norad_id: u32,
+        /// What was searched.
+        detail: String,
+    },
+    /// A TLE file could not be read or parsed.
+    #[error("TLE {path}: {message}")]
+    Tle {
+        /// File.
+        path: PathBuf,
+        /// Problem.
+        message: String,
+    },
+    /// Orbit propagation or geolocation failed.
+    #[error("geolocation: {0}")]
+    Geolocation(String),
+    /// Writing a product failed.
+    #[error("{step}: {source}")]
+    Product {
+        /// Which product.
+        step: String,
+        /// Why.
+        source: prod::ProductError,
+    },
+    /// Creating the output directory or the listing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = ImagingError> = std::result::Result<T, E>;
+
+fn product_err(step: impl Into<String>) -> impl FnOnce(prod::ProductError) -> ImagingError {
+    let step = step.into();
+    move |source| ImagingError::Product { step, source }
+}
+
+/// How the instrument's time of day becomes a UTC instant.
+#[derive(Clone, Copy, Debug)]
+pub enum PassDate {
+    /// The UTC date of the first image line (`--date`).
+    Date(NaiveDate),
+    /// An instant near the pass, such as the daemon's clock at AOS.
+    Near(DateTime<Utc>),
+}
+
+/// Image packets (in arrival order) and the link-layer counters of the decode that produced
+/// them.
+pub struct PassPackets {
+    /// Packets on the instrument's APIDs, whole (primary header included).
+    pub packets: Vec<Bytes>,
+    /// Link-layer counters of the decode.
+    pub stats: Stats,
+}
+
+/// Decodes files (one continuous stream) and keeps the packets of the profile's imaging APIDs.
+pub fn collect_packets(
+    profile: &Profile,
+    format: InputFormat,
+    files: &[PathBuf],
+) -> anyhow::Result<PassPackets> {
+    use anyhow::Context;
+    use std::io::Read;
+    let spec = profile
+        .imaging
+        .as_ref()
+        .ok_or_else(|| ImagingError::NoInstrument(profile.name.clone()))?;
+    let wanted: Vec<u16> = spec.channels.iter().map(|c| c.apid).collect();
+    let options = DecoderOptions {
+        raw_cadus: false,
+        frames: false,
+        fill_frames: false,
+        packets: true,
+    };
+    let mut dec = Decoder::new(profile, format, options)?;
+    let mut packets = Vec::new();
+    let mut keep = |dec: &mut Decoder| {
+        while let Some(ev) = dec.poll() {
+            if let Event::Packet { packet, .. } = ev {
+                if wanted.contains(&packet.apid()) {
+                    packets.push(packet.data);
+                }
+            }
+        }
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    for path in files {
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        loop {
+            let n = f
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            dec.push(buf.get(..n).unwrap_or_default());
+            keep(&mut dec);
+        }
+    }
+    dec.finish();
+    keep(&mut dec);
+    Ok(PassPackets {
+        packets,
+        stats: dec.stats(),
+    })
+}
+
+/// Reads TLE files and picks the set for `norad_id` whose epoch is nearest `near` (any set for
+/// it when `near` is unknown).
+pub fn choose_tle(
+    files: &[PathBuf],
+    norad_id: u32,
+    near: Option<DateTime<Utc>>,
+) -> Result<TleRecord> {
+    let mut best: Option<(i64, TleRecord)> = None;
+    let mut seen = 0usize;
+    for path in files {
+        let text = std::fs::read_to_string(path).map_err(|e| ImagingError::Tle {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let (set, errors) = TleSet::parse_lenient(&text);
+        if set.is_empty() {
+            let message = errors
+                .first()
+                .map_or_else(|| "no TLE in the file".to_owned(), ToString::to_string);
+            return Err(ImagingError::Tle {
+                path: path.clone(),
+                message,
+            });
+        }
+        for rec in set.records() {
+            seen += 1;
+            if rec.norad_id != u64::from(norad_id) {
+                continue;
+            }
+            let epoch_us = tle_epoch(rec).map_or(0, UtcTime::unix_micros);
+            let distance = near.map_or(0, |n| (n.timestamp_micros() - epoch_us).abs());
+            if best.as_ref().is_none_or(|(d, _)| distance < *d) {
+                best = Some((distance, rec.clone()));
+            }
+        }
+    }
+    best.map(|(_, r)| r).ok_or_else(|| ImagingError::NoTle {
+        norad_id,
+        detail: format!(
+            "{seen} sets in {} file(s), none for this spacecraft",
+            files.len()
+        ),
+    })
+}
+
+fn tle_epoch(rec: &TleRecord) -> Option<UtcTime> {
+    Propagator::new(&rec.elements).ok().map(|p| p.epoch())
+}
+
+/// What to make and where.
+pub struct ImageRequest<'a> {
+    /// The spacecraft profile (must have `[imaging]`).
+    pub profile: &'a Profile,
+    /// Packets and link counters.
+    pub pass: &'a PassPackets,
+    /// The spacecraft's TLE.
+    pub tle: &'a TleRecord,
+    /// Date source for the instrument's time of day.
+    pub date: PassDate,
+    /// Output directory (created).
+    pub out_dir: &'a Path,
+    /// Pass id recorded in every product (provenance).
+    pub pass_id: &'a str,
+    /// Land/sea mask for the geolocation check; `None` = no check.
+    pub landmask: Option<&'a Path>,
+}
+
+/// One file written.
+#[derive(Clone, Debug, Serialize)]
+pub struct Product {
+    /// `raw_png`, `raw_gcp_tiff`, `raw_composite_png`, `analytic`, `composite`, `ndvi`,
+    /// `thumbnail`.
+    pub kind: &'static str,
+    /// Channel APID for per-channel products.
+    pub apid: Option<u16>,
+    /// Channel name (`"1"` …) for per-channel products.
+    pub channel: Option<String>,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its media type.
+    pub media_type: &'static str,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// The geolocation check of one raster.
+#[derive(Clone, Debug, Serialize)]
+pub struct GeolocationQa {
+    /// Channel (APID) the estimate was made on.
+    pub apid: u16,
+    /// Image features lie this far east of where the land mask puts them (km); `None` = no
+    /// estimate (too little coastline, or no clear peak).
+    pub offset_east_km: Option<f64>,
+    /// … and this far north (km).
+    pub offset_north_km: Option<f64>,
+    /// Length of the offset vector (km).
+    pub offset_km: Option<f64>,
+    /// 0 (no information) … 1 (sharp, unambiguous peak over a long coastline).
+    pub confidence: f64,
+    /// `confidence` ≥ 0.5: the offset can be trusted. Below that the coast is not visible
+    /// enough (clouds, night, little land) and the offset is only the best of weak guesses.
+    pub reliable: bool,
+    /// Normalized cross-correlation at the peak.
+    pub peak_ncc: f64,
+    /// Coastline length inside valid pixels (km).
+    pub coastline_km: f64,
+    /// The peak lies on the edge of the search window: the true offset may be larger.
+    pub at_search_edge: bool,
+    /// Estimator.
+    pub method: &'static str,
+    /// Reference data set.
+    pub reference: String,
+}
+
+/// The listing `downlink image` prints and writes as `products.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Listing {
+    /// Pass id (provenance).
+    pub pass_id: String,
+    /// Spacecraft name.
+    pub spacecraft: String,
+    /// NORAD id.
+    pub norad_id: u32,
+    /// Instrument.
+    pub instrument: String,
+    /// First and last image line (UTC, RFC 3339).
+    pub start: Option<String>,
+    /// Last image line.
+    pub end: Option<String>,
+    /// Image lines (swath geometry).
+    pub lines: usize,
+    /// Channels present.
+    pub channels: Vec<u16>,
+    /// TLE used: epoch and its distance from the first line.
+    pub tle: serde_json::Value,
+    /// Sub-satellite point at the first image line.
+    pub subsatellite_first: Option<serde_json::Value>,
+    /// EPSG:4326 bounds of the warped products `[west, south, east, north]`.
+    pub bbox: Option<[f64; 4]>,
+    /// Geolocation check per channel, best first.
+    pub geolocation_qa: Vec<GeolocationQa>,
+    /// Link quality: decoder counters and per-channel image packet counters.
+    pub link_quality: serde_json::Value,
+    /// Files written.
+    pub products: Vec<Product>,
+    /// Milliseconds per step.
+    pub timing_ms: BTreeMap<&'static str, u64>,
+}
+
+/// Step timer.
+struct Steps {
+    t: Instant,
+    ms: BTreeMap<&'static str, u64>,
+}
+
+impl Steps {
+    fn new() -> Self {
+        Self {
+            t: Instant::now(),
+            ms: BTreeMap::new(),
+        }
+    }
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        *self.ms.entry(name).or_default() += now.duration_since(self.t).as_millis() as u64;
+        self.t = now;
+    }
+}
+
+/// Grid resolution of the warped products (≈ 1.1 km, the MSU-MR nadir pixel), aligned to
+/// multiples of itself so passes overlay pixel for pixel.
+const GRID_DEG: f64 = 0.01;
+/// Largest shift the geolocation check looks for.
+const QA_RADIUS_KM: f64 = 20.0;
+
+/// Runs the whole chain. Returns the listing (also written as `products.json`).
+pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
+    let mut steps = Steps::new();
+    let spec = req
+        .profile
+        .imaging
+        .as_ref()
+        .ok_or_else(|| ImagingError::NoInstrument(req.profile.name.clone()))?;
+    std::fs::create_dir_all(req.out_dir).map_err(|source| ImagingError::Io {
+        path: req.out_dir.to_owned(),
+        source,
+    })?;
+
+    // 1. Swath images.
+    let mut asm = Assembler::new();
+    for p in &req.pass.packets {
+        // Bad packets are counted by the assembler; they never stop the pass.
+        let _ = asm.push_space_packet(p);
+    }
+    let img = asm.build();
+    let channels: Vec<u16> = spec
+        .channels
+        .iter()
+        .map(|c| c.apid)
+        .filter(|a| img.channel(*a).is_some_and(|c| c.valid.iter().any(|v| *v)))
+        .collect();
+    if channels.is_empty() || img.height == 0 {
+        return Err(ImagingError::NoImage {
+            instrument: spec.instrument.clone(),
+            packets: req.pass.packets.len() as u64,
+        });
+    }
+    steps.lap("decode_image");
+
+    // 2. Line times and geolocation.
+    let times = line_times(&img, req.date);
+    let propagator =
+        Propagator::new(&req.tle.elements).map_err(|e| ImagingError::Geolocation(e.to_string()))?;
+    let tle_epoch = propagator.epoch();
+    let geo = Geolocator::new(propagator, ScanGeometry::MSU_MR_LRPT);
+    let step_lines = (img.height / 40).max(LRPT_LINES_PER_ROW * 2);
+    let gcps = geo
+        .gcp_grid(&times, img.width, step_lines, 56)
+        .map_err(|e| ImagingError::Geolocation(e.to_string()))?;
+    let gcps: Vec<prod::Gcp> = gcps
+        .iter()
+        .map(|g| prod::Gcp {
+            pixel: g.pixel,
+            line: g.line,
+            lat: g.lat_deg,
+            lon: g.lon_deg,
+        })
+        .collect();
+    let first = times.iter().flatten().next().copied();
+    let last = times.iter().flatten().last().copied();
+    let subsat = first.and_then(|t| geo.propagator().subsatellite_point(t).ok());
+    steps.lap("geolocate");
+
+    // Provenance on every product.
+    let link = link_quality(&req.pass.stats, &img);
+    let link_text = link.to_string();
+    let start = first.map(rfc3339);
+    let end = last.map(rfc3339);
+    let tle_text = format!("{}\n{}", req.tle.line1, req.tle.line2);
+    let base_meta: Vec<(&str, String)> = vec![
+        ("DOWNLINK_PASS_ID", req.pass_id.to_owned()),
+        ("DOWNLINK_SPACECRAFT", spec.spacecraft.clone()),
+        ("DOWNLINK_NORAD_ID", spec.norad_id.to_string()),
+        ("DOWNLINK_INSTRUMENT", spec.instrument.clone()),
+        ("DOWNLINK_START", start.clone().unwrap_or_default()),
+        ("DOWNLINK_END", end.clone().unwrap_or_default()),
+        ("DOWNLINK_TLE", tle_text),
+        ("DOWNLINK_LINK_QUALITY", link_text),
+    ];
+    let name_of = |apid: u16| {
+        spec.channels
+            .iter()
+            .find(|c| c.apid == apid)
+            .map_or_else(|| apid.to_string(), |c| c.name.clone())
+    };
+    let describe = |apid: u16| {
+        spec.channels.iter().find(|c| c.apid == apid).map_or_else(
+            || format!("APID {apid}"),
+            |c| {
+                format!(
+                    "{} channel {} ({:.2}-{:.2} um)",
+                    spec.instrument.to_uppercase(),
+                    c.name,
+                    c.center_um - c.fwhm_um / 2.0,
+                    c.center_um + c.fwhm_um / 2.0
+                )
+            },
+        )
+    };
+    let descriptions: BTreeMap<u16, String> = channels.iter().map(|a| (*a, describe(*a))).collect();
+    let mut products = Vec::new();
+    let out = |name: String| req.out_dir.join(name);
+
+    // 3. Raw swath products per channel.
+    let mut bands = Vec::new();
+    for apid in &channels {
+        let Some(ch) = img.channel(*apid) else {
+            continue;
+        };
+        let ch_name = name_of(*apid);
+        let png = out(format!("ch{ch_name}.raw.png"));
+        prod::write_png_gray(&png, ch.width, ch.height, &ch.pixels, &ch.valid)
+            .map_err(product_err(format!("raw PNG of APID {apid}")))?;
+        products.push(product(
+            "raw_png",
+            Some((*apid, ch_name.clone())),
+            png,
+            "image/png",
+        ));
+        let desc = descriptions.get(apid).map_or("", String::as_str);
+        let band = Band {
+            pixels: &ch.pixels,
+            valid: &ch.valid,
+            description: desc,
+        };
+        let tif = out(format!("ch{ch_name}.gcp.tif"));
+        let meta = with(&base_meta, &[("DOWNLINK_PRODUCT", "raw_gcp_tiff")]);
+        prod::write_raw_gcp_tiff(&tif, ch.width, ch.height, &[band], &gcps, &as_refs(&meta))
+            .map_err(product_err(format!("raw GCP GeoTIFF of APID {apid}")))?;
+        products.push(product(
+            "raw_gcp_tiff",
+            Some((*apid, ch_name)),
+            tif,
+            "image/tiff; application=geotiff",
+        ));
+        bands.push(band);
+    }
+    if let Some([r, g, b]) = composite_bands(spec, &channels) {
+        if let Some(rgba) = img.to_rgba(r, g, b) {
+            let png = out("composite.raw.png".into());
+            prod::write_png_rgba(&png, img.width, img.height, &rgba)
+                .map_err(product_err("raw composite PNG"))?;
+            products.push(product("raw_composite_png", None, png, "image/png"));
+        }
+    }
+    steps.lap("raw_products");
+
+    // 4. One warp of all channels onto the EPSG:4326 grid.
+    let all = out(".swath.gcp.tif".into());
+    prod::write_raw_gcp_tiff(&all, img.width, img.height, &bands, &gcps, &[])
+        .map_err(product_err("swath GCP GeoTIFF"))?;
+    let warped = {
+        let src = gdal::Dataset::open(&all).map_err(|e| ImagingError::Product {
+            step: "opening the swath".into(),
+            source: prod::ProductError::Gdal {
+                context: all.display().to_string(),
+                source: e,
+            },
+        })?;
+        let opts = WarpOptions {
+            resolution_deg: Some(GRID_DEG),
+            target_aligned_pixels: true,
+            error_threshold_px: 0.5,
+            ..WarpOptions::default()
+        };
+        prod::warp_to_epsg4326_mem(&src, &opts).map_err(product_err("warp to EPSG:4326"))?
+    };
+    let _ = std::fs::remove_file(&all);
+    let (grid, grid_bands) =
+        prod::read_grid_bands(&warped).map_err(product_err("reading the warped grid"))?;
+    drop(warped);
+    let gt = grid.geo_transform;
+    let bbox = [
+        gt[0],
+        gt[3] + gt[5] * grid.height as f64,
+        gt[0] + gt[1] * grid.width as f64,
+        gt[3],
+    ];
+    steps.lap("warp");
+
+    // 5. Geolocation QA per channel.
+    let mut qa = Vec::new();
+    if let Some(mask_path) = req.landmask {
+        let mask = LandMask::open(mask_path).map_err(|e| ImagingError::Product {
+            step: "land mask".into(),
+            source: prod::ProductError::InvalidParameter {
+                name: "landmask",
+                reason: e.to_string(),
+            },
+        })?;
+        let reference = mask
+            .source()
+            .map_or_else(|| mask_path.display().to_string(), str::to_owned);
+        if let Ok(g) =
+            imagery::qa::GeoGrid::new(gt[0], gt[1], gt[3], gt[5], grid.width, grid.height)
+        {
+            if let Ok(m) = mask.resample_to(&g) {
+                for (apid, b) in channels.iter().zip(&grid_bands) {
+                    let data: Vec<f32> = b
+                        .pixels
+                        .iter()
+                        .zip(&b.valid)
+                        .map(|(&p, &v)| if v { f32::from(p) } else { f32::NAN })
+                        .collect();
+                    let Ok(image) = imagery::qa::Grid::new(g, data) else {
+                        continue;
+                    };
+                    if let Ok(r) = estimate_offset(&image, &m, &EstimatorParams::new(QA_RADIUS_KM))
+                    {
+                        qa.push(qa_record(*apid, &r, &reference));
+                    }
+                }
+            }
+        }
+        qa.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    }
+    steps.lap("geolocation_qa");
+
+    // 6. Analytic COGs, composite, NDVI, thumbnail.
+    let cog = RasterFormat::Cog(CogOptions::default());
+    let qa_json = |apid: Option<u16>| {
+        let pick = match apid {
+            Some(a) => qa.iter().find(|q| q.apid == a),
+            None => qa.first(),
+        };
+        pick.map_or_else(
+            || {
+                serde_json::json!({"status": if req.landmask.is_some() { "no estimate" } else { "no land mask configured" }})
+                    .to_string()
+            },
+            |q| serde_json::to_string(q).unwrap_or_default(),
+        )
+    };
+    for (apid, b) in channels.iter().zip(&grid_bands) {
+        let ch_name = name_of(*apid);
+        let path = out(format!("ch{ch_name}.tif"));
+        let q = qa_json(Some(*apid));
+        let meta = with(
+            &base_meta,
+            &[
+                ("DOWNLINK_PRODUCT", "analytic"),
+                ("DOWNLINK_GEOLOCATION_QA", &q),
+            ],
+        );
+        prod::write_grid_band(&path, &grid, &b.as_band(), &as_refs(&meta), &cog)
+            .map_err(product_err(format!("analytic COG of APID {apid}")))?;
+        products.push(product(
+            "analytic",
+            Some((*apid, ch_name)),
+            path,
+            "image/tiff; application=geotiff; profile=cloud-optimized",
+        ));
+    }
+    let band_of = |apid: u16| {
+        channels
+            .iter()
+            .position(|a| *a == apid)
+            .and_then(|i| grid_bands.get(i))
+    };
+    let q_any = qa_json(None);
+    if let Some([r, g, b]) = composite_bands(spec, &channels) {
+        if let (Some(r), Some(g), Some(b)) = (band_of(r), band_of(g), band_of(b)) {
+            let rgb = [&r.as_band(), &g.as_band(), &b.as_band()];
+            let path = out("composite.tif".into());
+            let meta = with(
+                &base_meta,
+                &[
+                    ("DOWNLINK_PRODUCT", "composite"),
+                    ("DOWNLINK_GEOLOCATION_QA", &q_any),
+                ],
+            );
+            prod::write_rgb_composite(&path, &grid, rgb, &as_refs(&meta), &cog)
+                .map_err(product_err("composite COG"))?;
+            products.push(product(
+                "composite",
+                None,
+                path,
+                "image/tiff; application=geotiff; profile=cloud-optimized",
+            ));
+            let thumb = out("thumbnail.png".into());
+            prod::write_rgb_thumbnail(&thumb, grid.width, grid.height, rgb, 512)
+                .map_err(product_err("thumbnail"))?;
+            products.push(product("thumbnail", None, thumb, "image/png"));
+        }
+    }
+    if let Some([vis, nir]) = spec.ndvi {
+        if let (Some(v), Some(n)) = (band_of(vis), band_of(nir)) {
+            let path = out("ndvi.tif".into());
+            let meta = with(
+                &base_meta,
+                &[
+                    ("DOWNLINK_PRODUCT", "ndvi"),
+                    ("DOWNLINK_GEOLOCATION_QA", &q_any),
+                ],
+            );
+            prod::write_ndvi(
+                &path,
+                &grid,
+                &v.as_band(),
+                &n.as_band(),
+                &as_refs(&meta),
+                &cog,
+            )
+            .map_err(product_err("NDVI COG"))?;
+            products.push(product(
+                "ndvi",
+                None,
+                path,
+                "image/tiff; application=geotiff; profile=cloud-optimized",
+            ));
+        }
+    }
+    steps.lap("cogs");
+
+    let listing = Listing {
+        pass_id: req.pass_id.to_owned(),
+        spacecraft: spec.spacecraft.clone(),
+        norad_id: spec.norad_id,
+        instrument: spec.instrument.clone(),
+        start,
+        end,
+        lines: img.height,
+        channels: channels.clone(),
+        tle: serde_json::json!({
+            "line1": req.tle.line1, "line2": req.tle.line2,
+            "epoch": rfc3339(tle_epoch),
+            "age_hours": first.map(|f| f.seconds_since(tle_epoch) / 3600.0),
+        }),
+        subsatellite_first: subsat
+            .map(|g| serde_json::json!({"lat": g.lat_deg, "lon": g.lon_deg, "alt_km": g.alt_km})),
+        bbox: Some(bbox),
+        geolocation_qa: qa,
+        link_quality: link,
+        products,
+        timing_ms: steps.ms,
+    };
+    let json_path = req.out_dir.join("products.json");
+    let text = serde_json::to_vec_pretty(&listing).map_err(|e| ImagingError::Io {
+        path: json_path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    storage::write_atomic(&json_path, &text).map_err(|e| ImagingError::Io {
+        path: json_path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    Ok(listing)
+}
+
+/// Per-line UTC times: one stamp per 8-line MCU row (the first line's), the other lines one
+/// line period apart; rows without packets interpolated.
+fn line_times(img: &AssembledImage, date: PassDate) -> Vec<Option<UtcTime>> {
+    let first_ms = img.line_time_ms.iter().flatten().next().copied();
+    let mut clock = match (date, first_ms) {
+        (PassDate::Date(d), Some(ms)) => DayClock::moscow_on_date(d, ms),
+        (PassDate::Near(t), _) => DayClock::moscow(t),
+        (PassDate::Date(d), None) => DayClock::moscow(d.and_time(chrono::NaiveTime::MIN).and_utc()),
+    };
+    let rows: Vec<Option<UtcTime>> = img
+        .line_time_ms
+        .iter()
+        .step_by(LRPT_LINES_PER_ROW)
+        .map(|ms| ms.map(|ms| UtcTime::from_unix_micros(clock.resolve(ms).timestamp_micros())))
+        .collect();
+    let rows = interpolate_line_times(&rows);
+    let mut lines = expand_row_times(&rows, LRPT_LINES_PER_ROW, MSU_MR_LINE_PERIOD_S);
+    lines.truncate(img.height);
+    lines
+}
+
+fn rfc3339(t: UtcTime) -> String {
+    DateTime::<Utc>::from_timestamp_micros(t.unix_micros())
+        .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// The composite's bands: for each of red, green, blue the first listed APID present.
+fn composite_bands(spec: &ImagingSpec, present: &[u16]) -> Option<[u16; 3]> {
+    let mut out = [0u16; 3];
+    if spec.composite.len() != 3 {
+        return None;
+    }
+    for (slot, prefs) in out.iter_mut().zip(&spec.composite) {
+        *slot = *prefs.iter().find(|a| present.contains(a))?;
+    }
+    Some(out)
+}
+
+fn link_quality(stats: &Stats, img: &AssembledImage) -> serde_json::Value {
+    let channels: BTreeMap<String, serde_json::Value> = img
+        .channels
+        .iter()
+        .map(|(apid, c)| {
+            (
+                apid.to_string(),
+                serde_json::json!({
+                    "packets_ok": c.stats.packets_ok,
+                    "packets_bad": c.stats.packets_bad,
+                    "packets_duplicate": c.stats.packets_duplicate,
+                    "packets_bad_time": c.stats.packets_bad_time,
+                    "packets_missing": c.stats.packets_missing,
+                    "valid_fraction": c.valid.iter().filter(|v| **v).count() as f64 / c.valid.len().max(1) as f64,
+                }),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "frames_good": stats.frames.good,
+        "frames_rejected": stats.frames.rejected.total(),
+        "frames_missing": stats.frames.missing_by_vcid.values().sum::<u64>(),
+        "rs_corrected": stats.rs.corrected,
+        "rs_uncorrectable": stats.rs.uncorrectable,
+        "packets": stats.packets.total,
+        "packet_sequence_gaps": stats.packets.sequence_gaps,
+        "image_channels": channels,
+    })
+}
+
+fn qa_record(apid: u16, r: &OffsetReport, reference: &str) -> GeolocationQa {
+    GeolocationQa {
+        apid,
+        offset_east_km: r.offset_east_km,
+        offset_north_km: r.offset_north_km,
+        offset_km: r
+            .offset_east_km
+            .zip(r.offset_north_km)
+            .map(|(e, n)| e.hypot(n)),
+        confidence: r.confidence,
+        reliable: r.confidence >= 0.5 && r.offset_east_km.is_some(),
+        peak_ncc: r.peak_ncc,
+        coastline_km: r.coastline_km,
+        at_search_edge: r.at_search_edge,
+        method: r.method,
+        reference: reference.to_owned(),
+    }
+}
+
+fn product(
+    kind: &'static str,
+    channel: Option<(u16, String)>,
+    path: PathBuf,
+    media_type: &'static str,
+) -> Product {
+    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let (apid, channel) = channel.map_or((None, None), |(a, n)| (Some(a), Some(n)));
+    Product {
+        kind,
+        apid,
+        channel,
+        path,
+        media_type,
+        bytes,
+    }
+}
+
+fn with<'a>(base: &'a [(&'a str, String)], extra: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {
+    let mut v = base.to_vec();
+    v.extend(extra.iter().map(|(k, val)| (*k, (*val).to_owned())));
+    v
+}
+
+fn as_refs<'a>(v: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    v.iter().map(|(k, val)| (*k, val.as_str())).collect()
+}
