@@ -1,0 +1,1 @@
+//! End-to-end: `downlink image` on the real Meteor-M2 LRPT capture.
