@@ -52,6 +52,18 @@ impl Daemon {
     /// `wrapper` runs before the daemon (e.g. systemd-socket-activate …); then the daemon only
     /// starts on traffic, so readiness is not awaited here.
     fn start_with(scheme: &str, profile: &str, extra_input: &str, wrapper: &[String]) -> Daemon {
+        Self::start_full(scheme, profile, "bits", extra_input, "", wrapper)
+    }
+
+    /// `sections` is TOML placed before the input table (e.g. an `[imaging]` table).
+    fn start_full(
+        scheme: &str,
+        profile: &str,
+        format: &str,
+        extra_input: &str,
+        sections: &str,
+        wrapper: &[String],
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let (udp, http) = (free_port(), free_port());
         let archive = dir.path().join("archive");
@@ -68,10 +80,11 @@ fsync_interval = "100ms"
 listen = "127.0.0.1:{http}"
 [pass]
 los_timeout = "700ms"
+{sections}
 [[input]]
 name = "xband"
 listen = "{listen}"
-format = "bits"
+format = "{format}"
 profile = "{profile}"
 {extra_input}
 "#,
@@ -729,4 +742,159 @@ fn webhooks_receive_aos_los_and_the_pass_record() {
         serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
     assert_eq!(status["webhooks"]["sent"], 3, "{status}");
     assert!(d.stop().success());
+}
+
+/// The shared Meteor-M2 TLE with its epoch moved to `day` (the daemon dates the instrument's
+/// time of day by its own clock, so a replayed 2022 recording is a pass of today) and its
+/// checksum recomputed. Only the epoch changes: the orbit shape is the real one.
+fn meteor_tle_on(day: &str) -> String {
+    let text = std::fs::read_to_string(data("tle/meteor-m2_40069_2022-12-20.tle")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let l1 = lines.iter_mut().find(|l| l.starts_with("1 ")).unwrap();
+    let mut b = l1.as_bytes()[..68].to_vec();
+    b[18..23].copy_from_slice(day.as_bytes());
+    let sum: u32 = b
+        .iter()
+        .map(|c| match c {
+            b'0'..=b'9' => u32::from(c - b'0'),
+            b'-' => 1,
+            _ => 0,
+        })
+        .sum();
+    *l1 = format!("{}{}", String::from_utf8(b).unwrap(), sum % 10);
+    lines.join("\n") + "\n"
+}
+
+fn landmask() -> PathBuf {
+    let p = std::env::var_os("DOWNLINK_LANDMASK").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/landmask.tif"),
+        PathBuf::from,
+    );
+    assert!(
+        p.is_file(),
+        "land mask {} missing: run `make landmask`",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn a_meteor_pass_gets_georeferenced_products_at_los() {
+    // Today's day of year for the TLE epoch (UTC), from the same clock the daemon uses.
+    let out = Command::new("date").args(["-u", "+%y%j"]).output().unwrap();
+    let day = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let tle_dir = tempfile::tempdir().unwrap();
+    let tle = tle_dir.path().join("weather.txt");
+    std::fs::write(&tle, meteor_tle_on(&day)).unwrap();
+    let sections = format!(
+        "[imaging]\ntle = [\"{}\"]\nlandmask = \"{}\"\n",
+        tle.display(),
+        landmask().display()
+    );
+    let d = Daemon::start_full("udp", "meteor-lrpt", "frames", "", &sections, &[]);
+    let mut bytes = Vec::new();
+    for s in ["30", "40", "50"] {
+        bytes.extend(
+            std::fs::read(data(&format!("vcdu/meteor-m2/2022_12_20_20_25_{s}.vcdu"))).unwrap(),
+        );
+    }
+    d.send(&random_datagrams(&bytes, 40069));
+    let rec = d.wait_passes(1).remove(0);
+    assert_eq!(rec["counters"]["frames"]["good"], 256);
+    let id = rec["id"].as_str().unwrap().to_owned();
+    let listing_path = d
+        .archive
+        .join("passes")
+        .join(&id)
+        .join("products/products.json");
+    let t0 = Instant::now();
+    while !listing_path.exists() {
+        let status = d.get("/api/v1/status").unwrap_or_default();
+        assert!(!status.contains("\"failed\":1"), "products failed: {status}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no products after LOS; status: {:?}",
+            d.get("/api/v1/status")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listing: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&listing_path).unwrap()).unwrap();
+    assert_eq!(listing["pass_id"], id.as_str());
+    assert_eq!(listing["channels"], serde_json::json!([64, 65, 68]));
+    assert_eq!(listing["lines"], 200);
+    // Same link counters as the pass record: the products were made from the archive.
+    assert_eq!(
+        listing["link_quality"]["frames_good"],
+        rec["counters"]["frames"]["good"]
+    );
+    let kinds: Vec<&str> = listing["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "raw_png",
+        "raw_gcp_tiff",
+        "analytic",
+        "composite",
+        "ndvi",
+        "thumbnail",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    for p in listing["products"].as_array().unwrap() {
+        let path = Path::new(p["path"].as_str().unwrap());
+        assert_eq!(
+            std::fs::metadata(path).unwrap().len(),
+            p["bytes"].as_u64().unwrap(),
+            "{}",
+            path.display()
+        );
+    }
+    // The QA ran against the configured mask (one estimate per channel).
+    assert_eq!(listing["geolocation_qa"].as_array().unwrap().len(), 3);
+    // The first image line is dated by the daemon's clock: today's Moscow 23:25 → 20:25 UTC.
+    assert!(
+        listing["start"]
+            .as_str()
+            .unwrap()
+            .ends_with("20:25:11.064Z"),
+        "{}",
+        listing["start"]
+    );
+
+    // Served over HTTP: the listing and the files; nothing outside the product directory.
+    let served: serde_json::Value =
+        serde_json::from_str(&d.get(&format!("/api/v1/passes/{id}/products")).unwrap()).unwrap();
+    assert_eq!(served, listing);
+    let png = d
+        .get_bytes(&format!("/api/v1/passes/{id}/products/ch1.raw.png"))
+        .unwrap();
+    assert_eq!(
+        png,
+        std::fs::read(
+            d.archive
+                .join("passes")
+                .join(&id)
+                .join("products/ch1.raw.png")
+        )
+        .unwrap()
+    );
+    assert!(d
+        .get_bytes(&format!("/api/v1/passes/{id}/products/..%2Fpass.json"))
+        .is_none());
+    assert!(d
+        .get_bytes(&format!("/api/v1/passes/{id}/products/.swath.gcp.tif"))
+        .is_none());
+    let status: serde_json::Value =
+        serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+    assert_eq!(status["products"]["ok"], 1, "{}", status["products"]);
+    assert_eq!(status["products"]["failed"], 0);
+    let metrics = d.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("downlink_product_passes_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
 }

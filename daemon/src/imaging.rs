@@ -169,12 +169,14 @@ pub fn choose_tle(
 ) -> Result<TleRecord> {
     let mut best: Option<(i64, TleRecord)> = None;
     let mut seen = 0usize;
+    let mut problems = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(path).map_err(|e| ImagingError::Tle {
             path: path.clone(),
             message: e.to_string(),
         })?;
         let (set, errors) = TleSet::parse_lenient(&text);
+        problems.extend(errors.iter().map(|e| format!("{}: {e}", path.display())));
         if set.is_empty() {
             let message = errors
                 .first()
@@ -198,10 +200,18 @@ pub fn choose_tle(
     }
     best.map(|(_, r)| r).ok_or_else(|| ImagingError::NoTle {
         norad_id,
-        detail: format!(
-            "{seen} sets in {} file(s), none for this spacecraft",
-            files.len()
-        ),
+        detail: if problems.is_empty() {
+            format!(
+                "{seen} sets in {} file(s), none for this spacecraft",
+                files.len()
+            )
+        } else {
+            format!(
+                "{seen} valid sets in {} file(s), none for this spacecraft; rejected: {}",
+                files.len(),
+                problems.join("; ")
+            )
+        },
     })
 }
 

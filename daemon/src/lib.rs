@@ -5,3 +5,4 @@ pub mod config;
 pub mod imaging;
 pub mod replay;
 pub mod serve;
+pub mod tle_store;

@@ -8,6 +8,7 @@
 
 mod decode;
 mod image_cmd;
+mod tle_cmd;
 
 use downlink::config;
 
@@ -51,6 +52,9 @@ enum Command {
     /// products: raw swath PNGs and GCP GeoTIFFs, analytic COGs, composite, NDVI, thumbnail;
     /// prints a JSON listing.
     Image(image_cmd::ImageArgs),
+    /// Load newer TLEs into the station's store (ARCHIVE/tle) or list them; the daemon picks
+    /// the set nearest each pass.
+    Tle(tle_cmd::TleArgs),
     /// Run the daemon: receive, decode, archive passes, serve the operator API.
     /// Without --config it runs on the embedded default (archive under ./var/downlink, UDP input
     /// on 127.0.0.1:5000, profile jpss, HTTP on 127.0.0.1:8080).
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
         Command::Image(args) => image_cmd::run(&args),
+        Command::Tle(args) => tle_cmd::run(&args),
         Command::Profiles { name } => decode::profiles(name.as_deref()),
         Command::Validate { config } => validate(&config),
         Command::Serve { config } => serve(config.as_deref()),

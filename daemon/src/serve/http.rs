@@ -1,4 +1,5 @@
-//! Operator HTTP API: `/api/v1/status`, `/api/v1/passes`, `/api/v1/passes/{id}`, `/metrics`.
+//! Operator HTTP API: `/api/v1/status`, `/api/v1/passes`, `/api/v1/passes/{id}` (+ `plot.png`,
+//! `products`, `products/{file}`), `/api/v1/tle`, `/metrics`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/passes", get(passes))
         .route("/api/v1/passes/{id}", get(pass))
         .route("/api/v1/passes/{id}/plot.png", get(plot))
+        .route("/api/v1/passes/{id}/products", get(products))
+        .route("/api/v1/passes/{id}/products/{file}", get(product_file))
+        .route("/api/v1/tle", get(tle))
         .route("/metrics", get(metrics))
         .with_state(shared)
 }
@@ -34,6 +38,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "inputs": snapshot(&shared),
         "last_reload": shared.last_reload.lock().map(|r| r.clone()).unwrap_or(None),
+        "products": shared.products.status.lock().map(|s| s.clone()).unwrap_or_default(),
         "webhooks": {
             "sent": shared.webhooks.stats().sent,
             "failed": shared.webhooks.stats().failed,
@@ -90,6 +95,43 @@ async fn pass(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Resp
 
 async fn plot(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     pass_file(&shared, &id, "plot.png", "image/png").await
+}
+
+/// The pass's product listing (`products.json`), once made.
+async fn products(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    pass_file(&shared, &id, "products/products.json", "application/json").await
+}
+
+/// One product file. Names are plain file names (no separators, no leading dot).
+async fn product_file(
+    State(shared): State<Arc<Shared>>,
+    Path((id, file)): Path<(String, String)>,
+) -> Response {
+    let plain = !file.is_empty()
+        && file.len() <= 80
+        && !file.starts_with('.')
+        && file
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !plain {
+        return (StatusCode::BAD_REQUEST, "invalid product name").into_response();
+    }
+    let content_type = match file.rsplit_once('.').map(|(_, e)| e) {
+        Some("png") => "image/png",
+        Some("tif") => "image/tiff; application=geotiff",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    };
+    pass_file(&shared, &id, &format!("products/{file}"), content_type).await
+}
+
+/// The TLE sets in the store.
+async fn tle(State(shared): State<Arc<Shared>>) -> Response {
+    let archive = shared.archive.clone();
+    let list = tokio::task::spawn_blocking(move || crate::tle_store::list(&archive))
+        .await
+        .unwrap_or_default();
+    Json(serde_json::json!({ "tle": list })).into_response()
 }
 
 /// Prometheus text exposition. Metric names live here and nowhere else.
@@ -192,6 +234,22 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
          downlink_webhook_deliveries_total{{result=\"failed\"}} {}\n\
          downlink_webhook_deliveries_total{{result=\"dropped\"}} {}",
         w.sent, w.failed, w.dropped
+    );
+    let p = shared
+        .products
+        .status
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    let _ = writeln!(
+        m,
+        "# HELP downlink_product_passes_total Passes given to the product step, by result.\n# TYPE downlink_product_passes_total counter\n\
+         downlink_product_passes_total{{result=\"ok\"}} {}\n\
+         downlink_product_passes_total{{result=\"failed\"}} {}\n\
+         downlink_product_passes_total{{result=\"dropped\"}} {}\n\
+         # HELP downlink_product_passes_queued Passes waiting for products.\n# TYPE downlink_product_passes_queued gauge\n\
+         downlink_product_passes_queued {}",
+        p.ok, p.failed, p.dropped, p.queued
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m).into_response()
 }

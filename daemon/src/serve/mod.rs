@@ -19,6 +19,7 @@ pub mod http;
 pub mod ingest;
 pub mod pipeline;
 pub mod plot;
+pub mod products;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,8 @@ pub struct Shared {
     pub last_reload: Mutex<Option<serde_json::Value>>,
     /// AOS / LOS / pass-record notifications.
     pub webhooks: webhook::Webhooks,
+    /// Scene products at LOS (imaging inputs).
+    pub products: products::Queue,
 }
 
 impl Shared {
@@ -179,6 +182,7 @@ pub enum ServeError {
 struct Generation {
     shared: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    product_worker: Option<std::thread::JoinHandle<()>>,
     http: tokio::task::JoinHandle<()>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -218,7 +222,14 @@ impl Generation {
             started: std::time::Instant::now(),
             last_reload: Mutex::new(last_reload),
             webhooks: webhook::Webhooks::new(&cfg.webhook, rt.handle().clone()),
+            products: products::Queue::default(),
         });
+        let product_worker = products::start(
+            &cfg.imaging,
+            &cfg.archive.path,
+            cfg.input.iter().any(|i| i.profile.imaging.is_some()),
+            &shared,
+        );
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs.
         archive::recover_interrupted(cfg);
         let mut sockets = Vec::new();
@@ -295,6 +306,7 @@ impl Generation {
         Ok(Generation {
             shared,
             threads,
+            product_worker,
             http,
             http_stop: Some(http_stop),
         })
@@ -310,6 +322,13 @@ impl Generation {
         for t in self.threads {
             if t.join().is_err() {
                 tracing::error!("a worker thread panicked");
+            }
+        }
+        // Every pass is closed now: let the product worker finish the queued ones.
+        self.shared.products.close();
+        if let Some(t) = self.product_worker.take() {
+            if t.join().is_err() {
+                tracing::error!("the product worker panicked");
             }
         }
         // LOS and pass-record notifications of the passes just closed.

@@ -317,10 +317,20 @@ fn close(
         },
         None => None,
     };
-    if path.is_some() {
+    if let Some(record_path) = &path {
         shared
             .webhooks
             .notify(crate::config::WebhookEvent::PassRecord, record.clone());
+        if input.profile.imaging.is_some() {
+            if let Some(dir) = record_path.parent() {
+                shared.products.submit(super::products::Job {
+                    pass_id: p.id.clone(),
+                    dir: dir.to_owned(),
+                    profile: input.profile.clone(),
+                    aos: p.aos,
+                });
+            }
+        }
     }
     tracing::info!(
         input = %input.name,
