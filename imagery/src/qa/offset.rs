@@ -17,8 +17,8 @@
 //!    latitude); the best shift is refined to sub-pixel by a separate 3-point parabola fit
 //!    along columns and rows.
 //! 5. Confidence = strength × distinctiveness × coastline amount × edge penalty, with
-//!    strength = min(1, ρ1/0.3), distinctiveness = clamp((ρ1−ρ2)/(0.5 ρ1), 0, 1) where ρ2 is
-//!    the best score at least `exclusion_px` away from the peak (this also penalises the
+//!    strength = min(1, ρ1/0.2), distinctiveness = clamp((ρ1−ρ2)/(0.5 ρ1), 0, 1) where ρ2 is
+//!    the best separate local maximum at least `exclusion_px` away from the peak (this also penalises the
 //!    along-shore ambiguity of straight coasts), coastline = 1 − exp(−L/50 km), and ×0.25
 //!    when the peak sits on the edge of the search area.
 //!
@@ -359,8 +359,10 @@ pub fn estimate_offset(
                 continue;
             }
             let cheb = (sx - bx).abs().max((sy - by).abs());
-            if cheb > ex {
-                rho2 = rho2.max(v);
+            // Only a separate local maximum competes: the flank of a broad main peak (real
+            // scenes, smoothed edges) is not a second candidate.
+            if cheb > ex && v > rho2 && is_local_max(&sc, sx, sy, v) {
+                rho2 = v;
             }
             if cheb == 1 && !inside(sx, sy) && v >= rho1 {
                 at_edge = true;
@@ -396,7 +398,9 @@ pub fn estimate_offset(
         ),
     };
 
-    let strength = (rho1 / 0.3).clamp(0.0, 1.0);
+    // Real scenes correlate less than clean masks (shallow banks, rivers, cloud edges make
+    // image edges the mask lacks): 0.2 is already a strong coastline match at ~1 km.
+    let strength = (rho1 / 0.2).clamp(0.0, 1.0);
     let distinct = if rho1 > 0.0 {
         ((rho1 - rho2c) / (0.5 * rho1)).clamp(0.0, 1.0)
     } else {
@@ -421,6 +425,16 @@ pub fn estimate_offset(
         at_search_edge: at_edge,
         overlap_px,
         method: METHOD,
+    })
+}
+
+/// `v` (the score at `(sx, sy)`) is at least every finite neighbour's.
+fn is_local_max(sc: &dyn Fn(i64, i64) -> f64, sx: i64, sy: i64, v: f64) -> bool {
+    (-1..=1).all(|dy| {
+        (-1..=1).all(|dx| {
+            let n = sc(sx + dx, sy + dy);
+            (dx == 0 && dy == 0) || !n.is_finite() || n <= v
+        })
     })
 }
 
