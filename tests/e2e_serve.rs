@@ -810,7 +810,10 @@ fn a_meteor_pass_gets_georeferenced_products_at_los() {
     let t0 = Instant::now();
     while !listing_path.exists() {
         let status = d.get("/api/v1/status").unwrap_or_default();
-        assert!(!status.contains("\"failed\":1"), "products failed: {status}");
+        assert!(
+            !status.contains("\"failed\":1"),
+            "products failed: {status}"
+        );
         assert!(
             t0.elapsed() < Duration::from_secs(120),
             "no products after LOS; status: {:?}",
