@@ -61,6 +61,9 @@ pub struct AssemblerConfig {
     pub max_row_gap: i64,
     /// Largest distance (ms) of a packet time from its row slot. Default 300 ms (~period/4).
     pub grid_tolerance_ms: i64,
+    /// Largest image, first to last row (default 4096 rows ≈ 84 min, longer than any pass):
+    /// bounds memory whatever the time codes say.
+    pub max_span_rows: i64,
 }
 
 impl Default for AssemblerConfig {
@@ -69,6 +72,7 @@ impl Default for AssemblerConfig {
             row_period_ms: NOMINAL_ROW_PERIOD_MS,
             max_row_gap: 1000,
             grid_tolerance_ms: 300,
+            max_span_rows: 4096,
         }
     }
 }
@@ -289,7 +293,20 @@ impl Assembler {
                 residual_ms: residual,
             });
         }
-        Ok(arow + k)
+        let row = arow + k;
+        if let (Some((&lo, _)), Some((&hi, _))) =
+            (self.grid.first_key_value(), self.grid.last_key_value())
+        {
+            let span = row.max(hi).saturating_sub(row.min(lo));
+            if span >= self.cfg.max_span_rows {
+                return Err(MsuMrError::TimeOutOfRange {
+                    ms_of_day: t,
+                    rows: span,
+                    limit: self.cfg.max_span_rows,
+                });
+            }
+        }
+        Ok(row)
     }
 
     /// Push one complete CCSDS space packet (primary header + data field).
@@ -565,6 +582,26 @@ mod tests {
                 .map(|c| c.iter().fold(0u8, |a, &b| (a << 1) | b)),
         );
         d
+    }
+
+    #[test]
+    fn image_span_is_bounded_whatever_the_time_codes_say() {
+        let mut a = Assembler::with_config(AssemblerConfig {
+            max_row_gap: 50,
+            max_span_rows: 100,
+            ..AssemblerConfig::default()
+        });
+        let t0 = 84_312_296u32;
+        let at = |rows: u32| t0 + (f64::from(rows) * NOMINAL_ROW_PERIOD_MS).round() as u32;
+        // Walking forward 40 rows at a time stays within max_row_gap but not within the span.
+        assert!(a.push(64, 1, &flat_packet(t0, 0)).is_ok());
+        assert!(a.push(64, 2, &flat_packet(at(40), 0)).is_ok());
+        assert!(a.push(64, 3, &flat_packet(at(80), 0)).is_ok());
+        assert!(matches!(
+            a.push(64, 4, &flat_packet(at(120), 0)),
+            Err(MsuMrError::TimeOutOfRange { limit: 100, .. })
+        ));
+        assert!(a.build().height <= 100 * 8);
     }
 
     #[test]
