@@ -10,6 +10,7 @@
 
 pub mod landmask;
 pub mod products;
+pub mod tiles;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -1,0 +1,3 @@
+//! Map tiles (WebMercatorQuad) from COGs: tile math, TileJSON 3.0 and WMTS documents, rendering.
+pub mod render;
+pub mod tms;

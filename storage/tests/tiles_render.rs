@@ -1,0 +1,253 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use gdal::raster::Buffer;
+use gdal::{Dataset, DriverManager};
+use storage::tiles::render::*;
+use storage::tiles::tms::TileId;
+
+/// Shared sample data (one constant so the lead can move it).
+const SHARED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
+
+const Z: u8 = 12;
+const TX0: u32 = 2000;
+const TY0: u32 = 1500;
+
+fn value(c: usize, r: usize) -> u8 {
+    ((c * 7 + r * 13) % 250 + 1) as u8
+}
+fn is_nodata(c: usize, r: usize) -> bool {
+    (100..150).contains(&c) && (40..90).contains(&r)
+}
+
+/// Synthetic web-optimized COG: 2×2 tiles at z12 starting at tile (2000, 1500).
+fn synthetic_web_cog() -> String {
+    let path = format!(
+        "{}/synthetic_web_{}.tif",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    );
+    let mem = DriverManager::get_driver_by_name("MEM").unwrap();
+    let mut ds = mem.create_with_band_type::<u8, _>("", 512, 512, 1).unwrap();
+    let gt = TileId::new(Z.into(), TX0.into(), TY0.into())
+        .unwrap()
+        .geo_transform();
+    ds.set_geo_transform(&gt).unwrap();
+    ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(3857).unwrap())
+        .unwrap();
+    let mut data = vec![0u8; 512 * 512];
+    for r in 0..512 {
+        for c in 0..512 {
+            data[r * 512 + c] = if is_nodata(c, r) { 0 } else { value(c, r) };
+        }
+    }
+    let mut b = ds.rasterband(1).unwrap();
+    b.set_no_data_value(Some(0.0)).unwrap();
+    let mut buf = Buffer::new((512, 512), data);
+    b.write((0, 0), (512, 512), &mut buf).unwrap();
+
+    let cog = DriverManager::get_driver_by_name("COG").unwrap();
+    let opts: gdal::raster::RasterCreationOptions = [
+        "TILING_SCHEME=GoogleMapsCompatible",
+        "COMPRESS=DEFLATE",
+        "RESAMPLING=NEAREST",
+        "OVERVIEW_RESAMPLING=NEAREST",
+    ]
+    .into_iter()
+    .collect();
+    ds.create_copy(&cog, &path, &opts).unwrap();
+    path
+}
+
+fn px(t: &Tile, c: usize, r: usize) -> [u8; 4] {
+    match t {
+        Tile::Rgba(v) => v[(r * 256 + c) * 4..(r * 256 + c) * 4 + 4]
+            .try_into()
+            .unwrap(),
+        Tile::Empty => panic!("empty tile"),
+    }
+}
+
+#[test]
+fn fast_path_exact_pixels() {
+    let path = synthetic_web_cog();
+    let src = TileSource::open(&path).unwrap();
+    let info = src.info().clone();
+    assert_eq!(info.web_max_zoom, Some(12));
+    assert_eq!((info.width, info.height), (512, 512));
+    let opts = RenderOptions::default();
+    for (dx, dy) in [(0u32, 0u32), (1, 0), (0, 1), (1, 1)] {
+        let t = TileId::new(12, (TX0 + dx).into(), (TY0 + dy).into()).unwrap();
+        assert_eq!(src.path_for(&t), RenderPath::Fast);
+        let tile = src.render(&t, &opts).unwrap();
+        let mut n_nodata = 0;
+        for r in 0..256 {
+            for c in 0..256 {
+                let (gc, gr) = (c + 256 * dx as usize, r + 256 * dy as usize);
+                let p = px(&tile, c, r);
+                if is_nodata(gc, gr) {
+                    assert_eq!(p[3], 0, "alpha at {gc},{gr}");
+                    n_nodata += 1;
+                } else {
+                    let v = value(gc, gr);
+                    assert_eq!(p, [v, v, v, 255], "pixel {gc},{gr}");
+                }
+            }
+        }
+        assert_eq!(n_nodata, if (dx, dy) == (0, 0) { 2500 } else { 0 });
+        // General path at native resolution, nearest: the same pixels.
+        let g = src.render_via(&t, &opts, RenderPath::General).unwrap();
+        assert_eq!(g, tile, "general path differs on {t:?}");
+    }
+    // Rescale 0..100 truncates like rio-tiler.
+    let t = TileId::new(12, TX0.into(), TY0.into()).unwrap();
+    let tile = src
+        .render(
+            &t,
+            &RenderOptions {
+                rescale: vec![(0.0, 100.0)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let v = value(3, 0) as f64; // 22
+    let want = ((v.min(100.0)) / 100.0 * 255.0) as u8;
+    assert_eq!(px(&tile, 3, 0), [want, want, want, 255]);
+    assert_eq!(want, 56);
+    // Outside → Empty; z11 → one overview window, equal to the overview read directly.
+    assert_eq!(
+        src.render(&TileId::new(12, 2002, 1500).unwrap(), &opts)
+            .unwrap(),
+        Tile::Empty
+    );
+    assert_eq!(
+        src.render(&TileId::new(5, 0, 0).unwrap(), &opts).unwrap(),
+        Tile::Empty
+    );
+    let t11 = TileId::new(11, (TX0 / 2).into(), (TY0 / 2).into()).unwrap();
+    assert_eq!(src.path_for(&t11), RenderPath::Fast);
+    let tile = src.render(&t11, &opts).unwrap();
+    let ds = Dataset::open(&path).unwrap();
+    let ov = ds.rasterband(1).unwrap().overview(0).unwrap();
+    assert_eq!(ov.size(), (256, 256));
+    let ovd = ov
+        .read_as::<u8>((0, 0), (256, 256), (256, 256), None)
+        .unwrap();
+    for r in 0..256 {
+        for c in 0..256 {
+            let v = ovd.data()[r * 256 + c];
+            let p = px(&tile, c, r);
+            if v == 0 {
+                assert_eq!(p[3], 0);
+            } else {
+                assert_eq!(p, [v, v, v, 255]);
+            }
+        }
+    }
+    // Over-zoom z13 goes through the general path: pixel (c, r) of 13/4000/3000 is source (c/2, r/2).
+    let t13 = TileId::new(13, 4000, 3000).unwrap();
+    assert_eq!(src.path_for(&t13), RenderPath::General);
+    let tile = src.render(&t13, &opts).unwrap();
+    assert_eq!(px(&tile, 11, 7), {
+        let v = value(5, 3);
+        [v, v, v, 255]
+    });
+    // Bad options are errors.
+    assert!(src
+        .render(
+            &t,
+            &RenderOptions {
+                bidx: vec![2],
+                ..Default::default()
+            }
+        )
+        .is_err());
+    assert!(src
+        .render(
+            &t,
+            &RenderOptions {
+                bidx: vec![1, 1],
+                ..Default::default()
+            }
+        )
+        .is_err());
+    std::fs::remove_file(&path).ok();
+}
+
+#[test]
+fn encode_roundtrip() {
+    let mut rgba = vec![0u8; 256 * 256 * 4];
+    for (i, p) in rgba.chunks_exact_mut(4).enumerate() {
+        p.copy_from_slice(&[
+            (i % 256) as u8,
+            (i / 256) as u8,
+            7,
+            if i % 3 == 0 { 0 } else { 255 },
+        ]);
+    }
+    let png = encode(&rgba, Format::Png).unwrap();
+    let img = image::load_from_memory(&png).unwrap().to_rgba8();
+    assert_eq!(img.into_raw(), rgba);
+    let webp = encode(&rgba, Format::WebpLossless).unwrap();
+    let img = image::load_from_memory(&webp).unwrap().to_rgba8();
+    assert_eq!(img.into_raw(), rgba);
+    let jpg = encode(&rgba, Format::Jpeg(90)).unwrap();
+    let img = image::load_from_memory(&jpg).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (256, 256));
+    assert!(encode(&rgba[..100], Format::Png).is_err());
+}
+
+#[test]
+fn pool_async_and_blocking() {
+    let path = synthetic_web_cog();
+    let pool = TilePool::new(2, 4).unwrap();
+    let futs: Vec<_> = (0..8)
+        .map(|i| {
+            pool.submit(
+                &path,
+                TileId::new(12, (TX0 + i % 2).into(), TY0.into()).unwrap(),
+                RenderOptions::default(),
+                Format::Png,
+            )
+        })
+        .collect();
+    for f in futs {
+        match f.wait().unwrap() {
+            Encoded::Image {
+                bytes,
+                content_type,
+            } => {
+                assert_eq!(content_type, "image/png");
+                assert_eq!(&bytes[1..4], b"PNG");
+            }
+            Encoded::Empty => panic!("empty"),
+        }
+    }
+    // Poll as a future with a no-op waker (busy-wait executor is enough here).
+    let mut f = pool.submit(
+        &path,
+        TileId::new(12, 2002, 1500).unwrap(),
+        RenderOptions::default(),
+        Format::Png,
+    );
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let out = loop {
+        if let std::task::Poll::Ready(v) = std::pin::Pin::new(&mut f).poll(&mut cx) {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    assert_eq!(out.unwrap(), Encoded::Empty);
+    let err = pool
+        .submit(
+            "/nonexistent.tif",
+            TileId::new(0, 0, 0).unwrap(),
+            RenderOptions::default(),
+            Format::Png,
+        )
+        .wait();
+    assert!(matches!(err, Err(RenderError::Gdal { .. })));
+    drop(pool);
+    std::fs::remove_file(&path).ok();
+    let _ = SHARED_DATA;
+}
+use std::future::Future;
