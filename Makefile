@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 DATA ?= ../shared/data
-APT_PKGS := build-essential pkg-config systemd libgdal-dev gdal-bin python3-gdal python3-numpy
+APT_PKGS := build-essential pkg-config systemd libgdal-dev gdal-bin python3-gdal python3-numpy libsqlite3-dev
 
 .PHONY: run demo-replay unit-file test deps build release fmt lint unit fuzz-corpus fuzz bench bench-data clean landmask
 

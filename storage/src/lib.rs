@@ -8,6 +8,7 @@
 //! fsync *poisons* the writer: every later call fails instead of pretending, and the final name
 //! is never created.
 
+pub mod catalog;
 pub mod landmask;
 pub mod products;
 pub mod tiles;

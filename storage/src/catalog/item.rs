@@ -1,0 +1,299 @@
+//! STAC Items and Collections for Downlink pass products (`products.json`).
+//!
+//! Granularity: one Item per pass per collection; collection = spacecraft + instrument
+//! (e.g. `meteor-m2-msu-mr`); assets `ch<N>` (data), `composite` (visual), `ndvi` (data),
+//! `thumbnail`, `products` (metadata). Raw PNG / GCP TIFF products are not published.
+//! Geometry is the listing's bbox polygon (not the swath outline).
+//!
+//! MSU-MR band table: WMO OSCAR, "MSU-MR" instrument page
+//! (<https://space.oscar.wmo.int/instruments/view/msu_mr>): ch1 0.50–0.70 µm,
+//! ch2 0.70–1.10, ch3 1.60–1.80, ch4 3.50–4.10, ch5 10.5–11.5, ch6 11.5–12.5.
+//! Common names from the eo extension v2.0.0 table.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use stac::{Asset, Collection, Item, Link};
+
+use super::geom::rings_to_geojson;
+use super::layout::{validate_id, LayoutError};
+use super::raster::{inspect, COG_MEDIA_TYPE, PROJ_EXT};
+
+/// eo extension v2.0.0.
+pub const EO_EXT: &str = "https://stac-extensions.github.io/eo/v2.0.0/schema.json";
+/// file extension v2.1.0 (`file:size`).
+pub const FILE_EXT: &str = "https://stac-extensions.github.io/file/v2.1.0/schema.json";
+
+/// Item builder errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ItemError {
+    /// Bad id.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// Listing inconsistent.
+    #[error("listing: {0}")]
+    Listing(String),
+    /// JSON conversion.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// One product of a pass listing.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Product {
+    /// `analytic`, `composite`, `ndvi`, `thumbnail`, `raw_png`, ...
+    pub kind: String,
+    /// CCSDS APID.
+    pub apid: Option<u16>,
+    /// Instrument channel label.
+    pub channel: Option<String>,
+    /// File path as written.
+    pub path: String,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// The parts of `products.json` the catalog uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PassListing {
+    /// Pass id (item id).
+    pub pass_id: String,
+    /// Spacecraft name, e.g. `METEOR-M 2`.
+    pub spacecraft: String,
+    /// NORAD catalog number.
+    pub norad_id: u32,
+    /// Instrument, e.g. `msu-mr`.
+    pub instrument: String,
+    /// Acquisition start.
+    pub start: DateTime<Utc>,
+    /// Acquisition end.
+    pub end: DateTime<Utc>,
+    /// `[w, s, e, n]`.
+    pub bbox: [f64; 4],
+    /// Geolocation QA records, stored as given.
+    #[serde(default)]
+    pub geolocation_qa: Value,
+    /// Link quality, stored as given.
+    #[serde(default)]
+    pub link_quality: Value,
+    /// Products.
+    pub products: Vec<Product>,
+}
+
+impl PassListing {
+    /// Read `products.json`.
+    pub fn from_json(s: &str) -> Result<Self, ItemError> {
+        Ok(serde_json::from_str(s)?)
+    }
+}
+
+/// `METEOR-M 2` + `msu-mr` → `meteor-m2-msu-mr`: lowercase, spaces dropped, other
+/// characters outside `[a-z0-9]` become `-`.
+pub fn collection_id(spacecraft: &str, instrument: &str) -> String {
+    let slug = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    format!("{}-{}", slug(spacecraft), slug(instrument))
+}
+
+/// eo band fields for an MSU-MR channel (1..=6).
+pub fn msu_mr_band(channel: &str) -> Option<Map<String, Value>> {
+    let (lo, hi, common): (f64, f64, Option<&str>) = match channel {
+        "1" => (0.50, 0.70, Some("pan")),
+        "2" => (0.70, 1.10, Some("nir")),
+        "3" => (1.60, 1.80, Some("swir16")),
+        "4" => (3.50, 4.10, None),
+        "5" => (10.5, 11.5, Some("lwir11")),
+        "6" => (11.5, 12.5, Some("lwir12")),
+        _ => return None,
+    };
+    let mut m = Map::new();
+    m.insert("name".into(), json!(format!("ch{channel}")));
+    if let Some(c) = common {
+        m.insert("eo:common_name".into(), json!(c));
+    }
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    m.insert("eo:center_wavelength".into(), json!(round((lo + hi) / 2.0)));
+    m.insert("eo:full_width_half_max".into(), json!(round(hi - lo)));
+    Some(m)
+}
+
+/// Asset key of a product, `None` for products that are not published.
+pub fn asset_key(p: &Product) -> Option<String> {
+    match p.kind.as_str() {
+        "analytic" => p.channel.as_ref().map(|c| format!("ch{c}")),
+        "composite" | "ndvi" | "thumbnail" => Some(p.kind.clone()),
+        _ => None,
+    }
+}
+
+/// Build the pass Item. `asset_hrefs` maps asset keys (see [`asset_key`], plus
+/// `products` for the listing itself) to published hrefs; products without an entry keep
+/// their listing path. A `products` asset is only added when `asset_hrefs` has one. COG
+/// products are opened (when readable) to fill `proj:shape`/`proj:transform`.
+pub fn item_for_product(
+    listing: &PassListing,
+    asset_hrefs: &BTreeMap<String, String>,
+) -> Result<Item, ItemError> {
+    validate_id("item", &listing.pass_id)?;
+    let cid = collection_id(&listing.spacecraft, &listing.instrument);
+    validate_id("collection", &cid)?;
+    let [w, s, e, n] = listing.bbox;
+    if !(s <= n && (-90.0..=90.0).contains(&s) && (-90.0..=90.0).contains(&n)) {
+        return Err(ItemError::Listing(format!("bad bbox {:?}", listing.bbox)));
+    }
+    let mut item = Item::new(&listing.pass_id);
+    item.collection = Some(cid.clone());
+    item.bbox = Some(stac::Bbox::new(w, s, e, n));
+    let rings: Vec<Vec<[f64; 2]>> = if w > e {
+        vec![
+            vec![[w, s], [180.0, s], [180.0, n], [w, n], [w, s]],
+            vec![[-180.0, s], [e, s], [e, n], [-180.0, n], [-180.0, s]],
+        ]
+    } else {
+        vec![vec![[w, s], [e, s], [e, n], [w, n], [w, s]]]
+    };
+    item.geometry = Some(serde_json::from_value(rings_to_geojson(&rings))?);
+    let p = &mut item.properties;
+    p.datetime = Some(listing.start);
+    p.start_datetime = Some(listing.start);
+    p.end_datetime = Some(listing.end);
+    let f = &mut p.additional_fields;
+    f.insert("platform".into(), json!(listing.spacecraft.to_lowercase()));
+    f.insert("instruments".into(), json!([listing.instrument]));
+    f.insert("proj:code".into(), json!("EPSG:4326"));
+    f.insert("downlink:pass_id".into(), json!(listing.pass_id));
+    f.insert("downlink:norad_id".into(), json!(listing.norad_id));
+    f.insert(
+        "downlink:geolocation_qa".into(),
+        listing.geolocation_qa.clone(),
+    );
+    f.insert("downlink:link_quality".into(), listing.link_quality.clone());
+    item.extensions = vec![
+        EO_EXT.to_string(),
+        PROJ_EXT.to_string(),
+        FILE_EXT.to_string(),
+    ];
+
+    for prod in &listing.products {
+        let Some(key) = asset_key(prod) else {
+            continue;
+        };
+        let href = asset_hrefs
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| prod.path.clone());
+        let role = match prod.kind.as_str() {
+            "composite" => "visual",
+            "thumbnail" => "thumbnail",
+            _ => "data",
+        };
+        let mut a = Asset::new(href).role(role);
+        a.r#type = Some(prod.media_type.clone());
+        a.title = Some(match &prod.channel {
+            Some(c) => format!("{} channel {c}", listing.instrument),
+            None => prod.kind.clone(),
+        });
+        a.additional_fields
+            .insert("file:size".into(), json!(prod.bytes));
+        if prod.kind == "analytic" {
+            if let Some(b) = prod.channel.as_deref().and_then(msu_mr_band) {
+                a.bands = vec![serde_json::from_value::<stac::Band>(Value::Object(b))?];
+            }
+        }
+        if prod.kind == "ndvi" {
+            a.bands = vec![serde_json::from_value::<stac::Band>(
+                json!({"name": "ndvi", "description": "(ch2 - ch1) / (ch2 + ch1)"}),
+            )?];
+        }
+        if prod.media_type == COG_MEDIA_TYPE {
+            if let Ok(info) = inspect(Path::new(&prod.path)) {
+                a.additional_fields.extend(
+                    info.proj_fields()
+                        .into_iter()
+                        .filter(|(k, _)| k != "proj:code" && k != "proj:wkt2"),
+                );
+                if let Some(dt) = info.stac_data_type() {
+                    a.data_type = serde_json::from_value(json!(dt)).ok();
+                }
+                if let Some(Some(nd)) = info.nodata.first() {
+                    // STAC 1.1 allows "nan", but stac 0.17 models nodata as f64:
+                    // NaN nodata is left out.
+                    a.nodata = nd.is_finite().then_some(*nd);
+                }
+            }
+        }
+        item.assets.insert(key, a);
+    }
+    if let Some(h) = asset_hrefs.get("products") {
+        let mut a = Asset::new(h).role("metadata");
+        a.r#type = Some("application/json".into());
+        a.title = Some("Downlink products.json".into());
+        item.assets.insert("products".into(), a);
+    }
+    let mut via = Link::new(format!("/api/v1/passes/{}", listing.pass_id), "via");
+    via.r#type = Some("application/json".into());
+    via.title = Some("Downlink pass record".into());
+    item.links.push(via);
+    Ok(item)
+}
+
+/// A new collection for a pass listing's spacecraft/instrument; extent is filled by
+/// `Catalog::upsert_item`.
+pub fn collection_for_listing(listing: &PassListing) -> Result<Collection, ItemError> {
+    let cid = collection_id(&listing.spacecraft, &listing.instrument);
+    validate_id("collection", &cid)?;
+    let mut c = Collection::new(
+        &cid,
+        format!(
+            "{} {} products received by this Downlink station",
+            listing.spacecraft, listing.instrument
+        ),
+    );
+    c.title = Some(format!("{} {}", listing.spacecraft, listing.instrument));
+    c.license = "other".into();
+    c.extent.temporal.interval = vec![[None, None]];
+    c.extensions = vec![EO_EXT.to_string(), PROJ_EXT.to_string()];
+    Ok(c)
+}
+
+/// Extent helper re-exported for callers that build collections themselves.
+pub fn empty_extent_collection(id: &str, description: &str) -> Result<Collection, ItemError> {
+    validate_id("collection", id)?;
+    let mut c = Collection::new(id, description);
+    c.license = "other".into();
+    c.extent.temporal.interval = vec![[None, None]];
+    Ok(c)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_bands() {
+        assert_eq!(collection_id("METEOR-M 2", "msu-mr"), "meteor-m2-msu-mr");
+        assert_eq!(collection_id("NOAA 19", "AVHRR/3"), "noaa19-avhrr-3");
+        let b = msu_mr_band("2").unwrap();
+        assert_eq!(b["eo:common_name"], "nir");
+        assert_eq!(b["eo:center_wavelength"], 0.9);
+        assert_eq!(b["eo:full_width_half_max"], 0.4);
+        assert!(msu_mr_band("4").unwrap().get("eo:common_name").is_none());
+        assert!(msu_mr_band("7").is_none());
+    }
+}

@@ -1,0 +1,16 @@
+//! The archive catalog: STAC 1.1 items and collections for pass products and imported rasters,
+//! a backend-neutral [`Catalog`] trait with an embedded SQLite implementation, the archive
+//! directory layout and GDAL-based raster import (analytic + visual COGs).
+//!
+//! STAC: <https://github.com/radiantearth/stac-spec/tree/v1.1.0>; models from the `stac`
+//! crate (stac-utils/rustac).
+
+pub mod geom;
+pub mod item;
+pub mod layout;
+pub mod raster;
+pub mod sqlite;
+pub mod store;
+
+pub use sqlite::SqliteCatalog;
+pub use store::{Catalog, CatalogError, DatetimeFilter, SearchPage, SearchParams};

@@ -1,0 +1,611 @@
+//! SQLite implementation of [`Catalog`].
+//!
+//! WAL journal, one writer connection behind a `Mutex`, a small pool of read-only
+//! connections (readers never block the writer in WAL mode). Schema (version 1):
+//!
+//! ```sql
+//! schema_version(version INTEGER NOT NULL)
+//! collections(id TEXT PRIMARY KEY, json TEXT NOT NULL)
+//! items(rowid INTEGER PRIMARY KEY, collection TEXT NOT NULL REFERENCES collections(id),
+//!       id TEXT NOT NULL, datetime_us INTEGER NOT NULL,   -- sort key
+//!       start_us INTEGER NOT NULL, end_us INTEGER NOT NULL, -- time range, inclusive
+//!       geometry TEXT NOT NULL,                            -- GeoJSON footprint
+//!       json TEXT NOT NULL, UNIQUE(collection, id))
+//! items_sort  ON items(datetime_us DESC, id, collection)
+//! items_time  ON items(start_us, end_us)
+//! items_rtree USING rtree(rid, minx, maxx, miny, maxy, +item_rowid)
+//! ```
+//!
+//! An item whose bbox crosses the antimeridian (`w > e`) gets two R*Tree boxes. The R*Tree
+//! stores 32-bit floats rounded outwards, so it is a prefilter only; the exact footprint
+//! test runs on the candidates (`geom::Shape::intersects`). Link SQLite from the system
+//! (no `bundled`): GDAL links the system libsqlite3 too.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use stac::{Bbox, Collection, Item};
+
+use super::geom::Shape;
+use super::layout::validate_id;
+use super::store::{Catalog, CatalogError, SearchPage, SearchParams, SortKey, MAX_LIST};
+
+const SCHEMA_VERSION: i64 = 1;
+const READER_POOL: usize = 4;
+
+const MIGRATIONS: &[&str] = &[
+    // version 1
+    "CREATE TABLE collections(id TEXT PRIMARY KEY, json TEXT NOT NULL);
+     CREATE TABLE items(
+        rowid INTEGER PRIMARY KEY,
+        collection TEXT NOT NULL REFERENCES collections(id),
+        id TEXT NOT NULL,
+        datetime_us INTEGER NOT NULL,
+        start_us INTEGER NOT NULL,
+        end_us INTEGER NOT NULL,
+        geometry TEXT NOT NULL,
+        json TEXT NOT NULL,
+        UNIQUE(collection, id));
+     CREATE INDEX items_sort ON items(datetime_us DESC, id, collection);
+     CREATE INDEX items_time ON items(start_us, end_us);
+     CREATE VIRTUAL TABLE items_rtree USING rtree(rid, minx, maxx, miny, maxy, +item_rowid INTEGER);",
+];
+
+fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> CatalogError {
+    move |source| CatalogError::Sqlite { context, source }
+}
+fn js(context: &'static str) -> impl FnOnce(serde_json::Error) -> CatalogError {
+    move |source| CatalogError::Json { context, source }
+}
+
+/// SQLite-backed catalog.
+pub struct SqliteCatalog {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// What the index needs from an item.
+struct Indexed {
+    sort_us: i64,
+    start_us: i64,
+    end_us: i64,
+    geometry: serde_json::Value,
+    boxes: Vec<[f64; 4]>,
+}
+
+fn invalid(item: &Item, reason: impl Into<String>) -> CatalogError {
+    CatalogError::InvalidItem {
+        id: item.id.clone(),
+        reason: reason.into(),
+    }
+}
+
+fn index_item(item: &Item) -> Result<Indexed, CatalogError> {
+    let p = &item.properties;
+    let sort = p
+        .datetime
+        .or(p.start_datetime)
+        .ok_or_else(|| invalid(item, "no datetime and no start_datetime"))?;
+    let start = p.start_datetime.or(p.datetime).unwrap_or(sort);
+    let end = p.end_datetime.or(p.datetime).unwrap_or(sort);
+    if end < start {
+        return Err(invalid(item, "end_datetime before start_datetime"));
+    }
+    let bbox = item.bbox.map(|b| [b.xmin(), b.ymin(), b.xmax(), b.ymax()]);
+    let geometry = match (&item.geometry, bbox) {
+        (Some(g), _) => serde_json::to_value(g).map_err(js("item geometry"))?,
+        (None, Some(b)) => {
+            // Footprint from bbox (possibly two rectangles across the antimeridian).
+            match Shape::from_bbox(b) {
+                Shape::Polygons(ps) => super::geom::rings_to_geojson(
+                    &ps.into_iter().map(|p| p.exterior).collect::<Vec<_>>(),
+                ),
+                _ => return Err(invalid(item, "bad bbox")),
+            }
+        }
+        (None, None) => return Err(invalid(item, "no geometry and no bbox")),
+    };
+    let shape = Shape::from_geojson(&geometry)?;
+    let b = match bbox {
+        Some(b) => b,
+        None => shape
+            .bbox()
+            .ok_or_else(|| invalid(item, "empty geometry"))?,
+    };
+    let boxes = if b[0] > b[2] {
+        vec![[b[0], b[1], 180.0, b[3]], [-180.0, b[1], b[2], b[3]]]
+    } else {
+        vec![b]
+    };
+    Ok(Indexed {
+        sort_us: sort.timestamp_micros(),
+        start_us: start.timestamp_micros(),
+        end_us: end.timestamp_micros(),
+        geometry,
+        boxes,
+    })
+}
+
+/// Union of two STAC bboxes; any antimeridian-crossing input widens to full longitude.
+fn union_bbox(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
+    if a[0] > a[2] || b[0] > b[2] {
+        [-180.0, a[1].min(b[1]), 180.0, a[3].max(b[3])]
+    } else {
+        [
+            a[0].min(b[0]),
+            a[1].min(b[1]),
+            a[2].max(b[2]),
+            a[3].max(b[3]),
+        ]
+    }
+}
+
+/// Widen a collection's first spatial bbox and first temporal interval to include
+/// `bbox` and `[start, end]`.
+pub fn extend_extent(
+    c: &mut Collection,
+    bbox: [f64; 4],
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) {
+    let sp = &mut c.extent.spatial.bbox;
+    let fresh = sp.is_empty()
+        || (sp.first().is_some_and(|b| {
+            // stac's default extent is the whole world; treat it as "unset" when there is
+            // no temporal start yet.
+            b.xmin() == -180.0 && b.xmax() == 180.0 && b.ymin() == -90.0 && b.ymax() == 90.0
+        }) && c
+            .extent
+            .temporal
+            .interval
+            .first()
+            .is_none_or(|i| i[0].is_none() && i[1].is_none()));
+    let nb = match sp.first() {
+        Some(b) if !fresh => union_bbox([b.xmin(), b.ymin(), b.xmax(), b.ymax()], bbox),
+        _ => bbox,
+    };
+    let nb = Bbox::new(nb[0], nb[1], nb[2], nb[3]);
+    if let Some(first) = sp.first_mut() {
+        *first = nb;
+    } else {
+        sp.push(nb);
+    }
+    let t = &mut c.extent.temporal.interval;
+    let ni = match t.first() {
+        Some([a, b]) if !fresh => [
+            Some(a.map_or(start, |a| a.min(start))),
+            Some(b.map_or(end, |b| b.max(end))),
+        ],
+        _ => [Some(start), Some(end)],
+    };
+    if let Some(first) = t.first_mut() {
+        *first = ni;
+    } else {
+        t.push(ni);
+    }
+}
+
+impl SqliteCatalog {
+    /// Open (creating if needed) a catalog database, switch it to WAL and run migrations.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, CatalogError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io {
+                context: format!("creating {}", dir.display()),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(&path).map_err(sql("open"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql("busy_timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("journal_mode=WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql("synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql("foreign_keys"))?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, CatalogError> {
+        self.read(|c| {
+            c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+                .map_err(sql("schema version"))
+        })
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        let pooled = self
+            .readers
+            .lock()
+            .map_err(|_| CatalogError::Poisoned)?
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sql("open reader"))?;
+                c.busy_timeout(std::time::Duration::from_secs(10))
+                    .map_err(sql("busy_timeout"))?;
+                c
+            }
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().map_err(|_| CatalogError::Poisoned)?;
+        if pool.len() < READER_POOL {
+            pool.push(conn);
+        }
+        out
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
+    let tx = conn.transaction().map_err(sql("migrate begin"))?;
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)",
+        [],
+    )
+    .map_err(sql("create schema_version"))?;
+    let current: Option<i64> = tx
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .optional()
+        .map_err(sql("read schema_version"))?;
+    let current = match current {
+        Some(v) => v,
+        None => {
+            tx.execute("INSERT INTO schema_version(version) VALUES (0)", [])
+                .map_err(sql("init schema_version"))?;
+            0
+        }
+    };
+    if current > SCHEMA_VERSION {
+        return Err(CatalogError::InvalidParams {
+            param: "database",
+            reason: format!("schema version {current} is newer than this build ({SCHEMA_VERSION})"),
+        });
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate() {
+        let v = i as i64 + 1;
+        if v > current {
+            tx.execute_batch(m).map_err(sql("migration"))?;
+            tx.execute("UPDATE schema_version SET version = ?1", [v])
+                .map_err(sql("bump schema_version"))?;
+        }
+    }
+    tx.commit().map_err(sql("migrate commit"))
+}
+
+fn load_collection(conn: &Connection, id: &str) -> Result<Option<Collection>, CatalogError> {
+    let json: Option<String> = conn
+        .query_row("SELECT json FROM collections WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(sql("select collection"))?;
+    json.map(|j| serde_json::from_str(&j).map_err(js("collection json")))
+        .transpose()
+}
+
+impl Catalog for SqliteCatalog {
+    fn upsert_collection(&self, collection: &Collection) -> Result<(), CatalogError> {
+        validate_id("collection", &collection.id)?;
+        let mut conn = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
+        let tx = conn.transaction().map_err(sql("begin"))?;
+        let mut c = collection.clone();
+        if let Some(old) = load_collection(&tx, &c.id)? {
+            // Keep what items already established.
+            if let (Some(b), Some([Some(s), Some(e)])) = (
+                old.extent.spatial.bbox.first(),
+                old.extent.temporal.interval.first(),
+            ) {
+                extend_extent(&mut c, [b.xmin(), b.ymin(), b.xmax(), b.ymax()], *s, *e);
+            }
+        }
+        let json = serde_json::to_string(&c).map_err(js("collection to json"))?;
+        tx.execute(
+            "INSERT INTO collections(id, json) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET json = excluded.json",
+            params![c.id, json],
+        )
+        .map_err(sql("upsert collection"))?;
+        tx.commit().map_err(sql("commit"))
+    }
+
+    fn collection(&self, id: &str) -> Result<Option<Collection>, CatalogError> {
+        self.read(|c| load_collection(c, id))
+    }
+
+    fn collections(&self) -> Result<Vec<Collection>, CatalogError> {
+        self.read(|c| {
+            let mut st = c
+                .prepare("SELECT json FROM collections ORDER BY id")
+                .map_err(sql("prepare collections"))?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(sql("query collections"))?;
+            let mut out = Vec::new();
+            for j in rows {
+                let j = j.map_err(sql("row"))?;
+                out.push(serde_json::from_str(&j).map_err(js("collection json"))?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn upsert_item(&self, item: &Item) -> Result<(), CatalogError> {
+        validate_id("item", &item.id)?;
+        let cid = item
+            .collection
+            .clone()
+            .ok_or_else(|| invalid(item, "no \"collection\""))?;
+        validate_id("collection", &cid)?;
+        let ix = index_item(item)?;
+        let json = serde_json::to_string(item).map_err(js("item to json"))?;
+        let geometry = serde_json::to_string(&ix.geometry).map_err(js("geometry"))?;
+
+        let mut conn = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
+        let tx = conn.transaction().map_err(sql("begin"))?;
+        let mut coll = load_collection(&tx, &cid)?
+            .ok_or_else(|| CatalogError::NoSuchCollection(cid.clone()))?;
+        let old: Option<i64> = tx
+            .query_row(
+                "SELECT rowid FROM items WHERE collection = ?1 AND id = ?2",
+                params![cid, item.id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("find item"))?;
+        if let Some(rowid) = old {
+            tx.execute("DELETE FROM items_rtree WHERE item_rowid = ?1", [rowid])
+                .map_err(sql("delete rtree"))?;
+        }
+        let rowid: i64 = tx
+            .query_row(
+                "INSERT INTO items(collection, id, datetime_us, start_us, end_us, geometry, json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(collection, id) DO UPDATE SET
+                   datetime_us = excluded.datetime_us, start_us = excluded.start_us,
+                   end_us = excluded.end_us, geometry = excluded.geometry, json = excluded.json
+                 RETURNING rowid",
+                params![
+                    cid,
+                    item.id,
+                    ix.sort_us,
+                    ix.start_us,
+                    ix.end_us,
+                    geometry,
+                    json
+                ],
+                |r| r.get(0),
+            )
+            .map_err(sql("upsert item"))?;
+        for b in &ix.boxes {
+            tx.execute(
+                "INSERT INTO items_rtree(minx, maxx, miny, maxy, item_rowid) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![b[0], b[2], b[1], b[3], rowid],
+            )
+            .map_err(sql("insert rtree"))?;
+        }
+        let bbox = match ix.boxes.as_slice() {
+            [a, b] => [a[0], a[1], b[2], a[3]],
+            [a] => *a,
+            _ => return Err(invalid(item, "no bbox")),
+        };
+        let start = chrono::DateTime::from_timestamp_micros(ix.start_us)
+            .ok_or_else(|| invalid(item, "start out of range"))?;
+        let end = chrono::DateTime::from_timestamp_micros(ix.end_us)
+            .ok_or_else(|| invalid(item, "end out of range"))?;
+        extend_extent(&mut coll, bbox, start, end);
+        let cj = serde_json::to_string(&coll).map_err(js("collection to json"))?;
+        tx.execute(
+            "UPDATE collections SET json = ?2 WHERE id = ?1",
+            params![cid, cj],
+        )
+        .map_err(sql("update extent"))?;
+        tx.commit().map_err(sql("commit item"))
+    }
+
+    fn item(&self, collection: &str, id: &str) -> Result<Option<Item>, CatalogError> {
+        self.read(|c| {
+            let j: Option<String> = c
+                .query_row(
+                    "SELECT json FROM items WHERE collection = ?1 AND id = ?2",
+                    params![collection, id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql("select item"))?;
+            j.map(|j| serde_json::from_str(&j).map_err(js("item json")))
+                .transpose()
+        })
+    }
+
+    fn delete_item(&self, collection: &str, id: &str) -> Result<bool, CatalogError> {
+        let mut conn = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
+        let tx = conn.transaction().map_err(sql("begin"))?;
+        let rowid: Option<i64> = tx
+            .query_row(
+                "SELECT rowid FROM items WHERE collection = ?1 AND id = ?2",
+                params![collection, id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("find item"))?;
+        let Some(rowid) = rowid else {
+            return Ok(false);
+        };
+        tx.execute("DELETE FROM items_rtree WHERE item_rowid = ?1", [rowid])
+            .map_err(sql("delete rtree"))?;
+        tx.execute("DELETE FROM items WHERE rowid = ?1", [rowid])
+            .map_err(sql("delete item"))?;
+        tx.commit().map_err(sql("commit delete"))?;
+        Ok(true)
+    }
+
+    fn search(&self, p: &SearchParams) -> Result<SearchPage, CatalogError> {
+        let limit = p.effective_limit()? as usize;
+        let shapes = p.spatial_filters()?;
+        let after = p.token.as_deref().map(SortKey::from_token).transpose()?;
+
+        let mut wh: Vec<String> = Vec::new();
+        let mut args: Vec<SqlValue> = Vec::new();
+        let mut in_list = |col: &str, list: &[String], what: &'static str| {
+            if list.len() > MAX_LIST {
+                return Err(CatalogError::InvalidParams {
+                    param: what,
+                    reason: format!("more than {MAX_LIST} entries"),
+                });
+            }
+            let marks = vec!["?"; list.len()].join(",");
+            wh.push(format!("{col} IN ({marks})"));
+            args.extend(list.iter().map(|s| SqlValue::Text(s.clone())));
+            Ok(())
+        };
+        if let Some(c) = &p.collections {
+            in_list("collection", c, "collections")?;
+        }
+        if let Some(ids) = &p.ids {
+            in_list("id", ids, "ids")?;
+        }
+        if let Some(dt) = &p.datetime {
+            if let Some(s) = dt.start {
+                wh.push("end_us >= ?".into());
+                args.push(SqlValue::Integer(s.timestamp_micros()));
+            }
+            if let Some(e) = dt.end {
+                wh.push("start_us <= ?".into());
+                args.push(SqlValue::Integer(e.timestamp_micros()));
+            }
+        }
+        // R*Tree prefilter: boxes of every spatial filter (all must hold).
+        for s in &shapes {
+            let rects: Vec<[f64; 4]> = match s {
+                Shape::Polygons(ps) if ps.len() == 2 => ps
+                    .iter()
+                    .filter_map(|p| Shape::Polygons(vec![p.clone()]).bbox())
+                    .collect(),
+                other => other.bbox().into_iter().collect(),
+            };
+            let mut ors = Vec::new();
+            for r in rects {
+                ors.push("(maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?)");
+                args.extend([r[0], r[2], r[1], r[3]].map(SqlValue::Real));
+            }
+            wh.push(format!(
+                "rowid IN (SELECT item_rowid FROM items_rtree WHERE {})",
+                ors.join(" OR ")
+            ));
+        }
+        let base_where = wh.clone();
+        let base_args = args.clone();
+        if let Some(k) = &after {
+            wh.push(
+                "(datetime_us < ? OR (datetime_us = ? AND (id > ? OR (id = ? AND collection > ?))))"
+                    .into(),
+            );
+            args.extend([
+                SqlValue::Integer(k.datetime_us),
+                SqlValue::Integer(k.datetime_us),
+                SqlValue::Text(k.id.clone()),
+                SqlValue::Text(k.id.clone()),
+                SqlValue::Text(k.collection.clone()),
+            ]);
+        }
+        let where_sql = |w: &[String]| {
+            if w.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", w.join(" AND "))
+            }
+        };
+        let exact = |geom: &str| -> Result<bool, CatalogError> {
+            if shapes.is_empty() {
+                return Ok(true);
+            }
+            let g: serde_json::Value = serde_json::from_str(geom).map_err(js("stored geometry"))?;
+            let s = Shape::from_geojson(&g)?;
+            Ok(shapes.iter().all(|f| s.intersects(f)))
+        };
+
+        self.read(|conn| {
+            // Page: stream in order, exact-filter, stop after limit + 1.
+            let q = format!(
+                "SELECT datetime_us, id, collection, geometry, json FROM items {}
+                 ORDER BY datetime_us DESC, id ASC, collection ASC",
+                where_sql(&wh)
+            );
+            let mut st = conn.prepare(&q).map_err(sql("prepare search"))?;
+            let mut rows = st
+                .query(rusqlite::params_from_iter(args.iter()))
+                .map_err(sql("search"))?;
+            let mut items = Vec::new();
+            let mut last: Option<SortKey> = None;
+            let mut more = false;
+            while let Some(r) = rows.next().map_err(sql("search row"))? {
+                let geom: String = r.get(3).map_err(sql("geometry col"))?;
+                if !exact(&geom)? {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let json: String = r.get(4).map_err(sql("json col"))?;
+                items.push(serde_json::from_str::<Item>(&json).map_err(js("item json"))?);
+                last = Some(SortKey {
+                    datetime_us: r.get(0).map_err(sql("dt col"))?,
+                    id: r.get(1).map_err(sql("id col"))?,
+                    collection: r.get(2).map_err(sql("collection col"))?,
+                });
+            }
+            // Total: SQL count without spatial filters, else an exact scan of candidates.
+            let cq = if shapes.is_empty() {
+                format!(
+                    "SELECT COUNT(*), NULL FROM items {}",
+                    where_sql(&base_where)
+                )
+            } else {
+                format!("SELECT 1, geometry FROM items {}", where_sql(&base_where))
+            };
+            let mut cst = conn.prepare(&cq).map_err(sql("prepare count"))?;
+            let mut crow = cst
+                .query(rusqlite::params_from_iter(base_args.iter()))
+                .map_err(sql("count"))?;
+            let mut matched: u64 = 0;
+            while let Some(r) = crow.next().map_err(sql("count row"))? {
+                if shapes.is_empty() {
+                    matched = r.get::<_, i64>(0).map_err(sql("count col"))?.max(0) as u64;
+                } else {
+                    let g: String = r.get(1).map_err(sql("geometry col"))?;
+                    if exact(&g)? {
+                        matched += 1;
+                    }
+                }
+            }
+            Ok(SearchPage {
+                items,
+                matched: Some(matched),
+                next: if more {
+                    last.map(|k| k.to_token())
+                } else {
+                    None
+                },
+            })
+        })
+    }
+}

@@ -1,0 +1,214 @@
+//! Import of the shared GeoTIFFs: bbox vs gdalinfo, COG validation, catalog round trip.
+//! (The pass Item of real Meteor products is tested end to end in tests/e2e_stac.rs.)
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::{TimeZone, Utc};
+use storage::catalog::item::empty_extent_collection;
+use storage::catalog::raster::{import_raster, inspect, validate_cog, RasterError};
+use storage::catalog::{Catalog, SearchParams, SqliteCatalog};
+
+/// Shared data root (single constant; the lead may change it).
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
+
+fn geotiff(name: &str) -> PathBuf {
+    Path::new(DATA).join("geotiff").join(name)
+}
+
+/// gdalinfo -json wgs84Extent corners.
+fn gdalinfo_corners(p: &Path) -> Vec<[f64; 2]> {
+    let out = Command::new("gdalinfo")
+        .arg("-json")
+        .arg(p)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["wgs84Extent"]["coordinates"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| [c[0].as_f64().unwrap(), c[1].as_f64().unwrap()])
+        .collect()
+}
+
+fn setup() -> (tempfile::TempDir, SqliteCatalog) {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = SqliteCatalog::open(dir.path().join("catalog.sqlite")).unwrap();
+    cat.upsert_collection(&empty_extent_collection("imports", "imported rasters").unwrap())
+        .unwrap();
+    (dir, cat)
+}
+
+fn check_against_gdalinfo(src: &Path, tol: f64) -> storage::catalog::raster::RasterInfo {
+    let info = inspect(src).unwrap();
+    let corners = gdalinfo_corners(src);
+    let [w, s, e, n] = info.bbox;
+    let cw = corners.iter().map(|c| c[0]).fold(f64::INFINITY, f64::min);
+    let ce = corners
+        .iter()
+        .map(|c| c[0])
+        .fold(f64::NEG_INFINITY, f64::max);
+    let cs = corners.iter().map(|c| c[1]).fold(f64::INFINITY, f64::min);
+    let cn = corners
+        .iter()
+        .map(|c| c[1])
+        .fold(f64::NEG_INFINITY, f64::max);
+    println!(
+        "{}: bbox {:?} gdalinfo corners bbox {:?}",
+        src.display(),
+        info.bbox,
+        [cw, cs, ce, cn]
+    );
+    // Our bbox samples edges too, so it contains gdalinfo's corner box and is close to it.
+    for (ours, theirs) in [(w, cw), (s, cs), (e, ce), (n, cn)] {
+        assert!((ours - theirs).abs() <= tol, "{ours} vs {theirs}");
+    }
+    assert!(w <= cw + 1e-7 && s <= cs + 1e-7 && e >= ce - 1e-7 && n >= cn - 1e-7);
+    // Each gdalinfo corner is a vertex of our footprint ring.
+    let ring = &info.footprint[0];
+    for c in &corners {
+        assert!(
+            ring.iter()
+                .any(|p| (p[0] - c[0]).abs() < 1e-6 && (p[1] - c[1]).abs() < 1e-6),
+            "corner {c:?} missing"
+        );
+    }
+    info
+}
+
+#[test]
+fn bboxes_match_gdalinfo() {
+    let i = check_against_gdalinfo(&geotiff("RGB.byte.tif"), 0.02);
+    assert_eq!(i.proj_code.as_deref(), Some("EPSG:32618"));
+    let i = check_against_gdalinfo(&geotiff("shade.tif"), 1e-6);
+    assert_eq!(i.proj_code.as_deref(), Some("EPSG:3857"));
+    let i = check_against_gdalinfo(&geotiff("world.byte.tif"), 1e-9);
+    assert_eq!(i.bbox, [-180.0, -75.0, 180.0, 75.0]);
+    assert_eq!(i.proj_shape(), [1200, 2880]);
+    assert_eq!(i.proj_transform(), [0.125, 0.0, -180.0, 0.0, -0.125, 75.0]);
+    let i = check_against_gdalinfo(&geotiff("byte.tif"), 0.001);
+    assert_eq!(i.proj_code.as_deref(), Some("EPSG:26711"));
+}
+
+#[test]
+fn rotated_without_crs_is_refused_and_with_crs_footprint_is_rotated() {
+    let src = geotiff("rotated.tif");
+    assert!(matches!(
+        inspect(&src),
+        Err(RasterError::NotGeoreferenced(_))
+    ));
+    // Same rotated geotransform, scaled to metres in UTM 18N so it lands on Earth.
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("rotated_utm.tif");
+    let st = Command::new("gdal_translate")
+        .args(["-q", "-a_srs", "EPSG:32618"])
+        .arg(&src)
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Move it into the UTM zone: edit the geotransform origin.
+    let py = format!(
+        "from osgeo import gdal\nds=gdal.Open('{}',1)\ngt=ds.GetGeoTransform()\nds.SetGeoTransform((500000+gt[0]*100,gt[1]*100,gt[2]*100,4500000+gt[3]*100,gt[4]*100,gt[5]*100))\nds=None\n",
+        dst.display()
+    );
+    assert!(Command::new("/usr/bin/python3")
+        .args(["-c", &py])
+        .status()
+        .unwrap()
+        .success());
+    let info = check_against_gdalinfo(&dst, 0.01);
+    let ring = &info.footprint[0];
+    // 4 corners of a rotated rectangle: no two corners share a longitude.
+    let corners = gdalinfo_corners(&dst);
+    let lons: Vec<f64> = corners.iter().take(4).map(|c| c[0]).collect();
+    for a in 0..4 {
+        for b in (a + 1)..4 {
+            assert!((lons[a] - lons[b]).abs() > 1e-3, "not rotated: {lons:?}");
+        }
+    }
+    assert_eq!(ring.len(), 33); // 4 edges x 8 samples + closing vertex
+    println!("rotated footprint corners {corners:?}");
+}
+
+#[test]
+fn import_shared_rasters_writes_valid_cogs_and_items() {
+    let (dir, cat) = setup();
+    let root = dir.path().join("archive");
+    let t = Utc.with_ymd_and_hms(2024, 5, 6, 7, 8, 9).unwrap();
+    for name in ["RGB.byte.tif", "shade.tif", "world.byte.tif", "byte.tif"] {
+        let item = import_raster(&cat, &root, &geotiff(name), "imports", t).unwrap();
+        let data = root.join(&item.assets["data"].href);
+        let visual = root.join(&item.assets["visual"].href);
+        validate_cog(&data).unwrap();
+        validate_cog(&visual).unwrap();
+        assert!(data.starts_with(root.join("collections/imports/2024/05/06")));
+        let vi = inspect(&visual).unwrap();
+        assert_eq!(vi.proj_code.as_deref(), Some("EPSG:3857"));
+        assert_eq!(vi.band_types, vec!["Byte"; 3]);
+        let di = inspect(&data).unwrap();
+        assert_eq!(di.proj_code, inspect(&geotiff(name)).unwrap().proj_code);
+        println!(
+            "{name}: analytic {} B, visual {} B, bbox {:?}",
+            std::fs::metadata(&data).unwrap().len(),
+            std::fs::metadata(&visual).unwrap().len(),
+            item.bbox
+        );
+        let back = cat.item("imports", &item.id).unwrap().unwrap();
+        assert_eq!(back, item);
+        std::fs::write(
+            dir.path().join(format!("{}.json", item.id)),
+            serde_json::to_string_pretty(&item).unwrap(),
+        )
+        .unwrap();
+    }
+    // No temp files left; no .aux.xml written next to the shared sources.
+    let leftovers: Vec<_> = walk(&root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(!geotiff("RGB.byte.tif.aux.xml").exists());
+    let page = cat
+        .search(&SearchParams {
+            bbox: Some([-78.0, 23.0, -76.0, 26.0]),
+            ..Default::default()
+        })
+        .unwrap();
+    let ids: Vec<_> = page.items.iter().map(|i| i.id.as_str()).collect();
+    assert!(
+        ids.contains(&"RGB.byte") && ids.contains(&"world.byte"),
+        "{ids:?}"
+    );
+    assert!(!ids.contains(&"shade"));
+    if let Ok(dst) = std::env::var("CATALOG_ITEMS_OUT") {
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "json") {
+                std::fs::copy(&p, Path::new(&dst).join(p.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let q = e.path();
+            if q.is_dir() {
+                out.extend(walk(&q));
+            } else {
+                out.push(q);
+            }
+        }
+    }
+    out
+}
