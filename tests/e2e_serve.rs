@@ -744,24 +744,49 @@ fn webhooks_receive_aos_los_and_the_pass_record() {
     assert!(d.stop().success());
 }
 
-/// The shared Meteor-M2 TLE with its epoch moved to `day` (the daemon dates the instrument's
-/// time of day by its own clock, so a replayed 2022 recording is a pass of today) and its
-/// checksum recomputed. Only the epoch changes: the orbit shape is the real one.
-fn meteor_tle_on(day: &str) -> String {
+/// The shared Meteor-M2 TLE moved to the pass the daemon will date: the daemon dates the
+/// instrument's Moscow time of day (23:25:11 = 20:25:11 UTC) by its own clock, so a replayed
+/// 2022 recording is a pass of the 20:25 UTC nearest now. The epoch moves by whole days D, and
+/// the ascending node by the Earth's extra rotation over D days (D × 0.98564736629°, the GMST
+/// rate minus one turn a day), so the ground track is the 2022 one: the pass lands where the
+/// real one did (10°S 147°E), whatever the date the test runs.
+fn meteor_tle_for_todays_pass() -> String {
+    use chrono::{Datelike, Duration, NaiveDate, Utc};
+    let now = Utc::now();
+    let today = now.date_naive();
+    let at = |d: NaiveDate| d.and_hms_opt(20, 25, 11).unwrap().and_utc();
+    let day = [today - Duration::days(1), today, today + Duration::days(1)]
+        .into_iter()
+        .min_by_key(|d| (at(*d) - now).num_seconds().abs())
+        .unwrap();
+    let d = (day - NaiveDate::from_ymd_opt(2022, 12, 20).unwrap()).num_days();
     let text = std::fs::read_to_string(data("tle/meteor-m2_40069_2022-12-20.tle")).unwrap();
+    let checksum = |b: &[u8]| -> u32 {
+        b.iter()
+            .map(|c| match c {
+                b'0'..=b'9' => u32::from(c - b'0'),
+                b'-' => 1,
+                _ => 0,
+            })
+            .sum::<u32>()
+            % 10
+    };
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let l1 = lines.iter_mut().find(|l| l.starts_with("1 ")).unwrap();
-    let mut b = l1.as_bytes()[..68].to_vec();
-    b[18..23].copy_from_slice(day.as_bytes());
-    let sum: u32 = b
-        .iter()
-        .map(|c| match c {
-            b'0'..=b'9' => u32::from(c - b'0'),
-            b'-' => 1,
-            _ => 0,
-        })
-        .sum();
-    *l1 = format!("{}{}", String::from_utf8(b).unwrap(), sum % 10);
+    for l in &mut lines {
+        let mut b = l.as_bytes()[..68].to_vec();
+        if l.starts_with("1 ") {
+            let epoch = format!("{:02}{:03}", day.year() % 100, day.ordinal());
+            b[18..23].copy_from_slice(epoch.as_bytes());
+        } else if l.starts_with("2 ") {
+            let raan: f64 = l[17..25].trim().parse().unwrap();
+            let moved = (raan + d as f64 * 0.985_647_366_29).rem_euclid(360.0);
+            b[17..25].copy_from_slice(format!("{moved:8.4}").as_bytes());
+        } else {
+            continue;
+        }
+        let sum = checksum(&b);
+        *l = format!("{}{sum}", String::from_utf8(b).unwrap());
+    }
     lines.join("\n") + "\n"
 }
 
@@ -781,11 +806,9 @@ fn landmask() -> PathBuf {
 #[test]
 fn a_meteor_pass_gets_georeferenced_products_at_los() {
     // Today's day of year for the TLE epoch (UTC), from the same clock the daemon uses.
-    let out = Command::new("date").args(["-u", "+%y%j"]).output().unwrap();
-    let day = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let tle_dir = tempfile::tempdir().unwrap();
     let tle = tle_dir.path().join("weather.txt");
-    std::fs::write(&tle, meteor_tle_on(&day)).unwrap();
+    std::fs::write(&tle, meteor_tle_for_todays_pass()).unwrap();
     let sections = format!(
         "[imaging]\ntle = [\"{}\"]\nlandmask = \"{}\"\n",
         tle.display(),
@@ -900,4 +923,310 @@ fn a_meteor_pass_gets_georeferenced_products_at_los() {
         metrics.contains("downlink_product_passes_total{result=\"ok\"} 1"),
         "{metrics}"
     );
+}
+
+/// One HTTP/1.1 request on loopback: (status, head, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    let mut body = raw[end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 2 + n + 2..];
+        }
+        body = out;
+    }
+    (status, head, body)
+}
+
+fn json_of(port: u16, path: &str) -> serde_json::Value {
+    let (st, head, body) = http(port, "GET", path, &[], b"");
+    assert_eq!(
+        st,
+        200,
+        "{path}: {head}\n{}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[test]
+fn stac_api_serves_received_passes_and_imported_rasters() {
+    // An imported raster (the shared Landsat subset over the Bahamas), before the daemon runs.
+    let tle_dir = tempfile::tempdir().unwrap();
+    let tle = tle_dir.path().join("weather.txt");
+    std::fs::write(&tle, meteor_tle_for_todays_pass()).unwrap();
+    let sections = format!("[imaging]\ntle = [\"{}\"]\n", tle.display());
+    let d = Daemon::start_full("udp", "meteor-lrpt", "frames", "", &sections, &[]);
+    let add = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .args(["archive", "add"])
+        .arg(data("geotiff/RGB.byte.tif"))
+        .args([
+            "--collection",
+            "landsat-imports",
+            "--datetime",
+            "2024-08-01T13:45:00Z",
+            "--archive",
+        ])
+        .arg(&d.archive)
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let added: serde_json::Value = serde_json::from_slice(&add.stdout).unwrap();
+    assert_eq!(added["id"], "RGB.byte");
+
+    let mut bytes = Vec::new();
+    for s in ["30", "40", "50"] {
+        bytes.extend(
+            std::fs::read(data(&format!("vcdu/meteor-m2/2022_12_20_20_25_{s}.vcdu"))).unwrap(),
+        );
+    }
+    d.send(&random_datagrams(&bytes, 7));
+    let rec = d.wait_passes(1).remove(0);
+    let id = rec["id"].as_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    loop {
+        let st: serde_json::Value =
+            serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+        assert_eq!(st["products"]["failed"], 0, "{}", st["products"]);
+        assert_eq!(st["products"]["catalog_failed"], 0, "{}", st["products"]);
+        // 404 until the pass's collection exists.
+        let (code, _, body) = http(
+            d.http,
+            "GET",
+            "/stac/collections/meteor-m2-msu-mr/items",
+            &[],
+            b"",
+        );
+        if code == 200 {
+            let items: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if items["features"].as_array().is_some_and(|f| !f.is_empty()) {
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "pass never catalogued"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let p = d.http;
+    let base = format!("http://127.0.0.1:{p}");
+
+    // Landing page, conformance, collections.
+    let landing = json_of(p, "/stac");
+    assert_eq!(landing["type"], "Catalog");
+    let conf = json_of(p, "/stac/conformance");
+    for c in ["core", "collections", "item-search", "ogcapi-features"] {
+        assert!(
+            conf["conformsTo"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x.as_str().unwrap().ends_with(c)),
+            "{c}"
+        );
+    }
+    let cols = json_of(p, "/stac/collections");
+    let mut ids: Vec<&str> = cols["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["landsat-imports", "meteor-m2-msu-mr"]);
+
+    // The pass item: absolute asset URLs, provenance, link to the pass record.
+    let item = json_of(p, &format!("/stac/collections/meteor-m2-msu-mr/items/{id}"));
+    assert_eq!(item["properties"]["downlink:pass_id"], id.as_str());
+    assert_eq!(
+        item["properties"]["downlink:link_quality"]["frames_good"],
+        256
+    );
+    let href = item["assets"]["ch1"]["href"].as_str().unwrap();
+    assert!(
+        href.starts_with(&format!("{base}/stac/assets/passes/{id}/products/")),
+        "{href}"
+    );
+    let via = item["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["rel"] == "via")
+        .unwrap();
+    assert_eq!(via["href"], format!("{base}/api/v1/passes/{id}"));
+    assert!(item["assets"]["visual"]["href"]
+        .as_str()
+        .unwrap()
+        .ends_with("composite.web.tif"));
+
+    // Search: space, time, collections, ids, GET and POST, paging.
+    let by_bbox = |b: &str| -> Vec<String> {
+        let v = json_of(p, &format!("/stac/search?bbox={b}"));
+        v["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(by_bbox("140,-15,160,-5"), vec![id.clone()]);
+    assert_eq!(by_bbox("-79,23.5,-76.5,25.6"), ["RGB.byte"]);
+    assert!(by_bbox("0,0,1,1").is_empty());
+    let later = json_of(p, "/stac/search?datetime=2024-01-01T00:00:00Z/..");
+    let later_ids: Vec<&str> = later["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(later_ids.contains(&"RGB.byte"));
+    let post = http(p, "POST", "/stac/search", &[("Content-Type", "application/json")], br#"{"collections":["landsat-imports"],"intersects":{"type":"Point","coordinates":[-77.8,24.5]}}"#);
+    assert_eq!(post.0, 200);
+    let post: serde_json::Value = serde_json::from_slice(&post.2).unwrap();
+    assert_eq!(post["features"].as_array().unwrap().len(), 1);
+    // Paging with limit=1 visits both items exactly once.
+    let mut seen = Vec::new();
+    let mut next = Some(format!("{base}/stac/search?limit=1"));
+    while let Some(url) = next.take() {
+        let v = json_of(p, url.strip_prefix(&base).unwrap());
+        for f in v["features"].as_array().unwrap() {
+            seen.push(f["id"].as_str().unwrap().to_owned());
+        }
+        next = v["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rel"] == "next")
+            .map(|l| l["href"].as_str().unwrap().to_owned());
+        assert!(seen.len() <= 2, "{seen:?}");
+    }
+    seen.sort();
+    let mut want = vec!["RGB.byte".to_owned(), id.clone()];
+    want.sort();
+    assert_eq!(seen, want);
+
+    // Bad input is a 4xx with a JSON description, never a 5xx.
+    for bad in [
+        "/stac/search?bbox=1,2",
+        "/stac/search?datetime=yesterday",
+        "/stac/search?limit=0",
+        "/stac/search?token=nonsense",
+        "/stac/search?intersects=%7Bnope",
+    ] {
+        let (st, _, body) = http(p, "GET", bad, &[], b"");
+        assert_eq!(st, 400, "{bad}: {}", String::from_utf8_lossy(&body));
+    }
+    assert_eq!(http(p, "GET", "/stac/collections/nope", &[], b"").0, 404);
+    assert_eq!(
+        http(
+            p,
+            "GET",
+            "/stac/collections/meteor-m2-msu-mr/items/nope",
+            &[],
+            b""
+        )
+        .0,
+        404
+    );
+    assert_eq!(http(p, "POST", "/stac/search", &[], b"{not json").0, 400);
+
+    // Assets: HTTP Range, and GDAL opens the COG straight from the station.
+    let asset_path = href.strip_prefix(&base).unwrap();
+    let (st, head, part) = http(p, "GET", asset_path, &[("Range", "bytes=0-15")], b"");
+    assert_eq!(st, 206, "{head}");
+    let local = d.archive.join("passes").join(&id).join("products/ch1.tif");
+    assert_eq!(part, std::fs::read(&local).unwrap()[..16]);
+    let gi = Command::new("gdalinfo")
+        .arg(format!("/vsicurl/{href}"))
+        .output()
+        .unwrap();
+    let gi_out = String::from_utf8_lossy(&gi.stdout);
+    assert!(
+        gi.status.success() && gi_out.contains("LAYOUT=COG") && gi_out.contains("\"EPSG\",4326"),
+        "{gi_out}"
+    );
+
+    // Tiles of the visual asset: a tile over the pass, ETag/304, empty and bad tiles.
+    let tj = json_of(
+        p,
+        &format!("/stac/collections/meteor-m2-msu-mr/items/{id}/WebMercatorQuad/tilejson.json"),
+    );
+    assert_eq!(tj["tilejson"], "3.0.0");
+    assert!(tj["tiles"][0]
+        .as_str()
+        .unwrap()
+        .contains("/tiles/WebMercatorQuad/{z}/{x}/{y}.png"));
+    // The z6 tile containing 148°E 10°S (x 58, y 33): the pass is where the 2022 one was.
+    let bb: Vec<f64> = item["bbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        bb[0] < 148.0 && bb[2] > 148.0 && bb[1] < -10.0 && bb[3] > -10.0,
+        "{bb:?}"
+    );
+    let tile =
+        format!("/stac/collections/meteor-m2-msu-mr/items/{id}/tiles/WebMercatorQuad/6/58/33.png");
+    let (st, head, png) = http(p, "GET", &tile, &[], b"");
+    assert_eq!(st, 200, "{tile} bbox {bb:?}: {head}");
+    assert!(png.starts_with(b"\x89PNG"));
+    let etag = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("etag: ")
+                .or_else(|| l.strip_prefix("ETag: "))
+        })
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        http(p, "GET", &tile, &[("If-None-Match", &etag)], b"").0,
+        304
+    );
+    let far =
+        format!("/stac/collections/meteor-m2-msu-mr/items/{id}/tiles/WebMercatorQuad/6/10/33.png");
+    assert_eq!(http(p, "GET", &far, &[], b"").0, 204);
+    for bad in ["6/64/0.png", "25/0/0.png", "x/1/1.png", "6/58/33.gif"] {
+        let u =
+            format!("/stac/collections/meteor-m2-msu-mr/items/{id}/tiles/WebMercatorQuad/{bad}");
+        assert_eq!(http(p, "GET", &u, &[], b"").0, 400, "{bad}");
+    }
 }

@@ -24,7 +24,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/passes/{id}/products/{file}", get(product_file))
         .route("/api/v1/tle", get(tle))
         .route("/metrics", get(metrics))
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(super::stac::router(shared))
 }
 
 fn snapshot(shared: &Shared) -> Vec<super::InputStatus> {

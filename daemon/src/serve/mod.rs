@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod pipeline;
 pub mod plot;
 pub mod products;
+pub mod stac;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -107,6 +108,10 @@ pub struct Shared {
     pub webhooks: webhook::Webhooks,
     /// Scene products at LOS (imaging inputs).
     pub products: products::Queue,
+    /// The STAC catalog (`ARCHIVE/catalog.sqlite`); `None` if it could not be opened (logged).
+    pub catalog: Option<Arc<dyn storage::catalog::Catalog>>,
+    /// Map tile renderers (one GDAL handle per thread).
+    pub tiles: Option<Arc<storage::tiles::render::TilePool>>,
 }
 
 impl Shared {
@@ -223,6 +228,20 @@ impl Generation {
             last_reload: Mutex::new(last_reload),
             webhooks: webhook::Webhooks::new(&cfg.webhook, rt.handle().clone()),
             products: products::Queue::default(),
+            catalog: match crate::archive_catalog::open(&cfg.archive.path) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "catalog unavailable: STAC API and product registration are off");
+                    None
+                }
+            },
+            tiles: match storage::tiles::render::TilePool::new(2, 16) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::error!(error = %e, "tile renderer unavailable");
+                    None
+                }
+            },
         });
         let product_worker = products::start(
             &cfg.imaging,

@@ -45,6 +45,8 @@ pub struct ProductsStatus {
     pub failed: u64,
     /// Passes skipped because the queue was full.
     pub dropped: u64,
+    /// Passes whose products were made but could not be catalogued.
+    pub catalog_failed: u64,
     /// Passes waiting.
     pub queued: u64,
     /// The last failure.
@@ -128,6 +130,18 @@ fn worker(cfg: &ImagingConfig, archive: &Path, rx: &Receiver<Job>, shared: &Shar
         match result {
             Ok(listing) => {
                 st.ok += 1;
+                if let Some(cat) = &shared.catalog {
+                    let dir = job.dir.join("products");
+                    match crate::archive_catalog::register_pass(cat.as_ref(), archive, &dir) {
+                        Ok(id) => tracing::info!(pass = %job.pass_id, item = %id, "catalogued"),
+                        Err(e) => {
+                            st.catalog_failed += 1;
+                            let msg = format!("{}: catalog: {e:#}", job.pass_id);
+                            tracing::error!(pass = %job.pass_id, error = %msg, "catalog registration failed");
+                            st.last_error = Some(msg);
+                        }
+                    }
+                }
                 let secs = started.elapsed().as_secs_f64();
                 tracing::info!(pass = %job.pass_id, products = listing.products.len(), seconds = secs, "products made");
                 st.last = Some(serde_json::json!({

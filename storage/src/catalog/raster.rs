@@ -442,7 +442,44 @@ pub fn write_cogs(
     ds.create_copy(&cog, &tmp_a, &opts)
         .map_err(gd(format!("analytic COG {}", tmp_a.display())))?;
 
-    let vrt_xml = visual_vrt(&ds, src, &info)?;
+    write_visual(&ds, src, &info, &tmp_v)?;
+    validate_cog(&tmp_a)?;
+    validate_cog(&tmp_v)?;
+    std::fs::rename(&tmp_a, &analytic).map_err(io("rename analytic"))?;
+    std::fs::rename(&tmp_v, &visual).map_err(io("rename visual"))?;
+    Ok((CogPair { analytic, visual }, info))
+}
+
+/// Writes only the visual web-optimized COG of `src` at `dst` (temp name, validation,
+/// rename): 8-bit, EPSG:3857 GoogleMapsCompatible tiling, JPEG with an internal mask, so a
+/// map tile is one block read.
+pub fn write_visual_cog(src: &Path, dst: &Path) -> Result<RasterInfo, RasterError> {
+    gdal::config::set_thread_local_config_option("GDAL_PAM_ENABLED", "NO").map_err(gd("config"))?;
+    let _guard = ConfigGuard("GDAL_PAM_ENABLED");
+    let ds = Dataset::open(src).map_err(gd(format!("open {}", src.display())))?;
+    let info = raster_info(&ds, src)?;
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dst.with_file_name(format!(".{name}.tmp"));
+    write_visual(&ds, src, &info, &tmp)?;
+    if let Err(e) = validate_cog(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, dst).map_err(io("rename visual"))?;
+    Ok(info)
+}
+
+fn write_visual(
+    ds: &Dataset,
+    src: &Path,
+    info: &RasterInfo,
+    tmp_v: &Path,
+) -> Result<(), RasterError> {
+    let cog = DriverManager::get_driver_by_name("COG").map_err(gd("COG driver"))?;
+    let vrt_xml = visual_vrt(ds, src, info)?;
     let vrt = Dataset::open(&vrt_xml).map_err(gd("open visual VRT"))?;
     let vopts = cog_options(&[
         ("TILING_SCHEME", "GoogleMapsCompatible"),
@@ -453,15 +490,9 @@ pub fn write_cogs(
         ("RESAMPLING", "BILINEAR"),
         ("OVERVIEW_RESAMPLING", "AVERAGE"),
     ])?;
-    vrt.create_copy(&cog, &tmp_v, &vopts)
+    vrt.create_copy(&cog, tmp_v, &vopts)
         .map_err(gd(format!("visual COG {}", tmp_v.display())))?;
-    drop(vrt);
-
-    validate_cog(&tmp_a)?;
-    validate_cog(&tmp_v)?;
-    std::fs::rename(&tmp_a, &analytic).map_err(io("rename analytic"))?;
-    std::fs::rename(&tmp_v, &visual).map_err(io("rename visual"))?;
-    Ok((CogPair { analytic, visual }, info))
+    Ok(())
 }
 
 /// Import any georeferenced raster into the archive: analytic + visual COGs under

@@ -327,3 +327,9 @@ mod tests {
         }
     }
 }
+
+impl std::fmt::Debug for dyn Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Catalog")
+    }
+}

@@ -1103,6 +1103,7 @@ struct Job {
 }
 
 /// N worker threads, each with its own open datasets (LRU of `max_open` per thread).
+#[derive(Debug)]
 pub struct TilePool {
     tx: Option<mpsc::Sender<Job>>,
     workers: Vec<JoinHandle<()>>,

@@ -1,0 +1,89 @@
+//! The station's STAC catalog (`ARCHIVE/catalog.sqlite`): pass products registered at LOS,
+//! rasters imported with `downlink archive add`.
+//!
+//! Asset hrefs are stored relative to the archive root (`passes/ID/products/ch1.tif`,
+//! `collections/…`); the STAC API turns them into absolute URLs under `/stac/assets/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use storage::catalog::item::{
+    collection_for_listing, empty_extent_collection, item_for_product, PassListing,
+};
+use storage::catalog::raster::{import_raster, write_visual_cog, COG_MEDIA_TYPE};
+use storage::catalog::{Catalog, SqliteCatalog};
+
+/// The catalog file of an archive.
+pub fn path(archive: &Path) -> PathBuf {
+    archive.join("catalog.sqlite")
+}
+
+/// Opens (creating) the archive's catalog.
+pub fn open(archive: &Path) -> Result<SqliteCatalog> {
+    std::fs::create_dir_all(archive).with_context(|| format!("creating {}", archive.display()))?;
+    let p = path(archive);
+    SqliteCatalog::open(&p).with_context(|| format!("opening the catalog {}", p.display()))
+}
+
+fn relative(archive: &Path, p: &Path) -> String {
+    p.strip_prefix(archive)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Publishes a pass's products (`products_dir/products.json`): a web-optimized visual COG of
+/// the composite for map tiles, then the STAC Item — the catalog upsert is the commit point.
+pub fn register_pass(catalog: &dyn Catalog, archive: &Path, products_dir: &Path) -> Result<String> {
+    let listing_path = products_dir.join("products.json");
+    let text = std::fs::read_to_string(&listing_path)
+        .with_context(|| format!("reading {}", listing_path.display()))?;
+    let mut listing = PassListing::from_json(&text)?;
+    for p in &mut listing.products {
+        p.path = relative(archive, Path::new(&p.path));
+    }
+    let mut hrefs = BTreeMap::new();
+    hrefs.insert("products".to_owned(), relative(archive, &listing_path));
+    let mut item = item_for_product(&listing, &hrefs)?;
+    let composite = products_dir.join("composite.tif");
+    if composite.is_file() {
+        let visual = products_dir.join("composite.web.tif");
+        write_visual_cog(&composite, &visual)
+            .with_context(|| format!("visual COG of {}", composite.display()))?;
+        let mut a = stac::Asset::new(relative(archive, &visual)).role("visual");
+        a.r#type = Some(COG_MEDIA_TYPE.to_owned());
+        a.title = Some("composite, 8-bit web mercator (map tiles)".into());
+        item.assets.insert("visual".into(), a);
+    }
+    let cid = item
+        .collection
+        .clone()
+        .context("the pass item has no collection")?;
+    if catalog.collection(&cid)?.is_none() {
+        catalog.upsert_collection(&collection_for_listing(&listing)?)?;
+    }
+    catalog.upsert_item(&item)?;
+    Ok(item.id)
+}
+
+/// `downlink archive add`: imports a georeferenced raster as an item of `collection`
+/// (created if missing).
+pub fn add_raster(
+    archive: &Path,
+    file: &Path,
+    collection: &str,
+    datetime: DateTime<Utc>,
+) -> Result<stac::Item> {
+    let catalog = open(archive)?;
+    if catalog.collection(collection)?.is_none() {
+        catalog.upsert_collection(&empty_extent_collection(
+            collection,
+            &format!("Rasters imported into this Downlink station's archive ({collection})"),
+        )?)?;
+    }
+    Ok(import_raster(
+        &catalog, archive, file, collection, datetime,
+    )?)
+}

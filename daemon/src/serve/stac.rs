@@ -1,0 +1,700 @@
+//! STAC API (v1.0.0: core, collections, features, item search) at `/stac`, asset downloads with
+//! HTTP Range at `/stac/assets/…`, and XYZ map tiles + TileJSON per item.
+//!
+//! Hrefs are stored relative to the archive; every answer rewrites them to absolute URLs on the
+//! host the client used (`Host`, `X-Forwarded-Proto`), so the same archive serves through a
+//! proxy or on loopback. Bad parameters get a 400 with a JSON `{code, description}`, unknown
+//! ids 404 — never a 500 for client input.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use storage::catalog::{Catalog, CatalogError, DatetimeFilter, SearchParams};
+use storage::tiles::render::{Colormap, Encoded, Format, RenderOptions};
+use storage::tiles::tms::{self, TileId};
+
+use super::Shared;
+
+const STAC_VERSION: &str = "1.1.0";
+const CONFORMANCE: &[&str] = &[
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/collections",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features",
+    "https://api.stacspec.org/v1.0.0/item-search",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+];
+const GEOJSON: &str = "application/geo+json";
+
+/// The STAC routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let assets = tower_http::services::ServeDir::new(&shared.archive);
+    Router::new()
+        .route("/stac", get(landing))
+        .route("/stac/", get(landing))
+        .route("/stac/conformance", get(conformance))
+        .route("/stac/collections", get(collections))
+        .route("/stac/collections/{cid}", get(collection))
+        .route("/stac/collections/{cid}/items", get(items))
+        .route("/stac/collections/{cid}/items/{iid}", get(item))
+        .route("/stac/search", get(search_get).post(search_post))
+        .route(
+            "/stac/collections/{cid}/items/{iid}/tiles/WebMercatorQuad/{z}/{x}/{y}",
+            get(tile),
+        )
+        .route(
+            "/stac/collections/{cid}/items/{iid}/WebMercatorQuad/tilejson.json",
+            get(tilejson),
+        )
+        .nest_service("/stac/assets", assets)
+        .with_state(shared)
+}
+
+/// A client error or a server failure, as STAC API error JSON.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = if self.0.is_client_error() {
+            "BadRequest"
+        } else {
+            "ServerError"
+        };
+        (self.0, Json(json!({"code": code, "description": self.1}))).into_response()
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::InvalidParams { .. }
+            | CatalogError::InvalidToken
+            | CatalogError::Geometry(_)
+            | CatalogError::Id(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+            CatalogError::NoSuchCollection(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "catalog");
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, "catalog error".into())
+            }
+        }
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("{what} not found"))
+}
+
+fn catalog(shared: &Shared) -> Result<Arc<dyn Catalog>, ApiError> {
+    shared.catalog.clone().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the catalog is unavailable (see the daemon log)".into(),
+        )
+    })
+}
+
+/// Runs catalog work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "worker failed".into()))?
+}
+
+/// `http(s)://host` as the client addressed us.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
+        })
+        .unwrap_or("127.0.0.1");
+    let proto = match headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{proto}://{host}")
+}
+
+fn link(rel: &str, href: &str, ty: &str) -> Value {
+    json!({"rel": rel, "href": href, "type": ty})
+}
+
+async fn landing(headers: HeaderMap) -> Json<Value> {
+    let b = base_url(&headers);
+    Json(json!({
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": "downlink",
+        "title": "Downlink ground station archive",
+        "description": "Scenes received and archived by this Downlink ground station, and rasters imported into its archive.",
+        "conformsTo": CONFORMANCE,
+        "links": [
+            link("self", &format!("{b}/stac"), "application/json"),
+            link("root", &format!("{b}/stac"), "application/json"),
+            link("conformance", &format!("{b}/stac/conformance"), "application/json"),
+            link("data", &format!("{b}/stac/collections"), "application/json"),
+            {"rel": "search", "href": format!("{b}/stac/search"), "type": GEOJSON, "method": "GET"},
+            {"rel": "search", "href": format!("{b}/stac/search"), "type": GEOJSON, "method": "POST"},
+        ],
+    }))
+}
+
+async fn conformance() -> Json<Value> {
+    Json(json!({ "conformsTo": CONFORMANCE }))
+}
+
+fn collection_json(c: &stac::Collection, b: &str) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(c)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let id = c.id.clone();
+    v["links"] = json!([
+        link(
+            "self",
+            &format!("{b}/stac/collections/{id}"),
+            "application/json"
+        ),
+        link("root", &format!("{b}/stac"), "application/json"),
+        link("parent", &format!("{b}/stac"), "application/json"),
+        link(
+            "items",
+            &format!("{b}/stac/collections/{id}/items"),
+            GEOJSON
+        ),
+    ]);
+    Ok(v)
+}
+
+async fn collections(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let cat = catalog(&shared)?;
+    let b = base_url(&headers);
+    let list = blocking(move || Ok(cat.collections()?)).await?;
+    let out: Result<Vec<Value>, ApiError> = list.iter().map(|c| collection_json(c, &b)).collect();
+    Ok(Json(json!({
+        "collections": out?,
+        "links": [
+            link("self", &format!("{b}/stac/collections"), "application/json"),
+            link("root", &format!("{b}/stac"), "application/json"),
+        ],
+    })))
+}
+
+async fn collection(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(cid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let cat = catalog(&shared)?;
+    let b = base_url(&headers);
+    let id = cid.clone();
+    let c = blocking(move || Ok(cat.collection(&id)?)).await?;
+    let c = c.ok_or_else(|| not_found("collection"))?;
+    Ok(Json(collection_json(&c, &b)?))
+}
+
+/// Absolute hrefs and the standard links on an item.
+fn item_json(item: &stac::Item, b: &str) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(item)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let cid = item.collection.clone().unwrap_or_default();
+    let id = item.id.clone();
+    if let Some(assets) = v.get_mut("assets").and_then(Value::as_object_mut) {
+        for a in assets.values_mut() {
+            if let Some(h) = a.get("href").and_then(Value::as_str) {
+                if !h.contains("://") {
+                    let h = h.trim_start_matches('/');
+                    a["href"] = json!(format!("{b}/stac/assets/{h}"));
+                }
+            }
+        }
+    }
+    let mut links: Vec<Value> = v
+        .get("links")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut l| {
+            if let Some(h) = l.get("href").and_then(Value::as_str) {
+                if h.starts_with('/') {
+                    l["href"] = json!(format!("{b}{h}"));
+                }
+            }
+            l
+        })
+        .collect();
+    links.extend([
+        link(
+            "self",
+            &format!("{b}/stac/collections/{cid}/items/{id}"),
+            GEOJSON,
+        ),
+        link(
+            "parent",
+            &format!("{b}/stac/collections/{cid}"),
+            "application/json",
+        ),
+        link(
+            "collection",
+            &format!("{b}/stac/collections/{cid}"),
+            "application/json",
+        ),
+        link("root", &format!("{b}/stac"), "application/json"),
+    ]);
+    if item.assets.contains_key("visual") {
+        links.push(link(
+            "tilejson",
+            &format!(
+                "{b}/stac/collections/{cid}/items/{id}/WebMercatorQuad/tilejson.json?assets=visual"
+            ),
+            "application/json",
+        ));
+    }
+    v["links"] = Value::Array(links);
+    Ok(v)
+}
+
+async fn item(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((cid, iid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let cat = catalog(&shared)?;
+    let b = base_url(&headers);
+    let it = blocking(move || Ok(cat.item(&cid, &iid)?)).await?;
+    let it = it.ok_or_else(|| not_found("item"))?;
+    Ok(([(header::CONTENT_TYPE, GEOJSON)], Json(item_json(&it, &b)?)).into_response())
+}
+
+/// Query string of `GET /search` and `GET …/items`.
+#[derive(Debug, Default, Deserialize)]
+struct SearchQuery {
+    bbox: Option<String>,
+    datetime: Option<String>,
+    limit: Option<String>,
+    collections: Option<String>,
+    ids: Option<String>,
+    intersects: Option<String>,
+    token: Option<String>,
+}
+
+fn csv(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl SearchQuery {
+    fn params(&self) -> Result<SearchParams, ApiError> {
+        let bbox = match &self.bbox {
+            None => None,
+            Some(s) => {
+                let v: Result<Vec<f64>, _> =
+                    s.split(',').map(|p| p.trim().parse::<f64>()).collect();
+                match v
+                    .map_err(|_| bad(format!("bbox must be 4 numbers, got {s:?}")))?
+                    .as_slice()
+                {
+                    [w, s_, e, n] => Some([*w, *s_, *e, *n]),
+                    // 3D bbox: drop the heights.
+                    [w, s_, _, e, n, _] => Some([*w, *s_, *e, *n]),
+                    _ => return Err(bad(format!("bbox must be 4 numbers, got {s:?}"))),
+                }
+            }
+        };
+        let limit = match &self.limit {
+            None => None,
+            Some(l) => Some(
+                l.parse::<u32>()
+                    .map_err(|_| bad(format!("limit must be a positive integer, got {l:?}")))?,
+            ),
+        };
+        let intersects = match &self.intersects {
+            None => None,
+            Some(g) => Some(
+                serde_json::from_str::<Value>(g)
+                    .map_err(|e| bad(format!("intersects must be GeoJSON: {e}")))?,
+            ),
+        };
+        Ok(SearchParams {
+            bbox,
+            intersects,
+            datetime: self
+                .datetime
+                .as_deref()
+                .map(DatetimeFilter::parse)
+                .transpose()?,
+            collections: self.collections.as_deref().map(csv),
+            ids: self.ids.as_deref().map(csv),
+            limit,
+            token: self.token.clone(),
+        })
+    }
+}
+
+/// Body of `POST /search`.
+#[derive(Debug, Default, Deserialize)]
+struct SearchBody {
+    bbox: Option<Vec<f64>>,
+    datetime: Option<String>,
+    limit: Option<u32>,
+    collections: Option<Vec<String>>,
+    ids: Option<Vec<String>>,
+    intersects: Option<Value>,
+    token: Option<String>,
+}
+
+impl SearchBody {
+    fn params(self) -> Result<SearchParams, ApiError> {
+        let bbox = match self.bbox.as_deref() {
+            None => None,
+            Some([w, s, e, n]) | Some([w, s, _, e, n, _]) => Some([*w, *s, *e, *n]),
+            Some(other) => return Err(bad(format!("bbox must have 4 numbers, got {other:?}"))),
+        };
+        Ok(SearchParams {
+            bbox,
+            intersects: self.intersects,
+            datetime: self
+                .datetime
+                .as_deref()
+                .map(DatetimeFilter::parse)
+                .transpose()?,
+            collections: self.collections,
+            ids: self.ids,
+            limit: self.limit,
+            token: self.token,
+        })
+    }
+}
+
+/// Runs a search and builds the FeatureCollection with `next` (GET or POST as asked).
+async fn run_search(
+    shared: &Shared,
+    b: &str,
+    params: SearchParams,
+    self_path: &str,
+    query: Option<&SearchQuery>,
+) -> Result<Response, ApiError> {
+    let cat = catalog(shared)?;
+    let p = params.clone();
+    let page = blocking(move || Ok(cat.search(&p)?)).await?;
+    let feats: Result<Vec<Value>, ApiError> = page.items.iter().map(|i| item_json(i, b)).collect();
+    let feats = feats?;
+    let mut links = vec![link("root", &format!("{b}/stac"), "application/json")];
+    if let Some(tok) = &page.next {
+        match query {
+            Some(q) => {
+                let mut pairs: Vec<(String, String)> = Vec::new();
+                let mut add = |k: &str, v: &Option<String>| {
+                    if let Some(v) = v {
+                        pairs.push((k.to_owned(), v.clone()));
+                    }
+                };
+                add("bbox", &q.bbox);
+                add("datetime", &q.datetime);
+                add("limit", &q.limit);
+                add("collections", &q.collections);
+                add("ids", &q.ids);
+                add("intersects", &q.intersects);
+                pairs.push(("token".into(), tok.clone()));
+                let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+                links.push(link("next", &format!("{b}{self_path}?{qs}"), GEOJSON));
+            }
+            None => {
+                let mut body = serde_json::to_value(&params).unwrap_or_else(|_| json!({}));
+                body["token"] = json!(tok);
+                if let Some(d) = &params.datetime {
+                    let f = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                        t.map_or_else(
+                            || "..".to_owned(),
+                            |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                        )
+                    };
+                    body["datetime"] = if d.start == d.end && d.start.is_some() {
+                        json!(f(d.start))
+                    } else {
+                        json!(format!("{}/{}", f(d.start), f(d.end)))
+                    };
+                }
+                links.push(json!({
+                    "rel": "next", "href": format!("{b}{self_path}"), "type": GEOJSON,
+                    "method": "POST", "body": body, "merge": false,
+                }));
+            }
+        }
+    }
+    let mut out = json!({
+        "type": "FeatureCollection",
+        "features": feats,
+        "links": links,
+        "numberReturned": page.items.len(),
+    });
+    if let Some(m) = page.matched {
+        out["numberMatched"] = json!(m);
+    }
+    Ok(([(header::CONTENT_TYPE, GEOJSON)], Json(out)).into_response())
+}
+
+async fn search_get(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<SearchQuery>,
+) -> Result<Response, ApiError> {
+    let b = base_url(&headers);
+    let params = q.params()?;
+    run_search(&shared, &b, params, "/stac/search", Some(&q)).await
+}
+
+async fn search_post(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b = base_url(&headers);
+    let body: SearchBody = if body.is_empty() {
+        SearchBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| bad(format!("search body: {e}")))?
+    };
+    run_search(&shared, &b, body.params()?, "/stac/search", None).await
+}
+
+async fn items(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(cid): Path<String>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Response, ApiError> {
+    let b = base_url(&headers);
+    let cat = catalog(&shared)?;
+    let id = cid.clone();
+    if blocking(move || Ok(cat.collection(&id)?)).await?.is_none() {
+        return Err(not_found("collection"));
+    }
+    let mut params = q.params()?;
+    params.collections = Some(vec![cid.clone()]);
+    let path = format!("/stac/collections/{cid}/items");
+    run_search(&shared, &b, params, &path, Some(&q)).await
+}
+
+/// Tile options (`assets`, `bidx`, `rescale`, `colormap_name`).
+#[derive(Debug, Default, Deserialize)]
+struct TileQuery {
+    assets: Option<String>,
+    bidx: Option<String>,
+    rescale: Option<String>,
+    colormap_name: Option<String>,
+}
+
+impl TileQuery {
+    fn asset(&self) -> String {
+        self.assets.clone().unwrap_or_else(|| "visual".into())
+    }
+    fn options(&self) -> Result<RenderOptions, ApiError> {
+        let mut o = RenderOptions::default();
+        if let Some(b) = &self.bidx {
+            o.bidx = b
+                .split(',')
+                .map(|x| x.trim().parse::<usize>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad(format!("bidx must be band numbers, got {b:?}")))?;
+        }
+        if let Some(r) = &self.rescale {
+            let v: Vec<f64> = r
+                .split(',')
+                .map(|x| x.trim().parse::<f64>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad(format!("rescale must be min,max, got {r:?}")))?;
+            o.rescale = v
+                .chunks(2)
+                .filter_map(|c| match c {
+                    [a, b] => Some((*a, *b)),
+                    _ => None,
+                })
+                .collect();
+            if o.rescale.is_empty() || !v.len().is_multiple_of(2) {
+                return Err(bad(format!("rescale must be min,max pairs, got {r:?}")));
+            }
+        }
+        if let Some(c) = &self.colormap_name {
+            o.colormap =
+                Some(Colormap::from_name(c).ok_or_else(|| bad(format!("unknown colormap {c:?}")))?);
+        }
+        Ok(o)
+    }
+}
+
+/// The local file of an item's asset (inside the archive).
+async fn asset_path(
+    shared: &Arc<Shared>,
+    cid: String,
+    iid: String,
+    asset: String,
+) -> Result<(std::path::PathBuf, stac::Item), ApiError> {
+    let cat = catalog(shared)?;
+    let it = blocking(move || Ok(cat.item(&cid, &iid)?))
+        .await?
+        .ok_or_else(|| not_found("item"))?;
+    let a = it
+        .assets
+        .get(&asset)
+        .ok_or_else(|| bad(format!("item has no asset {asset:?}")))?;
+    if a.href.contains("://") || a.href.contains("..") {
+        return Err(bad("asset is not a local file"));
+    }
+    Ok((shared.archive.join(a.href.trim_start_matches('/')), it))
+}
+
+async fn tile(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((cid, iid, z, x, yfmt)): Path<(String, String, String, String, String)>,
+    Query(q): Query<TileQuery>,
+) -> Result<Response, ApiError> {
+    let (y, fmt) = yfmt.split_once('.').unwrap_or((yfmt.as_str(), "png"));
+    let format = match fmt {
+        "png" => Format::Png,
+        "jpg" | "jpeg" => Format::Jpeg(85),
+        "webp" => Format::WebpLossless,
+        other => {
+            return Err(bad(format!(
+                "tile format must be png, jpg or webp, got {other:?}"
+            )))
+        }
+    };
+    let num = |s: &str, what: &str| {
+        s.parse::<u64>()
+            .map_err(|_| bad(format!("{what} must be a non-negative integer, got {s:?}")))
+    };
+    let t =
+        TileId::new(num(&z, "z")?, num(&x, "x")?, num(y, "y")?).map_err(|e| bad(e.to_string()))?;
+    let opts = q.options()?;
+    let (path, it) = asset_path(&shared, cid, iid, q.asset()).await?;
+    let etag = format!(
+        "\"{}-{}-{}-{}-{}-{:?}-{:?}-{:?}\"",
+        it.id, t.z, t.x, t.y, fmt, q.assets, q.bidx, q.rescale
+    )
+    .replace(' ', "");
+    let etag_hash = format!("\"{:016x}\"", fxhash(&etag));
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag_hash)
+    {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let pool = shared
+        .tiles
+        .clone()
+        .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "tiles unavailable".into()))?;
+    let rendered = pool.submit(path, t, opts, format).await;
+    let enc = rendered.map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("band") || msg.contains("rescale") || msg.contains("colormap") {
+            bad(msg)
+        } else {
+            tracing::warn!(error = %msg, "tile render failed");
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "tile render failed".into(),
+            )
+        }
+    })?;
+    let cache = HeaderValue::from_static("public, max-age=3600");
+    match enc {
+        Encoded::Empty => {
+            Ok((StatusCode::NO_CONTENT, [(header::CACHE_CONTROL, cache)]).into_response())
+        }
+        Encoded::Image {
+            bytes,
+            content_type,
+        } => Ok((
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (header::CACHE_CONTROL, cache),
+                (
+                    header::ETAG,
+                    HeaderValue::from_str(&etag_hash).unwrap_or(HeaderValue::from_static("\"0\"")),
+                ),
+            ],
+            bytes,
+        )
+            .into_response()),
+    }
+}
+
+/// FNV-1a, for ETags (stable across runs; not a security boundary).
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+async fn tilejson(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((cid, iid)): Path<(String, String)>,
+    Query(q): Query<TileQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let b = base_url(&headers);
+    q.options()?;
+    let (path, it) = asset_path(&shared, cid.clone(), iid.clone(), q.asset()).await?;
+    let range = blocking(move || {
+        let src = storage::tiles::render::TileSource::open(&path)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        src.info()
+            .zoom_range()
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await?;
+    let bbox = it.bbox.map_or([-180.0, -85.0, 180.0, 85.0], |bb| {
+        [bb.xmin(), bb.ymin(), bb.xmax(), bb.ymax()]
+    });
+    let mut qs: Vec<(&str, String)> = vec![("assets", q.asset())];
+    for (k, v) in [
+        ("bidx", &q.bidx),
+        ("rescale", &q.rescale),
+        ("colormap_name", &q.colormap_name),
+    ] {
+        if let Some(v) = v {
+            qs.push((k, v.clone()));
+        }
+    }
+    let qs = serde_urlencoded::to_string(&qs).unwrap_or_default();
+    let doc = tms::tilejson(&tms::TileJsonParams {
+        tiles_url: format!(
+            "{b}/stac/collections/{cid}/items/{iid}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{qs}"
+        ),
+        bounds: bbox,
+        minzoom: range.0,
+        maxzoom: range.1,
+        name: Some(iid.clone()),
+        attribution: Some("Downlink ground station".into()),
+    })
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(doc))
+}
