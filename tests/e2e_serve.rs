@@ -1224,6 +1224,63 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
     let far =
         format!("/stac/collections/meteor-m2-msu-mr/items/{id}/tiles/WebMercatorQuad/6/10/33.png");
     assert_eq!(http(p, "GET", &far, &[], b"").0, 204);
+    // The second request came from the tile cache.
+    let st: serde_json::Value = serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+    assert!(
+        st["tile_cache"]["hits"].as_u64().unwrap() >= 1,
+        "{}",
+        st["tile_cache"]
+    );
+
+    // Collection mosaic with a time filter (before/after): the pass's time has the tile, a range
+    // before any scene has none.
+    let when = item["properties"]["datetime"].as_str().unwrap().to_owned();
+    let mosaic = |dt: &str| {
+        http(
+            p,
+            "GET",
+            &format!("/stac/collections/meteor-m2-msu-mr/tiles/WebMercatorQuad/6/58/33.png?datetime={dt}"),
+            &[],
+            b"",
+        )
+    };
+    let (st, _, m) = mosaic(&format!("{when}/.."));
+    assert_eq!(st, 200);
+    assert_eq!(m, png, "the mosaic's only scene is the item");
+    assert_eq!(mosaic("../2000-01-01T00:00:00Z").0, 204);
+    assert_eq!(mosaic("not-a-date").0, 400);
+    assert_eq!(
+        http(
+            p,
+            "GET",
+            "/stac/collections/nope/tiles/WebMercatorQuad/6/58/33.png",
+            &[],
+            b""
+        )
+        .0,
+        404
+    );
+    // WMTS with a Time dimension listing the scene (QGIS reads this).
+    let (st, _, xml) = http(
+        p,
+        "GET",
+        "/stac/collections/meteor-m2-msu-mr/WMTSCapabilities.xml",
+        &[],
+        b"",
+    );
+    assert_eq!(st, 200);
+    let xml = String::from_utf8(xml).unwrap();
+    assert!(
+        xml.contains("<ows:Identifier>Time</ows:Identifier>")
+            || xml.contains("Time</ows:Identifier>"),
+        "{xml}"
+    );
+    assert!(xml.contains(&when[..19]), "{xml}");
+    assert!(
+        xml.contains("{TileMatrix}/{TileCol}/{TileRow}.png"),
+        "{xml}"
+    );
+
     for bad in ["6/64/0.png", "25/0/0.png", "x/1/1.png", "6/58/33.gif"] {
         let u =
             format!("/stac/collections/meteor-m2-msu-mr/items/{id}/tiles/WebMercatorQuad/{bad}");

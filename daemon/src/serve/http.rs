@@ -40,12 +40,19 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "inputs": snapshot(&shared),
         "last_reload": shared.last_reload.lock().map(|r| r.clone()).unwrap_or(None),
         "products": shared.products.status.lock().map(|s| s.clone()).unwrap_or_default(),
+        "tile_cache": tile_cache_json(&shared),
+        "catalog": shared.catalog.is_some(),
         "webhooks": {
             "sent": shared.webhooks.stats().sent,
             "failed": shared.webhooks.stats().failed,
             "dropped": shared.webhooks.stats().dropped,
         },
     }))
+}
+
+fn tile_cache_json(shared: &Shared) -> serde_json::Value {
+    let (entries, bytes, hits, misses) = shared.tile_cache.stats();
+    serde_json::json!({"entries": entries, "bytes": bytes, "hits": hits, "misses": misses})
 }
 
 /// Pass records on disk, newest first (summary fields only).

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod products;
 pub mod stac;
+pub mod tile_cache;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -112,6 +113,8 @@ pub struct Shared {
     pub catalog: Option<Arc<dyn storage::catalog::Catalog>>,
     /// Map tile renderers (one GDAL handle per thread).
     pub tiles: Option<Arc<storage::tiles::render::TilePool>>,
+    /// Recently served tiles (64 MiB at most).
+    pub tile_cache: tile_cache::TileCache,
 }
 
 impl Shared {
@@ -235,6 +238,7 @@ impl Generation {
                     None
                 }
             },
+            tile_cache: tile_cache::TileCache::new(64 << 20),
             tiles: match storage::tiles::render::TilePool::new(2, 16) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {

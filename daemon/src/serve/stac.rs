@@ -54,6 +54,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/stac/collections/{cid}/items/{iid}/WebMercatorQuad/tilejson.json",
             get(tilejson),
         )
+        .route(
+            "/stac/collections/{cid}/tiles/WebMercatorQuad/{z}/{x}/{y}",
+            get(collection_tile),
+        )
+        .route("/stac/collections/{cid}/WMTSCapabilities.xml", get(wmts))
         .nest_service("/stac/assets", assets)
         .with_state(shared)
 }
@@ -501,13 +506,14 @@ async fn items(
     run_search(&shared, &b, params, &path, Some(&q)).await
 }
 
-/// Tile options (`assets`, `bidx`, `rescale`, `colormap_name`).
+/// Tile options (`assets`, `bidx`, `rescale`, `colormap_name`; `datetime` for mosaics).
 #[derive(Debug, Default, Deserialize)]
 struct TileQuery {
     assets: Option<String>,
     bidx: Option<String>,
     rescale: Option<String>,
     colormap_name: Option<String>,
+    datetime: Option<String>,
 }
 
 impl TileQuery {
@@ -569,13 +575,9 @@ async fn asset_path(
     Ok((shared.archive.join(a.href.trim_start_matches('/')), it))
 }
 
-async fn tile(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path((cid, iid, z, x, yfmt)): Path<(String, String, String, String, String)>,
-    Query(q): Query<TileQuery>,
-) -> Result<Response, ApiError> {
-    let (y, fmt) = yfmt.split_once('.').unwrap_or((yfmt.as_str(), "png"));
+/// `{y}.{fmt}` and z/x → tile id and encoding; 400 on anything malformed.
+fn parse_tile(z: &str, x: &str, yfmt: &str) -> Result<(TileId, Format, String), ApiError> {
+    let (y, fmt) = yfmt.split_once('.').unwrap_or((yfmt, "png"));
     let format = match fmt {
         "png" => Format::Png,
         "jpg" | "jpeg" => Format::Jpeg(85),
@@ -591,28 +593,27 @@ async fn tile(
             .map_err(|_| bad(format!("{what} must be a non-negative integer, got {s:?}")))
     };
     let t =
-        TileId::new(num(&z, "z")?, num(&x, "x")?, num(y, "y")?).map_err(|e| bad(e.to_string()))?;
-    let opts = q.options()?;
-    let (path, it) = asset_path(&shared, cid, iid, q.asset()).await?;
-    let etag = format!(
-        "\"{}-{}-{}-{}-{}-{:?}-{:?}-{:?}\"",
-        it.id, t.z, t.x, t.y, fmt, q.assets, q.bidx, q.rescale
-    )
-    .replace(' ', "");
-    let etag_hash = format!("\"{:016x}\"", fxhash(&etag));
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == etag_hash)
-    {
-        return Ok(StatusCode::NOT_MODIFIED.into_response());
+        TileId::new(num(z, "z")?, num(x, "x")?, num(y, "y")?).map_err(|e| bad(e.to_string()))?;
+    Ok((t, format, fmt.to_owned()))
+}
+
+/// Renders one tile of a local COG through the pool and the bounded cache.
+async fn render_cached(
+    shared: &Shared,
+    key: &str,
+    path: std::path::PathBuf,
+    t: TileId,
+    opts: RenderOptions,
+    format: Format,
+) -> Result<Encoded, ApiError> {
+    if let Some(hit) = shared.tile_cache.get(key) {
+        return Ok(hit);
     }
     let pool = shared
         .tiles
         .clone()
         .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "tiles unavailable".into()))?;
-    let rendered = pool.submit(path, t, opts, format).await;
-    let enc = rendered.map_err(|e| {
+    let enc = pool.submit(path, t, opts, format).await.map_err(|e| {
         let msg = e.to_string();
         if msg.contains("band") || msg.contains("rescale") || msg.contains("colormap") {
             bad(msg)
@@ -624,27 +625,208 @@ async fn tile(
             )
         }
     })?;
+    shared.tile_cache.put(key.to_owned(), enc.clone());
+    Ok(enc)
+}
+
+/// The HTTP answer for a rendered tile: 200 + ETag + Cache-Control, 304 when the client has it,
+/// 204 for a tile with no data.
+fn tile_response(headers: &HeaderMap, key: &str, enc: Encoded) -> Response {
+    let etag = format!("\"{:016x}\"", fxhash(key));
     let cache = HeaderValue::from_static("public, max-age=3600");
     match enc {
         Encoded::Empty => {
-            Ok((StatusCode::NO_CONTENT, [(header::CACHE_CONTROL, cache)]).into_response())
+            (StatusCode::NO_CONTENT, [(header::CACHE_CONTROL, cache)]).into_response()
         }
         Encoded::Image {
             bytes,
             content_type,
-        } => Ok((
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                (header::CACHE_CONTROL, cache),
-                (
-                    header::ETAG,
-                    HeaderValue::from_str(&etag_hash).unwrap_or(HeaderValue::from_static("\"0\"")),
-                ),
-            ],
-            bytes,
-        )
-            .into_response()),
+        } => {
+            if headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == etag)
+            {
+                return StatusCode::NOT_MODIFIED.into_response();
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                    (header::CACHE_CONTROL, cache),
+                    (
+                        header::ETAG,
+                        HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\"")),
+                    ),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
     }
+}
+
+async fn tile(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((cid, iid, z, x, yfmt)): Path<(String, String, String, String, String)>,
+    Query(q): Query<TileQuery>,
+) -> Result<Response, ApiError> {
+    let (t, format, fmt) = parse_tile(&z, &x, &yfmt)?;
+    let opts = q.options()?;
+    let (path, it) = asset_path(&shared, cid.clone(), iid, q.asset()).await?;
+    let updated = it
+        .properties
+        .additional_fields
+        .get("updated")
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let key = format!(
+        "{cid}/{}/{updated}/{}/{}/{}/{fmt}/{:?}/{:?}/{:?}/{:?}",
+        it.id, t.z, t.x, t.y, q.assets, q.bidx, q.rescale, q.colormap_name
+    );
+    let enc = render_cached(&shared, &key, path, t, opts, format).await?;
+    Ok(tile_response(&headers, &key, enc))
+}
+
+/// Mosaic of a collection: the newest item (within `?datetime=`) whose asset has data in the
+/// tile. Before/after comparisons ask for two datetime ranges.
+async fn collection_tile(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((cid, z, x, yfmt)): Path<(String, String, String, String)>,
+    Query(q): Query<TileQuery>,
+) -> Result<Response, ApiError> {
+    let (t, format, fmt) = parse_tile(&z, &x, &yfmt)?;
+    let opts = q.options()?;
+    let lb = t.bounds_lonlat();
+    let params = SearchParams {
+        bbox: Some([
+            lb.minx.max(-180.0),
+            lb.miny.max(-90.0),
+            lb.maxx.min(180.0),
+            lb.maxy.min(90.0),
+        ]),
+        datetime: q
+            .datetime
+            .as_deref()
+            .map(DatetimeFilter::parse)
+            .transpose()?,
+        collections: Some(vec![cid.clone()]),
+        limit: Some(8),
+        ..SearchParams::default()
+    };
+    let cat = catalog(&shared)?;
+    let c2 = cid.clone();
+    let page = blocking(move || {
+        if cat.collection(&c2)?.is_none() {
+            return Err(not_found("collection"));
+        }
+        Ok(cat.search(&params)?)
+    })
+    .await?;
+    let asset = q.asset();
+    for it in &page.items {
+        let Some(a) = it.assets.get(&asset) else {
+            continue;
+        };
+        if a.href.contains("://") || a.href.contains("..") {
+            continue;
+        }
+        let path = shared.archive.join(a.href.trim_start_matches('/'));
+        let key = format!(
+            "{cid}/{}/{}/{}/{}/{fmt}/{:?}/{:?}/{:?}/{:?}",
+            it.id, t.z, t.x, t.y, q.assets, q.bidx, q.rescale, q.colormap_name
+        );
+        let enc = render_cached(&shared, &key, path, t, opts.clone(), format).await?;
+        if !matches!(enc, Encoded::Empty) {
+            return Ok(tile_response(&headers, &key, enc));
+        }
+    }
+    Ok(tile_response(&headers, "", Encoded::Empty))
+}
+
+/// WMTS 1.0.0 capabilities of a collection's mosaic, with a Time dimension listing its items'
+/// datetimes (QGIS offers them as a time slider).
+async fn wmts(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(cid): Path<String>,
+    Query(q): Query<TileQuery>,
+) -> Result<Response, ApiError> {
+    let b = base_url(&headers);
+    q.options()?;
+    let cat = catalog(&shared)?;
+    let c2 = cid.clone();
+    let (col, items) = blocking(move || {
+        let col = cat
+            .collection(&c2)?
+            .ok_or_else(|| not_found("collection"))?;
+        let page = cat.search(&SearchParams {
+            collections: Some(vec![c2.clone()]),
+            limit: Some(1000),
+            ..SearchParams::default()
+        })?;
+        Ok((col, page.items))
+    })
+    .await?;
+    let mut times: Vec<String> = items
+        .iter()
+        .filter_map(|i| i.properties.datetime)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .collect();
+    times.sort();
+    times.dedup();
+    let bounds = col
+        .extent
+        .spatial
+        .bbox
+        .first()
+        .map_or([-180.0, -85.0, 180.0, 85.0], |bb| {
+            [
+                bb.xmin(),
+                bb.ymin().max(-85.0),
+                bb.xmax(),
+                bb.ymax().min(85.0),
+            ]
+        });
+    let mut qs: Vec<(&str, String)> = vec![("assets", q.asset())];
+    for (k, v) in [
+        ("bidx", &q.bidx),
+        ("rescale", &q.rescale),
+        ("colormap_name", &q.colormap_name),
+    ] {
+        if let Some(v) = v {
+            qs.push((k, v.clone()));
+        }
+    }
+    let qs = serde_urlencoded::to_string(&qs).unwrap_or_default();
+    let time_param = if times.is_empty() {
+        ""
+    } else {
+        "&datetime={Time}"
+    };
+    let xml = tms::wmts_capabilities(
+        &tms::WmtsService {
+            title: "Downlink ground station".into(),
+            capabilities_url: format!("{b}/stac/collections/{cid}/WMTSCapabilities.xml"),
+            tile_base_url: format!("{b}/stac/collections/{cid}/tiles"),
+        },
+        &[tms::WmtsLayer {
+            identifier: cid.clone(),
+            title: col.title.clone().unwrap_or_else(|| cid.clone()),
+            abstract_text: Some(col.description.clone()),
+            bounds,
+            minzoom: 0,
+            maxzoom: 12,
+            format: "image/png".into(),
+            url_template: format!(
+                "{b}/stac/collections/{cid}/tiles/WebMercatorQuad/{{TileMatrix}}/{{TileCol}}/{{TileRow}}.png?{qs}{time_param}"
+            ),
+            times,
+        }],
+    )
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response())
 }
 
 /// FNV-1a, for ETags (stable across runs; not a security boundary).
