@@ -284,6 +284,12 @@ pub trait Catalog: Send + Sync {
     fn search(&self, params: &SearchParams) -> Result<SearchPage, CatalogError>;
 }
 
+impl std::fmt::Debug for dyn Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Catalog")
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -325,11 +331,5 @@ mod tests {
         for bad in ["", "k1zz", "k1", "x1616263", "k10a"] {
             assert!(SortKey::from_token(bad).is_err(), "{bad}");
         }
-    }
-}
-
-impl std::fmt::Debug for dyn Catalog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("dyn Catalog")
     }
 }
