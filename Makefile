@@ -5,8 +5,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DATA ?= ../shared/data
 APT_PKGS := build-essential pkg-config systemd libgdal-dev gdal-bin python3-gdal python3-numpy libsqlite3-dev
+# Only for `make test`: the web map's browser test and the STAC validators' venv.
+TEST_APT_PKGS := chromium python3-venv curl
 
-.PHONY: run demo-replay unit-file test deps build release fmt lint unit fuzz-corpus fuzz bench bench-data clean landmask
+.PHONY: run demo-replay unit-file test deps test-deps web build release fmt lint unit fuzz-corpus fuzz bench bench-data clean landmask
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -16,6 +18,24 @@ deps:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust >= 1.87) is required: https://rustup.rs" >&2; exit 1; }
+	@command -v npm >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+
+test-deps: deps
+	@missing=""; for p in $(TEST_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# The web map's JavaScript dependencies (MapLibre GL JS; playwright-core for its test), exactly
+# as web/package-lock.json pins them. The daemon embeds MapLibre at build time (daemon/build.rs).
+web: web/node_modules/.installed
+web/node_modules/.installed: web/package.json web/package-lock.json | deps
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # Land/sea mask for geolocation QA: NOAA GLOBE 30" ocean flag as shipped in the PyPI package
 # global-land-mask 1.0.0 (MIT), checked by hash, turned into one 1-bit GeoTIFF (~1.1 MB).
@@ -29,7 +49,7 @@ $(LANDMASK): scripts/make_landmask.py | deps
 	echo "$(GLM_NPZ_SHA256)  build/glm/global_land_mask/globe_combined_mask_compressed.npz" | sha256sum -c --quiet
 	/usr/bin/python3 scripts/make_landmask.py --npz build/glm/global_land_mask/globe_combined_mask_compressed.npz -o $@
 
-build: deps
+build: deps web
 	$(CARGO) build --release --bin downlink
 
 release: build
@@ -57,7 +77,7 @@ fuzz-corpus:
 	$(CARGO) build --manifest-path fuzz/Cargo.toml --bins
 	$(CARGO) test --manifest-path fuzz/Cargo.toml
 
-test: deps landmask fmt lint unit fuzz-corpus unit-file
+test: test-deps landmask web fmt lint unit fuzz-corpus unit-file
 
 # The hardened unit must keep its exposure score at or below 1.5.
 unit-file:

@@ -5,7 +5,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::print_stderr
 )]
 
 use std::io::{Read, Write};
@@ -980,6 +981,39 @@ fn json_of(port: u16, path: &str) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap()
 }
 
+/// Waits for the one pass sent to `d` to be closed, turned into products and catalogued; its id.
+fn wait_catalogued(d: &Daemon) -> String {
+    let rec = d.wait_passes(1).remove(0);
+    let id = rec["id"].as_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    loop {
+        let st: serde_json::Value =
+            serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+        assert_eq!(st["products"]["failed"], 0, "{}", st["products"]);
+        assert_eq!(st["products"]["catalog_failed"], 0, "{}", st["products"]);
+        // 404 until the pass's collection exists.
+        let (code, _, body) = http(
+            d.http,
+            "GET",
+            "/stac/collections/meteor-m2-msu-mr/items",
+            &[],
+            b"",
+        );
+        if code == 200 {
+            let items: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if items["features"].as_array().is_some_and(|f| !f.is_empty()) {
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "pass never catalogued"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    id
+}
+
 #[test]
 fn stac_api_serves_received_passes_and_imported_rasters() {
     // An imported raster (the shared Landsat subset over the Bahamas), before the daemon runs.
@@ -1016,40 +1050,34 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
         );
     }
     d.send(&random_datagrams(&bytes, 7));
-    let rec = d.wait_passes(1).remove(0);
-    let id = rec["id"].as_str().unwrap().to_owned();
-    let t0 = Instant::now();
-    loop {
-        let st: serde_json::Value =
-            serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
-        assert_eq!(st["products"]["failed"], 0, "{}", st["products"]);
-        assert_eq!(st["products"]["catalog_failed"], 0, "{}", st["products"]);
-        // 404 until the pass's collection exists.
-        let (code, _, body) = http(
-            d.http,
-            "GET",
-            "/stac/collections/meteor-m2-msu-mr/items",
-            &[],
-            b"",
-        );
-        if code == 200 {
-            let items: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            if items["features"].as_array().is_some_and(|f| !f.is_empty()) {
-                break;
-            }
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "pass never catalogued"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let id = wait_catalogued(&d);
     let p = d.http;
     let base = format!("http://127.0.0.1:{p}");
 
     // Landing page, conformance, collections.
     let landing = json_of(p, "/stac");
     assert_eq!(landing["type"], "Catalog");
+    // The OpenAPI description the landing page points to (rel=service-desc), and its HTML page.
+    let desc = landing["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["rel"] == "service-desc")
+        .unwrap();
+    assert_eq!(desc["href"], format!("http://127.0.0.1:{p}/stac/api"));
+    let (st, head, body) = http(p, "GET", "/stac/api", &[], b"");
+    assert_eq!(st, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/vnd.oai.openapi+json;version=3.0"),
+        "{head}"
+    );
+    let oas: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(oas["openapi"], "3.0.3");
+    assert!(oas["paths"]["/search"]["post"].is_object());
+    let (st, _, html) = http(p, "GET", "/stac/api.html", &[], b"");
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&html).contains("/stac/search"));
     let conf = json_of(p, "/stac/conformance");
     for c in ["core", "collections", "item-search", "ogcapi-features"] {
         assert!(
@@ -1148,6 +1176,7 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
         "/stac/search?limit=0",
         "/stac/search?token=nonsense",
         "/stac/search?intersects=%7Bnope",
+        "/stac/search?bbox=0,0,1,1&intersects=%7B%22type%22%3A%22Point%22%2C%22coordinates%22%3A%5B0.5%2C0.5%5D%7D",
     ] {
         let (st, _, body) = http(p, "GET", bad, &[], b"");
         assert_eq!(st, 400, "{bad}: {}", String::from_utf8_lossy(&body));
@@ -1286,4 +1315,138 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
             format!("/stac/collections/meteor-m2-msu-mr/items/{id}/tiles/WebMercatorQuad/{bad}");
         assert_eq!(http(p, "GET", &u, &[], b"").0, 400, "{bad}");
     }
+}
+
+/// Where tests keep artifacts for people to look at (screenshots).
+fn artifacts(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-artifacts")
+        .join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A tool the test needs: present, or a failure under CI and a loud skip elsewhere.
+fn need(tool: &Path, how: &str) -> bool {
+    if tool.exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: {how}",
+        tool.display()
+    );
+    eprintln!("SKIPPED: {} is missing ({how})", tool.display());
+    false
+}
+
+#[test]
+fn stac_validators_and_the_web_map_in_headless_chromium() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let web = repo.join("web");
+    if !need(
+        &web.join("node_modules/playwright-core"),
+        "run `make web` (npm ci in web/)",
+    ) || !need(
+        Path::new(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())),
+        "apt-get install chromium (make test-deps)",
+    ) {
+        return;
+    }
+    // Two scenes of the same place a month apart (the second one coarser), and a real pass.
+    let tle_dir = tempfile::tempdir().unwrap();
+    let tle = tle_dir.path().join("weather.txt");
+    std::fs::write(&tle, meteor_tle_for_todays_pass()).unwrap();
+    let sections = format!("[imaging]\ntle = [\"{}\"]\n", tle.display());
+    let d = Daemon::start_full("udp", "meteor-lrpt", "frames", "", &sections, &[]);
+    for (file, when) in [
+        ("geotiff/RGB.byte.tif", "2024-08-01T13:45:00Z"),
+        ("geotiff/rgb-byte-tenth.tif", "2024-09-01T13:45:00Z"),
+    ] {
+        let add = Command::new(env!("CARGO_BIN_EXE_downlink"))
+            .args(["archive", "add"])
+            .arg(data(file))
+            .args(["--collection", "landsat-imports", "--datetime", when])
+            .arg("--archive")
+            .arg(&d.archive)
+            .output()
+            .unwrap();
+        assert!(
+            add.status.success(),
+            "{}",
+            String::from_utf8_lossy(&add.stderr)
+        );
+    }
+    let mut bytes = Vec::new();
+    for s in ["30", "40", "50"] {
+        bytes.extend(
+            std::fs::read(data(&format!("vcdu/meteor-m2/2022_12_20_20_25_{s}.vcdu"))).unwrap(),
+        );
+    }
+    d.send(&random_datagrams(&bytes, 11));
+    let id = wait_catalogued(&d);
+    let base = format!("http://127.0.0.1:{}", d.http);
+
+    // stac-api-validator (core, features, item-search, paging) and stac-validator, offline
+    // schemas from pinned PyPI packages; the venv is kept in target/ between runs.
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/stac-validate/stac-validate.sh"))
+        .arg(repo.join("target/stac-validate"))
+        .arg(format!("{base}/stac"))
+        .arg("landsat-imports")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{log}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("Errors: none"), "{log}");
+    assert!(
+        log.contains("stac-validator: ") && log.contains(" 0 failed"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "PASS {base}/stac/collections/meteor-m2-msu-mr/items/{id}"
+        )),
+        "{log}"
+    );
+
+    // The web map: tiles render, the time slider changes them, a click on the pass shows its
+    // quality. The screenshots stay in target/test-artifacts/webmap/.
+    let shots = artifacts("webmap");
+    let _ = std::fs::remove_file(shots.join("webmap.png"));
+    let out = Command::new("node")
+        .arg(web.join("tests/webmap.mjs"))
+        .arg(&base)
+        .arg(&shots)
+        .arg("landsat-imports")
+        .arg("meteor-m2-msu-mr")
+        .arg("148,-10")
+        .current_dir(&web)
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{found}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f: serde_json::Value = serde_json::from_str(found.trim()).unwrap();
+    assert_eq!(
+        f["times"],
+        serde_json::json!(["2024-08-01T13:45:00Z", "2024-09-01T13:45:00Z"])
+    );
+    assert!(
+        f["panel"].as_str().unwrap().contains(&id),
+        "the click should show the pass item: {f}"
+    );
+    assert!(
+        f["panel"].as_str().unwrap().contains("frames good 256"),
+        "{f}"
+    );
+    let png = std::fs::read(shots.join("webmap.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
 }

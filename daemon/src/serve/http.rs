@@ -1,5 +1,5 @@
 //! Operator HTTP API: `/api/v1/status`, `/api/v1/passes`, `/api/v1/passes/{id}` (+ `plot.png`,
-//! `products`, `products/{file}`), `/api/v1/tle`, `/metrics`.
+//! `products`, `products/{file}`), `/api/v1/tle`, `/metrics`; the STAC API and the web map are merged in.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(shared.clone())
         .merge(super::stac::router(shared))
+        .merge(super::web::router())
 }
 
 fn snapshot(shared: &Shared) -> Vec<super::InputStatus> {

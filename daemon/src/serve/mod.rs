@@ -22,6 +22,7 @@ pub mod plot;
 pub mod products;
 pub mod stac;
 pub mod tile_cache;
+pub mod web;
 pub mod webhook;
 
 use std::collections::BTreeMap;

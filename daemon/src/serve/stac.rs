@@ -41,6 +41,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/stac", get(landing))
         .route("/stac/", get(landing))
         .route("/stac/conformance", get(conformance))
+        .route("/stac/api", get(service_desc))
+        .route("/stac/api.html", get(service_doc))
         .route("/stac/collections", get(collections))
         .route("/stac/collections/{cid}", get(collection))
         .route("/stac/collections/{cid}/items", get(items))
@@ -157,11 +159,64 @@ async fn landing(headers: HeaderMap) -> Json<Value> {
             link("self", &format!("{b}/stac"), "application/json"),
             link("root", &format!("{b}/stac"), "application/json"),
             link("conformance", &format!("{b}/stac/conformance"), "application/json"),
+            link("service-desc", &format!("{b}/stac/api"), OPENAPI),
+            link("service-doc", &format!("{b}/stac/api.html"), "text/html"),
             link("data", &format!("{b}/stac/collections"), "application/json"),
             {"rel": "search", "href": format!("{b}/stac/search"), "type": GEOJSON, "method": "GET"},
             {"rel": "search", "href": format!("{b}/stac/search"), "type": GEOJSON, "method": "POST"},
         ],
     }))
+}
+
+const OPENAPI: &str = "application/vnd.oai.openapi+json;version=3.0";
+const OPENAPI_DOC: &str = include_str!("stac-openapi.json");
+
+/// The OpenAPI 3.0 description of this API (`rel=service-desc`), with its server URL.
+fn openapi(b: &str) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_str(OPENAPI_DOC)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    v["servers"] = json!([{ "url": format!("{b}/stac") }]);
+    Ok(v)
+}
+
+async fn service_desc(headers: HeaderMap) -> Result<Response, ApiError> {
+    let v = openapi(&base_url(&headers))?;
+    Ok(([(header::CONTENT_TYPE, OPENAPI)], Json(v)).into_response())
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A human-readable list of the operations (`rel=service-doc`), made from the OpenAPI document.
+async fn service_doc(headers: HeaderMap) -> Result<Response, ApiError> {
+    let b = base_url(&headers);
+    let v = openapi(&b)?;
+    let mut rows = String::new();
+    if let Some(paths) = v["paths"].as_object() {
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                rows.push_str(&format!(
+                    "<tr><td><code>{}</code></td><td><code>{}{}</code></td><td>{}</td></tr>\n",
+                    html_escape(&method.to_uppercase()),
+                    html_escape(&format!("{b}/stac")),
+                    html_escape(path),
+                    html_escape(op["summary"].as_str().unwrap_or_default()),
+                ));
+            }
+        }
+    }
+    let title = html_escape(v["info"]["title"].as_str().unwrap_or("STAC API"));
+    let desc = html_escape(v["info"]["description"].as_str().unwrap_or_default());
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body>\n\
+         <h1>{title}</h1><p>{desc}</p><p>OpenAPI 3.0: <a href=\"{b}/stac/api\">{b}/stac/api</a> \
+         · web map: <a href=\"{b}/map/\">{b}/map/</a></p>\n<table>\n{rows}</table></body></html>\n"
+    );
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response())
 }
 
 async fn conformance() -> Json<Value> {
@@ -314,6 +369,22 @@ fn csv(s: &str) -> Vec<String> {
 }
 
 impl SearchQuery {
+    /// The parameters as given, in a fixed order (for `self` and `next` links).
+    fn pairs(&self) -> Vec<(String, String)> {
+        [
+            ("bbox", &self.bbox),
+            ("datetime", &self.datetime),
+            ("limit", &self.limit),
+            ("collections", &self.collections),
+            ("ids", &self.ids),
+            ("intersects", &self.intersects),
+            ("token", &self.token),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), v.clone())))
+        .collect()
+    }
+
     fn params(&self) -> Result<SearchParams, ApiError> {
         let bbox = match &self.bbox {
             None => None,
@@ -345,7 +416,7 @@ impl SearchQuery {
                     .map_err(|e| bad(format!("intersects must be GeoJSON: {e}")))?,
             ),
         };
-        Ok(SearchParams {
+        checked(SearchParams {
             bbox,
             intersects,
             datetime: self
@@ -359,6 +430,16 @@ impl SearchQuery {
             token: self.token.clone(),
         })
     }
+}
+
+/// STAC API Item Search: `bbox` and `intersects` are mutually exclusive.
+fn checked(p: SearchParams) -> Result<SearchParams, ApiError> {
+    if p.bbox.is_some() && p.intersects.is_some() {
+        return Err(bad(
+            "bbox and intersects cannot be used together: give one of them",
+        ));
+    }
+    Ok(p)
 }
 
 /// Body of `POST /search`.
@@ -380,7 +461,7 @@ impl SearchBody {
             Some([w, s, e, n]) | Some([w, s, _, e, n, _]) => Some([*w, *s, *e, *n]),
             Some(other) => return Err(bad(format!("bbox must have 4 numbers, got {other:?}"))),
         };
-        Ok(SearchParams {
+        checked(SearchParams {
             bbox,
             intersects: self.intersects,
             datetime: self
@@ -410,21 +491,29 @@ async fn run_search(
     let feats: Result<Vec<Value>, ApiError> = page.items.iter().map(|i| item_json(i, b)).collect();
     let feats = feats?;
     let mut links = vec![link("root", &format!("{b}/stac"), "application/json")];
+    links.push(match query {
+        Some(q) => {
+            let qs = serde_urlencoded::to_string(q.pairs()).unwrap_or_default();
+            let sep = if qs.is_empty() { "" } else { "?" };
+            link("self", &format!("{b}{self_path}{sep}{qs}"), GEOJSON)
+        }
+        None => json!({"rel": "self", "href": format!("{b}{self_path}"), "type": GEOJSON, "method": "POST"}),
+    });
+    if let Some(cid) = self_path
+        .strip_prefix("/stac/collections/")
+        .and_then(|r| r.strip_suffix("/items"))
+    {
+        links.push(link(
+            "collection",
+            &format!("{b}/stac/collections/{cid}"),
+            "application/json",
+        ));
+    }
     if let Some(tok) = &page.next {
         match query {
             Some(q) => {
-                let mut pairs: Vec<(String, String)> = Vec::new();
-                let mut add = |k: &str, v: &Option<String>| {
-                    if let Some(v) = v {
-                        pairs.push((k.to_owned(), v.clone()));
-                    }
-                };
-                add("bbox", &q.bbox);
-                add("datetime", &q.datetime);
-                add("limit", &q.limit);
-                add("collections", &q.collections);
-                add("ids", &q.ids);
-                add("intersects", &q.intersects);
+                let mut pairs = q.pairs();
+                pairs.retain(|(k, _)| k != "token");
                 pairs.push(("token".into(), tok.clone()));
                 let qs = serde_urlencoded::to_string(&pairs).unwrap_or_default();
                 links.push(link("next", &format!("{b}{self_path}?{qs}"), GEOJSON));
