@@ -33,7 +33,8 @@ const browser = await chromium.launch({
 const page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
 const errors = [];
 page.on('pageerror', (e) => errors.push(String(e)));
-page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+page.on('console', (m) => m.type() === 'error' && errors.push(`${m.text()} ${m.location().url || ''}`));
+page.on('response', (r) => r.status() >= 400 && errors.push(`${r.status()} ${r.url()}`));
 // Every tile response: URL → status and body hash.
 const tiles = [];
 page.on('response', async (r) => {
