@@ -1,6 +1,9 @@
 //! Embeds the web map: our own files from `web/src` and MapLibre GL JS from `web/node_modules`
 //! (installed from `web/package-lock.json` by `make web`). Without `node_modules` the daemon
 //! still builds; `/map/` then answers 503 and says how to build the assets.
+// A build script reports failure by panicking.
+#![allow(clippy::expect_used)]
+
 use std::fmt::Write as _;
 use std::path::Path;
 
