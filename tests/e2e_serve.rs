@@ -1310,6 +1310,33 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
         "{xml}"
     );
 
+    // TiTiler's repeated parameters and comma lists are the same request (and one cache entry);
+    // a band that does not exist is a 400 that does not reveal server paths.
+    let (st, _, a) = http(p, "GET", &format!("{tile}?bidx=1&bidx=2&bidx=3"), &[], b"");
+    assert_eq!(st, 200);
+    let (st, _, b) = http(p, "GET", &format!("{tile}?bidx=01,2,3"), &[], b"");
+    assert_eq!(st, 200);
+    assert_eq!(a, b);
+    let (st, _, body) = http(p, "GET", &format!("{tile}?bidx=9"), &[], b"");
+    assert_eq!(st, 400);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("band 9 does not exist"), "{body}");
+    assert!(!body.contains(&*d.archive.to_string_lossy()), "{body}");
+    for bad in [
+        "?bidx=0",
+        "?rescale=1",
+        "?rescale=a,b",
+        "?assets=x&assets=y",
+    ] {
+        let (st, _, body) = http(p, "GET", &format!("{tile}{bad}"), &[], b"");
+        assert_eq!(st, 400, "{bad}");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], "BadRequest", "{bad}");
+    }
+    let (st, _, body) = http(p, "GET", "/stac/search?limit=1&limit=2", &[], b"");
+    assert_eq!(st, 400);
+    assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+
     for bad in ["6/64/0.png", "25/0/0.png", "x/1/1.png", "6/58/33.gif"] {
         let u =
             format!("/stac/collections/meteor-m2-msu-mr/items/{id}/tiles/WebMercatorQuad/{bad}");

@@ -53,7 +53,8 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
 
 fn tile_cache_json(shared: &Shared) -> serde_json::Value {
     let (entries, bytes, hits, misses) = shared.tile_cache.stats();
-    serde_json::json!({"entries": entries, "bytes": bytes, "hits": hits, "misses": misses})
+    let busy = shared.tiles_busy.load(std::sync::atomic::Ordering::Relaxed);
+    serde_json::json!({"entries": entries, "bytes": bytes, "hits": hits, "misses": misses, "refused_busy": busy})
 }
 
 /// Pass records on disk, newest first (summary fields only).

@@ -25,6 +25,9 @@ pub mod tile_cache;
 pub mod web;
 pub mod webhook;
 
+/// Tile renders queued or running at once (two render threads work through them).
+pub const TILE_RENDERS_MAX: usize = 64;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,6 +119,10 @@ pub struct Shared {
     pub tiles: Option<Arc<storage::tiles::render::TilePool>>,
     /// Recently served tiles (64 MiB at most).
     pub tile_cache: tile_cache::TileCache,
+    /// Tile renders queued or running; a request that finds none free gets 503 + Retry-After.
+    pub tile_permits: Arc<tokio::sync::Semaphore>,
+    /// Tile requests refused because every render slot was taken.
+    pub tiles_busy: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -240,6 +247,8 @@ impl Generation {
                 }
             },
             tile_cache: tile_cache::TileCache::new(64 << 20),
+            tile_permits: Arc::new(tokio::sync::Semaphore::new(TILE_RENDERS_MAX)),
+            tiles_busy: std::sync::atomic::AtomicU64::new(0),
             tiles: match storage::tiles::render::TilePool::new(2, 16) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use storage::catalog::{Catalog, CatalogError, DatetimeFilter, SearchParams};
-use storage::tiles::render::{Colormap, Encoded, Format, RenderOptions};
+use storage::tiles::render::{Colormap, Encoded, Format, RenderError, RenderOptions};
 use storage::tiles::tms::{self, TileId};
 
 use super::Shared;
@@ -66,6 +66,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// A client error or a server failure, as STAC API error JSON.
+#[derive(Debug)]
 struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
@@ -75,7 +76,12 @@ impl IntoResponse for ApiError {
         } else {
             "ServerError"
         };
-        (self.0, Json(json!({"code": code, "description": self.1}))).into_response()
+        let mut r = (self.0, Json(json!({"code": code, "description": self.1}))).into_response();
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
@@ -556,8 +562,9 @@ async fn run_search(
 async fn search_get(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    Query(q): Query<SearchQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let q: SearchQuery = query(raw.as_deref())?;
     let b = base_url(&headers);
     let params = q.params()?;
     run_search(&shared, &b, params, "/stac/search", Some(&q)).await
@@ -581,8 +588,9 @@ async fn items(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(cid): Path<String>,
-    Query(q): Query<SearchQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let q: SearchQuery = query(raw.as_deref())?;
     let b = base_url(&headers);
     let cat = catalog(&shared)?;
     let id = cid.clone();
@@ -595,52 +603,124 @@ async fn items(
     run_search(&shared, &b, params, &path, Some(&q)).await
 }
 
-/// Tile options (`assets`, `bidx`, `rescale`, `colormap_name`; `datetime` for mosaics).
-#[derive(Debug, Default, Deserialize)]
+/// A query string into `T`; a malformed one is a JSON 400 like every other client error.
+fn query<T: serde::de::DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, ApiError> {
+    match raw {
+        None | Some("") => Ok(T::default()),
+        Some(r) => serde_urlencoded::from_str(r).map_err(|e| bad(format!("query string: {e}"))),
+    }
+}
+
+/// Tile options (`assets`, `bidx`, `rescale`, `colormap_name`; `datetime` for mosaics). Both
+/// TiTiler's repeated form (`bidx=1&bidx=2`, `rescale=0,255&rescale=…`) and comma lists
+/// (`bidx=1,2,3`) are accepted; unknown parameters are ignored.
+#[derive(Debug, Default)]
 struct TileQuery {
     assets: Option<String>,
-    bidx: Option<String>,
-    rescale: Option<String>,
+    bidx: Vec<String>,
+    rescale: Vec<String>,
     colormap_name: Option<String>,
     datetime: Option<String>,
 }
 
 impl TileQuery {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> = query(raw)?;
+        let mut q = TileQuery::default();
+        for (k, v) in pairs {
+            let once = |slot: &mut Option<String>, v: String| {
+                if slot.replace(v).is_some() {
+                    return Err(bad(format!("{k} given twice")));
+                }
+                Ok(())
+            };
+            match k.as_str() {
+                "assets" => once(&mut q.assets, v)?,
+                "colormap_name" => once(&mut q.colormap_name, v)?,
+                "datetime" => once(&mut q.datetime, v)?,
+                "bidx" => q.bidx.push(v),
+                "rescale" => q.rescale.push(v),
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
     fn asset(&self) -> String {
         self.assets.clone().unwrap_or_else(|| "visual".into())
     }
+
+    /// The rendering parameters again, for tile URL templates (TileJSON, WMTS).
+    fn render_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut qs = vec![("assets", self.asset())];
+        qs.extend(self.bidx.iter().map(|b| ("bidx", b.clone())));
+        qs.extend(self.rescale.iter().map(|r| ("rescale", r.clone())));
+        qs.extend(
+            self.colormap_name
+                .iter()
+                .map(|c| ("colormap_name", c.clone())),
+        );
+        qs
+    }
+
     fn options(&self) -> Result<RenderOptions, ApiError> {
         let mut o = RenderOptions::default();
-        if let Some(b) = &self.bidx {
-            o.bidx = b
-                .split(',')
-                .map(|x| x.trim().parse::<usize>())
-                .collect::<Result<_, _>>()
-                .map_err(|_| bad(format!("bidx must be band numbers, got {b:?}")))?;
+        for b in &self.bidx {
+            for x in b.split(',') {
+                let n = x
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| bad(format!("bidx must be band numbers from 1, got {b:?}")))?;
+                o.bidx.push(n);
+            }
         }
-        if let Some(r) = &self.rescale {
-            let v: Vec<f64> = r
-                .split(',')
-                .map(|x| x.trim().parse::<f64>())
-                .collect::<Result<_, _>>()
-                .map_err(|_| bad(format!("rescale must be min,max, got {r:?}")))?;
-            o.rescale = v
-                .chunks(2)
-                .filter_map(|c| match c {
-                    [a, b] => Some((*a, *b)),
-                    _ => None,
-                })
-                .collect();
-            if o.rescale.is_empty() || !v.len().is_multiple_of(2) {
+        let mut v: Vec<f64> = Vec::new();
+        for r in &self.rescale {
+            let before = v.len();
+            for x in r.split(',') {
+                v.push(
+                    x.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .ok_or_else(|| bad(format!("rescale must be min,max, got {r:?}")))?,
+                );
+            }
+            if !(v.len() - before).is_multiple_of(2) {
                 return Err(bad(format!("rescale must be min,max pairs, got {r:?}")));
             }
         }
+        o.rescale = v
+            .chunks(2)
+            .filter_map(|c| match c {
+                [a, b] => Some((*a, *b)),
+                _ => None,
+            })
+            .collect();
         if let Some(c) = &self.colormap_name {
             o.colormap =
                 Some(Colormap::from_name(c).ok_or_else(|| bad(format!("unknown colormap {c:?}")))?);
         }
         Ok(o)
     }
+}
+
+/// The tile cache key: the parsed options, so spellings of the same request share one entry.
+fn tile_key(
+    cid: &str,
+    item: &str,
+    version: &str,
+    asset: &str,
+    t: &TileId,
+    fmt: &str,
+    o: &RenderOptions,
+) -> String {
+    format!(
+        "{cid}/{item}/{version}/{asset}/{}/{}/{}/{fmt}/{:?}/{:?}/{:?}/{:?}",
+        t.z, t.x, t.y, o.bidx, o.rescale, o.colormap, o.resampling
+    )
 }
 
 /// The local file of an item's asset (inside the archive).
@@ -702,18 +782,33 @@ async fn render_cached(
         .tiles
         .clone()
         .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "tiles unavailable".into()))?;
-    let enc = pool.submit(path, t, opts, format).await.map_err(|e| {
-        let msg = e.to_string();
-        if msg.contains("band") || msg.contains("rescale") || msg.contains("colormap") {
-            bad(msg)
-        } else {
-            tracing::warn!(error = %msg, "tile render failed");
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "tile render failed".into(),
-            )
-        }
-    })?;
+    // Capped concurrency: renders queued or running are bounded; past that, 503 + Retry-After.
+    let Ok(_permit) = shared.tile_permits.clone().try_acquire_owned() else {
+        shared
+            .tiles_busy
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tile renderers busy: retry shortly".into(),
+        ));
+    };
+    let enc = pool
+        .submit(path, t, opts, format)
+        .await
+        .map_err(|e| match e {
+            // Client mistakes, said without server paths.
+            RenderError::Band { band, count, .. } => bad(format!(
+                "band {band} does not exist (the asset has {count})"
+            )),
+            RenderError::Options(msg) => bad(msg),
+            other => {
+                tracing::warn!(error = %other, "tile render failed");
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "tile render failed".into(),
+                )
+            }
+        })?;
     shared.tile_cache.put(key.to_owned(), enc.clone());
     Ok(enc)
 }
@@ -758,8 +853,9 @@ async fn tile(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Path((cid, iid, z, x, yfmt)): Path<(String, String, String, String, String)>,
-    Query(q): Query<TileQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let q = TileQuery::parse(raw.as_deref())?;
     let (t, format, fmt) = parse_tile(&z, &x, &yfmt)?;
     let opts = q.options()?;
     let (path, it) = asset_path(&shared, cid.clone(), iid, q.asset()).await?;
@@ -769,10 +865,7 @@ async fn tile(
         .get("updated")
         .map(ToString::to_string)
         .unwrap_or_default();
-    let key = format!(
-        "{cid}/{}/{updated}/{}/{}/{}/{fmt}/{:?}/{:?}/{:?}/{:?}",
-        it.id, t.z, t.x, t.y, q.assets, q.bidx, q.rescale, q.colormap_name
-    );
+    let key = tile_key(&cid, &it.id, &updated, &q.asset(), &t, &fmt, &opts);
     let enc = render_cached(&shared, &key, path, t, opts, format).await?;
     Ok(tile_response(&headers, &key, enc))
 }
@@ -783,8 +876,9 @@ async fn collection_tile(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Path((cid, z, x, yfmt)): Path<(String, String, String, String)>,
-    Query(q): Query<TileQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let q = TileQuery::parse(raw.as_deref())?;
     let (t, format, fmt) = parse_tile(&z, &x, &yfmt)?;
     let opts = q.options()?;
     let lb = t.bounds_lonlat();
@@ -822,10 +916,13 @@ async fn collection_tile(
             continue;
         }
         let path = shared.archive.join(a.href.trim_start_matches('/'));
-        let key = format!(
-            "{cid}/{}/{}/{}/{}/{fmt}/{:?}/{:?}/{:?}/{:?}",
-            it.id, t.z, t.x, t.y, q.assets, q.bidx, q.rescale, q.colormap_name
-        );
+        let updated = it
+            .properties
+            .additional_fields
+            .get("updated")
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let key = tile_key(&cid, &it.id, &updated, &asset, &t, &fmt, &opts);
         let enc = render_cached(&shared, &key, path, t, opts.clone(), format).await?;
         if !matches!(enc, Encoded::Empty) {
             return Ok(tile_response(&headers, &key, enc));
@@ -840,8 +937,9 @@ async fn wmts(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(cid): Path<String>,
-    Query(q): Query<TileQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let q = TileQuery::parse(raw.as_deref())?;
     let b = base_url(&headers);
     q.options()?;
     let cat = catalog(&shared)?;
@@ -878,16 +976,7 @@ async fn wmts(
                 bb.ymax().min(85.0),
             ]
         });
-    let mut qs: Vec<(&str, String)> = vec![("assets", q.asset())];
-    for (k, v) in [
-        ("bidx", &q.bidx),
-        ("rescale", &q.rescale),
-        ("colormap_name", &q.colormap_name),
-    ] {
-        if let Some(v) = v {
-            qs.push((k, v.clone()));
-        }
-    }
+    let qs = q.render_pairs();
     let qs = serde_urlencoded::to_string(&qs).unwrap_or_default();
     let time_param = if times.is_empty() {
         ""
@@ -929,8 +1018,9 @@ async fn tilejson(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Path((cid, iid)): Path<(String, String)>,
-    Query(q): Query<TileQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let q = TileQuery::parse(raw.as_deref())?;
     let b = base_url(&headers);
     q.options()?;
     let (path, it) = asset_path(&shared, cid.clone(), iid.clone(), q.asset()).await?;
@@ -945,16 +1035,7 @@ async fn tilejson(
     let bbox = it.bbox.map_or([-180.0, -85.0, 180.0, 85.0], |bb| {
         [bb.xmin(), bb.ymin(), bb.xmax(), bb.ymax()]
     });
-    let mut qs: Vec<(&str, String)> = vec![("assets", q.asset())];
-    for (k, v) in [
-        ("bidx", &q.bidx),
-        ("rescale", &q.rescale),
-        ("colormap_name", &q.colormap_name),
-    ] {
-        if let Some(v) = v {
-            qs.push((k, v.clone()));
-        }
-    }
+    let qs = q.render_pairs();
     let qs = serde_urlencoded::to_string(&qs).unwrap_or_default();
     let doc = tms::tilejson(&tms::TileJsonParams {
         tiles_url: format!(
@@ -968,4 +1049,50 @@ async fn tilejson(
     })
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(doc))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_query_forms() {
+        let rep = TileQuery::parse(Some("bidx=1&bidx=2&rescale=0,255&rescale=10,20&x=1")).unwrap();
+        let csv = TileQuery::parse(Some("bidx=1,2&rescale=0,255,10,20")).unwrap();
+        let (a, b) = (rep.options().unwrap(), csv.options().unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a.bidx, [1, 2]);
+        assert_eq!(a.rescale, [(0.0, 255.0), (10.0, 20.0)]);
+        let t = TileId { z: 1, x: 0, y: 1 };
+        assert_eq!(
+            tile_key("c", "i", "", "visual", &t, "png", &a),
+            tile_key("c", "i", "", "visual", &t, "png", &b)
+        );
+        assert_eq!(rep.asset(), "visual");
+        for bad in [
+            "bidx=0",
+            "bidx=x",
+            "rescale=1",
+            "rescale=1,nan",
+            "colormap_name=nope",
+        ] {
+            let q = TileQuery::parse(Some(bad)).unwrap();
+            assert!(q.options().is_err(), "{bad}");
+        }
+        assert!(TileQuery::parse(Some("assets=a&assets=b")).is_err());
+        assert!(TileQuery::parse(Some("datetime=a&datetime=b")).is_err());
+    }
+
+    #[test]
+    fn bbox_and_intersects_exclude_each_other() {
+        let q: SearchQuery = query(Some(
+            "bbox=0,0,1,1&intersects=%7B%22type%22%3A%22Point%22%2C%22coordinates%22%3A%5B0%2C0%5D%7D",
+        ))
+        .unwrap();
+        assert!(q.params().is_err());
+        let q: SearchQuery = query(Some("bbox=0,0,1,1")).unwrap();
+        assert!(q.params().is_ok());
+        assert!(query::<SearchQuery>(Some("limit=1&limit=2")).is_err());
+    }
 }
