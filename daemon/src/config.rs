@@ -142,6 +142,9 @@ pub struct HttpConfig {
     /// `max_concurrency` (default `64`, 1..=10000): requests served at once; further
     /// connections wait.
     pub max_concurrency: usize,
+    /// `tile_cache` (default `"64MiB"`, 0..=16GiB): memory for recently served map tiles;
+    /// 0 turns the cache off. Read at start.
+    pub tile_cache: u64,
 }
 
 /// `[pass]`: how a pass is delimited and judged.
@@ -562,6 +565,7 @@ struct RawArchive {
 struct RawHttp {
     listen: Option<String>,
     max_concurrency: Option<i64>,
+    tile_cache: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -886,9 +890,17 @@ fn resolve_http(pr: &mut Problems, raw: &RawHttp) -> Option<HttpConfig> {
         1,
         MAX_HTTP_CONCURRENCY,
     );
+    let tile_cache = pr.size(
+        "http.tile_cache",
+        raw.tile_cache.as_ref(),
+        64 << 20,
+        0,
+        16 << 30,
+    );
     Some(HttpConfig {
         listen: listen?,
         max_concurrency: usize_of(max_concurrency),
+        tile_cache,
     })
 }
 
@@ -1459,6 +1471,7 @@ profile = "jpss"
             HttpConfig {
                 listen: "127.0.0.1:8080".parse().unwrap(),
                 max_concurrency: 64,
+                tile_cache: 64 << 20,
             }
         );
         assert_eq!(

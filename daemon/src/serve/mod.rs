@@ -246,7 +246,9 @@ impl Generation {
                     None
                 }
             },
-            tile_cache: tile_cache::TileCache::new(64 << 20),
+            tile_cache: tile_cache::TileCache::new(
+                usize::try_from(cfg.http.tile_cache).unwrap_or(usize::MAX),
+            ),
             tile_permits: Arc::new(tokio::sync::Semaphore::new(TILE_RENDERS_MAX)),
             tiles_busy: std::sync::atomic::AtomicU64::new(0),
             tiles: match storage::tiles::render::TilePool::new(2, 16) {
