@@ -1232,6 +1232,42 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
         bb[0] < 148.0 && bb[2] > 148.0 && bb[1] < -10.0 && bb[3] > -10.0,
         "{bb:?}"
     );
+    // The geometry is the swath outline, not the bbox: a slanted swath misses some corners.
+    assert_eq!(item["geometry"]["type"], "Polygon");
+    assert!(
+        item["geometry"]["coordinates"][0].as_array().unwrap().len() > 5,
+        "{}",
+        item["geometry"]
+    );
+    let inside = |x: f64, y: f64| {
+        let body = serde_json::json!({
+            "collections": ["meteor-m2-msu-mr"],
+            "intersects": {"type": "Point", "coordinates": [x, y]},
+        });
+        let (st, _, b) = http(
+            p,
+            "POST",
+            "/stac/search",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(st, 200);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        !v["features"].as_array().unwrap().is_empty()
+    };
+    let corners = [
+        (bb[0] + 0.05, bb[1] + 0.05),
+        (bb[0] + 0.05, bb[3] - 0.05),
+        (bb[2] - 0.05, bb[1] + 0.05),
+        (bb[2] - 0.05, bb[3] - 0.05),
+    ];
+    let hit = corners.iter().filter(|(x, y)| inside(*x, *y)).count();
+    assert!(
+        hit < 4,
+        "every bbox corner matched: the footprint is the bbox"
+    );
+    let (cx, cy) = centroid(&item);
+    assert!(inside(cx, cy), "the middle of the swath matches");
     let tile =
         format!("/stac/collections/meteor-m2-msu-mr/items/{id}/tiles/WebMercatorQuad/6/58/33.png");
     let (st, head, png) = http(p, "GET", &tile, &[], b"");
@@ -1344,6 +1380,16 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
     }
 }
 
+/// Mean of an item's outline points: inside the swath, which is a convex-ish band.
+fn centroid(item: &serde_json::Value) -> (f64, f64) {
+    let ring = item["geometry"]["coordinates"][0].as_array().unwrap();
+    let n = ring.len() as f64;
+    let sum = ring.iter().fold((0.0, 0.0), |(x, y), p| {
+        (x + p[0].as_f64().unwrap(), y + p[1].as_f64().unwrap())
+    });
+    (sum.0 / n, sum.1 / n)
+}
+
 /// Where tests keep artifacts for people to look at (screenshots).
 fn artifacts(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1413,6 +1459,11 @@ fn stac_validators_and_the_web_map_in_headless_chromium() {
     d.send(&random_datagrams(&bytes, 11));
     let id = wait_catalogued(&d);
     let base = format!("http://127.0.0.1:{}", d.http);
+    let item = json_of(
+        d.http,
+        &format!("/stac/collections/meteor-m2-msu-mr/items/{id}"),
+    );
+    let (cx, cy) = centroid(&item);
 
     // stac-api-validator (core, features, item-search, paging) and stac-validator, offline
     // schemas from pinned PyPI packages; the venv is kept in target/ between runs.
@@ -1451,7 +1502,7 @@ fn stac_validators_and_the_web_map_in_headless_chromium() {
         .arg(&shots)
         .arg("landsat-imports")
         .arg("meteor-m2-msu-mr")
-        .arg("148,-10")
+        .arg(format!("{cx},{cy}"))
         .current_dir(&web)
         .output()
         .unwrap();

@@ -309,6 +309,9 @@ pub struct Listing {
     pub subsatellite_first: Option<serde_json::Value>,
     /// EPSG:4326 bounds of the warped products `[west, south, east, north]`.
     pub bbox: Option<[f64; 4]>,
+    /// Outline of the swath (lon, lat), from the border of the GCP grid: the first line, the
+    /// last column, the last line and the first column. Longitudes may wrap at ±180°.
+    pub footprint: Vec<[f64; 2]>,
     /// Geolocation check per channel, best first.
     pub geolocation_qa: Vec<GeolocationQa>,
     /// Link quality: decoder counters and per-channel image packet counters.
@@ -317,6 +320,46 @@ pub struct Listing {
     pub products: Vec<Product>,
     /// Milliseconds per step.
     pub timing_ms: BTreeMap<&'static str, u64>,
+}
+
+/// The border of a GCP grid as one ring (lon, lat), counter-clockwise in image order: along
+/// the first line, down the last column, back along the last line, up the first column.
+fn swath_outline(gcps: &[prod::Gcp]) -> Vec<[f64; 2]> {
+    let ok: Vec<&prod::Gcp> = gcps
+        .iter()
+        .filter(|g| g.lat.is_finite() && g.lon.is_finite())
+        .collect();
+    let (Some(l0), Some(l1), Some(p0), Some(p1)) = (
+        ok.iter().map(|g| g.line).reduce(f64::min),
+        ok.iter().map(|g| g.line).reduce(f64::max),
+        ok.iter().map(|g| g.pixel).reduce(f64::min),
+        ok.iter().map(|g| g.pixel).reduce(f64::max),
+    ) else {
+        return Vec::new();
+    };
+    if l0 >= l1 || p0 >= p1 {
+        return Vec::new();
+    }
+    let side = |keep: &dyn Fn(&prod::Gcp) -> bool, key: &dyn Fn(&prod::Gcp) -> f64, rev: bool| {
+        let mut v: Vec<&prod::Gcp> = ok.iter().copied().filter(|g| keep(g)).collect();
+        v.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        if rev {
+            v.reverse();
+        }
+        v.into_iter().map(|g| [g.lon, g.lat]).collect::<Vec<_>>()
+    };
+    let mut ring = side(&|g| g.line == l0, &|g| g.pixel, false);
+    let down = side(&|g| g.pixel == p1, &|g| g.line, false);
+    let back = side(&|g| g.line == l1, &|g| g.pixel, true);
+    let up = side(&|g| g.pixel == p0, &|g| g.line, true);
+    // Consecutive sides share their corner point.
+    for s in [down, back, up] {
+        ring.extend(s.into_iter().skip(1));
+    }
+    if ring.len() < 4 {
+        return Vec::new();
+    }
+    ring
 }
 
 /// Step timer.
@@ -671,6 +714,7 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
         subsatellite_first: subsat
             .map(|g| serde_json::json!({"lat": g.lat_deg, "lon": g.lon_deg, "alt_km": g.alt_km})),
         bbox: Some(bbox),
+        footprint: swath_outline(&gcps),
         geolocation_qa: qa,
         link_quality: link,
         products,
@@ -802,4 +846,43 @@ fn with<'a>(base: &'a [(&'a str, String)], extra: &[(&'a str, &str)]) -> Vec<(&'
 
 fn as_refs<'a>(v: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
     v.iter().map(|(k, val)| (*k, val.as_str())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swath_outline_walks_the_grid_border() {
+        let mut gcps = Vec::new();
+        for line in [0.0, 10.0, 20.0] {
+            for pixel in [0.0, 5.0, 10.0] {
+                gcps.push(prod::Gcp {
+                    pixel,
+                    line,
+                    lat: -line,
+                    lon: 100.0 + pixel,
+                });
+            }
+        }
+        let ring = swath_outline(&gcps);
+        assert_eq!(
+            ring,
+            [
+                [100.0, 0.0],
+                [105.0, 0.0],
+                [110.0, 0.0],
+                [110.0, -10.0],
+                [110.0, -20.0],
+                [105.0, -20.0],
+                [100.0, -20.0],
+                [100.0, -10.0],
+                [100.0, 0.0],
+            ]
+        );
+        assert!(
+            swath_outline(gcps.get(..3).unwrap_or_default()).is_empty(),
+            "one line is no area"
+        );
+    }
 }

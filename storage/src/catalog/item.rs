@@ -75,6 +75,10 @@ pub struct PassListing {
     pub end: DateTime<Utc>,
     /// `[w, s, e, n]`.
     pub bbox: [f64; 4],
+    /// Swath outline (lon, lat; may wrap at ±180°); the item geometry when present, else the
+    /// bbox rectangle.
+    #[serde(default)]
+    pub footprint: Vec<[f64; 2]>,
     /// Geolocation QA records, stored as given.
     #[serde(default)]
     pub geolocation_qa: Value,
@@ -159,7 +163,9 @@ pub fn item_for_product(
     let mut item = Item::new(&listing.pass_id);
     item.collection = Some(cid.clone());
     item.bbox = Some(stac::Bbox::new(w, s, e, n));
-    let rings: Vec<Vec<[f64; 2]>> = if w > e {
+    let rings: Vec<Vec<[f64; 2]>> = if listing.footprint.len() >= 4 {
+        super::geom::split_antimeridian(&listing.footprint)
+    } else if w > e {
         vec![
             vec![[w, s], [180.0, s], [180.0, n], [w, n], [w, s]],
             vec![[-180.0, s], [e, s], [e, n], [-180.0, n], [-180.0, s]],
