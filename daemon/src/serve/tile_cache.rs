@@ -61,17 +61,18 @@ impl TileCache {
             return;
         }
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((old, _)) = g.map.insert(key.clone(), (tile, false)) {
+        let newest = key.clone();
+        if let Some((old, _)) = g.map.insert(key, (tile, false)) {
             g.bytes = g.bytes.saturating_sub(size(&old));
         } else {
-            g.order.push_back(key.clone());
+            g.order.push_back(newest.clone());
         }
         g.bytes += n;
         // Ends: every pass over the queue clears the read marks it meets, and the new entry is
         // passed over only while others remain.
         while g.bytes > self.max_bytes {
             let Some(k) = g.order.pop_front() else { break };
-            let keep = (k == key && !g.order.is_empty())
+            let keep = (k == newest && !g.order.is_empty())
                 || g.map
                     .get_mut(&k)
                     .is_some_and(|(_, used)| std::mem::take(used));
