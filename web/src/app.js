@@ -15,6 +15,7 @@ const state = {
   before: 0,
   after: 0,
   swipe: 0.5, // fraction of the width shown as "before"
+  layer: 'visual', // asset rendered by the mosaic
   loads: 0, // collection loads finished (tests wait on it)
 };
 
@@ -49,14 +50,36 @@ async function collectionItems(id) {
   return out;
 }
 
+/** Rendering parameters of a layer (an asset key): NDVI gets its colormap over [-1, 1]. */
+function layerParams(layer) {
+  const q = new URLSearchParams({ assets: layer });
+  if (layer === 'ndvi') {
+    q.set('colormap_name', 'rdylgn');
+    q.set('rescale', '-1,1');
+  }
+  return q;
+}
+
 /** Mosaic tiles: the newest scene of the collection up to `time` wherever one has data. */
 function tileUrl(collectionId, time) {
   const base = new URL(
     `collections/${encodeURIComponent(collectionId)}/tiles/WebMercatorQuad/`,
     STAC,
   ).href;
-  const dt = time ? `?datetime=${encodeURIComponent(`../${time}`)}` : '';
-  return `${base}{z}/{x}/{y}.png${dt}`;
+  const q = layerParams(state.layer);
+  if (time) q.set('datetime', `../${time}`);
+  // Keep the {z}/{x}/{y} template intact; only the query is encoded.
+  return `${base}{z}/{x}/{y}.png?${q.toString()}`;
+}
+
+/** Layers a collection offers: the COG assets of its newest item, visual first. */
+function layersOf(items) {
+  const newest = items[0];
+  const keys = Object.entries(newest?.assets || {})
+    .filter(([, a]) => (a.type || '').startsWith('image/tiff'))
+    .map(([k]) => k);
+  keys.sort((a, b) => (a === 'visual' ? -1 : b === 'visual' ? 1 : a.localeCompare(b)));
+  return keys.length ? keys : ['visual'];
 }
 
 function footprints() {
@@ -161,6 +184,12 @@ async function selectCollection(col) {
   state.times = [...new Set(state.items.map((f) => f.properties.datetime).filter(Boolean))].sort(
     (a, b) => Date.parse(a) - Date.parse(b),
   );
+  const layers = layersOf(state.items);
+  const layerSelect = $('layer');
+  layerSelect.replaceChildren(...layers.map((k) => el('option', k === 'ndvi' ? 'ndvi (RdYlGn, -1…1)' : k, { value: k })));
+  const wantedLayer = new URLSearchParams(location.search).get('layer');
+  state.layer = layers.includes(wantedLayer) ? wantedLayer : layers[0];
+  layerSelect.value = state.layer;
   const last = Math.max(0, state.times.length - 1);
   for (const id of ['before', 'after']) {
     $(id).max = String(last);
@@ -365,6 +394,10 @@ async function main() {
       applyTimes();
     });
   }
+  $('layer').addEventListener('change', () => {
+    state.layer = $('layer').value;
+    if (state.collection) applyTimes();
+  });
   $('footprints').addEventListener('change', () => {
     setFootprints(maps.before);
     setFootprints(maps.after);

@@ -158,6 +158,19 @@ const panel = await page.innerText('#panel-body');
 findings.panel = panel.replace(/\s+/g, ' ').slice(0, 400);
 if (!/frames good\s*\d+/.test(panel)) await fail(`panel lacks frame counts: ${panel}`, page);
 await page.screenshot({ path: join(outDir, 'webmap.png') });
+
+// The NDVI layer of the pass collection: colormapped tiles.
+const layers = await page.$$eval('#layer option', (os) => os.map((o) => o.value));
+findings.layers = layers;
+if (!layers.includes('ndvi') || layers[0] !== 'visual') await fail(`layers of ${clickCollection}: ${layers}`, page);
+const beforeNdvi = tiles.length;
+await page.selectOption('#layer', 'ndvi');
+await page.waitForTimeout(300);
+await idle().catch(() => fail('NDVI tiles never finished loading', page));
+const ndvi = tiles.slice(beforeNdvi).filter((t) => t.url.includes('assets=ndvi') && t.url.includes('colormap_name=rdylgn'));
+findings.ndvi_tiles = { requested: ndvi.length, ok: ndvi.filter((t) => t.status === 200).length };
+if (!ndvi.some((t) => t.status === 200)) await fail('no NDVI tile was served', page);
+await page.screenshot({ path: join(outDir, 'webmap-ndvi.png') });
 findings.errors = errors;
 if (errors.length) await fail(`page errors: ${errors.join(' | ')}`, page);
 await browser.close();
