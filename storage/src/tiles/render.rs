@@ -7,12 +7,19 @@
 //!   the pixel grid of that zoom, and each overview halves the size, so zoom `zmax - k` is
 //!   overview `k` and a tile is a 256×256 window at integer offsets: one RasterIO, no
 //!   resampling, values bit-exact.
-//! - **General path** (any CRS, e.g. EPSG:4326 or UTM, or over-zoom): a 17×17 grid of the
-//!   tile's EPSG:3857 points is transformed to the source CRS with OGR (pixel centres in between
-//!   are interpolated linearly, like GDAL's approximate transformer), the overview whose
-//!   pixel is not coarser than the output pixel is chosen, the covering window is read once
-//!   and sampled with nearest or bilinear (weights renormalised over valid pixels, a pixel is
-//!   valid when any neighbour with weight > 0 is valid — GDAL warper behaviour).
+//! - **General path** (any CRS, e.g. EPSG:4326 or UTM, or over-zoom): a 33×33 grid (every
+//!   8 pixels) of the tile's EPSG:3857 points is transformed to the source CRS with OGR and
+//!   pixel centres in between are interpolated bilinearly, but with an error bound: per 16×16
+//!   cell the interpolation error is measured against the exactly transformed inner grid
+//!   nodes, and every pixel centre whose interpolated position lies within that bound of a
+//!   decision boundary (a raster edge, or a source pixel edge for the nearest pick) is
+//!   transformed exactly; cells with a large error (low zoom: Web Mercator latitude is far
+//!   from linear over a tile) are transformed exactly throughout. So validity and nearest
+//!   picks equal those of an exact per-pixel transformation (GDAL's approximate transformer
+//!   tolerates 0.125 px instead). The overview whose pixel is not coarser than the output
+//!   pixel is chosen, the covering window is read once and sampled with nearest or bilinear
+//!   (weights renormalised over valid pixels, a pixel is valid when any neighbour with
+//!   weight > 0 is valid — GDAL warper behaviour).
 //!   We do this ourselves instead of `gdal::raster::reproject` because that safe wrapper is
 //!   fixed to bilinear and never uses overviews (a zoom-2 tile of a big scene would read the
 //!   full resolution raster).
@@ -51,7 +58,14 @@ use std::thread::JoinHandle;
 const TS: usize = TILE_SIZE as usize;
 const NPIX: usize = TS * TS;
 /// Grid step (pixels) of exactly transformed points in the general path.
-const GRID_STEP: usize = 16;
+const GRID_STEP: usize = 8;
+/// Grid nodes per axis.
+const GRID_N: usize = TS / GRID_STEP + 1;
+/// Side (pixels) of the cells whose interpolation error is measured: 2×2 grid cells, so the
+/// 5 inner nodes of a cell are exact references for the bilinear interpolation of its corners.
+const CELL: usize = 2 * GRID_STEP;
+/// Floor of the error bound (source pixels): rounding of the interpolation arithmetic.
+const EPS_PX: f64 = 1e-6;
 /// Largest source window (pixels per axis) read in one go; bigger windows are decimated by
 /// GDAL RasterIO (nearest) — only hit for rasters without overviews at low zoom.
 const MAX_WINDOW: usize = 2048;
@@ -655,6 +669,168 @@ impl TileSource {
         Ok(raw.any_valid().then_some(raw))
     }
 
+    /// EPSG:3857 metres → full-resolution source pixel coordinates, in place; points the
+    /// transformation fails on become NaN.
+    fn to_source_pixels(&self, xs: &mut [f64], ys: &mut [f64]) {
+        if let Some(t) = &self.to_src {
+            // Failed points come back non-finite; the call may report an error for them.
+            let _partial = t.transform_coords(xs, ys, &mut []);
+        }
+        let ig = self.inv_gt;
+        for (x, y) in xs.iter_mut().zip(ys.iter_mut()) {
+            if x.is_finite() && y.is_finite() {
+                let (u, v) = (
+                    ig[0] + *x * ig[1] + *y * ig[2],
+                    ig[3] + *x * ig[4] + *y * ig[5],
+                );
+                *x = u;
+                *y = v;
+            } else {
+                *x = f64::NAN;
+                *y = f64::NAN;
+            }
+        }
+    }
+
+    /// Full-resolution source pixel coordinates of every output pixel centre, as exact as a
+    /// per-pixel transformation wherever it decides something.
+    ///
+    /// `us`/`vs` are the exactly transformed `GRID_N`² grid nodes. Per `CELL`-sized cell the
+    /// error of bilinear interpolation over the cell corners is measured at its 5 inner nodes
+    /// (per axis). Pixel centres are interpolated over the twice finer grid, whose error is
+    /// about a quarter of that (quadratic term), so the measured value is a bound with a
+    /// safety factor of ~4. A pixel centre is then transformed exactly when its interpolated
+    /// position is within that bound of a decision boundary: a raster edge (validity) or a
+    /// source pixel edge of the sampled buffer (nearest pick; for bilinear the edge where
+    /// the set of weighted neighbours changes). Cells with a failed node or a bound of a
+    /// quarter buffer pixel or more (low zoom, strongly non-linear) are transformed exactly
+    /// throughout. `win` = (window origin u, v in full-res pixels, full-res pixels per buffer
+    /// pixel x, y).
+    fn pixel_positions(
+        &self,
+        tile: &TileId,
+        us: &[f64],
+        vs: &[f64],
+        win: [f64; 4],
+        resampling: Resampling,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let [ox, oy, bx, by] = win;
+        let w = self.info.width as f64;
+        let h = self.info.height as f64;
+        let shift = match resampling {
+            Resampling::Nearest => 0.0,
+            Resampling::Bilinear => 0.5,
+        };
+        // Distance (buffer pixels) of a buffer coordinate to the nearest decision edge.
+        let edge_dist = |s: f64| {
+            let f = s - shift;
+            let fr = f - f.floor();
+            fr.min(1.0 - fr)
+        };
+        let node = |i: usize, j: usize| {
+            let k = j * GRID_N + i;
+            (
+                us.get(k).copied().unwrap_or(f64::NAN),
+                vs.get(k).copied().unwrap_or(f64::NAN),
+            )
+        };
+        let mut pu = vec![f64::NAN; NPIX];
+        let mut pv = vec![f64::NAN; NPIX];
+        let mut todo: Vec<usize> = Vec::new();
+        let cells = TS / CELL;
+        for cy in 0..cells {
+            for cx in 0..cells {
+                let (i0, j0) = (cx * 2, cy * 2);
+                let mut n = [[(0.0f64, 0.0f64); 3]; 3];
+                let mut finite = true;
+                for (b, row) in n.iter_mut().enumerate() {
+                    for (a, p) in row.iter_mut().enumerate() {
+                        *p = node(i0 + a, j0 + b);
+                        finite &= p.0.is_finite() && p.1.is_finite();
+                    }
+                }
+                let c = |a: usize, b: usize| {
+                    n.get(b)
+                        .and_then(|r| r.get(a))
+                        .copied()
+                        .unwrap_or((f64::NAN, f64::NAN))
+                };
+                let (mut eu, mut ev) = (0.0f64, 0.0f64);
+                for (a, b) in [(1, 0), (0, 1), (1, 1), (2, 1), (1, 2)] {
+                    let (tx, ty) = (a as f64 / 2.0, b as f64 / 2.0);
+                    let lin = |f: fn((f64, f64)) -> f64| {
+                        let top = f(c(0, 0)) * (1.0 - tx) + f(c(2, 0)) * tx;
+                        let bot = f(c(0, 2)) * (1.0 - tx) + f(c(2, 2)) * tx;
+                        top * (1.0 - ty) + bot * ty
+                    };
+                    eu = eu.max((lin(|p| p.0) - c(a, b).0).abs());
+                    ev = ev.max((lin(|p| p.1) - c(a, b).1).abs());
+                }
+                let (mu, mv) = (eu + EPS_PX, ev + EPS_PX);
+                let exact_all = !(finite && mu.is_finite() && mv.is_finite())
+                    || mu / bx >= 0.25
+                    || mv / by >= 0.25;
+                if exact_all {
+                    for py in cy * CELL..(cy + 1) * CELL {
+                        todo.extend((cx * CELL..(cx + 1) * CELL).map(|px| py * TS + px));
+                    }
+                    continue;
+                }
+                // Interpolate over the four GRID_STEP sub-cells.
+                let step = GRID_STEP as f64;
+                for (b, a) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let (p00, p10, p01, p11) = (c(a, b), c(a + 1, b), c(a, b + 1), c(a + 1, b + 1));
+                    for ry in 0..GRID_STEP {
+                        let ty = (ry as f64 + 0.5) / step;
+                        let l = (p00.0 + (p01.0 - p00.0) * ty, p00.1 + (p01.1 - p00.1) * ty);
+                        let r = (p10.0 + (p11.0 - p10.0) * ty, p10.1 + (p11.1 - p10.1) * ty);
+                        let py = cy * CELL + b * GRID_STEP + ry;
+                        for rx in 0..GRID_STEP {
+                            let tx = (rx as f64 + 0.5) / step;
+                            let u = l.0 + (r.0 - l.0) * tx;
+                            let v = l.1 + (r.1 - l.1) * tx;
+                            if u < -mu || v < -mv || u >= w + mu || v >= h + mv {
+                                continue; // outside the raster whatever the error
+                            }
+                            let o = py * TS + cx * CELL + a * GRID_STEP + rx;
+                            if u < mu
+                                || v < mv
+                                || u >= w - mu
+                                || v >= h - mv
+                                || edge_dist((u - ox) / bx) <= mu / bx
+                                || edge_dist((v - oy) / by) <= mv / by
+                            {
+                                todo.push(o);
+                            } else if let (Some(du), Some(dv)) = (pu.get_mut(o), pv.get_mut(o)) {
+                                *du = u;
+                                *dv = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !todo.is_empty() {
+            let tgt = tile.geo_transform();
+            let mut xs: Vec<f64> = todo
+                .iter()
+                .map(|o| tgt[0] + ((o % TS) as f64 + 0.5) * tgt[1])
+                .collect();
+            let mut ys: Vec<f64> = todo
+                .iter()
+                .map(|o| tgt[3] + ((o / TS) as f64 + 0.5) * tgt[5])
+                .collect();
+            self.to_source_pixels(&mut xs, &mut ys);
+            for ((o, u), v) in todo.iter().zip(xs).zip(ys) {
+                if let (Some(du), Some(dv)) = (pu.get_mut(*o), pv.get_mut(*o)) {
+                    *du = u;
+                    *dv = v;
+                }
+            }
+        }
+        (pu, pv)
+    }
+
     fn read_general(
         &self,
         tile: &TileId,
@@ -662,32 +838,17 @@ impl TileSource {
         resampling: Resampling,
     ) -> Result<Option<RawTile>, RenderError> {
         // 1. Grid of tile-edge positions (pixel units) → source full-res pixel coordinates.
-        let gt = tile.geo_transform();
-        let g = TS / GRID_STEP + 1;
-        let mut xs = Vec::with_capacity(g * g);
-        let mut ys = Vec::with_capacity(g * g);
-        for j in 0..g {
-            for i in 0..g {
-                xs.push(gt[0] + (i * GRID_STEP) as f64 * gt[1]);
-                ys.push(gt[3] + (j * GRID_STEP) as f64 * gt[5]);
-            }
-        }
-        if let Some(t) = &self.to_src {
-            // Failed points come back non-finite; the call may report an error for them.
-            let _partial = t.transform_coords(&mut xs, &mut ys, &mut []);
-        }
-        let ig = self.inv_gt;
+        let tgt = tile.geo_transform();
+        let g = GRID_N;
         let mut us = Vec::with_capacity(g * g);
         let mut vs = Vec::with_capacity(g * g);
-        for (x, y) in xs.iter().zip(&ys) {
-            if x.is_finite() && y.is_finite() {
-                us.push(ig[0] + x * ig[1] + y * ig[2]);
-                vs.push(ig[3] + x * ig[4] + y * ig[5]);
-            } else {
-                us.push(f64::NAN);
-                vs.push(f64::NAN);
+        for j in 0..g {
+            for i in 0..g {
+                us.push(tgt[0] + (i * GRID_STEP) as f64 * tgt[1]);
+                vs.push(tgt[3] + (j * GRID_STEP) as f64 * tgt[5]);
             }
         }
+        self.to_source_pixels(&mut us, &mut vs);
         // 2. Bounding window and source pixels per output pixel.
         let (mut umin, mut umax, mut vmin, mut vmax) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         let mut scale = f64::MAX;
@@ -767,35 +928,23 @@ impl TileSource {
                     .unwrap_or(false)
             })
             .collect();
-        // 4. Sample every output pixel centre.
-        let mut raw = RawTile::new(bands.len());
-        let (bw, bh) = (buf.0 as i64, buf.1 as i64);
+        // 4. Source position of every output pixel centre, then sample.
         let ox = x0 as f64 * fx; // window origin in full-res pixels
         let oy = y0 as f64 * fy;
+        let (pu, pv) = self.pixel_positions(tile, &us, &vs, [ox, oy, bx, by], resampling);
+        let mut raw = RawTile::new(bands.len());
+        let (bw, bh) = (buf.0 as i64, buf.1 as i64);
         for py in 0..TS {
-            let gy = (py as f64 + 0.5) / GRID_STEP as f64;
-            let j = (gy.floor() as usize).min(g - 2);
-            let ty = gy - j as f64;
             for px in 0..TS {
-                let gx = (px as f64 + 0.5) / GRID_STEP as f64;
-                let i = (gx.floor() as usize).min(g - 2);
-                let tx = gx - i as f64;
-                let c = |arr: &[f64], k: usize| arr.get(k).copied().unwrap_or(f64::NAN);
-                let k = j * g + i;
-                let interp = |arr: &[f64]| {
-                    let a = c(arr, k) * (1.0 - tx) + c(arr, k + 1) * tx;
-                    let b = c(arr, k + g) * (1.0 - tx) + c(arr, k + g + 1) * tx;
-                    a * (1.0 - ty) + b * ty
-                };
-                let u = interp(&us);
-                let v = interp(&vs);
+                let o = py * TS + px;
+                let u = pu.get(o).copied().unwrap_or(f64::NAN);
+                let v = pv.get(o).copied().unwrap_or(f64::NAN);
                 if !(u.is_finite() && v.is_finite()) || u < 0.0 || v < 0.0 || u >= w || v >= h {
                     continue;
                 }
                 // Buffer coordinates.
                 let su = (u - ox) / bx;
                 let sv = (v - oy) / by;
-                let o = py * TS + px;
                 match resampling {
                     Resampling::Nearest => {
                         let ix = (su.floor() as i64).clamp(0, bw - 1);
