@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use gdal::raster::Buffer;
+use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::{Dataset, DriverManager};
+use std::future::Future;
 use storage::tiles::render::*;
 use storage::tiles::tms::TileId;
 
@@ -250,4 +252,253 @@ fn pool_async_and_blocking() {
     std::fs::remove_file(&path).ok();
     let _ = SHARED_DATA;
 }
-use std::future::Future;
+
+/// Lossless COG in the source CRS with overviews, as `catalog::raster::write_cogs` writes
+/// the analytic asset.
+fn analytic_cog(name: &str) -> String {
+    let src = format!("{SHARED_DATA}/geotiff/{name}");
+    let path = format!(
+        "{}/analytic_{}_{name}",
+        env!("CARGO_TARGET_TMPDIR"),
+        std::process::id()
+    );
+    let ds = Dataset::open(&src).unwrap();
+    let cog = DriverManager::get_driver_by_name("COG").unwrap();
+    let opts: gdal::raster::RasterCreationOptions = [
+        "COMPRESS=ZSTD",
+        "PREDICTOR=YES",
+        "OVERVIEW_RESAMPLING=AVERAGE",
+    ]
+    .into_iter()
+    .collect();
+    ds.create_copy(&cog, &path, &opts).unwrap();
+    path
+}
+
+/// Exact nearest-neighbour reference: every destination pixel centre is transformed from
+/// EPSG:3857 to the source CRS with OSR, the source pixel is the floor of its full-resolution
+/// pixel coordinate, alpha = inside the raster and not nodata in all bands. Returns
+/// (alpha mismatches, value mismatches where both are opaque).
+fn compare_with_exact(
+    src: &TileSource,
+    ds: &Dataset,
+    data: &[Vec<u8>],
+    t: &TileId,
+) -> (usize, usize) {
+    let (w, h) = ds.raster_size();
+    let sgt = ds.geo_transform().unwrap();
+    assert!(sgt[2] == 0.0 && sgt[4] == 0.0, "north-up source");
+    let mut merc = SpatialRef::from_epsg(3857).unwrap();
+    merc.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let mut srs = ds.spatial_ref().unwrap();
+    srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let ct = CoordTransform::new(&merc, &srs).unwrap();
+    let gt = t.geo_transform();
+    let mut xs = Vec::with_capacity(256 * 256);
+    let mut ys = Vec::with_capacity(256 * 256);
+    for r in 0..256 {
+        for c in 0..256 {
+            xs.push(gt[0] + (c as f64 + 0.5) * gt[1]);
+            ys.push(gt[3] + (r as f64 + 0.5) * gt[5]);
+        }
+    }
+    let _ = ct.transform_coords(&mut xs, &mut ys, &mut []);
+    let nodata: Vec<Option<f64>> = (1..=data.len())
+        .map(|b| ds.rasterband(b).unwrap().no_data_value())
+        .collect();
+    let tile = src
+        .render_via(t, &RenderOptions::default(), RenderPath::General)
+        .unwrap();
+    let (mut bad_alpha, mut bad_value) = (0, 0);
+    for (i, (x, y)) in xs.iter().zip(&ys).enumerate() {
+        let u = (x - sgt[0]) / sgt[1];
+        let v = (y - sgt[3]) / sgt[5];
+        let inside =
+            u.is_finite() && v.is_finite() && u >= 0.0 && v >= 0.0 && u < w as f64 && v < h as f64;
+        let want: Option<Vec<u8>> = inside
+            .then(|| {
+                let s = v.floor() as usize * w + u.floor() as usize;
+                data.iter().map(|d| d[s]).collect::<Vec<u8>>()
+            })
+            .filter(|vals| {
+                !(nodata.iter().all(|n| n.is_some())
+                    && vals
+                        .iter()
+                        .zip(&nodata)
+                        .all(|(x, n)| Some(f64::from(*x)) == *n))
+            });
+        let got = match &tile {
+            Tile::Rgba(px) => px[i * 4..i * 4 + 4].to_vec(),
+            Tile::Empty => vec![0; 4],
+        };
+        match want {
+            None => bad_alpha += usize::from(got[3] != 0),
+            Some(_) if got[3] == 0 => bad_alpha += 1,
+            Some(vals) => {
+                let rgb = if vals.len() == 1 {
+                    vec![vals[0]; 3]
+                } else {
+                    vals
+                };
+                bad_value += usize::from(got[..3] != rgb[..]);
+            }
+        }
+    }
+    (bad_alpha, bad_value)
+}
+
+fn read_all(ds: &Dataset) -> Vec<Vec<u8>> {
+    let (w, h) = ds.raster_size();
+    (1..=ds.raster_count())
+        .map(|b| {
+            ds.rasterband(b)
+                .unwrap()
+                .read_as::<u8>((0, 0), (w, h), (w, h), None)
+                .unwrap()
+                .data()
+                .to_vec()
+        })
+        .collect()
+}
+
+/// General path vs. the exact per-pixel reference for an EPSG:4326 raster at z1–z3, where
+/// Web Mercator latitude is far from linear over a tile (the raster ends at ±75°).
+#[test]
+#[allow(clippy::print_stderr)]
+fn general_path_geographic_matches_exact_reprojection() {
+    let path = analytic_cog("world.byte.tif");
+    let src = TileSource::open(&path).unwrap();
+    let ds = Dataset::open(&path).unwrap();
+    let data = read_all(&ds);
+    let (mut tiles, mut alpha, mut value, mut worst) = (0, 0, 0, 0);
+    for z in 1u8..=3 {
+        let n = 1u32 << z;
+        for y in 0..n {
+            for x in 0..n {
+                // z3: every row (they straddle ±75° and the equator) in two columns.
+                if z == 3 && x % 4 != 1 {
+                    continue;
+                }
+                let t = TileId::new(z.into(), x.into(), y.into()).unwrap();
+                let (a, v) = compare_with_exact(&src, &ds, &data, &t);
+                if a + v > 0 {
+                    eprintln!("{z}/{x}/{y}: alpha {a} value {v}");
+                }
+                tiles += 1;
+                alpha += a;
+                value += v;
+                worst = worst.max(v);
+                // No nodata in this raster: bilinear is opaque exactly where nearest is.
+                if z <= 2 {
+                    let alpha_of = |r: Resampling| match src
+                        .render_via(
+                            &t,
+                            &RenderOptions {
+                                resampling: r,
+                                ..Default::default()
+                            },
+                            RenderPath::General,
+                        )
+                        .unwrap()
+                    {
+                        Tile::Rgba(px) => px.chunks_exact(4).map(|p| p[3]).collect(),
+                        Tile::Empty => vec![0u8; 256 * 256],
+                    };
+                    assert_eq!(
+                        alpha_of(Resampling::Bilinear),
+                        alpha_of(Resampling::Nearest),
+                        "bilinear alpha on {t:?}"
+                    );
+                }
+            }
+        }
+    }
+    eprintln!("{tiles} tiles: {alpha} alpha, {value} value mismatches (worst tile {worst})");
+    assert_eq!(
+        alpha, 0,
+        "pixels painted outside the raster or missing inside"
+    );
+    assert_eq!(value, 0, "nearest picks differ from the exact reprojection");
+    std::fs::remove_file(&path).ok();
+}
+
+/// The same check for a UTM raster (Landsat subset, UTM 18N) at z8–z10.
+#[test]
+#[allow(clippy::print_stderr)]
+fn general_path_utm_matches_exact_reprojection() {
+    let path = analytic_cog("RGB.byte.tif");
+    let src = TileSource::open(&path).unwrap();
+    let ds = Dataset::open(&path).unwrap();
+    let data = read_all(&ds);
+    let [w, s, e, n] = src.info().bounds_lonlat;
+    let (mut tiles, mut alpha, mut value) = (0, 0, 0);
+    for z in 8u8..=10 {
+        let k = f64::from(1u32 << z);
+        let tx = |lon: f64| ((lon + 180.0) / 360.0 * k).floor() as u32;
+        let ty = |lat: f64| {
+            let r = lat.to_radians();
+            ((1.0 - (r.tan() + 1.0 / r.cos()).ln() / std::f64::consts::PI) / 2.0 * k).floor() as u32
+        };
+        for y in ty(n)..=ty(s) {
+            for x in tx(w)..=tx(e) {
+                let t = TileId::new(z.into(), x.into(), y.into()).unwrap();
+                let (a, v) = compare_with_exact(&src, &ds, &data, &t);
+                if a + v > 0 {
+                    eprintln!("{z}/{x}/{y}: alpha {a} value {v}");
+                }
+                tiles += 1;
+                alpha += a;
+                value += v;
+            }
+        }
+    }
+    eprintln!("{tiles} tiles: {alpha} alpha, {value} value mismatches");
+    assert_eq!(alpha, 0);
+    assert_eq!(value, 0);
+    std::fs::remove_file(&path).ok();
+}
+
+/// Timing loop (not an assertion): `cargo test --release -p storage --test tiles_render --
+/// --ignored --nocapture bench_general_path`.
+#[test]
+#[ignore]
+#[allow(clippy::print_stderr)]
+fn bench_general_path() {
+    for (name, zooms) in [("world.byte.tif", 1u8..=4), ("RGB.byte.tif", 8..=12)] {
+        let path = analytic_cog(name);
+        let src = TileSource::open(&path).unwrap();
+        let [w, s, e, n] = src.info().bounds_lonlat;
+        let mut tiles = Vec::new();
+        for z in zooms {
+            let k = f64::from(1u32 << z);
+            let tx = |lon: f64| (((lon + 180.0) / 360.0 * k).floor() as u32).min((1 << z) - 1);
+            let ty = |lat: f64| {
+                let r = lat.clamp(-85.0, 85.0).to_radians();
+                ((1.0 - (r.tan() + 1.0 / r.cos()).ln() / std::f64::consts::PI) / 2.0 * k).floor()
+                    as u32
+            };
+            for y in ty(n)..=ty(s) {
+                for x in tx(w)..=tx(e) {
+                    tiles.push(TileId::new(z.into(), x.into(), y.into()).unwrap());
+                }
+            }
+        }
+        tiles.truncate(200);
+        let opts = RenderOptions::default();
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let t0 = std::time::Instant::now();
+            for t in &tiles {
+                std::hint::black_box(src.render(t, &opts).unwrap());
+            }
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        eprintln!(
+            "{name}: {} tiles, best of 3: {:.1} ms total, {:.2} ms/tile",
+            tiles.len(),
+            best * 1e3,
+            best * 1e3 / tiles.len() as f64
+        );
+        std::fs::remove_file(&path).ok();
+    }
+}
