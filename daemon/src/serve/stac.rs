@@ -149,7 +149,25 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 fn link(rel: &str, href: &str, ty: &str) -> Value {
-    json!({"rel": rel, "href": href, "type": ty})
+    let title = match rel {
+        "self" => "This document",
+        "root" => "Downlink STAC API",
+        "parent" => "Parent",
+        "conformance" => "Conformance classes",
+        "data" => "Collections",
+        "service-desc" => "OpenAPI 3.0 description",
+        "service-doc" => "API documentation (HTML)",
+        "items" => "Items",
+        "collection" => "Collection",
+        "next" => "Next page",
+        "via" => "Pass record",
+        _ => "",
+    };
+    if title.is_empty() {
+        json!({"rel": rel, "href": href, "type": ty})
+    } else {
+        json!({"rel": rel, "href": href, "type": ty, "title": title})
+    }
 }
 
 async fn landing(headers: HeaderMap) -> Json<Value> {

@@ -274,6 +274,19 @@ pub fn collection_for_listing(listing: &PassListing) -> Result<Collection, ItemE
     c.license = "other".into();
     c.extent.temporal.interval = vec![[None, None]];
     c.extensions = vec![EO_EXT.to_string(), PROJ_EXT.to_string()];
+    let mut summaries = serde_json::Map::new();
+    summaries.insert(
+        "platform".into(),
+        json!([listing.spacecraft.to_lowercase()]),
+    );
+    summaries.insert("instruments".into(), json!([listing.instrument]));
+    let bands: Vec<Value> = (1..=6)
+        .filter_map(|ch| msu_mr_band(&ch.to_string()).map(Value::Object))
+        .collect();
+    if listing.instrument.eq_ignore_ascii_case("msu-mr") && !bands.is_empty() {
+        summaries.insert("bands".into(), Value::Array(bands));
+    }
+    c.summaries = Some(summaries);
     Ok(c)
 }
 
