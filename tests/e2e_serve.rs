@@ -804,25 +804,50 @@ fn landmask() -> PathBuf {
     p
 }
 
-#[test]
-fn a_meteor_pass_gets_georeferenced_products_at_los() {
-    // Today's day of year for the TLE epoch (UTC), from the same clock the daemon uses.
+/// A daemon decoding Meteor-M LRPT frames over UDP with a TLE moved to today's pass (the
+/// returned directory holds the TLE file) and `extra` config lines for `[imaging]`.
+fn meteor_daemon(extra: &str) -> (Daemon, tempfile::TempDir) {
     let tle_dir = tempfile::tempdir().unwrap();
     let tle = tle_dir.path().join("weather.txt");
     std::fs::write(&tle, meteor_tle_for_todays_pass()).unwrap();
-    let sections = format!(
-        "[imaging]\ntle = [\"{}\"]\nlandmask = \"{}\"\n",
-        tle.display(),
-        landmask().display()
-    );
+    let sections = format!("[imaging]\ntle = [\"{}\"]\n{extra}", tle.display());
     let d = Daemon::start_full("udp", "meteor-lrpt", "frames", "", &sections, &[]);
+    (d, tle_dir)
+}
+
+/// Sends the shared Meteor-M2 capture (its three files) in random datagram sizes.
+fn send_meteor_pass(d: &Daemon, seed: u64) {
     let mut bytes = Vec::new();
     for s in ["30", "40", "50"] {
         bytes.extend(
             std::fs::read(data(&format!("vcdu/meteor-m2/2022_12_20_20_25_{s}.vcdu"))).unwrap(),
         );
     }
-    d.send(&random_datagrams(&bytes, 40069));
+    d.send(&random_datagrams(&bytes, seed));
+}
+
+/// `downlink archive add` into the daemon's archive; what it prints.
+fn archive_add(d: &Daemon, file: &str, collection: &str, when: &str) -> serde_json::Value {
+    let add = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .args(["archive", "add"])
+        .arg(data(file))
+        .args(["--collection", collection, "--datetime", when])
+        .arg("--archive")
+        .arg(&d.archive)
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    serde_json::from_slice(&add.stdout).unwrap()
+}
+
+#[test]
+fn a_meteor_pass_gets_georeferenced_products_at_los() {
+    let (d, _tle) = meteor_daemon(&format!("landmask = \"{}\"\n", landmask().display()));
+    send_meteor_pass(&d, 40069);
     let rec = d.wait_passes(1).remove(0);
     assert_eq!(rec["counters"]["frames"]["good"], 256);
     let id = rec["id"].as_str().unwrap().to_owned();
@@ -1016,40 +1041,16 @@ fn wait_catalogued(d: &Daemon) -> String {
 
 #[test]
 fn stac_api_serves_received_passes_and_imported_rasters() {
-    // An imported raster (the shared Landsat subset over the Bahamas), before the daemon runs.
-    let tle_dir = tempfile::tempdir().unwrap();
-    let tle = tle_dir.path().join("weather.txt");
-    std::fs::write(&tle, meteor_tle_for_todays_pass()).unwrap();
-    let sections = format!("[imaging]\ntle = [\"{}\"]\n", tle.display());
-    let d = Daemon::start_full("udp", "meteor-lrpt", "frames", "", &sections, &[]);
-    let add = Command::new(env!("CARGO_BIN_EXE_downlink"))
-        .args(["archive", "add"])
-        .arg(data("geotiff/RGB.byte.tif"))
-        .args([
-            "--collection",
-            "landsat-imports",
-            "--datetime",
-            "2024-08-01T13:45:00Z",
-            "--archive",
-        ])
-        .arg(&d.archive)
-        .output()
-        .unwrap();
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
+    // An imported raster (the shared Landsat subset over the Bahamas) and a received pass.
+    let (d, _tle) = meteor_daemon("");
+    let added = archive_add(
+        &d,
+        "geotiff/RGB.byte.tif",
+        "landsat-imports",
+        "2024-08-01T13:45:00Z",
     );
-    let added: serde_json::Value = serde_json::from_slice(&add.stdout).unwrap();
     assert_eq!(added["id"], "RGB.byte");
-
-    let mut bytes = Vec::new();
-    for s in ["30", "40", "50"] {
-        bytes.extend(
-            std::fs::read(data(&format!("vcdu/meteor-m2/2022_12_20_20_25_{s}.vcdu"))).unwrap(),
-        );
-    }
-    d.send(&random_datagrams(&bytes, 7));
+    send_meteor_pass(&d, 7);
     let id = wait_catalogued(&d);
     let p = d.http;
     let base = format!("http://127.0.0.1:{p}");
@@ -1427,36 +1428,14 @@ fn stac_validators_and_the_web_map_in_headless_chromium() {
         return;
     }
     // Two scenes of the same place a month apart (the second one coarser), and a real pass.
-    let tle_dir = tempfile::tempdir().unwrap();
-    let tle = tle_dir.path().join("weather.txt");
-    std::fs::write(&tle, meteor_tle_for_todays_pass()).unwrap();
-    let sections = format!("[imaging]\ntle = [\"{}\"]\n", tle.display());
-    let d = Daemon::start_full("udp", "meteor-lrpt", "frames", "", &sections, &[]);
+    let (d, _tle) = meteor_daemon("");
     for (file, when) in [
         ("geotiff/RGB.byte.tif", "2024-08-01T13:45:00Z"),
         ("geotiff/rgb-byte-tenth.tif", "2024-09-01T13:45:00Z"),
     ] {
-        let add = Command::new(env!("CARGO_BIN_EXE_downlink"))
-            .args(["archive", "add"])
-            .arg(data(file))
-            .args(["--collection", "landsat-imports", "--datetime", when])
-            .arg("--archive")
-            .arg(&d.archive)
-            .output()
-            .unwrap();
-        assert!(
-            add.status.success(),
-            "{}",
-            String::from_utf8_lossy(&add.stderr)
-        );
+        archive_add(&d, file, "landsat-imports", when);
     }
-    let mut bytes = Vec::new();
-    for s in ["30", "40", "50"] {
-        bytes.extend(
-            std::fs::read(data(&format!("vcdu/meteor-m2/2022_12_20_20_25_{s}.vcdu"))).unwrap(),
-        );
-    }
-    d.send(&random_datagrams(&bytes, 11));
+    send_meteor_pass(&d, 11);
     let id = wait_catalogued(&d);
     let base = format!("http://127.0.0.1:{}", d.http);
     let item = json_of(
