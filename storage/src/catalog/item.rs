@@ -156,7 +156,15 @@ pub fn item_for_product(
     validate_id("item", &listing.pass_id)?;
     let cid = collection_id(&listing.spacecraft, &listing.instrument);
     validate_id("collection", &cid)?;
-    let [w, s, e, n] = listing.bbox;
+    // Products of a pass across ±180° are gridded with longitudes past 180 (or below -180);
+    // STAC wants [-180, 180] with west > east for a crossing bbox.
+    let [mut w, s, mut e, n] = listing.bbox;
+    if e > 180.0 && e - w < 360.0 {
+        e -= 360.0;
+    }
+    if w < -180.0 && e - w < 360.0 {
+        w += 360.0;
+    }
     if !(s <= n && (-90.0..=90.0).contains(&s) && (-90.0..=90.0).contains(&n)) {
         return Err(ItemError::Listing(format!("bad bbox {:?}", listing.bbox)));
     }
@@ -314,5 +322,30 @@ mod tests {
         assert_eq!(b["eo:full_width_half_max"], 0.4);
         assert!(msu_mr_band("4").unwrap().get("eo:common_name").is_none());
         assert!(msu_mr_band("7").is_none());
+    }
+
+    #[test]
+    fn a_pass_across_the_antimeridian_gets_a_split_footprint_and_bbox() {
+        let listing = PassListing::from_json(
+            r#"{"pass_id": "p1", "spacecraft": "METEOR-M 2", "norad_id": 40069,
+                "instrument": "msu-mr", "start": "2022-12-20T20:25:11Z",
+                "end": "2022-12-20T20:25:44Z", "bbox": [166.86, -13.81, 193.57, -8.27],
+                "footprint": [[167.35, -8.29], [178.0, -10.0], [-166.45, -12.04],
+                              [-166.73, -13.8], [178.0, -12.0], [166.88, -10.04]],
+                "products": []}"#,
+        )
+        .unwrap();
+        let item = item_for_product(&listing, &BTreeMap::new()).unwrap();
+        let bb = item.bbox.unwrap();
+        assert!((bb.xmin() - 166.86).abs() < 1e-9, "{bb:?}");
+        assert!((bb.xmax() - (193.57 - 360.0)).abs() < 1e-9, "{bb:?}");
+        let g = serde_json::to_value(item.geometry.unwrap()).unwrap();
+        assert_eq!(g["type"], "MultiPolygon", "{g}");
+        for poly in g["coordinates"].as_array().unwrap() {
+            for p in poly[0].as_array().unwrap() {
+                let lon = p[0].as_f64().unwrap();
+                assert!((-180.0..=180.0).contains(&lon), "{g}");
+            }
+        }
     }
 }
