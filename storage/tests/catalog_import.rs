@@ -212,3 +212,79 @@ fn walk(p: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A pass across the antimeridian is gridded continuously (170°E … 190°E). Its web-optimized
+/// visual COG must hold both sides of the line at the source's resolution — GDAL alone makes an
+/// empty, whole-world, coarse one.
+#[test]
+fn a_raster_across_the_antimeridian_gets_a_visual_cog_with_both_sides() {
+    use gdal::raster::Buffer;
+    use gdal::{Dataset, DriverManager};
+    use storage::catalog::raster::write_visual_cog;
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("across.tif");
+    let (w, h) = (400usize, 100usize);
+    {
+        let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
+        let mut ds = drv.create_with_band_type::<u8, _>(&src, w, h, 3).unwrap();
+        ds.set_geo_transform(&[170.0, 0.05, 0.0, -5.0, 0.0, -0.05])
+            .unwrap();
+        ds.set_projection(
+            &gdal::spatial_ref::SpatialRef::from_epsg(4326)
+                .unwrap()
+                .to_wkt()
+                .unwrap(),
+        )
+        .unwrap();
+        for b in 1..=3 {
+            let data: Vec<u8> = (0..w * h).map(|i| (40 + (i % w) * 200 / w) as u8).collect();
+            let mut buf = Buffer::new((w, h), data);
+            ds.rasterband(b)
+                .unwrap()
+                .write((0, 0), (w, h), &mut buf)
+                .unwrap();
+        }
+    }
+    let dst = dir.path().join("across.visual.tif");
+    let info = write_visual_cog(&src, &dst).unwrap();
+    assert!(
+        info.bbox[0] > info.bbox[2],
+        "west > east across ±180: {:?}",
+        info.bbox
+    );
+
+    let v = Dataset::open(&dst).unwrap();
+    let (vw, vh) = v.raster_size();
+    let gt = v.geo_transform().unwrap();
+    // 0.05° ≈ 5.6 km → zoom 5 (4.9 km/px): 8192 px across the world.
+    assert_eq!(vw, 8192, "{gt:?}");
+    let mask = v
+        .rasterband(1)
+        .unwrap()
+        .open_mask_band()
+        .unwrap()
+        .read_as::<u8>((0, 0), (vw, vh), (vw, vh), None)
+        .unwrap();
+    let lon = |col: usize| (gt[0] + (col as f64 + 0.5) * gt[1]) / 20_037_508.342_789_244 * 180.0;
+    let valid_cols: Vec<f64> = (0..vw)
+        .filter(|c| (0..vh).any(|r| mask.data()[r * vw + c] > 0))
+        .map(lon)
+        .collect();
+    let east_side = valid_cols
+        .iter()
+        .filter(|l| (170.5..179.5).contains(*l))
+        .count();
+    let west_side = valid_cols
+        .iter()
+        .filter(|l| (-179.5..-170.5).contains(*l))
+        .count();
+    assert!(
+        east_side > 100 && west_side > 100,
+        "{east_side} {west_side}"
+    );
+    assert!(
+        valid_cols.iter().all(|l| *l >= 169.9 || *l <= -169.9),
+        "nothing outside 170°E…170°W"
+    );
+}

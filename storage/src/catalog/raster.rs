@@ -315,14 +315,42 @@ fn percentile_stretch(ds: &Dataset, band: usize) -> Result<(f64, f64), RasterErr
 
 /// VRT (XML) that turns `src` into 3 Byte bands (+ per-dataset mask from the source's
 /// band-1 mask when the source has nodata).
+/// A geographic raster whose longitudes run past ±180° (a pass across the antimeridian is
+/// gridded continuously, e.g. 166°…194°): the PROJ definition that lets GDAL's warper find
+/// its pixels from both sides of the line (`lon_wrap` folds -170° onto 190°), and the
+/// GoogleMapsCompatible zoom level matching its resolution (the automatic choice would take
+/// the whole world's width as the extent and pick a very coarse level).
+fn across_antimeridian(info: &RasterInfo) -> Option<(&'static str, u32)> {
+    let g = info.geo_transform;
+    let geographic =
+        gdal::spatial_ref::SpatialRef::from_wkt(&info.wkt).is_ok_and(|s| s.is_geographic());
+    if !geographic || g[2] != 0.0 || g[1] <= 0.0 {
+        return None;
+    }
+    let west = g[0];
+    let east = g[0] + g[1] * info.size.0 as f64;
+    let wrap = if east > 180.0 && west > -180.0 {
+        "+proj=longlat +datum=WGS84 +lon_wrap=180 +over +no_defs"
+    } else if west < -180.0 && east < 180.0 {
+        "+proj=longlat +datum=WGS84 +lon_wrap=-180 +over +no_defs"
+    } else {
+        return None;
+    };
+    // Metres per pixel at the equator → the closest level (156543.03 m/px at zoom 0).
+    let res_m = g[1] * 111_319.490_793;
+    let z = (156_543.033_928 / res_m).log2().round().clamp(0.0, 22.0);
+    Some((wrap, z as u32))
+}
+
 fn visual_vrt(ds: &Dataset, src: &Path, info: &RasterInfo) -> Result<String, RasterError> {
     let srcname = xml_escape(&src.to_string_lossy());
     let g = info.geo_transform;
+    let srs = across_antimeridian(info).map_or_else(|| info.wkt.clone(), |(w, _)| w.to_owned());
     let mut x = format!(
         "<VRTDataset rasterXSize=\"{}\" rasterYSize=\"{}\"><SRS>{}</SRS><GeoTransform>{:.17e},{:.17e},{:.17e},{:.17e},{:.17e},{:.17e}</GeoTransform>",
         info.size.0,
         info.size.1,
-        xml_escape(&info.wkt),
+        xml_escape(&srs),
         g[0], g[1], g[2], g[3], g[4], g[5]
     );
     let nb = info.band_types.len();
@@ -481,7 +509,8 @@ fn write_visual(
     let cog = DriverManager::get_driver_by_name("COG").map_err(gd("COG driver"))?;
     let vrt_xml = visual_vrt(ds, src, info)?;
     let vrt = Dataset::open(&vrt_xml).map_err(gd("open visual VRT"))?;
-    let vopts = cog_options(&[
+    let zoom = across_antimeridian(info).map(|(_, z)| z.to_string());
+    let mut pairs = vec![
         ("TILING_SCHEME", "GoogleMapsCompatible"),
         ("COMPRESS", "JPEG"),
         ("QUALITY", "85"),
@@ -489,7 +518,11 @@ fn write_visual(
         ("NUM_THREADS", "2"),
         ("RESAMPLING", "BILINEAR"),
         ("OVERVIEW_RESAMPLING", "AVERAGE"),
-    ])?;
+    ];
+    if let Some(z) = &zoom {
+        pairs.push(("ZOOM_LEVEL", z));
+    }
+    let vopts = cog_options(&pairs)?;
     vrt.create_copy(&cog, tmp_v, &vopts)
         .map_err(gd(format!("visual COG {}", tmp_v.display())))?;
     Ok(())
