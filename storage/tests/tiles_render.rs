@@ -502,3 +502,55 @@ fn bench_general_path() {
         std::fs::remove_file(&path).ok();
     }
 }
+
+/// A geographic grid running past 180° (a pass across the antimeridian, 170°E…190°E): tiles on
+/// both sides of the line get its pixels through the general path.
+#[test]
+fn general_path_reads_a_grid_across_the_antimeridian_from_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("across.tif");
+    let (w, h) = (400usize, 100usize);
+    {
+        let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
+        let mut ds = drv.create_with_band_type::<u8, _>(&path, w, h, 1).unwrap();
+        ds.set_geo_transform(&[170.0, 0.05, 0.0, -5.0, 0.0, -0.05])
+            .unwrap();
+        ds.set_projection(&SpatialRef::from_epsg(4326).unwrap().to_wkt().unwrap())
+            .unwrap();
+        let data: Vec<u8> = (0..w * h).map(|i| (40 + (i % w) / 2) as u8).collect();
+        let mut buf = Buffer::new((w, h), data);
+        ds.rasterband(1)
+            .unwrap()
+            .write((0, 0), (w, h), &mut buf)
+            .unwrap();
+    }
+    let src = TileSource::open(&path).unwrap();
+    let b = src.info().bounds_lonlat;
+    assert!(b[0] > b[2], "bounds cross ±180: {b:?}");
+    let opts = RenderOptions::default();
+    // z5 tiles: x 0 is 180°W…168.75°W, x 31 is 168.75°E…180°; y 16 holds 7°S.
+    let west = src.render(&TileId { z: 5, x: 0, y: 16 }, &opts).unwrap();
+    let east = src.render(&TileId { z: 5, x: 31, y: 16 }, &opts).unwrap();
+    assert!(matches!(
+        src.path_for(&TileId { z: 5, x: 0, y: 16 }),
+        RenderPath::General
+    ));
+    // 175°W = 185° → column 300 → value 190; 175°E → column 100 → value 90.
+    let merc_row = |lat: f64| {
+        let n = 32.0_f64;
+        let y = (1.0 - lat.to_radians().tan().asinh() / std::f64::consts::PI) / 2.0 * n;
+        ((y - 16.0) * 256.0) as usize
+    };
+    let row = merc_row(-7.0);
+    let col_w = ((-175.0 + 180.0) / 11.25 * 256.0) as usize;
+    let col_e = ((175.0 - 168.75) / 11.25 * 256.0) as usize;
+    let pw = px(&west, col_w, row);
+    let pe = px(&east, col_e, row);
+    assert_eq!(pw[3], 255, "west of the line has data: {pw:?}");
+    assert_eq!(pe[3], 255, "east of the line has data: {pe:?}");
+    assert!((i32::from(pw[0]) - 190).abs() <= 1, "{pw:?}");
+    assert!((i32::from(pe[0]) - 90).abs() <= 1, "{pe:?}");
+    // Beyond the grid (west of 190° = 170°W) nothing.
+    let col_out = ((-169.0 + 180.0) / 11.25 * 256.0) as usize;
+    assert_eq!(px(&west, col_out, row)[3], 0);
+}

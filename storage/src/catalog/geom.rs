@@ -364,6 +364,22 @@ fn close(mut r: Vec<Pos>) -> Vec<Pos> {
     r
 }
 
+/// A geographic grid from `west` to `east` (degrees) that runs past ±180° (a pass across the
+/// antimeridian, gridded continuously, e.g. 166°…194°): the PROJ definition under which GDAL
+/// finds its pixels from both sides of the line (`lon_wrap` folds -170° onto 190°). `None`
+/// for grids inside [-180, 180] or wider than the world.
+pub fn lon_wrap_for(west: f64, east: f64) -> Option<&'static str> {
+    if !(west.is_finite() && east.is_finite()) || east - west >= 360.0 {
+        None
+    } else if east > 180.0 && west > -180.0 {
+        Some("+proj=longlat +datum=WGS84 +lon_wrap=180 +over +no_defs")
+    } else if west < -180.0 && east < 180.0 {
+        Some("+proj=longlat +datum=WGS84 +lon_wrap=-180 +over +no_defs")
+    } else {
+        None
+    }
+}
+
 /// Turn one exterior ring (lon/lat, possibly wrapping across ±180°) into GeoJSON-ready
 /// polygons in [-180, 180]: unwraps longitudes, and if the ring extends past ±180° splits
 /// it there. Returns 1 or 2 rings, each closed.

@@ -315,11 +315,10 @@ fn percentile_stretch(ds: &Dataset, band: usize) -> Result<(f64, f64), RasterErr
 
 /// VRT (XML) that turns `src` into 3 Byte bands (+ per-dataset mask from the source's
 /// band-1 mask when the source has nodata).
-/// A geographic raster whose longitudes run past ±180° (a pass across the antimeridian is
-/// gridded continuously, e.g. 166°…194°): the PROJ definition that lets GDAL's warper find
-/// its pixels from both sides of the line (`lon_wrap` folds -170° onto 190°), and the
-/// GoogleMapsCompatible zoom level matching its resolution (the automatic choice would take
-/// the whole world's width as the extent and pick a very coarse level).
+/// A geographic raster whose longitudes run past ±180° (see [`super::geom::lon_wrap_for`]):
+/// the PROJ definition to read it with, and the GoogleMapsCompatible zoom level matching its
+/// resolution (the automatic choice would take the whole world's width as the extent and pick
+/// a very coarse level).
 fn across_antimeridian(info: &RasterInfo) -> Option<(&'static str, u32)> {
     let g = info.geo_transform;
     let geographic =
@@ -327,15 +326,7 @@ fn across_antimeridian(info: &RasterInfo) -> Option<(&'static str, u32)> {
     if !geographic || g[2] != 0.0 || g[1] <= 0.0 {
         return None;
     }
-    let west = g[0];
-    let east = g[0] + g[1] * info.size.0 as f64;
-    let wrap = if east > 180.0 && west > -180.0 {
-        "+proj=longlat +datum=WGS84 +lon_wrap=180 +over +no_defs"
-    } else if west < -180.0 && east < 180.0 {
-        "+proj=longlat +datum=WGS84 +lon_wrap=-180 +over +no_defs"
-    } else {
-        return None;
-    };
+    let wrap = super::geom::lon_wrap_for(g[0], g[0] + g[1] * info.size.0 as f64)?;
     // Metres per pixel at the equator → the closest level (156543.03 m/px at zoom 0).
     let res_m = g[1] * 111_319.490_793;
     let z = (156_543.033_928 / res_m).log2().round().clamp(0.0, 22.0);

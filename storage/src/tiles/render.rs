@@ -341,15 +341,24 @@ impl TileSource {
         let mut wgs = SpatialRef::from_epsg(4326).map_err(gerr(&p))?;
         wgs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
         let src_is_3857 = is_3857(&src_srs);
-        let to_src = if src_is_3857 {
-            None
-        } else {
-            Some(CoordTransform::new(&merc, &src_srs).map_err(gerr(&p))?)
-        };
         // Bounds in lon/lat and resolution in 3857.
         let w = width as f64;
         let h = height as f64;
         let ax = |c: f64, r: f64| (gt[0] + c * gt[1] + r * gt[2], gt[3] + c * gt[4] + r * gt[5]);
+        // A geographic grid running past ±180° is read through `lon_wrap`, so tiles on the
+        // other side of the line find its pixels.
+        let wrap = (src_srs.is_geographic() && gt[2] == 0.0 && gt[4] == 0.0)
+            .then(|| crate::catalog::geom::lon_wrap_for(gt[0], gt[0] + w * gt[1]))
+            .flatten();
+        let to_src = match (src_is_3857, wrap) {
+            (true, _) => None,
+            (false, Some(def)) => {
+                let mut s = SpatialRef::from_proj4(def).map_err(gerr(&p))?;
+                s.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+                Some(CoordTransform::new(&merc, &s).map_err(gerr(&p))?)
+            }
+            (false, None) => Some(CoordTransform::new(&merc, &src_srs).map_err(gerr(&p))?),
+        };
         let corners = [ax(0.0, 0.0), ax(w, 0.0), ax(0.0, h), ax(w, h)];
         let (minx, maxx, miny, maxy) = corners.iter().fold(
             (f64::MAX, f64::MIN, f64::MAX, f64::MIN),
@@ -359,12 +368,26 @@ impl TileSource {
         let bl = to_wgs
             .transform_bounds(&[minx, miny, maxx, maxy], 21)
             .map_err(gerr(&p))?;
-        let bounds_lonlat = [
-            bl[0].max(-180.0),
-            bl[1].max(-90.0),
-            bl[2].min(180.0),
-            bl[3].min(90.0),
-        ];
+        let bounds_lonlat = if wrap.is_some() {
+            // West > east: the bounds cross the antimeridian.
+            let fold = |x: f64| {
+                if x > 180.0 {
+                    x - 360.0
+                } else if x < -180.0 {
+                    x + 360.0
+                } else {
+                    x
+                }
+            };
+            [fold(minx), bl[1].max(-90.0), fold(maxx), bl[3].min(90.0)]
+        } else {
+            [
+                bl[0].max(-180.0),
+                bl[1].max(-90.0),
+                bl[2].min(180.0),
+                bl[3].min(90.0),
+            ]
+        };
         let res_3857 = {
             let (cx, cy) = ax(w / 2.0, h / 2.0);
             let (cx2, cy2) = ax(w / 2.0 + 1.0, h / 2.0 + 1.0);
