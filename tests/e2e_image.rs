@@ -564,6 +564,18 @@ fn raw_gcp_tiffs_carry_gcps_and_provenance() {
     }
 }
 
+/// The Sun over the middle of the swath at mid-pass (2022-12-20 20:25:26.4 UTC, the GCP at
+/// 11.107°S 146.954°E): dawn. Cross-checked with the independent `astral` 3.2 (PyPI):
+/// elevation 7.90° (no refraction), azimuth 112.45°.
+#[test]
+fn the_pass_records_the_sun_at_dawn() {
+    let v = &full().listing;
+    let el = v["sun"]["elevation"].as_f64().unwrap();
+    let az = v["sun"]["azimuth"].as_f64().unwrap();
+    assert!((el - 7.90).abs() < 0.05, "{}", v["sun"]);
+    assert!((az - 112.45).abs() < 0.05, "{}", v["sun"]);
+}
+
 #[test]
 fn analytic_cogs_are_north_up_epsg4326_grids() {
     let v = &full().listing;

@@ -1103,6 +1103,14 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
     // The pass item: absolute asset URLs, provenance, link to the pass record.
     let item = json_of(p, &format!("/stac/collections/meteor-m2-msu-mr/items/{id}"));
     assert_eq!(item["properties"]["downlink:pass_id"], id.as_str());
+    // Dawn over the swath, as on the 2022 pass whose ground track this one repeats.
+    let sun = item["properties"]["view:sun_elevation"].as_f64().unwrap();
+    assert!((-10.0..25.0).contains(&sun), "{sun}");
+    assert!(item["stac_extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e.as_str().unwrap().contains("/view/")));
     assert_eq!(
         item["properties"]["downlink:link_quality"]["frames_good"],
         256

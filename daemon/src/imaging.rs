@@ -307,6 +307,9 @@ pub struct Listing {
     pub tle: serde_json::Value,
     /// Sub-satellite point at the first image line.
     pub subsatellite_first: Option<serde_json::Value>,
+    /// The Sun at the middle of the swath at mid-pass: `{"elevation": °, "azimuth": °}`
+    /// (STAC `view:sun_elevation` / `view:sun_azimuth`).
+    pub sun: Option<serde_json::Value>,
     /// EPSG:4326 bounds of the warped products `[west, south, east, north]`.
     pub bbox: Option<[f64; 4]>,
     /// Outline of the swath (lon, lat), from the border of the GCP grid: the first line, the
@@ -320,6 +323,35 @@ pub struct Listing {
     pub products: Vec<Product>,
     /// Milliseconds per step.
     pub timing_ms: BTreeMap<&'static str, u64>,
+}
+
+/// Solar elevation and azimuth at the GCP nearest the middle of the image (middle column,
+/// middle line) at the time halfway between the first and the last line.
+fn sun_at_mid_pass(
+    first: Option<UtcTime>,
+    last: Option<UtcTime>,
+    gcps: &[prod::Gcp],
+) -> Option<serde_json::Value> {
+    let (first, last) = (first?, last?);
+    let mid_t = first.add_seconds(last.seconds_since(first) / 2.0);
+    let (pmax, lmax) = gcps.iter().fold((0.0_f64, 0.0_f64), |(p, l), g| {
+        (p.max(g.pixel), l.max(g.line))
+    });
+    let centre = gcps
+        .iter()
+        .filter(|g| g.lat.is_finite() && g.lon.is_finite())
+        .min_by(|a, b| {
+            let d = |g: &prod::Gcp| {
+                (g.pixel - pmax / 2.0).abs() / pmax.max(1.0)
+                    + (g.line - lmax / 2.0).abs() / lmax.max(1.0)
+            };
+            d(a).total_cmp(&d(b))
+        })?;
+    let s = imagery::sun::sun_position(mid_t, centre.lat, centre.lon);
+    Some(serde_json::json!({
+        "elevation": (s.elevation_deg * 100.0).round() / 100.0,
+        "azimuth": (s.azimuth_deg * 100.0).round() / 100.0,
+    }))
 }
 
 /// The border of a GCP grid as one ring (lon, lat), counter-clockwise in image order: along
@@ -714,6 +746,7 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
         subsatellite_first: subsat
             .map(|g| serde_json::json!({"lat": g.lat_deg, "lon": g.lon_deg, "alt_km": g.alt_km})),
         bbox: Some(bbox),
+        sun: sun_at_mid_pass(first, last, &gcps),
         footprint: swath_outline(&gcps),
         geolocation_qa: qa,
         link_quality: link,

@@ -24,6 +24,8 @@ use super::raster::{inspect, COG_MEDIA_TYPE, PROJ_EXT};
 
 /// eo extension v2.0.0.
 pub const EO_EXT: &str = "https://stac-extensions.github.io/eo/v2.0.0/schema.json";
+/// view extension v1.0.0 (sun angles of the scene).
+pub const VIEW_EXT: &str = "https://stac-extensions.github.io/view/v1.0.0/schema.json";
 /// file extension v2.1.0 (`file:size`).
 pub const FILE_EXT: &str = "https://stac-extensions.github.io/file/v2.1.0/schema.json";
 
@@ -79,6 +81,9 @@ pub struct PassListing {
     /// bbox rectangle.
     #[serde(default)]
     pub footprint: Vec<[f64; 2]>,
+    /// The Sun at mid-pass over the middle of the swath: `{"elevation", "azimuth"}` (degrees).
+    #[serde(default)]
+    pub sun: Option<Value>,
     /// Geolocation QA records, stored as given.
     #[serde(default)]
     pub geolocation_qa: Value,
@@ -197,11 +202,23 @@ pub fn item_for_product(
         listing.geolocation_qa.clone(),
     );
     f.insert("downlink:link_quality".into(), listing.link_quality.clone());
+    let sun = listing.sun.as_ref().and_then(|s| {
+        let el = s.get("elevation")?.as_f64()?;
+        let az = s.get("azimuth")?.as_f64()?;
+        ((-90.0..=90.0).contains(&el) && (0.0..360.0).contains(&az)).then_some((el, az))
+    });
+    if let Some((el, az)) = sun {
+        f.insert("view:sun_elevation".into(), json!(el));
+        f.insert("view:sun_azimuth".into(), json!(az));
+    }
     item.extensions = vec![
         EO_EXT.to_string(),
         PROJ_EXT.to_string(),
         FILE_EXT.to_string(),
     ];
+    if sun.is_some() {
+        item.extensions.push(VIEW_EXT.to_string());
+    }
 
     for prod in &listing.products {
         let Some(key) = asset_key(prod) else {
