@@ -8,6 +8,8 @@ const MAX_PAGES = 20;
 const PAGE = 500;
 
 const $ = (id) => document.getElementById(id);
+// The address the page was opened with: its view applies to the first collection shown only.
+let initial = new URLSearchParams(location.search);
 const state = {
   collection: null, // STAC collection JSON
   items: [], // features of the collection, newest first
@@ -118,6 +120,8 @@ const maps = { before: makeMap('map-before'), after: makeMap('map-after') };
 maps.after.addControl(new maplibregl.NavigationControl({ showCompass: false }), 'bottom-right');
 maps.after.addControl(new maplibregl.ScaleControl(), 'bottom-left');
 
+maps.after.on('moveend', () => saveView());
+
 // Keep the two maps on the same view.
 let syncing = false;
 for (const [a, b] of [
@@ -169,12 +173,29 @@ function timeLabel(i) {
   return t ? t.replace('T', ' ').replace(/(\.\d+)?(Z|\+00:00)$/, ' UTC') : '—';
 }
 
+/** Keeps the page address in step with the view, so a link reopens the same comparison. */
+function saveView() {
+  if (!state.collection) return;
+  const m = maps.after;
+  const c = m.getCenter();
+  const q = new URLSearchParams({
+    collection: state.collection.id,
+    layer: state.layer,
+    before: String(state.before),
+    after: String(state.after),
+    center: `${c.lng.toFixed(5)},${c.lat.toFixed(5)}`,
+    zoom: m.getZoom().toFixed(2),
+  });
+  history.replaceState(null, '', `${location.pathname}?${q}`);
+}
+
 function applyTimes() {
   const id = state.collection.id;
   $('before-label').textContent = timeLabel(state.before);
   $('after-label').textContent = timeLabel(state.after);
   setScenes(maps.before, id, state.times[state.before]);
   setScenes(maps.after, id, state.times[state.after]);
+  saveView();
 }
 
 async function selectCollection(col) {
@@ -187,7 +208,9 @@ async function selectCollection(col) {
   const layers = layersOf(state.items);
   const layerSelect = $('layer');
   layerSelect.replaceChildren(...layers.map((k) => el('option', k === 'ndvi' ? 'ndvi (RdYlGn, -1…1)' : k, { value: k })));
-  const wantedLayer = new URLSearchParams(location.search).get('layer');
+  const q = initial;
+  initial = new URLSearchParams();
+  const wantedLayer = q.get('layer');
   state.layer = layers.includes(wantedLayer) ? wantedLayer : layers[0];
   layerSelect.value = state.layer;
   const last = Math.max(0, state.times.length - 1);
@@ -195,7 +218,6 @@ async function selectCollection(col) {
     $(id).max = String(last);
     $(id).disabled = state.times.length < 2;
   }
-  const q = new URLSearchParams(location.search);
   state.before = Math.min(last, Number(q.get('before') ?? 0) || 0);
   state.after = Math.min(last, Number(q.get('after') ?? last));
   $('before').value = String(state.before);
@@ -414,7 +436,7 @@ async function main() {
     state.loads += 1;
     return;
   }
-  const wanted = new URLSearchParams(location.search).get('collection');
+  const wanted = initial.get('collection');
   const first = collections.find((c) => c.id === wanted) || collections[0];
   select.value = first.id;
   select.addEventListener('change', () => {

@@ -126,6 +126,12 @@ const firstHashes = new Set(ok.filter((t) => decodeURIComponent(t.url).includes(
 if (moved.every((t) => firstHashes.has(t.hash))) await fail('the slider changed the URLs but not the tiles', page);
 const label = await page.textContent('#after-label');
 if (!label || !label.startsWith(oldest.slice(0, 10))) await fail(`after label is ${label}`, page);
+// The address follows the view: a shared link reopens this comparison.
+const shared = new URL(page.url());
+findings.address = shared.search;
+if (shared.searchParams.get('after') !== '0' || shared.searchParams.get('collection') !== timeCollection) {
+  await fail(`the address does not hold the view: ${shared.search}`, page);
+}
 const s2 = await canvasStats();
 findings.canvas_after_slider = s2;
 if (s2.signature === s1.signature) await fail('the picture did not change when the time slider moved', page);
