@@ -200,7 +200,7 @@ fn encode_roundtrip() {
 #[test]
 fn pool_async_and_blocking() {
     let path = synthetic_web_cog();
-    let pool = TilePool::new(2, 4).unwrap();
+    let pool = TilePool::new(2, 4, 16).unwrap();
     let futs: Vec<_> = (0..8)
         .map(|i| {
             pool.submit(
@@ -248,6 +248,30 @@ fn pool_async_and_blocking() {
         )
         .wait();
     assert!(matches!(err, Err(RenderError::Gdal { .. })));
+    drop(pool);
+
+    // A bounded queue: one renderer, one waiting slot. A burst of 40 submitted faster than a
+    // tile renders is mostly refused with Busy at once; what was accepted renders.
+    let pool = TilePool::new(1, 1, 1).unwrap();
+    let futs: Vec<_> = (0..40)
+        .map(|i| {
+            pool.submit(
+                &path,
+                TileId::new(12, (TX0 + i % 2).into(), TY0.into()).unwrap(),
+                RenderOptions::default(),
+                Format::Png,
+            )
+        })
+        .collect();
+    let (mut busy, mut done) = (0, 0);
+    for f in futs {
+        match f.wait() {
+            Err(RenderError::Busy) => busy += 1,
+            Ok(Encoded::Image { .. }) => done += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(busy >= 30 && done >= 1, "busy {busy}, rendered {done}");
     drop(pool);
     std::fs::remove_file(&path).ok();
     let _ = SHARED_DATA;

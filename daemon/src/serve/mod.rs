@@ -25,8 +25,8 @@ pub mod tile_cache;
 pub mod web;
 pub mod webhook;
 
-/// Tile renders queued or running at once (two render threads work through them).
-pub const TILE_RENDERS_MAX: usize = 64;
+/// Tiles waiting for the two render threads; past that a request gets 503 + Retry-After.
+pub const TILE_QUEUE_MAX: usize = 64;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -117,11 +117,9 @@ pub struct Shared {
     pub catalog: Option<Arc<dyn storage::catalog::Catalog>>,
     /// Map tile renderers (one GDAL handle per thread).
     pub tiles: Option<Arc<storage::tiles::render::TilePool>>,
-    /// Recently served tiles (64 MiB at most).
+    /// Recently served tiles (`http.tile_cache` bytes at most).
     pub tile_cache: tile_cache::TileCache,
-    /// Tile renders queued or running; a request that finds none free gets 503 + Retry-After.
-    pub tile_permits: Arc<tokio::sync::Semaphore>,
-    /// Tile requests refused because every render slot was taken.
+    /// Tile requests refused because the render queue was full.
     pub tiles_busy: std::sync::atomic::AtomicU64,
 }
 
@@ -249,9 +247,8 @@ impl Generation {
             tile_cache: tile_cache::TileCache::new(
                 usize::try_from(cfg.http.tile_cache).unwrap_or(usize::MAX),
             ),
-            tile_permits: Arc::new(tokio::sync::Semaphore::new(TILE_RENDERS_MAX)),
             tiles_busy: std::sync::atomic::AtomicU64::new(0),
-            tiles: match storage::tiles::render::TilePool::new(2, 16) {
+            tiles: match storage::tiles::render::TilePool::new(2, 16, TILE_QUEUE_MAX) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {
                     tracing::error!(error = %e, "tile renderer unavailable");

@@ -800,20 +800,20 @@ async fn render_cached(
         .tiles
         .clone()
         .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "tiles unavailable".into()))?;
-    // Capped concurrency: renders queued or running are bounded; past that, 503 + Retry-After.
-    let Ok(_permit) = shared.tile_permits.clone().try_acquire_owned() else {
-        shared
-            .tiles_busy
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "tile renderers busy: retry shortly".into(),
-        ));
-    };
     let enc = pool
         .submit(path, t, opts, format)
         .await
         .map_err(|e| match e {
+            // Capped concurrency: the render queue is bounded (TILE_QUEUE_MAX).
+            RenderError::Busy => {
+                shared
+                    .tiles_busy
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "tile renderers busy: retry shortly".into(),
+                )
+            }
             // Client mistakes, said without server paths.
             RenderError::Band { band, count, .. } => bad(format!(
                 "band {band} does not exist (the asset has {count})"

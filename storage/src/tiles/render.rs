@@ -93,6 +93,9 @@ pub enum RenderError {
     Encode { format: Format, msg: String },
     #[error("tile pool: {0}")]
     Pool(String),
+    /// Every queue slot of the pool is taken: the caller should answer "busy, retry".
+    #[error("tile queue full")]
+    Busy,
     #[error(transparent)]
     Tms(#[from] tms::TmsError),
 }
@@ -1277,13 +1280,16 @@ struct Job {
 /// N worker threads, each with its own open datasets (LRU of `max_open` per thread).
 #[derive(Debug)]
 pub struct TilePool {
-    tx: Option<mpsc::Sender<Job>>,
+    tx: Option<mpsc::SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl TilePool {
-    pub fn new(threads: usize, max_open: usize) -> Result<Self, RenderError> {
-        let (tx, rx) = mpsc::channel::<Job>();
+    /// `threads` renderers, `max_open` datasets kept open per thread, and at most
+    /// `max_queued` tiles waiting: beyond that [`TilePool::submit`] answers
+    /// [`RenderError::Busy`] at once, so a burst of requests cannot pile up unbounded work.
+    pub fn new(threads: usize, max_open: usize, max_queued: usize) -> Result<Self, RenderError> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(max_queued.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let mut workers = Vec::with_capacity(threads.max(1));
         for i in 0..threads.max(1) {
@@ -1300,7 +1306,9 @@ impl TilePool {
         })
     }
 
-    /// Queues a tile; never blocks.
+    /// Queues a tile; never blocks. A full queue resolves the future to
+    /// [`RenderError::Busy`]; a job whose future was dropped before a worker took it is
+    /// skipped (a map client cancels tiles it panned away from).
     pub fn submit(
         &self,
         path: impl Into<PathBuf>,
@@ -1323,11 +1331,13 @@ impl TilePool {
             reply: Arc::clone(&shared),
         };
         match &self.tx {
-            Some(tx) => {
-                if let Err(mpsc::SendError(job)) = tx.send(job) {
+            Some(tx) => match tx.try_send(job) {
+                Ok(()) => {}
+                Err(mpsc::TrySendError::Full(job)) => fulfil(&job.reply, Err(RenderError::Busy)),
+                Err(mpsc::TrySendError::Disconnected(job)) => {
                     fulfil(&job.reply, Err(RenderError::Pool("workers gone".into())));
                 }
-            }
+            },
             None => fulfil(&shared, Err(RenderError::Pool("pool closed".into()))),
         }
         TileFuture { shared }
@@ -1353,6 +1363,10 @@ fn worker(rx: &Mutex<mpsc::Receiver<Job>>, max_open: usize) {
             },
             Err(_) => return,
         };
+        // Nobody waits for it any more (the future was dropped): skip the work.
+        if Arc::strong_count(&job.reply) == 1 {
+            continue;
+        }
         let pos = cache.iter().position(|(p, _)| *p == job.path);
         let res = match pos {
             Some(i) => {
