@@ -25,6 +25,13 @@ pub mod tile_cache;
 pub mod web;
 pub mod webhook;
 
+/// FNV-1a: a stable content hash for ETags (not a security boundary).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Tiles waiting for the two render threads; past that a request gets 503 + Retry-After.
 pub const TILE_QUEUE_MAX: usize = 64;
 
