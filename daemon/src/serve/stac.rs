@@ -507,6 +507,7 @@ async fn run_search(
     b: &str,
     params: SearchParams,
     self_path: &str,
+    collection: Option<&str>,
     query: Option<&SearchQuery>,
 ) -> Result<Response, ApiError> {
     let cat = catalog(shared)?;
@@ -523,10 +524,7 @@ async fn run_search(
         }
         None => json!({"rel": "self", "href": format!("{b}{self_path}"), "type": GEOJSON, "method": "POST"}),
     });
-    if let Some(cid) = self_path
-        .strip_prefix("/stac/collections/")
-        .and_then(|r| r.strip_suffix("/items"))
-    {
+    if let Some(cid) = collection {
         links.push(link(
             "collection",
             &format!("{b}/stac/collections/{cid}"),
@@ -585,7 +583,7 @@ async fn search_get(
     let q: SearchQuery = query(raw.as_deref())?;
     let b = base_url(&headers);
     let params = q.params()?;
-    run_search(&shared, &b, params, "/stac/search", Some(&q)).await
+    run_search(&shared, &b, params, "/stac/search", None, Some(&q)).await
 }
 
 async fn search_post(
@@ -599,7 +597,7 @@ async fn search_post(
     } else {
         serde_json::from_slice(&body).map_err(|e| bad(format!("search body: {e}")))?
     };
-    run_search(&shared, &b, body.params()?, "/stac/search", None).await
+    run_search(&shared, &b, body.params()?, "/stac/search", None, None).await
 }
 
 async fn items(
@@ -618,7 +616,7 @@ async fn items(
     let mut params = q.params()?;
     params.collections = Some(vec![cid.clone()]);
     let path = format!("/stac/collections/{cid}/items");
-    run_search(&shared, &b, params, &path, Some(&q)).await
+    run_search(&shared, &b, params, &path, Some(&cid), Some(&q)).await
 }
 
 /// A query string into `T`; a malformed one is a JSON 400 like every other client error.
@@ -725,20 +723,39 @@ impl TileQuery {
     }
 }
 
-/// The tile cache key: the parsed options, so spellings of the same request share one entry.
+/// The tile cache key: the item's version (`updated`) and the parsed options, so spellings of
+/// the same request share one entry and a re-published item never serves stale tiles.
 fn tile_key(
     cid: &str,
-    item: &str,
-    version: &str,
+    item: &stac::Item,
     asset: &str,
     t: &TileId,
     fmt: &str,
     o: &RenderOptions,
 ) -> String {
+    let version = item
+        .properties
+        .additional_fields
+        .get("updated")
+        .map(ToString::to_string)
+        .unwrap_or_default();
     format!(
-        "{cid}/{item}/{version}/{asset}/{}/{}/{}/{fmt}/{:?}/{:?}/{:?}/{:?}",
-        t.z, t.x, t.y, o.bidx, o.rescale, o.colormap, o.resampling
+        "{cid}/{}/{version}/{asset}/{}/{}/{}/{fmt}/{:?}/{:?}/{:?}/{:?}",
+        item.id, t.z, t.x, t.y, o.bidx, o.rescale, o.colormap, o.resampling
     )
+}
+
+/// The file behind an item's asset when it is a local file inside the archive.
+fn local_asset(
+    archive: &std::path::Path,
+    item: &stac::Item,
+    asset: &str,
+) -> Option<std::path::PathBuf> {
+    let a = item.assets.get(asset)?;
+    if a.href.contains("://") || a.href.contains("..") {
+        return None;
+    }
+    Some(archive.join(a.href.trim_start_matches('/')))
 }
 
 /// The local file of an item's asset (inside the archive).
@@ -752,14 +769,12 @@ async fn asset_path(
     let it = blocking(move || Ok(cat.item(&cid, &iid)?))
         .await?
         .ok_or_else(|| not_found("item"))?;
-    let a = it
-        .assets
-        .get(&asset)
-        .ok_or_else(|| bad(format!("item has no asset {asset:?}")))?;
-    if a.href.contains("://") || a.href.contains("..") {
-        return Err(bad("asset is not a local file"));
+    if !it.assets.contains_key(&asset) {
+        return Err(bad(format!("item has no asset {asset:?}")));
     }
-    Ok((shared.archive.join(a.href.trim_start_matches('/')), it))
+    let path = local_asset(&shared.archive, &it, &asset)
+        .ok_or_else(|| bad("asset is not a local file"))?;
+    Ok((path, it))
 }
 
 /// `{y}.{fmt}` and z/x → tile id and encoding; 400 on anything malformed.
@@ -834,7 +849,7 @@ async fn render_cached(
 /// The HTTP answer for a rendered tile: 200 + ETag + Cache-Control, 304 when the client has it,
 /// 204 for a tile with no data.
 fn tile_response(headers: &HeaderMap, key: &str, enc: Encoded) -> Response {
-    let etag = format!("\"{:016x}\"", fxhash(key));
+    let etag = format!("\"{:016x}\"", super::fnv1a(key.as_bytes()));
     let cache = HeaderValue::from_static("public, max-age=3600");
     match enc {
         Encoded::Empty => {
@@ -877,13 +892,7 @@ async fn tile(
     let (t, format, fmt) = parse_tile(&z, &x, &yfmt)?;
     let opts = q.options()?;
     let (path, it) = asset_path(&shared, cid.clone(), iid, q.asset()).await?;
-    let updated = it
-        .properties
-        .additional_fields
-        .get("updated")
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let key = tile_key(&cid, &it.id, &updated, &q.asset(), &t, &fmt, &opts);
+    let key = tile_key(&cid, &it, &q.asset(), &t, &fmt, &opts);
     let enc = render_cached(&shared, &key, path, t, opts, format).await?;
     Ok(tile_response(&headers, &key, enc))
 }
@@ -927,20 +936,10 @@ async fn collection_tile(
     .await?;
     let asset = q.asset();
     for it in &page.items {
-        let Some(a) = it.assets.get(&asset) else {
+        let Some(path) = local_asset(&shared.archive, it, &asset) else {
             continue;
         };
-        if a.href.contains("://") || a.href.contains("..") {
-            continue;
-        }
-        let path = shared.archive.join(a.href.trim_start_matches('/'));
-        let updated = it
-            .properties
-            .additional_fields
-            .get("updated")
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let key = tile_key(&cid, &it.id, &updated, &asset, &t, &fmt, &opts);
+        let key = tile_key(&cid, it, &asset, &t, &fmt, &opts);
         let enc = render_cached(&shared, &key, path, t, opts.clone(), format).await?;
         if !matches!(enc, Encoded::Empty) {
             return Ok(tile_response(&headers, &key, enc));
@@ -1025,13 +1024,6 @@ async fn wmts(
     Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response())
 }
 
-/// FNV-1a, for ETags (stable across runs; not a security boundary).
-fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 async fn tilejson(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -1083,9 +1075,10 @@ mod tests {
         assert_eq!(a.bidx, [1, 2]);
         assert_eq!(a.rescale, [(0.0, 255.0), (10.0, 20.0)]);
         let t = TileId { z: 1, x: 0, y: 1 };
+        let item = stac::Item::new("i");
         assert_eq!(
-            tile_key("c", "i", "", "visual", &t, "png", &a),
-            tile_key("c", "i", "", "visual", &t, "png", &b)
+            tile_key("c", &item, "visual", &t, "png", &a),
+            tile_key("c", &item, "visual", &t, "png", &b)
         );
         assert_eq!(rep.asset(), "visual");
         for bad in [
