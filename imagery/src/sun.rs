@@ -3,11 +3,11 @@
 //!
 //! The low-precision solar coordinates of the Astronomical Almanac (section C, "Sun, low
 //! precision": mean longitude, mean anomaly, ecliptic longitude, obliquity; good to 0.01°
-//! between 1950 and 2050), Greenwich mean sidereal time from the IAU 1982 expression (the one
-//! [`crate::orbit`] uses for SGP4's frame), and the horizon transform. No refraction: these are
+//! between 1950 and 2050), Greenwich mean sidereal time from [`crate::orbit::gmst_iau82`] (the
+//! one SGP4's frame uses), and the horizon transform. No refraction: these are
 //! geometric angles.
 
-use crate::orbit::UtcTime;
+use crate::orbit::{gmst_iau82, UtcTime};
 
 /// The Sun seen from a point on the ground.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,12 +27,7 @@ pub fn sun_position(t: UtcTime, lat_deg: f64, lon_deg: f64) -> SunPosition {
     let eps = (23.439 - 0.000_000_4 * n).to_radians();
     let ra = (eps.cos() * lambda.sin()).atan2(lambda.cos());
     let dec = (eps.sin() * lambda.sin()).asin();
-    // GMST in degrees (IAU 1982, to first order in T).
-    let tc = n / 36_525.0;
-    let gmst = (280.460_618_37 + 360.985_647_366_29 * n + 0.000_387_933 * tc * tc)
-        .rem_euclid(360.0)
-        .to_radians();
-    let h = gmst + lon_deg.to_radians() - ra;
+    let h = gmst_iau82(t) + lon_deg.to_radians() - ra;
     let phi = lat_deg.to_radians();
     let sin_el = phi.sin() * dec.sin() + phi.cos() * dec.cos() * h.cos();
     let el = sin_el.clamp(-1.0, 1.0).asin();
