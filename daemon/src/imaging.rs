@@ -27,6 +27,7 @@ use imagery::qa::{estimate_offset, EstimatorParams, OffsetReport};
 use imagery::time::DayClock;
 use imagery::tle::{TleRecord, TleSet};
 use serde::Serialize;
+use storage::catalog::item::SunAngles;
 use storage::landmask::LandMask;
 use storage::products::{self as prod, Band, CogOptions, RasterFormat, WarpOptions};
 
@@ -307,9 +308,9 @@ pub struct Listing {
     pub tle: serde_json::Value,
     /// Sub-satellite point at the first image line.
     pub subsatellite_first: Option<serde_json::Value>,
-    /// The Sun at the middle of the swath at mid-pass: `{"elevation": °, "azimuth": °}`
-    /// (STAC `view:sun_elevation` / `view:sun_azimuth`).
-    pub sun: Option<serde_json::Value>,
+    /// The Sun at the middle of the swath at mid-pass (STAC `view:sun_elevation` /
+    /// `view:sun_azimuth`).
+    pub sun: Option<SunAngles>,
     /// EPSG:4326 bounds of the warped products `[west, south, east, north]`.
     pub bbox: Option<[f64; 4]>,
     /// Outline of the swath (lon, lat), from the border of the GCP grid: the first line, the
@@ -331,7 +332,7 @@ fn sun_at_mid_pass(
     first: Option<UtcTime>,
     last: Option<UtcTime>,
     gcps: &[prod::Gcp],
-) -> Option<serde_json::Value> {
+) -> Option<SunAngles> {
     let (first, last) = (first?, last?);
     let mid_t = first.add_seconds(last.seconds_since(first) / 2.0);
     let (pmax, lmax) = gcps.iter().fold((0.0_f64, 0.0_f64), |(p, l), g| {
@@ -348,10 +349,10 @@ fn sun_at_mid_pass(
             d(a).total_cmp(&d(b))
         })?;
     let s = imagery::sun::sun_position(mid_t, centre.lat, centre.lon);
-    Some(serde_json::json!({
-        "elevation": (s.elevation_deg * 100.0).round() / 100.0,
-        "azimuth": (s.azimuth_deg * 100.0).round() / 100.0,
-    }))
+    Some(SunAngles {
+        elevation: (s.elevation_deg * 100.0).round() / 100.0,
+        azimuth: ((s.azimuth_deg * 100.0).round() / 100.0).rem_euclid(360.0),
+    })
 }
 
 /// The border of a GCP grid as one ring (lon, lat), counter-clockwise in image order: along

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use stac::{Asset, Collection, Item, Link};
 
@@ -81,9 +81,9 @@ pub struct PassListing {
     /// bbox rectangle.
     #[serde(default)]
     pub footprint: Vec<[f64; 2]>,
-    /// The Sun at mid-pass over the middle of the swath: `{"elevation", "azimuth"}` (degrees).
+    /// The Sun at mid-pass over the middle of the swath.
     #[serde(default)]
-    pub sun: Option<Value>,
+    pub sun: Option<SunAngles>,
     /// Geolocation QA records, stored as given.
     #[serde(default)]
     pub geolocation_qa: Value,
@@ -92,6 +92,15 @@ pub struct PassListing {
     pub link_quality: Value,
     /// Products.
     pub products: Vec<Product>,
+}
+
+/// Where the Sun stands over a scene (STAC view extension), degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SunAngles {
+    /// Above the horizon (negative below it), -90 ..= 90.
+    pub elevation: f64,
+    /// Clockwise from true north, 0 ..< 360.
+    pub azimuth: f64,
 }
 
 impl PassListing {
@@ -202,14 +211,13 @@ pub fn item_for_product(
         listing.geolocation_qa.clone(),
     );
     f.insert("downlink:link_quality".into(), listing.link_quality.clone());
-    let sun = listing.sun.as_ref().and_then(|s| {
-        let el = s.get("elevation")?.as_f64()?;
-        let az = s.get("azimuth")?.as_f64()?;
-        ((-90.0..=90.0).contains(&el) && (0.0..360.0).contains(&az)).then_some((el, az))
-    });
-    if let Some((el, az)) = sun {
-        f.insert("view:sun_elevation".into(), json!(el));
-        f.insert("view:sun_azimuth".into(), json!(az));
+    // Out-of-range angles (a damaged products.json) are left out rather than published.
+    let sun = listing
+        .sun
+        .filter(|s| (-90.0..=90.0).contains(&s.elevation) && (0.0..360.0).contains(&s.azimuth));
+    if let Some(s) = sun {
+        f.insert("view:sun_elevation".into(), json!(s.elevation));
+        f.insert("view:sun_azimuth".into(), json!(s.azimuth));
     }
     item.extensions = vec![
         EO_EXT.to_string(),
