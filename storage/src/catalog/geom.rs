@@ -364,12 +364,21 @@ fn close(mut r: Vec<Pos>) -> Vec<Pos> {
     r
 }
 
-/// A geographic grid from `west` to `east` (degrees) that runs past ±180° (a pass across the
-/// antimeridian, gridded continuously, e.g. 166°…194°): the PROJ definition under which GDAL
-/// finds its pixels from both sides of the line (`lon_wrap` folds -170° onto 190°). `None`
-/// for grids inside [-180, 180] or wider than the world.
-pub fn lon_wrap_for(west: f64, east: f64) -> Option<&'static str> {
-    if !(west.is_finite() && east.is_finite()) || east - west >= 360.0 {
+/// A north-up geographic grid (GDAL geotransform `gt`, `width` columns) that runs past ±180°
+/// (a pass across the antimeridian, gridded continuously, e.g. 166°…194°): the PROJ
+/// definition under which GDAL finds its pixels from both sides of the line (`lon_wrap`
+/// folds -170° onto 190°). `None` for rotated grids, grids inside [-180, 180] or wider than
+/// the world. The caller says whether the grid's CRS is geographic.
+pub fn lon_wrap_for_grid(geographic: bool, gt: &[f64; 6], width: usize) -> Option<&'static str> {
+    let west = gt[0];
+    let east = gt[0] + gt[1] * width as f64;
+    if !geographic
+        || gt[2] != 0.0
+        || gt[4] != 0.0
+        || gt[1] <= 0.0
+        || !(west.is_finite() && east.is_finite())
+        || east - west >= 360.0
+    {
         None
     } else if east > 180.0 && west > -180.0 {
         Some("+proj=longlat +datum=WGS84 +lon_wrap=180 +over +no_defs")

@@ -313,26 +313,23 @@ fn percentile_stretch(ds: &Dataset, band: usize) -> Result<(f64, f64), RasterErr
     Ok(if hi > lo { (lo, hi) } else { (st.min, st.max) })
 }
 
-/// VRT (XML) that turns `src` into 3 Byte bands (+ per-dataset mask from the source's
-/// band-1 mask when the source has nodata).
-/// A geographic raster whose longitudes run past ±180° (see [`super::geom::lon_wrap_for`]):
-/// the PROJ definition to read it with, and the GoogleMapsCompatible zoom level matching its
-/// resolution (the automatic choice would take the whole world's width as the extent and pick
-/// a very coarse level).
+/// A geographic raster whose longitudes run past ±180° (see
+/// [`super::geom::lon_wrap_for_grid`]): the PROJ definition to read it with, and the
+/// GoogleMapsCompatible zoom level matching its resolution (the automatic choice would take
+/// the whole world's width as the extent and pick a very coarse level).
 fn across_antimeridian(info: &RasterInfo) -> Option<(&'static str, u32)> {
     let g = info.geo_transform;
     let geographic =
         gdal::spatial_ref::SpatialRef::from_wkt(&info.wkt).is_ok_and(|s| s.is_geographic());
-    if !geographic || g[2] != 0.0 || g[1] <= 0.0 {
-        return None;
-    }
-    let wrap = super::geom::lon_wrap_for(g[0], g[0] + g[1] * info.size.0 as f64)?;
+    let wrap = super::geom::lon_wrap_for_grid(geographic, &g, info.size.0)?;
     // Metres per pixel at the equator → the closest level (156543.03 m/px at zoom 0).
     let res_m = g[1] * 111_319.490_793;
     let z = (156_543.033_928 / res_m).log2().round().clamp(0.0, 22.0);
     Some((wrap, z as u32))
 }
 
+/// VRT (XML) that turns `src` into 3 Byte bands (+ per-dataset mask from the source's
+/// band-1 mask when the source has nodata).
 fn visual_vrt(ds: &Dataset, src: &Path, info: &RasterInfo) -> Result<String, RasterError> {
     let srcname = xml_escape(&src.to_string_lossy());
     let g = info.geo_transform;

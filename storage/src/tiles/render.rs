@@ -350,9 +350,7 @@ impl TileSource {
         let ax = |c: f64, r: f64| (gt[0] + c * gt[1] + r * gt[2], gt[3] + c * gt[4] + r * gt[5]);
         // A geographic grid running past ±180° is read through `lon_wrap`, so tiles on the
         // other side of the line find its pixels.
-        let wrap = (src_srs.is_geographic() && gt[2] == 0.0 && gt[4] == 0.0)
-            .then(|| crate::catalog::geom::lon_wrap_for(gt[0], gt[0] + w * gt[1]))
-            .flatten();
+        let wrap = crate::catalog::geom::lon_wrap_for_grid(src_srs.is_geographic(), &gt, width);
         let to_src = match (src_is_3857, wrap) {
             (true, _) => None,
             (false, Some(def)) => {
