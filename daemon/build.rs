@@ -32,27 +32,21 @@ fn main() {
 
     let mut out = String::from("/// The web map's files: (path under /map/, content type, bytes).\npub(super) static FILES: &[(&str, &str, &[u8])] = &[\n");
     let complete = VENDOR.iter().all(|(f, _)| vendor.join(f).is_file());
-    for (f, ct) in OURS {
-        let p = src.join(f);
+    let ours = OURS
+        .iter()
+        .map(|(f, ct)| (src.join(f), (*f).to_owned(), *ct));
+    let theirs = VENDOR
+        .iter()
+        .filter(|_| complete)
+        .map(|(f, ct)| (vendor.join(f), format!("vendor/{f}"), *ct));
+    for (p, name, ct) in ours.chain(theirs) {
         println!("cargo:rerun-if-changed={}", p.display());
         writeln!(
             out,
-            "    ({f:?}, {ct:?}, include_bytes!({:?})),",
+            "    ({name:?}, {ct:?}, include_bytes!({:?})),",
             p.display().to_string()
         )
         .expect("write to a String");
-    }
-    if complete {
-        for (f, ct) in VENDOR {
-            let p = vendor.join(f);
-            println!("cargo:rerun-if-changed={}", p.display());
-            writeln!(
-                out,
-                "    (\"vendor/{f}\", {ct:?}, include_bytes!({:?})),",
-                p.display().to_string()
-            )
-            .expect("write to a String");
-        }
     }
     out.push_str("];\n");
     writeln!(
