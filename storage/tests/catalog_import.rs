@@ -7,6 +7,8 @@
     clippy::print_stdout
 )]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -218,34 +220,12 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 /// empty, whole-world, coarse one.
 #[test]
 fn a_raster_across_the_antimeridian_gets_a_visual_cog_with_both_sides() {
-    use gdal::raster::Buffer;
-    use gdal::{Dataset, DriverManager};
+    use gdal::Dataset;
     use storage::catalog::raster::write_visual_cog;
 
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("across.tif");
-    let (w, h) = (400usize, 100usize);
-    {
-        let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
-        let mut ds = drv.create_with_band_type::<u8, _>(&src, w, h, 3).unwrap();
-        ds.set_geo_transform(&[170.0, 0.05, 0.0, -5.0, 0.0, -0.05])
-            .unwrap();
-        ds.set_projection(
-            &gdal::spatial_ref::SpatialRef::from_epsg(4326)
-                .unwrap()
-                .to_wkt()
-                .unwrap(),
-        )
-        .unwrap();
-        for b in 1..=3 {
-            let data: Vec<u8> = (0..w * h).map(|i| (40 + (i % w) * 200 / w) as u8).collect();
-            let mut buf = Buffer::new((w, h), data);
-            ds.rasterband(b)
-                .unwrap()
-                .write((0, 0), (w, h), &mut buf)
-                .unwrap();
-        }
-    }
+    common::across_antimeridian_tif(&src, 3);
     let dst = dir.path().join("across.visual.tif");
     let info = write_visual_cog(&src, &dst).unwrap();
     assert!(

@@ -1,4 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+
 use gdal::raster::Buffer;
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::{Dataset, DriverManager};
@@ -385,77 +387,85 @@ fn read_all(ds: &Dataset) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Mismatches of the general path against the exact reference over `tiles`, printed per
+/// tile: (tiles, alpha mismatches, value mismatches, worst tile's value mismatches).
+#[allow(clippy::print_stderr)]
+fn tally(path: &str, tiles: &[TileId]) -> (usize, usize, usize, usize) {
+    let src = TileSource::open(path).unwrap();
+    let ds = Dataset::open(path).unwrap();
+    let data = read_all(&ds);
+    let (mut alpha, mut value, mut worst) = (0, 0, 0);
+    for t in tiles {
+        let (a, v) = compare_with_exact(&src, &ds, &data, t);
+        if a + v > 0 {
+            eprintln!("{}/{}/{}: alpha {a} value {v}", t.z, t.x, t.y);
+        }
+        alpha += a;
+        value += v;
+        worst = worst.max(v);
+    }
+    eprintln!(
+        "{} tiles: {alpha} alpha, {value} value mismatches (worst tile {worst})",
+        tiles.len()
+    );
+    (tiles.len(), alpha, value, worst)
+}
+
 /// General path vs. the exact per-pixel reference for an EPSG:4326 raster at z1–z3, where
 /// Web Mercator latitude is far from linear over a tile (the raster ends at ±75°).
 #[test]
-#[allow(clippy::print_stderr)]
 fn general_path_geographic_matches_exact_reprojection() {
     let path = analytic_cog("world.byte.tif");
-    let src = TileSource::open(&path).unwrap();
-    let ds = Dataset::open(&path).unwrap();
-    let data = read_all(&ds);
-    let (mut tiles, mut alpha, mut value, mut worst) = (0, 0, 0, 0);
+    let mut tiles = Vec::new();
     for z in 1u8..=3 {
         let n = 1u32 << z;
         for y in 0..n {
             for x in 0..n {
                 // z3: every row (they straddle ±75° and the equator) in two columns.
-                if z == 3 && x % 4 != 1 {
-                    continue;
-                }
-                let t = TileId::new(z.into(), x.into(), y.into()).unwrap();
-                let (a, v) = compare_with_exact(&src, &ds, &data, &t);
-                if a + v > 0 {
-                    eprintln!("{z}/{x}/{y}: alpha {a} value {v}");
-                }
-                tiles += 1;
-                alpha += a;
-                value += v;
-                worst = worst.max(v);
-                // No nodata in this raster: bilinear is opaque exactly where nearest is.
-                if z <= 2 {
-                    let alpha_of = |r: Resampling| match src
-                        .render_via(
-                            &t,
-                            &RenderOptions {
-                                resampling: r,
-                                ..Default::default()
-                            },
-                            RenderPath::General,
-                        )
-                        .unwrap()
-                    {
-                        Tile::Rgba(px) => px.chunks_exact(4).map(|p| p[3]).collect(),
-                        Tile::Empty => vec![0u8; 256 * 256],
-                    };
-                    assert_eq!(
-                        alpha_of(Resampling::Bilinear),
-                        alpha_of(Resampling::Nearest),
-                        "bilinear alpha on {t:?}"
-                    );
+                if z < 3 || x % 4 == 1 {
+                    tiles.push(TileId::new(z.into(), x.into(), y.into()).unwrap());
                 }
             }
         }
     }
-    eprintln!("{tiles} tiles: {alpha} alpha, {value} value mismatches (worst tile {worst})");
+    let (_, alpha, value, _) = tally(&path, &tiles);
     assert_eq!(
         alpha, 0,
         "pixels painted outside the raster or missing inside"
     );
     assert_eq!(value, 0, "nearest picks differ from the exact reprojection");
+    // No nodata in this raster: bilinear is opaque exactly where nearest is.
+    let src = TileSource::open(&path).unwrap();
+    for t in tiles.iter().filter(|t| t.z <= 2) {
+        let alpha_of = |r: Resampling| match src
+            .render_via(
+                t,
+                &RenderOptions {
+                    resampling: r,
+                    ..Default::default()
+                },
+                RenderPath::General,
+            )
+            .unwrap()
+        {
+            Tile::Rgba(px) => px.chunks_exact(4).map(|p| p[3]).collect(),
+            Tile::Empty => vec![0u8; 256 * 256],
+        };
+        assert_eq!(
+            alpha_of(Resampling::Bilinear),
+            alpha_of(Resampling::Nearest),
+            "bilinear alpha on {t:?}"
+        );
+    }
     std::fs::remove_file(&path).ok();
 }
 
 /// The same check for a UTM raster (Landsat subset, UTM 18N) at z8–z10.
 #[test]
-#[allow(clippy::print_stderr)]
 fn general_path_utm_matches_exact_reprojection() {
     let path = analytic_cog("RGB.byte.tif");
-    let src = TileSource::open(&path).unwrap();
-    let ds = Dataset::open(&path).unwrap();
-    let data = read_all(&ds);
-    let [w, s, e, n] = src.info().bounds_lonlat;
-    let (mut tiles, mut alpha, mut value) = (0, 0, 0);
+    let [w, s, e, n] = TileSource::open(&path).unwrap().info().bounds_lonlat;
+    let mut tiles = Vec::new();
     for z in 8u8..=10 {
         let k = f64::from(1u32 << z);
         let tx = |lon: f64| ((lon + 180.0) / 360.0 * k).floor() as u32;
@@ -465,18 +475,12 @@ fn general_path_utm_matches_exact_reprojection() {
         };
         for y in ty(n)..=ty(s) {
             for x in tx(w)..=tx(e) {
-                let t = TileId::new(z.into(), x.into(), y.into()).unwrap();
-                let (a, v) = compare_with_exact(&src, &ds, &data, &t);
-                if a + v > 0 {
-                    eprintln!("{z}/{x}/{y}: alpha {a} value {v}");
-                }
-                tiles += 1;
-                alpha += a;
-                value += v;
+                tiles.push(TileId::new(z.into(), x.into(), y.into()).unwrap());
             }
         }
     }
-    eprintln!("{tiles} tiles: {alpha} alpha, {value} value mismatches");
+    let (count, alpha, value, _) = tally(&path, &tiles);
+    assert!(count > 50, "{count} tiles");
     assert_eq!(alpha, 0);
     assert_eq!(value, 0);
     std::fs::remove_file(&path).ok();
@@ -533,21 +537,7 @@ fn bench_general_path() {
 fn general_path_reads_a_grid_across_the_antimeridian_from_both_sides() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("across.tif");
-    let (w, h) = (400usize, 100usize);
-    {
-        let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
-        let mut ds = drv.create_with_band_type::<u8, _>(&path, w, h, 1).unwrap();
-        ds.set_geo_transform(&[170.0, 0.05, 0.0, -5.0, 0.0, -0.05])
-            .unwrap();
-        ds.set_projection(&SpatialRef::from_epsg(4326).unwrap().to_wkt().unwrap())
-            .unwrap();
-        let data: Vec<u8> = (0..w * h).map(|i| (40 + (i % w) / 2) as u8).collect();
-        let mut buf = Buffer::new((w, h), data);
-        ds.rasterband(1)
-            .unwrap()
-            .write((0, 0), (w, h), &mut buf)
-            .unwrap();
-    }
+    common::across_antimeridian_tif(&path, 1);
     let src = TileSource::open(&path).unwrap();
     let b = src.info().bounds_lonlat;
     assert!(b[0] > b[2], "bounds cross ±180: {b:?}");

@@ -94,3 +94,30 @@ pub fn shifted_geo(g: &GeoGrid, east_km: f64, north_km: f64) -> GeoGrid {
 pub fn png_grid() -> GeoGrid {
     GeoGrid::new(144.0, 0.01, -6.0, -0.01, 800, 600).unwrap()
 }
+
+/// A north-up EPSG:4326 GeoTIFF gridded continuously across the antimeridian, as a pass is:
+/// 170°E … 190°E (= 170°W), 5°S … 10°S at 0.05° (400 × 100 px), `bands` Byte bands holding the
+/// ramp 40 + column / 2 (column 100 = 175°E → 90, column 300 = 175°W → 190).
+pub fn across_antimeridian_tif(path: &std::path::Path, bands: usize) {
+    use gdal::raster::Buffer;
+    let (w, h) = (400usize, 100usize);
+    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = drv
+        .create_with_band_type::<u8, _>(path, w, h, bands)
+        .unwrap();
+    ds.set_geo_transform(&[170.0, 0.05, 0.0, -5.0, 0.0, -0.05])
+        .unwrap();
+    let wkt = gdal::spatial_ref::SpatialRef::from_epsg(4326)
+        .unwrap()
+        .to_wkt()
+        .unwrap();
+    ds.set_projection(&wkt).unwrap();
+    for b in 1..=bands {
+        let data: Vec<u8> = (0..w * h).map(|i| (40 + (i % w) / 2) as u8).collect();
+        let mut buf = Buffer::new((w, h), data);
+        ds.rasterband(b)
+            .unwrap()
+            .write((0, 0), (w, h), &mut buf)
+            .unwrap();
+    }
+}
