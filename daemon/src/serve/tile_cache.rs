@@ -61,12 +61,11 @@ impl TileCache {
             return;
         }
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let newest = key.clone();
-        if let Some((old, _)) = g.map.insert(key, (tile, false)) {
-            g.bytes = g.bytes.saturating_sub(size(&old));
-        } else {
-            g.order.push_back(newest.clone());
+        match g.map.insert(key.clone(), (tile, false)) {
+            Some((old, _)) => g.bytes = g.bytes.saturating_sub(size(&old)),
+            None => g.order.push_back(key.clone()),
         }
+        let newest = key;
         g.bytes += n;
         // Ends: every pass over the queue clears the read marks it meets, and the new entry is
         // passed over only while others remain.
@@ -111,8 +110,8 @@ mod tests {
         c.put("c".into(), img(400));
         assert!(c.get("b").is_none(), "a was read, so b (unread) goes");
         assert!(c.get("a").is_some() && c.get("c").is_some());
-        // Both read: one sweep clears the marks, then the older one (a, back of the queue after
-        // its second chance) is still behind c, so c goes first; the new d stays.
+        // a and c were both read: the sweep clears their marks and evicts one of them; the new
+        // d is never the one to go.
         c.put("d".into(), img(400));
         assert!(c.get("d").is_some(), "a new entry is never the one evicted");
         let (n, bytes, hits, misses) = c.stats();
