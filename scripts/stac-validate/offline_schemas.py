@@ -3,8 +3,9 @@
 Loaded at interpreter start through a .pth file in the validator venv.
 Active only when STAC_SCHEMA_DIR is set.  A URL https://HOST/PATH is answered
 from $STAC_SCHEMA_DIR/HOST/PATH for the hosts listed below (requests and
-urllib).  A missing file is a 404, unless STAC_SCHEMA_STUB_MISSING=1, in which
-case an accept-all schema is returned and the URL is logged to stderr.
+urllib).  A missing file is a 404, unless its URL is listed (comma-separated) in
+STAC_SCHEMA_STUB, in which case an accept-all schema is returned and the URL is
+logged to stderr: only schemas known to be unobtainable offline are excused.
 """
 
 import io
@@ -25,7 +26,7 @@ HOSTS = {
     "api.stacspec.org",
 }
 ROOT = os.environ.get("STAC_SCHEMA_DIR")
-STUB = os.environ.get("STAC_SCHEMA_STUB_MISSING") == "1"
+STUB = {u.strip() for u in os.environ.get("STAC_SCHEMA_STUB", "").split(",") if u.strip()}
 _stubbed = set()
 
 
@@ -40,7 +41,7 @@ def _lookup(url):
     if os.path.isfile(path):
         with open(path, "rb") as f:
             return 200, f.read()
-    if STUB:
+    if url.split("#")[0] in STUB:
         if url not in _stubbed:
             _stubbed.add(url)
             print(f"offline_schemas: WARNING no local copy of {url}; "
