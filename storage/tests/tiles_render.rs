@@ -199,20 +199,25 @@ fn encode_roundtrip() {
     assert!(encode(&rgba[..100], Format::Png).is_err());
 }
 
-#[test]
-fn pool_async_and_blocking() {
-    let path = synthetic_web_cog();
-    let pool = TilePool::new(2, 4, 16).unwrap();
-    let futs: Vec<_> = (0..8)
+/// `n` PNG tiles of the synthetic COG (two alternating) submitted at once.
+fn burst(pool: &TilePool, path: &str, n: u32) -> Vec<TileFuture> {
+    (0..n)
         .map(|i| {
             pool.submit(
-                &path,
+                path,
                 TileId::new(12, (TX0 + i % 2).into(), TY0.into()).unwrap(),
                 RenderOptions::default(),
                 Format::Png,
             )
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn pool_async_and_blocking() {
+    let path = synthetic_web_cog();
+    let pool = TilePool::new(2, 4, 16).unwrap();
+    let futs = burst(&pool, &path, 8);
     for f in futs {
         match f.wait().unwrap() {
             Encoded::Image {
@@ -255,16 +260,7 @@ fn pool_async_and_blocking() {
     // A bounded queue: one renderer, one waiting slot. A burst of 40 submitted faster than a
     // tile renders is mostly refused with Busy at once; what was accepted renders.
     let pool = TilePool::new(1, 1, 1).unwrap();
-    let futs: Vec<_> = (0..40)
-        .map(|i| {
-            pool.submit(
-                &path,
-                TileId::new(12, (TX0 + i % 2).into(), TY0.into()).unwrap(),
-                RenderOptions::default(),
-                Format::Png,
-            )
-        })
-        .collect();
+    let futs = burst(&pool, &path, 40);
     let (mut busy, mut done) = (0, 0);
     for f in futs {
         match f.wait() {
