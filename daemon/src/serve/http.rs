@@ -17,6 +17,7 @@ use super::Shared;
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
+        .route("/api/v1/health", get(health))
         .route("/api/v1/passes", get(passes))
         .route("/api/v1/passes/{id}", get(pass))
         .route("/api/v1/passes/{id}/plot.png", get(plot))
@@ -35,9 +36,30 @@ fn snapshot(shared: &Shared) -> Vec<super::InputStatus> {
         .collect()
 }
 
+/// `ok` (200) or `degraded` (503) with the problems by component: for load balancers, probes
+/// and operators.
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let problems = shared.health.problems();
+    let code = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(health_json(&shared))).into_response()
+}
+
+fn health_json(shared: &Shared) -> serde_json::Value {
+    let problems = shared.health.problems();
+    serde_json::json!({
+        "state": if problems.is_empty() { "ok" } else { "degraded" },
+        "problems": problems,
+    })
+}
+
 async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "health": health_json(&shared),
         "inputs": snapshot(&shared),
         "last_reload": shared.last_reload.lock().map(|r| r.clone()).unwrap_or(None),
         "products": shared.products.status.lock().map(|s| s.clone()).unwrap_or_default(),
@@ -236,6 +258,18 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         "Space packets delivered.",
         by_input(&|s| s.totals.packets + cur(s, &|c| c.packets.total)),
     );
+    let problems = shared.health.problems();
+    let _ = writeln!(
+        m,
+        "# HELP downlink_degraded 1 while a component keeps the daemon from doing its whole job.\n# TYPE downlink_degraded gauge"
+    );
+    for c in super::HEALTH_COMPONENTS {
+        let _ = writeln!(
+            m,
+            "downlink_degraded{{component=\"{c}\"}} {}",
+            u64::from(problems.contains_key(c))
+        );
+    }
     let w = shared.webhooks.stats();
     let _ = writeln!(
         m,

@@ -53,6 +53,9 @@ pub const DROP_REASONS: [&str; 5] = [
     "kernel_overflow",
 ];
 
+/// Components that can be degraded ([`Health`]; metric label values).
+pub const HEALTH_COMPONENTS: [&str; 4] = ["archive", "catalog", "products", "http"];
+
 /// What an operator sees about one input.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct InputStatus {
@@ -101,6 +104,51 @@ pub struct Totals {
     pub packets: u64,
 }
 
+/// What keeps the daemon from doing its whole job, by component (`archive`, `catalog`, …: a
+/// bounded set of names). Empty = healthy. Shown in `/api/v1/status`, `/api/v1/health` (503
+/// while degraded) and `/metrics` (`downlink_degraded{component}`).
+#[derive(Debug, Default)]
+pub struct Health {
+    problems: Mutex<BTreeMap<&'static str, String>>,
+}
+
+impl Health {
+    /// Marks `component` degraded for `reason`; true if it was not degraded before (log then).
+    pub fn set(&self, component: &'static str, reason: impl Into<String>) -> bool {
+        self.problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(component, reason.into())
+            .is_none()
+    }
+
+    /// Clears `component`; true if it was degraded (log then).
+    pub fn clear(&self, component: &'static str) -> bool {
+        self.problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(component)
+            .is_some()
+    }
+
+    /// The current problems, by component.
+    pub fn problems(&self) -> BTreeMap<&'static str, String> {
+        self.problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// True while any component is degraded.
+    pub fn degraded(&self) -> bool {
+        !self
+            .problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+}
+
 /// State shared between the threads and the HTTP side.
 #[derive(Debug)]
 pub struct Shared {
@@ -128,6 +176,8 @@ pub struct Shared {
     pub tile_cache: tile_cache::TileCache,
     /// Tile requests refused because the render queue was full.
     pub tiles_busy: std::sync::atomic::AtomicU64,
+    /// Degraded components (empty = healthy).
+    pub health: Health,
 }
 
 impl Shared {
@@ -255,6 +305,7 @@ impl Generation {
                 usize::try_from(cfg.http.tile_cache).unwrap_or(usize::MAX),
             ),
             tiles_busy: std::sync::atomic::AtomicU64::new(0),
+            health: Health::default(),
             tiles: match storage::tiles::render::TilePool::new(2, 16, TILE_QUEUE_MAX) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {

@@ -1,0 +1,501 @@
+//! Shared helpers of the end-to-end tests: the real `downlink` binary on loopback, real
+//! captures from `../shared/data`. Each test file takes what it needs (`mod common;`).
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stderr
+)]
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn data(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel);
+    assert!(p.exists(), "test data missing: {}", p.display());
+    p
+}
+
+pub fn free_port() -> u16 {
+    // Bind-and-release; the daemon binds it right after (loopback only).
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    drop(t);
+    p
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub udp: u16,
+    pub http: u16,
+    pub archive: PathBuf,
+    pub config: PathBuf,
+    pub _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn start(profile: &str, extra_input: &str) -> Daemon {
+        Self::start_on("udp", profile, extra_input)
+    }
+
+    pub fn start_on(scheme: &str, profile: &str, extra_input: &str) -> Daemon {
+        Self::start_with(scheme, profile, extra_input, &[])
+    }
+
+    /// `wrapper` runs before the daemon (e.g. systemd-socket-activate …); then the daemon only
+    /// starts on traffic, so readiness is not awaited here.
+    pub fn start_with(
+        scheme: &str,
+        profile: &str,
+        extra_input: &str,
+        wrapper: &[String],
+    ) -> Daemon {
+        Self::start_full(scheme, profile, "bits", extra_input, "", wrapper)
+    }
+
+    /// `sections` is TOML placed before the input table (e.g. an `[imaging]` table).
+    pub fn start_full(
+        scheme: &str,
+        profile: &str,
+        format: &str,
+        extra_input: &str,
+        sections: &str,
+        wrapper: &[String],
+    ) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let (udp, http) = (free_port(), free_port());
+        let archive = dir.path().join("archive");
+        let listen = match scheme {
+            "systemd" => "systemd://xband".to_owned(),
+            _ => format!("{scheme}://127.0.0.1:{udp}"),
+        };
+        let cfg = format!(
+            r#"
+[archive]
+path = "{}"
+fsync_interval = "100ms"
+[http]
+listen = "127.0.0.1:{http}"
+[pass]
+los_timeout = "700ms"
+{sections}
+[[input]]
+name = "xband"
+listen = "{listen}"
+format = "{format}"
+profile = "{profile}"
+{extra_input}
+"#,
+            archive.display()
+        );
+        let path = dir.path().join("downlink.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let child = if wrapper.is_empty() {
+            Self::spawn(&path)
+        } else {
+            let mut args: Vec<String> = wrapper
+                .iter()
+                .map(|a| a.replace("{udp}", &udp.to_string()))
+                .collect();
+            args.extend([
+                env!("CARGO_BIN_EXE_downlink").to_owned(),
+                "serve".into(),
+                "--config".into(),
+                path.to_str().unwrap().to_owned(),
+            ]);
+            Command::new(&args[0])
+                .args(&args[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let d = Daemon {
+            child,
+            udp,
+            http,
+            archive,
+            config: path,
+            _dir: dir,
+        };
+        if wrapper.is_empty() {
+            d.wait_up();
+        }
+        d
+    }
+
+    pub fn spawn(config: &Path) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_downlink"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn wait_up(&self) {
+        let t0 = Instant::now();
+        while self.get("/api/v1/status").is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "daemon did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, then a fresh daemon on the same config and archive.
+    pub fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Self::spawn(&self.config);
+        self.wait_up();
+    }
+
+    pub fn get_bytes(&self, path: &str) -> Option<Vec<u8>> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        raw.starts_with(b"HTTP/1.1 200")
+            .then(|| raw[end + 4..].to_vec())
+    }
+
+    pub fn get(&self, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    }
+
+    /// Sends `bytes` in random datagram sizes, paced so loopback never overflows.
+    pub fn send(&self, chunks: &[Vec<u8>]) {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for (i, c) in chunks.iter().enumerate() {
+            s.send_to(c, ("127.0.0.1", self.udp)).unwrap();
+            if i % 32 == 31 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    pub fn wait_passes(&self, n: usize) -> Vec<serde_json::Value> {
+        let t0 = Instant::now();
+        loop {
+            let mut recs: Vec<serde_json::Value> = std::fs::read_dir(self.archive.join("passes"))
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| std::fs::read(e.path().join("pass.json")).ok())
+                        .map(|b| serde_json::from_slice(&b).unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if recs.len() >= n {
+                recs.sort_by(|a, b| a["aos"].as_str().cmp(&b["aos"].as_str()));
+                return recs;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "only {} pass records",
+                recs.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "daemon ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    /// A failing test must not leak a running daemon.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+pub fn random_datagrams(bytes: &[u8], seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let n = (1 + rng.below(1472) as usize).min(bytes.len() - at);
+        out.push(bytes[at..at + n].to_vec());
+        at += n;
+    }
+    out
+}
+
+pub fn decode_json(file: &Path, profile: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .args([
+            "decode",
+            file.to_str().unwrap(),
+            "--profile",
+            profile,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = v.as_object_mut().unwrap();
+    m.remove("timing");
+    m.remove("profile");
+    v
+}
+
+/// The CADUs of an unaligned capture, realigned (what the raw archive must hold).
+pub fn aligned_cadus(capture: &[u8]) -> Vec<u8> {
+    let bits: Vec<u8> = capture
+        .iter()
+        .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+        .collect();
+    let asm: Vec<u8> = [0x1Au8, 0xCF, 0xFC, 0x1D]
+        .iter()
+        .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+        .collect();
+    let first = (0..bits.len() - 32)
+        .find(|&i| bits[i..i + 32] == asm[..])
+        .unwrap();
+    let whole = (bits.len() - first) / 8192 * 8192;
+    bits[first..first + whole]
+        .chunks(8)
+        .map(|c| c.iter().fold(0u8, |a, &b| (a << 1) | b))
+        .collect()
+}
+
+/// The shared Meteor-M2 TLE moved to the pass the daemon will date: the daemon dates the
+/// instrument's Moscow time of day (23:25:11 = 20:25:11 UTC) by its own clock, so a replayed
+/// 2022 recording is a pass of the 20:25 UTC nearest now. The epoch moves by whole days D, and
+/// the ascending node by the Earth's extra rotation over D days (D × 0.98564736629°, the GMST
+/// rate minus one turn a day), so the ground track is the 2022 one: the pass lands where the
+/// real one did (10°S 147°E), whatever the date the test runs.
+pub fn meteor_tle_for_todays_pass() -> String {
+    use chrono::{Datelike, Duration, NaiveDate, Utc};
+    let now = Utc::now();
+    let today = now.date_naive();
+    let at = |d: NaiveDate| d.and_hms_opt(20, 25, 11).unwrap().and_utc();
+    let day = [today - Duration::days(1), today, today + Duration::days(1)]
+        .into_iter()
+        .min_by_key(|d| (at(*d) - now).num_seconds().abs())
+        .unwrap();
+    let d = (day - NaiveDate::from_ymd_opt(2022, 12, 20).unwrap()).num_days();
+    let text = std::fs::read_to_string(data("tle/meteor-m2_40069_2022-12-20.tle")).unwrap();
+    let checksum = |b: &[u8]| -> u32 {
+        b.iter()
+            .map(|c| match c {
+                b'0'..=b'9' => u32::from(c - b'0'),
+                b'-' => 1,
+                _ => 0,
+            })
+            .sum::<u32>()
+            % 10
+    };
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for l in &mut lines {
+        let mut b = l.as_bytes()[..68].to_vec();
+        if l.starts_with("1 ") {
+            let epoch = format!("{:02}{:03}", day.year() % 100, day.ordinal());
+            b[18..23].copy_from_slice(epoch.as_bytes());
+        } else if l.starts_with("2 ") {
+            let raan: f64 = l[17..25].trim().parse().unwrap();
+            let moved = (raan + d as f64 * 0.985_647_366_29).rem_euclid(360.0);
+            b[17..25].copy_from_slice(format!("{moved:8.4}").as_bytes());
+        } else {
+            continue;
+        }
+        let sum = checksum(&b);
+        *l = format!("{}{sum}", String::from_utf8(b).unwrap());
+    }
+    lines.join("\n") + "\n"
+}
+
+pub fn landmask() -> PathBuf {
+    let p = std::env::var_os("DOWNLINK_LANDMASK").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/landmask.tif"),
+        PathBuf::from,
+    );
+    assert!(
+        p.is_file(),
+        "land mask {} missing: run `make landmask`",
+        p.display()
+    );
+    p
+}
+
+/// A daemon decoding Meteor-M LRPT frames over UDP with a TLE moved to today's pass (the
+/// returned directory holds the TLE file) and `extra` config lines for `[imaging]`.
+pub fn meteor_daemon(extra: &str) -> (Daemon, tempfile::TempDir) {
+    let tle_dir = tempfile::tempdir().unwrap();
+    let tle = tle_dir.path().join("weather.txt");
+    std::fs::write(&tle, meteor_tle_for_todays_pass()).unwrap();
+    let sections = format!("[imaging]\ntle = [\"{}\"]\n{extra}", tle.display());
+    let d = Daemon::start_full("udp", "meteor-lrpt", "frames", "", &sections, &[]);
+    (d, tle_dir)
+}
+
+/// Sends the shared Meteor-M2 capture (its three files) in random datagram sizes.
+pub fn send_meteor_pass(d: &Daemon, seed: u64) {
+    let mut bytes = Vec::new();
+    for s in ["30", "40", "50"] {
+        bytes.extend(
+            std::fs::read(data(&format!("vcdu/meteor-m2/2022_12_20_20_25_{s}.vcdu"))).unwrap(),
+        );
+    }
+    d.send(&random_datagrams(&bytes, seed));
+}
+
+/// `downlink archive add` into the daemon's archive; what it prints.
+pub fn archive_add(d: &Daemon, file: &str, collection: &str, when: &str) -> serde_json::Value {
+    let add = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .args(["archive", "add"])
+        .arg(data(file))
+        .args(["--collection", collection, "--datetime", when])
+        .arg("--archive")
+        .arg(&d.archive)
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    serde_json::from_slice(&add.stdout).unwrap()
+}
+
+/// One HTTP/1.1 request on loopback: (status, head, body).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    let mut body = raw[end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 2 + n + 2..];
+        }
+        body = out;
+    }
+    (status, head, body)
+}
+
+pub fn json_of(port: u16, path: &str) -> serde_json::Value {
+    let (st, head, body) = http(port, "GET", path, &[], b"");
+    assert_eq!(
+        st,
+        200,
+        "{path}: {head}\n{}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Waits for the one pass sent to `d` to be closed, turned into products and catalogued; its id.
+pub fn wait_catalogued(d: &Daemon) -> String {
+    let rec = d.wait_passes(1).remove(0);
+    let id = rec["id"].as_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    loop {
+        let st: serde_json::Value =
+            serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+        assert_eq!(st["products"]["failed"], 0, "{}", st["products"]);
+        assert_eq!(st["products"]["catalog_failed"], 0, "{}", st["products"]);
+        // 404 until the pass's collection exists.
+        let (code, _, body) = http(
+            d.http,
+            "GET",
+            "/stac/collections/meteor-m2-msu-mr/items",
+            &[],
+            b"",
+        );
+        if code == 200 {
+            let items: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if items["features"].as_array().is_some_and(|f| !f.is_empty()) {
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "pass never catalogued"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    id
+}
