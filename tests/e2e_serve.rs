@@ -287,9 +287,9 @@ fn sighup_with_a_bad_config_keeps_running_and_a_good_one_is_applied() {
     )
     .unwrap();
     hup(&d);
-    let s = wait_for(&d, &|s| s["last_reload"]["ok"] == false);
+    let s = wait_for(&d, &|s| s["reloads"]["last"]["ok"] == false);
     assert!(
-        s["last_reload"]["error"]
+        s["reloads"]["last"]["error"]
             .as_str()
             .unwrap()
             .contains("pass.los_timeout"),
@@ -306,7 +306,9 @@ fn sighup_with_a_bad_config_keeps_running_and_a_good_one_is_applied() {
     .unwrap();
     hup(&d);
     let s = wait_for(&d, &|s| s["inputs"][0]["name"] == "lband");
-    assert_eq!(s["last_reload"]["ok"], true);
+    assert_eq!(s["reloads"]["last"]["ok"], true);
+    assert_eq!(s["reloads"]["ok"], 1, "{s}");
+    assert_eq!(s["reloads"]["failed"], 1, "{s}");
     d.send(&random_datagrams(&bytes, 22));
     let recs = d.wait_passes(2);
     assert!(

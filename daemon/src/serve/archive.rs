@@ -66,8 +66,6 @@ pub struct PassArchive {
     fsync_interval: Duration,
     fsync_bytes: u64,
     syncer: Syncer,
-    /// Bytes written.
-    pub written: u64,
 }
 
 /// The background fdatasync of one pass's files (clones of the same open files).
@@ -102,8 +100,11 @@ impl Syncer {
                         .unwrap_or_default();
                     for h in list {
                         if let Err(e) = h.sync_data() {
-                            tracing::error!(error = %e, "archive fdatasync failed: pass archive poisoned");
-                            x.store(true, Ordering::Relaxed);
+                            // Logged once; the pass pipeline counts it and marks the pass.
+                            if !x.swap(true, Ordering::Relaxed) {
+                                tracing::error!(error = %e, "archive fdatasync failed: pass archive poisoned");
+                            }
+                            break;
                         }
                     }
                 }
@@ -193,7 +194,6 @@ impl PassArchive {
             fsync_interval,
             fsync_bytes,
             syncer,
-            written: 0,
         })
     }
 
@@ -212,7 +212,11 @@ impl PassArchive {
 
     fn note(&mut self, n: usize) {
         self.unsynced += n as u64;
-        self.written += n as u64;
+    }
+
+    /// True once a failed fdatasync poisoned this archive: it refuses every write.
+    pub fn poisoned(&self) -> bool {
+        self.syncer.failed.load(Ordering::Relaxed)
     }
 
     fn check_poisoned(&self) -> std::io::Result<()> {
@@ -288,14 +292,16 @@ impl PassArchive {
     }
 
     /// Syncs everything, writes the plot, and publishes the pass record atomically (last);
-    /// returns its path.
+    /// returns its path. It may be called again after a failure (a full disk that gets space
+    /// back): buffered data not yet written stays buffered until then. A poisoned archive
+    /// (failed fdatasync) still gets its record — which must say so — after what it still
+    /// buffers has been written out.
     pub fn close(
-        mut self,
+        &mut self,
         record: &serde_json::Value,
         plot_png: Option<&[u8]>,
     ) -> std::io::Result<PathBuf> {
         self.syncer.finish();
-        self.check_poisoned()?;
         self.sync()?;
         if let Some(png) = plot_png {
             storage::write_atomic(self.dir.join("plot.png"), png).map_err(std::io::Error::other)?;

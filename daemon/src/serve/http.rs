@@ -31,9 +31,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn snapshot(shared: &Shared) -> Vec<super::InputStatus> {
-    (0..shared.inputs.len())
-        .filter_map(|i| shared.with_input(i, |s| s.clone()))
-        .collect()
+    shared.input_snapshot()
+}
+
+fn reloads(shared: &Shared) -> super::Reloads {
+    shared
+        .reloads
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 /// `ok` (200) or `degraded` (503) with the problems by component: for load balancers, probes
@@ -61,7 +67,11 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "health": health_json(&shared),
         "inputs": snapshot(&shared),
-        "last_reload": shared.last_reload.lock().map(|r| r.clone()).unwrap_or(None),
+        "reloads": reloads(&shared),
+        "archive": {
+            "io_errors": shared.archive_errors.lock().map(|e| e.clone()).unwrap_or_default(),
+            "pending_records": shared.pending_records.lock().map(|p| p.len()).unwrap_or(0),
+        },
         "products": shared.products.status.lock().map(|s| s.clone()).unwrap_or_default(),
         "tile_cache": tile_cache_json(&shared),
         "catalog": shared.catalog.is_some(),
@@ -79,11 +89,17 @@ fn tile_cache_json(shared: &Shared) -> serde_json::Value {
     serde_json::json!({"entries": entries, "bytes": bytes, "hits": hits, "misses": misses, "refused_busy": busy})
 }
 
-/// Pass records on disk, newest first (summary fields only).
+/// Pass records on disk, and closed passes whose record is not on disk yet (`"archive":
+/// "incomplete"`), newest first (summary fields only).
 async fn passes(State(shared): State<Arc<Shared>>) -> Response {
     let dir = shared.archive.join("passes");
+    let pending: Vec<serde_json::Value> = shared
+        .pending_records
+        .lock()
+        .map(|p| p.values().cloned().collect())
+        .unwrap_or_default();
     let list = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
+        let mut out = pending;
         if let Ok(rd) = std::fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let Ok(text) = std::fs::read(e.path().join("pass.json")) else {
@@ -92,13 +108,7 @@ async fn passes(State(shared): State<Arc<Shared>>) -> Response {
                 let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
                     continue;
                 };
-                out.push(serde_json::json!({
-                    "id": v["id"], "input": v["input"], "spacecraft": v["spacecraft"],
-                    "aos": v["aos"], "los": v["los"],
-                    "frames_good": v["counters"]["frames"]["good"],
-                    "packets": v["counters"]["packets"]["total"],
-                    "rs_uncorrectable": v["counters"]["rs"]["uncorrectable"],
-                }));
+                out.push(super::pipeline::summary_of(&v));
             }
         }
         out.sort_by(|a, b| b["aos"].as_str().cmp(&a["aos"].as_str()));
@@ -257,6 +267,39 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         "counter",
         "Space packets delivered.",
         by_input(&|s| s.totals.packets + cur(s, &|c| c.packets.total)),
+    );
+    family(
+        "downlink_frames_unarchived_total",
+        "counter",
+        "Good frames the archive does not hold (write failures).",
+        by_input(&|s| s.totals.frames_unarchived),
+    );
+    let errors = shared
+        .archive_errors
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
+    family(
+        "downlink_archive_io_errors_total",
+        "counter",
+        "Archive write failures, by operation (create, write, sync, record).",
+        super::ARCHIVE_OPS
+            .iter()
+            .map(|op| (format!("op=\"{op}\""), errors.get(op).copied().unwrap_or(0)))
+            .collect(),
+    );
+    let pending = shared.pending_records.lock().map(|p| p.len()).unwrap_or(0);
+    let r = reloads(&shared);
+    let _ = writeln!(
+        m,
+        "# HELP downlink_pass_records_pending Closed passes whose record is not on disk yet.\n# TYPE downlink_pass_records_pending gauge\n\
+         downlink_pass_records_pending {pending}\n\
+         # HELP downlink_reloads_total Configuration reloads (SIGHUP), by result.\n# TYPE downlink_reloads_total counter\n\
+         downlink_reloads_total{{result=\"ok\"}} {}\n\
+         downlink_reloads_total{{result=\"failed\"}} {}\n\
+         # HELP downlink_config_generation Configuration generation in force (1 at start, +1 per applied reload).\n# TYPE downlink_config_generation gauge\n\
+         downlink_config_generation {}",
+        r.ok, r.failed, r.generation
     );
     let problems = shared.health.problems();
     let _ = writeln!(

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::Shared;
+use super::Worker;
 use crate::config::InputConfig;
 
 /// A bound input socket.
 #[derive(Debug)]
 pub enum Source {
-    /// Datagram input.
-    Udp(UdpSocket),
+    /// Datagram input, and the value of its kernel drop counter already counted.
+    Udp(UdpSocket, u64),
     /// Stream input (one connection at a time).
     Tcp(TcpListener),
     /// Client of a remote TCP server (`host:port`).
@@ -26,9 +26,33 @@ impl Source {
     /// Address actually bound.
     pub fn local_addr(&self) -> Option<String> {
         match self {
-            Source::Udp(s) => s.local_addr().ok().map(|a| a.to_string()),
+            Source::Udp(s, _) => s.local_addr().ok().map(|a| a.to_string()),
             Source::Tcp(l) => l.local_addr().ok().map(|a| a.to_string()),
             Source::TcpConnect(t) => Some(format!("-> {t}")),
+        }
+    }
+}
+
+/// Runs the input's receive loop until its worker is asked to stop; returns the socket, so that
+/// a reload that keeps the address hands it to the next worker without unbinding the port.
+pub fn run(
+    input: &InputConfig,
+    source: Source,
+    tx: &SyncSender<Bytes>,
+    w: &Worker,
+) -> Option<Source> {
+    match source {
+        Source::Udp(sock, seen) => {
+            let seen = udp_loop(input, &sock, seen, tx, w);
+            Some(Source::Udp(sock, seen))
+        }
+        Source::Tcp(l) => {
+            tcp_loop(input, &l, tx, w);
+            Some(Source::Tcp(l))
+        }
+        Source::TcpConnect(t) => {
+            tcp_connect_loop(input, &t, tx, w);
+            Some(Source::TcpConnect(t))
         }
     }
 }
@@ -51,15 +75,9 @@ pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// TCP input: one sender at a time, its byte stream is the input. The queue applies
 /// backpressure (a full queue blocks the reader, TCP slows the sender): nothing is dropped.
 /// Connections from outside the allow-list are closed and counted as `not_allowed`.
-pub fn tcp_loop(
-    input: &InputConfig,
-    listener: &TcpListener,
-    tx: &SyncSender<Bytes>,
-    shared: &Shared,
-    idx: usize,
-) {
-    while !shared.stopping() {
-        shared.beat(2 * idx);
+pub fn tcp_loop(input: &InputConfig, listener: &TcpListener, tx: &SyncSender<Bytes>, w: &Worker) {
+    while !w.stopping() {
+        w.input.beat(0);
         let (mut stream, peer) = match listener.accept() {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -73,11 +91,12 @@ pub fn tcp_loop(
             }
         };
         if !input.allows(peer.ip()) {
-            shared.with_input(idx, |s| *s.drops.entry("not_allowed").or_default() += 1);
+            w.input
+                .with(|s| *s.drops.entry("not_allowed").or_default() += 1);
             continue;
         }
         tracing::info!(input = %input.name, %peer, "TCP sender connected");
-        if !read_stream(input, &mut stream, tx, shared, idx) {
+        if !read_stream(input, &mut stream, tx, w) {
             return;
         }
         tracing::info!(input = %input.name, %peer, "TCP sender disconnected");
@@ -90,8 +109,7 @@ fn read_stream(
     input: &InputConfig,
     stream: &mut std::net::TcpStream,
     tx: &SyncSender<Bytes>,
-    shared: &Shared,
-    idx: usize,
+    w: &Worker,
 ) -> bool {
     if stream.set_nonblocking(false).is_err()
         || stream
@@ -105,7 +123,7 @@ fn read_stream(
     let mut last_flush = Instant::now();
     let mut alive = true;
     loop {
-        shared.beat(2 * idx);
+        w.input.beat(0);
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
@@ -125,19 +143,19 @@ fn read_stream(
                 break;
             }
         }
-        if shared.stopping() {
+        if w.stopping() {
             break;
         }
         if last_flush.elapsed() >= Duration::from_millis(200) {
             let (c, b) = (std::mem::take(&mut chunks), std::mem::take(&mut bytes));
-            shared.with_input(idx, |s| {
+            w.input.with(|s| {
                 s.datagrams += c;
                 s.bytes += b;
             });
             last_flush = Instant::now();
         }
     }
-    shared.with_input(idx, |s| {
+    w.input.with(|s| {
         s.datagrams += chunks;
         s.bytes += bytes;
     });
@@ -146,17 +164,11 @@ fn read_stream(
 
 /// `tcp-connect://HOST:PORT`: connects to the demodulator's TCP server and reconnects every
 /// `input.reconnect` when it is down or the connection ends.
-pub fn tcp_connect_loop(
-    input: &InputConfig,
-    target: &str,
-    tx: &SyncSender<Bytes>,
-    shared: &Shared,
-    idx: usize,
-) {
+pub fn tcp_connect_loop(input: &InputConfig, target: &str, tx: &SyncSender<Bytes>, w: &Worker) {
     use std::net::ToSocketAddrs;
     let mut failures = 0u64;
-    while !shared.stopping() {
-        shared.beat(2 * idx);
+    while !w.stopping() {
+        w.input.beat(0);
         let addrs: Vec<SocketAddr> = target
             .to_socket_addrs()
             .map(Iterator::collect)
@@ -168,7 +180,7 @@ pub fn tcp_connect_loop(
             Some(mut stream) => {
                 failures = 0;
                 tracing::info!(input = %input.name, %target, "connected");
-                if !read_stream(input, &mut stream, tx, shared, idx) {
+                if !read_stream(input, &mut stream, tx, w) {
                     return;
                 }
                 tracing::info!(input = %input.name, %target, "connection ended; reconnecting");
@@ -180,11 +192,11 @@ pub fn tcp_connect_loop(
                 }
             }
         }
-        shared.with_input(idx, |s| s.reconnects += 1);
+        w.input.with(|s| s.reconnects += 1);
         // Sleep in short steps so shutdown stays prompt.
         let until = Instant::now() + input.reconnect;
-        while Instant::now() < until && !shared.stopping() {
-            shared.beat(2 * idx);
+        while Instant::now() < until && !w.stopping() {
+            w.input.beat(0);
             std::thread::sleep(Duration::from_millis(20).min(input.reconnect));
         }
     }
@@ -247,7 +259,8 @@ pub fn take_systemd(input: &InputConfig, name: &str) -> std::io::Result<Source> 
         }
         let udp: UdpSocket = sock.into();
         udp.set_read_timeout(Some(Duration::from_millis(100)))?;
-        Ok(Source::Udp(udp))
+        let seen = kernel_drops(&udp).unwrap_or(0);
+        Ok(Source::Udp(udp, seen))
     } else {
         let l: TcpListener = sock.into();
         l.set_nonblocking(true)?;
@@ -307,20 +320,24 @@ struct Batch {
     queue_full: u64,
 }
 
-/// Receives until shutdown; drops are counted, never fatal.
-pub fn udp_loop(
+/// Receives until the worker stops; drops are counted, never fatal. On stop, what the socket
+/// already holds is taken (bounded in time) before returning, so a socket about to close loses
+/// nothing it accepted and one handed to the next worker has little to carry. Returns the
+/// kernel drop counter value counted so far.
+fn udp_loop(
     input: &InputConfig,
     sock: &UdpSocket,
+    mut kernel_seen: u64,
     tx: &SyncSender<Bytes>,
-    shared: &Shared,
-    idx: usize,
-) {
+    w: &Worker,
+) -> u64 {
     let mut buf = vec![0u8; input.max_datagram + 1];
     let mut batch = Batch::default();
     let mut last_flush = Instant::now();
-    let kernel_base = kernel_drops(sock).unwrap_or(0);
+    // Set once stop is seen: the drain deadline.
+    let mut draining: Option<Instant> = None;
     loop {
-        shared.beat(2 * idx);
+        w.input.beat(0);
         match sock.recv_from(&mut buf) {
             Ok((n, peer)) => {
                 batch.datagrams += 1;
@@ -333,45 +350,86 @@ pub fn udp_loop(
                     batch.empty += 1;
                 } else {
                     let d = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                    match tx.try_send(d) {
+                    let sent = if draining.is_some() {
+                        // The decoder is still running: wait for it rather than drop.
+                        tx.send(d).map_err(|_| TrySendError::Disconnected(()))
+                    } else {
+                        tx.try_send(d).map_err(|e| match e {
+                            TrySendError::Full(_) => TrySendError::Full(()),
+                            TrySendError::Disconnected(_) => TrySendError::Disconnected(()),
+                        })
+                    };
+                    match sent {
                         Ok(()) => {}
-                        Err(TrySendError::Full(_)) => batch.queue_full += 1,
-                        Err(TrySendError::Disconnected(_)) => break,
+                        Err(TrySendError::Full(())) => batch.queue_full += 1,
+                        Err(TrySendError::Disconnected(())) => break,
                     }
                 }
             }
-            Err(e) if is_timeout(&e) => {}
+            // Empty socket: while draining, done.
+            Err(e) if is_timeout(&e) => {
+                if draining.is_some() {
+                    break;
+                }
+            }
             Err(e) => {
                 tracing::warn!(input = %input.name, error = %e, "receive error");
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        let stop = shared.stopping();
-        if stop || batch.datagrams >= 4096 || last_flush.elapsed() >= Duration::from_millis(200) {
-            let kernel = kernel_drops(sock).map(|k| k.saturating_sub(kernel_base));
-            let b = std::mem::take(&mut batch);
-            shared.with_input(idx, |s| {
-                s.datagrams += b.datagrams;
-                s.bytes += b.bytes;
-                for (reason, n) in [
-                    ("not_allowed", b.not_allowed),
-                    ("truncated", b.truncated),
-                    ("empty", b.empty),
-                    ("queue_full", b.queue_full),
-                ] {
-                    *s.drops.entry(reason).or_default() += n;
-                }
-                if let Some(k) = kernel {
-                    s.drops.insert("kernel_overflow", k);
-                }
-            });
-            if b.queue_full > 0 {
-                tracing::error!(input = %input.name, dropped = b.queue_full, "decoder queue full: datagrams dropped");
+        if draining.is_none() && w.stopping() {
+            draining = Some(Instant::now() + Duration::from_secs(2));
+            if let Err(e) = sock.set_read_timeout(Some(Duration::from_millis(1))) {
+                tracing::warn!(input = %input.name, error = %e, "cannot shorten the receive timeout to drain");
             }
+        }
+        let timed_out = draining.is_some_and(|t| Instant::now() >= t);
+        if timed_out
+            || batch.datagrams >= 4096
+            || last_flush.elapsed() >= Duration::from_millis(200)
+        {
+            flush_batch(input, sock, &mut kernel_seen, &mut batch, w);
             last_flush = Instant::now();
         }
-        if stop {
+        if timed_out {
             break;
         }
+    }
+    flush_batch(input, sock, &mut kernel_seen, &mut batch, w);
+    if let Err(e) = sock.set_read_timeout(Some(Duration::from_millis(100))) {
+        tracing::warn!(input = %input.name, error = %e, "cannot restore the receive timeout");
+    }
+    kernel_seen
+}
+
+/// Adds a batch of counts (and the kernel's drops since the last look) to the input's status.
+fn flush_batch(
+    input: &InputConfig,
+    sock: &UdpSocket,
+    kernel_seen: &mut u64,
+    batch: &mut Batch,
+    w: &Worker,
+) {
+    let kernel = kernel_drops(sock).map_or(0, |k| {
+        let new = k.saturating_sub(*kernel_seen);
+        *kernel_seen = (*kernel_seen).max(k);
+        new
+    });
+    let b = std::mem::take(batch);
+    w.input.with(|s| {
+        s.datagrams += b.datagrams;
+        s.bytes += b.bytes;
+        for (reason, n) in [
+            ("not_allowed", b.not_allowed),
+            ("truncated", b.truncated),
+            ("empty", b.empty),
+            ("queue_full", b.queue_full),
+            ("kernel_overflow", kernel),
+        ] {
+            *s.drops.entry(reason).or_default() += n;
+        }
+    });
+    if b.queue_full > 0 {
+        tracing::error!(input = %input.name, dropped = b.queue_full, "decoder queue full: datagrams dropped");
     }
 }

@@ -37,7 +37,7 @@ pub const TILE_QUEUE_MAX: usize = 64;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
@@ -102,6 +102,8 @@ pub struct Totals {
     pub rs_uncorrectable: u64,
     /// Packets delivered.
     pub packets: u64,
+    /// Good frames the archive does not hold (write failures).
+    pub frames_unarchived: u64,
 }
 
 /// What keeps the daemon from doing its whole job, by component (`archive`, `catalog`, …: a
@@ -149,21 +151,115 @@ impl Health {
     }
 }
 
-/// State shared between the threads and the HTTP side.
+/// One input's live state: what operators see, and its two workers' heartbeats. It lives as
+/// long as an input of that name is configured, so its counters survive reloads (Prometheus
+/// counters never go down while the process runs).
+#[derive(Debug)]
+pub struct InputState {
+    status: Mutex<InputStatus>,
+    /// Monotonic milliseconds (since `epoch`) of the last loop of the ingest (0) and decoder (1)
+    /// thread.
+    heartbeats: [AtomicU64; 2],
+    epoch: std::time::Instant,
+}
+
+impl InputState {
+    fn new(cfg: &crate::config::InputConfig, epoch: std::time::Instant) -> InputState {
+        let now = epoch.elapsed().as_millis() as u64;
+        InputState {
+            status: Mutex::new(InputStatus {
+                name: cfg.name.clone(),
+                listen: cfg.listen.to_string(),
+                profile: cfg.profile.name.clone(),
+                sync_state: "searching",
+                drops: DROP_REASONS.iter().map(|r| (*r, 0)).collect(),
+                ..InputStatus::default()
+            }),
+            heartbeats: [AtomicU64::new(now), AtomicU64::new(now)],
+            epoch,
+        }
+    }
+
+    /// Runs `f` on the status (a poisoned lock still yields the data).
+    pub fn with<R>(&self, f: impl FnOnce(&mut InputStatus) -> R) -> R {
+        f(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Records that worker `w` (0 ingest, 1 decoder) is alive.
+    pub fn beat(&self, w: usize) {
+        if let Some(h) = self.heartbeats.get(w) {
+            h.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn alive(&self, max_ms: u64) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.heartbeats
+            .iter()
+            .all(|h| now.saturating_sub(h.load(Ordering::Relaxed)) <= max_ms)
+    }
+}
+
+/// What a worker thread of one input holds: the process-wide state, its input's state, and its
+/// own stop flag (a reload stops only the workers of inputs that changed).
+#[derive(Clone, Debug)]
+pub struct Worker {
+    /// Process-wide state.
+    pub shared: Arc<Shared>,
+    /// This input's counters and heartbeats.
+    pub input: Arc<InputState>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    /// True once this worker was asked to stop (shutdown, or its input changed).
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Configuration reloads (SIGHUP) since start.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Reloads {
+    /// Configuration generation in force: 1 at start, +1 per applied reload.
+    pub generation: u64,
+    /// Reloads applied.
+    pub ok: u64,
+    /// Reloads refused (invalid file, or it could not be applied); the running config stays.
+    pub failed: u64,
+    /// Outcome of the last one.
+    pub last: Option<serde_json::Value>,
+}
+
+/// Archive I/O failures, by operation (metric label values).
+pub const ARCHIVE_OPS: [&str; 4] = ["create", "write", "sync", "record"];
+
+/// Settings the decoder threads read at every loop, so a reload that changes them reaches a
+/// pass in progress without closing it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineSettings {
+    /// `[pass]`.
+    pub pass: crate::config::PassConfig,
+    /// `[archive]`.
+    pub archive: crate::config::ArchiveConfig,
+}
+
+/// State shared between the threads and the HTTP side for the whole life of the process
+/// (reloads keep it).
 #[derive(Debug)]
 pub struct Shared {
     /// Per input, in config order.
-    pub inputs: Vec<Mutex<InputStatus>>,
-    /// Archive root.
+    inputs: std::sync::RwLock<Vec<Arc<InputState>>>,
+    /// Archive root (fixed for the life of the process: changing it needs a restart).
     pub archive: PathBuf,
     /// Set on SIGTERM/SIGINT.
     pub stop: AtomicBool,
-    /// Per worker thread: monotonic milliseconds of its last loop iteration (watchdog).
-    pub heartbeats: Vec<std::sync::atomic::AtomicU64>,
-    /// Process start, the epoch of `heartbeats`.
+    /// Process start.
     pub started: std::time::Instant,
-    /// Outcome of the last SIGHUP, shown in /api/v1/status.
-    pub last_reload: Mutex<Option<serde_json::Value>>,
+    /// Configuration reloads.
+    pub reloads: Mutex<Reloads>,
+    /// `[pass]` and `[archive]` as the decoder threads see them.
+    settings: std::sync::RwLock<Arc<PipelineSettings>>,
     /// AOS / LOS / pass-record notifications.
     pub webhooks: webhook::Webhooks,
     /// Scene products at LOS (imaging inputs).
@@ -175,37 +271,95 @@ pub struct Shared {
     /// Recently served tiles (`http.tile_cache` bytes at most).
     pub tile_cache: tile_cache::TileCache,
     /// Tile requests refused because the render queue was full.
-    pub tiles_busy: std::sync::atomic::AtomicU64,
+    pub tiles_busy: AtomicU64,
     /// Degraded components (empty = healthy).
     pub health: Health,
+    /// Archive I/O failures by operation ([`ARCHIVE_OPS`]).
+    pub archive_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Inputs whose archive writes are failing now (the `archive` health component).
+    archive_failing: Mutex<std::collections::BTreeSet<String>>,
+    /// Closed passes whose record is not on disk yet (retried until it is), by id: what
+    /// `/api/v1/passes` lists with `"archive": "incomplete"`.
+    pub pending_records: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 impl Shared {
-    /// Runs `f` on input `i`'s status (a poisoned lock still yields the data).
-    pub fn with_input<R>(&self, i: usize, f: impl FnOnce(&mut InputStatus) -> R) -> Option<R> {
+    /// The inputs' states, in config order.
+    pub fn inputs(&self) -> Vec<Arc<InputState>> {
         self.inputs
-            .get(i)
-            .map(|m| f(&mut m.lock().unwrap_or_else(PoisonError::into_inner)))
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    /// Records that worker `w` is alive.
-    pub fn beat(&self, w: usize) {
-        if let Some(h) = self.heartbeats.get(w) {
-            h.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        }
+    /// What the HTTP side shows of every input.
+    pub fn input_snapshot(&self) -> Vec<InputStatus> {
+        self.inputs()
+            .iter()
+            .map(|i| i.with(|s| s.clone()))
+            .collect()
+    }
+
+    /// `[pass]` and `[archive]` in force.
+    pub fn settings(&self) -> Arc<PipelineSettings> {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// True when every worker looped within `max_ms`.
     pub fn all_alive(&self, max_ms: u64) -> bool {
-        let now = self.started.elapsed().as_millis() as u64;
-        self.heartbeats
-            .iter()
-            .all(|h| now.saturating_sub(h.load(Ordering::Relaxed)) <= max_ms)
+        self.inputs().iter().all(|i| i.alive(max_ms))
     }
 
     /// True once shutdown started.
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Adds archive I/O failures (`op` from [`ARCHIVE_OPS`]) seen by `input`, and puts the
+    /// archive in the degraded state.
+    pub fn archive_failed(&self, input: &str, op: &'static str, n: u64, error: &str) {
+        if n == 0 {
+            return;
+        }
+        *self
+            .archive_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(op)
+            .or_default() += n;
+        self.archive_failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(input.to_owned());
+        if self.health.set(
+            "archive",
+            format!("input {input}: archive {op} failed: {error}"),
+        ) {
+            tracing::error!(input, op, error, "archive degraded: writes are failing");
+        }
+    }
+
+    /// `input`'s archive writes work again: the archive is healthy once no input fails and
+    /// no pass record waits.
+    pub fn archive_ok(&self, input: &str) {
+        let mut failing = self
+            .archive_failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if failing.remove(input)
+            && failing.is_empty()
+            && self
+                .pending_records
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+            && self.health.clear("archive")
+        {
+            tracing::info!(input, "archive writes work again");
+        }
     }
 }
 
@@ -223,14 +377,6 @@ pub enum ServeError {
         /// OS error.
         source: std::io::Error,
     },
-    /// The input kind is not implemented yet.
-    #[error("input {input}: {listen} inputs are not supported yet (udp:// is)")]
-    Unsupported {
-        /// Input name.
-        input: String,
-        /// Listen spec.
-        listen: String,
-    },
     /// Archive directory problems.
     #[error("archive {path}: {source}")]
     Archive {
@@ -247,51 +393,182 @@ pub enum ServeError {
         /// OS error.
         source: std::io::Error,
     },
+    /// A reload that needs a restart.
+    #[error("{0}")]
+    NeedsRestart(String),
 }
 
-/// One running set of sockets, worker threads and HTTP server, built from one config.
-struct Generation {
-    shared: Arc<Shared>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    product_worker: Option<std::thread::JoinHandle<()>>,
-    http: tokio::task::JoinHandle<()>,
-    http_stop: Option<tokio::sync::oneshot::Sender<()>>,
+/// The two threads of one input.
+struct InputWorker {
+    cfg: crate::config::InputConfig,
+    worker: Worker,
+    ingest: std::thread::JoinHandle<Option<ingest::Source>>,
+    decode: std::thread::JoinHandle<()>,
 }
 
-impl Generation {
-    /// Binds everything first (a bad address fails here, before anything runs), then starts.
+impl InputWorker {
     fn start(
-        cfg: &Config,
+        cfg: &crate::config::InputConfig,
+        source: ingest::Source,
+        shared: &Arc<Shared>,
+        state: Arc<InputState>,
+    ) -> InputWorker {
+        let local = source.local_addr();
+        state.with(|s| {
+            s.local_addr = local;
+            s.listen = cfg.listen.to_string();
+            s.profile = cfg.profile.name.clone();
+        });
+        let worker = Worker {
+            shared: shared.clone(),
+            input: state,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_datagrams);
+        let (w1, w2) = (worker.clone(), worker.clone());
+        let (i1, i2) = (cfg.clone(), cfg.clone());
+        let ingest = spawn(&format!("ingest-{}", cfg.name), move || {
+            ingest::run(&i1, source, &tx, &w1)
+        });
+        let decode = spawn(&format!("decode-{}", cfg.name), move || {
+            pipeline::run(&i2, &rx, &w2);
+        });
+        InputWorker {
+            cfg: cfg.clone(),
+            worker,
+            ingest,
+            decode,
+        }
+    }
+
+    /// Stops receiving (what the socket already holds is taken first when `drain`), lets the
+    /// decoder take everything queued and close its pass; returns the socket for reuse.
+    fn stop(self) -> Option<ingest::Source> {
+        self.worker.stop.store(true, Ordering::Relaxed);
+        let source = self.ingest.join().unwrap_or_else(|_| {
+            tracing::error!(input = %self.cfg.name, "the ingest thread panicked");
+            None
+        });
+        if self.decode.join().is_err() {
+            tracing::error!(input = %self.cfg.name, "the decoder thread panicked");
+        }
+        source
+    }
+}
+
+/// The HTTP server of one `[http]` config.
+struct HttpServer {
+    cfg: crate::config::HttpConfig,
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl HttpServer {
+    fn bind(
+        cfg: &crate::config::HttpConfig,
         rt: &tokio::runtime::Runtime,
-        last_reload: Option<serde_json::Value>,
-    ) -> Result<Generation, ServeError> {
+    ) -> Result<tokio::net::TcpListener, ServeError> {
+        rt.block_on(tokio::net::TcpListener::bind(cfg.listen))
+            .map_err(|source| ServeError::Http {
+                addr: cfg.listen.to_string(),
+                source,
+            })
+    }
+
+    fn start(
+        cfg: &crate::config::HttpConfig,
+        listener: tokio::net::TcpListener,
+        shared: &Arc<Shared>,
+        rt: &tokio::runtime::Runtime,
+    ) -> HttpServer {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = http::router(shared.clone());
+        let task = rt.spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        HttpServer {
+            cfg: cfg.clone(),
+            task,
+            stop,
+        }
+    }
+
+    fn stop(self, rt: &tokio::runtime::Runtime) {
+        let _ = self.stop.send(());
+        let _ = rt.block_on(self.task);
+    }
+}
+
+/// Everything running for the config in force.
+struct Daemon {
+    cfg: Config,
+    shared: Arc<Shared>,
+    inputs: Vec<InputWorker>,
+    product_worker: Option<std::thread::JoinHandle<()>>,
+    http: HttpServer,
+}
+
+/// A fresh socket for `input`.
+fn bind_input(input: &crate::config::InputConfig) -> Result<ingest::Source, ServeError> {
+    let bind_err = |addr: &std::net::SocketAddr| {
+        let (input, addr) = (input.name.clone(), addr.to_string());
+        move |source| ServeError::Bind {
+            input,
+            addr,
+            source,
+        }
+    };
+    Ok(match &input.listen {
+        Listen::Udp(addr) => {
+            ingest::Source::Udp(ingest::bind_udp(input, *addr).map_err(bind_err(addr))?, 0)
+        }
+        Listen::Tcp(addr) => ingest::Source::Tcp(ingest::bind_tcp(*addr).map_err(bind_err(addr))?),
+        Listen::TcpConnect(target) => ingest::Source::TcpConnect(target.clone()),
+        Listen::Systemd(name) => {
+            ingest::take_systemd(input, name).map_err(|source| ServeError::Bind {
+                input: input.name.clone(),
+                addr: format!("systemd://{name}"),
+                source,
+            })?
+        }
+    })
+}
+
+impl Daemon {
+    /// Binds everything first (a bad address fails here, before anything runs), then starts.
+    fn start(cfg: &Config, rt: &tokio::runtime::Runtime) -> Result<Daemon, ServeError> {
         let passes_dir = cfg.archive.path.join("passes");
         std::fs::create_dir_all(&passes_dir).map_err(|source| ServeError::Archive {
             path: passes_dir.clone(),
             source,
         })?;
+        let started = std::time::Instant::now();
+        let states: Vec<Arc<InputState>> = cfg
+            .input
+            .iter()
+            .map(|i| Arc::new(InputState::new(i, started)))
+            .collect();
         let shared = Arc::new(Shared {
-            inputs: cfg
-                .input
-                .iter()
-                .map(|i| {
-                    Mutex::new(InputStatus {
-                        name: i.name.clone(),
-                        listen: i.listen.to_string(),
-                        profile: i.profile.name.clone(),
-                        sync_state: "searching",
-                        drops: DROP_REASONS.iter().map(|r| (*r, 0)).collect(),
-                        ..InputStatus::default()
-                    })
-                })
-                .collect(),
+            inputs: std::sync::RwLock::new(states.clone()),
             archive: cfg.archive.path.clone(),
             stop: AtomicBool::new(false),
-            heartbeats: (0..cfg.input.len() * 2)
-                .map(|_| std::sync::atomic::AtomicU64::new(0))
-                .collect(),
-            started: std::time::Instant::now(),
-            last_reload: Mutex::new(last_reload),
+            started,
+            reloads: Mutex::new(Reloads {
+                generation: 1,
+                ..Reloads::default()
+            }),
+            settings: std::sync::RwLock::new(Arc::new(PipelineSettings {
+                pass: cfg.pass.clone(),
+                archive: cfg.archive.clone(),
+            })),
             webhooks: webhook::Webhooks::new(&cfg.webhook, rt.handle().clone()),
             products: products::Queue::default(),
             catalog: match crate::archive_catalog::open(&cfg.archive.path) {
@@ -304,8 +581,7 @@ impl Generation {
             tile_cache: tile_cache::TileCache::new(
                 usize::try_from(cfg.http.tile_cache).unwrap_or(usize::MAX),
             ),
-            tiles_busy: std::sync::atomic::AtomicU64::new(0),
-            health: Health::default(),
+            tiles_busy: AtomicU64::new(0),
             tiles: match storage::tiles::render::TilePool::new(2, 16, TILE_QUEUE_MAX) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {
@@ -313,6 +589,10 @@ impl Generation {
                     None
                 }
             },
+            health: Health::default(),
+            archive_errors: Mutex::new(ARCHIVE_OPS.iter().map(|o| (*o, 0)).collect()),
+            archive_failing: Mutex::default(),
+            pending_records: Mutex::default(),
         });
         let product_worker = products::start(
             &cfg.imaging,
@@ -322,98 +602,182 @@ impl Generation {
         );
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs.
         archive::recover_interrupted(cfg);
-        let mut sockets = Vec::new();
-        for (idx, input) in cfg.input.iter().enumerate() {
-            let bind_err = |addr: &std::net::SocketAddr| {
-                let (input, addr) = (input.name.clone(), addr.to_string());
-                move |source| ServeError::Bind {
-                    input,
-                    addr,
-                    source,
-                }
-            };
-            let sock = match &input.listen {
-                Listen::Udp(addr) => {
-                    ingest::Source::Udp(ingest::bind_udp(input, *addr).map_err(bind_err(addr))?)
-                }
-                Listen::Tcp(addr) => {
-                    ingest::Source::Tcp(ingest::bind_tcp(*addr).map_err(bind_err(addr))?)
-                }
-                Listen::TcpConnect(target) => ingest::Source::TcpConnect(target.clone()),
-                Listen::Systemd(name) => {
-                    ingest::take_systemd(input, name).map_err(|source| ServeError::Bind {
-                        input: input.name.clone(),
-                        addr: format!("systemd://{name}"),
-                        source,
-                    })?
-                }
-            };
-            let local = sock.local_addr();
-            shared.with_input(idx, |s| s.local_addr = local);
-            sockets.push(sock);
-        }
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(cfg.http.listen))
-            .map_err(|source| ServeError::Http {
-                addr: cfg.http.listen.to_string(),
-                source,
-            })?;
-        let mut threads = Vec::new();
-        for (idx, (input, sock)) in cfg.input.iter().zip(sockets).enumerate() {
-            let (tx, rx) = std::sync::mpsc::sync_channel(input.queue_datagrams);
-            let (s1, s2) = (shared.clone(), shared.clone());
-            let (i1, i2) = (input.clone(), input.clone());
-            let pass_cfg = cfg.pass.clone();
-            let archive_cfg = cfg.archive.clone();
-            threads.push(spawn(
-                &format!("ingest-{}", input.name),
-                move || match sock {
-                    ingest::Source::Udp(sock) => ingest::udp_loop(&i1, &sock, &tx, &s1, idx),
-                    ingest::Source::Tcp(l) => ingest::tcp_loop(&i1, &l, &tx, &s1, idx),
-                    ingest::Source::TcpConnect(t) => {
-                        ingest::tcp_connect_loop(&i1, &t, &tx, &s1, idx)
-                    }
-                },
-            ));
-            threads.push(spawn(&format!("decode-{}", input.name), move || {
-                pipeline::run(&i2, &pass_cfg, &archive_cfg, &rx, &s2, idx)
-            }));
-        }
-        let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = http::router(shared.clone());
-        let http = rt.spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "http server failed");
-            }
-        });
+        let sources = cfg
+            .input
+            .iter()
+            .map(bind_input)
+            .collect::<Result<Vec<_>, _>>()?;
+        let listener = HttpServer::bind(&cfg.http, rt)?;
+        let inputs = cfg
+            .input
+            .iter()
+            .zip(sources)
+            .zip(states)
+            .map(|((i, src), st)| InputWorker::start(i, src, &shared, st))
+            .collect();
+        let http = HttpServer::start(&cfg.http, listener, &shared, rt);
         tracing::info!(http = %cfg.http.listen, inputs = cfg.input.len(), "downlink serving");
-        Ok(Generation {
+        Ok(Daemon {
+            cfg: cfg.clone(),
             shared,
-            threads,
+            inputs,
             product_worker,
             http,
-            http_stop: Some(http_stop),
         })
     }
 
-    /// Drains queues, closes passes, stops the HTTP server and joins every thread.
-    fn stop(mut self, rt: &tokio::runtime::Runtime) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(tx) = self.http_stop.take() {
-            let _ = tx.send(());
+    /// Applies `new` in place. Inputs whose config is unchanged keep running untouched (their
+    /// socket, queue, decoder and pass in progress). A changed input on the same address keeps
+    /// its socket: its threads stop, the decoder takes everything queued and closes its pass,
+    /// and new threads read on from the same socket, so nothing the kernel accepted is lost
+    /// and the port is never unbound. Everything new is bound before anything is stopped: if a
+    /// bind fails, nothing changes.
+    fn reload(&mut self, new: &Config, rt: &tokio::runtime::Runtime) -> Result<(), ServeError> {
+        if new.archive.path != self.cfg.archive.path {
+            return Err(ServeError::NeedsRestart(format!(
+                "archive.path changed ({} -> {}): restart the daemon to move the archive",
+                self.cfg.archive.path.display(),
+                new.archive.path.display()
+            )));
         }
-        let _ = rt.block_on(self.http);
-        for t in self.threads {
-            if t.join().is_err() {
-                tracing::error!("a worker thread panicked");
+        // 1. Bind what is new; nothing running is touched yet.
+        let keep_listen = |l: &Listen| {
+            self.inputs
+                .iter()
+                .any(|w| &w.cfg.listen == l && !matches!(l, Listen::TcpConnect(_)))
+        };
+        let mut fresh: BTreeMap<usize, ingest::Source> = BTreeMap::new();
+        for (i, input) in new.input.iter().enumerate() {
+            let unchanged = self.inputs.iter().any(|w| &w.cfg == input);
+            if !unchanged && !keep_listen(&input.listen) {
+                fresh.insert(i, bind_input(input)?);
             }
         }
+        let listener = if new.http.listen == self.cfg.http.listen {
+            None
+        } else {
+            Some(HttpServer::bind(&new.http, rt)?)
+        };
+        // 2. Stop the workers of inputs that changed or went away; keep their sockets.
+        let mut old: Vec<InputWorker> = std::mem::take(&mut self.inputs);
+        let mut kept: BTreeMap<usize, InputWorker> = BTreeMap::new();
+        for (i, input) in new.input.iter().enumerate() {
+            if let Some(pos) = old.iter().position(|w| &w.cfg == input) {
+                kept.insert(i, old.swap_remove(pos));
+            }
+        }
+        let mut sockets: Vec<(Listen, ingest::Source)> = Vec::new();
+        for w in old {
+            let listen = w.cfg.listen.clone();
+            let name = w.cfg.name.clone();
+            match w.stop() {
+                Some(src) => sockets.push((listen, src)),
+                None => tracing::warn!(input = %name, "input stopped without its socket"),
+            }
+        }
+        // 3. Settings the running decoders read, then the new or changed inputs.
+        *self
+            .shared
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(PipelineSettings {
+            pass: new.pass.clone(),
+            archive: new.archive.clone(),
+        });
+        let states_by_name: BTreeMap<String, Arc<InputState>> = self
+            .shared
+            .inputs()
+            .into_iter()
+            .map(|s| (s.with(|st| st.name.clone()), s))
+            .collect();
+        let mut workers = Vec::new();
+        let mut states = Vec::new();
+        for (i, input) in new.input.iter().enumerate() {
+            if let Some(w) = kept.remove(&i) {
+                states.push(w.worker.input.clone());
+                workers.push(w);
+                continue;
+            }
+            let source = match fresh.remove(&i) {
+                Some(s) => Some(s),
+                None => sockets
+                    .iter()
+                    .position(|(l, _)| l == &input.listen)
+                    .map(|p| sockets.swap_remove(p).1),
+            };
+            let source = match source {
+                Some(s) => s,
+                // The old socket went missing (its thread panicked): bind again.
+                None => match bind_input(input) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(input = %input.name, error = %e, "input not restarted after reload");
+                        continue;
+                    }
+                },
+            };
+            let state = states_by_name
+                .get(&input.name)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(InputState::new(input, self.shared.started)));
+            states.push(state.clone());
+            workers.push(InputWorker::start(input, source, &self.shared, state));
+        }
+        // Sockets of inputs that went away close here (after their threads drained them).
+        drop(sockets);
+        *self
+            .shared
+            .inputs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = states;
+        self.inputs = workers;
+        // 4. Webhooks, products, HTTP.
+        if new.webhook != self.cfg.webhook {
+            self.shared.webhooks.reconfigure(&new.webhook);
+        }
+        if new.imaging != self.cfg.imaging
+            || new
+                .input
+                .iter()
+                .map(|i| &i.profile)
+                .ne(self.cfg.input.iter().map(|i| &i.profile))
+        {
+            self.shared.products.close();
+            if let Some(t) = self.product_worker.take() {
+                if t.join().is_err() {
+                    tracing::error!("the product worker panicked");
+                }
+            }
+            self.product_worker = products::start(
+                &new.imaging,
+                &new.archive.path,
+                new.input.iter().any(|i| i.profile.imaging.is_some()),
+                &self.shared,
+            );
+        }
+        self.shared
+            .tile_cache
+            .set_capacity(usize::try_from(new.http.tile_cache).unwrap_or(usize::MAX));
+        if let Some(listener) = listener {
+            let old = std::mem::replace(
+                &mut self.http,
+                HttpServer::start(&new.http, listener, &self.shared, rt),
+            );
+            old.stop(rt);
+        } else {
+            self.http.cfg = new.http.clone();
+        }
+        self.cfg = new.clone();
+        Ok(())
+    }
+
+    /// Drains sockets and queues, closes passes, stops the HTTP server and joins every thread.
+    fn stop(mut self, rt: &tokio::runtime::Runtime) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for w in std::mem::take(&mut self.inputs) {
+            drop(w.stop());
+        }
+        self.http.stop(rt);
         // Every pass is closed now: let the product worker finish the queued ones.
         self.shared.products.close();
         if let Some(t) = self.product_worker.take() {
@@ -431,9 +795,10 @@ impl Generation {
 /// Runs the daemon until SIGTERM/SIGINT; returns when every pass is closed and archived.
 ///
 /// SIGHUP re-reads `config_path` with the same validation as `downlink validate`: an invalid
-/// file is reported (log and `/api/v1/status` `last_reload`) and the daemon keeps running on the
-/// old config; a valid one replaces it — passes in progress are closed and the inputs and HTTP
-/// server restart on the new settings (if they cannot bind, the old config is restored).
+/// file is reported (log, `/api/v1/status` `reloads`) and the daemon keeps running on the old
+/// config; a valid one is applied in place ([`Daemon::reload`]): what did not change keeps
+/// running, so a reload that leaves an input as it was does not touch its pass or its socket.
+/// Counters are process-lifetime and never decrease across reloads.
 pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), ServeError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -444,16 +809,15 @@ pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), Se
             source,
         })?;
     let mut signals = rt.block_on(async { Signals::new() });
-    let mut current = cfg.clone();
-    let mut generation = Generation::start(&current, &rt, None)?;
+    let mut daemon = Daemon::start(cfg, &rt)?;
     notify_systemd("READY=1");
-    let watchdog = start_watchdog(&rt, &generation.shared);
+    start_watchdog(&rt, &daemon.shared);
     loop {
         match rt.block_on(signals.next()) {
             Signal::Terminate => {
                 tracing::info!("shutting down: draining queues and closing passes");
                 notify_systemd("STOPPING=1");
-                generation.stop(&rt);
+                daemon.stop(&rt);
                 break;
             }
             Signal::Reload => {
@@ -461,38 +825,30 @@ pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), Se
                     tracing::warn!("SIGHUP: running on the embedded default, nothing to reload");
                     continue;
                 };
-                match Config::load(path) {
-                    Err(e) => {
-                        tracing::error!(error = %e, "SIGHUP: new config is invalid; keeping the running one");
-                        let info = serde_json::json!({"ok": false, "error": e.to_string()});
-                        *generation
-                            .shared
-                            .last_reload
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner) = Some(info);
+                notify_systemd("RELOADING=1");
+                let outcome = Config::load(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|new| daemon.reload(&new, &rt).map_err(|e| e.to_string()));
+                let mut r = daemon
+                    .shared
+                    .reloads
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                match outcome {
+                    Ok(()) => {
+                        r.ok += 1;
+                        r.generation += 1;
+                        r.last = Some(serde_json::json!({"ok": true, "generation": r.generation}));
+                        tracing::info!(generation = r.generation, "SIGHUP: configuration reloaded");
                     }
-                    Ok(new) => {
-                        notify_systemd("RELOADING=1");
-                        generation.stop(&rt);
-                        let ok = serde_json::json!({"ok": true});
-                        generation = match Generation::start(&new, &rt, Some(ok)) {
-                            Ok(g) => {
-                                current = new;
-                                g
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "SIGHUP: cannot start on the new config; restoring the old one");
-                                let info = serde_json::json!({"ok": false, "error": e.to_string()});
-                                Generation::start(&current, &rt, Some(info))?
-                            }
-                        };
-                        tracing::info!("SIGHUP: configuration reloaded");
-                        if let Ok(mut w) = watchdog.lock() {
-                            *w = generation.shared.clone();
-                        }
-                        notify_systemd("READY=1");
+                    Err(e) => {
+                        r.failed += 1;
+                        tracing::error!(error = %e, "SIGHUP: reload refused; the running configuration stays");
+                        r.last = Some(serde_json::json!({"ok": false, "error": e}));
                     }
                 }
+                drop(r);
+                notify_systemd("READY=1");
             }
         }
     }
@@ -500,42 +856,40 @@ pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), Se
 }
 
 /// systemd watchdog: ping at half the interval, only while every worker thread loops.
-fn start_watchdog(rt: &tokio::runtime::Runtime, shared: &Arc<Shared>) -> Arc<Mutex<Arc<Shared>>> {
-    let current = Arc::new(Mutex::new(shared.clone()));
-    if let Some(usec) = std::env::var("WATCHDOG_USEC")
+fn start_watchdog(rt: &tokio::runtime::Runtime, shared: &Arc<Shared>) {
+    let Some(usec) = std::env::var("WATCHDOG_USEC")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
-    {
-        let cur = current.clone();
-        let period = std::time::Duration::from_micros(usec / 2);
-        rt.spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                let alive = cur
-                    .lock()
-                    .map(|s| s.all_alive(5_000) || s.stopping())
-                    .unwrap_or(false);
-                if alive {
-                    notify_systemd("WATCHDOG=1");
-                } else {
-                    tracing::error!("a worker thread is stuck: withholding the watchdog ping");
-                }
+    else {
+        return;
+    };
+    let shared = shared.clone();
+    let period = std::time::Duration::from_micros(usec / 2);
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            if shared.all_alive(5_000) || shared.stopping() {
+                notify_systemd("WATCHDOG=1");
+            } else {
+                tracing::error!("a worker thread is stuck: withholding the watchdog ping");
             }
-        });
-    }
-    current
+        }
+    });
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(f)
         .unwrap_or_else(|e| {
+            // Without the thread the input cannot work: this is fatal for the process.
             tracing::error!(error = %e, "cannot spawn thread {name}");
-            std::thread::spawn(|| {})
+            std::process::exit(2)
         })
 }
-
 enum Signal {
     Terminate,
     Reload,

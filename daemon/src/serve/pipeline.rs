@@ -1,6 +1,18 @@
 //! The decoder thread of one input: decoder, pass state (AOS/LOS) and the pass archive.
+//!
+//! Archive failures never pass silently and never stop decoding. A write that fails (full or
+//! read-only disk, the directory gone) is counted by operation (`/metrics`
+//! `downlink_archive_io_errors_total{op}`), puts the daemon in the degraded state, is logged once
+//! per pass and operation, and the frames it held are counted as *not archived* in the pass
+//! record and in `downlink_frames_unarchived_total`. A pass whose record cannot be written
+//! stays in memory with its live counts, is listed by `/api/v1/passes` as
+//! `"archive": "incomplete"`, and its record is retried every few seconds until the disk takes
+//! it (at shutdown a last try; if that fails too the record goes to the log).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -8,8 +20,11 @@ use decoder::{Decoder, DecoderOptions, Event};
 
 use super::archive::{pass_id, PassArchive};
 use super::plot::Timeline;
-use super::Shared;
-use crate::config::{ArchiveConfig, InputConfig, PassConfig};
+use super::{PipelineSettings, Worker};
+use crate::config::{ArchiveConfig, InputConfig};
+
+/// How often a pass record that could not be written is tried again.
+const RECORD_RETRY: Duration = Duration::from_secs(2);
 
 struct Pass {
     id: String,
@@ -20,8 +35,42 @@ struct Pass {
     last_frame_time: SystemTime,
     archive: Option<PassArchive>,
     scid: Option<u16>,
-    drops_at_aos: std::collections::BTreeMap<&'static str, u64>,
-    io_errors: u64,
+    drops_at_aos: BTreeMap<&'static str, u64>,
+    /// Archive I/O failures of this pass, by operation.
+    io_errors: BTreeMap<&'static str, u64>,
+    /// Failures not yet added to the process counters (flushed once per batch).
+    io_errors_unflushed: BTreeMap<&'static str, u64>,
+    /// The last error text of this pass, for the degraded reason.
+    last_error: Option<String>,
+    /// Operations already logged for this pass (one ERROR line per pass and operation).
+    logged: BTreeSet<&'static str>,
+    /// What the decoder delivered but the archive does not hold.
+    unarchived: Unarchived,
+    /// The archive was poisoned by a failed fdatasync (already counted).
+    poisoned: bool,
+}
+
+/// Items the archive does not hold.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+struct Unarchived {
+    cadus: u64,
+    frames: u64,
+    packets: u64,
+}
+
+/// A closed pass whose record is not on disk yet.
+struct PendingRecord {
+    id: String,
+    /// The pass directory (it may not exist when the archive could not be created).
+    dir: PathBuf,
+    archive: Option<PassArchive>,
+    record: serde_json::Value,
+    plot: Option<Vec<u8>>,
+    aos: SystemTime,
+    /// Data was archived (products can be made from it).
+    has_data: bool,
+    tries: u32,
+    next_try: Instant,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -45,25 +94,37 @@ fn new_decoder(input: &InputConfig, archive: &ArchiveConfig) -> Option<Decoder> 
     }
 }
 
-/// Runs until the queue closes or shutdown; closes the pass in progress on exit.
-pub fn run(
-    input: &InputConfig,
-    pass_cfg: &PassConfig,
-    archive_cfg: &ArchiveConfig,
-    rx: &Receiver<Bytes>,
-    shared: &Shared,
-    idx: usize,
-) {
-    let Some(mut dec) = new_decoder(input, archive_cfg) else {
+/// The decoder thread's state.
+struct Pipeline<'a> {
+    input: &'a InputConfig,
+    w: &'a Worker,
+    settings: std::sync::Arc<PipelineSettings>,
+    pass: Option<Pass>,
+    pending: Vec<PendingRecord>,
+}
+
+/// Runs until the ingest side is gone (its worker stopped and dropped the queue's sender):
+/// everything queued is decoded, and the pass in progress closed, before returning.
+pub fn run(input: &InputConfig, rx: &Receiver<Bytes>, w: &Worker) {
+    let settings = w.shared.settings();
+    let Some(mut dec) = new_decoder(input, &settings.archive) else {
+        // Keep taking the queue so the ingest side counts, rather than blocks.
+        while rx.recv().is_ok() {}
         return;
     };
-    let mut pass: Option<Pass> = None;
+    let mut pl = Pipeline {
+        input,
+        w,
+        settings,
+        pass: None,
+        pending: Vec::new(),
+    };
     let mut idle_since = Instant::now();
     let mut last_status = Instant::now();
     loop {
-        shared.beat(2 * idx + 1);
-        let got = rx.recv_timeout(Duration::from_millis(50));
-        match got {
+        w.input.beat(1);
+        pl.settings = w.shared.settings();
+        match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(d) => {
                 dec.push(&d);
                 // Take what is already queued before polling, within a bound.
@@ -73,283 +134,467 @@ pub fn run(
                         Err(_) => break,
                     }
                 }
-                drain(&mut dec, &mut pass, input, archive_cfg, shared, idx);
+                pl.drain(&mut dec);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(p) = &mut pass {
-            if let Some(a) = &mut p.archive {
-                if let Err(e) = a.maybe_sync() {
-                    p.io_errors += 1;
-                    tracing::error!(input = %input.name, pass = %p.id, error = %e, "archive fsync failed: data may be lost");
-                }
-            }
-        }
-        let los = pass
+        pl.sync();
+        let los_timeout = pl.settings.pass.los_timeout;
+        let los = pl
+            .pass
             .as_ref()
-            .is_some_and(|p| p.last_frame.elapsed() >= pass_cfg.los_timeout);
+            .is_some_and(|p| p.last_frame.elapsed() >= los_timeout);
         if los {
-            close(&mut dec, &mut pass, input, archive_cfg, shared, idx);
-            if let Some(d) = new_decoder(input, archive_cfg) {
+            pl.close(&mut dec);
+            if let Some(d) = new_decoder(input, &pl.settings.archive) {
                 dec = d;
             }
             idle_since = Instant::now();
-        } else if pass.is_none()
-            && idle_since.elapsed() >= pass_cfg.los_timeout.max(Duration::from_secs(1))
+        } else if pl.pass.is_none()
+            && idle_since.elapsed() >= los_timeout.max(Duration::from_secs(1))
         {
             // Noise without lock: start over so memory and counters do not grow between passes.
             if dec.stats().bytes_in > 0 {
-                if let Some(d) = new_decoder(input, archive_cfg) {
+                if let Some(d) = new_decoder(input, &pl.settings.archive) {
                     dec = d;
                 }
             }
             idle_since = Instant::now();
         }
+        pl.retry_pending(false);
         if last_status.elapsed() >= Duration::from_millis(200) {
-            let stats = pass.as_ref().map(|_| dec.stats());
-            shared.with_input(idx, |s| s.current = stats);
+            let stats = pl.pass.as_ref().map(|_| dec.stats());
+            w.input.with(|s| s.current = stats);
             last_status = Instant::now();
         }
-        if shared.stopping() {
-            break;
-        }
     }
-    // Shutdown: the ingest thread stops within its receive timeout and drops the sender; take
-    // everything it queued until then, then close the pass.
-    while let Ok(d) = rx.recv_timeout(Duration::from_millis(500)) {
-        dec.push(&d);
+    pl.drain(&mut dec);
+    pl.close(&mut dec);
+    pl.retry_pending(true);
+    for p in pl.pending.drain(..) {
+        // The disk still refuses: the log is the last place the record can go.
+        tracing::error!(input = %input.name, pass = %p.id, record = %p.record, "pass record could not be written before shutdown; it is in this log line only");
     }
-    drain(&mut dec, &mut pass, input, archive_cfg, shared, idx);
-    close(&mut dec, &mut pass, input, archive_cfg, shared, idx);
 }
 
-fn open_pass(
-    input: &InputConfig,
-    archive_cfg: &ArchiveConfig,
-    shared: &Shared,
-    idx: usize,
-) -> Pass {
-    let aos = SystemTime::now();
-    let archive = match PassArchive::create(
-        &archive_cfg.path,
-        aos,
-        &input.name,
-        archive_cfg.keep_raw_cadus,
-        archive_cfg.fsync_interval,
-        archive_cfg.fsync_bytes,
-    ) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            tracing::error!(input = %input.name, error = %e, "cannot create pass archive: pass will not be archived");
-            None
+impl Pipeline<'_> {
+    fn open_pass(&mut self) -> Pass {
+        let (input, shared) = (self.input, &self.w.shared);
+        let archive_cfg = &self.settings.archive;
+        let aos = SystemTime::now();
+        let mut io_errors = BTreeMap::new();
+        let mut last_error = None;
+        let archive = match PassArchive::create(
+            &archive_cfg.path,
+            aos,
+            &input.name,
+            archive_cfg.keep_raw_cadus,
+            archive_cfg.fsync_interval,
+            archive_cfg.fsync_bytes,
+        ) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::error!(input = %input.name, error = %e, "cannot create the pass archive: this pass's data will not be archived (its record will be)");
+                shared.archive_failed(&input.name, "create", 1, &e.to_string());
+                io_errors.insert("create", 1);
+                last_error = Some(e.to_string());
+                None
+            }
+        };
+        let id = archive
+            .as_ref()
+            .map_or_else(|| pass_id(aos, &input.name), PassArchive::id);
+        tracing::info!(input = %input.name, pass = %id, "AOS");
+        shared.webhooks.notify(
+            crate::config::WebhookEvent::Aos,
+            serde_json::json!({
+                "id": id,
+                "input": input.name,
+                "profile": input.profile.name,
+                "aos": humantime::format_rfc3339_millis(aos).to_string(),
+            }),
+        );
+        let drops_at_aos = self.w.input.with(|s| {
+            s.pass = Some(id.clone());
+            s.sync_state = "locked";
+            s.drops.clone()
+        });
+        Pass {
+            id,
+            aos,
+            aos_instant: Instant::now(),
+            timeline: Timeline::default(),
+            last_frame: Instant::now(),
+            last_frame_time: aos,
+            archive,
+            scid: None,
+            drops_at_aos,
+            io_errors,
+            io_errors_unflushed: BTreeMap::new(),
+            last_error,
+            logged: BTreeSet::from(["create"]),
+            unarchived: Unarchived::default(),
+            poisoned: false,
         }
-    };
-    let id = archive
-        .as_ref()
-        .map_or_else(|| pass_id(aos, &input.name), PassArchive::id);
-    tracing::info!(input = %input.name, pass = %id, "AOS");
-    shared.webhooks.notify(
-        crate::config::WebhookEvent::Aos,
-        serde_json::json!({
-            "id": id,
+    }
+
+    fn drain(&mut self, dec: &mut Decoder) {
+        // One clock read per batch of events, not per frame.
+        let now = Instant::now();
+        let mut wrote = false;
+        while let Some(ev) = dec.poll() {
+            let opens = matches!(
+                ev,
+                Event::Locked { .. }
+                    | Event::Frame(_)
+                    | Event::Packet { .. }
+                    | Event::RawCadu { .. }
+            );
+            if opens && self.pass.is_none() {
+                self.pass = Some(self.open_pass());
+            }
+            let Some(p) = self.pass.as_mut() else {
+                continue;
+            };
+            let sec = p
+                .timeline
+                .at(now.saturating_duration_since(p.aos_instant).as_secs());
+            match &ev {
+                Event::Frame(f) => {
+                    sec.good += 1;
+                    sec.locked = true;
+                    sec.corrected += f.rs.map_or(0, |o| {
+                        o.codewords()
+                            .iter()
+                            .filter(|c| matches!(c, decoder::rs::CodewordOutcome::Corrected { .. }))
+                            .count() as u32
+                    });
+                }
+                Event::Locked { .. } | Event::RawCadu { .. } => sec.locked = true,
+                Event::Rejected { .. } => sec.rejected += 1,
+                _ => {}
+            }
+            if !p.poisoned && p.archive.as_ref().is_some_and(PassArchive::poisoned) {
+                p.poisoned = true;
+                p.note_error(
+                    "sync",
+                    "fdatasync failed: the pass archive is poisoned and refuses writes",
+                );
+            }
+            let writable = p.archive.as_ref().is_some_and(|a| !a.poisoned());
+            let res = match &ev {
+                Event::RawCadu { data, .. } => Some((
+                    "cadu",
+                    p.archive
+                        .as_mut()
+                        .filter(|_| writable)
+                        .map(|a| a.cadu(data)),
+                )),
+                Event::Frame(f) => {
+                    p.last_frame = now;
+                    p.scid.get_or_insert(f.header.scid);
+                    Some((
+                        "frame",
+                        p.archive
+                            .as_mut()
+                            .filter(|_| writable)
+                            .map(|a| a.frame(f.header.vcid, &f.data)),
+                    ))
+                }
+                Event::Packet { packet, .. } => Some((
+                    "packet",
+                    p.archive
+                        .as_mut()
+                        .filter(|_| writable)
+                        .map(|a| a.packet(packet.header.apid, &packet.data)),
+                )),
+                Event::Locked { .. } => {
+                    self.w.input.with(|s| s.sync_state = "locked");
+                    None
+                }
+                Event::LockLost { .. } => {
+                    self.w.input.with(|s| s.sync_state = "searching");
+                    None
+                }
+                _ => None,
+            };
+            let Some((what, res)) = res else { continue };
+            let archived = match res {
+                Some(Ok(())) => {
+                    wrote = true;
+                    true
+                }
+                Some(Err(e)) => {
+                    p.note_error("write", &e.to_string());
+                    false
+                }
+                // No archive, or a poisoned one: nothing more to count as an I/O error.
+                None => false,
+            };
+            if !archived {
+                match what {
+                    "cadu" => p.unarchived.cadus += 1,
+                    "frame" => p.unarchived.frames += 1,
+                    _ => p.unarchived.packets += 1,
+                }
+            }
+        }
+        if let Some(p) = &mut self.pass {
+            if p.last_frame == now {
+                p.last_frame_time = SystemTime::now();
+            }
+            let t = unix_ms(p.last_frame_time);
+            self.w.input.with(|s| s.last_frame_unix_ms = Some(t));
+        }
+        self.flush_errors(wrote);
+    }
+
+    /// Adds this batch's archive failures to the process counters (one lock per batch).
+    fn flush_errors(&mut self, wrote: bool) {
+        let Some(p) = &mut self.pass else { return };
+        let errors = std::mem::take(&mut p.io_errors_unflushed);
+        let reason = p.last_error.clone().unwrap_or_default();
+        for (op, n) in &errors {
+            self.w
+                .shared
+                .archive_failed(&self.input.name, op, *n, &reason);
+        }
+        if errors.is_empty() && wrote && self.pending.is_empty() && !p.poisoned {
+            self.w.shared.archive_ok(&self.input.name);
+        }
+    }
+
+    /// Hands buffered archive data to the kernel when due.
+    fn sync(&mut self) {
+        let Some(p) = &mut self.pass else { return };
+        let Some(a) = &mut p.archive else { return };
+        if a.poisoned() {
+            return;
+        }
+        if let Err(e) = a.maybe_sync() {
+            p.note_error("write", &e.to_string());
+            self.flush_errors(false);
+        }
+    }
+
+    fn close(&mut self, dec: &mut Decoder) {
+        if self.pass.is_none() {
+            return;
+        }
+        dec.finish();
+        self.drain(dec);
+        let Some(mut p) = self.pass.take() else {
+            return;
+        };
+        let (input, shared) = (self.input, &self.w.shared);
+        let stats = dec.stats();
+        let drops_now = self.w.input.with(|s| s.drops.clone());
+        let drops: BTreeMap<&str, u64> = drops_now
+            .iter()
+            .map(|(k, v)| {
+                (
+                    *k,
+                    v.saturating_sub(p.drops_at_aos.get(k).copied().unwrap_or(0)),
+                )
+            })
+            .collect();
+        let los = p.last_frame_time;
+        let spacecraft = p.scid.map(|s| {
+            input
+                .profile
+                .spacecraft_name(s)
+                .map_or_else(|| format!("SCID {s}"), str::to_owned)
+        });
+        let min_frames = self.settings.pass.min_frames;
+        let complete = p.archive.is_some()
+            && !p.poisoned
+            && p.io_errors.is_empty()
+            && p.unarchived.frames == 0
+            && p.unarchived.packets == 0
+            && p.unarchived.cadus == 0;
+        let record = serde_json::json!({
+            "id": p.id,
             "input": input.name,
             "profile": input.profile.name,
-            "aos": humantime::format_rfc3339_millis(aos).to_string(),
-        }),
-    );
-    let drops_at_aos = shared.with_input(idx, |s| {
-        s.pass = Some(id.clone());
-        s.sync_state = "locked";
-        s.drops.clone()
-    });
-    Pass {
-        id,
-        aos,
-        aos_instant: Instant::now(),
-        timeline: Timeline::default(),
-        last_frame: Instant::now(),
-        last_frame_time: aos,
-        archive,
-        scid: None,
-        drops_at_aos: drops_at_aos.unwrap_or_default(),
-        io_errors: 0,
-    }
-}
-
-fn drain(
-    dec: &mut Decoder,
-    pass: &mut Option<Pass>,
-    input: &InputConfig,
-    archive_cfg: &ArchiveConfig,
-    shared: &Shared,
-    idx: usize,
-) {
-    // One clock read per batch of events, not per frame.
-    let now = Instant::now();
-    while let Some(ev) = dec.poll() {
-        let opens = matches!(
-            ev,
-            Event::Locked { .. } | Event::Frame(_) | Event::Packet { .. } | Event::RawCadu { .. }
+            "spacecraft": spacecraft,
+            "scid": p.scid,
+            "aos": humantime::format_rfc3339_millis(p.aos).to_string(),
+            "los": humantime::format_rfc3339_millis(los).to_string(),
+            "duration_s": los.duration_since(p.aos).map_or(0.0, |d| d.as_secs_f64()),
+            "counters": stats,
+            "drops": drops,
+            "suspect": min_frames > 0 && stats.frames.good < min_frames,
+            "archive": {
+                "state": if complete { "complete" } else { "incomplete" },
+                "io_errors": p.io_errors,
+                "not_archived": p.unarchived,
+                "poisoned": p.poisoned,
+            },
+            "archive_io_errors": p.io_errors.values().sum::<u64>(),
+            "plot": "plot.png",
+        });
+        shared.webhooks.notify(
+            crate::config::WebhookEvent::Los,
+            serde_json::json!({
+                "id": record["id"], "input": record["input"], "spacecraft": record["spacecraft"],
+                "aos": record["aos"], "los": record["los"],
+                "frames_good": stats.frames.good, "packets": stats.packets.total,
+            }),
         );
-        if opens && pass.is_none() {
-            *pass = Some(open_pass(input, archive_cfg, shared, idx));
-        }
-        let Some(p) = pass.as_mut() else { continue };
-        let sec = p
-            .timeline
-            .at(now.saturating_duration_since(p.aos_instant).as_secs());
-        match &ev {
-            Event::Frame(f) => {
-                sec.good += 1;
-                sec.locked = true;
-                sec.corrected += f.rs.map_or(0, |o| {
-                    o.codewords()
-                        .iter()
-                        .filter(|c| matches!(c, decoder::rs::CodewordOutcome::Corrected { .. }))
-                        .count() as u32
-                });
-            }
-            Event::Locked { .. } | Event::RawCadu { .. } => sec.locked = true,
-            Event::Rejected { .. } => sec.rejected += 1,
-            _ => {}
-        }
-        let res = match &ev {
-            Event::RawCadu { data, .. } => p.archive.as_mut().map(|a| a.cadu(data)),
-            Event::Frame(f) => {
-                p.last_frame = now;
-                p.scid.get_or_insert(f.header.scid);
-                p.archive.as_mut().map(|a| a.frame(f.header.vcid, &f.data))
-            }
-            Event::Packet { packet, .. } => p
-                .archive
-                .as_mut()
-                .map(|a| a.packet(packet.header.apid, &packet.data)),
-            Event::Locked { .. } => {
-                shared.with_input(idx, |s| s.sync_state = "locked");
-                None
-            }
-            Event::LockLost { .. } => {
-                shared.with_input(idx, |s| s.sync_state = "searching");
-                None
-            }
-            _ => None,
-        };
-        if let Some(Err(e)) = res {
-            p.io_errors += 1;
-            if p.io_errors == 1 {
-                tracing::error!(input = %input.name, pass = %p.id, error = %e, "archive write failed: data lost");
-            }
-        }
+        tracing::info!(
+            input = %input.name,
+            pass = %p.id,
+            frames = stats.frames.good,
+            rejected = stats.frames.rejected.total(),
+            packets = stats.packets.total,
+            frames_not_archived = p.unarchived.frames,
+            "LOS"
+        );
+        let unarchived = p.unarchived.frames;
+        self.w.input.with(|s| {
+            s.pass = None;
+            s.sync_state = "searching";
+            s.passes += 1;
+            s.current = None;
+            s.totals.frames_good += stats.frames.good;
+            s.totals.frames_rejected += stats.frames.rejected.total();
+            s.totals.rs_corrected += stats.rs.corrected;
+            s.totals.rs_uncorrectable += stats.rs.uncorrectable;
+            s.totals.packets += stats.packets.total;
+            s.totals.frames_unarchived += unarchived;
+        });
+        let dir = p.archive.as_ref().map_or_else(
+            || self.settings.archive.path.join("passes").join(&p.id),
+            |a| a.dir().to_owned(),
+        );
+        let plot = p.timeline.png(900, 300).ok();
+        let has_data = p.archive.is_some();
+        self.pending.push(PendingRecord {
+            has_data,
+            id: p.id.clone(),
+            dir,
+            archive: p.archive.take(),
+            record,
+            plot,
+            aos: p.aos,
+            tries: 0,
+            next_try: Instant::now(),
+        });
+        self.retry_pending(true);
     }
-    if let Some(p) = pass {
-        if p.last_frame == now {
-            p.last_frame_time = SystemTime::now();
-        }
-        let t = unix_ms(p.last_frame_time);
-        shared.with_input(idx, |s| s.last_frame_unix_ms = Some(t));
-    }
-}
 
-fn close(
-    dec: &mut Decoder,
-    pass: &mut Option<Pass>,
-    input: &InputConfig,
-    archive_cfg: &ArchiveConfig,
-    shared: &Shared,
-    idx: usize,
-) {
-    if pass.is_none() {
-        return;
-    }
-    dec.finish();
-    drain(dec, pass, input, archive_cfg, shared, idx);
-    let Some(p) = pass.take() else { return };
-    let stats = dec.stats();
-    let drops_now = shared
-        .with_input(idx, |s| s.drops.clone())
-        .unwrap_or_default();
-    let drops: std::collections::BTreeMap<&str, u64> = drops_now
-        .iter()
-        .map(|(k, v)| {
-            (
-                *k,
-                v.saturating_sub(p.drops_at_aos.get(k).copied().unwrap_or(0)),
-            )
-        })
-        .collect();
-    let los = p.last_frame_time;
-    let spacecraft = p.scid.map(|s| {
-        input
-            .profile
-            .spacecraft_name(s)
-            .map_or_else(|| format!("SCID {s}"), str::to_owned)
-    });
-    let record = serde_json::json!({
-        "id": p.id,
-        "input": input.name,
-        "profile": input.profile.name,
-        "spacecraft": spacecraft,
-        "scid": p.scid,
-        "aos": humantime::format_rfc3339_millis(p.aos).to_string(),
-        "los": humantime::format_rfc3339_millis(los).to_string(),
-        "duration_s": los.duration_since(p.aos).map_or(0.0, |d| d.as_secs_f64()),
-        "counters": stats,
-        "drops": drops,
-        "archive_io_errors": p.io_errors,
-        "plot": "plot.png",
-    });
-    shared.webhooks.notify(
-        crate::config::WebhookEvent::Los,
-        serde_json::json!({
-            "id": record["id"], "input": record["input"], "spacecraft": record["spacecraft"],
-            "aos": record["aos"], "los": record["los"],
-            "frames_good": stats.frames.good, "packets": stats.packets.total,
-        }),
-    );
-    let path = match p.archive {
-        Some(a) => match a.close(&record, p.timeline.png(900, 300).ok().as_deref()) {
-            Ok(path) => Some(path),
-            Err(e) => {
-                tracing::error!(input = %input.name, pass = %p.id, error = %e, "cannot write pass record");
-                None
+    /// Writes the records of closed passes that are due (`now`: all of them, whatever their
+    /// schedule); a success is published (webhook, products) as at a normal LOS.
+    fn retry_pending(&mut self, now: bool) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let (input, shared) = (self.input, &self.w.shared);
+        let mut i = 0;
+        while let Some(p) = self.pending.get_mut(i) {
+            if !now && t < p.next_try {
+                i += 1;
+                continue;
             }
-        },
-        None => None,
-    };
-    if let Some(record_path) = &path {
+            p.tries += 1;
+            let res = match &mut p.archive {
+                Some(a) => a.close(&p.record, p.plot.as_deref()),
+                None => write_bare_record(&p.dir, &p.record, p.plot.as_deref()),
+            };
+            match res {
+                Ok(path) => {
+                    let p = self.pending.swap_remove(i);
+                    shared
+                        .pending_records
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&p.id);
+                    if p.tries > 1 {
+                        tracing::warn!(input = %input.name, pass = %p.id, tries = p.tries, "pass record written after the archive recovered");
+                    }
+                    self.published(&p, &path);
+                    if self.pending.is_empty() {
+                        shared.archive_ok(&input.name);
+                    }
+                }
+                Err(e) => {
+                    p.next_try = t + RECORD_RETRY;
+                    if p.tries == 1 {
+                        tracing::error!(input = %input.name, pass = %p.id, error = %e, "cannot write the pass record: kept in memory and retried (listed as archive incomplete)");
+                        shared.archive_failed(&input.name, "record", 1, &e.to_string());
+                    }
+                    let mut summary = summary_of(&p.record);
+                    summary["archive"] = serde_json::json!("incomplete");
+                    summary["record_error"] = serde_json::json!(e.to_string());
+                    summary["record_tries"] = serde_json::json!(p.tries);
+                    shared
+                        .pending_records
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(p.id.clone(), summary);
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// A pass record is on disk: notify, and queue products.
+    fn published(&self, p: &PendingRecord, record_path: &std::path::Path) {
+        let shared = &self.w.shared;
         shared
             .webhooks
-            .notify(crate::config::WebhookEvent::PassRecord, record.clone());
-        if input.profile.imaging.is_some() {
+            .notify(crate::config::WebhookEvent::PassRecord, p.record.clone());
+        if self.input.profile.imaging.is_some() && p.has_data {
             if let Some(dir) = record_path.parent() {
                 shared.products.submit(super::products::Job {
                     pass_id: p.id.clone(),
                     dir: dir.to_owned(),
-                    profile: input.profile.clone(),
+                    profile: self.input.profile.clone(),
                     aos: p.aos,
                 });
             }
         }
     }
-    tracing::info!(
-        input = %input.name,
-        pass = %p.id,
-        frames = stats.frames.good,
-        rejected = stats.frames.rejected.total(),
-        packets = stats.packets.total,
-        record = ?path,
-        "LOS"
-    );
-    shared.with_input(idx, |s| {
-        s.pass = None;
-        s.sync_state = "searching";
-        s.passes += 1;
-        s.current = None;
-        s.totals.frames_good += stats.frames.good;
-        s.totals.frames_rejected += stats.frames.rejected.total();
-        s.totals.rs_corrected += stats.rs.corrected;
-        s.totals.rs_uncorrectable += stats.rs.uncorrectable;
-        s.totals.packets += stats.packets.total;
-    });
+}
+
+impl Pass {
+    /// Counts an archive failure of this pass; logs the first of each operation.
+    fn note_error(&mut self, op: &'static str, error: &str) {
+        *self.io_errors.entry(op).or_default() += 1;
+        *self.io_errors_unflushed.entry(op).or_default() += 1;
+        if self.logged.insert(op) {
+            tracing::error!(pass = %self.id, op, error, "archive write failed: data of this pass is not archived (further failures of this pass are counted, not logged)");
+        }
+        if self.last_error.is_none() {
+            self.last_error = Some(error.to_owned());
+        }
+    }
+}
+
+/// The summary fields `/api/v1/passes` lists.
+pub fn summary_of(v: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "id": v["id"], "input": v["input"], "spacecraft": v["spacecraft"],
+        "aos": v["aos"], "los": v["los"],
+        "frames_good": v["counters"]["frames"]["good"],
+        "packets": v["counters"]["packets"]["total"],
+        "rs_uncorrectable": v["counters"]["rs"]["uncorrectable"],
+        "archive": v["archive"]["state"].as_str().unwrap_or(if v["interrupted"] == true { "interrupted" } else { "complete" }),
+    })
+}
+
+/// The record of a pass whose archive directory could never be created.
+fn write_bare_record(
+    dir: &std::path::Path,
+    record: &serde_json::Value,
+    plot: Option<&[u8]>,
+) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    if let Some(png) = plot {
+        storage::write_atomic(dir.join("plot.png"), png).map_err(std::io::Error::other)?;
+    }
+    let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+    storage::write_atomic(dir.join("pass.json"), &text).map_err(std::io::Error::other)
 }

@@ -11,7 +11,7 @@ use storage::tiles::render::Encoded;
 #[derive(Debug)]
 pub struct TileCache {
     inner: Mutex<Inner>,
-    max_bytes: usize,
+    max_bytes: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -35,7 +35,19 @@ impl TileCache {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            max_bytes,
+            max_bytes: std::sync::atomic::AtomicUsize::new(max_bytes),
+        }
+    }
+
+    /// A new byte budget (`http.tile_cache` on reload); a smaller one evicts at the next insert.
+    pub fn set_capacity(&self, max_bytes: usize) {
+        self.max_bytes
+            .store(max_bytes, std::sync::atomic::Ordering::Relaxed);
+        if max_bytes == 0 {
+            let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            g.map.clear();
+            g.order.clear();
+            g.bytes = 0;
         }
     }
 
@@ -57,7 +69,8 @@ impl TileCache {
     /// Stores a tile, evicting the oldest entries beyond the byte budget.
     pub fn put(&self, key: String, tile: Encoded) {
         let n = size(&tile);
-        if n > self.max_bytes {
+        let max = self.max_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        if n > max {
             return;
         }
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -69,7 +82,7 @@ impl TileCache {
         g.bytes += n;
         // Ends: every pass over the queue clears the read marks it meets, and the new entry is
         // passed over only while others remain.
-        while g.bytes > self.max_bytes {
+        while g.bytes > max {
             let Some(k) = g.order.pop_front() else { break };
             let keep = (k == newest && !g.order.is_empty())
                 || g.map

@@ -55,11 +55,13 @@ pub struct Webhooks {
 
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self
+        let names: Vec<String> = self
             .inner
             .hooks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|h| h.log_name.as_str())
+            .map(|h| h.log_name.clone())
             .collect();
         f.debug_struct("Webhooks")
             .field("hooks", &names)
@@ -69,7 +71,7 @@ impl std::fmt::Debug for Webhooks {
 }
 
 struct Inner {
-    hooks: Vec<Arc<Hook>>,
+    hooks: std::sync::RwLock<Vec<Arc<Hook>>>,
     rt: tokio::runtime::Handle,
     sent: AtomicU64,
     failed: AtomicU64,
@@ -101,31 +103,43 @@ struct Target {
     path_and_query: String,
 }
 
+fn build_hooks(cfgs: &[WebhookConfig]) -> Vec<Arc<Hook>> {
+    cfgs.iter()
+        .map(|cfg| {
+            let target = parse_url(&cfg.url);
+            let log_name = safe_log_name(&cfg.url);
+            if let Err(reason) = target {
+                tracing::warn!(
+                    webhook = %log_name,
+                    reason,
+                    "webhook cannot be delivered; every notification to it will count as failed"
+                );
+            }
+            Arc::new(Hook {
+                target,
+                events: cfg.events.clone(),
+                timeout: cfg.timeout,
+                in_flight: AtomicUsize::new(0),
+                log_name,
+            })
+        })
+        .collect()
+}
+
 impl Webhooks {
+    /// Replaces the set of webhooks (SIGHUP reload); counters and deliveries in flight carry on.
+    pub fn reconfigure(&self, cfgs: &[WebhookConfig]) {
+        *self
+            .inner
+            .hooks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = build_hooks(cfgs);
+    }
+
     /// Builds the webhook set. Deliveries run on `rt`. Logs one warning per `https://` (or
     /// otherwise unusable) webhook; deliveries to those are counted as failed.
     pub fn new(cfgs: &[WebhookConfig], rt: tokio::runtime::Handle) -> Webhooks {
-        let hooks = cfgs
-            .iter()
-            .map(|cfg| {
-                let target = parse_url(&cfg.url);
-                let log_name = safe_log_name(&cfg.url);
-                if let Err(reason) = target {
-                    tracing::warn!(
-                        webhook = %log_name,
-                        reason,
-                        "webhook cannot be delivered; every notification to it will count as failed"
-                    );
-                }
-                Arc::new(Hook {
-                    target,
-                    events: cfg.events.clone(),
-                    timeout: cfg.timeout,
-                    in_flight: AtomicUsize::new(0),
-                    log_name,
-                })
-            })
-            .collect();
+        let hooks = std::sync::RwLock::new(build_hooks(cfgs));
         Webhooks {
             inner: Arc::new(Inner {
                 hooks,
@@ -146,7 +160,12 @@ impl Webhooks {
     #[allow(clippy::needless_pass_by_value)] // the caller hands the payload over; it is serialized once
     pub fn notify(&self, event: WebhookEvent, payload: serde_json::Value) {
         let inner = &self.inner;
-        let mut subscribed = inner.hooks.iter().filter(|h| h.events.contains(&event));
+        let hooks = inner
+            .hooks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut subscribed = hooks.iter().filter(|h| h.events.contains(&event));
         let Some(first) = subscribed.next() else {
             return;
         };
