@@ -133,11 +133,19 @@ profile = "{profile}"
         d
     }
 
+    /// The daemon's log goes to the test's stderr when `DOWNLINK_TEST_LOG` is set.
     pub fn spawn(config: &Path) -> Child {
+        let log = || {
+            if std::env::var_os("DOWNLINK_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            }
+        };
         Command::new(env!("CARGO_BIN_EXE_downlink"))
             .args(["serve", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log())
             .spawn()
             .unwrap()
     }

@@ -205,6 +205,12 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         by_input(&|s| s.bytes),
     );
     family(
+        "downlink_input_bytes_without_pass_total",
+        "counter",
+        "Bytes decoded outside any pass (noise, no lock).",
+        by_input(&|s| s.bytes_without_pass),
+    );
+    family(
         "downlink_input_dropped_total",
         "counter",
         "Datagrams dropped, by reason.",

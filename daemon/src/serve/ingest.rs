@@ -378,6 +378,10 @@ fn udp_loop(
             }
         }
         if draining.is_none() && w.stopping() {
+            if !w.must_drain() {
+                // Handed over: the next worker reads on from the same socket.
+                break;
+            }
             draining = Some(Instant::now() + Duration::from_secs(2));
             if let Err(e) = sock.set_read_timeout(Some(Duration::from_millis(1))) {
                 tracing::warn!(input = %input.name, error = %e, "cannot shorten the receive timeout to drain");

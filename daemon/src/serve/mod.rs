@@ -81,6 +81,9 @@ pub struct InputStatus {
     pub last_frame_unix_ms: Option<u64>,
     /// Passes closed since start.
     pub passes: u64,
+    /// Bytes decoded outside any pass: noise or a stream that never locked (dropped with
+    /// their decoder, so every byte received is in a pass record, a drop or here).
+    pub bytes_without_pass: u64,
     /// tcp-connect inputs: connection attempts that failed or ended.
     pub reconnects: u64,
     /// Counters of the pass in progress (same keys as `decode --json`).
@@ -208,13 +211,24 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     /// This input's counters and heartbeats.
     pub input: Arc<InputState>,
-    stop: Arc<AtomicBool>,
+    /// 0 run, [`HANDOVER`] or [`CLOSE`].
+    stop: Arc<std::sync::atomic::AtomicU8>,
 }
+
+/// Stop receiving at once: the socket goes to the input's next worker, which reads on.
+const HANDOVER: u8 = 1;
+/// Stop receiving after taking what the socket holds: it is about to close.
+const CLOSE: u8 = 2;
 
 impl Worker {
     /// True once this worker was asked to stop (shutdown, or its input changed).
     pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed) != 0
+    }
+
+    /// True when the socket will close after this worker: take what it holds first.
+    pub fn must_drain(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) == CLOSE
     }
 }
 
@@ -422,7 +436,7 @@ impl InputWorker {
         let worker = Worker {
             shared: shared.clone(),
             input: state,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(std::sync::atomic::AtomicU8::new(0)),
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_datagrams);
         let (w1, w2) = (worker.clone(), worker.clone());
@@ -441,18 +455,31 @@ impl InputWorker {
         }
     }
 
-    /// Stops receiving (what the socket already holds is taken first when `drain`), lets the
-    /// decoder take everything queued and close its pass; returns the socket for reuse.
-    fn stop(self) -> Option<ingest::Source> {
-        self.worker.stop.store(true, Ordering::Relaxed);
+    /// Stops receiving and returns the socket, for the input's next worker, with the decoder
+    /// thread, which takes everything queued, closes its pass and ends by itself.
+    fn hand_over(self) -> (Option<ingest::Source>, std::thread::JoinHandle<()>) {
+        self.worker.stop.store(HANDOVER, Ordering::Relaxed);
         let source = self.ingest.join().unwrap_or_else(|_| {
             tracing::error!(input = %self.cfg.name, "the ingest thread panicked");
             None
         });
-        if self.decode.join().is_err() {
-            tracing::error!(input = %self.cfg.name, "the decoder thread panicked");
+        (source, self.decode)
+    }
+
+    /// Takes what the socket holds, lets the decoder take everything queued and close its
+    /// pass, and closes the socket.
+    fn stop(self) {
+        self.worker.stop.store(CLOSE, Ordering::Relaxed);
+        if self.ingest.join().is_err() {
+            tracing::error!(input = %self.cfg.name, "the ingest thread panicked");
         }
-        source
+        join_decoder(self.decode);
+    }
+}
+
+fn join_decoder(t: std::thread::JoinHandle<()>) {
+    if t.join().is_err() {
+        tracing::error!("a decoder thread panicked");
     }
 }
 
@@ -512,6 +539,8 @@ struct Daemon {
     cfg: Config,
     shared: Arc<Shared>,
     inputs: Vec<InputWorker>,
+    /// Decoder threads of inputs that a reload changed, finishing their queue and pass.
+    retiring: Vec<std::thread::JoinHandle<()>>,
     product_worker: Option<std::thread::JoinHandle<()>>,
     http: HttpServer,
 }
@@ -621,6 +650,7 @@ impl Daemon {
             cfg: cfg.clone(),
             shared,
             inputs,
+            retiring: Vec::new(),
             product_worker,
             http,
         })
@@ -667,14 +697,28 @@ impl Daemon {
             }
         }
         let mut sockets: Vec<(Listen, ingest::Source)> = Vec::new();
+        let reused = |l: &Listen| new.input.iter().any(|i| &i.listen == l);
         for w in old {
+            if !reused(&w.cfg.listen) {
+                // Gone for good: drain and close its socket.
+                w.stop();
+                continue;
+            }
             let listen = w.cfg.listen.clone();
             let name = w.cfg.name.clone();
-            match w.stop() {
+            let (src, decoder) = w.hand_over();
+            self.retiring.push(decoder);
+            match src {
                 Some(src) => sockets.push((listen, src)),
                 None => tracing::warn!(input = %name, "input stopped without its socket"),
             }
         }
+        // Decoders retired by earlier reloads that have finished.
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .partition(std::thread::JoinHandle::is_finished);
+        self.retiring = running;
+        done.into_iter().for_each(join_decoder);
         // 3. Settings the running decoders read, then the new or changed inputs.
         *self
             .shared
@@ -723,7 +767,6 @@ impl Daemon {
             states.push(state.clone());
             workers.push(InputWorker::start(input, source, &self.shared, state));
         }
-        // Sockets of inputs that went away close here (after their threads drained them).
         drop(sockets);
         *self
             .shared
@@ -775,8 +818,11 @@ impl Daemon {
     fn stop(mut self, rt: &tokio::runtime::Runtime) {
         self.shared.stop.store(true, Ordering::Relaxed);
         for w in std::mem::take(&mut self.inputs) {
-            drop(w.stop());
+            w.stop();
         }
+        std::mem::take(&mut self.retiring)
+            .into_iter()
+            .for_each(join_decoder);
         self.http.stop(rt);
         // Every pass is closed now: let the product worker finish the queued ones.
         self.shared.products.close();

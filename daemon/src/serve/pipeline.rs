@@ -157,6 +157,7 @@ pub fn run(input: &InputConfig, rx: &Receiver<Bytes>, w: &Worker) {
             // Noise without lock: start over so memory and counters do not grow between passes.
             if dec.stats().bytes_in > 0 {
                 if let Some(d) = new_decoder(input, &pl.settings.archive) {
+                    pl.no_pass(&dec);
                     dec = d;
                 }
             }
@@ -170,6 +171,9 @@ pub fn run(input: &InputConfig, rx: &Receiver<Bytes>, w: &Worker) {
         }
     }
     pl.drain(&mut dec);
+    if pl.pass.is_none() {
+        pl.no_pass(&dec);
+    }
     pl.close(&mut dec);
     pl.retry_pending(true);
     for p in pl.pending.drain(..) {
@@ -179,6 +183,13 @@ pub fn run(input: &InputConfig, rx: &Receiver<Bytes>, w: &Worker) {
 }
 
 impl Pipeline<'_> {
+    /// Counts the bytes of a decoder that is dropped without having opened a pass (noise, or a
+    /// stream that never locked), so every byte received is in a pass record or a counter.
+    fn no_pass(&self, dec: &Decoder) {
+        let n = dec.stats().bytes_in;
+        self.w.input.with(|s| s.bytes_without_pass += n);
+    }
+
     fn open_pass(&mut self) -> Pass {
         let (input, shared) = (self.input, &self.w.shared);
         let archive_cfg = &self.settings.archive;
@@ -451,19 +462,6 @@ impl Pipeline<'_> {
             frames_not_archived = p.unarchived.frames,
             "LOS"
         );
-        let unarchived = p.unarchived.frames;
-        self.w.input.with(|s| {
-            s.pass = None;
-            s.sync_state = "searching";
-            s.passes += 1;
-            s.current = None;
-            s.totals.frames_good += stats.frames.good;
-            s.totals.frames_rejected += stats.frames.rejected.total();
-            s.totals.rs_corrected += stats.rs.corrected;
-            s.totals.rs_uncorrectable += stats.rs.uncorrectable;
-            s.totals.packets += stats.packets.total;
-            s.totals.frames_unarchived += unarchived;
-        });
         let dir = p.archive.as_ref().map_or_else(
             || self.settings.archive.path.join("passes").join(&p.id),
             |a| a.dir().to_owned(),
@@ -481,7 +479,24 @@ impl Pipeline<'_> {
             tries: 0,
             next_try: Instant::now(),
         });
+        // The record is on disk (or pending, listed as incomplete) before the pass is counted.
         self.retry_pending(true);
+        let unarchived = p.unarchived.frames;
+        self.w.input.with(|s| {
+            // A reload may have started this input's next worker already: its pass stays.
+            if s.pass.as_deref() == Some(p.id.as_str()) {
+                s.pass = None;
+                s.sync_state = "searching";
+                s.current = None;
+            }
+            s.passes += 1;
+            s.totals.frames_good += stats.frames.good;
+            s.totals.frames_rejected += stats.frames.rejected.total();
+            s.totals.rs_corrected += stats.rs.corrected;
+            s.totals.rs_uncorrectable += stats.rs.uncorrectable;
+            s.totals.packets += stats.packets.total;
+            s.totals.frames_unarchived += unarchived;
+        });
     }
 
     /// Writes the records of closed passes that are due (`now`: all of them, whatever their
