@@ -381,6 +381,7 @@ impl Generation {
         }
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = http::router(shared.clone());
+        rt.spawn(crate::archive_catalog::watch(Arc::downgrade(&shared)));
         let http = rt.spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
