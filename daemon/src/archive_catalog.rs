@@ -87,3 +87,42 @@ pub fn add_raster(
         &catalog, archive, file, collection, datetime,
     )?)
 }
+
+/// How often the daemon checks that the catalog database is still the file at its path.
+pub const CHECK_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Watches the daemon's catalog until the daemon stops: the `catalog` health component is
+/// degraded while the catalog is unavailable (not opened at start, or its archive directory
+/// gone: writes are refused and counted meanwhile) and cleared once it works again (the
+/// database reopened at its path). Logs once per change.
+pub async fn watch(shared: std::sync::Weak<crate::serve::Shared>) {
+    loop {
+        tokio::time::sleep(CHECK_PERIOD).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.stopping() {
+            return;
+        }
+        let problem = match shared.catalog.clone() {
+            None => Some("the catalog could not be opened at start (see the log)".to_owned()),
+            Some(cat) => match tokio::task::spawn_blocking(move || cat.check()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(format!("catalog check failed: {e}")),
+            },
+        };
+        match problem {
+            Some(reason) => {
+                if shared.health.set("catalog", reason.clone()) {
+                    tracing::error!(reason = %reason, "catalog unavailable: products are not catalogued and the STAC API answers 503 until it returns");
+                }
+            }
+            None => {
+                if shared.health.clear("catalog") {
+                    tracing::info!("catalog available again");
+                }
+            }
+        }
+    }
+}

@@ -426,7 +426,7 @@ fn collections_ids_combined_and_crud() {
     it.collection = Some("c-a".into());
     it.id = "../evil".into();
     assert!(cat.upsert_item(&it).is_err());
-    assert_eq!(cat.schema_version().unwrap(), 1);
+    assert_eq!(cat.schema_version().unwrap(), 2);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -74,13 +75,27 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         },
         "products": shared.products.status.lock().map(|s| s.clone()).unwrap_or_default(),
         "tile_cache": tile_cache_json(&shared),
-        "catalog": shared.catalog.is_some(),
+        "catalog": catalog_json(&shared),
         "webhooks": {
             "sent": shared.webhooks.stats().sent,
             "failed": shared.webhooks.stats().failed,
             "dropped": shared.webhooks.stats().dropped,
         },
     }))
+}
+
+/// Whether the catalog is open, and its failure and recovery counters.
+fn catalog_json(shared: &Shared) -> serde_json::Value {
+    let st = shared
+        .catalog
+        .as_ref()
+        .map(|c| c.stats())
+        .unwrap_or_default();
+    serde_json::json!({
+        "open": shared.catalog.is_some(),
+        "write_failures": st.write_failures,
+        "reopened": st.reopened,
+    })
 }
 
 fn tile_cache_json(shared: &Shared) -> serde_json::Value {
@@ -119,15 +134,19 @@ async fn passes(State(shared): State<Arc<Shared>>) -> Response {
     Json(serde_json::json!({ "passes": list })).into_response()
 }
 
-/// A file of a pass's archive directory, after checking the id is a plain name.
+/// One of the fixed files of a pass's archive directory (`pass.json`, `plot.png`,
+/// `products/products.json`), after checking the id is a plain name.
 async fn pass_file(shared: &Shared, id: &str, name: &str, content_type: &'static str) -> Response {
     if !valid_pass_id(id) {
         return (StatusCode::BAD_REQUEST, "invalid pass id").into_response();
     }
     let path = shared.archive.join("passes").join(id).join(name);
+    let regular = tokio::fs::symlink_metadata(&path)
+        .await
+        .is_ok_and(|m| m.file_type().is_file());
     match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
+        Ok(bytes) if regular => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
 }
 
@@ -144,11 +163,20 @@ async fn products(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> 
     pass_file(&shared, &id, "products/products.json", "application/json").await
 }
 
-/// One product file. Names are plain file names (no separators, no leading dot).
+/// One product file: only the files the pass's `products.json` lists (and the listing itself),
+/// with HTTP Range; anything else in the directory (temp files, GCP swaths, leftovers) is 404.
 async fn product_file(
     State(shared): State<Arc<Shared>>,
-    Path((id, file)): Path<(String, String)>,
+    params: Result<Path<(String, String)>, PathRejection>,
+    req: Request,
 ) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, "not found").into_response();
+    let Ok(Path((id, file))) = params else {
+        return not_found();
+    };
+    if !valid_pass_id(&id) {
+        return (StatusCode::BAD_REQUEST, "invalid pass id").into_response();
+    }
     let plain = !file.is_empty()
         && file.len() <= 80
         && !file.starts_with('.')
@@ -156,15 +184,41 @@ async fn product_file(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !plain {
-        return (StatusCode::BAD_REQUEST, "invalid product name").into_response();
+        return not_found();
     }
-    let content_type = match file.rsplit_once('.').map(|(_, e)| e) {
-        Some("png") => "image/png",
-        Some("tif") => "image/tiff; application=geotiff",
-        Some("json") => "application/json",
-        _ => "application/octet-stream",
+    if file == "products.json" {
+        return pass_file(&shared, &id, "products/products.json", "application/json").await;
+    }
+    let dir = shared.archive.join("passes").join(&id).join("products");
+    let Ok(text) = tokio::fs::read(dir.join("products.json")).await else {
+        return not_found();
     };
-    pass_file(&shared, &id, &format!("products/{file}"), content_type).await
+    let Ok(listing) = serde_json::from_slice::<serde_json::Value>(&text) else {
+        return not_found();
+    };
+    let listed = listing["products"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| {
+            p["path"]
+                .as_str()
+                .and_then(|p| std::path::Path::new(p).file_name())
+                .is_some_and(|n| n == file.as_str())
+        });
+    let Some(product) = listed else {
+        return not_found();
+    };
+    let content_type = match product["media_type"].as_str() {
+        Some(t) => t,
+        None => match file.rsplit_once('.').map(|(_, e)| e) {
+            Some("png") => "image/png",
+            Some("tif") => "image/tiff; application=geotiff",
+            Some("json") => "application/json",
+            _ => "application/octet-stream",
+        },
+    };
+    super::stac::serve_file(dir.join(&file), Some(content_type), req).await
 }
 
 /// The TLE sets in the store.
@@ -343,6 +397,19 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
          # HELP downlink_product_passes_queued Passes waiting for products.\n# TYPE downlink_product_passes_queued gauge\n\
          downlink_product_passes_queued {}",
         p.ok, p.failed, p.dropped, p.queued
+    );
+    let c = shared
+        .catalog
+        .as_ref()
+        .map(|c| c.stats())
+        .unwrap_or_default();
+    let _ = writeln!(
+        m,
+        "# HELP downlink_catalog_write_failures_total Catalog writes that failed or were refused (e.g. the archive directory missing).\n# TYPE downlink_catalog_write_failures_total counter\n\
+         downlink_catalog_write_failures_total {}\n\
+         # HELP downlink_catalog_reopened_total Times the catalog database was reopened at its path after the file there vanished or changed.\n# TYPE downlink_catalog_reopened_total counter\n\
+         downlink_catalog_reopened_total {}",
+        c.write_failures, c.reopened
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m).into_response()
 }

@@ -645,6 +645,8 @@ impl Daemon {
             .map(|((i, src), st)| InputWorker::start(i, src, &shared, st))
             .collect();
         let http = HttpServer::start(&cfg.http, listener, &shared, rt);
+        // Once per process: the catalog is watched for its archive directory disappearing.
+        rt.spawn(crate::archive_catalog::watch(Arc::downgrade(&shared)));
         tracing::info!(http = %cfg.http.listen, inputs = cfg.input.len(), "downlink serving");
         Ok(Daemon {
             cfg: cfg.clone(),

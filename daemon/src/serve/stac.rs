@@ -1,6 +1,11 @@
 //! STAC API (v1.0.0: core, collections, features, item search) at `/stac`, asset downloads with
 //! HTTP Range at `/stac/assets/…`, and XYZ map tiles + TileJSON per item.
 //!
+//! `/stac/assets/{href}` serves a file only when a catalogued item has an asset with exactly
+//! that href (looked up in the catalog on every request, so a new item is served at once and a
+//! deleted one no longer): the database, raw passes, frames, pass records, temp files and
+//! anything else under the archive answer 404.
+//!
 //! Hrefs are stored relative to the archive; every answer rewrites them to absolute URLs on the
 //! host the client used (`Host`, `X-Forwarded-Proto`), so the same archive serves through a
 //! proxy or on loopback. Bad parameters get a 400 with a JSON `{code, description}`, unknown
@@ -9,7 +14,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -36,7 +42,6 @@ const GEOJSON: &str = "application/geo+json";
 
 /// The STAC routes.
 pub fn router(shared: Arc<Shared>) -> Router {
-    let assets = tower_http::services::ServeDir::new(&shared.archive);
     Router::new()
         .route("/stac", get(landing))
         .route("/stac/", get(landing))
@@ -61,7 +66,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(collection_tile),
         )
         .route("/stac/collections/{cid}/WMTSCapabilities.xml", get(wmts))
-        .nest_service("/stac/assets", assets)
+        .route("/stac/assets/{*href}", get(asset))
         .with_state(shared)
 }
 
@@ -93,6 +98,13 @@ impl From<CatalogError> for ApiError {
             | CatalogError::Geometry(_)
             | CatalogError::Id(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
             CatalogError::NoSuchCollection(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            CatalogError::Gone { .. } => {
+                tracing::warn!(error = %e, "catalog");
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the catalog is unavailable: its archive directory is missing".into(),
+                )
+            }
             _ => {
                 tracing::error!(error = %e, "catalog");
                 ApiError(StatusCode::INTERNAL_SERVER_ERROR, "catalog error".into())
@@ -745,6 +757,67 @@ fn tile_key(
     )
 }
 
+/// `GET /stac/assets/{href}`: the file of a catalogued asset, with HTTP Range and
+/// Last-Modified, typed by the asset's media type; 404 for any path no item references.
+async fn asset(
+    State(shared): State<Arc<Shared>>,
+    href: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Response {
+    let Ok(Path(href)) = href else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let Some(href) = storage::catalog::local_href(&href).map(str::to_owned) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let cat = match catalog(&shared) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let h = href.clone();
+    let found = match blocking(move || Ok(cat.asset(&h)?)).await {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let Some(found) = found else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    serve_file(shared.archive.join(&href), found.media_type.as_deref(), req).await
+}
+
+/// Sends one regular file (no symlinks, no directories) with HTTP Range, conditional requests
+/// and Last-Modified; `media_type` replaces the type guessed from the extension.
+pub(crate) async fn serve_file(
+    path: std::path::PathBuf,
+    media_type: Option<&str>,
+    req: Request,
+) -> Response {
+    let regular = tokio::fs::symlink_metadata(&path)
+        .await
+        .is_ok_and(|m| m.file_type().is_file());
+    if !regular {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    match tower_http::services::ServeFile::new(&path)
+        .try_call(req)
+        .await
+    {
+        Ok(res) => {
+            let mut res = res.map(axum::body::Body::new);
+            if res.status().is_success() {
+                if let Some(v) = media_type.and_then(|t| HeaderValue::from_str(t).ok()) {
+                    res.headers_mut().insert(header::CONTENT_TYPE, v);
+                }
+            }
+            res
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "serving a file failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "read failed").into_response()
+        }
+    }
+}
+
 /// The file behind an item's asset when it is a local file inside the archive.
 fn local_asset(
     archive: &std::path::Path,
@@ -752,10 +825,7 @@ fn local_asset(
     asset: &str,
 ) -> Option<std::path::PathBuf> {
     let a = item.assets.get(asset)?;
-    if a.href.contains("://") || a.href.contains("..") {
-        return None;
-    }
-    Some(archive.join(a.href.trim_start_matches('/')))
+    storage::catalog::local_href(&a.href).map(|h| archive.join(h))
 }
 
 /// The local file of an item's asset (inside the archive).

@@ -13,4 +13,7 @@ pub mod sqlite;
 pub mod store;
 
 pub use sqlite::SqliteCatalog;
-pub use store::{Catalog, CatalogError, DatetimeFilter, SearchPage, SearchParams};
+pub use store::{
+    local_href, AssetRef, Catalog, CatalogError, CatalogStats, DatetimeFilter, SearchPage,
+    SearchParams,
+};

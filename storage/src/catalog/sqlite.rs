@@ -1,7 +1,7 @@
 //! SQLite implementation of [`Catalog`].
 //!
 //! WAL journal, one writer connection behind a `Mutex`, a small pool of read-only
-//! connections (readers never block the writer in WAL mode). Schema (version 1):
+//! connections (readers never block the writer in WAL mode). Schema (version 2):
 //!
 //! ```sql
 //! schema_version(version INTEGER NOT NULL)
@@ -14,14 +14,27 @@
 //! items_sort  ON items(datetime_us DESC, id, collection)
 //! items_time  ON items(start_us, end_us)
 //! items_rtree USING rtree(rid, minx, maxx, miny, maxy, +item_rowid)
+//! assets(item_rowid INTEGER NOT NULL, key TEXT NOT NULL, href TEXT NOT NULL,  -- version 2:
+//!        media_type TEXT, PRIMARY KEY(item_rowid, key))      -- local hrefs, what may be served
+//! assets_href ON assets(href)
 //! ```
+//!
+//! The database file can vanish under the open connections (the archive directory deleted or
+//! moved while the daemon runs): SQLite would go on writing into the unlinked file and lose
+//! everything. Every write, and every read, first compares the (device, inode) of the file at
+//! the path with the one opened. A missing file in a missing directory refuses the call
+//! ([`CatalogError::Gone`], counted); once the directory exists again, or another file is at
+//! the path, the database is reopened there (created empty if need be: the entries of the
+//! vanished file are not carried over, they went with the files they described).
 //!
 //! An item whose bbox crosses the antimeridian (`w > e`) gets two R*Tree boxes. The R*Tree
 //! stores 32-bit floats rounded outwards, so it is a prefilter only; the exact footprint
 //! test runs on the candidates (`geom::Shape::intersects`). Link SQLite from the system
 //! (no `bundled`): GDAL links the system libsqlite3 too.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rusqlite::types::Value as SqlValue;
@@ -30,9 +43,12 @@ use stac::{Bbox, Collection, Item};
 
 use super::geom::Shape;
 use super::layout::validate_id;
-use super::store::{Catalog, CatalogError, SearchPage, SearchParams, SortKey, MAX_LIST};
+use super::store::{
+    local_href, AssetRef, Catalog, CatalogError, CatalogStats, SearchPage, SearchParams, SortKey,
+    MAX_LIST,
+};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const READER_POOL: usize = 4;
 
 const MIGRATIONS: &[&str] = &[
@@ -51,6 +67,14 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX items_sort ON items(datetime_us DESC, id, collection);
      CREATE INDEX items_time ON items(start_us, end_us);
      CREATE VIRTUAL TABLE items_rtree USING rtree(rid, minx, maxx, miny, maxy, +item_rowid INTEGER);",
+    // version 2 (filled from the stored items by `backfill_assets`)
+    "CREATE TABLE assets(
+        item_rowid INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        href TEXT NOT NULL,
+        media_type TEXT,
+        PRIMARY KEY(item_rowid, key));
+     CREATE INDEX assets_href ON assets(href);",
 ];
 
 fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> CatalogError {
@@ -63,8 +87,54 @@ fn js(context: &'static str) -> impl FnOnce(serde_json::Error) -> CatalogError {
 /// SQLite-backed catalog.
 pub struct SqliteCatalog {
     path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Writer>,
+    readers: Mutex<Readers>,
+    write_failures: AtomicU64,
+    reopened: AtomicU64,
+}
+
+/// Which file a connection has open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    std::fs::metadata(path).map(|m| FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+    })
+}
+
+struct Writer {
+    conn: Connection,
+    file: FileId,
+}
+
+/// Idle read-only connections, all on `file`.
+struct Readers {
+    conns: Vec<Connection>,
+    file: FileId,
+}
+
+/// Opens the database file read-write (creating it), WAL, migrated.
+fn open_writer(path: &Path) -> Result<Writer, CatalogError> {
+    let mut conn = Connection::open(path).map_err(sql("open"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sql("busy_timeout"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql("journal_mode=WAL"))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sql("synchronous"))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql("foreign_keys"))?;
+    migrate(&mut conn)?;
+    let file = file_id(path).map_err(|source| CatalogError::Io {
+        context: format!("stat {}", path.display()),
+        source,
+    })?;
+    Ok(Writer { conn, file })
 }
 
 /// What the index needs from an item.
@@ -198,20 +268,17 @@ impl SqliteCatalog {
                 source,
             })?;
         }
-        let mut conn = Connection::open(&path).map_err(sql("open"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sql("busy_timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql("journal_mode=WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql("synchronous"))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql("foreign_keys"))?;
-        migrate(&mut conn)?;
+        let writer = open_writer(&path)?;
+        let file = writer.file;
         Ok(Self {
             path,
-            writer: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Readers {
+                conns: Vec::new(),
+                file,
+            }),
+            write_failures: AtomicU64::new(0),
+            reopened: AtomicU64::new(0),
         })
     }
 
@@ -223,15 +290,81 @@ impl SqliteCatalog {
         })
     }
 
+    /// Makes sure `w` has the file at the path open: refuses when the file and its directory
+    /// are gone, reopens when the directory is back (or another file is at the path).
+    fn ensure_current(&self, w: &mut Writer) -> Result<(), CatalogError> {
+        let gone = |reason: &str| CatalogError::Gone {
+            path: self.path.display().to_string(),
+            reason: reason.to_owned(),
+        };
+        match file_id(&self.path) {
+            Ok(id) if id == w.file => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir_back = self
+                    .path
+                    .parent()
+                    .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir());
+                if !dir_back {
+                    return Err(gone("its directory is missing"));
+                }
+            }
+            Err(source) => {
+                return Err(CatalogError::Io {
+                    context: format!("stat {}", self.path.display()),
+                    source,
+                })
+            }
+        }
+        let fresh = open_writer(&self.path)?;
+        let file = fresh.file;
+        // The old connections still point at the vanished file: drop them all.
+        *w = fresh;
+        let mut pool = self.readers.lock().map_err(|_| CatalogError::Poisoned)?;
+        pool.conns.clear();
+        pool.file = file;
+        self.reopened.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs a write on the writer connection, after [`Self::ensure_current`]; a failure is
+    /// counted.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        let out = (|| {
+            let mut w = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
+            self.ensure_current(&mut w)?;
+            f(&mut w.conn)
+        })();
+        if out.is_err() {
+            self.write_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    }
+
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
-        let pooled = self
-            .readers
-            .lock()
-            .map_err(|_| CatalogError::Poisoned)?
-            .pop();
+        let on_disk = file_id(&self.path).ok();
+        let (pooled, file) = {
+            let mut pool = self.readers.lock().map_err(|_| CatalogError::Poisoned)?;
+            if on_disk == Some(pool.file) {
+                (pool.conns.pop(), pool.file)
+            } else {
+                (None, pool.file)
+            }
+        };
+        let file = if on_disk == Some(file) {
+            file
+        } else {
+            // The file at the path changed: reopen (or refuse) under the writer lock.
+            let mut w = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
+            self.ensure_current(&mut w)?;
+            w.file
+        };
         let conn = match pooled {
             Some(c) => c,
             None => {
@@ -247,11 +380,46 @@ impl SqliteCatalog {
         };
         let out = f(&conn);
         let mut pool = self.readers.lock().map_err(|_| CatalogError::Poisoned)?;
-        if pool.len() < READER_POOL {
-            pool.push(conn);
+        if pool.file == file && pool.conns.len() < READER_POOL {
+            pool.conns.push(conn);
         }
         out
     }
+}
+
+/// Version 2: the asset index of the items stored before it.
+fn backfill_assets(tx: &rusqlite::Transaction<'_>) -> Result<(), CatalogError> {
+    let rows: Vec<(i64, String)> = {
+        let mut st = tx
+            .prepare("SELECT rowid, json FROM items")
+            .map_err(sql("prepare backfill"))?;
+        let it = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql("backfill items"))?;
+        it.collect::<Result<_, _>>().map_err(sql("backfill row"))?
+    };
+    for (rowid, json) in rows {
+        let item: Item = serde_json::from_str(&json).map_err(js("item json"))?;
+        index_assets(tx, rowid, &item)?;
+    }
+    Ok(())
+}
+
+/// The item's local asset hrefs into `assets` (replacing its previous rows).
+fn index_assets(conn: &Connection, rowid: i64, item: &Item) -> Result<(), CatalogError> {
+    conn.execute("DELETE FROM assets WHERE item_rowid = ?1", [rowid])
+        .map_err(sql("delete assets"))?;
+    for (key, a) in &item.assets {
+        let Some(href) = local_href(&a.href) else {
+            continue;
+        };
+        conn.execute(
+            "INSERT INTO assets(item_rowid, key, href, media_type) VALUES (?1, ?2, ?3, ?4)",
+            params![rowid, key, href, a.r#type],
+        )
+        .map_err(sql("insert asset"))?;
+    }
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
@@ -283,6 +451,9 @@ fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
         let v = i as i64 + 1;
         if v > current {
             tx.execute_batch(m).map_err(sql("migration"))?;
+            if v == 2 {
+                backfill_assets(&tx)?;
+            }
             tx.execute("UPDATE schema_version SET version = ?1", [v])
                 .map_err(sql("bump schema_version"))?;
         }
@@ -304,26 +475,27 @@ fn load_collection(conn: &Connection, id: &str) -> Result<Option<Collection>, Ca
 impl Catalog for SqliteCatalog {
     fn upsert_collection(&self, collection: &Collection) -> Result<(), CatalogError> {
         validate_id("collection", &collection.id)?;
-        let mut conn = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
-        let tx = conn.transaction().map_err(sql("begin"))?;
-        let mut c = collection.clone();
-        if let Some(old) = load_collection(&tx, &c.id)? {
-            // Keep what items already established.
-            if let (Some(b), Some([Some(s), Some(e)])) = (
-                old.extent.spatial.bbox.first(),
-                old.extent.temporal.interval.first(),
-            ) {
-                extend_extent(&mut c, [b.xmin(), b.ymin(), b.xmax(), b.ymax()], *s, *e);
+        self.write(|conn| {
+            let tx = conn.transaction().map_err(sql("begin"))?;
+            let mut c = collection.clone();
+            if let Some(old) = load_collection(&tx, &c.id)? {
+                // Keep what items already established.
+                if let (Some(b), Some([Some(s), Some(e)])) = (
+                    old.extent.spatial.bbox.first(),
+                    old.extent.temporal.interval.first(),
+                ) {
+                    extend_extent(&mut c, [b.xmin(), b.ymin(), b.xmax(), b.ymax()], *s, *e);
+                }
             }
-        }
-        let json = serde_json::to_string(&c).map_err(js("collection to json"))?;
-        tx.execute(
-            "INSERT INTO collections(id, json) VALUES (?1, ?2)
+            let json = serde_json::to_string(&c).map_err(js("collection to json"))?;
+            tx.execute(
+                "INSERT INTO collections(id, json) VALUES (?1, ?2)
              ON CONFLICT(id) DO UPDATE SET json = excluded.json",
-            params![c.id, json],
-        )
-        .map_err(sql("upsert collection"))?;
-        tx.commit().map_err(sql("commit"))
+                params![c.id, json],
+            )
+            .map_err(sql("upsert collection"))?;
+            tx.commit().map_err(sql("commit"))
+        })
     }
 
     fn collection(&self, id: &str) -> Result<Option<Collection>, CatalogError> {
@@ -358,7 +530,7 @@ impl Catalog for SqliteCatalog {
         let json = serde_json::to_string(item).map_err(js("item to json"))?;
         let geometry = serde_json::to_string(&ix.geometry).map_err(js("geometry"))?;
 
-        let mut conn = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
+        self.write(|conn| {
         let tx = conn.transaction().map_err(sql("begin"))?;
         let mut coll = load_collection(&tx, &cid)?
             .ok_or_else(|| CatalogError::NoSuchCollection(cid.clone()))?;
@@ -401,6 +573,7 @@ impl Catalog for SqliteCatalog {
             )
             .map_err(sql("insert rtree"))?;
         }
+        index_assets(&tx, rowid, item)?;
         let bbox = match ix.boxes.as_slice() {
             [a, b] => [a[0], a[1], b[2], a[3]],
             [a] => *a,
@@ -418,6 +591,7 @@ impl Catalog for SqliteCatalog {
         )
         .map_err(sql("update extent"))?;
         tx.commit().map_err(sql("commit item"))
+        })
     }
 
     fn item(&self, collection: &str, id: &str) -> Result<Option<Item>, CatalogError> {
@@ -436,25 +610,64 @@ impl Catalog for SqliteCatalog {
     }
 
     fn delete_item(&self, collection: &str, id: &str) -> Result<bool, CatalogError> {
-        let mut conn = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
-        let tx = conn.transaction().map_err(sql("begin"))?;
-        let rowid: Option<i64> = tx
-            .query_row(
-                "SELECT rowid FROM items WHERE collection = ?1 AND id = ?2",
-                params![collection, id],
-                |r| r.get(0),
+        self.write(|conn| {
+            let tx = conn.transaction().map_err(sql("begin"))?;
+            let rowid: Option<i64> = tx
+                .query_row(
+                    "SELECT rowid FROM items WHERE collection = ?1 AND id = ?2",
+                    params![collection, id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql("find item"))?;
+            let Some(rowid) = rowid else {
+                return Ok(false);
+            };
+            tx.execute("DELETE FROM items_rtree WHERE item_rowid = ?1", [rowid])
+                .map_err(sql("delete rtree"))?;
+            tx.execute("DELETE FROM items WHERE rowid = ?1", [rowid])
+                .map_err(sql("delete item"))?;
+            tx.execute("DELETE FROM assets WHERE item_rowid = ?1", [rowid])
+                .map_err(sql("delete assets"))?;
+            tx.commit().map_err(sql("commit delete"))?;
+            Ok(true)
+        })
+    }
+
+    fn asset(&self, href: &str) -> Result<Option<AssetRef>, CatalogError> {
+        let Some(href) = local_href(href) else {
+            return Ok(None);
+        };
+        self.read(|c| {
+            c.query_row(
+                "SELECT i.collection, i.id, a.key, a.media_type
+                 FROM assets a JOIN items i ON i.rowid = a.item_rowid
+                 WHERE a.href = ?1 ORDER BY i.rowid LIMIT 1",
+                [href],
+                |r| {
+                    Ok(AssetRef {
+                        collection: r.get(0)?,
+                        item: r.get(1)?,
+                        key: r.get(2)?,
+                        media_type: r.get(3)?,
+                    })
+                },
             )
             .optional()
-            .map_err(sql("find item"))?;
-        let Some(rowid) = rowid else {
-            return Ok(false);
-        };
-        tx.execute("DELETE FROM items_rtree WHERE item_rowid = ?1", [rowid])
-            .map_err(sql("delete rtree"))?;
-        tx.execute("DELETE FROM items WHERE rowid = ?1", [rowid])
-            .map_err(sql("delete item"))?;
-        tx.commit().map_err(sql("commit delete"))?;
-        Ok(true)
+            .map_err(sql("select asset"))
+        })
+    }
+
+    fn check(&self) -> Result<(), CatalogError> {
+        let mut w = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
+        self.ensure_current(&mut w)
+    }
+
+    fn stats(&self) -> CatalogStats {
+        CatalogStats {
+            write_failures: self.write_failures.load(Ordering::Relaxed),
+            reopened: self.reopened.load(Ordering::Relaxed),
+        }
     }
 
     fn search(&self, p: &SearchParams) -> Result<SearchPage, CatalogError> {
@@ -607,5 +820,188 @@ impl Catalog for SqliteCatalog {
                 },
             })
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::catalog::item::empty_extent_collection;
+
+    fn item(id: &str, hrefs: &[(&str, &str)]) -> Item {
+        let mut it = Item::new(id);
+        it.collection = Some("c".into());
+        it.bbox = Some(Bbox::new(10.0, 20.0, 11.0, 21.0));
+        it.properties.datetime = Some(chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+        for (k, h) in hrefs {
+            let mut a = stac::Asset::new(*h);
+            a.r#type = Some("image/tiff".into());
+            it.assets.insert((*k).into(), a);
+        }
+        it
+    }
+
+    fn contents(f: &mut std::fs::File) -> Vec<u8> {
+        use std::io::Seek;
+        f.rewind().unwrap();
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn assets_index_follows_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = SqliteCatalog::open(dir.path().join("catalog.sqlite")).unwrap();
+        cat.upsert_collection(&empty_extent_collection("c", "t").unwrap())
+            .unwrap();
+        cat.upsert_item(&item(
+            "a",
+            &[
+                ("data", "passes/a/products/ch1.tif"),
+                ("remote", "https://example.com/x.tif"),
+                ("sneaky", "passes/a/../../catalog.sqlite"),
+            ],
+        ))
+        .unwrap();
+        let got = cat.asset("passes/a/products/ch1.tif").unwrap().unwrap();
+        assert_eq!((got.item.as_str(), got.key.as_str()), ("a", "data"));
+        assert_eq!(got.media_type.as_deref(), Some("image/tiff"));
+        assert_eq!(cat.asset("/passes/a/products/ch1.tif").unwrap(), Some(got));
+        for none in [
+            "https://example.com/x.tif",
+            "passes/a/../../catalog.sqlite",
+            "catalog.sqlite",
+            "passes/a/products",
+            "passes/a/products/ch1.tif.tmp",
+        ] {
+            assert_eq!(cat.asset(none).unwrap(), None, "{none}");
+        }
+        // Re-published with another asset set: the old href is no longer served.
+        cat.upsert_item(&item("a", &[("data", "passes/a/products/ch2.tif")]))
+            .unwrap();
+        assert!(cat.asset("passes/a/products/ch1.tif").unwrap().is_none());
+        assert!(cat.asset("passes/a/products/ch2.tif").unwrap().is_some());
+        assert!(cat.delete_item("c", "a").unwrap());
+        assert!(cat.asset("passes/a/products/ch2.tif").unwrap().is_none());
+    }
+
+    #[test]
+    fn version_1_databases_get_their_asset_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(
+                "CREATE TABLE schema_version(version INTEGER NOT NULL);
+                 INSERT INTO schema_version(version) VALUES (1);",
+            )
+            .unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            let c = serde_json::to_string(&empty_extent_collection("c", "t").unwrap()).unwrap();
+            tx.execute("INSERT INTO collections(id, json) VALUES ('c', ?1)", [c])
+                .unwrap();
+            let it =
+                serde_json::to_string(&item("old", &[("data", "collections/c/old.tif")])).unwrap();
+            tx.execute(
+                "INSERT INTO items(collection, id, datetime_us, start_us, end_us, geometry, json)
+                 VALUES ('c', 'old', 0, 0, 0, '{}', ?1)",
+                [it],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let cat = SqliteCatalog::open(&path).unwrap();
+        assert_eq!(cat.schema_version().unwrap(), 2);
+        let a = cat.asset("collections/c/old.tif").unwrap().unwrap();
+        assert_eq!(a.item, "old");
+    }
+
+    #[test]
+    fn archive_directory_deleted_under_an_open_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("archive");
+        let path = archive.join("catalog.sqlite");
+        let cat = SqliteCatalog::open(&path).unwrap();
+        cat.upsert_collection(&empty_extent_collection("c", "t").unwrap())
+            .unwrap();
+        cat.upsert_item(&item("a", &[("data", "passes/a/ch1.tif")]))
+            .unwrap();
+        // Hold the files open to see whether anything is written to them once unlinked.
+        let mut db = std::fs::File::open(&path).unwrap();
+        let mut wal = std::fs::File::open(archive.join("catalog.sqlite-wal")).unwrap();
+        let (db0, wal0) = (contents(&mut db), contents(&mut wal));
+        std::fs::remove_dir_all(&archive).unwrap();
+
+        let err = cat
+            .upsert_item(&item("b", &[("data", "passes/b/ch1.tif")]))
+            .unwrap_err();
+        assert!(matches!(err, CatalogError::Gone { .. }), "{err}");
+        assert!(matches!(
+            cat.delete_item("c", "a"),
+            Err(CatalogError::Gone { .. })
+        ));
+        assert!(matches!(
+            cat.asset("passes/a/ch1.tif"),
+            Err(CatalogError::Gone { .. })
+        ));
+        assert!(matches!(cat.check(), Err(CatalogError::Gone { .. })));
+        assert_eq!(cat.stats().write_failures, 2);
+        assert_eq!(contents(&mut db), db0, "written into the unlinked database");
+        assert_eq!(contents(&mut wal), wal0, "written into the unlinked WAL");
+        assert!(
+            !archive.exists(),
+            "the catalog recreated the archive itself"
+        );
+
+        // The directory returns (empty): a fresh database there, usable at once.
+        std::fs::create_dir_all(&archive).unwrap();
+        cat.check().unwrap();
+        assert_eq!(cat.stats().reopened, 1);
+        assert!(path.is_file());
+        assert!(cat.collection("c").unwrap().is_none());
+        assert!(cat.asset("passes/a/ch1.tif").unwrap().is_none());
+        cat.upsert_collection(&empty_extent_collection("c", "t").unwrap())
+            .unwrap();
+        cat.upsert_item(&item("b", &[("data", "passes/b/ch1.tif")]))
+            .unwrap();
+        assert_eq!(contents(&mut db), db0);
+        drop(cat);
+        let again = SqliteCatalog::open(&path).unwrap();
+        assert!(again.item("c", "b").unwrap().is_some());
+        assert!(again.asset("passes/b/ch1.tif").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_replaced_database_file_is_reopened_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        let cat = SqliteCatalog::open(&path).unwrap();
+        cat.upsert_collection(&empty_extent_collection("c", "t").unwrap())
+            .unwrap();
+        // Warm the reader pool, then swap in another database (a restored backup, say).
+        assert!(cat.collection("c").unwrap().is_some());
+        let other = dir.path().join("other.sqlite");
+        {
+            let o = SqliteCatalog::open(&other).unwrap();
+            o.upsert_collection(&empty_extent_collection("d", "t").unwrap())
+                .unwrap();
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let from = dir.path().join(format!("other.sqlite{suffix}"));
+            let to = dir.path().join(format!("catalog.sqlite{suffix}"));
+            if from.exists() {
+                std::fs::rename(from, to).unwrap();
+            } else {
+                let _ = std::fs::remove_file(to);
+            }
+        }
+        assert!(cat.collection("d").unwrap().is_some());
+        assert!(cat.collection("c").unwrap().is_none());
+        assert_eq!(cat.stats().reopened, 1);
     }
 }

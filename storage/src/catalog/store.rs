@@ -82,6 +82,49 @@ pub enum CatalogError {
     /// A lock was poisoned by a panicking thread.
     #[error("catalog lock poisoned")]
     Poisoned,
+    /// The database file the catalog had open is no longer at its path (its directory was
+    /// deleted or moved): reads and writes are refused until the directory returns.
+    #[error("catalog database {path} is gone ({reason}): refused until its directory returns")]
+    Gone {
+        /// The database path.
+        path: String,
+        /// What was found instead.
+        reason: String,
+    },
+}
+
+/// Where a catalogued asset belongs: what `/stac/assets/…` may serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetRef {
+    /// Collection id.
+    pub collection: String,
+    /// Item id.
+    pub item: String,
+    /// Asset key.
+    pub key: String,
+    /// The asset's media type (`type`), when given.
+    pub media_type: Option<String>,
+}
+
+/// Counters of a catalog since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CatalogStats {
+    /// Writes (upserts, deletes) that failed or were refused.
+    pub write_failures: u64,
+    /// Times the database was reopened at its path after the file there changed.
+    pub reopened: u64,
+}
+
+/// The archive-relative path of an asset href when it names a local file inside the archive:
+/// `None` for URLs, absolute paths outside it, and paths with empty, `.` or `..` segments,
+/// backslashes or control characters. One leading `/` is ignored (hrefs are stored relative).
+pub fn local_href(href: &str) -> Option<&str> {
+    let h = href.strip_prefix('/').unwrap_or(href);
+    let plain = !h.is_empty()
+        && !h.contains("://")
+        && !h.chars().any(|c| c == '\\' || c.is_control())
+        && h.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+    plain.then_some(h)
 }
 
 /// Parsed `datetime` filter: closed, half-open or open interval; an instant has
@@ -282,6 +325,18 @@ pub trait Catalog: Send + Sync {
     fn delete_item(&self, collection: &str, id: &str) -> Result<bool, CatalogError>;
     /// Search items.
     fn search(&self, params: &SearchParams) -> Result<SearchPage, CatalogError>;
+    /// The item asset whose href is `href` (archive-relative, see [`local_href`]), if a
+    /// catalogued item references it: the only files the asset routes serve.
+    fn asset(&self, href: &str) -> Result<Option<AssetRef>, CatalogError>;
+    /// Checks that the store is still usable (for SQLite: the open database is still the file
+    /// at its path; when the file is replaced or its directory returns, it is reopened there).
+    fn check(&self) -> Result<(), CatalogError> {
+        Ok(())
+    }
+    /// Failure and recovery counters.
+    fn stats(&self) -> CatalogStats {
+        CatalogStats::default()
+    }
 }
 
 impl std::fmt::Debug for dyn Catalog {
@@ -330,6 +385,33 @@ mod tests {
         assert_eq!(SortKey::from_token(&t).unwrap(), k);
         for bad in ["", "k1zz", "k1", "x1616263", "k10a"] {
             assert!(SortKey::from_token(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn local_hrefs() {
+        assert_eq!(
+            local_href("passes/a/products/ch1.tif"),
+            Some("passes/a/products/ch1.tif")
+        );
+        assert_eq!(
+            local_href("/collections/c/x.tif"),
+            Some("collections/c/x.tif")
+        );
+        for bad in [
+            "",
+            "/",
+            "https://example.com/x.tif",
+            "a/../catalog.sqlite",
+            "../x",
+            "a/./b",
+            "a//b",
+            "a/b/",
+            "//etc/passwd",
+            "a\\..\\b",
+            "a/b\0",
+        ] {
+            assert_eq!(local_href(bad), None, "{bad:?}");
         }
     }
 }
