@@ -507,3 +507,17 @@ pub fn wait_catalogued(d: &Daemon) -> String {
     }
     id
 }
+
+impl Daemon {
+    /// The pass records on disk now (no waiting).
+    pub fn wait_passes_now(&self) -> Vec<serde_json::Value> {
+        std::fs::read_dir(self.archive.join("passes"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| std::fs::read(e.path().join("pass.json")).ok())
+                    .filter_map(|b| serde_json::from_slice(&b).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
