@@ -596,6 +596,7 @@ pub fn summary_of(v: &serde_json::Value) -> serde_json::Value {
         "frames_good": v["counters"]["frames"]["good"],
         "packets": v["counters"]["packets"]["total"],
         "rs_uncorrectable": v["counters"]["rs"]["uncorrectable"],
+        "suspect": v["suspect"],
         "archive": v["archive"]["state"].as_str().unwrap_or(if v["interrupted"] == true { "interrupted" } else { "complete" }),
     })
 }
