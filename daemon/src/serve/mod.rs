@@ -16,6 +16,7 @@
 
 pub mod archive;
 pub mod http;
+pub mod http_server;
 pub mod ingest;
 pub mod pipeline;
 pub mod plot;
@@ -178,6 +179,8 @@ pub struct Shared {
     pub tiles_busy: std::sync::atomic::AtomicU64,
     /// Degraded components (empty = healthy).
     pub health: Health,
+    /// HTTP connection and request counters.
+    pub http: Arc<http_server::HttpStats>,
 }
 
 impl Shared {
@@ -306,6 +309,7 @@ impl Generation {
             ),
             tiles_busy: std::sync::atomic::AtomicU64::new(0),
             health: Health::default(),
+            http: Arc::default(),
             tiles: match storage::tiles::render::TilePool::new(2, 16, TILE_QUEUE_MAX) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {
@@ -381,16 +385,17 @@ impl Generation {
         }
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = http::router(shared.clone());
+        let (limits, stats, sh) = (
+            http_server::Limits::new(&cfg.http),
+            shared.http.clone(),
+            shared.clone(),
+        );
         let http = rt.spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "http server failed");
-            }
+            let health = move |p| http_server::report_health(&sh, p);
+            http_server::serve(listener, app, limits, stats, health, shutdown).await;
         });
         tracing::info!(http = %cfg.http.listen, inputs = cfg.input.len(), "downlink serving");
         Ok(Generation {
