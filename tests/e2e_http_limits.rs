@@ -284,7 +284,7 @@ fn stalled_heads_and_bodies_time_out_and_a_full_server_refuses_and_counts() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let _idle2 = TcpStream::connect(("127.0.0.1", d.http)).unwrap();
+    let idle2 = TcpStream::connect(("127.0.0.1", d.http)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let t0 = Instant::now();
     let h = status_http(&d);
@@ -297,6 +297,25 @@ fn stalled_heads_and_bodies_time_out_and_a_full_server_refuses_and_counts() {
     let (got, closed) = read_until_closed(&mut idle1);
     // Closed by the eviction, well before its header_timeout (1 s after it opened).
     assert!(got.is_empty() && closed - t0 < Duration::from_millis(600));
+    drop(idle2);
+
+    // A keep-alive connection with no next request ends after header_timeout, counted apart
+    // from stalled heads.
+    let mut ka = send_raw(
+        d.http,
+        b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    let t0 = Instant::now();
+    let (got, closed) = read_until_closed(&mut ka);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(
+        closed - t0 >= Duration::from_millis(800),
+        "{:?}",
+        closed - t0
+    );
+    let h = status_http(&d);
+    assert_eq!(h["timed_out"]["keep_alive"], 1, "{h}");
+    assert_eq!(h["timed_out"]["header"], 1, "{h}");
 
     // max_requests_per_connection = 2: the second response closes the connection.
     let three = "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(3);

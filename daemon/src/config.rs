@@ -1578,6 +1578,41 @@ profile = "jpss"
     }
 
     #[test]
+    fn http_connection_limits_are_read_and_checked() {
+        let with = |keys: &str| {
+            ISSUE_CONFIG.replace(
+                "listen = \"127.0.0.1:8080\"\n",
+                &format!("listen = \"127.0.0.1:8080\"\n{keys}"),
+            )
+        };
+        let c = parse(&with(
+            "max_connections = 2000\nheader_timeout = \"2s\"\nidle_timeout = \"5m\"\n\
+             max_requests_per_connection = 1\n",
+        ))
+        .unwrap();
+        assert_eq!(c.http.max_connections, 2000);
+        assert_eq!(c.http.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.http.max_requests_per_connection, 1);
+        let pr = problems(&with(
+            "max_connections = 0\nheader_timeout = \"10ms\"\nidle_timeout = 5\n\
+             max_requests_per_connection = -1\n",
+        ));
+        assert_eq!(
+            paths(&pr),
+            [
+                "http.max_connections",
+                "http.header_timeout",
+                "http.idle_timeout",
+                "http.max_requests_per_connection"
+            ]
+        );
+        for (p, value) in pr.iter().zip(["got 0", "\"10ms\"", "got 5", "got -1"]) {
+            assert!(p.message.contains(value), "{p}");
+        }
+    }
+
+    #[test]
     fn example_file_is_valid_and_its_values_are_the_defaults() {
         let example = parse(Config::example_toml()).unwrap();
         let minimal = parse(ISSUE_CONFIG).unwrap();

@@ -13,7 +13,8 @@
 //!   is counted (`refused{reason="emfile"}`), marks `http` degraded, and the loop backs off for
 //!   [`ACCEPT_BACKOFF`] instead of spinning.
 //! - **Time**: a request head must be complete within `http.header_timeout` (hyper's timer, from
-//!   the connection opening or the end of the previous response); a connection that moves no
+//!   the connection opening or the end of the previous response; counted as `keep_alive` when
+//!   nothing at all came after a response, else `header`); a connection that moves no
 //!   bytes for `http.idle_timeout` while no request is being handled is closed (a client that
 //!   stopped reading a response); a request body that stalls that long fails; after
 //!   `http.max_requests_per_connection` requests the response says `Connection: close`.
@@ -31,7 +32,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -66,8 +67,10 @@ pub const CLOSING_MAX: usize = 16;
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Why a connection was refused (metric label values).
 pub const REFUSE_REASONS: [&str; 3] = ["cap", "emfile", "error"];
-/// What timed out (metric label values): a request head, an idle connection, a request body.
-pub const TIMEOUT_KINDS: [&str; 3] = ["header", "idle", "body"];
+/// What timed out (metric label values): a request head not sent in time (`header`), a
+/// keep-alive connection with no next request (`keep_alive`, the normal end of one), a
+/// connection moving no bytes (`idle`), a request body (`body`).
+pub const TIMEOUT_KINDS: [&str; 4] = ["header", "keep_alive", "idle", "body"];
 
 /// The limits of one HTTP server, from `[http]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,7 +171,7 @@ pub struct HttpStats {
     accepted: AtomicU64,
     refused: [AtomicU64; 3],
     evicted: AtomicU64,
-    timed_out: [AtomicU64; 3],
+    timed_out: [AtomicU64; 4],
     requests: AtomicU64,
     shed: AtomicU64,
     budget: Mutex<FdBudget>,
@@ -204,8 +207,9 @@ enum Refuse {
 
 enum Timeout {
     Header = 0,
-    Idle = 1,
-    Body = 2,
+    KeepAlive = 1,
+    Idle = 2,
+    Body = 3,
 }
 
 impl HttpStats {
@@ -416,6 +420,9 @@ struct Conn {
     requests: AtomicU64,
     /// Milliseconds (since [`ServerCtx::epoch`]) of the last byte read or written.
     last_io_ms: AtomicU64,
+    /// Bytes were read since the last response ended (a header timeout is then a stalled
+    /// request head, not an idle keep-alive).
+    read_since_response: AtomicBool,
     /// Told to close to make room for a new connection.
     evict: Notify,
 }
@@ -456,6 +463,7 @@ impl Registry {
             handling: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             last_io_ms: AtomicU64::new(now_ms),
+            read_since_response: AtomicBool::new(false),
             evict: Notify::new(),
         });
         conns.insert(id, conn.clone());
@@ -526,7 +534,9 @@ async fn connection(
             ended = http.as_mut() => {
                 if let Err(e) = ended {
                     if e.is_timeout() {
-                        ctx.stats.timed_out(Timeout::Header);
+                        let keep_alive = conn.requests.load(Ordering::Relaxed) > 0
+                            && !conn.read_since_response.load(Ordering::Relaxed);
+                        ctx.stats.timed_out(if keep_alive { Timeout::KeepAlive } else { Timeout::Header });
                     } else {
                         tracing::debug!(error = %e, "http connection ended");
                     }
@@ -611,7 +621,7 @@ async fn handle(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     drop(handling);
-    Ok(resp.map(|inner| Body::new(Guarded { inner, _busy: busy })))
+    Ok(resp.map(|inner| Body::new(Guarded { inner, busy })))
 }
 
 /// One unit of a [`Conn`] counter, given back on drop.
@@ -639,7 +649,16 @@ impl Drop for Counted {
 /// A response body that keeps its connection busy (not evictable) until hyper drops it.
 struct Guarded {
     inner: Body,
-    _busy: Counted,
+    busy: Counted,
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.busy
+            .conn
+            .read_since_response
+            .store(false, Ordering::Relaxed);
+    }
 }
 
 impl http_body::Body for Guarded {
@@ -721,7 +740,10 @@ struct Tracked {
 }
 
 impl Tracked {
-    fn moved(&self) {
+    fn moved(&self, read: bool) {
+        if read {
+            self.conn.read_since_response.store(true, Ordering::Relaxed);
+        }
         self.conn
             .last_io_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -737,7 +759,7 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.moved();
+            self.moved(true);
         }
         r
     }
@@ -751,7 +773,7 @@ impl AsyncWrite for Tracked {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.io).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved();
+            self.moved(false);
         }
         r
     }
@@ -763,7 +785,7 @@ impl AsyncWrite for Tracked {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved();
+            self.moved(false);
         }
         r
     }
