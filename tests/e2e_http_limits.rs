@@ -218,6 +218,18 @@ fn ten_thousand_idle_connections_do_not_keep_a_pass_from_being_archived() {
         "RSS {rss0} KiB -> {rss1} KiB under {FLOOD} idle connections"
     );
 
+    // ~9,500 evictions, logged at most once per 10 s with the count.
+    let log = log_of(&d);
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("idle connections closed to make room"))
+        .count();
+    let most = 1 + t_flood.elapsed().as_secs() / 10;
+    assert!(
+        (1..=most).contains(&(lines as u64)),
+        "{lines} lines:\n{log}"
+    );
+
     let metrics = d.get("/metrics").unwrap();
     for line in [
         format!("downlink_http_connections_max {cap}"),
@@ -368,5 +380,44 @@ fn requests_beyond_max_concurrency_get_503_with_retry_after() {
     assert!(
         metrics.contains("downlink_http_requests_shed_total 1"),
         "{metrics}"
+    );
+}
+
+#[test]
+fn shutdown_lets_a_request_in_progress_finish_and_waits_at_most_the_grace_for_a_stalled_one() {
+    let mut d = start("idle_timeout = \"1h\"", None);
+    let head = b"POST /stac/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{";
+    let mut finishing = send_raw(d.http, head);
+    let _stalled = send_raw(d.http, head);
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let pid = d.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Stopping: the request in progress still gets its answer.
+    finishing.write_all(b"}").unwrap();
+    let (got, _) = read_until_closed(&mut finishing);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    // The stalled one is closed after the 5 s grace, and the daemon exits.
+    let status = loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "daemon did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = t0.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took >= Duration::from_millis(4500) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert!(
+        log_of(&d).contains("requests still in progress after 5s; closing them"),
+        "{}",
+        log_of(&d)
     );
 }

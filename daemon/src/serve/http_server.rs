@@ -301,7 +301,9 @@ pub async fn serve(
     let mut registry = Registry::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let (mut refused_log, mut failed_log) = (Throttle::new(LOG_EVERY), Throttle::new(LOG_EVERY));
+    let mut refused_log = Throttle::new(LOG_EVERY);
+    let mut evicted_log = Throttle::new(LOG_EVERY);
+    let mut failed_log = Throttle::new(LOG_EVERY);
     let mut failing = false;
     tokio::pin!(shutdown);
     'serve: loop {
@@ -324,8 +326,15 @@ pub async fn serve(
                         on_health(None);
                     }
                     match registry.admit(cap, ctx.now_ms(), &stats) {
-                        Some((slot, conn)) => {
+                        Some((slot, conn, evicted)) => {
                             HttpStats::bump(&stats.accepted);
+                            if let Some(n) = evicted.then(|| evicted_log.hit()).flatten() {
+                                tracing::warn!(
+                                    evicted = n,
+                                    cap,
+                                    "http: at the connection cap; idle connections closed to make room"
+                                );
+                            }
                             tasks.spawn(connection(stream, slot, conn, ctx.clone(), stop_rx.clone()));
                         }
                         None => {
@@ -444,9 +453,10 @@ impl Registry {
         cap: usize,
         now_ms: u64,
         stats: &Arc<HttpStats>,
-    ) -> Option<(Slot, Arc<Conn>)> {
+    ) -> Option<(Slot, Arc<Conn>, bool)> {
         let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        if conns.len() >= cap {
+        let full = conns.len() >= cap;
+        if full {
             let victim = conns
                 .iter()
                 .find(|(_, c)| c.busy.load(Ordering::Relaxed) == 0)
@@ -476,6 +486,7 @@ impl Registry {
                 stats: stats.clone(),
             },
             conn,
+            full,
         ))
     }
 }
