@@ -65,7 +65,8 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 pub const CLOSING_MAX: usize = 16;
 /// Pause after an `accept` that failed for lack of resources.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Why a connection was refused (metric label values).
+/// Why a connection was refused (metric label values): `cap` (every connection has a request in
+/// progress), `emfile` (accept failed for lack of descriptors), `error` (any other failed accept).
 pub const REFUSE_REASONS: [&str; 3] = ["cap", "emfile", "error"];
 /// What timed out (metric label values): a request head not sent in time (`header`), a
 /// keep-alive connection with no next request (`keep_alive`, the normal end of one), a
@@ -308,7 +309,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     'serve: loop {
         // Evicted connections close on their own tasks: let them, before taking more sockets.
-        while stats.open.load(Ordering::Relaxed) >= (cap + CLOSING_MAX) as u64 {
+        while registry.sockets.load(Ordering::Relaxed) >= cap + CLOSING_MAX {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break 'serve,
@@ -350,21 +351,18 @@ pub async fn serve(
                     }
                 }
                 Err(e) => {
-                    let fds = matches!(
-                        rustix::io::Errno::from_io_error(&e),
-                        Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)
-                    );
-                    let transient = matches!(
-                        e.kind(),
-                        std::io::ErrorKind::ConnectionAborted
-                            | std::io::ErrorKind::ConnectionReset
-                            | std::io::ErrorKind::Interrupted
-                            | std::io::ErrorKind::WouldBlock
-                    );
-                    if transient {
+                    use rustix::io::Errno;
+                    let errno = Errno::from_io_error(&e);
+                    let fds = matches!(errno, Some(Errno::MFILE | Errno::NFILE));
+                    if !fds && !matches!(errno, Some(Errno::NOBUFS | Errno::NOMEM)) {
+                        // A network error of one pending connection (see accept(2)): that
+                        // connection is gone; the next one may be fine.
+                        stats.refused(Refuse::Error);
                         tracing::debug!(error = %e, "http accept");
                         continue;
                     }
+                    // Out of descriptors or memory: the pending connection stays queued and
+                    // accept would fail again at once; pause instead of spinning.
                     stats.refused(if fds { Refuse::Emfile } else { Refuse::Error });
                     if !failing {
                         failing = true;
@@ -443,6 +441,8 @@ struct Registry {
     conns: Arc<Mutex<BTreeMap<u64, Arc<Conn>>>>,
     /// Signalled whenever a connection's socket is closed.
     closed: Arc<Notify>,
+    /// Sockets of this server still open, evicted ones included.
+    sockets: Arc<AtomicUsize>,
 }
 
 impl Registry {
@@ -478,11 +478,13 @@ impl Registry {
         });
         conns.insert(id, conn.clone());
         stats.open.fetch_add(1, Ordering::Relaxed);
+        self.sockets.fetch_add(1, Ordering::Relaxed);
         Some((
             Slot {
                 id,
                 conns: self.conns.clone(),
                 closed: self.closed.clone(),
+                sockets: self.sockets.clone(),
                 stats: stats.clone(),
             },
             conn,
@@ -496,6 +498,7 @@ struct Slot {
     id: u64,
     conns: Arc<Mutex<BTreeMap<u64, Arc<Conn>>>>,
     closed: Arc<Notify>,
+    sockets: Arc<AtomicUsize>,
     stats: Arc<HttpStats>,
 }
 
@@ -506,6 +509,7 @@ impl Drop for Slot {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.id);
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        self.sockets.fetch_sub(1, Ordering::Relaxed);
         self.closed.notify_one();
     }
 }
