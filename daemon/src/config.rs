@@ -55,6 +55,14 @@ pub const DEFAULT_KEEP_RAW_CADUS: bool = true;
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 /// Default `http.max_concurrency`.
 pub const DEFAULT_HTTP_MAX_CONCURRENCY: usize = 64;
+/// Default `http.max_connections`.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 512;
+/// Default `http.header_timeout`.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `http.idle_timeout`.
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `http.max_requests_per_connection`.
+pub const DEFAULT_HTTP_MAX_REQUESTS_PER_CONNECTION: u64 = 1000;
 /// Default `pass.los_timeout`.
 pub const DEFAULT_LOS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `pass.min_frames`.
@@ -81,6 +89,8 @@ const MAX_QUEUE_DEPTH: u64 = 1 << 20;
 const MAX_RCVBUF: u64 = GIB;
 const MAX_FSYNC_BYTES: u64 = GIB;
 const MAX_HTTP_CONCURRENCY: u64 = 10_000;
+const MAX_HTTP_CONNECTIONS: u64 = 100_000;
+const MAX_HTTP_REQUESTS_PER_CONNECTION: u64 = 1_000_000;
 const MAX_MIN_FRAMES: u64 = 1_000_000_000;
 const MAX_INPUT_NAME: usize = 32;
 
@@ -139,9 +149,25 @@ pub struct ArchiveConfig {
 pub struct HttpConfig {
     /// `listen` (default `"127.0.0.1:8080"`): IP address and TCP port to serve on.
     pub listen: SocketAddr,
-    /// `max_concurrency` (default `64`, 1..=10000): requests served at once; further
-    /// connections wait.
+    /// `max_concurrency` (default `64`, 1..=10000): requests handled at once (until their
+    /// response starts); a request beyond it is answered `503` with `Retry-After` at once.
     pub max_concurrency: usize,
+    /// `max_connections` (default `512`, 1..=100000): connections open at once. At the cap a
+    /// new connection replaces the oldest one that has no request in progress, or is closed at
+    /// once if every one has. Lowered at start (with a warning) when it does not fit under the
+    /// open-file limit with 256 descriptors kept for the archive.
+    pub max_connections: usize,
+    /// `header_timeout` (default `"10s"`, 100ms..=10m): time a client has to send a complete
+    /// request head, from the connection opening or the end of the previous response (so it
+    /// also ends idle keep-alive connections).
+    pub header_timeout: Duration,
+    /// `idle_timeout` (default `"60s"`, 100ms..=1h): a connection that moves no bytes for this
+    /// long while no request is being handled is closed (a client that stopped reading a
+    /// response); a request body that stalls this long fails.
+    pub idle_timeout: Duration,
+    /// `max_requests_per_connection` (default `1000`, 1..=1000000): the connection is closed
+    /// after this many requests (the last response says `Connection: close`).
+    pub max_requests_per_connection: u64,
     /// `tile_cache` (default `"64MiB"`, 0..=16GiB): memory for recently served map tiles;
     /// 0 turns the cache off. Read at start.
     pub tile_cache: u64,
@@ -565,6 +591,10 @@ struct RawArchive {
 struct RawHttp {
     listen: Option<String>,
     max_concurrency: Option<i64>,
+    max_connections: Option<i64>,
+    header_timeout: Option<Scalar>,
+    idle_timeout: Option<Scalar>,
+    max_requests_per_connection: Option<i64>,
     tile_cache: Option<Scalar>,
 }
 
@@ -890,6 +920,34 @@ fn resolve_http(pr: &mut Problems, raw: &RawHttp) -> Option<HttpConfig> {
         1,
         MAX_HTTP_CONCURRENCY,
     );
+    let max_connections = pr.int(
+        "http.max_connections",
+        raw.max_connections,
+        DEFAULT_HTTP_MAX_CONNECTIONS as u64,
+        1,
+        MAX_HTTP_CONNECTIONS,
+    );
+    let header_timeout = pr.duration(
+        "http.header_timeout",
+        raw.header_timeout.as_ref(),
+        DEFAULT_HTTP_HEADER_TIMEOUT,
+        Duration::from_millis(100),
+        Duration::from_secs(600),
+    );
+    let idle_timeout = pr.duration(
+        "http.idle_timeout",
+        raw.idle_timeout.as_ref(),
+        DEFAULT_HTTP_IDLE_TIMEOUT,
+        Duration::from_millis(100),
+        Duration::from_secs(3600),
+    );
+    let max_requests_per_connection = pr.int(
+        "http.max_requests_per_connection",
+        raw.max_requests_per_connection,
+        DEFAULT_HTTP_MAX_REQUESTS_PER_CONNECTION,
+        1,
+        MAX_HTTP_REQUESTS_PER_CONNECTION,
+    );
     let tile_cache = pr.size(
         "http.tile_cache",
         raw.tile_cache.as_ref(),
@@ -900,6 +958,10 @@ fn resolve_http(pr: &mut Problems, raw: &RawHttp) -> Option<HttpConfig> {
     Some(HttpConfig {
         listen: listen?,
         max_concurrency: usize_of(max_concurrency),
+        max_connections: usize_of(max_connections),
+        header_timeout,
+        idle_timeout,
+        max_requests_per_connection,
         tile_cache,
     })
 }
@@ -1471,6 +1533,10 @@ profile = "jpss"
             HttpConfig {
                 listen: "127.0.0.1:8080".parse().unwrap(),
                 max_concurrency: 64,
+                max_connections: 512,
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                max_requests_per_connection: 1000,
                 tile_cache: 64 << 20,
             }
         );
@@ -1509,6 +1575,41 @@ format = "bits"
 profile = "jpss"
 "#;
         assert_eq!(parse(text).unwrap(), parse(ISSUE_CONFIG).unwrap());
+    }
+
+    #[test]
+    fn http_connection_limits_are_read_and_checked() {
+        let with = |keys: &str| {
+            ISSUE_CONFIG.replace(
+                "listen = \"127.0.0.1:8080\"\n",
+                &format!("listen = \"127.0.0.1:8080\"\n{keys}"),
+            )
+        };
+        let c = parse(&with(
+            "max_connections = 2000\nheader_timeout = \"2s\"\nidle_timeout = \"5m\"\n\
+             max_requests_per_connection = 1\n",
+        ))
+        .unwrap();
+        assert_eq!(c.http.max_connections, 2000);
+        assert_eq!(c.http.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.http.max_requests_per_connection, 1);
+        let pr = problems(&with(
+            "max_connections = 0\nheader_timeout = \"10ms\"\nidle_timeout = 5\n\
+             max_requests_per_connection = -1\n",
+        ));
+        assert_eq!(
+            paths(&pr),
+            [
+                "http.max_connections",
+                "http.header_timeout",
+                "http.idle_timeout",
+                "http.max_requests_per_connection"
+            ]
+        );
+        for (p, value) in pr.iter().zip(["got 0", "\"10ms\"", "got 5", "got -1"]) {
+            assert!(p.message.contains(value), "{p}");
+        }
     }
 
     #[test]

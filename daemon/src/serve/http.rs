@@ -76,6 +76,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "products": shared.products.status.lock().map(|s| s.clone()).unwrap_or_default(),
         "tile_cache": tile_cache_json(&shared),
         "catalog": catalog_json(&shared),
+        "http": shared.http.snapshot(),
         "webhooks": {
             "sent": shared.webhooks.stats().sent,
             "failed": shared.webhooks.stats().failed,
@@ -411,5 +412,44 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
          downlink_catalog_reopened_total {}",
         c.write_failures, c.reopened
     );
+    let h = shared.http.snapshot();
+    let _ = writeln!(
+        m,
+        "# HELP downlink_http_connections_open HTTP connections open.\n# TYPE downlink_http_connections_open gauge\n\
+         downlink_http_connections_open {}\n\
+         # HELP downlink_http_connections_max The HTTP connection cap in force (http.max_connections, lowered to fit the open-file limit).\n# TYPE downlink_http_connections_max gauge\n\
+         downlink_http_connections_max {}\n\
+         # HELP downlink_http_connections_accepted_total HTTP connections accepted.\n# TYPE downlink_http_connections_accepted_total counter\n\
+         downlink_http_connections_accepted_total {}\n\
+         # HELP downlink_http_connections_evicted_total Idle HTTP connections closed to make room at the cap.\n# TYPE downlink_http_connections_evicted_total counter\n\
+         downlink_http_connections_evicted_total {}\n\
+         # HELP downlink_http_requests_total HTTP requests received.\n# TYPE downlink_http_requests_total counter\n\
+         downlink_http_requests_total {}\n\
+         # HELP downlink_http_requests_shed_total HTTP requests answered 503 because http.max_concurrency were in progress.\n# TYPE downlink_http_requests_shed_total counter\n\
+         downlink_http_requests_shed_total {}",
+        h.connections_open,
+        h.budget.max_connections,
+        h.connections_accepted,
+        h.evicted,
+        h.requests,
+        h.requests_shed
+    );
+    let _ = writeln!(
+        m,
+        "# HELP downlink_http_connections_refused_total HTTP connections refused, by reason.\n# TYPE downlink_http_connections_refused_total counter"
+    );
+    for (reason, n) in &h.refused {
+        let _ = writeln!(
+            m,
+            "downlink_http_connections_refused_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        m,
+        "# HELP downlink_http_timeouts_total HTTP connections or request bodies timed out, by kind.\n# TYPE downlink_http_timeouts_total counter"
+    );
+    for (kind, n) in &h.timed_out {
+        let _ = writeln!(m, "downlink_http_timeouts_total{{kind=\"{kind}\"}} {n}");
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m).into_response()
 }

@@ -16,6 +16,7 @@
 
 pub mod archive;
 pub mod http;
+pub mod http_server;
 pub mod ingest;
 pub mod pipeline;
 pub mod plot;
@@ -288,6 +289,8 @@ pub struct Shared {
     pub tiles_busy: AtomicU64,
     /// Degraded components (empty = healthy).
     pub health: Health,
+    /// HTTP connection and request counters.
+    pub http: Arc<http_server::HttpStats>,
     /// Archive I/O failures by operation ([`ARCHIVE_OPS`]).
     pub archive_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// Inputs whose archive writes are failing now (the `archive` health component).
@@ -510,16 +513,17 @@ impl HttpServer {
     ) -> HttpServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = http::router(shared.clone());
+        let (limits, stats, sh) = (
+            http_server::Limits::new(cfg),
+            shared.http.clone(),
+            shared.clone(),
+        );
         let task = rt.spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "http server failed");
-            }
+            let health = move |p| http_server::report_health(&sh, p);
+            http_server::serve(listener, app, limits, stats, health, shutdown).await;
         });
         HttpServer {
             cfg: cfg.clone(),
@@ -531,6 +535,32 @@ impl HttpServer {
     fn stop(self, rt: &tokio::runtime::Runtime) {
         let _ = self.stop.send(());
         let _ = rt.block_on(self.task);
+    }
+
+    /// A server that serves nothing (while the real one is rebound).
+    fn idle(cfg: &crate::config::HttpConfig, rt: &tokio::runtime::Runtime) -> HttpServer {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = rt.spawn(async move {
+            let _ = stopped.await;
+        });
+        HttpServer {
+            cfg: cfg.clone(),
+            task,
+            stop,
+        }
+    }
+}
+
+/// `[http]` without `tile_cache` (applied in place): what needs the server restarted.
+struct HttpConfigCmp<'a>(&'a crate::config::HttpConfig);
+
+impl PartialEq for HttpConfigCmp<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let strip = |c: &crate::config::HttpConfig| crate::config::HttpConfig {
+            tile_cache: 0,
+            ..c.clone()
+        };
+        strip(self.0) == strip(other.0)
     }
 }
 
@@ -619,6 +649,7 @@ impl Daemon {
                 }
             },
             health: Health::default(),
+            http: Arc::default(),
             archive_errors: Mutex::new(ARCHIVE_OPS.iter().map(|o| (*o, 0)).collect()),
             archive_failing: Mutex::default(),
             pending_records: Mutex::default(),
@@ -803,14 +834,27 @@ impl Daemon {
         self.shared
             .tile_cache
             .set_capacity(usize::try_from(new.http.tile_cache).unwrap_or(usize::MAX));
+        let same_limits = HttpConfigCmp(&new.http) == HttpConfigCmp(&self.cfg.http);
         if let Some(listener) = listener {
             let old = std::mem::replace(
                 &mut self.http,
                 HttpServer::start(&new.http, listener, &self.shared, rt),
             );
             old.stop(rt);
-        } else {
-            self.http.cfg = new.http.clone();
+        } else if !same_limits {
+            // Same address, new limits: the listener is taken over by closing and binding again
+            // (HTTP clients see a short refusal; station data is not on this port).
+            let old_cfg = self.http.cfg.clone();
+            let placeholder = HttpServer::idle(&old_cfg, rt);
+            let old = std::mem::replace(&mut self.http, placeholder);
+            old.stop(rt);
+            match HttpServer::bind(&new.http, rt) {
+                Ok(l) => self.http = HttpServer::start(&new.http, l, &self.shared, rt),
+                Err(e) => {
+                    tracing::error!(error = %e, "HTTP not restarted after reload");
+                    self.shared.health.set("http", e.to_string());
+                }
+            }
         }
         self.cfg = new.clone();
         Ok(())
