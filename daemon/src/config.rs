@@ -1,17 +1,23 @@
 //! The daemon's configuration file: parsed, then validated, with every problem reported at once.
 //!
 //! `downlink serve --config FILE` and `downlink validate --config FILE` both call
-//! [`Config::load`], so a file that validates is a file the daemon will start with (the systemd
-//! unit runs `downlink validate` as `ExecStartPre`). Loading happens in two stages:
+//! [`Config::load`] and then [`Config::check_host`], so a file that validates is a file the
+//! daemon will start with (the systemd unit runs `downlink validate` as `ExecStartPre`).
+//! Loading happens in stages:
 //!
-//! 1. **TOML → raw tables.** The TOML parser checks syntax, unknown keys (every table denies
-//!    them) and value types (a table where a string belongs, a string where a boolean belongs).
-//!    It stops at the first such error; its message names the key, the line and the column,
-//!    and is returned as [`ConfigError::Syntax`].
-//! 2. **Raw tables → [`Config`].** Every value is checked and resolved (addresses, durations,
-//!    sizes, CIDRs, spacecraft profiles) and *every* problem is collected into one
-//!    [`ConfigError::Invalid`], each [`Problem`] naming its field path (`input[1].listen`,
-//!    array indices counted from 0) and the value that was given.
+//! 1. **TOML → table.** Only syntax stops here: [`ConfigError::Syntax`], whose message names
+//!    the line and the column.
+//! 2. **Shape.** Every key of every table is checked against the schema (`TOP_KEYS`,
+//!    `INPUT_KEYS`, …): each unknown key (with a "did you mean" hint) and each value of the
+//!    wrong type (a string where a list belongs, `[input]` for `[[input]]`) is a problem,
+//!    and is removed so that the next stage sees only keys it understands.
+//! 3. **Values → [`Config`].** Every value is checked and resolved (addresses, durations,
+//!    sizes, CIDRs, webhook URLs, spacecraft profiles).
+//!
+//! Stages 2 and 3 collect *every* problem into one [`ConfigError::Invalid`], each [`Problem`]
+//! naming its field path (`input[1].listen`, array indices counted from 0) and the value that
+//! was given. [`Config::check_host`] then checks this machine (archive writable, addresses
+//! bindable) and reports its problems the same way.
 //!
 //! Conventions, which `config/example.toml` (the shipped `systemd/downlink.toml`) repeats for
 //! operators:
@@ -25,8 +31,9 @@
 //!   `max_datagram` on a TCP input, `allow` on an outgoing connection) is a problem, not
 //!   silently ignored.
 //!
-//! Validation reads profile files (to check them) but opens no sockets and reads no clock:
-//! whether an address can actually be bound is only known when `serve` binds it.
+//! [`Config::load`] reads profile files (to check them) but opens no sockets and reads no
+//! clock; [`Config::check_host`] creates the archive directory and binds each address for a
+//! moment. Webhook URLs are never shown whole in a message: see [`redact`].
 
 use std::collections::HashMap;
 use std::fmt;
