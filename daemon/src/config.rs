@@ -3008,6 +3008,44 @@ url = \"http://[::1]/h\"
     }
 
     #[test]
+    fn error_chain_says_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        enum E {
+            #[error("archive {path}: {source}")]
+            Embeds { path: String, source: io::Error },
+            #[error("cannot start")]
+            Wraps(#[source] io::Error),
+        }
+        let os = || io::Error::from_raw_os_error(2);
+        let text = os().to_string();
+        let e = E::Embeds {
+            path: "/x".into(),
+            source: os(),
+        };
+        // anyhow's `{:#}` would say the OS error twice.
+        assert_eq!(
+            format!(
+                "{:#}",
+                anyhow::Error::from(E::Embeds {
+                    path: "/x".into(),
+                    source: os()
+                })
+            ),
+            format!("archive /x: {text}: {text}")
+        );
+        assert_eq!(error_chain(&e), format!("archive /x: {text}"));
+        assert_eq!(
+            error_chain(&E::Wraps(os())),
+            format!("cannot start: {text}")
+        );
+        let err = Config::load(Path::new("/nonexistent/downlink.toml")).unwrap_err();
+        assert_eq!(
+            error_chain(&err),
+            format!("cannot read config file /nonexistent/downlink.toml: {text}")
+        );
+    }
+
+    #[test]
     fn multi_line_problem_messages_stay_under_their_bullet() {
         let err = ConfigError::Invalid {
             path: PathBuf::from("f.toml"),
