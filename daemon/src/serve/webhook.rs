@@ -137,12 +137,24 @@ impl Webhooks {
     /// Builds the webhook set. Deliveries run on `rt`. Logs one warning per webhook that
     /// cannot be delivered (its deliveries are counted as failed).
     pub fn new(cfgs: &[WebhookConfig], rt: tokio::runtime::Handle) -> Webhooks {
-        let client = reqwest::Client::builder()
+        Self::with_roots(cfgs, rt, Vec::new())
+    }
+
+    /// [`Webhooks::new`], also trusting `roots` beside the system's CA store (tests: a
+    /// receiver on loopback with its own certificate).
+    fn with_roots(
+        cfgs: &[WebhookConfig],
+        rt: tokio::runtime::Handle,
+        roots: Vec<reqwest::Certificate>,
+    ) -> Webhooks {
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
-            .build()
-            .map_err(|e| crate::config::error_chain(&e));
+            .pool_max_idle_per_host(0);
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+        let client = builder.build().map_err(|e| crate::config::error_chain(&e));
         if let (Err(reason), false) = (&client, cfgs.is_empty()) {
             tracing::error!(%reason, "no HTTP client: every webhook delivery will count as failed");
         }
@@ -409,6 +421,10 @@ mod tests {
 
     fn read_request(s: &mut StdStream) -> Request {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        read_request_from(s)
+    }
+
+    fn read_request_from(s: &mut impl Read) -> Request {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 1024];
         let head_end = loop {
@@ -659,7 +675,7 @@ mod tests {
     #[test]
     fn https_is_attempted_and_a_failed_handshake_counts_failed() {
         // A plain-TCP listener that answers the TLS ClientHello with HTTP: the handshake fails
-        // on both attempts. (No certificate authority here, so no successful https test.)
+        // on both attempts.
         let rt = runtime();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -689,6 +705,78 @@ mod tests {
         // 0x16: a TLS handshake record, twice (attempt and retry).
         assert_eq!(rx.recv_timeout(Duration::from_secs(1)).unwrap(), 0x16);
         assert_eq!(rx.recv_timeout(Duration::from_secs(1)).unwrap(), 0x16);
+    }
+
+    #[test]
+    fn https_delivery_to_a_receiver_with_a_trusted_certificate() {
+        let rt = runtime();
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert_der = certified.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let server = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert_der.clone()], key)
+            .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for tcp in listener.incoming().take(3) {
+                let tcp = tcp.unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let conn = rustls::ServerConnection::new(server.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                // A client that does not trust the certificate aborts the handshake here.
+                let mut first = [0u8; 4];
+                if tls.read_exact(&mut first).is_err() {
+                    continue;
+                }
+                let req = read_request_from(&mut Read::chain(&first[..], &mut tls));
+                tls.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                    .unwrap();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+                tx.send(req).unwrap();
+            }
+        });
+        let url = format!("https://127.0.0.1:{port}/hooks/pass?token=s3cret");
+        // Without the receiver's certificate among the roots, the handshake fails: the
+        // certificate is checked.
+        let untrusting = Webhooks::new(
+            &[cfg(url.clone(), &[WebhookEvent::Los], 5000)],
+            rt.handle().clone(),
+        );
+        untrusting.notify(WebhookEvent::Los, serde_json::json!({}));
+        untrusting.flush(Duration::from_secs(10));
+        assert_eq!(untrusting.stats().failed, 1);
+        assert!(rx.try_recv().is_err());
+        let root = reqwest::Certificate::from_der(&cert_der).unwrap();
+        let hooks = Webhooks::with_roots(
+            &[cfg(url, &[WebhookEvent::Los], 5000)],
+            rt.handle().clone(),
+            vec![root],
+        );
+        hooks.notify(WebhookEvent::Los, serde_json::json!({"pass": 7}));
+        hooks.flush(Duration::from_secs(10));
+        assert_eq!(
+            hooks.stats(),
+            WebhookStats {
+                sent: 1,
+                failed: 0,
+                dropped: 0
+            }
+        );
+        let req = rx.recv_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(req.request_line, "POST /hooks/pass?token=s3cret HTTP/1.1");
+        let doc: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(doc["data"], serde_json::json!({"pass": 7}));
     }
 
     #[test]
