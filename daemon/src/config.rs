@@ -1714,8 +1714,9 @@ fn looks_like_token(segment: &str) -> bool {
 }
 
 /// A URL safe to log: userinfo, query and fragment replaced by `REDACTED`, and so is every
-/// path segment that looks like a token ([`looks_like_token`]). Scheme, host, port and the
-/// other path segments stay, so an operator can still tell which receiver is meant.
+/// path segment that looks like a token (16+ characters of `A-Za-z0-9_-` mixing letters and
+/// digits, or any 32+). Scheme, host, port and the other path segments stay, so an operator
+/// can still tell which receiver is meant.
 pub fn redact(url: &Url) -> String {
     let mut out = format!("{}:", url.scheme());
     if let Some(host) = url.host_str() {
