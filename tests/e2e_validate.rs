@@ -40,7 +40,12 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 #[test]
 fn the_issue_config_is_valid_as_written() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "downlink.toml", MINIMAL);
+    // The archive is relative to the config file, so validating creates it in `dir`.
+    let p = write(
+        dir.path(),
+        "downlink.toml",
+        &MINIMAL.replace("/var/lib/downlink", "archive"),
+    );
     let out = downlink(&["validate", "--config", &p]);
     assert!(
         out.status.success(),
@@ -52,12 +57,25 @@ fn the_issue_config_is_valid_as_written() {
         text.contains("ok") && text.contains("xband") && text.contains("udp://0.0.0.0:5000"),
         "{text}"
     );
+    assert!(dir.path().join("archive/passes").is_dir());
 }
 
 #[test]
 fn the_shipped_example_config_is_valid() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/downlink.toml");
-    let out = downlink(&["validate", "--config", example.to_str().unwrap()]);
+    // validate probes the archive directory (creating it), so point it into a temporary one.
+    let text = std::fs::read_to_string(&example).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let here = text.replace(
+        "path = \"/var/lib/downlink\"",
+        &format!(
+            "path = {:?}",
+            dir.path().join("archive").display().to_string()
+        ),
+    );
+    assert_ne!(here, text, "the example no longer sets archive.path");
+    let p = write(dir.path(), "downlink.toml", &here);
+    let out = downlink(&["validate", "--config", &p]);
     assert!(
         out.status.success(),
         "{}",

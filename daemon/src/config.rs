@@ -1,17 +1,23 @@
 //! The daemon's configuration file: parsed, then validated, with every problem reported at once.
 //!
 //! `downlink serve --config FILE` and `downlink validate --config FILE` both call
-//! [`Config::load`], so a file that validates is a file the daemon will start with (the systemd
-//! unit runs `downlink validate` as `ExecStartPre`). Loading happens in two stages:
+//! [`Config::load`] and then [`Config::check_host`], so a file that validates is a file the
+//! daemon will start with (the systemd unit runs `downlink validate` as `ExecStartPre`).
+//! Loading happens in stages:
 //!
-//! 1. **TOML → raw tables.** The TOML parser checks syntax, unknown keys (every table denies
-//!    them) and value types (a table where a string belongs, a string where a boolean belongs).
-//!    It stops at the first such error; its message names the key, the line and the column,
-//!    and is returned as [`ConfigError::Syntax`].
-//! 2. **Raw tables → [`Config`].** Every value is checked and resolved (addresses, durations,
-//!    sizes, CIDRs, spacecraft profiles) and *every* problem is collected into one
-//!    [`ConfigError::Invalid`], each [`Problem`] naming its field path (`input[1].listen`,
-//!    array indices counted from 0) and the value that was given.
+//! 1. **TOML → table.** Only syntax stops here: [`ConfigError::Syntax`], whose message names
+//!    the line and the column.
+//! 2. **Shape.** Every key of every table is checked against the schema (`TOP_KEYS`,
+//!    `INPUT_KEYS`, …): each unknown key (with a "did you mean" hint) and each value of the
+//!    wrong type (a string where a list belongs, `[input]` for `[[input]]`) is a problem,
+//!    and is removed so that the next stage sees only keys it understands.
+//! 3. **Values → [`Config`].** Every value is checked and resolved (addresses, durations,
+//!    sizes, CIDRs, webhook URLs, spacecraft profiles).
+//!
+//! Stages 2 and 3 collect *every* problem into one [`ConfigError::Invalid`], each [`Problem`]
+//! naming its field path (`input[1].listen`, array indices counted from 0) and the value that
+//! was given. [`Config::check_host`] then checks this machine (archive writable, addresses
+//! bindable) and reports its problems the same way.
 //!
 //! Conventions, which `config/example.toml` (the shipped `systemd/downlink.toml`) repeats for
 //! operators:
@@ -25,8 +31,9 @@
 //!   `max_datagram` on a TCP input, `allow` on an outgoing connection) is a problem, not
 //!   silently ignored.
 //!
-//! Validation reads profile files (to check them) but opens no sockets and reads no clock:
-//! whether an address can actually be bound is only known when `serve` binds it.
+//! [`Config::load`] reads profile files (to check them) but opens no sockets and reads no
+//! clock; [`Config::check_host`] creates the archive directory and binds each address for a
+//! moment. Webhook URLs are never shown whole in a message: see [`redact`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -40,6 +47,7 @@ use decoder::{InputFormat, Profile};
 use ipnet::IpNet;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use url::Url;
 
 // ---------------------------------------------------------------------------------------------
 // Defaults and limits (one place; the doc comments and `config/example.toml` repeat them)
@@ -257,8 +265,9 @@ impl fmt::Display for ProfileSource {
 /// `[[webhook]]`: an HTTP POST (JSON body) sent on pass events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookConfig {
-    /// `url` (required): `http://` or `https://` URL to POST to.
-    pub url: String,
+    /// `url` (required): `http://` or `https://` URL to POST to, without userinfo (see
+    /// [`check_webhook_url`]); logged only through [`redact`].
+    pub url: Url,
     /// `events` (default: all of `["aos", "los", "pass_record"]`): which events to send; at
     /// least one, no repeats.
     pub events: Vec<WebhookEvent>,
@@ -494,20 +503,24 @@ impl Config {
     /// Parses and validates configuration text. `source` names the text in errors and is the
     /// base for relative paths (its parent directory); pass the file's path.
     pub fn from_toml_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let mut message = e.to_string().trim_end().to_owned();
-            if message.contains("invalid type: map, expected a sequence") {
-                message.push_str(
-                    "\n(inputs and webhooks are lists of tables: write [[input]] and \
-                     [[webhook]], with double brackets)",
-                );
+        let mut root: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: source.to_owned(),
+                    message: e.to_string().trim_end().to_owned(),
+                })?;
+        let mut pr = Problems::default();
+        check_shape(&mut pr, &mut root);
+        // Every key left has a known name and the right type, so this cannot fail; if it
+        // does anyway, say so rather than lose the problems found so far.
+        let raw = match toml::Value::Table(root).try_into::<RawConfig>() {
+            Ok(raw) => raw,
+            Err(e) => {
+                pr.push("", format!("cannot be read: {}", e.to_string().trim_end()));
+                RawConfig::default()
             }
-            ConfigError::Syntax {
-                path: source.to_owned(),
-                message,
-            }
-        })?;
-        raw.resolve(source)
+        };
+        raw.resolve(source, pr)
     }
 
     /// Reads, parses and validates a configuration file. This is exactly what both
@@ -539,7 +552,7 @@ impl Config {
             }],
             ..RawConfig::default()
         };
-        raw.resolve(Path::new("<embedded default>"))
+        raw.resolve(Path::new("<embedded default>"), Problems::default())
     }
 
     /// The fully commented example configuration (shipped as `systemd/downlink.toml`); it
@@ -547,6 +560,142 @@ impl Config {
     pub fn example_toml() -> &'static str {
         include_str!("../../systemd/downlink.toml")
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 3: this machine (what `validate` and `serve` both check before anything runs)
+// ---------------------------------------------------------------------------------------------
+
+impl Config {
+    /// Checks what the file alone cannot tell, on this machine, exactly as `serve` needs it:
+    ///
+    /// - `archive.path` is created if missing, and a probe file is created and removed in it
+    ///   and in its `passes/` directory (an archive under a regular file, on `/proc` or on a
+    ///   read-only mount is a problem);
+    /// - `http.listen` and every `udp://` and `tcp://` input are bound for a moment and
+    ///   released: an address that is not one of this machine's, or a port that needs
+    ///   privileges, is a problem. A port already in use is only a note, since `validate` also
+    ///   runs (as `ExecStartPre`, or before a reload) while a daemon holds it;
+    /// - `systemd://` sockets can only be checked by `serve` (a note says so).
+    ///
+    /// Returns the notes, or every problem at once as [`ConfigError::Invalid`] for `source`
+    /// (the configuration file). `downlink validate` and `downlink serve` both call this right
+    /// after [`Config::load`], so a file that validates is a file the daemon starts with.
+    pub fn check_host(&self, source: &Path) -> Result<Vec<Problem>, ConfigError> {
+        let mut pr = Problems::default();
+        let mut notes = Problems::default();
+        check_archive_writable(&mut pr, &self.archive.path);
+        check_bind(&mut pr, &mut notes, "http.listen", "tcp", self.http.listen);
+        for (i, input) in self.input.iter().enumerate() {
+            let at = format!("input[{i}].listen");
+            match &input.listen {
+                Listen::Udp(addr) => check_bind(&mut pr, &mut notes, &at, "udp", *addr),
+                Listen::Tcp(addr) => check_bind(&mut pr, &mut notes, &at, "tcp", *addr),
+                Listen::TcpConnect(_) => {}
+                Listen::Systemd(name) => notes.push(
+                    at,
+                    format!(
+                        "is checked when serve starts: systemd must pass it a socket with \
+                         FileDescriptorName={name}"
+                    ),
+                ),
+            }
+        }
+        for (i, hook) in self.webhook.iter().enumerate() {
+            if let Err(msg) = check_webhook_url(&hook.url) {
+                pr.push(format!("webhook[{i}].url"), msg);
+            }
+        }
+        if pr.0.is_empty() {
+            Ok(notes.0)
+        } else {
+            Err(ConfigError::Invalid {
+                path: source.to_owned(),
+                problems: pr.0,
+            })
+        }
+    }
+}
+
+/// Creates `dir` (and `dir/passes`, where passes go) and a probe file in each.
+fn check_archive_writable(pr: &mut Problems, dir: &Path) {
+    let probe = |d: &Path| -> Result<(), String> {
+        std::fs::create_dir_all(d)
+            .map_err(|e| format!("cannot create directory {:?}: {e}", d.display().to_string()))?;
+        let file = d.join(format!(".downlink-probe-{}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+            .and_then(|mut f| io::Write::write_all(&mut f, b"probe"));
+        let removed = std::fs::remove_file(&file);
+        written.map_err(|e| {
+            format!(
+                "directory {:?} is not writable: {e}",
+                d.display().to_string()
+            )
+        })?;
+        removed.map_err(|e| {
+            format!(
+                "cannot remove probe file {:?}: {e}",
+                file.display().to_string()
+            )
+        })
+    };
+    if let Err(msg) = probe(dir).and_then(|()| probe(&dir.join("passes"))) {
+        pr.push("archive.path", msg);
+    }
+}
+
+/// Binds `addr` for a moment the way `serve` will (`proto` is `tcp` or `udp`).
+fn check_bind(pr: &mut Problems, notes: &mut Problems, at: &str, proto: &str, addr: SocketAddr) {
+    let bound = if proto == "udp" {
+        std::net::UdpSocket::bind(addr).map(drop)
+    } else {
+        std::net::TcpListener::bind(addr).map(drop)
+    };
+    let Err(e) = bound else { return };
+    let shown = format!("{proto}://{addr}");
+    match e.kind() {
+        io::ErrorKind::AddrInUse => notes.push(
+            at,
+            format!(
+                "{shown} is in use now (by a running daemon?); serve needs it free when it starts"
+            ),
+        ),
+        io::ErrorKind::AddrNotAvailable => pr.push(
+            at,
+            format!(
+                "{shown} cannot be bound: {} is not an address of this machine",
+                addr.ip()
+            ),
+        ),
+        io::ErrorKind::PermissionDenied => pr.push(
+            at,
+            format!(
+                "{shown} cannot be bound: {e} (ports below 1024 need root or \
+                 CAP_NET_BIND_SERVICE)"
+            ),
+        ),
+        _ => pr.push(at, format!("{shown} cannot be bound: {e}")),
+    }
+}
+
+/// An error and its causes on one line, `outer: cause: root cause`, each said once: a cause
+/// whose text the message before it already contains (a `thiserror` message that embeds its
+/// `{source}`) is not repeated. How the command line prints errors.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -670,18 +819,275 @@ impl<'de> Deserialize<'de> for Scalar {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Stage 1½: the shape of the file (known keys, value types), every problem at once
+// ---------------------------------------------------------------------------------------------
+
+/// What a key's value must be, as TOML sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    /// A string with a unit; a bare integer gets past here and is refused, with a hint, by
+    /// [`Problems::duration`].
+    Duration,
+    /// An integer number of bytes or a string with a unit.
+    Size,
+    StrList,
+    Table,
+    TableList,
+}
+
+impl Kind {
+    fn accepts(self, v: &toml::Value) -> bool {
+        use toml::Value as V;
+        match self {
+            Kind::Str => matches!(v, V::String(_)),
+            Kind::Int => matches!(v, V::Integer(_)),
+            Kind::Bool => matches!(v, V::Boolean(_)),
+            Kind::Duration | Kind::Size => matches!(v, V::String(_) | V::Integer(_)),
+            Kind::StrList => matches!(v, V::Array(_)),
+            Kind::Table => matches!(v, V::Table(_)),
+            Kind::TableList => matches!(v, V::Array(_)),
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Str => "a string",
+            Kind::Int => "an integer",
+            Kind::Bool => "true or false",
+            Kind::Duration => "a duration string like \"10s\"",
+            Kind::Size => "a size: an integer number of bytes or a string like \"64KiB\"",
+            Kind::StrList => "a list of strings, e.g. [\"a\", \"b\"]",
+            Kind::Table => "a table",
+            Kind::TableList => "a list of tables",
+        }
+    }
+}
+
+/// The schema: every key of every table, in documentation order. `RawConfig` and friends
+/// read the same keys; a unit test keeps the two in step.
+const TOP_KEYS: &[(&str, Kind)] = &[
+    ("archive", Kind::Table),
+    ("http", Kind::Table),
+    ("pass", Kind::Table),
+    ("imaging", Kind::Table),
+    ("input", Kind::TableList),
+    ("webhook", Kind::TableList),
+];
+const ARCHIVE_KEYS: &[(&str, Kind)] = &[
+    ("path", Kind::Str),
+    ("fsync_interval", Kind::Duration),
+    ("fsync_bytes", Kind::Size),
+    ("keep_raw_cadus", Kind::Bool),
+];
+const HTTP_KEYS: &[(&str, Kind)] = &[
+    ("listen", Kind::Str),
+    ("max_concurrency", Kind::Int),
+    ("tile_cache", Kind::Size),
+];
+const PASS_KEYS: &[(&str, Kind)] = &[("los_timeout", Kind::Duration), ("min_frames", Kind::Int)];
+const IMAGING_KEYS: &[(&str, Kind)] = &[
+    ("enabled", Kind::Bool),
+    ("tle", Kind::StrList),
+    ("landmask", Kind::Str),
+];
+const INPUT_KEYS: &[(&str, Kind)] = &[
+    ("name", Kind::Str),
+    ("listen", Kind::Str),
+    ("format", Kind::Str),
+    ("profile", Kind::Str),
+    ("allow", Kind::StrList),
+    ("rcvbuf", Kind::Size),
+    ("max_datagram", Kind::Int),
+    ("queue_datagrams", Kind::Int),
+    ("queue_frames", Kind::Int),
+    ("reconnect", Kind::Duration),
+];
+const WEBHOOK_KEYS: &[(&str, Kind)] = &[
+    ("url", Kind::Str),
+    ("events", Kind::StrList),
+    ("timeout", Kind::Duration),
+];
+
+/// The keys of a section (`""` for the top level).
+fn section_keys(section: &str) -> &'static [(&'static str, Kind)] {
+    match section {
+        "archive" => ARCHIVE_KEYS,
+        "http" => HTTP_KEYS,
+        "pass" => PASS_KEYS,
+        "imaging" => IMAGING_KEYS,
+        "input" => INPUT_KEYS,
+        "webhook" => WEBHOOK_KEYS,
+        _ => TOP_KEYS,
+    }
+}
+
+/// A value as an operator would name it in a message.
+fn describe(v: &toml::Value) -> String {
+    use toml::Value as V;
+    match v {
+        V::String(s) => format!("the string {s:?}"),
+        V::Integer(i) => format!("the integer {i}"),
+        V::Float(f) => format!("the number {f}"),
+        V::Boolean(b) => format!("{b}"),
+        V::Datetime(d) => format!("the date-time {d}"),
+        V::Array(a) if a.is_empty() => "an empty list".to_owned(),
+        V::Array(_) => "a list".to_owned(),
+        V::Table(_) => "a table".to_owned(),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on short key names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row.first().copied().unwrap_or(0);
+        if let Some(first) = row.first_mut() {
+            *first = i + 1;
+        }
+        for (j, cb) in b.iter().enumerate() {
+            let above = row.get(j + 1).copied().unwrap_or(0);
+            let left = row.get(j).copied().unwrap_or(0);
+            let best = (diag + usize::from(ca != *cb)).min(above + 1).min(left + 1);
+            diag = above;
+            if let Some(cell) = row.get_mut(j + 1) {
+                *cell = best;
+            }
+        }
+    }
+    row.last().copied().unwrap_or(0)
+}
+
+fn unknown_key_message(section: &str, key: &str) -> String {
+    let keys = section_keys(section);
+    let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+    let nearest = names
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4));
+    let hint = match nearest {
+        Some((_, k)) => format!(" (did you mean `{k}`?)"),
+        None => String::new(),
+    };
+    let place = match section {
+        "" => "the top level takes [archive], [http], [pass], [imaging], [[input]] and \
+               [[webhook]]"
+            .to_owned(),
+        "input" | "webhook" => format!("[[{section}]] takes {}", names.join(", ")),
+        _ => format!("[{section}] takes {}", names.join(", ")),
+    };
+    format!("is not a known key{hint}; {place}")
+}
+
+/// Checks every key of `table` (at `prefix`, e.g. `input[1]`) against `section`'s schema.
+/// Unknown keys and values of the wrong type are reported and removed, so what is left
+/// deserializes, and the later checks see only keys they understand.
+fn check_table(pr: &mut Problems, table: &mut toml::Table, section: &str, prefix: &str) {
+    let keys = section_keys(section);
+    let at = |k: &str| {
+        if prefix.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    let mut remove = Vec::new();
+    for (key, value) in table.iter_mut() {
+        let Some(&(_, kind)) = keys.iter().find(|(k, _)| k == key) else {
+            pr.push_shape(at(key), unknown_key_message(section, key));
+            remove.push(key.clone());
+            continue;
+        };
+        if !kind.accepts(value) {
+            let mut message = format!("must be {}, got {}", kind.expected(), describe(value));
+            if kind == Kind::TableList && value.is_table() {
+                message.push_str(&format!(
+                    " (write [[{key}]], with double brackets: one table per {key})"
+                ));
+            }
+            pr.push_shape(at(key), message);
+            remove.push(key.clone());
+            continue;
+        }
+        match (kind, value) {
+            (Kind::StrList, toml::Value::Array(items)) => {
+                let mut ok = true;
+                for (i, item) in items.iter().enumerate() {
+                    if !item.is_str() {
+                        pr.push_shape(
+                            format!("{}[{i}]", at(key)),
+                            format!("must be a string, got {}", describe(item)),
+                        );
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    pr.1.insert(at(key));
+                    remove.push(key.clone());
+                }
+            }
+            (Kind::Table, toml::Value::Table(inner)) => check_table(pr, inner, key, &at(key)),
+            (Kind::TableList, toml::Value::Array(items)) => {
+                let mut ok = true;
+                for (i, item) in items.iter_mut().enumerate() {
+                    let path = format!("{}[{i}]", at(key));
+                    match item {
+                        toml::Value::Table(inner) => check_table(pr, inner, key, &path),
+                        other => {
+                            pr.push_shape(
+                                path,
+                                format!("must be a table ([[{key}]]), got {}", describe(other)),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                if !ok {
+                    pr.1.insert(at(key));
+                    remove.push(key.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    for key in remove {
+        table.remove(&key);
+    }
+}
+
+/// Stage 1½: the whole file's shape, all problems at once.
+fn check_shape(pr: &mut Problems, root: &mut toml::Table) {
+    check_table(pr, root, "", "");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Stage 2: check and resolve, collecting every problem
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+struct Problems(Vec<Problem>, std::collections::HashSet<String>);
 
 impl Problems {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        // A key removed for its shape (unknown, wrong type) is not reported again as missing.
+        if self.1.contains(&path) {
+            return;
+        }
         self.0.push(Problem {
-            path: path.into(),
+            path,
             message: message.into(),
         });
+    }
+
+    /// A problem with the file's shape; later problems at the same path are not reported.
+    fn push_shape(&mut self, path: String, message: String) {
+        self.push(path.clone(), message);
+        self.1.insert(path);
     }
 
     /// An integer in `min..=max`, or the default when absent.
@@ -786,9 +1192,9 @@ fn resolve_path(base: &Path, p: &Path) -> PathBuf {
 }
 
 impl RawConfig {
-    fn resolve(self, source: &Path) -> Result<Config, ConfigError> {
+    /// `pr` holds the problems already found in the file's shape (unknown keys, wrong types).
+    fn resolve(self, source: &Path, mut pr: Problems) -> Result<Config, ConfigError> {
         let base = source.parent().unwrap_or(Path::new(""));
-        let mut pr = Problems::default();
 
         let archive = resolve_archive(&mut pr, self.archive.unwrap_or_default(), base);
         let http = resolve_http(&mut pr, &self.http);
@@ -1300,41 +1706,151 @@ fn check_conflicts(pr: &mut Problems, inputs: &[Option<InputConfig>], http: Opti
     }
 }
 
-/// Checks an `http://` or `https://` URL enough to catch typos: scheme, a host, a numeric port,
-/// no spaces.
-fn check_url(url: &str) -> Result<(), String> {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    let scheme_len = if lower.starts_with("https://") {
-        8
-    } else if lower.starts_with("http://") {
-        7
-    } else {
-        return Err(format!("must be an http:// or https:// URL, got {url:?}"));
-    };
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+/// The rules every webhook URL meets, checked by the configuration and again by delivery
+/// (`serve::webhook`), so the two always agree: scheme `http` or `https`; a host; a port other
+/// than 0; no user name or password (credentials in a URL end up in logs and process lists;
+/// put a token in the path or query instead, which logs redact, see [`redact`]).
+pub fn check_webhook_url(url: &Url) -> Result<(), String> {
+    let shown = redact(url);
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("must be an http:// or https:// URL, got {shown:?}"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("has no host, got {shown:?}"));
+    }
+    if url.port() == Some(0) {
+        return Err(format!("has port 0, got {shown:?}"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
-            "must not contain spaces or control characters, got {url:?}"
+            "must not carry a user name or password (userinfo), got {shown:?}; credentials in a \
+             URL leak into logs: put a token in the path or query string instead"
         ));
     }
-    let rest = url.get(scheme_len..).unwrap_or_default();
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or_default();
-    let (host, port) = match host_port.rfind(':') {
-        Some(k) if !host_port.ends_with(']') => (
-            host_port.get(..k).unwrap_or_default(),
-            host_port.get(k + 1..),
-        ),
-        _ => (host_port, None),
+    Ok(())
+}
+
+/// Parses a webhook URL and applies [`check_webhook_url`]. Messages never show the URL's
+/// secrets: a URL that does not parse is shown only up to its query, without userinfo.
+pub fn parse_webhook_url(text: &str) -> Result<Url, String> {
+    let trimmed = text.trim();
+    let lower = trimmed.get(..8).unwrap_or(trimmed).to_ascii_lowercase();
+    let after_scheme = if lower.starts_with("https://") {
+        trimmed.get(8..)
+    } else if lower.starts_with("http://") {
+        trimmed.get(7..)
+    } else {
+        None
     };
-    if host.is_empty() || host == "[]" {
-        return Err(format!("has no host, got {url:?}"));
+    let Some(after_scheme) = after_scheme else {
+        return Err(format!(
+            "must be an http:// or https:// URL, got {:?}",
+            redact_text(trimmed)
+        ));
+    };
+    // The URL standard reads `http:///x` as host `x`; an operator meant something else.
+    if after_scheme.is_empty() || after_scheme.starts_with(['/', '\\', '?', '#']) {
+        return Err(format!("has no host, got {:?}", redact_text(trimmed)));
     }
-    if let Some(port) = port {
-        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
-            return Err(format!("has a bad port {port:?}, got {url:?}"));
+    let url = Url::parse(trimmed)
+        .map_err(|e| format!("is not a valid URL ({e}), got {:?}", redact_text(trimmed)))?;
+    check_webhook_url(&url)?;
+    Ok(url)
+}
+
+/// Marker that replaces a secret in a logged URL.
+const REDACTED: &str = "REDACTED";
+
+/// A path segment that looks like a secret token (`/hooks/T0123/8f3kQ9zLm2Xw7Yb1`): at least
+/// 16 characters of `A-Z a-z 0-9 _ -` with both letters and digits, or anything of 32+.
+fn looks_like_token(segment: &str) -> bool {
+    let len = segment.chars().count();
+    let tokenish = segment
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    (len >= 16
+        && tokenish
+        && segment.bytes().any(|b| b.is_ascii_digit())
+        && segment.bytes().any(|b| b.is_ascii_alphabetic()))
+        || len >= 32
+}
+
+/// A URL safe to log: userinfo, query and fragment replaced by `REDACTED`, and so is every
+/// path segment that looks like a token (16+ characters of `A-Za-z0-9_-` mixing letters and
+/// digits, or any 32+). Scheme, host, port and the other path segments stay, so an operator
+/// can still tell which receiver is meant.
+pub fn redact(url: &Url) -> String {
+    let mut out = format!("{}:", url.scheme());
+    if let Some(host) = url.host_str() {
+        out.push_str("//");
+        if !url.username().is_empty() || url.password().is_some() {
+            out.push_str(REDACTED);
+            out.push('@');
+        }
+        out.push_str(host);
+        if let Some(port) = url.port() {
+            out.push_str(&format!(":{port}"));
         }
     }
-    Ok(())
+    match url.path_segments() {
+        Some(segments) => {
+            for seg in segments {
+                out.push('/');
+                out.push_str(if looks_like_token(seg) { REDACTED } else { seg });
+            }
+        }
+        // cannot-be-a-base URLs (`mailto:…`): the whole rest may be a secret
+        None if !url.path().is_empty() => out.push_str(REDACTED),
+        None => {}
+    }
+    if url.query().is_some() {
+        out.push('?');
+        out.push_str(REDACTED);
+    }
+    if url.fragment().is_some() {
+        out.push('#');
+        out.push_str(REDACTED);
+    }
+    out
+}
+
+/// [`redact`] for text that is not a URL: userinfo, query and fragment cut, token-like
+/// segments hidden.
+fn redact_text(text: &str) -> String {
+    let (head, tail) = match text.find(['?', '#']) {
+        Some(k) => (text.get(..k).unwrap_or_default(), Some(REDACTED)),
+        None => (text, None),
+    };
+    let (scheme, rest) = match head.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, head),
+    };
+    let rest = match rest.split_once('/') {
+        Some((auth, path)) => {
+            let auth = match auth.rsplit_once('@') {
+                Some((_, host)) => format!("{REDACTED}@{host}"),
+                None => auth.to_owned(),
+            };
+            let path: Vec<&str> = path
+                .split('/')
+                .map(|seg| if looks_like_token(seg) { REDACTED } else { seg })
+                .collect();
+            format!("{auth}/{}", path.join("/"))
+        }
+        None => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{REDACTED}@{host}"),
+            None => rest.to_owned(),
+        },
+    };
+    let mut out = match scheme {
+        Some(s) => format!("{s}://{rest}"),
+        None => rest,
+    };
+    if let Some(t) = tail {
+        out.push('?');
+        out.push_str(t);
+    }
+    out
 }
 
 fn resolve_webhook(pr: &mut Problems, i: usize, raw: &RawWebhook) -> Option<WebhookConfig> {
@@ -1347,8 +1863,8 @@ fn resolve_webhook(pr: &mut Problems, i: usize, raw: &RawWebhook) -> Option<Webh
             );
             None
         }
-        Some(u) => match check_url(u) {
-            Ok(()) => Some(u.to_owned()),
+        Some(u) => match parse_webhook_url(u) {
+            Ok(url) => Some(url),
             Err(msg) => {
                 pr.push(at("url"), msg);
                 None
@@ -1671,43 +2187,21 @@ profile = "jpss"
         assert_eq!(minimal.webhook[0].timeout, Duration::from_secs(5));
     }
 
-    /// The keys a raw table accepts, read back from serde's own "unknown field" message.
-    fn accepted_keys(table_text: &str) -> Vec<String> {
-        let msg = syntax(table_text);
-        // serde says "expected `a`", "expected `a` or `b`" or "expected one of `a`, `b`, `c`".
-        let list = msg
-            .split("expected one of ")
-            .nth(1)
-            .or_else(|| msg.split("expected ").nth(1))
-            .unwrap_or_else(|| panic!("no key list in {msg}"));
-        let list = list.lines().next().unwrap();
-        list.replace(" or ", ", ")
-            .split(", ")
-            .map(|k| k.trim().trim_matches('`').to_owned())
-            .collect()
-    }
-
     #[test]
     fn example_documents_every_key() {
         let example = uncomment(Config::example_toml());
-        let sections = [
-            ("", "zz_probe = 1\n"),
-            ("archive", "[archive]\nzz_probe = 1\n"),
-            ("http", "[http]\nzz_probe = 1\n"),
-            ("pass", "[pass]\nzz_probe = 1\n"),
-            ("input", "[[input]]\nzz_probe = 1\n"),
-            ("webhook", "[[webhook]]\nzz_probe = 1\n"),
-            ("imaging", "[imaging]\nzz_probe = 1\n"),
-        ];
         let mut checked = 0;
-        for (section, probe) in sections {
-            for key in accepted_keys(probe) {
-                let present = if section.is_empty() {
-                    example.contains(&format!("[{key}]")) || example.contains(&format!("[[{key}]]"))
-                } else {
-                    example.contains(&format!("\n{key} = "))
-                };
-                assert!(present, "example.toml does not document {section}.{key}");
+        for (section, _) in TOP_KEYS {
+            assert!(
+                example.contains(&format!("[{section}]"))
+                    || example.contains(&format!("[[{section}]]")),
+                "example.toml does not document [{section}]"
+            );
+            for (key, _) in section_keys(section) {
+                assert!(
+                    example.contains(&format!("\n{key} = ")),
+                    "example.toml does not document {section}.{key}"
+                );
                 checked += 1;
             }
         }
@@ -1721,54 +2215,211 @@ profile = "jpss"
     }
 
     #[test]
-    fn unknown_top_level_key_is_an_error_naming_key_and_line() {
+    fn schema_and_raw_tables_agree() {
+        // Every schema key is read by the raw tables: a value of the schema's type for each
+        // key deserializes (deny_unknown_fields would refuse a key they do not read) ...
+        let sample = |kind: Kind| -> &'static str {
+            match kind {
+                Kind::Str | Kind::Duration | Kind::Size => "\"x\"",
+                Kind::Int => "1",
+                Kind::Bool => "true",
+                Kind::StrList => "[\"x\"]",
+                Kind::Table | Kind::TableList => unreachable!(),
+            }
+        };
+        let mut text = String::new();
+        for (section, kind) in TOP_KEYS {
+            text.push_str(&match kind {
+                Kind::TableList => format!("[[{section}]]\n"),
+                _ => format!("[{section}]\n"),
+            });
+            for (key, kind) in section_keys(section) {
+                text.push_str(&format!("{key} = {}\n", sample(*kind)));
+            }
+        }
+        let table: toml::Table = text.parse().unwrap();
+        toml::Value::Table(table)
+            .try_into::<RawConfig>()
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        // ... and every key the raw tables read is in the schema: serde names them when it
+        // refuses one.
+        for (section, kind) in TOP_KEYS {
+            let probe = match kind {
+                Kind::TableList => format!("[[{section}]]\nzz_probe = 1\n"),
+                _ => format!("[{section}]\nzz_probe = 1\n"),
+            };
+            let table: toml::Table = probe.parse().unwrap();
+            let msg = toml::Value::Table(table)
+                .try_into::<RawConfig>()
+                .unwrap_err()
+                .to_string();
+            let list = msg
+                .split("expected ")
+                .nth(1)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap();
+            let serde_keys: Vec<String> = list
+                .trim_start_matches("one of ")
+                .replace(" or ", ", ")
+                .split(", ")
+                .map(|k| k.trim().trim_matches('`').to_owned())
+                .collect();
+            let schema: Vec<String> = section_keys(section)
+                .iter()
+                .map(|(k, _)| (*k).to_owned())
+                .collect();
+            let mut a = serde_keys.clone();
+            let mut b = schema.clone();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "[{section}]");
+        }
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_a_problem_naming_the_key() {
         let text = format!("colour = \"blue\"\n{ISSUE_CONFIG}");
-        let msg = syntax(&text);
-        assert!(msg.contains("unknown field `colour`"), "{msg}");
-        assert!(msg.contains("line 1"), "{msg}");
-        assert!(msg.starts_with("/etc/downlink/downlink.toml: "), "{msg}");
+        let pr = problems(&text);
+        assert_eq!(paths(&pr), ["colour"]);
+        assert!(pr[0].message.starts_with("is not a known key"), "{}", pr[0]);
+        assert!(pr[0].message.contains("[[input]]"), "{}", pr[0]);
     }
 
     #[test]
-    fn unknown_key_in_input_is_an_error_naming_key_and_line() {
-        let text = with_input_keys("rcv_buf = \"8MiB\"");
-        let line = text.lines().position(|l| l.starts_with("rcv_buf")).unwrap() + 1;
-        let msg = syntax(&text);
-        assert!(msg.contains("unknown field `rcv_buf`"), "{msg}");
-        assert!(msg.contains(&format!("line {line}")), "{msg}");
-        // serde lists the valid keys, which points at the typo.
-        assert!(msg.contains("`rcvbuf`"), "{msg}");
+    fn unknown_key_in_input_is_a_problem_with_a_hint() {
+        let pr = problems(&with_input_keys("rcv_buf = \"8MiB\""));
+        assert_eq!(paths(&pr), ["input[0].rcv_buf"]);
+        assert!(
+            pr[0].message.contains("did you mean `rcvbuf`?"),
+            "{}",
+            pr[0]
+        );
     }
 
     #[test]
-    fn unknown_key_in_sections_is_an_error() {
-        for (section, key) in [
-            ("[archive]\nfsync = 1\n", "fsync"),
-            ("[http]\nport = 1\n", "port"),
-            ("[pass]\naos_timeout = \"1s\"\n", "aos_timeout"),
+    fn unknown_key_in_sections_is_a_problem() {
+        for (section, path) in [
+            ("[archive]\nfsync = 1\n", "archive.fsync"),
+            ("[http]\nport = 1\n", "http.port"),
+            ("[pass]\naos_timeout = \"1s\"\n", "pass.aos_timeout"),
+            ("[imaging]\ntles = []\n", "imaging.tles"),
             (
                 "[[webhook]]\nurl = \"http://x\"\nmethod = \"PUT\"\n",
-                "method",
+                "webhook[0].method",
             ),
+            ("[archive.sub]\nx = 1\n", "archive.sub"),
         ] {
-            let msg = syntax(section);
-            assert!(msg.contains(&format!("unknown field `{key}`")), "{msg}");
+            let pr = problems(section);
+            assert!(paths(&pr).contains(&path), "{section}: {pr:?}");
         }
     }
 
     #[test]
     fn single_brackets_for_input_get_a_hint() {
         let text = ISSUE_CONFIG.replace("[[input]]", "[input]");
-        let msg = syntax(&text);
-        assert!(msg.contains("[input]"), "{msg}");
-        assert!(msg.contains("write [[input]]"), "{msg}");
+        let pr = problems(&text);
+        let p = pr.iter().find(|p| p.path == "input").unwrap();
+        assert!(p.message.contains("write [[input]]"), "{p}");
+        assert!(p.message.contains("got a table"), "{p}");
     }
 
     #[test]
-    fn wrong_type_is_a_syntax_error_naming_the_key() {
-        let msg = syntax(&with_input_keys("allow = \"10.0.0.0/8\""));
-        assert!(msg.contains("allow"), "{msg}");
-        assert!(msg.contains("expected a sequence"), "{msg}");
+    fn wrong_type_is_a_problem_naming_the_key_and_value() {
+        let pr = problems(&with_input_keys("allow = \"10.0.0.0/8\""));
+        assert_eq!(paths(&pr), ["input[0].allow"]);
+        assert_eq!(
+            pr[0].to_string(),
+            "`input[0].allow` must be a list of strings, e.g. [\"a\", \"b\"], got the string \
+             \"10.0.0.0/8\""
+        );
+        let pr = problems(&with_input_keys("allow = [\"10.0.0.0/8\", 7]"));
+        assert_eq!(paths(&pr), ["input[0].allow[1]"]);
+        assert!(pr[0].message.contains("the integer 7"), "{}", pr[0]);
+    }
+
+    #[test]
+    fn every_shape_problem_is_reported_at_once() {
+        // Unknown keys and wrong types in several tables, plus value problems: one report.
+        let text = r#"
+colour = "blue"
+[archive]
+path = 7
+keep_raw_cadus = "yes"
+[http]
+listen = 8080
+port = 1
+[pass]
+min_frames = "ten"
+los_timeout = "ten"
+[imaging]
+enabled = 1
+tle = "a.tle"
+[[input]]
+name = "xband"
+listen = "udp://0.0.0.0:5000"
+format = "bits"
+profile = "jpss"
+max_datagram = "big"
+rcv_buf = 1
+[[input]]
+name = "sband"
+listen = "udp://0.0.0.0:5001"
+format = ["bits"]
+profile = "jpss"
+rcvbuf = 1.5
+[[webhook]]
+url = "http://x"
+events = "aos"
+timeout = true
+"#;
+        let pr = problems(text);
+        let mut got = paths(&pr);
+        got.sort_unstable();
+        let mut want = vec![
+            "colour",
+            "archive.path",
+            "archive.keep_raw_cadus",
+            "http.listen",
+            "http.port",
+            "pass.min_frames",
+            "pass.los_timeout",
+            "imaging.enabled",
+            "imaging.tle",
+            "input[0].max_datagram",
+            "input[0].rcv_buf",
+            "input[1].format",
+            "input[1].rcvbuf",
+            "webhook[0].events",
+            "webhook[0].timeout",
+        ];
+        want.sort_unstable();
+        assert_eq!(got, want, "{pr:#?}");
+        let find = |path: &str| pr.iter().find(|p| p.path == path).unwrap().to_string();
+        assert_eq!(
+            find("archive.path"),
+            "`archive.path` must be a string, got the integer 7"
+        );
+        assert!(find("input[1].rcvbuf").contains("the number 1.5"));
+        assert!(find("pass.los_timeout").contains("\"ten\""));
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let msg = syntax("[archive]\npath = \"/x\"\n[[input]\n");
+        assert!(msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("column"), "{msg}");
+        let msg = syntax("[archive]\npath = \"/x\"\npath = \"/y\"\n");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("rcv_buf", "rcvbuf"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("los_timout", "los_timeout"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]
@@ -2325,7 +2976,7 @@ url = \"http://[::1]/h\"
         assert_eq!(
             c.webhook[0],
             WebhookConfig {
-                url: "https://ops.example.net:8443/hooks/downlink?x=1".into(),
+                url: Url::parse("https://ops.example.net:8443/hooks/downlink?x=1").unwrap(),
                 events: vec![WebhookEvent::Los, WebhookEvent::PassRecord],
                 timeout: Duration::from_secs(2),
             }
@@ -2340,24 +2991,88 @@ url = \"http://[::1]/h\"
     fn url_checks() {
         for ok in [
             "http://x",
-            "HTTPS://Example.net/a b".split(' ').next().unwrap(),
-            "https://user:pw@host:1/p#f",
+            "HTTPS://Example.net/a",
+            "https://host:1/p#f",
             "http://[::1]:8080/",
+            "http://h/a b",
         ] {
-            assert_eq!(check_url(ok), Ok(()), "{ok}");
+            assert!(parse_webhook_url(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "ftp://x",
-            "example.net",
-            "http://",
-            "http:///path",
-            "http://host:port/",
-            "http://host:0/",
-            "http://a b/",
-            "https://[]/",
+        for (bad, why) in [
+            ("ftp://x", "http:// or https://"),
+            ("example.net", "http:// or https://"),
+            ("http://", "no host"),
+            ("http:///path", "no host"),
+            ("http://host:port/", "not a valid URL"),
+            ("http://host:0/", "port 0"),
+            ("http://a b/", "not a valid URL"),
+            ("https://[]/", "not a valid URL"),
+            ("https://user:pw@host:1/p", "user name or password"),
+            ("http://token@host/", "user name or password"),
         ] {
-            assert!(check_url(bad).is_err(), "{bad}");
+            let err = parse_webhook_url(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(!err.contains("pw@"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn userinfo_and_https_webhooks_in_the_config() {
+        let pr = problems(&format!(
+            "{ISSUE_CONFIG}[[webhook]]\nurl = \"https://bob:hunter2@ops.example.net/h?k=v\"\n"
+        ));
+        assert_eq!(paths(&pr), ["webhook[0].url"]);
+        assert!(!pr[0].message.contains("hunter2"), "{}", pr[0]);
+        assert!(!pr[0].message.contains("k=v"), "{}", pr[0]);
+        assert!(pr[0].message.contains("ops.example.net"), "{}", pr[0]);
+        let c = parse(&format!(
+            "{ISSUE_CONFIG}[[webhook]]\nurl = \"https://ops.example.net/h?k=v\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.webhook[0].url.scheme(), "https");
+    }
+
+    #[test]
+    fn redact_hides_secrets_and_keeps_the_receiver() {
+        let r = |s: &str| redact(&Url::parse(s).unwrap());
+        assert_eq!(
+            r("http://h:81/a/b?token=s3cret#f"),
+            "http://h:81/a/b?REDACTED#REDACTED"
+        );
+        assert_eq!(
+            r("https://user:pw@h/x?k=v"),
+            "https://REDACTED@h/x?REDACTED"
+        );
+        assert_eq!(r("https://tok@h/"), "https://REDACTED@h/");
+        assert_eq!(r("http://h"), "http://h/");
+        assert_eq!(r("http://[::1]:9000/p"), "http://[::1]:9000/p");
+        // Slack-style path tokens; short or word-only segments stay.
+        assert_eq!(
+            r("https://hooks.example.com/services/T0001/B0002/XXXXxxxx1234YYYYzzzz"),
+            "https://hooks.example.com/services/T0001/B0002/REDACTED"
+        );
+        assert_eq!(
+            r("http://h/hooks/downlink-notifications/pass_record"),
+            "http://h/hooks/downlink-notifications/pass_record"
+        );
+        assert_eq!(
+            r("http://h/api/0123456789abcdef0123456789abcdef0123/x"),
+            "http://h/api/REDACTED/x"
+        );
+        assert_eq!(
+            r("http://h/v1/6b1f0e2a-77c1-4c55-9a0e-d1a2b3c4d5e6"),
+            "http://h/v1/REDACTED"
+        );
+        assert!(looks_like_token("abcdefgh12345678"));
+        assert!(!looks_like_token("abcdefgh1234567"));
+        assert!(!looks_like_token("abcdefghijklmnopqrstu"));
+        assert!(!looks_like_token("1234567890123456"));
+        // Text that is not a URL loses the same parts.
+        assert_eq!(
+            redact_text("htp://u:p@h:x/a/AbCdEf0123456789xyz?t=1"),
+            "htp://REDACTED@h:x/a/REDACTED?REDACTED"
+        );
+        assert_eq!(redact_text("u:p@h"), "REDACTED@h");
     }
 
     #[test]
@@ -2392,6 +3107,44 @@ url = \"http://[::1]/h\"
         let err = Config::load(&path).unwrap_err();
         assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn error_chain_says_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        enum E {
+            #[error("archive {path}: {source}")]
+            Embeds { path: String, source: io::Error },
+            #[error("cannot start")]
+            Wraps(#[source] io::Error),
+        }
+        let os = || io::Error::from_raw_os_error(2);
+        let text = os().to_string();
+        let e = E::Embeds {
+            path: "/x".into(),
+            source: os(),
+        };
+        // anyhow's `{:#}` would say the OS error twice.
+        assert_eq!(
+            format!(
+                "{:#}",
+                anyhow::Error::from(E::Embeds {
+                    path: "/x".into(),
+                    source: os()
+                })
+            ),
+            format!("archive /x: {text}: {text}")
+        );
+        assert_eq!(error_chain(&e), format!("archive /x: {text}"));
+        assert_eq!(
+            error_chain(&E::Wraps(os())),
+            format!("cannot start: {text}")
+        );
+        let err = Config::load(Path::new("/nonexistent/downlink.toml")).unwrap_err();
+        assert_eq!(
+            error_chain(&err),
+            format!("cannot read config file /nonexistent/downlink.toml: {text}")
+        );
     }
 
     #[test]

@@ -216,6 +216,23 @@ pub fn choose_tle(
     })
 }
 
+/// A TLE whose epoch is further than this from the pass is used, with a warning in the
+/// products listing (`tle.warning`) and the log: SGP4 errors grow by kilometres a day.
+pub const TLE_MAX_AGE_DAYS: f64 = 14.0;
+
+/// The warning for a TLE `age_hours` from the pass (positive: epoch before the pass), if stale.
+fn stale_tle_warning(age_hours: f64) -> Option<String> {
+    let days = age_hours / 24.0;
+    (days.abs() > TLE_MAX_AGE_DAYS).then(|| {
+        format!(
+            "TLE epoch is {:.0} days {} the pass (more than {TLE_MAX_AGE_DAYS:.0}): geolocation \
+             may be off by many kilometres; import a newer set with `downlink tle import`",
+            days.abs(),
+            if days >= 0.0 { "before" } else { "after" }
+        )
+    })
+}
+
 fn tle_epoch(rec: &TleRecord) -> Option<UtcTime> {
     Propagator::new(&rec.elements).ok().map(|p| p.epoch())
 }
@@ -730,6 +747,11 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
     }
     steps.lap("cogs");
 
+    let tle_age_hours = first.map(|f| f.seconds_since(tle_epoch) / 3600.0);
+    let tle_warning = tle_age_hours.and_then(stale_tle_warning);
+    if let Some(w) = &tle_warning {
+        tracing::warn!(pass = %req.pass_id, norad = spec.norad_id, "{w}");
+    }
     let listing = Listing {
         pass_id: req.pass_id.to_owned(),
         spacecraft: spec.spacecraft.clone(),
@@ -742,7 +764,8 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
         tle: serde_json::json!({
             "line1": req.tle.line1, "line2": req.tle.line2,
             "epoch": rfc3339(tle_epoch),
-            "age_hours": first.map(|f| f.seconds_since(tle_epoch) / 3600.0),
+            "age_hours": tle_age_hours,
+            "warning": tle_warning,
         }),
         subsatellite_first: subsat
             .map(|g| serde_json::json!({"lat": g.lat_deg, "lon": g.lon_deg, "alt_km": g.alt_km})),
@@ -885,6 +908,17 @@ fn as_refs<'a>(v: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_tle_gets_a_warning_either_way() {
+        assert_eq!(stale_tle_warning(0.0), None);
+        assert_eq!(stale_tle_warning(14.0 * 24.0), None);
+        assert_eq!(stale_tle_warning(-14.0 * 24.0), None);
+        let old = stale_tle_warning(3.0 * 365.0 * 24.0).unwrap();
+        assert!(old.contains("1095 days before the pass"), "{old}");
+        let future = stale_tle_warning(-20.0 * 24.0).unwrap();
+        assert!(future.contains("20 days after the pass"), "{future}");
+    }
 
     #[test]
     fn swath_outline_walks_the_grid_border() {

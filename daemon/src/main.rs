@@ -68,10 +68,13 @@ enum Command {
     },
 }
 
-/// `downlink validate --config FILE`.
+/// `downlink validate --config FILE`: the file ([`config::Config::load`]) and this machine
+/// ([`config::Config::check_host`]: archive writable, addresses bindable), exactly what
+/// `serve` checks before it starts.
 fn validate(path: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Write;
     let cfg = config::Config::load(path)?;
+    let notes = cfg.check_host(path)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}: ok", path.display())?;
     writeln!(out, "  archive  {}", cfg.archive.path.display())?;
@@ -83,6 +86,12 @@ fn validate(path: &std::path::Path) -> anyhow::Result<()> {
             "  input    {:<12} {} format {:?} profile {}",
             i.name, i.listen, i.format, i.profile_source
         )?;
+    }
+    for w in &cfg.webhook {
+        writeln!(out, "  webhook  {}", config::redact(&w.url))?;
+    }
+    for n in &notes {
+        writeln!(out, "  note     {n}")?;
     }
     Ok(())
 }
@@ -98,10 +107,17 @@ fn serve(path: Option<&std::path::Path>) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let cfg = match path {
-        Some(p) => config::Config::load(p)?,
-        None => config::Config::embedded_default(std::path::Path::new("var/downlink"))?,
+    let (cfg, source) = match path {
+        Some(p) => (config::Config::load(p)?, p),
+        None => (
+            config::Config::embedded_default(std::path::Path::new("var/downlink"))?,
+            std::path::Path::new("<embedded default>"),
+        ),
     };
+    // The same check as `validate`: what it accepts, serve starts with.
+    for note in cfg.check_host(source)? {
+        tracing::info!("config: {note}");
+    }
     downlink::serve::run(&cfg, path)?;
     Ok(())
 }
@@ -130,7 +146,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "downlink: error: {e:#}");
+            // Each cause once, even where a message already embeds its source.
+            let _ = writeln!(
+                std::io::stderr(),
+                "downlink: error: {}",
+                config::error_chain(e.as_ref())
+            );
             ExitCode::from(2)
         }
     }

@@ -1,8 +1,9 @@
 //! The station's TLE store: `ARCHIVE/tle/<NORAD>-<epoch>.tle`, one element set per file.
 //!
 //! Operators (or a cron job fetching Celestrak) load newer sets with `downlink tle import FILE`
-//! or `POST /api/v1/tle`; the product step picks, per pass, the set whose epoch is nearest the
-//! pass. Every set is checked (checksums, fields, SGP4 initialisation) before it is stored, and
+//! (`GET /api/v1/tle` lists them; there is no upload route); the product step picks, per pass,
+//! the set whose epoch is nearest the pass, and warns when that is more than
+//! [`crate::imaging::TLE_MAX_AGE_DAYS`] away. Every set is checked (checksums, fields, SGP4 initialisation) before it is stored, and
 //! a file with any bad set is refused whole, each problem named by line, so a truncated download
 //! never half-lands. Sets already stored are left as they are.
 

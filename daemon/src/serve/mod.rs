@@ -633,7 +633,7 @@ impl Daemon {
             catalog: match crate::archive_catalog::open(&cfg.archive.path) {
                 Ok(c) => Some(Arc::new(c)),
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "catalog unavailable: STAC API and product registration are off");
+                    tracing::error!(error = %crate::config::error_chain(e.as_ref()), "catalog unavailable: STAC API and product registration are off");
                     None
                 }
             },
@@ -919,6 +919,7 @@ pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), Se
                 };
                 notify_systemd("RELOADING=1");
                 let outcome = Config::load(path)
+                    .and_then(|c| c.check_host(path).map(|_notes| c))
                     .map_err(|e| e.to_string())
                     .and_then(|new| daemon.reload(&new, &rt).map_err(|e| e.to_string()));
                 let mut r = daemon
