@@ -886,6 +886,10 @@ const HTTP_KEYS: &[(&str, Kind)] = &[
     ("listen", Kind::Str),
     ("max_concurrency", Kind::Int),
     ("tile_cache", Kind::Size),
+    ("max_connections", Kind::Int),
+    ("header_timeout", Kind::Duration),
+    ("idle_timeout", Kind::Duration),
+    ("max_requests_per_connection", Kind::Int),
 ];
 const PASS_KEYS: &[(&str, Kind)] = &[("los_timeout", Kind::Duration), ("min_frames", Kind::Int)];
 const IMAGING_KEYS: &[(&str, Kind)] = &[
