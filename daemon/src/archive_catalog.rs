@@ -46,7 +46,10 @@ pub fn write_visual(dir: &Path) -> Result<Option<PathBuf>> {
         return Ok(None);
     }
     let visual = dir.join(VISUAL);
-    let tmp = dir.join(format!(".composite.web.tmp-{}.tif", storage::unique_suffix()));
+    let tmp = dir.join(format!(
+        ".composite.web.tmp-{}.tif",
+        storage::unique_suffix()
+    ));
     let publish = || -> Result<()> {
         write_visual_cog(&composite, &tmp)
             .with_context(|| format!("visual COG of {}", composite.display()))?;

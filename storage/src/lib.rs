@@ -344,7 +344,10 @@ mod tests {
         assert_ne!(a.temp_path, b.temp_path);
         b.commit().unwrap();
         drop(a);
-        assert!(p.exists(), "the committed writer's file must survive the other's drop");
+        assert!(
+            p.exists(),
+            "the committed writer's file must survive the other's drop"
+        );
     }
 
     fn names(dir: &Path) -> Vec<String> {

@@ -310,7 +310,7 @@ impl Worker<'_> {
         loop {
             match rx.try_recv() {
                 Ok(entry) => {
-                    self.from_queue(entry);
+                    self.run_queued(entry);
                     continue;
                 }
                 Err(TryRecvError::Disconnected) => break,
@@ -320,7 +320,7 @@ impl Worker<'_> {
             if let Some(i) = self.pending.iter().position(|(_, due)| *due <= now) {
                 let (dir, _) = self.pending.swap_remove(i);
                 self.set_pending();
-                self.from_disk(&dir);
+                self.run_recorded(&dir);
                 continue;
             }
             if self.shared.products.rescan.swap(false, Ordering::Relaxed) {
@@ -333,7 +333,7 @@ impl Worker<'_> {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match got {
-                Ok(entry) => self.from_queue(entry),
+                Ok(entry) => self.run_queued(entry),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -355,7 +355,7 @@ impl Worker<'_> {
         self.pending.iter().any(|(d, _)| d == dir)
     }
 
-    fn from_queue(&mut self, entry: Entry) {
+    fn run_queued(&mut self, entry: Entry) {
         self.shared
             .products
             .update(|st| st.queued = st.queued.saturating_sub(1));
@@ -376,7 +376,7 @@ impl Worker<'_> {
         self.attempt(&entry.dir, record);
     }
 
-    fn from_disk(&mut self, dir: &Path) {
+    fn run_recorded(&mut self, dir: &Path) {
         match Record::load(dir) {
             Ok(Some(r)) => self.attempt(dir, r),
             Ok(None) => {}
@@ -446,7 +446,12 @@ impl Worker<'_> {
                 }
             }
             Err(f) => {
-                let msg = format!("{}: {}{:#}", rec.pass_id, if f.catalog { "catalog: " } else { "" }, f.error);
+                let msg = format!(
+                    "{}: {}{:#}",
+                    rec.pass_id,
+                    if f.catalog { "catalog: " } else { "" },
+                    f.error
+                );
                 if f.catalog {
                     self.shared.products.update(|st| st.catalog_failed += 1);
                 }
@@ -532,11 +537,7 @@ impl Worker<'_> {
             }
         }
         if cleaned > 0 || recovered > 0 {
-            tracing::info!(
-                cleaned,
-                recovered,
-                "product jobs taken up from the archive"
-            );
+            tracing::info!(cleaned, recovered, "product jobs taken up from the archive");
         }
         self.shared.products.update(|st| {
             st.cleaned += cleaned;
@@ -590,12 +591,11 @@ fn run_job(
             .and_then(|q| serde_json::to_value(q).ok());
     }
     if let Some(cat) = catalog {
-        let id = crate::archive_catalog::register_pass(cat, archive, &out).map_err(|error| {
-            Failure {
+        let id =
+            crate::archive_catalog::register_pass(cat, archive, &out).map_err(|error| Failure {
                 error,
                 catalog: true,
-            }
-        })?;
+            })?;
         done.item = Some(id);
     }
     Ok(done)
