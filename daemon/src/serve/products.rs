@@ -51,7 +51,7 @@ use std::time::{Duration, Instant, SystemTime};
 use decoder::{InputFormat, Profile};
 use serde::{Deserialize, Serialize};
 
-use super::Shared;
+use super::{Health, Shared};
 use crate::config::ImagingConfig;
 use crate::imaging::{self, ImageRequest, ImagingError, PassDate};
 
@@ -264,7 +264,9 @@ pub fn start(
             let mut w = Worker {
                 cfg: &cfg,
                 archive: &archive,
-                shared: &shared,
+                queue: &shared.products,
+                health: &shared.health,
+                catalog: shared.catalog.as_deref(),
                 pending: Vec::new(),
             };
             w.run(&rx);
@@ -299,7 +301,10 @@ impl Failure {
 struct Worker<'a> {
     cfg: &'a ImagingConfig,
     archive: &'a Path,
-    shared: &'a Shared,
+    /// Counters and the rescan flag.
+    queue: &'a Queue,
+    health: &'a Health,
+    catalog: Option<&'a dyn storage::catalog::Catalog>,
     /// Pass directories taken up from records or waiting for a retry, and when they are due.
     pending: Vec<(PathBuf, Instant)>,
 }
@@ -323,7 +328,7 @@ impl Worker<'_> {
                 self.run_recorded(&dir);
                 continue;
             }
-            if self.shared.products.rescan.swap(false, Ordering::Relaxed) {
+            if self.queue.rescan.swap(false, Ordering::Relaxed) {
                 self.scan(false);
                 continue;
             }
@@ -348,7 +353,7 @@ impl Worker<'_> {
 
     fn set_pending(&self) {
         let n = self.pending.len() as u64;
-        self.shared.products.update(|st| st.pending = n);
+        self.queue.update(|st| st.pending = n);
     }
 
     fn is_pending(&self, dir: &Path) -> bool {
@@ -356,8 +361,7 @@ impl Worker<'_> {
     }
 
     fn run_queued(&mut self, entry: Entry) {
-        self.shared
-            .products
+        self.queue
             .update(|st| st.queued = st.queued.saturating_sub(1));
         if self.is_pending(&entry.dir) {
             // Another copy of this job (taken up from its record) runs at its time.
@@ -385,11 +389,11 @@ impl Worker<'_> {
                 let msg = format!("{e:#}");
                 let _ = std::fs::rename(dir.join(RECORD), dir.join(FAILED));
                 tracing::error!(dir = %dir.display(), error = %msg, "product job record unreadable: given up");
-                self.shared.products.update(|st| {
+                self.queue.update(|st| {
                     st.failed += 1;
                     st.last_error = Some(msg.clone());
                 });
-                let _ = self.shared.health.set("products", msg);
+                let _ = self.health.set("products", msg);
             }
         }
     }
@@ -422,8 +426,7 @@ impl Worker<'_> {
             tracing::warn!(pass = %rec.pass_id, error = %format!("{e:#}"), "cannot count the attempt in the job record");
         }
         let started = Instant::now();
-        let catalog = self.shared.catalog.as_deref();
-        match run_job(self.cfg, self.archive, catalog, dir, &rec) {
+        match run_job(self.cfg, self.archive, self.catalog, dir, &rec) {
             Ok(done) => {
                 if let Err(e) = std::fs::remove_file(dir.join(RECORD))
                     .map_err(anyhow::Error::from)
@@ -433,7 +436,7 @@ impl Worker<'_> {
                 }
                 let secs = started.elapsed().as_secs_f64();
                 tracing::info!(pass = %rec.pass_id, made = done.made, products = done.products, seconds = secs, attempt = rec.attempts, "products done");
-                self.shared.products.update(|st| {
+                self.queue.update(|st| {
                     st.ok += 1;
                     st.last = Some(serde_json::json!({
                         "pass": rec.pass_id, "products": done.products, "made": done.made,
@@ -441,7 +444,7 @@ impl Worker<'_> {
                         "geolocation_qa": done.qa,
                     }));
                 });
-                if self.shared.health.clear("products") {
+                if self.health.clear("products") {
                     tracing::info!("products: a pass succeeded again");
                 }
             }
@@ -453,7 +456,7 @@ impl Worker<'_> {
                     f.error
                 );
                 if f.catalog {
-                    self.shared.products.update(|st| st.catalog_failed += 1);
+                    self.queue.update(|st| st.catalog_failed += 1);
                 }
                 if f.is_final() || rec.attempts >= MAX_ATTEMPTS {
                     self.give_up(dir, rec, &f);
@@ -465,7 +468,7 @@ impl Worker<'_> {
                 if let Err(e) = rec.save(dir, RECORD) {
                     tracing::warn!(pass = %rec.pass_id, error = %format!("{e:#}"), "cannot record the error in the job record");
                 }
-                self.shared.products.update(|st| {
+                self.queue.update(|st| {
                     st.retried += 1;
                     st.last_error = Some(msg);
                 });
@@ -493,9 +496,9 @@ impl Worker<'_> {
             tracing::error!(pass = %rec.pass_id, error = %format!("{e:#}"), "cannot move the job record to products.failed");
         }
         if !f.is_final() {
-            let _ = self.shared.health.set("products", msg.clone());
+            let _ = self.health.set("products", msg.clone());
         }
-        self.shared.products.update(|st| {
+        self.queue.update(|st| {
             st.failed += 1;
             st.last_error = Some(msg);
         });
@@ -539,7 +542,7 @@ impl Worker<'_> {
         if cleaned > 0 || recovered > 0 {
             tracing::info!(cleaned, recovered, "product jobs taken up from the archive");
         }
-        self.shared.products.update(|st| {
+        self.queue.update(|st| {
             st.cleaned += cleaned;
             st.recovered += recovered;
         });
@@ -844,6 +847,157 @@ mod tests {
         let jpss = serde_json::json!({"id": "x", "profile": "jpss", "aos": "2024-12-06T17:56:46Z"});
         std::fs::write(p.join("pass.json"), jpss.to_string()).unwrap();
         assert!(!adopt(p));
+    }
+
+    fn imaging() -> ImagingConfig {
+        ImagingConfig {
+            enabled: true,
+            tle: Vec::new(),
+            landmask: None,
+        }
+    }
+
+    fn worker<'a>(
+        cfg: &'a ImagingConfig,
+        archive: &'a Path,
+        queue: &'a Queue,
+        health: &'a Health,
+    ) -> Worker<'a> {
+        Worker {
+            cfg,
+            archive,
+            queue,
+            health,
+            catalog: None,
+            pending: Vec::new(),
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn status(q: &Queue) -> ProductsStatus {
+        q.status.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn failed_attempts_are_retried_with_backoff_then_given_up_visibly() {
+        let archive = tempfile::tempdir().unwrap();
+        // A closed pass whose archive holds nothing to make products from.
+        let dir = archive.path().join("passes/p");
+        std::fs::create_dir_all(&dir).unwrap();
+        Record::new(&meteor_job(&dir)).save(&dir, RECORD).unwrap();
+        let (cfg, queue, health) = (imaging(), Queue::default(), Health::default());
+        let mut w = worker(&cfg, archive.path(), &queue, &health);
+        for k in 1..MAX_ATTEMPTS {
+            let before = Instant::now();
+            w.run_recorded(&dir);
+            let rec = Record::load(&dir).unwrap().unwrap();
+            assert_eq!(rec.attempts, k);
+            let err = rec.last_error.unwrap();
+            assert!(err.contains("no archived CADUs"), "{err}");
+            let (again, due) = w.pending.pop().unwrap();
+            assert_eq!(again, dir);
+            assert!(due >= before + retry_delay(k));
+            let st = status(&queue);
+            assert_eq!((st.retried, st.failed, st.ok), (u64::from(k), 0, 0));
+            assert!(health.problems().is_empty());
+        }
+        w.run_recorded(&dir);
+        assert!(w.pending.is_empty(), "the last attempt is not retried");
+        // Nothing half-made is left; the failure record holds the error.
+        assert_eq!(names(&dir), [FAILED]);
+        let text = std::fs::read_to_string(dir.join(FAILED)).unwrap();
+        let failed: Record = serde_json::from_str(&text).unwrap();
+        assert_eq!((failed.attempts, failed.gave_up), (MAX_ATTEMPTS, true));
+        let st = status(&queue);
+        assert_eq!(st.failed, 1);
+        assert!(st.last_error.unwrap().contains("no archived CADUs"));
+        assert!(health.problems().contains_key("products"));
+
+        // The operator renames it back: the attempts start over.
+        std::fs::rename(dir.join(FAILED), dir.join(RECORD)).unwrap();
+        w.run_recorded(&dir);
+        let rec = Record::load(&dir).unwrap().unwrap();
+        assert_eq!((rec.attempts, rec.gave_up), (1, false));
+    }
+
+    #[test]
+    fn a_job_interrupted_every_time_is_given_up_not_crash_looped() {
+        let archive = tempfile::tempdir().unwrap();
+        let dir = archive.path().join("passes/p");
+        std::fs::create_dir_all(&dir).unwrap();
+        // The count is written before each attempt: five attempts started, none finished.
+        let mut rec = Record::new(&meteor_job(&dir));
+        rec.attempts = MAX_ATTEMPTS;
+        rec.save(&dir, RECORD).unwrap();
+        let (cfg, queue, health) = (imaging(), Queue::default(), Health::default());
+        let mut w = worker(&cfg, archive.path(), &queue, &health);
+        w.scan(true);
+        assert_eq!(status(&queue).recovered, 1);
+        let (d, _) = w.pending.pop().unwrap();
+        w.run_recorded(&d);
+        assert_eq!(names(&dir), [FAILED]);
+        let st = status(&queue);
+        assert_eq!(st.failed, 1);
+        assert!(
+            st.last_error
+                .as_deref()
+                .unwrap()
+                .contains("interrupted 5 times"),
+            "{:?}",
+            st.last_error
+        );
+    }
+
+    #[test]
+    fn a_full_queue_defers_to_the_record_and_no_job_runs_twice() {
+        let archive = tempfile::tempdir().unwrap();
+        let (cfg, queue, health) = (imaging(), Queue::default(), Health::default());
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        queue.set_sender(tx);
+        let dirs: Vec<PathBuf> = (0..=QUEUE)
+            .map(|i| archive.path().join(format!("passes/p{i}")))
+            .collect();
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+            queue.submit(meteor_job(d));
+        }
+        let st = status(&queue);
+        assert_eq!((st.queued, st.deferred, st.dropped), (QUEUE as u64, 1, 0));
+        assert!(queue.rescan.load(Ordering::Relaxed));
+        assert!(dirs.iter().all(|d| d.join(RECORD).is_file()));
+
+        // Idle, the worker finds every record, the deferred one included.
+        let mut w = worker(&cfg, archive.path(), &queue, &health);
+        w.scan(false);
+        assert_eq!(w.pending.len(), QUEUE + 1);
+        assert_eq!(status(&queue).recovered, QUEUE as u64 + 1);
+        w.scan(false);
+        assert_eq!(
+            w.pending.len(),
+            QUEUE + 1,
+            "a pending pass is not taken twice"
+        );
+        // The queued copy of a pending pass does not run.
+        w.run_queued(rx.try_recv().unwrap());
+        assert_eq!(Record::load(&dirs[0]).unwrap().unwrap().attempts, 0);
+        // A queued copy whose record is gone was finished by another copy.
+        w.pending.clear();
+        std::fs::remove_file(dirs[1].join(RECORD)).unwrap();
+        w.run_queued(rx.try_recv().unwrap());
+        assert_eq!(names(&dirs[1]), Vec::<String>::new());
+        let st = status(&queue);
+        assert_eq!(
+            (st.queued, st.ok, st.failed, st.retried),
+            (QUEUE as u64 - 2, 0, 0, 0)
+        );
     }
 
     #[test]
