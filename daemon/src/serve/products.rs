@@ -407,7 +407,7 @@ impl Worker<'_> {
         }
         if rec.attempts >= MAX_ATTEMPTS {
             let err = anyhow::anyhow!(
-                "interrupted {} times (last error: {})",
+                "{} attempts started, the last one interrupted (last error: {})",
                 rec.attempts,
                 rec.last_error.as_deref().unwrap_or("none")
             );
@@ -950,7 +950,7 @@ mod tests {
             st.last_error
                 .as_deref()
                 .unwrap()
-                .contains("interrupted 5 times"),
+                .contains("5 attempts started, the last one interrupted"),
             "{:?}",
             st.last_error
         );
