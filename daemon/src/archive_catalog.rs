@@ -34,8 +34,40 @@ fn relative(archive: &Path, p: &Path) -> String {
         .into_owned()
 }
 
-/// Publishes a pass's products (`products_dir/products.json`): a web-optimized visual COG of
-/// the composite for map tiles, then the STAC Item — the catalog upsert is the commit point.
+/// The web-optimized visual COG of a product set's composite (map tiles).
+pub const VISUAL: &str = "composite.web.tif";
+
+/// Writes [`VISUAL`] from `dir/composite.tif` (none without a composite): a uniquely named
+/// temporary file, fsynced, renamed into place, the directory fsynced. The daemon calls it on
+/// the staging directory, so the visual is part of the set published at once.
+pub fn write_visual(dir: &Path) -> Result<Option<PathBuf>> {
+    let composite = dir.join("composite.tif");
+    if !composite.is_file() {
+        return Ok(None);
+    }
+    let visual = dir.join(VISUAL);
+    let tmp = dir.join(format!(
+        ".composite.web.tmp-{}.tif",
+        storage::unique_suffix()
+    ));
+    let publish = || -> Result<()> {
+        write_visual_cog(&composite, &tmp)
+            .with_context(|| format!("visual COG of {}", composite.display()))?;
+        storage::sync_file(&tmp)?;
+        std::fs::rename(&tmp, &visual)
+            .with_context(|| format!("renaming {} onto {}", tmp.display(), visual.display()))?;
+        storage::sync_dir(&visual)?;
+        Ok(())
+    };
+    publish().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    Ok(Some(visual))
+}
+
+/// Publishes a pass's products (`products_dir/products.json`, complete): the STAC Item — the
+/// catalog upsert is the commit point; registering a pass again replaces its item. A set made
+/// before the visual COG was part of it gets one here.
 pub fn register_pass(catalog: &dyn Catalog, archive: &Path, products_dir: &Path) -> Result<String> {
     let listing_path = products_dir.join("products.json");
     let text = std::fs::read_to_string(&listing_path)
@@ -47,11 +79,11 @@ pub fn register_pass(catalog: &dyn Catalog, archive: &Path, products_dir: &Path)
     let mut hrefs = BTreeMap::new();
     hrefs.insert("products".to_owned(), relative(archive, &listing_path));
     let mut item = item_for_product(&listing, &hrefs)?;
-    let composite = products_dir.join("composite.tif");
-    if composite.is_file() {
-        let visual = products_dir.join("composite.web.tif");
-        write_visual_cog(&composite, &visual)
-            .with_context(|| format!("visual COG of {}", composite.display()))?;
+    let visual = products_dir.join(VISUAL);
+    if !visual.is_file() {
+        write_visual(products_dir)?;
+    }
+    if visual.is_file() {
         let mut a = stac::Asset::new(relative(archive, &visual)).role("visual");
         a.r#type = Some(COG_MEDIA_TYPE.to_owned());
         a.title = Some("composite, 8-bit web mercator (map tiles)".into());

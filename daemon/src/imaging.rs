@@ -438,16 +438,25 @@ const GRID_DEG: f64 = 0.01;
 /// Largest shift the geolocation check looks for.
 const QA_RADIUS_KM: f64 = 20.0;
 
-/// Runs the whole chain. Returns the listing (also written as `products.json`).
+/// Runs the whole chain. Returns the listing (also written as `products.json`). Each file
+/// appears atomically in `req.out_dir` (temporary name, fsync, rename); for a set that appears
+/// all at once, see [`make_products_in`].
 pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
+    make_products_in(req, req.out_dir)
+}
+
+/// Like [`make_products`], but writes the files into `work_dir` (created) while the listing
+/// records them under `req.out_dir`: the daemon builds the set in a staging directory and
+/// renames it onto `req.out_dir` once complete.
+pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listing> {
     let mut steps = Steps::new();
     let spec = req
         .profile
         .imaging
         .as_ref()
         .ok_or_else(|| ImagingError::NoInstrument(req.profile.name.clone()))?;
-    std::fs::create_dir_all(req.out_dir).map_err(|source| ImagingError::Io {
-        path: req.out_dir.to_owned(),
+    std::fs::create_dir_all(work_dir).map_err(|source| ImagingError::Io {
+        path: work_dir.to_owned(),
         source,
     })?;
 
@@ -534,7 +543,10 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
     };
     let descriptions: BTreeMap<u16, String> = channels.iter().map(|a| (*a, describe(*a))).collect();
     let mut products = Vec::new();
-    let out = |name: String| req.out_dir.join(name);
+    let out = |name: String| work_dir.join(name);
+    let product = |kind, channel, written: PathBuf, media_type| {
+        product(kind, channel, &written, req.out_dir, media_type)
+    };
 
     // 3. Raw swath products per channel.
     let mut bands = Vec::new();
@@ -777,7 +789,7 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
         products,
         timing_ms: steps.ms,
     };
-    let json_path = req.out_dir.join("products.json");
+    let json_path = work_dir.join("products.json");
     let text = serde_json::to_vec_pretty(&listing).map_err(|e| ImagingError::Io {
         path: json_path.clone(),
         source: std::io::Error::other(e),
@@ -877,14 +889,19 @@ fn qa_record(apid: u16, r: &OffsetReport, reference: &str) -> GeolocationQa {
     }
 }
 
+/// The listing entry of a file written at `written`, recorded under `final_dir` (its name kept).
 fn product(
     kind: &'static str,
     channel: Option<(u16, String)>,
-    path: PathBuf,
+    written: &Path,
+    final_dir: &Path,
     media_type: &'static str,
 ) -> Product {
-    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let bytes = std::fs::metadata(written).map_or(0, |m| m.len());
     let (apid, channel) = channel.map_or((None, None), |(a, n)| (Some(a), Some(n)));
+    let path = written
+        .file_name()
+        .map_or_else(|| written.to_owned(), |n| final_dir.join(n));
     Product {
         kind,
         apid,

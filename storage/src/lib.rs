@@ -6,7 +6,12 @@
 //! Durability follows the fjall pattern: write to a temporary file in the destination directory,
 //! `fsync` it, `rename` it over the final name, then `fsync` the directory. A failed write or
 //! fsync *poisons* the writer: every later call fails instead of pretending, and the final name
-//! is never created.
+//! is never created. Temporary names are unique per call ([`unique_suffix`]: process id and a
+//! counter), so two writers of one name never share a temporary file.
+//!
+//! A set of files that must appear together (a pass's products) is built in a [`StagingDir`]
+//! (`DST.tmp-PID-N`, a sibling of `DST`) and published whole by one directory rename; what a
+//! crash leaves behind is removed with [`remove_stale_staging`] at the next start.
 
 pub mod catalog;
 pub mod landmask;
@@ -16,6 +21,7 @@ pub mod tiles;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Errors of the storage crate.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +76,7 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp_path = final_path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let temp_path = final_path.with_file_name(format!(".{name}.tmp-{}", unique_suffix()));
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -152,6 +158,154 @@ pub fn write_atomic(path: impl AsRef<Path>, data: &[u8]) -> Result<PathBuf, Erro
     f.commit()
 }
 
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// `PID-N`: a suffix for temporary names, unique among the calls of this process (and, by the
+/// process id, among live processes).
+pub fn unique_suffix() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Fsyncs one file (data and metadata), e.g. one a library such as GDAL wrote and closed.
+pub fn sync_file(path: &Path) -> Result<(), Error> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("fsync", path))
+}
+
+/// Fsyncs every file under `dir` (recursively), then every directory, `dir` last.
+pub fn sync_tree(dir: &Path) -> Result<(), Error> {
+    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
+        let entry = entry.map_err(io_err("list", dir))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io_err("stat", &path))?;
+        if kind.is_dir() {
+            sync_tree(&path)?;
+        } else if kind.is_file() {
+            sync_file(&path)?;
+        }
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// `dir/NAME.TAG-PID-N` for `dst = dir/NAME`.
+fn sibling(dst: &Path, tag: &str) -> PathBuf {
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dst.with_file_name(format!("{name}.{tag}-{}", unique_suffix()))
+}
+
+/// A directory whose files appear under their final directory name all at once: built under
+/// `DST.tmp-PID-N` next to `DST`, then [`StagingDir::publish`]ed — every file and directory
+/// fsynced, one rename onto `DST` (a previous `DST` is moved aside to `DST.old-PID-N` first and
+/// removed after), the parent fsynced. A reader sees no `DST`, the old one, or the whole new one.
+/// Dropped unpublished (an error, a panic), the staging directory is removed; after a crash
+/// [`remove_stale_staging`] removes it at the next start.
+#[derive(Debug)]
+pub struct StagingDir {
+    dst: PathBuf,
+    path: PathBuf,
+    published: bool,
+}
+
+impl StagingDir {
+    /// Creates the staging directory for `dst` (`dst`'s parent must exist).
+    pub fn create(dst: impl AsRef<Path>) -> Result<Self, Error> {
+        let dst = dst.as_ref().to_owned();
+        let path = sibling(&dst, "tmp");
+        fs::create_dir(&path).map_err(io_err("create directory", &path))?;
+        Ok(Self {
+            dst,
+            path,
+            published: false,
+        })
+    }
+
+    /// Where to write the files.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fsyncs everything staged and renames it onto the final name; returns the final path.
+    pub fn publish(mut self) -> Result<PathBuf, Error> {
+        sync_tree(&self.path)?;
+        let old = match fs::symlink_metadata(&self.dst) {
+            Ok(_) => {
+                let old = sibling(&self.dst, "old");
+                fs::rename(&self.dst, &old).map_err(io_err("move aside", &self.dst))?;
+                Some(old)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("stat", &self.dst)(e)),
+        };
+        if let Err(e) = fs::rename(&self.path, &self.dst) {
+            if let Some(old) = &old {
+                let _ = fs::rename(old, &self.dst);
+            }
+            return Err(io_err("rename", &self.dst)(e));
+        }
+        self.published = true;
+        sync_dir(&self.dst)?;
+        if let Some(old) = old {
+            // Best effort: a leftover is removed by `remove_stale_staging` at the next start.
+            let _ = fs::remove_dir_all(&old);
+        }
+        Ok(self.dst.clone())
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Removes what interrupted [`StagingDir`]s of `dst` left next to it (`DST.tmp-*`, `DST.old-*`);
+/// returns how many. Call it only while no `StagingDir` of `dst` is alive (at start).
+pub fn remove_stale_staging(dst: &Path) -> Result<usize, Error> {
+    let (Some(dir), Some(name)) = (dst.parent(), dst.file_name()) else {
+        return Ok(0);
+    };
+    let name = name.to_string_lossy();
+    let (tmp, old) = (format!("{name}.tmp-"), format!("{name}.old-"));
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    let mut removed = 0;
+    for entry in rd {
+        let entry = entry.map_err(io_err("list", dir))?;
+        let n = entry.file_name().to_string_lossy().into_owned();
+        if !(n.starts_with(&tmp) || n.starts_with(&old)) {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        }
+        .map_err(io_err("remove", &path))?;
+        removed += 1;
+    }
+    if removed > 0 {
+        sync_dir(dst)?;
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +332,75 @@ mod tests {
             leftovers.len(),
             1,
             "temp file must be removed: {leftovers:?}"
+        );
+    }
+
+    #[test]
+    fn temp_names_are_unique_per_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("same.bin");
+        let a = AtomicFile::create(&p).unwrap();
+        let b = AtomicFile::create(&p).unwrap();
+        assert_ne!(a.temp_path, b.temp_path);
+        b.commit().unwrap();
+        drop(a);
+        assert!(
+            p.exists(),
+            "the committed writer's file must survive the other's drop"
+        );
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn staging_dir_publishes_whole_and_replaces() {
+        let root = tempfile::tempdir().unwrap();
+        let dst = root.path().join("products");
+        let s = StagingDir::create(&dst).unwrap();
+        fs::write(s.path().join("a.tif"), b"a").unwrap();
+        fs::create_dir(s.path().join("sub")).unwrap();
+        fs::write(s.path().join("sub/b"), b"b").unwrap();
+        assert!(!dst.exists(), "nothing visible before publish");
+        assert_eq!(s.publish().unwrap(), dst);
+        assert_eq!(fs::read(dst.join("sub/b")).unwrap(), b"b");
+        assert_eq!(names(root.path()), ["products"]);
+
+        // A second publish replaces the whole set: no file of the old one survives.
+        let s = StagingDir::create(&dst).unwrap();
+        fs::write(s.path().join("c.tif"), b"c").unwrap();
+        s.publish().unwrap();
+        assert_eq!(names(&dst), ["c.tif"]);
+        assert_eq!(names(root.path()), ["products"]);
+    }
+
+    #[test]
+    fn unpublished_staging_is_removed_and_stale_ones_are_cleaned() {
+        let root = tempfile::tempdir().unwrap();
+        let dst = root.path().join("products");
+        {
+            let s = StagingDir::create(&dst).unwrap();
+            fs::write(s.path().join("half.tif"), b"x").unwrap();
+        }
+        assert!(names(root.path()).is_empty());
+        // What a crash leaves: a staging dir, a moved-aside old set; unrelated names stay.
+        fs::create_dir(root.path().join("products.tmp-1-0")).unwrap();
+        fs::write(root.path().join("products.tmp-1-0/x"), b"x").unwrap();
+        fs::create_dir(root.path().join("products.old-1-1")).unwrap();
+        fs::write(root.path().join("products.json"), b"{}").unwrap();
+        fs::create_dir(&dst).unwrap();
+        assert_eq!(remove_stale_staging(&dst).unwrap(), 2);
+        assert_eq!(names(root.path()), ["products", "products.json"]);
+        assert_eq!(remove_stale_staging(&dst).unwrap(), 0);
+        assert_eq!(
+            remove_stale_staging(&root.path().join("none/products")).unwrap(),
+            0
         );
     }
 

@@ -12,9 +12,11 @@
 //! | [`write_ndvi`] | Float32 "count NDVI", nodata NaN |
 //! | [`write_rgb_composite`] / [`write_rgb_thumbnail`] | RGB+alpha GeoTIFF, ≤512 px PNG thumbnail |
 //!
-//! Every writer first writes to a hidden temporary file in the destination
-//! directory and renames it into place, so a reader never sees a half-written
-//! product (rename is atomic on POSIX file systems within one directory).
+//! Every writer first writes to a hidden, uniquely named temporary file in the
+//! destination directory, fsyncs it, renames it into place and fsyncs the
+//! directory, so a reader never sees a half-written product (rename is atomic
+//! on POSIX file systems within one directory) and a crash never loses a
+//! published one.
 //!
 //! # Instrument
 //!

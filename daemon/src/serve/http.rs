@@ -395,9 +395,20 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
          downlink_product_passes_total{{result=\"ok\"}} {}\n\
          downlink_product_passes_total{{result=\"failed\"}} {}\n\
          downlink_product_passes_total{{result=\"dropped\"}} {}\n\
+         # HELP downlink_product_passes_deferred_total Passes submitted while the product queue was full (their job record waits on disk).\n# TYPE downlink_product_passes_deferred_total counter\n\
+         downlink_product_passes_deferred_total {}\n\
+         # HELP downlink_product_passes_recovered_total Product jobs taken up from their record (at start, or deferred).\n# TYPE downlink_product_passes_recovered_total counter\n\
+         downlink_product_passes_recovered_total {}\n\
+         # HELP downlink_product_retries_total Failed product attempts that will be retried.\n# TYPE downlink_product_retries_total counter\n\
+         downlink_product_retries_total {}\n\
+         # HELP downlink_product_catalog_failed_total Product attempts whose set could not be catalogued.\n# TYPE downlink_product_catalog_failed_total counter\n\
+         downlink_product_catalog_failed_total {}\n\
+         # HELP downlink_product_leftovers_removed_total Leftovers of interrupted product jobs removed at start.\n# TYPE downlink_product_leftovers_removed_total counter\n\
+         downlink_product_leftovers_removed_total {}\n\
          # HELP downlink_product_passes_queued Passes waiting for products.\n# TYPE downlink_product_passes_queued gauge\n\
          downlink_product_passes_queued {}",
-        p.ok, p.failed, p.dropped, p.queued
+        p.ok, p.failed, p.dropped, p.deferred, p.recovered, p.retried, p.catalog_failed, p.cleaned,
+        p.queued + p.pending
     );
     let c = shared
         .catalog

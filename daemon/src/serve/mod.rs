@@ -654,14 +654,15 @@ impl Daemon {
             archive_failing: Mutex::default(),
             pending_records: Mutex::default(),
         });
+        // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs,
+        // before the product worker looks for passes that need products.
+        archive::recover_interrupted(cfg);
         let product_worker = products::start(
             &cfg.imaging,
             &cfg.archive.path,
             cfg.input.iter().any(|i| i.profile.imaging.is_some()),
             &shared,
         );
-        // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs.
-        archive::recover_interrupted(cfg);
         let sources = cfg
             .input
             .iter()

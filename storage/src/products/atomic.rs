@@ -1,11 +1,10 @@
-//! Write-to-temporary-then-rename helper shared by all writers.
+//! Write-to-temporary-then-rename helper shared by all writers: the writer (our PNG encoder,
+//! GDAL) writes and closes a uniquely named hidden file; [`TempOutput::commit`] fsyncs it,
+//! renames it onto the final name and fsyncs the directory, as the pass archive does.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{ProductError, Result};
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A hidden temporary path next to the destination. Dropped without
 /// [`TempOutput::commit`], it deletes the temporary file (and a GDAL
@@ -27,8 +26,7 @@ impl TempOutput {
             Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
             _ => (file_name, String::new()),
         };
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp_name = format!(".{stem}.tmp-{}-{n}{ext}", std::process::id());
+        let tmp_name = format!(".{stem}.tmp-{}{ext}", crate::unique_suffix());
         let tmp = dst.with_file_name(tmp_name);
         Ok(Self {
             tmp,
@@ -41,8 +39,10 @@ impl TempOutput {
         &self.tmp
     }
 
-    /// Renames the temporary file onto the destination (atomic replace).
+    /// Fsyncs the (closed) temporary file, renames it onto the destination (atomic replace) and
+    /// fsyncs the directory.
     pub(crate) fn commit(mut self) -> Result<()> {
+        crate::sync_file(&self.tmp).map_err(durable("syncing", &self.tmp))?;
         std::fs::rename(&self.tmp, &self.dst).map_err(|source| ProductError::Io {
             context: "renaming temporary output onto",
             path: self.dst.clone(),
@@ -51,13 +51,14 @@ impl TempOutput {
         self.committed = true;
         let aux = aux_path(&self.tmp);
         if aux.exists() {
+            crate::sync_file(&aux).map_err(durable("syncing", &aux))?;
             std::fs::rename(&aux, aux_path(&self.dst)).map_err(|source| ProductError::Io {
                 context: "renaming GDAL sidecar",
                 path: aux,
                 source,
             })?;
         }
-        Ok(())
+        crate::sync_dir(&self.dst).map_err(durable("syncing the directory of", &self.dst))
     }
 }
 
@@ -68,6 +69,16 @@ impl Drop for TempOutput {
             let _ = std::fs::remove_file(&self.tmp);
             let _ = std::fs::remove_file(aux_path(&self.tmp));
         }
+    }
+}
+
+/// A storage durability error as a product error about `path`.
+fn durable(context: &'static str, path: &Path) -> impl FnOnce(crate::Error) -> ProductError {
+    let path = path.to_path_buf();
+    move |e| ProductError::Io {
+        context,
+        path,
+        source: std::io::Error::other(e),
     }
 }
 
