@@ -219,8 +219,14 @@ fn a_full_disk_is_visible_at_once_and_the_pass_comes_back_when_space_returns() {
     );
     assert_eq!(metric(&d, "downlink_pass_records_pending"), 1);
     assert!(metric(&d, "downlink_frames_unarchived_total{input=\"xband\"}") > 0);
-    // Give the retries a few rounds: the log stays short (one line per pass and failure kind).
-    std::thread::sleep(Duration::from_secs(5));
+    // Give the retries a few rounds: the daemon stays degraded all along (no flapping while
+    // buffers still take writes), and the log stays short (one line per pass and failure kind).
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        let st = status(&d);
+        assert_eq!(st["health"]["state"], "degraded", "{st}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let lines = log_lines(&log) - lines_before;
     assert!(
         lines <= 12,

@@ -265,7 +265,8 @@ impl PassArchive {
 
     /// Hands buffered data to the kernel when a batch is due (`fsync_bytes` or
     /// `fsync_interval`); the syncer thread makes it durable without blocking this thread.
-    pub fn maybe_sync(&mut self) -> std::io::Result<()> {
+    /// `Ok(true)`: a batch went to the kernel.
+    pub fn maybe_sync(&mut self) -> std::io::Result<bool> {
         self.check_poisoned()?;
         if self.unsynced > 0
             && (self.unsynced >= self.fsync_bytes
@@ -276,8 +277,9 @@ impl PassArchive {
             }
             self.unsynced = 0;
             self.last_sync = Instant::now();
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Flushes and fdatasyncs every file now.

@@ -48,6 +48,8 @@ struct Pass {
     unarchived: Unarchived,
     /// The archive was poisoned by a failed fdatasync (already counted).
     poisoned: bool,
+    /// A write failed since the last batch handed to the kernel.
+    failed_since_flush: bool,
 }
 
 /// Items the archive does not hold.
@@ -247,13 +249,13 @@ impl Pipeline<'_> {
             logged: BTreeSet::from(["create"]),
             unarchived: Unarchived::default(),
             poisoned: false,
+            failed_since_flush: false,
         }
     }
 
     fn drain(&mut self, dec: &mut Decoder) {
         // One clock read per batch of events, not per frame.
         let now = Instant::now();
-        let mut wrote = false;
         while let Some(ev) = dec.poll() {
             let opens = matches!(
                 ev,
@@ -332,10 +334,7 @@ impl Pipeline<'_> {
             };
             let Some((what, res)) = res else { continue };
             let archived = match res {
-                Some(Ok(())) => {
-                    wrote = true;
-                    true
-                }
+                Some(Ok(())) => true,
                 Some(Err(e)) => {
                     p.note_error("write", &e.to_string());
                     false
@@ -358,11 +357,11 @@ impl Pipeline<'_> {
             let t = unix_ms(p.last_frame_time);
             self.w.input.with(|s| s.last_frame_unix_ms = Some(t));
         }
-        self.flush_errors(wrote);
+        self.flush_errors();
     }
 
     /// Adds this batch's archive failures to the process counters (one lock per batch).
-    fn flush_errors(&mut self, wrote: bool) {
+    fn flush_errors(&mut self) {
         let Some(p) = &mut self.pass else { return };
         let errors = std::mem::take(&mut p.io_errors_unflushed);
         let reason = p.last_error.clone().unwrap_or_default();
@@ -371,21 +370,28 @@ impl Pipeline<'_> {
                 .shared
                 .archive_failed(&self.input.name, op, *n, &reason);
         }
-        if errors.is_empty() && wrote && self.pending.is_empty() && !p.poisoned {
-            self.w.shared.archive_ok(&self.input.name);
-        }
     }
 
-    /// Hands buffered archive data to the kernel when due.
+    /// Hands buffered archive data to the kernel when due. A batch that reached the kernel with
+    /// no failure since the previous one means the archive works (again).
     fn sync(&mut self) {
         let Some(p) = &mut self.pass else { return };
         let Some(a) = &mut p.archive else { return };
         if a.poisoned() {
             return;
         }
-        if let Err(e) = a.maybe_sync() {
-            p.note_error("write", &e.to_string());
-            self.flush_errors(false);
+        match a.maybe_sync() {
+            Ok(true) => {
+                let clean = !std::mem::take(&mut p.failed_since_flush);
+                if clean && self.pending.is_empty() {
+                    self.w.shared.archive_ok(&self.input.name);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                p.note_error("write", &e.to_string());
+                self.flush_errors();
+            }
         }
     }
 
@@ -577,6 +583,7 @@ impl Pipeline<'_> {
 impl Pass {
     /// Counts an archive failure of this pass; logs the first of each operation.
     fn note_error(&mut self, op: &'static str, error: &str) {
+        self.failed_since_flush = true;
         *self.io_errors.entry(op).or_default() += 1;
         *self.io_errors_unflushed.entry(op).or_default() += 1;
         if self.logged.insert(op) {
