@@ -71,23 +71,7 @@ impl Drop for Tmpfs {
 /// A daemon on `archive`, its log in a file.
 fn daemon(dir: &Path, archive: &Path) -> (Daemon, PathBuf) {
     let (udp, http) = (free_port(), free_port());
-    let cfg = format!(
-        r#"
-[archive]
-path = "{}"
-fsync_interval = "100ms"
-[http]
-listen = "127.0.0.1:{http}"
-[pass]
-los_timeout = "700ms"
-[[input]]
-name = "xband"
-listen = "udp://127.0.0.1:{udp}"
-format = "bits"
-profile = "eos"
-"#,
-        archive.display()
-    );
+    let cfg = eos_udp_config(archive, udp, http, "");
     let config = dir.join("downlink.toml");
     std::fs::write(&config, cfg).unwrap();
     let log = dir.join("daemon.log");

@@ -29,24 +29,7 @@ fn start(http_extra: &str, nofile: Option<u32>) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let (udp, http) = (free_port(), free_port());
     let archive = dir.path().join("archive");
-    let cfg = format!(
-        r#"
-[archive]
-path = "{}"
-fsync_interval = "100ms"
-[http]
-listen = "127.0.0.1:{http}"
-{http_extra}
-[pass]
-los_timeout = "700ms"
-[[input]]
-name = "xband"
-listen = "udp://127.0.0.1:{udp}"
-format = "bits"
-profile = "eos"
-"#,
-        archive.display()
-    );
+    let cfg = eos_udp_config(&archive, udp, http, http_extra);
     let config = dir.path().join("downlink.toml");
     std::fs::write(&config, cfg).unwrap();
     let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();

@@ -546,3 +546,26 @@ pub fn tail(path: &Path, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// The config of a daemon with one `eos` UDP input named `xband` on `udp`, HTTP on `http` with
+/// `http_extra` lines in `[http]`, its archive at `archive`.
+pub fn eos_udp_config(archive: &Path, udp: u16, http: u16, http_extra: &str) -> String {
+    format!(
+        r#"
+[archive]
+path = "{}"
+fsync_interval = "100ms"
+[http]
+listen = "127.0.0.1:{http}"
+{http_extra}
+[pass]
+los_timeout = "700ms"
+[[input]]
+name = "xband"
+listen = "udp://127.0.0.1:{udp}"
+format = "bits"
+profile = "eos"
+"#,
+        archive.display()
+    )
+}
