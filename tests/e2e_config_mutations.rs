@@ -86,7 +86,6 @@ fn base(dir: &Path, http: u16, udp: u16, tcp: u16) -> Vec<Section> {
                 ("rcvbuf", q("1MiB")),
                 ("max_datagram", "65535".into()),
                 ("queue_datagrams", "4096".into()),
-                ("queue_frames", "4096".into()),
             ],
         ),
         section(
@@ -97,7 +96,6 @@ fn base(dir: &Path, http: u16, udp: u16, tcp: u16) -> Vec<Section> {
                 ("format", q("cadu")),
                 ("profile", q("eos")),
                 ("rcvbuf", "65536".into()),
-                ("queue_frames", "64".into()),
             ],
         ),
         section(
@@ -150,7 +148,7 @@ fn bad_values(key: &str) -> &'static [&'static str] {
         "allow" => &["[\"10.0.0.0/33\"]", "[\"eth0\"]", "[\"10.1.2.3/8\"]"],
         "rcvbuf" => &["\"1KiB\"", "\"2GiB\"", "65535"],
         "max_datagram" => &["0", "70000"],
-        "queue_datagrams" | "queue_frames" => &["1", "2000000"],
+        "queue_datagrams" => &["1", "2000000"],
         "events" => &["[\"eclipse\"]", "[\"aos\", \"aos\"]", "[]"],
         "timeout" => &["\"1ms\"", "\"6m\""],
         "url" => &[
@@ -186,7 +184,7 @@ fn good_values(key: &str) -> &'static [&'static str] {
         "profile" => &["\"metop\"", "\"jpss2\"", "\"meteor-lrpt\""],
         "allow" => &["[]", "[\"0.0.0.0/0\", \"::/0\"]"],
         "rcvbuf" => &["\"64KiB\"", "\"8MiB\""],
-        "queue_datagrams" | "queue_frames" => &["16", "1048576"],
+        "queue_datagrams" => &["16", "1048576"],
         "events" => &["[\"aos\", \"los\", \"pass_record\"]"],
         "timeout" => &["\"100ms\"", "\"5m\""],
         "url" => &[

@@ -81,7 +81,7 @@ pub const DEFAULT_RCVBUF: usize = 8 * MIB as usize;
 pub const MIN_RCVBUF: usize = 64 * KIB as usize;
 /// Default `input[].max_datagram`.
 pub const DEFAULT_MAX_DATAGRAM: usize = 65535;
-/// Default `input[].queue_frames` and `input[].queue_datagrams`.
+/// Default `input[].queue_datagrams`.
 pub const DEFAULT_QUEUE_DEPTH: usize = 4096;
 /// Smallest accepted queue depth.
 pub const MIN_QUEUE_DEPTH: usize = 16;
@@ -222,9 +222,6 @@ pub struct InputConfig {
     /// socket to the decoder (datagrams, or stream reads for TCP); when full, reads are dropped
     /// and counted.
     pub queue_datagrams: usize,
-    /// `queue_frames` (default `4096`, 16..=1048576): depth of the bounded queue from the
-    /// decoder to the archive writer; when full, frames are dropped and counted.
-    pub queue_frames: usize,
     /// `reconnect` (default `"1s"`, 10ms..=10m): wait between connection attempts of a
     /// `tcp-connect://` input. Only allowed on `tcp-connect://` inputs.
     pub reconnect: Duration,
@@ -765,6 +762,7 @@ struct RawInput {
     rcvbuf: Option<Scalar>,
     max_datagram: Option<i64>,
     queue_datagrams: Option<i64>,
+    /// Removed (it never had an effect): reported as a problem, so validate says so.
     queue_frames: Option<i64>,
     reconnect: Option<Scalar>,
 }
@@ -868,6 +866,9 @@ impl Kind {
 
 /// The schema: every key of every table, in documentation order. `RawConfig` and friends
 /// read the same keys; a unit test keeps the two in step.
+/// Keys still recognised only to say they were removed (the example must not show them).
+#[cfg(test)]
+const REMOVED_KEYS: &[(&str, &str)] = &[("input", "queue_frames")];
 const TOP_KEYS: &[(&str, Kind)] = &[
     ("archive", Kind::Table),
     ("http", Kind::Table),
@@ -1523,13 +1524,12 @@ fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Op
         MIN_QUEUE_DEPTH as u64,
         MAX_QUEUE_DEPTH,
     );
-    let queue_frames = pr.int(
-        &at("queue_frames"),
-        raw.queue_frames,
-        DEFAULT_QUEUE_DEPTH as u64,
-        MIN_QUEUE_DEPTH as u64,
-        MAX_QUEUE_DEPTH,
-    );
+    if raw.queue_frames.is_some() {
+        pr.push(
+            at("queue_frames"),
+            "was removed: there is no queue between the decoder and the archive (frames are written by the decoder thread); delete this key",
+        );
+    }
     let reconnect = if is_known && !is_connect && raw.reconnect.is_some() {
         pr.push(
             at("reconnect"),
@@ -1557,7 +1557,6 @@ fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Op
         rcvbuf: usize_of(rcvbuf),
         max_datagram: usize_of(max_datagram),
         queue_datagrams: usize_of(queue_datagrams),
-        queue_frames: usize_of(queue_frames),
         reconnect,
     })
 }
@@ -2077,7 +2076,6 @@ profile = "jpss"
         assert!(i.allow.is_empty());
         assert_eq!(i.rcvbuf, 8 * 1024 * 1024);
         assert_eq!(i.max_datagram, 65535);
-        assert_eq!(i.queue_frames, 4096);
         assert_eq!(i.queue_datagrams, 4096);
         assert_eq!(i.reconnect, Duration::from_secs(1));
         assert!(c.webhook.is_empty());
@@ -2202,6 +2200,13 @@ profile = "jpss"
                 "example.toml does not document [{section}]"
             );
             for (key, _) in section_keys(section) {
+                if REMOVED_KEYS.contains(&(*section, *key)) {
+                    assert!(
+                        !example.contains(&format!("\n{key} = ")),
+                        "{key} was removed"
+                    );
+                    continue;
+                }
                 assert!(
                     example.contains(&format!("\n{key} = ")),
                     "example.toml does not document {section}.{key}"
@@ -2505,7 +2510,7 @@ timeout = "0s"
             ("input[0].allow[0]", "\"10.0.0.0/33\""),
             ("input[0].rcvbuf", "\"16KiB\""),
             ("input[0].max_datagram", "got 70000"),
-            ("input[0].queue_frames", "got 1"),
+            ("input[0].queue_frames", "was removed"),
             ("webhook[0].url", "\"ftp://example.net/\""),
             ("webhook[0].events[1]", "\"eclipse\""),
             ("webhook[0].events[2]", "\"aos\""),
