@@ -504,7 +504,7 @@ impl Config {
             text.parse()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
                     path: source.to_owned(),
-                    message: e.to_string().trim_end().to_owned(),
+                    message: syntax_message(&e),
                 })?;
         let mut pr = Problems::default();
         check_shape(&mut pr, &mut root);
@@ -1819,6 +1819,24 @@ pub fn redact(url: &Url) -> String {
 
 /// [`redact`] for text that is not a URL: userinfo, query and fragment cut, token-like
 /// segments hidden.
+/// toml's message without the source excerpt it quotes (`1 | url = "…`): the line may hold a
+/// secret (a webhook token), and this message reaches logs and `/api/v1/status`. Line and
+/// column stay.
+fn syntax_message(e: &toml::de::Error) -> String {
+    e.to_string()
+        .lines()
+        .filter(|l| {
+            let t = l
+                .trim_start()
+                .trim_start_matches(|c: char| c.is_ascii_digit());
+            !t.trim_start().starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_owned()
+}
+
 fn redact_text(text: &str) -> String {
     let (head, tail) = match text.find(['?', '#']) {
         Some(k) => (text.get(..k).unwrap_or_default(), Some(REDACTED)),
@@ -3116,6 +3134,14 @@ url = \"http://[::1]/h\"
         let err = Config::load(&path).unwrap_err();
         assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
         assert!(err.to_string().contains("line 1"), "{err}");
+        // The quoted source line (it may hold a secret) is not repeated.
+        let leaky = Config::from_toml_str(
+            "[[webhook]]\nurl = \"https://h.example/x?token=s3cret\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert!(leaky.to_string().contains("line 2"), "{leaky}");
+        assert!(!leaky.to_string().contains("s3cret"), "{leaky}");
     }
 
     #[test]

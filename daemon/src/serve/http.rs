@@ -296,8 +296,9 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         "Passes closed.",
         by_input(&|s| s.passes),
     );
+    // Passes in progress: the input's own and those retired decoders are finishing.
     let cur = |s: &super::InputStatus, f: &dyn Fn(&decoder::Stats) -> u64| {
-        s.current.as_ref().map_or(0, f)
+        s.current.as_ref().map_or(0, f) + s.retiring.values().map(f).sum::<u64>()
     };
     family(
         "downlink_frames_good_total",

@@ -268,9 +268,8 @@ pub fn take_systemd(input: &InputConfig, name: &str) -> std::io::Result<Source> 
     }
 }
 
-/// Binds a UDP socket with the configured receive buffer; warns when the kernel caps it.
-pub fn bind_udp(input: &InputConfig, addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+/// Asks for `input.rcvbuf` as the socket's receive buffer; warns when the kernel caps it.
+pub fn apply_rcvbuf(input: &InputConfig, sock: &socket2::SockRef<'_>) {
     if let Err(e) = sock.set_recv_buffer_size(input.rcvbuf) {
         tracing::warn!(input = %input.name, error = %e, "cannot set SO_RCVBUF");
     }
@@ -284,6 +283,12 @@ pub fn bind_udp(input: &InputConfig, addr: SocketAddr) -> std::io::Result<UdpSoc
             "kernel capped SO_RCVBUF (raise net.core.rmem_max, see systemd/99-downlink.conf); bursts may overflow"
         );
     }
+}
+
+/// Binds a UDP socket with the configured receive buffer; warns when the kernel caps it.
+pub fn bind_udp(input: &InputConfig, addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    apply_rcvbuf(input, &socket2::SockRef::from(&sock));
     sock.bind(&addr.into())?;
     let sock: UdpSocket = sock.into();
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;

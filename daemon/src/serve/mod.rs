@@ -89,6 +89,10 @@ pub struct InputStatus {
     pub reconnects: u64,
     /// Counters of the pass in progress (same keys as `decode --json`).
     pub current: Option<decoder::Stats>,
+    /// Counters of passes still being finished by decoders a reload retired, by pass id (in
+    /// the metrics with `current`, so no counter dips or counts twice during a reload).
+    #[serde(skip)]
+    pub retiring: BTreeMap<String, decoder::Stats>,
     /// Totals over closed passes since start.
     pub totals: Totals,
 }
@@ -249,8 +253,9 @@ pub struct Reloads {
 /// Archive I/O failures, by operation (metric label values).
 pub const ARCHIVE_OPS: [&str; 4] = ["create", "write", "sync", "record"];
 
-/// Settings the decoder threads read at every loop, so a reload that changes them reaches a
-/// pass in progress without closing it.
+/// Settings the decoder threads read at every loop, so a reload that changes them applies
+/// without closing the pass in progress: `pass.*` at once, `archive.*` (fsync batching, raw
+/// CADUs) from the next pass on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PipelineSettings {
     /// `[pass]`.
@@ -430,6 +435,10 @@ impl InputWorker {
         shared: &Arc<Shared>,
         state: Arc<InputState>,
     ) -> InputWorker {
+        if let ingest::Source::Udp(sock, _) = &source {
+            // A socket handed over by a reload gets this config's receive buffer too.
+            ingest::apply_rcvbuf(cfg, &socket2::SockRef::from(sock));
+        }
         let local = source.local_addr();
         state.with(|s| {
             s.local_addr = local;
@@ -469,14 +478,14 @@ impl InputWorker {
         (source, self.decode)
     }
 
-    /// Takes what the socket holds, lets the decoder take everything queued and close its
-    /// pass, and closes the socket.
-    fn stop(self) {
+    /// Takes what the socket holds and closes it; returns the decoder thread, which takes
+    /// everything queued, closes its pass and ends by itself.
+    fn stop(self) -> std::thread::JoinHandle<()> {
         self.worker.stop.store(CLOSE, Ordering::Relaxed);
         if self.ingest.join().is_err() {
             tracing::error!(input = %self.cfg.name, "the ingest thread panicked");
         }
-        join_decoder(self.decode);
+        self.decode
     }
 }
 
@@ -734,8 +743,8 @@ impl Daemon {
         let reused = |l: &Listen| new.input.iter().any(|i| &i.listen == l);
         for w in old {
             if !reused(&w.cfg.listen) {
-                // Gone for good: drain and close its socket.
-                w.stop();
+                // Gone for good: drain and close its socket; its decoder finishes beside.
+                self.retiring.push(w.stop());
                 continue;
             }
             let listen = w.cfg.listen.clone();
@@ -836,6 +845,7 @@ impl Daemon {
             .tile_cache
             .set_capacity(usize::try_from(new.http.tile_cache).unwrap_or(usize::MAX));
         let same_limits = HttpConfigCmp(&new.http) == HttpConfigCmp(&self.cfg.http);
+        let mut http_failed = None;
         if let Some(listener) = listener {
             let old = std::mem::replace(
                 &mut self.http,
@@ -851,13 +861,17 @@ impl Daemon {
             old.stop(rt);
             match HttpServer::bind(&new.http, rt) {
                 Ok(l) => self.http = HttpServer::start(&new.http, l, &self.shared, rt),
-                Err(e) => {
-                    tracing::error!(error = %e, "HTTP not restarted after reload");
-                    self.shared.health.set("http", e.to_string());
-                }
+                Err(e) => http_failed = Some(e),
             }
         }
-        self.cfg = new.clone();
+        let old_http = std::mem::replace(&mut self.cfg, new.clone()).http;
+        if let Some(e) = http_failed {
+            // Everything else is applied; HTTP is down until a reload or restart binds it, and
+            // the config in force keeps the old [http] so the next SIGHUP tries again.
+            self.cfg.http = old_http;
+            self.shared.health.set("http", e.to_string());
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -865,7 +879,7 @@ impl Daemon {
     fn stop(mut self, rt: &tokio::runtime::Runtime) {
         self.shared.stop.store(true, Ordering::Relaxed);
         for w in std::mem::take(&mut self.inputs) {
-            w.stop();
+            join_decoder(w.stop());
         }
         std::mem::take(&mut self.retiring)
             .into_iter()

@@ -167,8 +167,7 @@ pub fn run(input: &InputConfig, rx: &Receiver<Bytes>, w: &Worker) {
         }
         pl.retry_pending(false);
         if last_status.elapsed() >= Duration::from_millis(200) {
-            let stats = pl.pass.as_ref().map(|_| dec.stats());
-            w.input.with(|s| s.current = stats);
+            pl.show_live(&dec);
             last_status = Instant::now();
         }
     }
@@ -178,6 +177,16 @@ pub fn run(input: &InputConfig, rx: &Receiver<Bytes>, w: &Worker) {
     }
     pl.close(&mut dec);
     pl.retry_pending(true);
+    // Retired by a reload (not a shutdown): records the disk refused are still retried, from
+    // this thread, until it takes them or the daemon stops.
+    while !pl.pending.is_empty() && !w.shared.stopping() {
+        std::thread::sleep(Duration::from_millis(200));
+        pl.retry_pending(false);
+    }
+    pl.retry_pending(true);
+    if pl.pending.is_empty() {
+        w.shared.archive_ok(&input.name);
+    }
     for p in pl.pending.drain(..) {
         // The disk still refuses: the log is the last place the record can go.
         tracing::error!(input = %input.name, pass = %p.id, record = %p.record, "pass record could not be written before shutdown; it is in this log line only");
@@ -185,6 +194,21 @@ pub fn run(input: &InputConfig, rx: &Receiver<Bytes>, w: &Worker) {
 }
 
 impl Pipeline<'_> {
+    /// Publishes the live counters of the pass in progress: as the input's `current` while
+    /// this decoder owns the input's pass, else (retired by a reload, finishing) under its
+    /// pass id in `retiring`.
+    fn show_live(&self, dec: &Decoder) {
+        let Some(p) = &self.pass else { return };
+        let stats = dec.stats();
+        self.w.input.with(|s| {
+            if s.pass.as_deref() == Some(p.id.as_str()) {
+                s.current = Some(stats);
+            } else {
+                s.retiring.insert(p.id.clone(), stats);
+            }
+        });
+    }
+
     /// Counts the bytes of a decoder that is dropped without having opened a pass (noise, or a
     /// stream that never locked), so every byte received is in a pass record or a counter.
     fn no_pass(&self, dec: &Decoder) {
@@ -229,6 +253,11 @@ impl Pipeline<'_> {
             }),
         );
         let drops_at_aos = self.w.input.with(|s| {
+            // A decoder retired by a reload may still be finishing the input's previous pass:
+            // its live counters move aside, they are not overwritten.
+            if let (Some(prev), Some(stats)) = (s.pass.clone(), s.current.take()) {
+                s.retiring.insert(prev, stats);
+            }
             s.pass = Some(id.clone());
             s.sync_state = "locked";
             s.drops.clone()
@@ -495,6 +524,7 @@ impl Pipeline<'_> {
                 s.sync_state = "searching";
                 s.current = None;
             }
+            s.retiring.remove(&p.id);
             s.passes += 1;
             s.totals.frames_good += stats.frames.good;
             s.totals.frames_rejected += stats.frames.rejected.total();
