@@ -29,7 +29,7 @@ use imagery::tle::{TleRecord, TleSet};
 use serde::Serialize;
 use storage::catalog::item::SunAngles;
 use storage::landmask::LandMask;
-use storage::products::{self as prod, Band, CogOptions, RasterFormat, WarpOptions};
+use storage::products::{self as prod, Band, CogOptions, GcpTransform, RasterFormat, WarpOptions};
 
 /// Errors of the imaging chain. Each names what it was doing.
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +242,7 @@ pub struct ImageRequest<'a> {
 #[derive(Clone, Debug, Serialize)]
 pub struct Product {
     /// `raw_png`, `raw_gcp_tiff`, `raw_composite_png`, `analytic`, `composite`, `ndvi`,
-    /// `thumbnail`.
+    /// `thumbnail`, `geolocation` (the geolocation arrays the raw GeoTIFFs reference).
     pub kind: &'static str,
     /// Channel APID for per-channel products.
     pub apid: Option<u16>,
@@ -418,6 +418,28 @@ impl Steps {
 /// Grid resolution of the warped products (≈ 1.1 km, the MSU-MR nadir pixel), aligned to
 /// multiples of itself so passes overlay pixel for pixel.
 const GRID_DEG: f64 = 0.01;
+/// Geolocation arrays: one sample every 4 columns (bilinear interpolation between them
+/// stays within ≈0.02 px of the scan model at the swath edges) and every 8 lines (one MCU
+/// row; the model is linear in time along track).
+const GEOLOC_PIXEL_STEP: usize = 4;
+/// See [`GEOLOC_PIXEL_STEP`].
+const GEOLOC_LINE_STEP: usize = 8;
+/// File name of the geolocation arrays beside the raw GeoTIFFs.
+pub const GEOLOCATION_FILE: &str = "geolocation.tif";
+
+/// How the swath is warped onto the analytic grid: through the geolocation arrays (exact
+/// to the scan model), onto [`GRID_DEG`] aligned pixels, with GDAL's approximating
+/// transformer held to 1/8 output pixel.
+pub fn warp_options() -> WarpOptions {
+    WarpOptions {
+        resolution_deg: Some(GRID_DEG),
+        target_aligned_pixels: true,
+        transform: GcpTransform::GeolocationArrays,
+        error_threshold_px: 0.125,
+        ..WarpOptions::default()
+    }
+}
+
 /// Largest shift the geolocation check looks for.
 const QA_RADIUS_KM: f64 = 20.0;
 
@@ -474,6 +496,17 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
             lon: g.lon_deg,
         })
         .collect();
+    let arrays = geo
+        .geolocation_arrays(&times, img.width, GEOLOC_PIXEL_STEP, GEOLOC_LINE_STEP)
+        .map_err(|e| ImagingError::Geolocation(e.to_string()))?;
+    let geolocation = prod::Geolocation {
+        width: arrays.width,
+        height: arrays.height,
+        pixel_step: arrays.pixel_step,
+        line_step: arrays.line_step,
+        lon: &arrays.lon_deg,
+        lat: &arrays.lat_deg,
+    };
     let first = times.iter().flatten().next().copied();
     let last = times.iter().flatten().last().copied();
     let subsat = first.and_then(|t| geo.propagator().subsatellite_point(t).ok());
@@ -519,7 +552,17 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
     let mut products = Vec::new();
     let out = |name: String| req.out_dir.join(name);
 
-    // 3. Raw swath products per channel.
+    // 3. Raw swath products per channel, georeferenced by GCPs and by the geolocation
+    // arrays they share (referenced by file name, as GDAL resolves it from the directory).
+    let arrays_path = out(GEOLOCATION_FILE.into());
+    prod::write_geolocation_arrays(&arrays_path, &geolocation)
+        .map_err(product_err("geolocation arrays"))?;
+    products.push(product(
+        "geolocation",
+        None,
+        arrays_path.clone(),
+        "image/tiff; application=geotiff",
+    ));
     let mut bands = Vec::new();
     for apid in &channels {
         let Some(ch) = img.channel(*apid) else {
@@ -543,8 +586,16 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
         };
         let tif = out(format!("ch{ch_name}.gcp.tif"));
         let meta = with(&base_meta, &[("DOWNLINK_PRODUCT", "raw_gcp_tiff")]);
-        prod::write_raw_gcp_tiff(&tif, ch.width, ch.height, &[band], &gcps, &as_refs(&meta))
-            .map_err(product_err(format!("raw GCP GeoTIFF of APID {apid}")))?;
+        prod::write_raw_gcp_tiff_with_geolocation(
+            &tif,
+            ch.width,
+            ch.height,
+            &[band],
+            &gcps,
+            Some((GEOLOCATION_FILE, &geolocation)),
+            &as_refs(&meta),
+        )
+        .map_err(product_err(format!("raw GCP GeoTIFF of APID {apid}")))?;
         products.push(product(
             "raw_gcp_tiff",
             Some((*apid, ch_name)),
@@ -565,8 +616,20 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
 
     // 4. One warp of all channels onto the EPSG:4326 grid.
     let all = out(".swath.gcp.tif".into());
-    prod::write_raw_gcp_tiff(&all, img.width, img.height, &bands, &gcps, &[])
-        .map_err(product_err("swath GCP GeoTIFF"))?;
+    let arrays_ref = arrays_path.to_str().ok_or_else(|| ImagingError::Product {
+        step: "swath GeoTIFF".into(),
+        source: prod::ProductError::BadPath(arrays_path.clone()),
+    })?;
+    prod::write_raw_gcp_tiff_with_geolocation(
+        &all,
+        img.width,
+        img.height,
+        &bands,
+        &gcps,
+        Some((arrays_ref, &geolocation)),
+        &[],
+    )
+    .map_err(product_err("swath GCP GeoTIFF"))?;
     let warped = {
         let src = gdal::Dataset::open(&all).map_err(|e| ImagingError::Product {
             step: "opening the swath".into(),
@@ -575,13 +638,8 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
                 source: e,
             },
         })?;
-        let opts = WarpOptions {
-            resolution_deg: Some(GRID_DEG),
-            target_aligned_pixels: true,
-            error_threshold_px: 0.5,
-            ..WarpOptions::default()
-        };
-        prod::warp_to_epsg4326_mem(&src, &opts).map_err(product_err("warp to EPSG:4326"))?
+        prod::warp_to_epsg4326_mem(&src, &warp_options())
+            .map_err(product_err("warp to EPSG:4326"))?
     };
     let _ = std::fs::remove_file(&all);
     let (grid, grid_bands) =
@@ -768,7 +826,7 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
 
 /// Per-line UTC times: one stamp per 8-line MCU row (the first line's), the other lines one
 /// line period apart; rows without packets interpolated.
-fn line_times(img: &AssembledImage, date: PassDate) -> Vec<Option<UtcTime>> {
+pub fn line_times(img: &AssembledImage, date: PassDate) -> Vec<Option<UtcTime>> {
     let first_ms = img.line_time_ms.iter().flatten().next().copied();
     let mut clock = match (date, first_ms) {
         (PassDate::Date(d), Some(ms)) => DayClock::moscow_on_date(d, ms),

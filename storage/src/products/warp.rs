@@ -1,12 +1,15 @@
 //! GCP swath → regular EPSG:4326 grid, with GDAL's warper.
 //!
 //! Mechanism: `GDALWarp()` (the in-process library form of `gdalwarp`, see
-//! `gdal_ffi.rs`) with `-tps -t_srs EPSG:4326`. It
+//! `gdal_ffi.rs`) with `-tps -t_srs EPSG:4326` (or `-geoloc`, see
+//! [`GcpTransform::GeolocationArrays`]). It
 //! 1. builds a GenImgProj transformer from the source GCPs with the
 //!    thin-plate-spline method (`METHOD=GCP_TPS`), which passes exactly
 //!    through every GCP — a global polynomial cannot follow the
 //!    scan geometry over a 2800 km swath (pixel size grows ~3× towards the
-//!    edges and the edges curve);
+//!    edges and the edges curve) — but between GCPs 56 columns apart it
+//!    departs from the MSU-MR scan model by up to ≈2.5 source pixels near
+//!    the swath edges, where geolocation arrays stay within ≈0.02 px;
 //! 2. computes the output extent and pixel size from that transformer
 //!    (`GDALSuggestedWarpOutput2`), unless a resolution is imposed;
 //! 3. creates the output with destination nodata, initialises it to nodata
@@ -33,7 +36,7 @@
 
 use std::path::Path;
 
-use gdal::Dataset;
+use gdal::{Dataset, Metadata};
 
 use super::atomic::TempOutput;
 use super::gdal_ffi::gdal_warp;
@@ -74,6 +77,12 @@ pub enum GcpTransform {
     /// Least-squares polynomial of order 1..=3 — only for short, narrow
     /// scenes; poor over a full MSU-MR swath.
     Polynomial(u8),
+    /// The source's `GEOLOCATION` arrays (`-geoloc`, `METHOD=GEOLOC_ARRAY`),
+    /// see [`super::write_raw_gcp_tiff_with_geolocation`]: bilinear
+    /// interpolation between per-pixel samples, exact to the scan model
+    /// where the GCP spline is not (swath edges); cost linear in the pass
+    /// length.
+    GeolocationArrays,
 }
 
 /// Options of [`warp_to_epsg4326`].
@@ -161,6 +170,14 @@ pub fn warp_file_to_epsg4326(src: &Path, dst: &Path, opts: &WarpOptions) -> Resu
 fn build_args(src: &Dataset, opts: &WarpOptions) -> Result<Vec<String>> {
     let gcp_count = src.gcps().len();
     let (needed, name, method_flag) = match opts.transform {
+        GcpTransform::GeolocationArrays => {
+            if src.metadata_domain("GEOLOCATION").is_none() {
+                return Err(ProductError::Dataset(
+                    "source has no GEOLOCATION metadata".into(),
+                ));
+            }
+            (0, "geolocation array", vec!["-geoloc".to_owned()])
+        }
         GcpTransform::ThinPlateSpline => (3, "thin plate spline", vec!["-tps".to_owned()]),
         GcpTransform::Polynomial(order @ 1..=3) => {
             let o = usize::from(order);
