@@ -11,7 +11,8 @@
 //!   `gdalwarp -geoloc` applies), opened from the product directory as a user would: every
 //!   pixel centre's GDAL lon/lat against the exact model, the ground offset converted to raw
 //!   pixels with the model's local Jacobian. The thin-plate spline through the GCPs
-//!   (`METHOD=GCP_TPS`, `gdalwarp -tps`) is measured too and printed, not bounded.
+//!   (`METHOD=GCP_TPS`, `gdalwarp -tps`, what tools without geolocation arrays use) is
+//!   held to the same bound, in both directions.
 //! * the analytic COGs: every output pixel of every other row (all of them near the swath
 //!   edges) mapped to the raw image by the warper's own transformer chain (GenImgProj with
 //!   the pipeline's method, wrapped in the approximating transformer at the pipeline's error
@@ -289,6 +290,25 @@ fn raw_errors(exact: &Exact, raw: &Dataset, method: &str) -> Worst {
     worst
 }
 
+/// The exact lon/lat of every pixel centre of the raw image back through GDAL's transformer
+/// `method` (the direction a warp uses), against the pixel centre, in raw pixels.
+fn raw_inverse_errors(exact: &Exact, raw: &Dataset, method: &str) -> Worst {
+    let (w, h) = (exact.width, exact.height());
+    let t = Transformer::new(raw, None, &[&format!("METHOD={method}")], 0.0);
+    let mut worst = Worst::new(w);
+    for line in 0..h {
+        let (mut x, mut y): (Vec<f64>, Vec<f64>) =
+            (0..w).map(|c| exact.at(line, c as f64 + 0.5)).unzip();
+        let ok = t.transform(true, &mut x, &mut y);
+        for c in 0..w {
+            assert!(ok[c], "{method}: GDAL failed at column {c}, line {line}");
+            let (cx, cy) = (c as f64 + 0.5, line as f64 + 0.5);
+            worst.add(cx, cy, (x[c] - cx).hypot(y[c] - cy));
+        }
+    }
+    worst
+}
+
 /// Output pixels of `cog` mapped to the raw image by the warper's transformer chain; the
 /// exact model's lon/lat there through the COG's geotransform, against the output pixel
 /// centre, in output pixels. Every other row; in it every other pixel, and every pixel
@@ -397,8 +417,17 @@ fn products_follow_the_scan_model_to_a_quarter_pixel_everywhere() {
             geoloc.describe("raw_gcp_tiff through its geolocation arrays", "px")
         );
         if channel == "1" {
-            let tps = raw_errors(&exact, &raw, "GCP_TPS");
-            report.push(tps.describe("ch1 raw_gcp_tiff GCP_TPS (GCPs only)", "px"));
+            // The GCPs alone, as `gdalwarp -tps` applies them: both directions.
+            let forward = raw_errors(&exact, &raw, "GCP_TPS");
+            let inverse = raw_inverse_errors(&exact, &raw, "GCP_TPS");
+            for (t, dir) in [
+                (&forward, "pixel to lon/lat"),
+                (&inverse, "lon/lat to pixel"),
+            ] {
+                let what = format!("ch1 raw_gcp_tiff GCP_TPS {dir}");
+                report.push(t.describe(&what, "px"));
+                assert!(t.max <= MAX_PX, "{}", t.describe(&what, "px"));
+            }
         }
 
         let cog_name = channel_file(&listing, "analytic", channel);

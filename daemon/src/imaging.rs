@@ -2,8 +2,9 @@
 //! the daemon's LOS step.
 //!
 //! packets → MSU-MR swath images (nodata where packets are missing) → per-line UTC times →
-//! SGP4 + scan geometry → GCP grid → raw swath PNG + GCP GeoTIFF per channel → one
-//! thin-plate-spline warp of all channels to EPSG:4326 → geolocation QA against the land mask →
+//! SGP4 + scan geometry → geolocation arrays (`geolocation.tif`) and a GCP grid (columns dense
+//! toward the swath edges) → raw swath PNG + GCP GeoTIFF per channel → one warp of all channels
+//! to EPSG:4326 through the geolocation arrays → geolocation QA against the land mask →
 //! per-channel analytic COG, RGB composite COG, count-NDVI COG, thumbnail, `products.json`.
 //!
 //! Everything runs on the calling thread: GDAL datasets are `Send` but not `Sync`, so one thread
@@ -424,6 +425,12 @@ const GRID_DEG: f64 = 0.01;
 const GEOLOC_PIXEL_STEP: usize = 4;
 /// See [`GEOLOC_PIXEL_STEP`].
 const GEOLOC_LINE_STEP: usize = 8;
+/// GCP columns: at most 56 apart, closer where the scan curves so that linear
+/// interpolation between them stays within this many pixels of the scan model (a
+/// thin-plate spline through them then stays within ≈0.15 px, `tests/e2e_geoloc.rs`).
+const GCP_TOLERANCE_PX: f64 = 0.05;
+/// About how many GCPs the raw GeoTIFFs carry (1596 for the 200-line test pass).
+const GCP_BUDGET: usize = 1600;
 /// File name of the geolocation arrays beside the raw GeoTIFFs.
 pub const GEOLOCATION_FILE: &str = "geolocation.tif";
 
@@ -483,9 +490,21 @@ pub fn make_products(req: &ImageRequest<'_>) -> Result<Listing> {
         Propagator::new(&req.tle.elements).map_err(|e| ImagingError::Geolocation(e.to_string()))?;
     let tle_epoch = propagator.epoch();
     let geo = Geolocator::new(propagator, ScanGeometry::MSU_MR_LRPT);
-    let step_lines = (img.height / 40).max(LRPT_LINES_PER_ROW * 2);
+    let mid_time = times
+        .iter()
+        .flatten()
+        .nth(times.iter().flatten().count() / 2);
+    let gcp_columns = match mid_time {
+        Some(t) => geo.scan_adaptive_columns(*t, 56, GCP_TOLERANCE_PX),
+        None => Ok(Vec::new()),
+    }
+    .map_err(|e| ImagingError::Geolocation(e.to_string()))?;
+    // GCP rows: every 16 lines or sparser, so a thin-plate spline through all GCPs stays a
+    // few seconds' solve for users (its cost grows with the cube of the count).
+    let gcp_rows = (GCP_BUDGET / gcp_columns.len().max(1)).max(2);
+    let step_lines = (img.height / gcp_rows).max(LRPT_LINES_PER_ROW * 2);
     let gcps = geo
-        .gcp_grid(&times, img.width, step_lines, 56)
+        .gcp_grid_at_columns(&times, img.width, step_lines, &gcp_columns)
         .map_err(|e| ImagingError::Geolocation(e.to_string()))?;
     let gcps: Vec<prod::Gcp> = gcps
         .iter()

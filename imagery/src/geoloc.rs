@@ -422,8 +422,113 @@ impl Geolocator {
                 geometry_width: self.geometry.width,
             });
         }
+        self.gcp_grid_at_columns(
+            times_per_line,
+            width,
+            step_lines,
+            &grid_indices(width, step_cols),
+        )
+    }
+
+    /// GCP columns placed where the scan curves: at most `max_step` apart, and close enough
+    /// that linear interpolation between neighbours departs from the scan model by at most
+    /// ≈ `tolerance_px` pixels (the error over a step `h` is ≈ h²/8 · |d ln(pixel size)/dx|,
+    /// evaluated on the ground track of the line observed at `t`). Near nadir the pixel
+    /// size barely changes and the full step is used; toward ±55° the step shrinks to a few
+    /// columns. Includes the first, the centre (`width / 2`) and the last column.
+    pub fn scan_adaptive_columns(
+        &self,
+        t: UtcTime,
+        max_step: usize,
+        tolerance_px: f64,
+    ) -> Result<Vec<usize>, GeolocError> {
+        let width = self.geometry.width;
+        let frame = self.line_frame(t)?;
+        let points = (0..width)
+            .map(|c| {
+                frame
+                    .locate(&self.geometry, c as f64 + 0.5)
+                    .ok_or(GeolocError::RayMissesEarth(t))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Log of the ground distance between neighbouring pixel centres.
+        let log_size: Vec<f64> = points
+            .windows(2)
+            .map(|w| match w {
+                [a, b] => great_circle_km(a.lat_deg, a.lon_deg, b.lat_deg, b.lon_deg)
+                    .max(1e-9)
+                    .ln(),
+                _ => 0.0,
+            })
+            .collect();
+        let curvature: Vec<f64> = log_size
+            .windows(2)
+            .map(|w| match w {
+                [a, b] => (b - a).abs(),
+                _ => 0.0,
+            })
+            .collect();
+        let max_step = max_step.max(1);
+        // Linear interpolation over columns a..b stays within the tolerance.
+        let fits = |a: usize, b: usize| {
+            let k = curvature
+                .get(a.min(curvature.len())..b.min(curvature.len()))
+                .unwrap_or_default()
+                .iter()
+                .copied()
+                .fold(0.0_f64, f64::max);
+            k * ((b - a) * (b - a)) as f64 / 8.0 <= tolerance_px
+        };
+        // Outward from the centre column, so it is always a GCP column.
+        let centre = width / 2;
+        let mut right = vec![centre];
+        let mut c = centre;
+        while c + 1 < width {
+            let mut step = max_step.min(width - 1 - c);
+            while step > 1 && !fits(c, c + step) {
+                step -= 1;
+            }
+            c += step;
+            right.push(c);
+        }
+        let mut cols = Vec::new();
+        let mut c = centre;
+        while c > 0 {
+            let mut step = max_step.min(c);
+            while step > 1 && !fits(c - step, c) {
+                step -= 1;
+            }
+            c -= step;
+            cols.push(c);
+        }
+        cols.reverse();
+        cols.extend(right);
+        Ok(cols)
+    }
+
+    /// As [`Geolocator::gcp_grid`], at the given columns (e.g. from
+    /// [`Geolocator::scan_adaptive_columns`]); columns at or beyond `width` are skipped.
+    pub fn gcp_grid_at_columns(
+        &self,
+        times_per_line: &[Option<UtcTime>],
+        width: usize,
+        step_lines: usize,
+        columns: &[usize],
+    ) -> Result<Vec<Gcp>, GeolocError> {
+        if step_lines == 0 {
+            return Err(GeolocError::InvalidStep {
+                step_lines,
+                step_cols: 1,
+            });
+        }
+        if width != self.geometry.width {
+            return Err(GeolocError::WidthMismatch {
+                width,
+                geometry_width: self.geometry.width,
+            });
+        }
         let times = interpolate_line_times(times_per_line);
-        let cols = grid_indices(width, step_cols);
+        let cols: Vec<usize> = columns.iter().copied().filter(|&c| c < width).collect();
         let mut out = Vec::new();
         for line in grid_indices(times.len(), step_lines) {
             let Some(Some(t)) = times.get(line).copied() else {

@@ -122,7 +122,7 @@ impl Geolocation<'_> {
 /// unwrapped across the antimeridian the same way as GCP longitudes.
 pub fn write_geolocation_arrays(path: &Path, geo: &Geolocation<'_>) -> Result<()> {
     geo.check(1, 1)?;
-    let lon = continuous(geo.lon.to_vec())?;
+    let lon = continuous(geo.lon)?;
     let tmp = TempOutput::new(path)?;
     let driver =
         DriverManager::get_driver_by_name("GTiff").ctx(|| "loading GTiff driver".into())?;
@@ -338,7 +338,7 @@ fn validate_gcps(gcps: &[Gcp], width: usize, height: usize) -> Result<()> {
 }
 
 /// Plain longitudes made continuous the way [`continuous_longitudes`] does.
-fn continuous(lon: Vec<f64>) -> Result<Vec<f64>> {
+fn continuous(lon: &[f64]) -> Result<Vec<f64>> {
     let gcps: Vec<Gcp> = lon
         .iter()
         .map(|&lon| Gcp {
@@ -411,6 +411,40 @@ mod tests {
         assert!(check_metadata_key("").is_err());
         assert!(check_metadata_key("A=B").is_err());
         assert!(check_metadata_key("spa ce").is_err());
+    }
+
+    #[test]
+    fn geolocation_must_cover_the_raster() {
+        let (lon, lat) = (vec![10.0; 6], vec![-5.0; 6]);
+        // 3 x 2 samples every 4 columns / 8 lines cover columns 0..=8, lines 0..=8.
+        let geo = Geolocation {
+            width: 3,
+            height: 2,
+            pixel_step: 4,
+            line_step: 8,
+            lon: &lon,
+            lat: &lat,
+        };
+        assert!(geo.check(9, 9).is_ok());
+        assert!(geo.check(10, 9).is_err());
+        assert!(geo.check(9, 10).is_err());
+        assert!(Geolocation {
+            lon: &lon[..5],
+            ..geo
+        }
+        .check(9, 9)
+        .is_err());
+        let mut bad = lat.clone();
+        bad[4] = 91.0;
+        assert!(Geolocation { lat: &bad, ..geo }.check(9, 9).is_err());
+        // GDAL puts sample i at OFFSET + (i + 0.5) * STEP with PIXEL_CENTER: sample 0 must
+        // land on the centre of column 0 (0.5), so OFFSET = 0.5 - STEP / 2.
+        let meta = geo.metadata("g.tif", "WKT");
+        let item = |k: &str| meta.iter().find(|(key, _)| *key == k).unwrap().1.clone();
+        assert_eq!(item("PIXEL_OFFSET"), "-1.5");
+        assert_eq!(item("LINE_OFFSET"), "-3.5");
+        assert_eq!(item("X_DATASET"), "g.tif");
+        assert_eq!(item("GEOREFERENCING_CONVENTION"), "PIXEL_CENTER");
     }
 
     #[test]

@@ -28,8 +28,10 @@
 //!   [`Resampling::Nearest`] or a finer grid to keep them as nodata;
 //! * cost: ~3 s for a 1568×1600 swath with 975 TPS GCPs, ~1.7–1.9 s with
 //!   255 (one GCP row every 100 lines), ~1.5 s with a cubic polynomial, on
-//!   a shared 2-core machine. A GCP row every 64–100 lines is plenty for
-//!   orbit-derived GCPs.
+//!   a shared 2-core machine. A TPS with 1596 GCPs (what the daemon writes
+//!   for 200 lines) takes ~5 s in `gdalwarp -tps`; geolocation arrays
+//!   (every 4 columns × 8 lines) warp 200 lines in ~0.6 s with `-et 0.125`,
+//!   about the cost of the former 406-GCP TPS warp at `-et 0.5`.
 //!
 //! Doc: <https://gdal.org/programs/gdalwarp.html>,
 //! <https://gdal.org/api/gdal_alg.html> (GDALCreateGenImgProjTransformer2).
