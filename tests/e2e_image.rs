@@ -436,14 +436,20 @@ fn full_pass_lists_every_product_and_matches_the_reference_image() {
             );
         }
     }
-    for kind in ["raw_composite_png", "composite", "thumbnail", "ndvi"] {
+    for kind in [
+        "raw_composite_png",
+        "composite",
+        "thumbnail",
+        "ndvi",
+        "geolocation",
+    ] {
         assert_eq!(
             kinds.get(&(kind.to_owned(), None)),
             Some(&1),
             "{kind}: {kinds:?}"
         );
     }
-    assert_eq!(all.len(), 13, "{kinds:?}");
+    assert_eq!(all.len(), 14, "{kinds:?}");
 
     // The raw channel images against the reference.
     for apid in [64, 65, 68] {

@@ -2,8 +2,9 @@
 //! the daemon's LOS step.
 //!
 //! packets → MSU-MR swath images (nodata where packets are missing) → per-line UTC times →
-//! SGP4 + scan geometry → GCP grid → raw swath PNG + GCP GeoTIFF per channel → one
-//! thin-plate-spline warp of all channels to EPSG:4326 → geolocation QA against the land mask →
+//! SGP4 + scan geometry → geolocation arrays (`geolocation.tif`) and a GCP grid (columns dense
+//! toward the swath edges) → raw swath PNG + GCP GeoTIFF per channel → one warp of all channels
+//! to EPSG:4326 through the geolocation arrays → geolocation QA against the land mask →
 //! per-channel analytic COG, RGB composite COG, count-NDVI COG, thumbnail, `products.json`.
 //!
 //! Everything runs on the calling thread: GDAL datasets are `Send` but not `Sync`, so one thread
@@ -29,7 +30,7 @@ use imagery::tle::{TleRecord, TleSet};
 use serde::Serialize;
 use storage::catalog::item::SunAngles;
 use storage::landmask::LandMask;
-use storage::products::{self as prod, Band, CogOptions, RasterFormat, WarpOptions};
+use storage::products::{self as prod, Band, CogOptions, GcpTransform, RasterFormat, WarpOptions};
 
 /// Errors of the imaging chain. Each names what it was doing.
 #[derive(Debug, thiserror::Error)]
@@ -259,7 +260,7 @@ pub struct ImageRequest<'a> {
 #[derive(Clone, Debug, Serialize)]
 pub struct Product {
     /// `raw_png`, `raw_gcp_tiff`, `raw_composite_png`, `analytic`, `composite`, `ndvi`,
-    /// `thumbnail`.
+    /// `thumbnail`, `geolocation` (the geolocation arrays the raw GeoTIFFs reference).
     pub kind: &'static str,
     /// Channel APID for per-channel products.
     pub apid: Option<u16>,
@@ -435,6 +436,34 @@ impl Steps {
 /// Grid resolution of the warped products (≈ 1.1 km, the MSU-MR nadir pixel), aligned to
 /// multiples of itself so passes overlay pixel for pixel.
 const GRID_DEG: f64 = 0.01;
+/// Geolocation arrays: one sample every 4 columns (bilinear interpolation between them
+/// stays within ≈0.02 px of the scan model at the swath edges) and every 8 lines (one MCU
+/// row; the model is linear in time along track).
+const GEOLOC_PIXEL_STEP: usize = 4;
+/// See [`GEOLOC_PIXEL_STEP`].
+const GEOLOC_LINE_STEP: usize = 8;
+/// GCP columns: at most 56 apart, closer where the scan curves so that linear
+/// interpolation between them stays within this many pixels of the scan model (a
+/// thin-plate spline through them then stays within ≈0.15 px, `tests/e2e_geoloc.rs`).
+const GCP_TOLERANCE_PX: f64 = 0.05;
+/// About how many GCPs the raw GeoTIFFs carry (1596 for the 200-line test pass).
+const GCP_BUDGET: usize = 1600;
+/// File name of the geolocation arrays beside the raw GeoTIFFs.
+pub const GEOLOCATION_FILE: &str = "geolocation.tif";
+
+/// How the swath is warped onto the analytic grid: through the geolocation arrays (exact
+/// to the scan model), onto [`GRID_DEG`] aligned pixels, with GDAL's approximating
+/// transformer held to 1/8 output pixel.
+pub fn warp_options() -> WarpOptions {
+    WarpOptions {
+        resolution_deg: Some(GRID_DEG),
+        target_aligned_pixels: true,
+        transform: GcpTransform::GeolocationArrays,
+        error_threshold_px: 0.125,
+        ..WarpOptions::default()
+    }
+}
+
 /// Largest shift the geolocation check looks for.
 const QA_RADIUS_KM: f64 = 20.0;
 
@@ -487,9 +516,21 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
         Propagator::new(&req.tle.elements).map_err(|e| ImagingError::Geolocation(e.to_string()))?;
     let tle_epoch = propagator.epoch();
     let geo = Geolocator::new(propagator, ScanGeometry::MSU_MR_LRPT);
-    let step_lines = (img.height / 40).max(LRPT_LINES_PER_ROW * 2);
+    let mid_time = times
+        .iter()
+        .flatten()
+        .nth(times.iter().flatten().count() / 2);
+    let gcp_columns = match mid_time {
+        Some(t) => geo.scan_adaptive_columns(*t, 56, GCP_TOLERANCE_PX),
+        None => Ok(Vec::new()),
+    }
+    .map_err(|e| ImagingError::Geolocation(e.to_string()))?;
+    // GCP rows: every 16 lines or sparser, so a thin-plate spline through all GCPs stays a
+    // few seconds' solve for users (its cost grows with the cube of the count).
+    let gcp_rows = (GCP_BUDGET / gcp_columns.len().max(1)).max(2);
+    let step_lines = (img.height / gcp_rows).max(LRPT_LINES_PER_ROW * 2);
     let gcps = geo
-        .gcp_grid(&times, img.width, step_lines, 56)
+        .gcp_grid_at_columns(&times, img.width, step_lines, &gcp_columns)
         .map_err(|e| ImagingError::Geolocation(e.to_string()))?;
     let gcps: Vec<prod::Gcp> = gcps
         .iter()
@@ -500,6 +541,17 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
             lon: g.lon_deg,
         })
         .collect();
+    let arrays = geo
+        .geolocation_arrays(&times, img.width, GEOLOC_PIXEL_STEP, GEOLOC_LINE_STEP)
+        .map_err(|e| ImagingError::Geolocation(e.to_string()))?;
+    let geolocation = prod::Geolocation {
+        width: arrays.width,
+        height: arrays.height,
+        pixel_step: arrays.pixel_step,
+        line_step: arrays.line_step,
+        lon: &arrays.lon_deg,
+        lat: &arrays.lat_deg,
+    };
     let first = times.iter().flatten().next().copied();
     let last = times.iter().flatten().last().copied();
     let subsat = first.and_then(|t| geo.propagator().subsatellite_point(t).ok());
@@ -548,7 +600,17 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
         product(kind, channel, &written, req.out_dir, media_type)
     };
 
-    // 3. Raw swath products per channel.
+    // 3. Raw swath products per channel, georeferenced by GCPs and by the geolocation
+    // arrays they share (referenced by file name, as GDAL resolves it from the directory).
+    let arrays_path = out(GEOLOCATION_FILE.into());
+    prod::write_geolocation_arrays(&arrays_path, &geolocation)
+        .map_err(product_err("geolocation arrays"))?;
+    products.push(product(
+        "geolocation",
+        None,
+        arrays_path.clone(),
+        "image/tiff; application=geotiff",
+    ));
     let mut bands = Vec::new();
     for apid in &channels {
         let Some(ch) = img.channel(*apid) else {
@@ -572,8 +634,16 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
         };
         let tif = out(format!("ch{ch_name}.gcp.tif"));
         let meta = with(&base_meta, &[("DOWNLINK_PRODUCT", "raw_gcp_tiff")]);
-        prod::write_raw_gcp_tiff(&tif, ch.width, ch.height, &[band], &gcps, &as_refs(&meta))
-            .map_err(product_err(format!("raw GCP GeoTIFF of APID {apid}")))?;
+        prod::write_raw_gcp_tiff_with_geolocation(
+            &tif,
+            ch.width,
+            ch.height,
+            &[band],
+            &gcps,
+            Some((GEOLOCATION_FILE, &geolocation)),
+            &as_refs(&meta),
+        )
+        .map_err(product_err(format!("raw GCP GeoTIFF of APID {apid}")))?;
         products.push(product(
             "raw_gcp_tiff",
             Some((*apid, ch_name)),
@@ -594,8 +664,20 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
 
     // 4. One warp of all channels onto the EPSG:4326 grid.
     let all = out(".swath.gcp.tif".into());
-    prod::write_raw_gcp_tiff(&all, img.width, img.height, &bands, &gcps, &[])
-        .map_err(product_err("swath GCP GeoTIFF"))?;
+    let arrays_ref = arrays_path.to_str().ok_or_else(|| ImagingError::Product {
+        step: "swath GeoTIFF".into(),
+        source: prod::ProductError::BadPath(arrays_path.clone()),
+    })?;
+    prod::write_raw_gcp_tiff_with_geolocation(
+        &all,
+        img.width,
+        img.height,
+        &bands,
+        &gcps,
+        Some((arrays_ref, &geolocation)),
+        &[],
+    )
+    .map_err(product_err("swath GCP GeoTIFF"))?;
     let warped = {
         let src = gdal::Dataset::open(&all).map_err(|e| ImagingError::Product {
             step: "opening the swath".into(),
@@ -604,13 +686,8 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
                 source: e,
             },
         })?;
-        let opts = WarpOptions {
-            resolution_deg: Some(GRID_DEG),
-            target_aligned_pixels: true,
-            error_threshold_px: 0.5,
-            ..WarpOptions::default()
-        };
-        prod::warp_to_epsg4326_mem(&src, &opts).map_err(product_err("warp to EPSG:4326"))?
+        prod::warp_to_epsg4326_mem(&src, &warp_options())
+            .map_err(product_err("warp to EPSG:4326"))?
     };
     let _ = std::fs::remove_file(&all);
     let (grid, grid_bands) =
@@ -803,7 +880,7 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
 
 /// Per-line UTC times: one stamp per 8-line MCU row (the first line's), the other lines one
 /// line period apart; rows without packets interpolated.
-fn line_times(img: &AssembledImage, date: PassDate) -> Vec<Option<UtcTime>> {
+pub fn line_times(img: &AssembledImage, date: PassDate) -> Vec<Option<UtcTime>> {
     let first_ms = img.line_time_ms.iter().flatten().next().copied();
     let mut clock = match (date, first_ms) {
         (PassDate::Date(d), Some(ms)) => DayClock::moscow_on_date(d, ms),

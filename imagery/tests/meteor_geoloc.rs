@@ -231,3 +231,70 @@ fn gcp_grid_over_recording() {
     assert!(geo.gcp_grid(&lines, MSU_MR_LRPT_WIDTH, 0, 50).is_err());
     assert!(geo.gcp_grid(&lines, 1572, 8, 50).is_err());
 }
+
+#[test]
+fn gcp_columns_crowd_toward_the_swath_edges() {
+    let geo = Geolocator::new(propagator(), ScanGeometry::MSU_MR_LRPT);
+    let t = msk(FIRST_ROW_MS);
+    let cols = geo.scan_adaptive_columns(t, 56, 0.05).unwrap();
+    assert_eq!(cols.first(), Some(&0));
+    assert_eq!(cols.last(), Some(&(MSU_MR_LRPT_WIDTH - 1)));
+    assert!(cols.contains(&(MSU_MR_LRPT_WIDTH / 2)));
+    let steps: Vec<usize> = cols.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(steps.iter().all(|s| (1..=56).contains(s)), "{steps:?}");
+    // The full step beside nadir, a few columns at the edges (the ground pixel grows fastest
+    // there); the outermost step is what is left over.
+    let centre = cols
+        .iter()
+        .position(|&c| c == MSU_MR_LRPT_WIDTH / 2)
+        .unwrap();
+    assert_eq!(
+        steps.iter().max(),
+        steps.get(centre - 1).max(steps.get(centre))
+    );
+    assert!(steps[centre - 1].max(steps[centre]) >= 40, "{steps:?}");
+    assert!(steps[1] < 12 && steps[steps.len() - 2] < 12, "{steps:?}");
+    assert!((80..=160).contains(&cols.len()), "{} columns", cols.len());
+    // Each GCP column is where the grid puts it.
+    let lines = vec![Some(t), Some(t.add_seconds(MSU_MR_LINE_PERIOD_S))];
+    let gcps = geo
+        .gcp_grid_at_columns(&lines, MSU_MR_LRPT_WIDTH, 1, &cols)
+        .unwrap();
+    assert_eq!(gcps.len(), 2 * cols.len());
+    assert_eq!(gcps[1].pixel, cols[1] as f64 + 0.5);
+}
+
+#[test]
+fn geolocation_arrays_cover_the_image_and_match_the_model() {
+    let geo = Geolocator::new(propagator(), ScanGeometry::MSU_MR_LRPT);
+    let t0 = msk(FIRST_ROW_MS);
+    // 20 lines; the first 3 and the last 2 without a time (extrapolated at the mean rate).
+    let lines: Vec<Option<UtcTime>> = (0..20)
+        .map(|l| {
+            (3..18)
+                .contains(&l)
+                .then(|| t0.add_seconds(l as f64 * MSU_MR_LINE_PERIOD_S))
+        })
+        .collect();
+    let a = geo
+        .geolocation_arrays(&lines, MSU_MR_LRPT_WIDTH, 4, 8)
+        .unwrap();
+    // Columns 0, 4, …, 1568 (beyond the last, 1567); lines 0, 8, 16, 24.
+    assert_eq!((a.width, a.height), (393, 4));
+    assert_eq!(a.lon_deg.len(), 393 * 4);
+    for (j, line) in [0usize, 8, 16, 24].into_iter().enumerate() {
+        let t = t0.add_seconds(line as f64 * MSU_MR_LINE_PERIOD_S);
+        for i in [0usize, 196, 392] {
+            let p = geo.locate(t, (i * 4) as f64 + 0.5).unwrap().unwrap();
+            let k = j * a.width + i;
+            let d = great_circle_km(p.lat_deg, p.lon_deg, a.lat_deg[k], a.lon_deg[k]);
+            assert!(d < 0.01, "sample ({i}, {j}) {d} km from the model");
+        }
+    }
+    assert!(geo
+        .geolocation_arrays(&[Some(t0), None], MSU_MR_LRPT_WIDTH, 4, 8)
+        .is_err());
+    assert!(geo
+        .geolocation_arrays(&lines, MSU_MR_LRPT_WIDTH, 0, 8)
+        .is_err());
+}

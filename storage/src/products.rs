@@ -6,7 +6,7 @@
 //! | function | output |
 //! | --- | --- |
 //! | [`write_png_gray`] / [`write_png_rgba`] | 8-bit PNG (grey+alpha / RGBA), quick looks |
-//! | [`write_raw_gcp_tiff`] | swath-geometry GeoTIFF, Byte, nodata 0, GCPs in EPSG:4326 |
+//! | [`write_raw_gcp_tiff`] | swath-geometry GeoTIFF, Byte, nodata 0, GCPs in EPSG:4326 (+ `GEOLOCATION` arrays, [`write_geolocation_arrays`]) |
 //! | [`warp_to_epsg4326`] / [`warp_to_epsg4326_mem`] | regular lat/lon grid (GDAL warper, thin-plate spline) |
 //! | [`write_cog`] / [`validate_cog`] | Cloud Optimized GeoTIFF via GDAL's COG driver |
 //! | [`write_ndvi`] | Float32 "count NDVI", nodata NaN |
@@ -61,7 +61,10 @@ pub use derived::{
     write_rgb_thumbnail, GeoGrid, GridBand, RasterFormat, NDVI_NODATA,
 };
 pub use png::{write_png_gray, write_png_rgba};
-pub use swath::{write_raw_gcp_tiff, Gcp, RAW_NODATA};
+pub use swath::{
+    write_geolocation_arrays, write_raw_gcp_tiff, write_raw_gcp_tiff_with_geolocation, Gcp,
+    Geolocation, RAW_NODATA,
+};
 pub use warp::{
     warp_file_to_epsg4326, warp_to_epsg4326, warp_to_epsg4326_mem, GcpTransform, Resampling,
     WarpOptions,

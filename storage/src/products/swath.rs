@@ -34,6 +34,129 @@ pub struct Gcp {
     pub lon: f64,
 }
 
+/// Per-pixel geolocation of a swath on a regular grid of pixel centres (GDAL
+/// geolocation arrays): sample `(i, j)`, row-major, is the ground point of the
+/// centre of column `i * pixel_step`, line `j * line_step`. The grid must cover
+/// the raster (its last sample column/line at or beyond the last image ones).
+#[derive(Debug, Clone, Copy)]
+pub struct Geolocation<'a> {
+    /// Samples per row.
+    pub width: usize,
+    /// Sample rows.
+    pub height: usize,
+    /// Image columns between samples.
+    pub pixel_step: usize,
+    /// Image lines between sample rows.
+    pub line_step: usize,
+    /// Longitudes, degrees east, `width * height`.
+    pub lon: &'a [f64],
+    /// Latitudes, degrees north, `width * height`.
+    pub lat: &'a [f64],
+}
+
+impl Geolocation<'_> {
+    fn check(&self, raster_width: usize, raster_height: usize) -> Result<()> {
+        let area = checked_area(self.width, self.height)?;
+        for (what, v) in [("geolocation lon", self.lon), ("geolocation lat", self.lat)] {
+            if v.len() != area {
+                return Err(ProductError::SizeMismatch {
+                    what: what.into(),
+                    expected: area,
+                    actual: v.len(),
+                });
+            }
+        }
+        let covers = |samples: usize, step: usize, len: usize| {
+            step >= 1 && (samples - 1).saturating_mul(step) + 1 >= len
+        };
+        if !covers(self.width, self.pixel_step, raster_width)
+            || !covers(self.height, self.line_step, raster_height)
+        {
+            return Err(ProductError::InvalidParameter {
+                name: "geolocation",
+                reason: format!(
+                    "{}x{} samples every {} columns / {} lines do not cover {raster_width}x{raster_height}",
+                    self.width, self.height, self.pixel_step, self.line_step
+                ),
+            });
+        }
+        let bad = self
+            .lon
+            .iter()
+            .zip(self.lat)
+            .position(|(lon, lat)| !(lon.is_finite() && lat.is_finite() && lat.abs() <= 90.0));
+        if let Some(i) = bad {
+            return Err(ProductError::InvalidParameter {
+                name: "geolocation",
+                reason: format!("sample {i} is not a valid longitude/latitude"),
+            });
+        }
+        Ok(())
+    }
+
+    /// `GEOLOCATION` metadata items pointing at `arrays` (band 1 longitude,
+    /// band 2 latitude), as GDAL's geolocation-array transformer reads them.
+    fn metadata(&self, arrays: &str, srs_wkt: &str) -> Vec<(&'static str, String)> {
+        // With PIXEL_CENTER, GDAL places sample i at image coordinate
+        // OFFSET + (i + 0.5) * STEP; sample i is the centre of column
+        // i * STEP, i.e. coordinate i * STEP + 0.5.
+        let offset = |step: usize| (0.5 - 0.5 * step as f64).to_string();
+        vec![
+            ("SRS", srs_wkt.into()),
+            ("X_DATASET", arrays.into()),
+            ("X_BAND", "1".into()),
+            ("Y_DATASET", arrays.into()),
+            ("Y_BAND", "2".into()),
+            ("PIXEL_OFFSET", offset(self.pixel_step)),
+            ("LINE_OFFSET", offset(self.line_step)),
+            ("PIXEL_STEP", self.pixel_step.to_string()),
+            ("LINE_STEP", self.line_step.to_string()),
+            ("GEOREFERENCING_CONVENTION", "PIXEL_CENTER".into()),
+        ]
+    }
+}
+
+/// Writes geolocation arrays as a two-band Float64 GeoTIFF (band 1
+/// longitude, band 2 latitude, DEFLATE + floating-point predictor), the file
+/// that [`write_raw_gcp_tiff_with_geolocation`] references. Longitudes are
+/// unwrapped across the antimeridian the same way as GCP longitudes.
+pub fn write_geolocation_arrays(path: &Path, geo: &Geolocation<'_>) -> Result<()> {
+    geo.check(1, 1)?;
+    let lon = continuous(geo.lon)?;
+    let tmp = TempOutput::new(path)?;
+    let driver =
+        DriverManager::get_driver_by_name("GTiff").ctx(|| "loading GTiff driver".into())?;
+    let options = creation_options(&[
+        ("COMPRESS", "DEFLATE".into()),
+        ("PREDICTOR", "3".into()),
+        ("INTERLEAVE", "BAND".into()),
+    ])?;
+    let ds = driver
+        .create_with_band_type_with_options::<f64, _>(
+            tmp.path(),
+            geo.width,
+            geo.height,
+            2,
+            &options,
+        )
+        .ctx(|| format!("creating {}", path.display()))?;
+    for (i, (values, name)) in [(lon, "longitude"), (geo.lat.to_vec(), "latitude")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut band = ds
+            .rasterband(i + 1)
+            .ctx(|| format!("opening band {}", i + 1))?;
+        band.set_description(name)
+            .ctx(|| "setting band description".into())?;
+        let mut buf = Buffer::new((geo.width, geo.height), values);
+        band.write((0, 0), (geo.width, geo.height), &mut buf)
+            .ctx(|| format!("writing {name}"))?;
+    }
+    ds.close().ctx(|| format!("closing {}", path.display()))?;
+    tmp.commit()
+}
+
 /// Writes a multi-band swath-geometry GeoTIFF.
 ///
 /// * Byte, one band per [`Band`], band description = `Band::description`.
@@ -57,6 +180,28 @@ pub fn write_raw_gcp_tiff(
     gcps: &[Gcp],
     metadata: &[(&str, &str)],
 ) -> Result<()> {
+    write_raw_gcp_tiff_with_geolocation(path, width, height, bands, gcps, None, metadata)
+}
+
+/// As [`write_raw_gcp_tiff`], plus `GEOLOCATION` metadata referencing
+/// geolocation arrays written with [`write_geolocation_arrays`]:
+/// `geolocation = (reference, arrays)`, where `reference` is the arrays'
+/// file name as GDAL should open it (GDAL 3.6 resolves a relative name
+/// against the working directory, not against this file). GDAL applies the
+/// arrays with `gdalwarp -geoloc` / `METHOD=GEOLOC_ARRAY`; without it, tools
+/// use the GCPs.
+pub fn write_raw_gcp_tiff_with_geolocation(
+    path: &Path,
+    width: usize,
+    height: usize,
+    bands: &[Band<'_>],
+    gcps: &[Gcp],
+    geolocation: Option<(&str, &Geolocation<'_>)>,
+    metadata: &[(&str, &str)],
+) -> Result<()> {
+    if let Some((_, geo)) = geolocation {
+        geo.check(width, height)?;
+    }
     let area = checked_area(width, height)?;
     if bands.is_empty() {
         return Err(ProductError::BandCount("at least one band required".into()));
@@ -114,6 +259,14 @@ pub fn write_raw_gcp_tiff(
     for (key, value) in metadata {
         ds.set_metadata_item(key, value, "")
             .ctx(|| format!("setting metadata item {key}"))?;
+    }
+    if let Some((reference, geo)) = geolocation {
+        // GDAL 3.6's geolocation transformer wants WKT here, not "EPSG:4326".
+        let wkt = srs.to_wkt().ctx(|| "EPSG:4326 as WKT".into())?;
+        for (key, value) in geo.metadata(reference, &wkt) {
+            ds.set_metadata_item(key, &value, "GEOLOCATION")
+                .ctx(|| format!("setting GEOLOCATION item {key}"))?;
+        }
     }
 
     let mut encoded = vec![RAW_NODATA; area];
@@ -184,6 +337,20 @@ fn validate_gcps(gcps: &[Gcp], width: usize, height: usize) -> Result<()> {
     Ok(())
 }
 
+/// Plain longitudes made continuous the way [`continuous_longitudes`] does.
+fn continuous(lon: &[f64]) -> Result<Vec<f64>> {
+    let gcps: Vec<Gcp> = lon
+        .iter()
+        .map(|&lon| Gcp {
+            pixel: 0.0,
+            line: 0.0,
+            lat: 0.0,
+            lon,
+        })
+        .collect();
+    continuous_longitudes(&gcps)
+}
+
 /// Longitudes made continuous across the antimeridian (see
 /// [`write_raw_gcp_tiff`]). Unchanged when the span is already < 180°.
 pub(crate) fn continuous_longitudes(gcps: &[Gcp]) -> Result<Vec<f64>> {
@@ -244,6 +411,40 @@ mod tests {
         assert!(check_metadata_key("").is_err());
         assert!(check_metadata_key("A=B").is_err());
         assert!(check_metadata_key("spa ce").is_err());
+    }
+
+    #[test]
+    fn geolocation_must_cover_the_raster() {
+        let (lon, lat) = (vec![10.0; 6], vec![-5.0; 6]);
+        // 3 x 2 samples every 4 columns / 8 lines cover columns 0..=8, lines 0..=8.
+        let geo = Geolocation {
+            width: 3,
+            height: 2,
+            pixel_step: 4,
+            line_step: 8,
+            lon: &lon,
+            lat: &lat,
+        };
+        assert!(geo.check(9, 9).is_ok());
+        assert!(geo.check(10, 9).is_err());
+        assert!(geo.check(9, 10).is_err());
+        assert!(Geolocation {
+            lon: &lon[..5],
+            ..geo
+        }
+        .check(9, 9)
+        .is_err());
+        let mut bad = lat.clone();
+        bad[4] = 91.0;
+        assert!(Geolocation { lat: &bad, ..geo }.check(9, 9).is_err());
+        // GDAL puts sample i at OFFSET + (i + 0.5) * STEP with PIXEL_CENTER: sample 0 must
+        // land on the centre of column 0 (0.5), so OFFSET = 0.5 - STEP / 2.
+        let meta = geo.metadata("g.tif", "WKT");
+        let item = |k: &str| meta.iter().find(|(key, _)| *key == k).unwrap().1.clone();
+        assert_eq!(item("PIXEL_OFFSET"), "-1.5");
+        assert_eq!(item("LINE_OFFSET"), "-3.5");
+        assert_eq!(item("X_DATASET"), "g.tif");
+        assert_eq!(item("GEOREFERENCING_CONVENTION"), "PIXEL_CENTER");
     }
 
     #[test]

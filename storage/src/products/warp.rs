@@ -1,12 +1,15 @@
 //! GCP swath → regular EPSG:4326 grid, with GDAL's warper.
 //!
 //! Mechanism: `GDALWarp()` (the in-process library form of `gdalwarp`, see
-//! `gdal_ffi.rs`) with `-tps -t_srs EPSG:4326`. It
+//! `gdal_ffi.rs`) with `-tps -t_srs EPSG:4326` (or `-geoloc`, see
+//! [`GcpTransform::GeolocationArrays`]). It
 //! 1. builds a GenImgProj transformer from the source GCPs with the
 //!    thin-plate-spline method (`METHOD=GCP_TPS`), which passes exactly
 //!    through every GCP — a global polynomial cannot follow the
 //!    scan geometry over a 2800 km swath (pixel size grows ~3× towards the
-//!    edges and the edges curve);
+//!    edges and the edges curve) — but between GCPs 56 columns apart it
+//!    departs from the MSU-MR scan model by up to ≈2.5 source pixels near
+//!    the swath edges, where geolocation arrays stay within ≈0.02 px;
 //! 2. computes the output extent and pixel size from that transformer
 //!    (`GDALSuggestedWarpOutput2`), unless a resolution is imposed;
 //! 3. creates the output with destination nodata, initialises it to nodata
@@ -25,15 +28,17 @@
 //!   [`Resampling::Nearest`] or a finer grid to keep them as nodata;
 //! * cost: ~3 s for a 1568×1600 swath with 975 TPS GCPs, ~1.7–1.9 s with
 //!   255 (one GCP row every 100 lines), ~1.5 s with a cubic polynomial, on
-//!   a shared 2-core machine. A GCP row every 64–100 lines is plenty for
-//!   orbit-derived GCPs.
+//!   a shared 2-core machine. A TPS with 1596 GCPs (what the daemon writes
+//!   for 200 lines) takes ~5 s in `gdalwarp -tps`; geolocation arrays
+//!   (every 4 columns × 8 lines) warp 200 lines in ~0.6 s with `-et 0.125`,
+//!   about the cost of the former 406-GCP TPS warp at `-et 0.5`.
 //!
 //! Doc: <https://gdal.org/programs/gdalwarp.html>,
 //! <https://gdal.org/api/gdal_alg.html> (GDALCreateGenImgProjTransformer2).
 
 use std::path::Path;
 
-use gdal::Dataset;
+use gdal::{Dataset, Metadata};
 
 use super::atomic::TempOutput;
 use super::gdal_ffi::gdal_warp;
@@ -74,6 +79,12 @@ pub enum GcpTransform {
     /// Least-squares polynomial of order 1..=3 — only for short, narrow
     /// scenes; poor over a full MSU-MR swath.
     Polynomial(u8),
+    /// The source's `GEOLOCATION` arrays (`-geoloc`, `METHOD=GEOLOC_ARRAY`),
+    /// see [`super::write_raw_gcp_tiff_with_geolocation`]: bilinear
+    /// interpolation between per-pixel samples, exact to the scan model
+    /// where the GCP spline is not (swath edges); cost linear in the pass
+    /// length.
+    GeolocationArrays,
 }
 
 /// Options of [`warp_to_epsg4326`].
@@ -161,6 +172,14 @@ pub fn warp_file_to_epsg4326(src: &Path, dst: &Path, opts: &WarpOptions) -> Resu
 fn build_args(src: &Dataset, opts: &WarpOptions) -> Result<Vec<String>> {
     let gcp_count = src.gcps().len();
     let (needed, name, method_flag) = match opts.transform {
+        GcpTransform::GeolocationArrays => {
+            if src.metadata_domain("GEOLOCATION").is_none() {
+                return Err(ProductError::Dataset(
+                    "source has no GEOLOCATION metadata".into(),
+                ));
+            }
+            (0, "geolocation array", vec!["-geoloc".to_owned()])
+        }
         GcpTransform::ThinPlateSpline => (3, "thin plate spline", vec!["-tps".to_owned()]),
         GcpTransform::Polynomial(order @ 1..=3) => {
             let o = usize::from(order);
