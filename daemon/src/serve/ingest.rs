@@ -1,7 +1,7 @@
 //! Datagram ingest: one blocking receive thread per input, never blocked by the decoder.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,10 @@ use crate::config::InputConfig;
 pub enum Source {
     /// Datagram input, and the value of its kernel drop counter already counted.
     Udp(UdpSocket, u64),
-    /// Stream input (one connection at a time).
-    Tcp(TcpListener),
-    /// Client of a remote TCP server (`host:port`).
-    TcpConnect(String),
+    /// Stream input (one connection at a time), and the connection in progress, if any.
+    Tcp(TcpListener, Option<TcpStream>),
+    /// Client of a remote TCP server (`host:port`), and the connection in progress, if any.
+    TcpConnect(String, Option<TcpStream>),
 }
 
 impl Source {
@@ -27,14 +27,15 @@ impl Source {
     pub fn local_addr(&self) -> Option<String> {
         match self {
             Source::Udp(s, _) => s.local_addr().ok().map(|a| a.to_string()),
-            Source::Tcp(l) => l.local_addr().ok().map(|a| a.to_string()),
-            Source::TcpConnect(t) => Some(format!("-> {t}")),
+            Source::Tcp(l, _) => l.local_addr().ok().map(|a| a.to_string()),
+            Source::TcpConnect(t, _) => Some(format!("-> {t}")),
         }
     }
 }
 
-/// Runs the input's receive loop until its worker is asked to stop; returns the socket, so that
-/// a reload that keeps the address hands it to the next worker without unbinding the port.
+/// Runs the input's receive loop until its worker is asked to stop; returns the socket (and a
+/// TCP connection in progress), so that a reload that keeps the address hands them to the next
+/// worker: the port is never unbound and a sender's connection is not cut.
 pub fn run(
     input: &InputConfig,
     source: Source,
@@ -46,13 +47,13 @@ pub fn run(
             let seen = udp_loop(input, &sock, seen, tx, w);
             Some(Source::Udp(sock, seen))
         }
-        Source::Tcp(l) => {
-            tcp_loop(input, &l, tx, w);
-            Some(Source::Tcp(l))
+        Source::Tcp(l, conn) => {
+            let conn = tcp_loop(input, &l, conn, tx, w);
+            Some(Source::Tcp(l, conn))
         }
-        Source::TcpConnect(t) => {
-            tcp_connect_loop(input, &t, tx, w);
-            Some(Source::TcpConnect(t))
+        Source::TcpConnect(t, conn) => {
+            let conn = tcp_connect_loop(input, &t, conn, tx, w);
+            Some(Source::TcpConnect(t, conn))
         }
     }
 }
@@ -72,60 +73,106 @@ pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(l)
 }
 
-/// TCP input: one sender at a time, its byte stream is the input. The queue applies
-/// backpressure (a full queue blocks the reader, TCP slows the sender): nothing is dropped.
-/// Connections from outside the allow-list are closed and counted as `not_allowed`.
-pub fn tcp_loop(input: &InputConfig, listener: &TcpListener, tx: &SyncSender<Bytes>, w: &Worker) {
-    while !w.stopping() {
-        w.input.beat(0);
-        let (mut stream, peer) = match listener.accept() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(input = %input.name, error = %e, "accept failed");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        if !input.allows(peer.ip()) {
-            w.input
-                .with(|s| *s.drops.entry("not_allowed").or_default() += 1);
-            continue;
-        }
-        tracing::info!(input = %input.name, %peer, "TCP sender connected");
-        if !read_stream(input, &mut stream, tx, w) {
-            return;
-        }
-        tracing::info!(input = %input.name, %peer, "TCP sender disconnected");
-    }
+/// How reading one TCP connection ended.
+enum Streamed {
+    /// The peer closed it, or it failed: accept or connect the next one.
+    Ended,
+    /// The decoder side is gone.
+    DecoderGone,
+    /// The worker is handing over: the connection goes to the next worker, unread data and all.
+    HandedOver(TcpStream),
 }
 
-/// Reads one TCP connection to its end into the queue (blocking `send`: backpressure, no drops).
-/// Returns false when the decoder side is gone.
-fn read_stream(
+/// TCP input: one sender at a time, its byte stream is the input. The queue applies
+/// backpressure (a full queue blocks the reader, TCP slows the sender): nothing is dropped.
+/// Connections from outside the allow-list are closed and counted as `not_allowed`. Returns
+/// the connection in progress when the worker hands over.
+fn tcp_loop(
     input: &InputConfig,
-    stream: &mut std::net::TcpStream,
+    listener: &TcpListener,
+    mut carried: Option<TcpStream>,
     tx: &SyncSender<Bytes>,
     w: &Worker,
-) -> bool {
+) -> Option<TcpStream> {
+    while !w.stopping() || carried.is_some() {
+        w.input.beat(0);
+        let mut stream = match carried.take() {
+            Some(s) => s,
+            None => match listener.accept() {
+                Ok((stream, peer)) => {
+                    if !input.allows(peer.ip()) {
+                        w.input
+                            .with(|s| *s.drops.entry("not_allowed").or_default() += 1);
+                        continue;
+                    }
+                    tracing::info!(input = %input.name, %peer, "TCP sender connected");
+                    stream
+                }
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        tracing::warn!(input = %input.name, error = %e, "accept failed");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            },
+        };
+        match read_stream(input, &mut stream, tx, w) {
+            Streamed::Ended => {
+                tracing::info!(input = %input.name, "TCP sender disconnected");
+            }
+            Streamed::DecoderGone => return None,
+            Streamed::HandedOver(s) => return Some(s),
+        }
+    }
+    None
+}
+
+/// Reads one TCP connection into the queue (blocking `send`: backpressure, no drops) until it
+/// ends or the worker stops. On a handover the connection is returned unread; when the input
+/// closes, what the connection still holds is read first (until it has been quiet for 100 ms,
+/// 2 s at most).
+fn read_stream(
+    input: &InputConfig,
+    stream: &mut TcpStream,
+    tx: &SyncSender<Bytes>,
+    w: &Worker,
+) -> Streamed {
     if stream.set_nonblocking(false).is_err()
         || stream
             .set_read_timeout(Some(Duration::from_millis(100)))
             .is_err()
     {
-        return true;
+        return Streamed::Ended;
     }
     let mut buf = vec![0u8; 64 * 1024];
     let (mut chunks, mut bytes) = (0u64, 0u64);
     let mut last_flush = Instant::now();
-    let mut alive = true;
-    loop {
+    let mut drain_until: Option<Instant> = None;
+    let flush = |chunks: &mut u64, bytes: &mut u64| {
+        let (c, b) = (std::mem::take(chunks), std::mem::take(bytes));
+        w.input.with(|s| {
+            s.datagrams += c;
+            s.bytes += b;
+        });
+    };
+    let end = loop {
         w.input.beat(0);
+        if drain_until.is_none() && w.stopping() {
+            if !w.must_drain() {
+                flush(&mut chunks, &mut bytes);
+                return match stream.try_clone() {
+                    Ok(s) => Streamed::HandedOver(s),
+                    Err(_) => Streamed::Ended,
+                };
+            }
+            drain_until = Some(Instant::now() + Duration::from_secs(2));
+        }
+        if drain_until.is_some_and(|t| Instant::now() >= t) {
+            break Streamed::Ended;
+        }
         match stream.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => break Streamed::Ended,
             Ok(n) => {
                 chunks += 1;
                 bytes += n as u64;
@@ -133,57 +180,66 @@ fn read_stream(
                     .send(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()))
                     .is_err()
                 {
-                    alive = false;
-                    break;
+                    break Streamed::DecoderGone;
                 }
             }
-            Err(e) if is_timeout(&e) => {}
+            // Quiet: while draining, nothing more is coming.
+            Err(e) if is_timeout(&e) => {
+                if drain_until.is_some() {
+                    break Streamed::Ended;
+                }
+            }
             Err(e) => {
                 tracing::warn!(input = %input.name, error = %e, "TCP read failed");
-                break;
+                break Streamed::Ended;
             }
         }
-        if w.stopping() {
-            break;
-        }
         if last_flush.elapsed() >= Duration::from_millis(200) {
-            let (c, b) = (std::mem::take(&mut chunks), std::mem::take(&mut bytes));
-            w.input.with(|s| {
-                s.datagrams += c;
-                s.bytes += b;
-            });
+            flush(&mut chunks, &mut bytes);
             last_flush = Instant::now();
         }
-    }
-    w.input.with(|s| {
-        s.datagrams += chunks;
-        s.bytes += bytes;
-    });
-    alive
+    };
+    flush(&mut chunks, &mut bytes);
+    end
 }
 
 /// `tcp-connect://HOST:PORT`: connects to the demodulator's TCP server and reconnects every
-/// `input.reconnect` when it is down or the connection ends.
-pub fn tcp_connect_loop(input: &InputConfig, target: &str, tx: &SyncSender<Bytes>, w: &Worker) {
+/// `input.reconnect` when it is down or the connection ends. Returns the connection in
+/// progress when the worker hands over.
+fn tcp_connect_loop(
+    input: &InputConfig,
+    target: &str,
+    mut carried: Option<TcpStream>,
+    tx: &SyncSender<Bytes>,
+    w: &Worker,
+) -> Option<TcpStream> {
     use std::net::ToSocketAddrs;
     let mut failures = 0u64;
-    while !w.stopping() {
+    while !w.stopping() || carried.is_some() {
         w.input.beat(0);
-        let addrs: Vec<SocketAddr> = target
-            .to_socket_addrs()
-            .map(Iterator::collect)
-            .unwrap_or_default();
-        let conn = addrs
-            .iter()
-            .find_map(|a| std::net::TcpStream::connect_timeout(a, Duration::from_secs(2)).ok());
+        let conn = carried.take().or_else(|| {
+            let addrs: Vec<SocketAddr> = target
+                .to_socket_addrs()
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            let c = addrs
+                .iter()
+                .find_map(|a| TcpStream::connect_timeout(a, Duration::from_secs(2)).ok());
+            if c.is_some() {
+                tracing::info!(input = %input.name, %target, "connected");
+            }
+            c
+        });
         match conn {
             Some(mut stream) => {
                 failures = 0;
-                tracing::info!(input = %input.name, %target, "connected");
-                if !read_stream(input, &mut stream, tx, w) {
-                    return;
+                match read_stream(input, &mut stream, tx, w) {
+                    Streamed::Ended => {
+                        tracing::info!(input = %input.name, %target, "connection ended; reconnecting");
+                    }
+                    Streamed::DecoderGone => return None,
+                    Streamed::HandedOver(s) => return Some(s),
                 }
-                tracing::info!(input = %input.name, %target, "connection ended; reconnecting");
             }
             None => {
                 failures += 1;
@@ -200,6 +256,7 @@ pub fn tcp_connect_loop(input: &InputConfig, target: &str, tx: &SyncSender<Bytes
             std::thread::sleep(Duration::from_millis(20).min(input.reconnect));
         }
     }
+    None
 }
 
 /// Sockets handed over by systemd (`LISTEN_FDS`, `LISTEN_FDNAMES`), taken once per process and
@@ -264,7 +321,7 @@ pub fn take_systemd(input: &InputConfig, name: &str) -> std::io::Result<Source> 
     } else {
         let l: TcpListener = sock.into();
         l.set_nonblocking(true)?;
-        Ok(Source::Tcp(l))
+        Ok(Source::Tcp(l, None))
     }
 }
 

@@ -598,8 +598,10 @@ fn bind_input(input: &crate::config::InputConfig) -> Result<ingest::Source, Serv
         Listen::Udp(addr) => {
             ingest::Source::Udp(ingest::bind_udp(input, *addr).map_err(bind_err(addr))?, 0)
         }
-        Listen::Tcp(addr) => ingest::Source::Tcp(ingest::bind_tcp(*addr).map_err(bind_err(addr))?),
-        Listen::TcpConnect(target) => ingest::Source::TcpConnect(target.clone()),
+        Listen::Tcp(addr) => {
+            ingest::Source::Tcp(ingest::bind_tcp(*addr).map_err(bind_err(addr))?, None)
+        }
+        Listen::TcpConnect(target) => ingest::Source::TcpConnect(target.clone(), None),
         Listen::Systemd(name) => {
             ingest::take_systemd(input, name).map_err(|source| ServeError::Bind {
                 input: input.name.clone(),
@@ -714,11 +716,7 @@ impl Daemon {
             )));
         }
         // 1. Bind what is new; nothing running is touched yet.
-        let keep_listen = |l: &Listen| {
-            self.inputs
-                .iter()
-                .any(|w| &w.cfg.listen == l && !matches!(l, Listen::TcpConnect(_)))
-        };
+        let keep_listen = |l: &Listen| self.inputs.iter().any(|w| &w.cfg.listen == l);
         let mut fresh: BTreeMap<usize, ingest::Source> = BTreeMap::new();
         for (i, input) in new.input.iter().enumerate() {
             let unchanged = self.inputs.iter().any(|w| &w.cfg == input);
