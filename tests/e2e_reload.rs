@@ -74,6 +74,21 @@ fn reload(d: &Daemon, from: u64) -> serde_json::Value {
     }
 }
 
+/// Reload number `i + 1` of a config `cfg` (with `queue_datagrams = 4096`), with another queue
+/// depth: the input changes, so its workers restart on the same socket.
+fn change_queue_depth(d: &Daemon, cfg: &str, i: u64) -> serde_json::Value {
+    let depth = if i % 2 == 0 { 2048 } else { 4096 };
+    std::fs::write(
+        &d.config,
+        cfg.replace(
+            "queue_datagrams = 4096",
+            &format!("queue_datagrams = {depth}"),
+        ),
+    )
+    .unwrap();
+    reload(d, i + 1)
+}
+
 fn hup(d: &Daemon) {
     let pid = d.child.id().to_string();
     assert!(Command::new("kill")
@@ -209,17 +224,7 @@ fn a_reload_that_changes_the_input_keeps_its_socket_and_loses_nothing() {
     let mut last = counters(&status(&d));
     for i in 0..4u64 {
         std::thread::sleep(Duration::from_millis(500));
-        // A different queue depth: the input's workers restart on the same socket.
-        let depth = if i % 2 == 0 { 2048 } else { 4096 };
-        std::fs::write(
-            &d.config,
-            cfg.replace(
-                "queue_datagrams = 4096",
-                &format!("queue_datagrams = {depth}"),
-            ),
-        )
-        .unwrap();
-        let s = reload(&d, i + 1);
+        let s = change_queue_depth(&d, &cfg, i);
         let now = counters(&s);
         assert_monotonic(&last, &now);
         last = now;
@@ -262,16 +267,7 @@ fn a_reload_that_changes_a_tcp_input_keeps_the_senders_connection_and_every_byte
     });
     for i in 0..3u64 {
         std::thread::sleep(Duration::from_millis(500));
-        let depth = if i % 2 == 0 { 2048 } else { 4096 };
-        std::fs::write(
-            &d.config,
-            cfg.replace(
-                "queue_datagrams = 4096",
-                &format!("queue_datagrams = {depth}"),
-            ),
-        )
-        .unwrap();
-        reload(&d, i + 1);
+        change_queue_depth(&d, &cfg, i);
     }
     let sent = sender.join().unwrap();
     let s = wait_idle(&d, |n| n >= 4);
