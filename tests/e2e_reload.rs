@@ -127,7 +127,13 @@ fn wait_idle(d: &Daemon, passes: impl Fn(u64) -> bool) -> serde_json::Value {
     loop {
         let s = status(d);
         let i = &s["inputs"][0];
-        if i["pass"].is_null() && i["current"].is_null() && passes(i["passes"].as_u64().unwrap()) {
+        // No pass open, none being finished by a decoder a reload retired.
+        let finishing = i["retiring"].as_object().is_some_and(|r| !r.is_empty());
+        if i["pass"].is_null()
+            && i["current"].is_null()
+            && !finishing
+            && passes(i["passes"].as_u64().unwrap())
+        {
             return s;
         }
         assert!(

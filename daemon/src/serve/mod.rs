@@ -91,7 +91,6 @@ pub struct InputStatus {
     pub current: Option<decoder::Stats>,
     /// Counters of passes still being finished by decoders a reload retired, by pass id (in
     /// the metrics with `current`, so no counter dips or counts twice during a reload).
-    #[serde(skip)]
     pub retiring: BTreeMap<String, decoder::Stats>,
     /// Totals over closed passes since start.
     pub totals: Totals,
