@@ -434,10 +434,6 @@ impl InputWorker {
         shared: &Arc<Shared>,
         state: Arc<InputState>,
     ) -> InputWorker {
-        if let ingest::Source::Udp(sock, _) = &source {
-            // A socket handed over by a reload gets this config's receive buffer too.
-            ingest::apply_rcvbuf(cfg, &socket2::SockRef::from(sock));
-        }
         let local = source.local_addr();
         state.with(|s| {
             s.local_addr = local;
@@ -787,7 +783,13 @@ impl Daemon {
                 None => sockets
                     .iter()
                     .position(|(l, _)| l == &input.listen)
-                    .map(|p| sockets.swap_remove(p).1),
+                    .map(|p| sockets.swap_remove(p).1)
+                    .inspect(|src| {
+                        if let ingest::Source::Udp(sock, _) = src {
+                            // A socket handed over gets this config's receive buffer too.
+                            ingest::apply_rcvbuf(input, &socket2::SockRef::from(sock));
+                        }
+                    }),
             };
             let source = match source {
                 Some(s) => s,
