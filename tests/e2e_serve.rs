@@ -829,6 +829,14 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
         "{}",
         st["tile_cache"]
     );
+    // The same figures in /metrics, for Prometheus.
+    let hits = st["tile_cache"]["hits"].as_u64().unwrap();
+    let metrics = d.get("/metrics").unwrap();
+    let hit_line = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("downlink_tile_cache_requests_total{result=\"hit\"} "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(hit_line.parse::<u64>().unwrap() >= hits, "{metrics}");
 
     // Collection mosaic with a time filter (before/after): the pass's time has the tile, a range
     // before any scene has none.

@@ -296,6 +296,12 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         "Passes closed.",
         by_input(&|s| s.passes),
     );
+    family(
+        "downlink_input_reconnects_total",
+        "counter",
+        "tcp-connect inputs: connection attempts that failed or ended.",
+        by_input(&|s| s.reconnects),
+    );
     // Passes in progress: the input's own and those retired decoders are finishing.
     let cur = |s: &super::InputStatus, f: &dyn Fn(&decoder::Stats) -> u64| {
         s.current.as_ref().map_or(0, f) + s.retiring.values().map(f).sum::<u64>()
@@ -362,6 +368,20 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
          # HELP downlink_config_generation Configuration generation in force (1 at start, +1 per applied reload).\n# TYPE downlink_config_generation gauge\n\
          downlink_config_generation {}",
         r.ok, r.failed, r.generation
+    );
+    let (entries, bytes, hits, misses) = shared.tile_cache.stats();
+    let busy = shared.tiles_busy.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(
+        m,
+        "# HELP downlink_tile_cache_requests_total Map tile requests by cache result.\n# TYPE downlink_tile_cache_requests_total counter\n\
+         downlink_tile_cache_requests_total{{result=\"hit\"}} {hits}\n\
+         downlink_tile_cache_requests_total{{result=\"miss\"}} {misses}\n\
+         # HELP downlink_tile_cache_entries Tiles in the cache.\n# TYPE downlink_tile_cache_entries gauge\n\
+         downlink_tile_cache_entries {entries}\n\
+         # HELP downlink_tile_cache_bytes Bytes of tiles in the cache.\n# TYPE downlink_tile_cache_bytes gauge\n\
+         downlink_tile_cache_bytes {bytes}\n\
+         # HELP downlink_tiles_refused_busy_total Tile requests answered 503 because the render queue was full.\n# TYPE downlink_tiles_refused_busy_total counter\n\
+         downlink_tiles_refused_busy_total {busy}"
     );
     let problems = shared.health.problems();
     let _ = writeln!(
