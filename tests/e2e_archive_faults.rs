@@ -222,7 +222,7 @@ fn a_full_disk_is_visible_at_once_and_the_pass_comes_back_when_space_returns() {
     within(
         Duration::from_secs(6),
         "the record written when space returned",
-        || d.wait_passes_now().len() == 1,
+        || d.passes_now().len() == 1,
     );
     let rec = d.wait_passes(1).remove(0);
     assert_eq!(rec["counters"]["frames"]["good"], 1023);
@@ -239,7 +239,7 @@ fn a_full_disk_is_visible_at_once_and_the_pass_comes_back_when_space_returns() {
     // The next pass archives completely and the daemon is healthy again.
     send_aqua(&d);
     within(Duration::from_secs(20), "second pass", || {
-        d.wait_passes_now().len() == 2
+        d.passes_now().len() == 2
     });
     let recs = d.wait_passes(2);
     let second = recs.iter().find(|r| r["id"] != rec["id"]).unwrap();
@@ -288,7 +288,7 @@ fn a_read_only_passes_directory_keeps_the_record_until_it_is_writable() {
     // Writable again: the record appears; nothing was archived, and it says so.
     assert!(mount(&["-o", "remount,bind,rw", p]));
     within(Duration::from_secs(6), "the record written", || {
-        d.wait_passes_now().len() == 1
+        d.passes_now().len() == 1
     });
     let rec = d.wait_passes(1).remove(0);
     assert_eq!(rec["counters"]["frames"]["good"], 1023);

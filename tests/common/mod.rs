@@ -184,18 +184,10 @@ profile = "{profile}"
             .then(|| raw[end + 4..].to_vec())
     }
 
+    /// The body of a 200 answer to `GET path`, as text.
     pub fn get(&self, path: &str) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.http)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+        self.get_bytes(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     /// Sends `bytes` in random datagram sizes, paced so loopback never overflows.
@@ -510,7 +502,7 @@ pub fn wait_catalogued(d: &Daemon) -> String {
 
 impl Daemon {
     /// The pass records on disk now (no waiting).
-    pub fn wait_passes_now(&self) -> Vec<serde_json::Value> {
+    pub fn passes_now(&self) -> Vec<serde_json::Value> {
         std::fs::read_dir(self.archive.join("passes"))
             .map(|rd| {
                 rd.flatten()

@@ -283,8 +283,11 @@ impl Pipeline<'_> {
     }
 
     fn drain(&mut self, dec: &mut Decoder) {
-        // One clock read per batch of events, not per frame.
+        // One clock read and one look at the syncer per batch of events, not per frame.
         let now = Instant::now();
+        if let Some(p) = &mut self.pass {
+            p.check_poisoned();
+        }
         while let Some(ev) = dec.poll() {
             let opens = matches!(
                 ev,
@@ -317,14 +320,7 @@ impl Pipeline<'_> {
                 Event::Rejected { .. } => sec.rejected += 1,
                 _ => {}
             }
-            if !p.poisoned && p.archive.as_ref().is_some_and(PassArchive::poisoned) {
-                p.poisoned = true;
-                p.note_error(
-                    "sync",
-                    "fdatasync failed: the pass archive is poisoned and refuses writes",
-                );
-            }
-            let writable = p.archive.as_ref().is_some_and(|a| !a.poisoned());
+            let writable = p.archive.is_some() && !p.poisoned;
             let res = match &ev {
                 Event::RawCadu { data, .. } => Some((
                     "cadu",
@@ -611,6 +607,17 @@ impl Pipeline<'_> {
 }
 
 impl Pass {
+    /// Notes (once) that the syncer thread's failed fdatasync poisoned the archive.
+    fn check_poisoned(&mut self) {
+        if !self.poisoned && self.archive.as_ref().is_some_and(PassArchive::poisoned) {
+            self.poisoned = true;
+            self.note_error(
+                "sync",
+                "fdatasync failed: the pass archive is poisoned and refuses writes",
+            );
+        }
+    }
+
     /// Counts an archive failure of this pass; logs the first of each operation.
     fn note_error(&mut self, op: &'static str, error: &str) {
         self.failed_since_flush = true;
