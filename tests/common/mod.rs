@@ -600,24 +600,6 @@ impl Daemon {
             })
             .unwrap_or_default()
     }
-
-    /// [`Daemon::kill9_and_restart`], the new daemon's log appended to `log` (for diagnostics).
-    pub fn kill9_and_restart_logged(&mut self, log: &Path) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        self.child = Command::new(env!("CARGO_BIN_EXE_downlink"))
-            .args(["serve", "--config", self.config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        self.wait_up();
-    }
 }
 
 /// The last `n` lines of a text file (empty if it cannot be read).
