@@ -60,8 +60,10 @@ fn pass_timeline_json_matches_the_record_and_the_plot_has_axes() {
     let dir = d.archive.join("passes").join(id);
     assert_eq!(
         t,
-        serde_json::from_slice::<serde_json::Value>(&std::fs::read(dir.join("timeline.json")).unwrap())
-            .unwrap()
+        serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(dir.join("timeline.json")).unwrap()
+        )
+        .unwrap()
     );
     assert_eq!(t["aos"], rec["aos"]);
     assert_eq!(t["los"], rec["los"]);
@@ -159,8 +161,16 @@ fn web_map_basemap_legend_ndvi_and_pass_timeline_in_headless_chromium() {
     // two years), and a real pass.
     let (d, _tle) = meteor_daemon("");
     for (file, collection, when) in [
-        ("geotiff/RGB.byte.tif", "landsat-imports", "2024-08-01T13:45:00Z"),
-        ("geotiff/rgb-byte-tenth.tif", "landsat-imports", "2024-09-01T13:45:00Z"),
+        (
+            "geotiff/RGB.byte.tif",
+            "landsat-imports",
+            "2024-08-01T13:45:00Z",
+        ),
+        (
+            "geotiff/rgb-byte-tenth.tif",
+            "landsat-imports",
+            "2024-09-01T13:45:00Z",
+        ),
         (
             "change/muri-ag/S2_L2A_T32TMT_20200807_red_nir.tif",
             "muri-ag",

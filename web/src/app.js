@@ -613,7 +613,7 @@ function timelineChart(t) {
     g.append(svg('line', { class: 'mark', x1: X(s), y1: 8, x2: X(s), y2: lockTop + 10, stroke: '#2846a0', 'stroke-width': 1.5 }));
     g.append(svg('text', { x: X(s) + (anchor === 'start' ? 3 : -3), y, 'text-anchor': anchor, fill: '#2846a0' }, `${name} ${clock(s)}`));
   }
-  for (const k of [0, 0.5, 1]) {
+  for (const k of n >= 4 ? [0, 0.5, 1] : [0, 1]) {
     const s = n * k;
     g.append(svg('text', { x: X(s), y: lockTop + 24, 'text-anchor': k === 0 ? 'start' : k === 1 ? 'end' : 'middle' }, clock(s)));
   }

@@ -103,6 +103,43 @@ const legend = () =>
   });
 findings.legend_visual = await legend();
 if (!findings.legend_visual.text.includes('visual')) await fail(`no legend for the visual layer: ${JSON.stringify(findings.legend_visual)}`, page);
+// Default rescales come from the asset statistics (STAC 1.1 `bands` or 1.0 `raster:bands`),
+// and red + NIR bands make an NDVI layer.
+findings.layers_from_metadata = await page.evaluate(() => {
+  const stats = (mean, stddev) => ({ minimum: 0, maximum: 20000, mean, stddev });
+  const tif = 'image/tiff; application=geotiff; profile=cloud-optimized';
+  const v11 = window.downlink.layersOf([
+    {
+      assets: {
+        data: {
+          type: tif,
+          data_type: 'uint16',
+          bands: [
+            { name: 'B04', 'eo:common_name': 'red', statistics: stats(600, 470) },
+            { name: 'B08', 'eo:common_name': 'nir', statistics: stats(3100, 900) },
+          ],
+        },
+      },
+    },
+  ]);
+  const v10 = window.downlink.layersOf([
+    { assets: { b1: { type: tif, 'raster:bands': [{ data_type: 'uint16', statistics: stats(1000, 100) }] } } },
+  ]);
+  return { v11: v11.map((l) => [l.id, l.kind, l.rescale]), v10: v10.map((l) => [l.id, l.kind, l.rescale]) };
+});
+{
+  const want = JSON.stringify({
+    v11: [
+      ['data:1', 'gray', [[0, 1540]]],
+      ['data:2', 'gray', [[1300, 4900]]],
+      ['ndvi', 'ndvi-browser', [[-1, 1]]],
+    ],
+    v10: [['b1', 'gray', [[800, 1200]]]],
+  });
+  if (JSON.stringify(findings.layers_from_metadata) !== want) {
+    await fail(`layers from STAC metadata: ${JSON.stringify(findings.layers_from_metadata)}, want ${want}`, page);
+  }
+}
 const state0 = await page.evaluate(() => ({
   times: window.downlink.state.times,
   before: window.downlink.state.before,

@@ -271,6 +271,9 @@ fn draw(
     let fmt = |x: &f64| clock(aos, *x);
     let gaps = t.gaps();
     let label_w = 84;
+    // Whole seconds only: a short pass gets fewer ticks, never two with the same time.
+    let x_ticks = (x_max as usize + 1).clamp(2, 8);
+    let y_ticks = |max: u32| (max as usize + 1).clamp(2, 5);
     let int = |y: &f64| format!("{y:.0}");
 
     let max_frames = t
@@ -281,7 +284,7 @@ fn draw(
         .unwrap_or(0)
         .max(1);
     let mut fc = ChartBuilder::on(&frames_area)
-        .margin_right(14)
+        .margin_right(30)
         .margin_left(10)
         .margin_top(4)
         .x_label_area_size(0)
@@ -289,8 +292,8 @@ fn draw(
         .build_cartesian_2d(0f64..x_max, 0f64..f64::from(max_frames) * 1.1)?;
     fc.configure_mesh()
         .y_desc("frames/s")
-        .x_labels(8)
-        .y_labels(5)
+        .x_labels(x_ticks)
+        .y_labels(y_ticks(max_frames))
         .x_label_formatter(&fmt)
         .y_label_formatter(&int)
         .label_style((FONT, 12))
@@ -320,7 +323,18 @@ fn draw(
     fc.draw_series(LineSeries::new(step(|s| s.rejected), BAD.stroke_width(1)))?
         .label("rejected")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], BAD.stroke_width(2)));
-    for (x, name, h) in [(0.0, "AOS", HPos::Left), (los_s, "LOS", HPos::Right)] {
+    // A LOS close to AOS (a short or replayed pass) is labelled on its right, a line lower.
+    let near = los_s < x_max * 0.15;
+    let line = ymax / 10.0;
+    for (x, name, h, y) in [
+        (0.0, "AOS", HPos::Left, ymax),
+        (
+            los_s,
+            "LOS",
+            if near { HPos::Left } else { HPos::Right },
+            if near { ymax - line } else { ymax },
+        ),
+    ] {
         fc.draw_series(std::iter::once(PathElement::new(
             [(x, 0.0), (x, ymax)],
             MARK.stroke_width(2),
@@ -333,7 +347,7 @@ fn draw(
             HPos::Left => format!(" {name} {}", clock(aos, x)),
             _ => format!("{name} {} ", clock(aos, x)),
         };
-        fc.draw_series(std::iter::once(Text::new(text, (x, ymax), style)))?;
+        fc.draw_series(std::iter::once(Text::new(text, (x, y), style)))?;
     }
     if !gaps.is_empty() {
         fc.draw_series(std::iter::once(Rectangle::new(
@@ -359,7 +373,7 @@ fn draw(
         .max(1);
     let rs_ymax = f64::from(max_rs) * 1.1;
     let mut rc = ChartBuilder::on(&rs_area)
-        .margin_right(14)
+        .margin_right(30)
         .margin_left(10)
         .margin_top(4)
         .x_label_area_size(0)
@@ -367,8 +381,8 @@ fn draw(
         .build_cartesian_2d(0f64..x_max, 0f64..rs_ymax)?;
     rc.configure_mesh()
         .y_desc("RS corrected/s")
-        .x_labels(8)
-        .y_labels(4)
+        .x_labels(x_ticks)
+        .y_labels(y_ticks(max_rs))
         .x_label_formatter(&fmt)
         .y_label_formatter(&int)
         .label_style((FONT, 12))
@@ -390,7 +404,7 @@ fn draw(
     }
 
     let mut lc = ChartBuilder::on(&lock_area)
-        .margin_right(14)
+        .margin_right(30)
         .margin_left(10)
         .margin_top(4)
         .x_label_area_size(38)
@@ -399,7 +413,7 @@ fn draw(
     lc.configure_mesh()
         .y_desc("lock")
         .x_desc("UTC")
-        .x_labels(8)
+        .x_labels(x_ticks)
         .y_labels(0)
         .x_label_formatter(&fmt)
         .y_label_formatter(&int)
