@@ -19,6 +19,48 @@ async function json(url) {
   return r.json();
 }
 
+/**
+ * Natural Earth cuts land at ±180°, so a ring or line there jumps from -180 to 180 (Fiji,
+ * Chukotka, Wrangel Island, Antarctica): drawn as is, that is a line, or a filled band, across
+ * the whole world. Continuous longitudes (past ±180 where needed) are drawn right: MapLibre
+ * wraps them onto the neighbouring world copy.
+ */
+function unwrap(coords) {
+  let shift = 0;
+  let prev = null;
+  return coords.map(([x, y]) => {
+    if (prev !== null) {
+      const d = x + shift - prev;
+      if (d > 180) shift -= 360;
+      else if (d < -180) shift += 360;
+    }
+    prev = x + shift;
+    return [prev, y];
+  });
+}
+
+function unwrapGeometry(g) {
+  switch (g.type) {
+    case 'LineString':
+      return { ...g, coordinates: unwrap(g.coordinates) };
+    case 'MultiLineString':
+      return { ...g, coordinates: g.coordinates.map(unwrap) };
+    case 'Polygon':
+      return { ...g, coordinates: g.coordinates.map(unwrap) };
+    case 'MultiPolygon':
+      return { ...g, coordinates: g.coordinates.map((p) => p.map(unwrap)) };
+    default:
+      return g;
+  }
+}
+
+/** A Feature or FeatureCollection with its geometries unwrapped. */
+function unwrapAll(f) {
+  if (f.type === 'FeatureCollection') return { ...f, features: f.features.map(unwrapAll) };
+  if (f.type === 'Feature') return { ...f, geometry: f.geometry && unwrapGeometry(f.geometry) };
+  return unwrapGeometry(f);
+}
+
 /** Signed area of a ring (lon/lat degrees, shoelace). */
 function ringArea(ring) {
   let a = 0;
@@ -61,7 +103,7 @@ export async function loadBasemap() {
     json('vendor/countries-50m.json'),
     json('places.json'),
   ]);
-  const countryFc = topo.feature(countries, countries.objects.countries);
+  const countryFc = unwrapAll(topo.feature(countries, countries.objects.countries));
   const names = countryFc.features
     .filter((f) => f.geometry && f.properties?.name)
     .map((f) => {
@@ -74,8 +116,8 @@ export async function loadBasemap() {
     })
     .filter(Boolean);
   return {
-    land: topo.feature(land, land.objects.land),
-    coastline: topo.mesh(land, land.objects.land),
+    land: unwrapAll(topo.feature(land, land.objects.land)),
+    coastline: unwrapAll(topo.mesh(land, land.objects.land)),
     borders: topo.mesh(countries, countries.objects.countries, (a, b) => a !== b),
     countries: { type: 'FeatureCollection', features: names },
     places: {

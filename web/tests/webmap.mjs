@@ -218,6 +218,12 @@ findings.basemap = await page.evaluate(() => {
     const both = ['before', 'after'].every((k) => window.downlink.maps[k].getLayer(id));
     out[id] = both ? window.downlink.maps.after.queryRenderedFeatures({ layers: [id] }).length : -1;
   }
+  // Nothing drawn across the world at the ±180° cut: no coastline step longer than 180°.
+  let jump = 0;
+  for (const line of window.downlink.maps.after.getSource('basemap-coastline').serialize().data.coordinates) {
+    for (let i = 1; i < line.length; i += 1) jump = Math.max(jump, Math.abs(line[i][0] - line[i - 1][0]));
+  }
+  out.coastline_max_step_deg = jump;
   out.labels = window.downlink.maps.after
     .queryRenderedFeatures({ layers: ['basemap-places', 'basemap-countries'] })
     .slice(0, 8)
@@ -225,7 +231,9 @@ findings.basemap = await page.evaluate(() => {
   return out;
 });
 for (const [id, n] of Object.entries(findings.basemap)) {
-  if (id !== 'labels' && !(n > 0)) await fail(`basemap layer ${id} draws nothing (${n})`, page);
+  if (id === 'coastline_max_step_deg') {
+    if (!(n < 180)) await fail(`the coastline jumps ${n}° at the antimeridian`, page);
+  } else if (id !== 'labels' && !(n > 0)) await fail(`basemap layer ${id} draws nothing (${n})`, page);
 }
 await page.screenshot({ path: join(outDir, 'webmap-basemap.png') });
 
