@@ -93,7 +93,12 @@ await page
   .waitForFunction(() => window.downlink && window.downlink.state.loads >= 1, null, { timeout: 30000 })
   .catch(() => fail('the page never loaded its first collection', page));
 await idle().catch(() => fail('tiles never finished loading', page));
+// The basemap loads beside the first collection: wait for it to succeed or fail.
+await page
+  .waitForFunction(() => window.downlink.state.basemap !== undefined, null, { timeout: 30000 })
+  .catch(() => fail('the basemap neither loaded nor failed', page));
 findings.basemap_loaded = await page.evaluate(() => window.downlink.state.basemap);
+findings.basemap_message = await page.evaluate(() => document.getElementById('message')?.textContent || '');
 if (findings.basemap_loaded !== true) await fail('the basemap did not load', page);
 const legend = () =>
   page.evaluate(() => {
