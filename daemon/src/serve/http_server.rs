@@ -523,6 +523,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer = super::access::Peer(stream.peer_addr().ok());
     let io = TokioIo::new(Tracked {
         io: stream,
         conn: conn.clone(),
@@ -530,7 +531,10 @@ async fn connection(
     });
     let service = {
         let (ctx, conn) = (ctx.clone(), conn.clone());
-        hyper::service::service_fn(move |req| handle(req, ctx.clone(), conn.clone()))
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(peer);
+            handle(req, ctx.clone(), conn.clone())
+        })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
