@@ -71,7 +71,10 @@ const EXPOSE_HEADERS: &str =
 /// The router with CORS (when configured) and the access log around it.
 pub fn layer(app: Router, cors: Option<Cors>) -> Router {
     let app = match cors {
-        Some(c) => app.layer(axum::middleware::from_fn_with_state(Arc::new(c), cors_layer)),
+        Some(c) => app.layer(axum::middleware::from_fn_with_state(
+            Arc::new(c),
+            cors_layer,
+        )),
         None => app,
     };
     app.layer(axum::middleware::from_fn(access_log))
@@ -228,7 +231,10 @@ mod tests {
     fn origins_are_matched_exactly() {
         let list = Cors::from_config(&["https://a.org".into()]).unwrap();
         let o = |s: &'static str| HeaderValue::from_static(s);
-        assert_eq!(list.allow(Some(&o("https://a.org"))), Some(o("https://a.org")));
+        assert_eq!(
+            list.allow(Some(&o("https://a.org"))),
+            Some(o("https://a.org"))
+        );
         assert_eq!(list.allow(Some(&o("https://a.org.evil.net"))), None);
         assert_eq!(list.allow(Some(&o("http://a.org"))), None);
         assert_eq!(list.allow(None), None);

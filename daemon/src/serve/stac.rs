@@ -65,7 +65,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/stac/collections", get(collections))
         .route("/stac/queryables", get(queryables))
         .route("/stac/collections/{cid}", get(collection))
-        .route("/stac/collections/{cid}/queryables", get(collection_queryables))
+        .route(
+            "/stac/collections/{cid}/queryables",
+            get(collection_queryables),
+        )
         .route("/stac/collections/{cid}/items", get(items))
         .route("/stac/collections/{cid}/items/{iid}", get(item))
         .route("/stac/search", get(search_get).post(search_post))
@@ -386,7 +389,9 @@ impl CollectionQuery {
                 "token" => {
                     let id = v
                         .strip_prefix("c:")
-                        .filter(|id| storage::catalog::layout::validate_id("collection", id).is_ok())
+                        .filter(|id| {
+                            storage::catalog::layout::validate_id("collection", id).is_ok()
+                        })
                         .ok_or_else(|| bad("invalid pagination token"))?;
                     out.after = Some(id.to_owned());
                 }
@@ -464,7 +469,11 @@ async fn collections(
     let qs = serde_urlencoded::to_string(&cq.pairs).unwrap_or_default();
     let sep = if qs.is_empty() { "" } else { "?" };
     let mut links = vec![
-        link("self", &format!("{b}/stac/collections{sep}{qs}"), "application/json"),
+        link(
+            "self",
+            &format!("{b}/stac/collections{sep}{qs}"),
+            "application/json",
+        ),
         link("root", &format!("{b}/stac"), "application/json"),
     ];
     if let (true, Some(last)) = (more, page.last()) {
@@ -518,11 +527,7 @@ fn queryables_json(url: &str, title: &str) -> Value {
 }
 
 fn queryables_response(v: Value) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/schema+json")],
-        Json(v),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/schema+json")], Json(v)).into_response()
 }
 
 async fn queryables(headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
@@ -691,7 +696,9 @@ fn csv(s: &str) -> Vec<String> {
 /// A 400 naming an unknown parameter and the ones this endpoint takes.
 fn unknown_param(name: &str, known: &[&str]) -> ApiError {
     if known.is_empty() {
-        bad(format!("unknown parameter {name:?}: this endpoint takes none"))
+        bad(format!(
+            "unknown parameter {name:?}: this endpoint takes none"
+        ))
     } else {
         bad(format!(
             "unknown parameter {name:?}: this endpoint takes {}",
@@ -910,7 +917,10 @@ fn sortby_json(v: &Value) -> Result<Vec<SortBy>, ApiError> {
                 let o = o
                     .as_object()
                     .ok_or_else(|| bad("sortby entries are {\"field\", \"direction\"} objects"))?;
-                if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "field" | "direction")) {
+                if let Some(k) = o
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "field" | "direction"))
+                {
                     return Err(bad(format!("sortby entry has an unknown key {k:?}")));
                 }
                 let field = o
@@ -918,7 +928,10 @@ fn sortby_json(v: &Value) -> Result<Vec<SortBy>, ApiError> {
                     .and_then(Value::as_str)
                     .filter(|f| !f.is_empty())
                     .ok_or_else(|| bad("sortby entry needs a \"field\" string"))?;
-                let direction = match o.get("direction").and_then(|d| d.as_str().map(str::to_owned)) {
+                let direction = match o
+                    .get("direction")
+                    .and_then(|d| d.as_str().map(str::to_owned))
+                {
                     None if o.get("direction").is_none_or(Value::is_null) => Direction::Asc,
                     Some(d) if d == "asc" => Direction::Asc,
                     Some(d) if d == "desc" => Direction::Desc,
@@ -961,7 +974,9 @@ enum FieldsBase {
 }
 
 /// STAC API Fields extension: `fields=id,-geometry,properties.datetime` (GET) or
-/// `{"include": […], "exclude": […]}` (POST). A field both included and excluded is included.
+/// `{"include": […], "exclude": […]}` (POST). Only excludes: everything else; includes: those
+/// and the fields that identify a STAC object ([`ALWAYS_FIELDS`]); neither (an empty value, or
+/// `include` null or empty): the default set. A field both included and excluded is included.
 #[derive(Debug, Clone, PartialEq)]
 struct Fields {
     base: FieldsBase,
@@ -979,6 +994,9 @@ const DEFAULT_FIELDS: &[&str] = &[
     "assets",
     "properties.datetime",
 ];
+
+/// The fields an item keeps with an `include` list (unless excluded by name).
+const ALWAYS_FIELDS: &[&str] = &["type", "stac_version", "id", "links"];
 
 impl Fields {
     fn from_text(s: &str) -> Result<Fields, ApiError> {
@@ -1004,7 +1022,10 @@ impl Fields {
         let o = v
             .as_object()
             .ok_or_else(|| bad("fields must be an object with include and exclude lists"))?;
-        if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "include" | "exclude")) {
+        if let Some(k) = o
+            .keys()
+            .find(|k| !matches!(k.as_str(), "include" | "exclude"))
+        {
             return Err(bad(format!("fields has an unknown key {k:?}")));
         }
         let list = |k: &str| -> Result<Option<Vec<String>>, ApiError> {
@@ -1052,13 +1073,17 @@ impl Fields {
         let mut out = match &self.base {
             FieldsBase::Full => item,
             FieldsBase::Default => pick(&item, DEFAULT_FIELDS.iter().copied()),
-            FieldsBase::Only(i) => pick(&item, i.iter().map(String::as_str)),
+            FieldsBase::Only(i) => pick(
+                &item,
+                ALWAYS_FIELDS
+                    .iter()
+                    .copied()
+                    .chain(i.iter().map(String::as_str)),
+            ),
         };
         for e in &self.exclude {
             let kept = match &self.base {
-                FieldsBase::Only(i) => i
-                    .iter()
-                    .any(|i| i == e || i.starts_with(&format!("{e}."))),
+                FieldsBase::Only(i) => i.iter().any(|i| i == e || i.starts_with(&format!("{e}."))),
                 _ => false,
             };
             if !kept {
@@ -1125,8 +1150,8 @@ struct SearchBody {
     bbox: Option<Vec<f64>>,
     datetime: Option<String>,
     limit: Option<u32>,
-    collections: Option<Vec<String>>,
-    ids: Option<Vec<String>>,
+    collections: Option<StrList>,
+    ids: Option<StrList>,
     intersects: Option<Value>,
     token: Option<String>,
     sortby: Option<Value>,
@@ -1138,6 +1163,23 @@ struct SearchBody {
     /// `Some(Value::Null)` for an explicit `null`, which is refused.
     #[serde(default, deserialize_with = "present")]
     fields: Option<Value>,
+}
+
+/// `collections` and `ids` of a POST search: a list, or one comma-separated string as in GET.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum StrList {
+    List(Vec<String>),
+    Csv(String),
+}
+
+impl StrList {
+    fn list(&self) -> Vec<String> {
+        match self {
+            StrList::List(l) => l.clone(),
+            StrList::Csv(s) => csv(s),
+        }
+    }
 }
 
 /// A field that is present (even `null`) is `Some`.
@@ -1169,8 +1211,8 @@ impl SearchBody {
                 .as_deref()
                 .map(DatetimeFilter::parse)
                 .transpose()?,
-            collections: self.collections.clone(),
-            ids: self.ids.clone(),
+            collections: self.collections.as_ref().map(StrList::list),
+            ids: self.ids.as_ref().map(StrList::list),
             limit: self.limit,
             token: self.token.clone(),
             sortby: match &self.sortby {
@@ -1307,8 +1349,8 @@ async fn search_post(
     } else {
         serde_json::from_slice(&body).map_err(|e| bad(format!("search body: {e}")))?
     };
-    let parsed: SearchBody = serde_json::from_value(raw_body.clone())
-        .map_err(|e| bad(format!("search body: {e}")))?;
+    let parsed: SearchBody =
+        serde_json::from_value(raw_body.clone()).map_err(|e| bad(format!("search body: {e}")))?;
     let params = parsed.params()?;
     let fields = parsed.fields()?;
     run_search(

@@ -61,8 +61,7 @@ impl Column {
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 128
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'))
 }
 
@@ -188,10 +187,7 @@ fn pair(a: Operand, b: Operand) -> Result<(String, String, Vec<SqlValue>), Catal
         match o {
             Operand::Col(Column::Time(c)) => Ok((c.to_owned(), Vec::new())),
             Operand::Instant(t) => Ok(("?".into(), vec![SqlValue::Integer(t.timestamp_micros())])),
-            Operand::Value {
-                text: Some(s),
-                ..
-            } => Ok((
+            Operand::Value { text: Some(s), .. } => Ok((
                 "?".into(),
                 vec![SqlValue::Integer(instant(&s)?.timestamp_micros())],
             )),
@@ -284,7 +280,11 @@ fn geometry_literal(e: &Expr) -> Result<String, CatalogError> {
                 _ => return Err(unsupported("bad BBOX")),
             }
         }
-        _ => return Err(unsupported("a spatial function takes geometry and a literal geometry")),
+        _ => {
+            return Err(unsupported(
+                "a spatial function takes geometry and a literal geometry",
+            ))
+        }
     };
     Shape::from_geojson(&v)?;
     Ok(v.to_string())
@@ -294,8 +294,7 @@ fn spatial(args: &[Box<Expr>], negate: bool) -> Result<Sql, CatalogError> {
     let [a, b] = args else {
         return Err(unsupported("a spatial function takes two arguments"));
     };
-    let is_geom =
-        |e: &Expr| matches!(e, Expr::Property { property } if column(property, "filter").ok() == Some(Column::Geometry));
+    let is_geom = |e: &Expr| matches!(e, Expr::Property { property } if column(property, "filter").ok() == Some(Column::Geometry));
     let lit = if is_geom(a) {
         b
     } else if is_geom(b) {
@@ -330,7 +329,9 @@ fn t_intersects(args: &[Box<Expr>]) -> Result<Sql, CatalogError> {
             Expr::Literal(s) => Ok(Some(instant(s)?.timestamp_micros())),
             other => match operand(other)? {
                 Operand::Instant(t) => Ok(Some(t.timestamp_micros())),
-                _ => Err(unsupported("an interval bound is a timestamp, a date or '..'")),
+                _ => Err(unsupported(
+                    "an interval bound is a timestamp, a date or '..'",
+                )),
             },
         }
     };

@@ -41,9 +41,9 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use stac::{Bbox, Collection, Item};
 
+use super::cql;
 use super::geom::Shape;
 use super::layout::validate_id;
-use super::cql;
 use super::store::{
     local_href, AssetRef, Catalog, CatalogError, CatalogStats, SearchPage, SearchParams, MAX_LIST,
 };
