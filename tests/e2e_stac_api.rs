@@ -26,7 +26,7 @@ use common::*;
 /// ones from Meteor, odd ones from Sentinel-2) and two in `syn-b` (2020, near lon 100).
 fn scene(i: usize) -> (String, Option<f64>, &'static str) {
     let cloud = (i != 11).then(|| ((i * 10) % 100) as f64);
-    let platform = if i % 2 == 0 {
+    let platform = if i.is_multiple_of(2) {
         "meteor-m2-3"
     } else {
         "sentinel-2a"
@@ -61,7 +61,8 @@ fn populate(archive: &Path) {
     };
     for i in 0..12 {
         let (id, cloud, platform) = scene(i);
-        let mut p = json!({"platform": platform, "gsd": if i % 2 == 0 { 1000.0 } else { 10.0 }});
+        let mut p =
+            json!({"platform": platform, "gsd": if i.is_multiple_of(2) { 1000.0 } else { 10.0 }});
         if let Some(c) = cloud {
             p["eo:cloud_cover"] = json!(c);
         }
@@ -315,11 +316,11 @@ fn sortby_filter_fields_queryables_collection_search_and_400s() {
         ),
         (
             "S_INTERSECTS(geometry, POINT(7.5 0.5)) OR gsd = 1000 AND eo:cloud_cover > 70",
-            Box::new(|i, c, _| i == 7 || (i % 2 == 0 && c.is_some_and(|c| c > 70.0))),
+            Box::new(|i, c, _| i == 7 || (i.is_multiple_of(2) && c.is_some_and(|c| c > 70.0))),
         ),
         (
             "collection = 'syn-a' AND CASEI(platform) = 'meteor-m2-3'",
-            Box::new(|i, _, _| i % 2 == 0),
+            Box::new(|i, _, _| i.is_multiple_of(2)),
         ),
     ];
     for (f, pred) in cases {
