@@ -480,6 +480,21 @@ fn sortby_filter_fields_queryables_collection_search_and_400s() {
     }
     let (st, out) = post(p, "/stac/search?limit=1", &json!({}));
     assert_400(st, &out, "POST with a query string");
+    // Every refusal is counted: /metrics and /api/v1/status agree.
+    let status = json_of(p, "/api/v1/status");
+    let refused = status["http"]["responses"]["4xx"].as_u64().unwrap();
+    assert!(refused >= 30, "{}", status["http"]);
+    let (_, _, metrics) = http(p, "GET", "/metrics", &[], b"");
+    let metrics = String::from_utf8(metrics).unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("downlink_http_responses_total{class=\"4xx\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(
+        line.rsplit(' ').next(),
+        Some(refused.to_string().as_str()),
+        "{line}"
+    );
 
     // No [http] cors_origins: no CORS headers, and no preflight answer.
     let (st, head, _) = http(p, "GET", "/stac", &[("Origin", "https://a.example")], b"");

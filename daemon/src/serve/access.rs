@@ -12,6 +12,9 @@
 //! (`OPTIONS` with `Access-Control-Request-Method`) is answered `204` with the allowed methods
 //! and headers. Other origins get no CORS headers (the browser refuses them); with the key
 //! absent no CORS header is ever sent.
+//!
+//! Every response of the router is counted by status class (`downlink_http_responses_total`,
+//! `/api/v1/status` `http.responses`).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -26,6 +29,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body::{Frame, SizeHint};
+
+use super::http_server::HttpStats;
 
 /// The client's address, put into each request's extensions by the HTTP server.
 #[derive(Debug, Clone, Copy)]
@@ -68,8 +73,9 @@ const ALLOW_HEADERS: &str = "Accept, Content-Type, Range, If-None-Match, If-Modi
 const EXPOSE_HEADERS: &str =
     "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, Retry-After";
 
-/// The router with CORS (when configured) and the access log around it.
-pub fn layer(app: Router, cors: Option<Cors>) -> Router {
+/// The router with CORS (when configured) and the access log around it; every response is
+/// counted by status class in `stats`.
+pub fn layer(app: Router, cors: Option<Cors>, stats: Arc<HttpStats>) -> Router {
     let app = match cors {
         Some(c) => app.layer(axum::middleware::from_fn_with_state(
             Arc::new(c),
@@ -77,7 +83,7 @@ pub fn layer(app: Router, cors: Option<Cors>) -> Router {
         )),
         None => app,
     };
-    app.layer(axum::middleware::from_fn(access_log))
+    app.layer(axum::middleware::from_fn_with_state(stats, access_log))
 }
 
 fn cors_headers(h: &mut HeaderMap, allow: HeaderValue, cors: &Cors) {
@@ -132,9 +138,11 @@ async fn cors_layer(State(cors): State<Arc<Cors>>, req: Request, next: Next) -> 
     }
 }
 
-async fn access_log(req: Request, next: Next) -> Response {
+async fn access_log(State(stats): State<Arc<HttpStats>>, req: Request, next: Next) -> Response {
     if !tracing::enabled!(target: "downlink::access", tracing::Level::DEBUG) {
-        return next.run(req).await;
+        let resp = next.run(req).await;
+        stats.response(resp.status().as_u16());
+        return resp;
     }
     let start = Instant::now();
     let method = req.method().clone();
@@ -142,6 +150,7 @@ async fn access_log(req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<Peer>().and_then(|p| p.0);
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
+    stats.response(status);
     resp.map(|inner| {
         Body::new(Logged {
             inner,

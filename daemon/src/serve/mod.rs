@@ -520,6 +520,7 @@ impl HttpServer {
         let app = access::layer(
             http::router(shared.clone()),
             access::Cors::from_config(&cfg.cors_origins),
+            shared.http.clone(),
         );
         let (limits, stats, sh) = (
             http_server::Limits::new(cfg),
