@@ -673,6 +673,69 @@ pub(crate) fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Resul
 mod tests {
     use super::*;
 
+    /// Pages of `sortby` over a property some items lack (NULLs last), with a filter, each
+    /// item once and in order, and the count exact.
+    #[test]
+    fn keyset_pages_over_nullable_sort_keys_with_a_filter() {
+        use crate::catalog::item::empty_extent_collection;
+        use crate::catalog::store::{Direction, SearchParams};
+        use crate::catalog::{Catalog, SqliteCatalog};
+
+        let dir = tempfile::tempdir().unwrap();
+        let cat = SqliteCatalog::open(dir.path().join("catalog.sqlite")).unwrap();
+        cat.upsert_collection(&empty_extent_collection("c", "t").unwrap())
+            .unwrap();
+        // Cloud cover 0,10,20,0,10,20,… ; every fourth item has none.
+        let mut want: Vec<(Option<i64>, String)> = Vec::new();
+        for i in 0..23i64 {
+            let mut it = stac::Item::new(format!("i{i:02}"));
+            it.collection = Some("c".into());
+            it.bbox = Some(stac::Bbox::new(0.0, 0.0, 1.0, 1.0));
+            it.properties.datetime = chrono::DateTime::from_timestamp(1_700_000_000 + i, 0);
+            let cloud = (i % 4 != 3).then_some((i % 3) * 10);
+            if let Some(c) = cloud {
+                it.properties
+                    .additional_fields
+                    .insert("eo:cloud_cover".into(), c.into());
+            }
+            cat.upsert_item(&it).unwrap();
+            if i % 2 == 0 {
+                want.push((cloud, it.id.clone()));
+            }
+        }
+        // Descending cloud cover, then id; NULLs last.
+        want.sort_by(|a, b| match (a.0, b.0) {
+            (Some(x), Some(y)) => y.cmp(&x).then(a.1.cmp(&b.1)),
+            (x, y) => x.is_none().cmp(&y.is_none()).then(a.1.cmp(&b.1)),
+        });
+        let want: Vec<String> = want.into_iter().map(|(_, id)| id).collect();
+        let mut p = SearchParams {
+            limit: Some(3),
+            sortby: vec![crate::catalog::SortBy {
+                field: "properties.eo:cloud_cover".into(),
+                direction: Direction::Desc,
+            }],
+            filter: Some(
+                "s_intersects(geometry, bbox(0.5, 0.5, 2, 2)) and id in \
+                 ('i00','i02','i04','i06','i08','i10','i12','i14','i16','i18','i20','i22')"
+                    .parse()
+                    .unwrap(),
+            ),
+            ..SearchParams::default()
+        };
+        let mut got = Vec::new();
+        loop {
+            let page = cat.search(&p).unwrap();
+            assert_eq!(page.matched, Some(12));
+            got.extend(page.items.into_iter().map(|i| i.id));
+            match page.next {
+                Some(t) => p.token = Some(t),
+                None => break,
+            }
+        }
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn like_becomes_a_case_sensitive_glob() {
         assert_eq!(glob("sentinel%"), "sentinel*");
