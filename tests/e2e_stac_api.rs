@@ -332,6 +332,17 @@ fn sortby_filter_fields_queryables_collection_search_and_400s() {
         assert_eq!(ids(&fc), expect(pred), "{f}");
     }
 
+    // The items endpoint filters too (OGC API Features part 3).
+    let (st, fc) = get(
+        p,
+        &format!(
+            "/stac/collections/syn-a/items?filter={}&sortby=id",
+            q("gsd < 100")
+        ),
+    );
+    assert_eq!(st, 200, "{fc}");
+    assert_eq!(ids(&fc), ["s01", "s03", "s05", "s07", "s09", "s11"]);
+
     // fields: include, exclude, nested, and the default set.
     let (st, fc) = get(p, "/stac/search?ids=s03&fields=id,properties.platform");
     assert_eq!(st, 200, "{fc}");
