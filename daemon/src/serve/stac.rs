@@ -1,5 +1,11 @@
-//! STAC API (v1.0.0: core, collections, features, item search) at `/stac`, asset downloads with
-//! HTTP Range at `/stac/assets/…`, and XYZ map tiles + TileJSON per item.
+//! STAC API (v1.0.0: core, collections, features, item search; the Sort, Fields and Filter
+//! extensions with CQL2 text and JSON, `/queryables`, and collection search on `/collections`)
+//! at `/stac`, asset downloads with HTTP Range at `/stac/assets/…`, and XYZ map tiles +
+//! TileJSON per item.
+//!
+//! The API endpoints take only the parameters they implement: any other query parameter or
+//! POST body key, a filter the catalog cannot evaluate, or a sort key it cannot order by is a
+//! `400`, never ignored (a client must not get unfiltered results it believes filtered).
 //!
 //! `/stac/assets/{href}` serves a file only when a catalogued item has an asset with exactly
 //! that href (looked up in the catalog on every request, so a new item is served at once and a
