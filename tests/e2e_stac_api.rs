@@ -461,6 +461,7 @@ fn sortby_filter_fields_queryables_collection_search_and_400s() {
         "/stac/collections/syn-a?x=1",
         "/stac/collections/syn-a/queryables?x=1",
         "/stac/collections/syn-a/items?query=%7B%7D",
+        "/stac/collections/syn-a/items?collections=syn-b",
         "/stac/collections/syn-a/items/s00?fields=id",
         "/stac/search?query=%7B%7D",
         "/stac/search?sort=datetime",

@@ -1378,6 +1378,11 @@ async fn items(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = SearchQuery::parse(raw.as_deref())?;
+    if q.collections.is_some() {
+        return Err(bad(
+            "unknown parameter \"collections\": the collection is the one in the path",
+        ));
+    }
     let b = base_url(&headers);
     let cat = catalog(&shared)?;
     let id = cid.clone();
