@@ -179,6 +179,10 @@ pub struct HttpConfig {
     /// `tile_cache` (default `"64MiB"`, 0..=16GiB): memory for recently served map tiles;
     /// 0 turns the cache off. Read at start.
     pub tile_cache: u64,
+    /// `cors_origins` (default absent: no CORS headers): browser origins allowed to call the
+    /// API from another site, each `"https://host[:port]"` (scheme and host, no path), or
+    /// `["*"]` for any origin. Answers CORS preflight (`OPTIONS`) requests for them.
+    pub cors_origins: Vec<String>,
 }
 
 /// `[pass]`: how a pass is delimited and judged.
@@ -742,6 +746,7 @@ struct RawHttp {
     idle_timeout: Option<Scalar>,
     max_requests_per_connection: Option<i64>,
     tile_cache: Option<Scalar>,
+    cors_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -891,6 +896,7 @@ const HTTP_KEYS: &[(&str, Kind)] = &[
     ("header_timeout", Kind::Duration),
     ("idle_timeout", Kind::Duration),
     ("max_requests_per_connection", Kind::Int),
+    ("cors_origins", Kind::StrList),
 ];
 const PASS_KEYS: &[(&str, Kind)] = &[("los_timeout", Kind::Duration), ("min_frames", Kind::Int)];
 const IMAGING_KEYS: &[(&str, Kind)] = &[
@@ -1366,6 +1372,7 @@ fn resolve_http(pr: &mut Problems, raw: &RawHttp) -> Option<HttpConfig> {
         0,
         16 << 30,
     );
+    let cors_origins = resolve_cors_origins(pr, raw.cors_origins.as_deref());
     Some(HttpConfig {
         listen: listen?,
         max_concurrency: usize_of(max_concurrency),
@@ -1374,7 +1381,63 @@ fn resolve_http(pr: &mut Problems, raw: &RawHttp) -> Option<HttpConfig> {
         idle_timeout,
         max_requests_per_connection,
         tile_cache,
+        cors_origins,
     })
+}
+
+/// `http.cors_origins`: `["*"]`, or origins `scheme://host[:port]` (http or https, no path,
+/// query, fragment or userinfo), each once.
+fn resolve_cors_origins(pr: &mut Problems, raw: Option<&[String]>) -> Vec<String> {
+    let Some(list) = raw else {
+        return Vec::new();
+    };
+    if list.is_empty() {
+        pr.push(
+            "http.cors_origins",
+            "must not be empty: leave the key out for no CORS headers, or give [\"*\"] or origins",
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (i, o) in list.iter().enumerate() {
+        let field = format!("http.cors_origins[{i}]");
+        if o == "*" {
+            if list.len() > 1 {
+                pr.push(field, "\"*\" allows every origin: give it alone");
+            }
+            out.push(o.clone());
+            continue;
+        }
+        let ok = url::Url::parse(o).ok().filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty())
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.path() == "/"
+                && !o.ends_with('/')
+        });
+        match ok {
+            // The origin as browsers send it (lowercase host, default port dropped).
+            Some(u) => {
+                let origin = u.origin().ascii_serialization();
+                if out.contains(&origin) {
+                    pr.push(field, format!("{o:?} is given twice"));
+                } else {
+                    out.push(origin);
+                }
+            }
+            None => pr.push(
+                field,
+                format!(
+                    "must be \"*\" or an origin like \"https://maps.example.org\" or \"http://localhost:8081\" \
+                     (scheme and host, no path), got {o:?}"
+                ),
+            ),
+        }
+    }
+    out
 }
 
 fn resolve_pass(pr: &mut Problems, raw: &RawPass) -> PassConfig {
@@ -2075,6 +2138,7 @@ profile = "jpss"
                 idle_timeout: Duration::from_secs(60),
                 max_requests_per_connection: 1000,
                 tile_cache: 64 << 20,
+                cors_origins: Vec::new(),
             }
         );
         assert_eq!(
@@ -2146,6 +2210,49 @@ profile = "jpss"
         for (p, value) in pr.iter().zip(["got 0", "\"10ms\"", "got 5", "got -1"]) {
             assert!(p.message.contains(value), "{p}");
         }
+    }
+
+    #[test]
+    fn cors_origins_are_read_and_checked() {
+        let with = |keys: &str| {
+            ISSUE_CONFIG.replace(
+                "listen = \"127.0.0.1:8080\"\n",
+                &format!("listen = \"127.0.0.1:8080\"\n{keys}"),
+            )
+        };
+        assert!(parse(ISSUE_CONFIG).unwrap().http.cors_origins.is_empty());
+        let c = parse(&with("cors_origins = [\"*\"]\n")).unwrap();
+        assert_eq!(c.http.cors_origins, ["*"]);
+        let c = parse(&with(
+            "cors_origins = [\"https://Maps.Example.org\", \"http://localhost:8081\"]\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.http.cors_origins,
+            ["https://maps.example.org", "http://localhost:8081"]
+        );
+        let pr = problems(&with(
+            "cors_origins = [\"*\", \"https://a.org/\", \"ftp://a.org\", \"https://a.org/x\", \"a.org\"]\n",
+        ));
+        assert_eq!(
+            paths(&pr),
+            [
+                "http.cors_origins[0]",
+                "http.cors_origins[1]",
+                "http.cors_origins[2]",
+                "http.cors_origins[3]",
+                "http.cors_origins[4]"
+            ]
+        );
+        assert!(pr[1].message.contains("\"https://a.org/\""), "{}", pr[1]);
+        assert_eq!(
+            paths(&problems(&with("cors_origins = []\n"))),
+            ["http.cors_origins"]
+        );
+        assert_eq!(
+            paths(&problems(&with("cors_origins = \"*\"\n"))),
+            ["http.cors_origins"]
+        );
     }
 
     #[test]

@@ -1,15 +1,13 @@
 """Serve well-known JSON-schema URLs from a local mirror directory.
 
 Loaded at interpreter start through a .pth file in the validator venv.
-Active only when STAC_SCHEMA_DIR is set.  A URL https://HOST/PATH is answered
-from $STAC_SCHEMA_DIR/HOST/PATH for the hosts listed below (requests and
-urllib).  A missing file is a 404, unless its URL is listed (comma-separated) in
-STAC_SCHEMA_STUB, in which case an accept-all schema is returned and the URL is
-logged to stderr: only schemas known to be unobtainable offline are excused.
+Active only when STAC_SCHEMA_DIR is set: one or more mirror directories separated
+by ':', searched in order.  A URL https://HOST/PATH is answered from DIR/HOST/PATH
+for the hosts listed below (requests and urllib).  A schema in none of them is a
+404 (the validation fails): there is no accept-all stand-in.
 """
 
 import io
-import json
 import os
 import sys
 import urllib.parse
@@ -25,9 +23,7 @@ HOSTS = {
     "json-schema.org",
     "api.stacspec.org",
 }
-ROOT = os.environ.get("STAC_SCHEMA_DIR")
-STUB = {u.strip() for u in os.environ.get("STAC_SCHEMA_STUB", "").split(",") if u.strip()}
-_stubbed = set()
+ROOTS = [d for d in os.environ.get("STAC_SCHEMA_DIR", "").split(os.pathsep) if d]
 
 
 def _lookup(url):
@@ -35,18 +31,13 @@ def _lookup(url):
     p = urllib.parse.urlsplit(url)
     if p.scheme not in ("http", "https") or p.hostname not in HOSTS:
         return None
-    path = os.path.normpath(os.path.join(ROOT, p.hostname, p.path.lstrip("/")))
-    if not path.startswith(os.path.normpath(ROOT) + os.sep):
-        return 404, b"{}"
-    if os.path.isfile(path):
-        with open(path, "rb") as f:
-            return 200, f.read()
-    if url.split("#")[0] in STUB:
-        if url not in _stubbed:
-            _stubbed.add(url)
-            print(f"offline_schemas: WARNING no local copy of {url}; "
-                  "using an accept-all schema", file=sys.stderr)
-        return 200, json.dumps({"$id": url.split("#")[0]}).encode()
+    for root in ROOTS:
+        path = os.path.normpath(os.path.join(root, p.hostname, p.path.lstrip("/")))
+        if not path.startswith(os.path.normpath(root) + os.sep):
+            return 404, b"{}"
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                return 200, f.read()
     print(f"offline_schemas: no local copy of {url}", file=sys.stderr)
     return 404, b'{"error": "not available offline"}'
 
@@ -107,5 +98,5 @@ def _install():
     requests.adapters.HTTPAdapter.send = send
 
 
-if ROOT:
+if ROOTS:
     _install()

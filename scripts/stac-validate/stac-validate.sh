@@ -9,9 +9,12 @@
 # stac-extensions.github.io, geojson.org and proj.org are served from BUILD_DIR/schemas,
 # built from pinned PyPI distributions (see build_schema_mirror.py), through a small
 # import hook (offline_schemas.py, loaded by a .pth file) that answers those URLs
-# for requests and urllib.  A schema URL with no local copy is a 404 (the validation
-# fails), except the URLs in STAC_SCHEMA_STUB (default: eo v2.0.0 only), answered with an
-# accept-all schema and a WARNING line on stderr.
+# for requests and urllib, together with the schemas in no registry package (the eo v2.0.0
+# schema), read from the shared test data: ../shared/data/schemas beside the repository, or
+# $STAC_SHARED_SCHEMAS.  A schema URL with no local copy is a 404: the validation fails.
+# Besides core, features and item search, the Filter (CQL2 text and JSON) and Sort extensions
+# are validated, and the Fields extension when $STAC_FIELDS_PROPERTY names a property the
+# newest item of COLLECTION_ID has (e.g. properties.proj:code).
 # Exit status: 0 when both validators pass, 1 otherwise.
 set -euo pipefail
 
@@ -52,10 +55,13 @@ if [ ! -f "$BUILD/schemas/.done" ]; then
   "$VENV/bin/python" "$HERE/build_schema_mirror.py" "$DIST" "$BUILD/schemas" > "$BUILD/schemas.sha256"
   touch "$BUILD/schemas/.done"
 fi
-export STAC_SCHEMA_DIR=$BUILD/schemas
-# The eo v2.0.0 schema is in no registry package we found: it alone is excused (accept-all,
-# with a WARNING); any other schema missing from the mirror fails the run.
-export STAC_SCHEMA_STUB=${STAC_SCHEMA_STUB-https://stac-extensions.github.io/eo/v2.0.0/schema.json}
+SHARED_SCHEMAS=${STAC_SHARED_SCHEMAS:-$HERE/../../../shared/data/schemas}
+if [ ! -f "$SHARED_SCHEMAS/stac-extensions.github.io/eo/v2.0.0/schema.json" ]; then
+  echo "stac-validate: no eo v2.0.0 schema under $SHARED_SCHEMAS (the shared test data)" >&2
+  exit 1
+fi
+SHARED_SCHEMAS=$(cd "$SHARED_SCHEMAS" && pwd)
+export STAC_SCHEMA_DIR=$BUILD/schemas:$SHARED_SCHEMAS
 
 OUT=$BUILD/out
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -77,6 +83,8 @@ GEOM=$(curl -fsS "$ROOT/collections/$COLL/items?limit=1" \
 echo "== stac-api-validator $ROOT (collection $COLL)"
 if ! "$VENV/bin/stac-api-validator" --root-url "$ROOT" \
      --conformance core --conformance features --conformance item-search \
+     --conformance filter --conformance item-search#sort \
+     ${STAC_FIELDS_PROPERTY:+--conformance item-search#fields --fields-nested-property "$STAC_FIELDS_PROPERTY"} \
      --collection "$COLL" --geometry "$GEOM" --validate-pagination 2>&1 | tee "$OUT/stac-api-validator.log"; then
   fail=1
 fi

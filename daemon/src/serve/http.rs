@@ -475,6 +475,13 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     );
     let _ = writeln!(
         m,
+        "# HELP downlink_http_responses_total HTTP responses of the API by status class (4xx: requests refused as bad).\n# TYPE downlink_http_responses_total counter"
+    );
+    for (class, n) in &h.responses {
+        let _ = writeln!(m, "downlink_http_responses_total{{class=\"{class}\"}} {n}");
+    }
+    let _ = writeln!(
+        m,
         "# HELP downlink_http_connections_refused_total HTTP connections refused, by reason.\n# TYPE downlink_http_connections_refused_total counter"
     );
     for (reason, n) in &h.refused {

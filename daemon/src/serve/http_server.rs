@@ -72,6 +72,9 @@ pub const REFUSE_REASONS: [&str; 3] = ["cap", "emfile", "error"];
 /// keep-alive connection with no next request (`keep_alive`, the normal end of one), a
 /// connection moving no bytes (`idle`), a request body (`body`).
 pub const TIMEOUT_KINDS: [&str; 4] = ["header", "keep_alive", "idle", "body"];
+/// Status classes of the responses the router gave (metric label values): a `4xx` is a request
+/// refused as bad (unknown parameter, malformed filter, unknown id …).
+pub const RESPONSE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// The limits of one HTTP server, from `[http]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +179,7 @@ pub struct HttpStats {
     requests: AtomicU64,
     shed: AtomicU64,
     budget: Mutex<FdBudget>,
+    responses: [AtomicU64; 5],
 }
 
 /// What `/api/v1/status` shows under `http`.
@@ -198,6 +202,8 @@ pub struct HttpSnapshot {
     /// The connection cap and the open-file budget behind it.
     #[serde(flatten)]
     pub budget: FdBudget,
+    /// Responses of the router by status class ([`RESPONSE_CLASSES`]).
+    pub responses: BTreeMap<&'static str, u64>,
 }
 
 enum Refuse {
@@ -230,6 +236,14 @@ impl HttpStats {
         }
     }
 
+    /// Counts a response of the router by its status class.
+    pub fn response(&self, status: u16) {
+        let class = usize::from(status / 100).saturating_sub(1);
+        if let Some(c) = self.responses.get(class) {
+            Self::bump(c);
+        }
+    }
+
     /// A copy of every counter.
     pub fn snapshot(&self) -> HttpSnapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -254,6 +268,11 @@ impl HttpStats {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
+            responses: RESPONSE_CLASSES
+                .iter()
+                .zip(&self.responses)
+                .map(|(k, c)| (*k, load(c)))
+                .collect(),
         }
     }
 }
@@ -523,6 +542,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer = super::access::Peer(stream.peer_addr().ok());
     let io = TokioIo::new(Tracked {
         io: stream,
         conn: conn.clone(),
@@ -530,7 +550,10 @@ async fn connection(
     });
     let service = {
         let (ctx, conn) = (ctx.clone(), conn.clone());
-        hyper::service::service_fn(move |req| handle(req, ctx.clone(), conn.clone()))
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(peer);
+            handle(req, ctx.clone(), conn.clone())
+        })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

@@ -14,6 +14,7 @@
 //! Every dropped datagram is counted with its reason: `not_allowed`, `truncated`, `empty`,
 //! `queue_full`, and `kernel_overflow` (the socket's drop counter in `/proc/net/udp`).
 
+pub mod access;
 pub mod archive;
 pub mod http;
 pub mod http_server;
@@ -518,7 +519,11 @@ impl HttpServer {
         rt: &tokio::runtime::Runtime,
     ) -> HttpServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = http::router(shared.clone());
+        let app = access::layer(
+            http::router(shared.clone()),
+            access::Cors::from_config(&cfg.cors_origins),
+            shared.http.clone(),
+        );
         let (limits, stats, sh) = (
             http_server::Limits::new(cfg),
             shared.http.clone(),

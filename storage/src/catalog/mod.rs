@@ -5,6 +5,7 @@
 //! STAC: <https://github.com/radiantearth/stac-spec/tree/v1.1.0>; models from the `stac`
 //! crate (stac-utils/rustac).
 
+pub(crate) mod cql;
 pub mod geom;
 pub mod item;
 pub mod layout;
@@ -14,6 +15,6 @@ pub mod store;
 
 pub use sqlite::SqliteCatalog;
 pub use store::{
-    local_href, AssetRef, Catalog, CatalogError, CatalogStats, DatetimeFilter, SearchPage,
-    SearchParams,
+    local_href, AssetRef, Catalog, CatalogError, CatalogStats, DatetimeFilter, Direction,
+    SearchPage, SearchParams, SortBy,
 };

@@ -41,11 +41,11 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use stac::{Bbox, Collection, Item};
 
+use super::cql;
 use super::geom::Shape;
 use super::layout::validate_id;
 use super::store::{
-    local_href, AssetRef, Catalog, CatalogError, CatalogStats, SearchPage, SearchParams, SortKey,
-    MAX_LIST,
+    local_href, AssetRef, Catalog, CatalogError, CatalogStats, SearchPage, SearchParams, MAX_LIST,
 };
 
 const SCHEMA_VERSION: i64 = 2;
@@ -130,6 +130,7 @@ fn open_writer(path: &Path) -> Result<Writer, CatalogError> {
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sql("foreign_keys"))?;
     migrate(&mut conn)?;
+    cql::register_functions(&conn).map_err(sql("register functions"))?;
     let file = file_id(path).map_err(|source| CatalogError::Io {
         context: format!("stat {}", path.display()),
         source,
@@ -375,6 +376,7 @@ impl SqliteCatalog {
                 .map_err(sql("open reader"))?;
                 c.busy_timeout(std::time::Duration::from_secs(10))
                     .map_err(sql("busy_timeout"))?;
+                cql::register_functions(&c).map_err(sql("register functions"))?;
                 c
             }
         };
@@ -673,7 +675,9 @@ impl Catalog for SqliteCatalog {
     fn search(&self, p: &SearchParams) -> Result<SearchPage, CatalogError> {
         let limit = p.effective_limit()? as usize;
         let shapes = p.spatial_filters()?;
-        let after = p.token.as_deref().map(SortKey::from_token).transpose()?;
+        let keys = cql::order(&p.sortby)?;
+        let after = p.token.as_deref().map(cql::from_token).transpose()?;
+        let filter = p.filter.as_ref().map(cql::to_sql).transpose()?;
 
         let mut wh: Vec<String> = Vec::new();
         let mut args: Vec<SqlValue> = Vec::new();
@@ -724,20 +728,16 @@ impl Catalog for SqliteCatalog {
                 ors.join(" OR ")
             ));
         }
+        if let Some(f) = filter {
+            wh.push(f.text);
+            args.extend(f.args);
+        }
         let base_where = wh.clone();
         let base_args = args.clone();
-        if let Some(k) = &after {
-            wh.push(
-                "(datetime_us < ? OR (datetime_us = ? AND (id > ? OR (id = ? AND collection > ?))))"
-                    .into(),
-            );
-            args.extend([
-                SqlValue::Integer(k.datetime_us),
-                SqlValue::Integer(k.datetime_us),
-                SqlValue::Text(k.id.clone()),
-                SqlValue::Text(k.id.clone()),
-                SqlValue::Text(k.collection.clone()),
-            ]);
+        if let Some(last) = &after {
+            let a = cql::after(&keys, last)?;
+            wh.push(a.text);
+            args.extend(a.args);
         }
         let where_sql = |w: &[String]| {
             if w.is_empty() {
@@ -757,20 +757,22 @@ impl Catalog for SqliteCatalog {
 
         self.read(|conn| {
             // Page: stream in order, exact-filter, stop after limit + 1.
+            let cols: Vec<String> = keys.iter().map(|k| k.column.sql()).collect();
             let q = format!(
-                "SELECT datetime_us, id, collection, geometry, json FROM items {}
-                 ORDER BY datetime_us DESC, id ASC, collection ASC",
-                where_sql(&wh)
+                "SELECT geometry, json, {} FROM items {} ORDER BY {}",
+                cols.join(", "),
+                where_sql(&wh),
+                cql::order_by(&keys)
             );
             let mut st = conn.prepare(&q).map_err(sql("prepare search"))?;
             let mut rows = st
                 .query(rusqlite::params_from_iter(args.iter()))
                 .map_err(sql("search"))?;
             let mut items = Vec::new();
-            let mut last: Option<SortKey> = None;
+            let mut last: Option<Vec<SqlValue>> = None;
             let mut more = false;
             while let Some(r) = rows.next().map_err(sql("search row"))? {
-                let geom: String = r.get(3).map_err(sql("geometry col"))?;
+                let geom: String = r.get(0).map_err(sql("geometry col"))?;
                 if !exact(&geom)? {
                     continue;
                 }
@@ -778,13 +780,14 @@ impl Catalog for SqliteCatalog {
                     more = true;
                     break;
                 }
-                let json: String = r.get(4).map_err(sql("json col"))?;
+                let json: String = r.get(1).map_err(sql("json col"))?;
                 items.push(serde_json::from_str::<Item>(&json).map_err(js("item json"))?);
-                last = Some(SortKey {
-                    datetime_us: r.get(0).map_err(sql("dt col"))?,
-                    id: r.get(1).map_err(sql("id col"))?,
-                    collection: r.get(2).map_err(sql("collection col"))?,
-                });
+                last = Some(
+                    (0..keys.len())
+                        .map(|i| r.get::<_, SqlValue>(i + 2))
+                        .collect::<Result<_, _>>()
+                        .map_err(sql("sort key col"))?,
+                );
             }
             // Total: SQL count without spatial filters, else an exact scan of candidates.
             let cq = if shapes.is_empty() {
@@ -814,7 +817,7 @@ impl Catalog for SqliteCatalog {
                 items,
                 matched: Some(matched),
                 next: if more {
-                    last.map(|k| k.to_token())
+                    last.map(|k| cql::token(&k))
                 } else {
                     None
                 },
