@@ -235,8 +235,20 @@ fn kill_9_mid_pass_then_restart_recovers_the_pass_from_the_raw_archive() {
     let mut d = Daemon::start("jpss", "");
     let bytes = std::fs::read(data("cadu/npp.20241206T173815.dat")).unwrap();
     d.send(&random_datagrams(&bytes[..bytes.len() / 2], 11));
-    // Past a few fsync intervals (100 ms), well inside the LOS timeout (700 ms).
-    std::thread::sleep(Duration::from_millis(400));
+    // Once the decoder has taken 400 frames (a loaded machine may lag the sender), then past a
+    // few fsync intervals (100 ms), well inside the LOS timeout (700 ms).
+    let t0 = Instant::now();
+    loop {
+        let st: serde_json::Value =
+            serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+        let good = st["inputs"][0]["current"]["frames"]["good"].as_u64().unwrap_or(0);
+        if good >= 400 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "decoder stuck: {st}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     d.kill9_and_restart();
     let recs = d.wait_passes(1);
     let rec = &recs[0];
@@ -548,8 +560,16 @@ fn a_meteor_pass_gets_georeferenced_products_at_los() {
     assert!(d
         .get_bytes(&format!("/api/v1/passes/{id}/products/.swath.gcp.tif"))
         .is_none());
-    let status: serde_json::Value =
-        serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+    // The listing is published before the job is counted done (the catalog entry comes last).
+    let t0 = Instant::now();
+    let status = loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+        if status["products"]["ok"] == 1 || t0.elapsed() > Duration::from_secs(30) {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(status["products"]["ok"], 1, "{}", status["products"]);
     assert_eq!(status["products"]["failed"], 0);
     let metrics = d.get("/metrics").unwrap();
