@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
+use storage::catalog::import::{import_item, remove_item_files, ImportSpec, Imported};
 use storage::catalog::item::{
     collection_for_listing, empty_extent_collection, item_for_product, PassListing,
 };
-use storage::catalog::raster::{import_raster, write_visual_cog, COG_MEDIA_TYPE};
-use storage::catalog::{Catalog, SqliteCatalog};
+use storage::catalog::layout::COLLECTIONS_DIR;
+use storage::catalog::raster::{write_visual_cog, COG_MEDIA_TYPE};
+use storage::catalog::{Catalog, SearchParams, SqliteCatalog};
 
 /// The catalog file of an archive.
 pub fn path(archive: &Path) -> PathBuf {
@@ -100,24 +101,113 @@ pub fn register_pass(catalog: &dyn Catalog, archive: &Path, products_dir: &Path)
     Ok(item.id)
 }
 
-/// `downlink archive add`: imports a georeferenced raster as an item of `collection`
-/// (created if missing).
-pub fn add_raster(
-    archive: &Path,
-    file: &Path,
-    collection: &str,
-    datetime: DateTime<Utc>,
-) -> Result<stac::Item> {
+/// `downlink archive add`: imports georeferenced rasters as one item of `spec.collection`
+/// (created if missing); see [`storage::catalog::import`].
+pub fn add_rasters(archive: &Path, spec: &ImportSpec<'_>) -> Result<Imported> {
     let catalog = open(archive)?;
+    let collection = spec.collection;
     if catalog.collection(collection)?.is_none() {
         catalog.upsert_collection(&empty_extent_collection(
             collection,
             &format!("Rasters imported into this Downlink station's archive ({collection})"),
         )?)?;
     }
-    Ok(import_raster(
-        &catalog, archive, file, collection, datetime,
-    )?)
+    Ok(import_item(&catalog, archive, spec)?)
+}
+
+/// One catalogued item, as `downlink archive list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    /// Collection id.
+    pub collection: String,
+    /// Item id.
+    pub id: String,
+    /// Item datetime (RFC 3339).
+    pub datetime: Option<String>,
+    /// Asset keys.
+    pub assets: Vec<String>,
+}
+
+/// Every item of the archive's catalog (or of one collection), newest first.
+pub fn list(archive: &Path, collection: Option<&str>) -> Result<Vec<Listed>> {
+    let catalog = open(archive)?;
+    let mut params = SearchParams {
+        collections: collection.map(|c| vec![c.to_owned()]),
+        limit: Some(storage::catalog::store::MAX_LIMIT),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = catalog.search(&params)?;
+        for it in page.items {
+            out.push(Listed {
+                collection: it.collection.clone().unwrap_or_default(),
+                datetime: it.properties.datetime.map(|d| d.to_rfc3339()),
+                assets: it.assets.keys().cloned().collect(),
+                id: it.id,
+            });
+        }
+        match page.next {
+            Some(t) => params.token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// What `downlink archive remove` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Removed {
+    /// Collection id.
+    pub collection: String,
+    /// Item id.
+    pub id: String,
+    /// Files removed (imported rasters under `collections/`).
+    pub files: Vec<PathBuf>,
+    /// Files that could not be removed, with the error.
+    pub not_removed: Vec<(PathBuf, String)>,
+}
+
+/// Removes item `id` (of `collection`, or of the only collection that has it): the catalog
+/// entry first (the commit point), then its files under `collections/`. A received pass's
+/// files under `passes/` are the station's pass record and stay.
+pub fn remove(archive: &Path, id: &str, collection: Option<&str>) -> Result<Removed> {
+    let catalog = open(archive)?;
+    let found = catalog.search(&SearchParams {
+        ids: Some(vec![id.to_owned()]),
+        collections: collection.map(|c| vec![c.to_owned()]),
+        limit: Some(storage::catalog::store::MAX_LIMIT),
+        ..Default::default()
+    })?;
+    let item = match found.items.as_slice() {
+        [] => anyhow::bail!(
+            "no item {id:?}{} in the catalog",
+            collection.map_or(String::new(), |c| format!(" in collection {c:?}"))
+        ),
+        [one] => one.clone(),
+        many => anyhow::bail!(
+            "item id {id:?} is in several collections ({}): give --collection",
+            many.iter()
+                .filter_map(|i| i.collection.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let cid = item.collection.clone().unwrap_or_default();
+    if !catalog.delete_item(&cid, id)? {
+        anyhow::bail!("item {id:?} disappeared from collection {cid:?} while removing it");
+    }
+    let mut imported = item.clone();
+    imported.assets.retain(|_, a| {
+        storage::catalog::local_href(&a.href)
+            .is_some_and(|h| h.starts_with(&format!("{COLLECTIONS_DIR}/")))
+    });
+    let (files, not_removed) = remove_item_files(archive, &imported, None);
+    Ok(Removed {
+        collection: cid,
+        id: id.to_owned(),
+        files,
+        not_removed,
+    })
 }
 
 /// How often the daemon checks that the catalog database is still the file at its path.
