@@ -50,6 +50,18 @@ enum ArchiveAction {
         #[arg(long)]
         replace: bool,
     },
+    /// Catalogue a recorded pass with its real time, platform, link quality, geolocation QA and
+    /// sun angles, as the daemon does at LOS: DIR is the output directory of `downlink image`
+    /// (with products.json) or a pass directory. A set outside the archive is copied into
+    /// passes/PASS_ID/products. Prints the item. An existing item is refused unless --replace.
+    AddPass {
+        /// The product set's directory.
+        dir: PathBuf,
+        /// Replace an existing item of the same pass id; its old files are removed once the new
+        /// item is committed.
+        #[arg(long)]
+        replace: bool,
+    },
     /// List catalogued items (newest first): collection, id, datetime, assets.
     List {
         /// Only this collection.
@@ -101,6 +113,22 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             let done = archive_catalog::add_rasters(&archive, &spec)
                 .with_context(|| format!("importing {}", names.join(" ")))?;
+            if done.replaced.is_some() {
+                eprintln!(
+                    "replaced item {:?}: {} old file(s) removed",
+                    done.item.id,
+                    done.removed.len()
+                );
+            }
+            for (p, e) in &done.not_removed {
+                eprintln!("warning: old file {} not removed: {e}", p.display());
+            }
+            serde_json::to_writer_pretty(&mut out, &done.item)?;
+            writeln!(out)?;
+        }
+        ArchiveAction::AddPass { dir, replace } => {
+            let done = archive_catalog::add_pass(&archive, dir, *replace)
+                .with_context(|| format!("cataloguing the pass in {}", dir.display()))?;
             if done.replaced.is_some() {
                 eprintln!(
                     "replaced item {:?}: {} old file(s) removed",
