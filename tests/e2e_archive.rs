@@ -555,3 +555,59 @@ fn odc_stac_and_stackstac_load_imports_and_passes_from_the_stac_api() {
         assert!(log.contains(&format!("ok   {what}")), "{what}\n{log}");
     }
 }
+
+#[test]
+fn a_replayed_pass_is_dated_by_the_inputs_pass_date_not_the_wall_clock() {
+    // The 2022 TLE (not one moved to today) and the date of the recording on the input.
+    let sections = format!(
+        "[imaging]\ntle = [\"{}\"]\nlandmask = \"{}\"\n",
+        data("tle/meteor-m2_40069_2022-12-20.tle").display(),
+        landmask().display()
+    );
+    let d = Daemon::start_full(
+        "udp",
+        "meteor-lrpt",
+        "frames",
+        "pass_date = \"2022-12-20\"",
+        &sections,
+        &[],
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let capture = scratch.path().join("meteor.vcdu");
+    let mut bytes = Vec::new();
+    for s in ["30", "40", "50"] {
+        bytes.extend(
+            std::fs::read(data(&format!("vcdu/meteor-m2/2022_12_20_20_25_{s}.vcdu"))).unwrap(),
+        );
+    }
+    std::fs::write(&capture, bytes).unwrap();
+    let replay = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .args(["replay", "--quiet", "--rate", "20Mbit", "--to"])
+        .arg(format!("udp://127.0.0.1:{}", d.udp))
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let id = wait_catalogued(&d);
+    let item = json_of(
+        d.http,
+        &format!("/stac/collections/meteor-m2-msu-mr/items/{id}"),
+    );
+    let p = &item["properties"];
+    assert!(
+        p["datetime"]
+            .as_str()
+            .unwrap()
+            .starts_with("2022-12-20T20:25"),
+        "{p}"
+    );
+    assert!(
+        !p["downlink:geolocation_qa"].as_array().unwrap().is_empty(),
+        "{p}"
+    );
+    assert!(p["downlink:link_quality"]["frames_good"].as_u64().unwrap() > 0);
+}
