@@ -239,8 +239,9 @@ fn bands_name_each_file_band_and_replace_removes_old_files_only_after_the_commit
         );
         assert_eq!(a["bands"][0]["data_type"], "uint16");
         assert!(a["bands"][0]["statistics"]["maximum"].as_f64().unwrap() > 1000.0);
-        assert_eq!(a["proj:epsg"], 32632);
         assert_eq!(a["proj:code"], "EPSG:32632");
+        // Projection v2.0.0: `proj:epsg` is refused by its schema.
+        assert!(a.get("proj:epsg").is_none(), "{a}");
         assert_eq!(a["proj:shape"], serde_json::json!([356, 429]));
         assert_eq!(
             a["proj:transform"],
@@ -252,7 +253,7 @@ fn bands_name_each_file_band_and_replace_removes_old_files_only_after_the_commit
         );
         assert_eq!(a["gsd"], 10.0);
     }
-    assert_eq!(old["properties"]["proj:epsg"], 32632);
+    assert_eq!(old["properties"]["proj:code"], "EPSG:32632");
     assert_eq!(old["assets"]["thumbnail"]["type"], "image/png");
     let old_files: Vec<PathBuf> = hrefs(&old).iter().map(|h| archive.join(h)).collect();
 
@@ -406,10 +407,10 @@ fn add_pass_catalogues_the_shared_meteor_products_with_their_real_time_and_qa() 
     let qa = p["downlink:geolocation_qa"].as_array().unwrap();
     assert!(!qa.is_empty(), "{p}");
     assert!(p["view:sun_elevation"].is_number());
-    assert_eq!(p["proj:epsg"], 4326);
+    assert_eq!(p["proj:code"], "EPSG:4326");
     for ch in ["ch1", "ch2", "ch5"] {
         let a = &item["assets"][ch];
-        assert_eq!(a["proj:epsg"], 4326, "{a}");
+        assert_eq!(a["proj:code"], "EPSG:4326", "{a}");
         assert_eq!(a["proj:shape"].as_array().unwrap().len(), 2);
         assert_eq!(a["proj:transform"].as_array().unwrap().len(), 6);
         assert_eq!(a["proj:bbox"].as_array().unwrap().len(), 4);

@@ -39,6 +39,24 @@ def check(cond, what):
     print(f"ok   {what}", flush=True)
 
 
+def native_grid(items):
+    """stackstac's grid arguments from the items' own metadata: the one `proj:code`, and the
+    `proj:bbox` and pixel size (`proj:transform`) of their data assets."""
+    assets = [a for i in items for a in i["assets"].values() if "data" in a.get("roles", [])]
+    codes = {a["proj:code"] for a in assets}
+    boxes = {tuple(a["proj:bbox"]) for a in assets}
+    res = {abs(a["proj:transform"][0]) for a in assets}
+    check(
+        len(codes) == 1 and next(iter(codes)).startswith("EPSG:") and len(boxes) == 1 and len(res) == 1,
+        f"one grid: {codes} {boxes} {res}",
+    )
+    return dict(
+        epsg=int(next(iter(codes)).split(":")[1]),
+        bounds=next(iter(boxes)),
+        resolution=next(iter(res)),
+    )
+
+
 def figures(red1, nir1, red2, nir2):
     """NDVI per the README: float64, invalid where NIR + red <= 0 (or NaN fill)."""
 
@@ -115,14 +133,15 @@ def main():
     n1, n2, d = figures(ds.red[0].values, ds.nir[0].values, ds.red[1].values, ds.nir[1].values)
     compare_muri("odc-stac", n1, n2, d, gt, "EPSG:32632", muri_dir)
 
-    # stackstac: proj:epsg + single-band assets. It is given the API's item dicts: pystac (which
-    # pystac-client's .items() builds) drops proj:epsg when it parses an item, and stackstac
-    # reads no proj:code.
+    # stackstac: single-band assets. stackstac 0.5.1 reads the CRS only from `proj:epsg`, which
+    # projection v2.0.0 replaced by `proj:code` (its schema refuses `proj:epsg`); without it,
+    # stackstac cannot tell that an asset is already on the requested grid, so the grid is
+    # passed from the items' own proj:code, proj:bbox and proj:transform (nothing else).
     dicts = sorted(
         client.search(collections=[muri], max_items=None).items_as_dicts(),
         key=lambda i: i["properties"]["datetime"],
     )
-    arr = stackstac.stack(dicts, assets=["red", "nir"]).compute()
+    arr = stackstac.stack(dicts, assets=["red", "nir"], **native_grid(dicts)).compute()
     check(arr.shape == (2, 2, 356, 429), f"stackstac: shape {arr.shape}")
     check(int(arr.attrs["crs"].split(":")[-1]) == 32632, f"stackstac: CRS {arr.attrs['crs']}")
     st_gt = arr.attrs["transform"]
@@ -138,7 +157,7 @@ def main():
     shape_ = tuple(p.assets[data[0]].extra_fields["proj:shape"])
     pds = odc.stac.load([p], bands=data, chunks={}).compute()
     pdict = next(client.search(collections=[pass_collection], ids=[pass_id]).items_as_dicts())
-    pst = stackstac.stack([pdict], assets=data).compute()
+    pst = stackstac.stack([pdict], assets=data, **native_grid([pdict])).compute()
     for k in data:
         with rasterio.open(p.assets[k].href) as src:
             want = src.read(1)
