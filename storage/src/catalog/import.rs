@@ -131,6 +131,9 @@ pub fn default_item_id(collection: &str, datetime: DateTime<Utc>, stem: &str) ->
     id.trim_end_matches(['-', '.']).to_string()
 }
 
+/// A footprint in EPSG:4326 (rings split at the antimeridian) and its bbox `[w, s, e, n]`.
+pub type Footprint = (Vec<Vec<Pos>>, [f64; 4]);
+
 /// One analytic band to write.
 struct BandPlan {
     file: usize,
@@ -140,7 +143,7 @@ struct BandPlan {
     description: Option<String>,
 }
 
-fn color_common_name(ci: ColorInterpretation) -> Option<&'static str> {
+fn color_common_name(ci: &ColorInterpretation) -> Option<&'static str> {
     match ci {
         ColorInterpretation::RedBand => Some("red"),
         ColorInterpretation::GreenBand => Some("green"),
@@ -173,7 +176,7 @@ fn plan_bands(
                 .map(|d| d.trim().to_ascii_lowercase())
                 .filter(|d| EO_COMMON_NAMES.contains(&d.as_str()));
             let from_ci = (count >= 3)
-                .then(|| color_common_name(ci).map(str::to_owned))
+                .then(|| color_common_name(&ci).map(str::to_owned))
                 .flatten();
             plan.push(BandPlan {
                 file: f,
@@ -414,7 +417,7 @@ pub fn valid_data_footprint(
     ds: &Dataset,
     info: &RasterInfo,
     path: &Path,
-) -> Result<Option<(Vec<Vec<Pos>>, [f64; 4])>, RasterError> {
+) -> Result<Option<Footprint>, RasterError> {
     let b = ds.rasterband(1).map_err(gd("band"))?;
     let flags = b.mask_flags().map_err(gd("mask flags"))?;
     if flags.is_all_valid() {
