@@ -315,6 +315,8 @@ fn bands_name_each_file_band_and_replace_removes_old_files_only_after_the_commit
         &[&common[..], &["--bands", "red,nir", "--replace"]].concat(),
     ));
     assert_eq!(new["id"], "muri-1");
+    // A new version: cached tiles and ETags of the old one are not served for it.
+    assert_ne!(new["properties"]["updated"], old["properties"]["updated"]);
     assert_eq!(
         new["properties"]["downlink:sources"],
         serde_json::json!(["S2_L2A_T32TMT_20210812_red_nir.tif"])

@@ -745,6 +745,10 @@ fn write_item_files(
     if let [Some(code)] = codes.iter().collect::<Vec<_>>().as_slice() {
         props.insert("proj:code".into(), json!(code));
     }
+    // `updated` versions the item: the tile cache and ETags of a replaced item change with it.
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    props.insert("created".into(), json!(now));
+    props.insert("updated".into(), json!(now));
     props.insert(
         "downlink:sources".into(),
         json!(spec
