@@ -7,6 +7,7 @@
 
 pub(crate) mod cql;
 pub mod geom;
+pub mod import;
 pub mod item;
 pub mod layout;
 pub mod raster;
