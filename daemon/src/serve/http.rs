@@ -27,7 +27,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/tle", get(tle))
         .route("/metrics", get(metrics))
         .with_state(shared.clone())
-        .merge(super::stac::router(shared))
+        .merge(super::stac::router(shared.clone()))
+        .merge(super::tiles::router(shared))
         .merge(super::web::router())
 }
 

@@ -23,6 +23,7 @@ pub mod plot;
 pub mod products;
 pub mod stac;
 pub mod tile_cache;
+pub mod tiles;
 pub mod web;
 pub mod webhook;
 
