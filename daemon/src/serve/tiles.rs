@@ -1,7 +1,15 @@
 //! XYZ map tiles per item and per collection (a mosaic of the newest item with data), TileJSON
 //! per item and WMTS 1.0.0 capabilities per collection, under `/stac/collections/…`.
+//!
+//! A collection is offered as several layers ([`Render`]): `visual`, each band of its data
+//! assets with a rescale from the asset's statistics (else a 2 %–98 % stretch read from the
+//! file's overviews), and `ndvi` (the NDVI asset, or red and NIR bands of one asset) with the
+//! RdYlGn colormap. WMTS and WMS (`super::wms`) name them `COLLECTION` (the first: visual
+//! when there is one) and `COLLECTION:RENDER`. WMTS zoom levels reach the finest source
+//! resolution of the collection's items.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -10,7 +18,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 use storage::catalog::{DatetimeFilter, SearchParams};
-use storage::tiles::render::{Colormap, Encoded, Format, RenderError, RenderOptions};
+use storage::tiles::render::{Colormap, Encoded, Expression, Format, RenderError, RenderOptions};
 use storage::tiles::tms::{self, TileId};
 
 use super::stac::{bad, base_url, blocking, catalog, not_found, query, ApiError};
@@ -35,15 +43,18 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Tile options (`assets`, `bidx`, `rescale`, `colormap_name`; `datetime` for mosaics). Both
-/// TiTiler's repeated form (`bidx=1&bidx=2`, `rescale=0,255&rescale=…`) and comma lists
-/// (`bidx=1,2,3`) are accepted; unknown parameters are ignored.
-#[derive(Debug, Default)]
-struct TileQuery {
+/// Tile options (`assets`, `bidx`, `rescale`, `colormap_name`, `expression`; `datetime` for
+/// mosaics). Both TiTiler's repeated form (`bidx=1&bidx=2`, `rescale=0,255&rescale=…`) and
+/// comma lists (`bidx=1,2,3`) are accepted; unknown parameters are ignored. A `datetime` of
+/// `{Time}` (a WMTS template QGIS sends unsubstituted when no time is chosen) or empty means
+/// the Time dimension's default: the newest item's datetime.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct TileQuery {
     assets: Option<String>,
     bidx: Vec<String>,
     rescale: Vec<String>,
     colormap_name: Option<String>,
+    expression: Option<String>,
     datetime: Option<String>,
 }
 
@@ -61,6 +72,7 @@ impl TileQuery {
             match k.as_str() {
                 "assets" => once(&mut q.assets, v)?,
                 "colormap_name" => once(&mut q.colormap_name, v)?,
+                "expression" => once(&mut q.expression, v)?,
                 "datetime" => once(&mut q.datetime, v)?,
                 "bidx" => q.bidx.push(v),
                 "rescale" => q.rescale.push(v),
@@ -70,7 +82,7 @@ impl TileQuery {
         Ok(q)
     }
 
-    fn asset(&self) -> String {
+    pub(super) fn asset(&self) -> String {
         self.assets.clone().unwrap_or_else(|| "visual".into())
     }
 
@@ -84,10 +96,29 @@ impl TileQuery {
                 .iter()
                 .map(|c| ("colormap_name", c.clone())),
         );
+        qs.extend(self.expression.iter().map(|e| ("expression", e.clone())));
         qs
     }
 
-    fn options(&self) -> Result<RenderOptions, ApiError> {
+    /// True when no rendering parameter was given (the layer list is then derived).
+    fn is_plain(&self) -> bool {
+        self.render_pairs().len() == 1 && self.assets.is_none()
+    }
+
+    /// The `datetime` filter; `{Time}` or empty is the dimension default (`None` here; the
+    /// caller resolves it to the newest item).
+    fn time(&self) -> Result<TimeChoice, ApiError> {
+        match self.datetime.as_deref().map(str::trim) {
+            None => Ok(TimeChoice::Any),
+            Some("") => Ok(TimeChoice::Default),
+            Some(t) if t.eq_ignore_ascii_case("{time}") => Ok(TimeChoice::Default),
+            Some(t) => Ok(TimeChoice::Filter(instant_widened(DatetimeFilter::parse(
+                t,
+            )?))),
+        }
+    }
+
+    pub(super) fn options(&self) -> Result<RenderOptions, ApiError> {
         let mut o = RenderOptions::default();
         for b in &self.bidx {
             for x in b.split(',') {
@@ -127,13 +158,76 @@ impl TileQuery {
             o.colormap =
                 Some(Colormap::from_name(c).ok_or_else(|| bad(format!("unknown colormap {c:?}")))?);
         }
+        if let Some(e) = &self.expression {
+            o.expression = Some(Expression::parse(e).ok_or_else(|| {
+                bad(format!(
+                    "expression must be a normalized difference (bA-bB)/(bA+bB), got {e:?}"
+                ))
+            })?);
+        }
         Ok(o)
+    }
+}
+
+/// Which items a collection mosaic may draw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum TimeChoice {
+    /// No time given: the newest item with data, whatever its date.
+    Any,
+    /// The dimension default: the newest item's datetime.
+    Default,
+    Filter(DatetimeFilter),
+}
+
+/// An instant matches the whole second it names: capabilities list datetimes to the second,
+/// items may carry fractions.
+pub(super) fn instant_widened(mut f: DatetimeFilter) -> DatetimeFilter {
+    if let (Some(a), Some(b)) = (f.start, f.end) {
+        if a == b && a.timestamp_subsec_nanos() == 0 {
+            f.end = Some(b + chrono::Duration::microseconds(999_999));
+        }
+    }
+    f
+}
+
+impl TimeChoice {
+    /// The catalog filter for collection `cid`: the default resolves to the newest item's
+    /// datetime (None when the collection has no dated item).
+    pub(super) async fn filter(
+        self,
+        shared: &Arc<Shared>,
+        cid: &str,
+    ) -> Result<Option<DatetimeFilter>, ApiError> {
+        match self {
+            TimeChoice::Any => Ok(None),
+            TimeChoice::Filter(f) => Ok(Some(f)),
+            TimeChoice::Default => {
+                let cat = catalog(shared)?;
+                let c = cid.to_owned();
+                let page = blocking(move || {
+                    Ok(cat.search(&SearchParams {
+                        collections: Some(vec![c]),
+                        limit: Some(1),
+                        ..SearchParams::default()
+                    })?)
+                })
+                .await?;
+                Ok(page
+                    .items
+                    .first()
+                    .and_then(|i| i.properties.datetime)
+                    .map(|t| DatetimeFilter {
+                        start: Some(t),
+                        end: Some(t),
+                    }))
+            }
+        }
     }
 }
 
 /// The tile cache key: the item's version (`updated`) and the parsed options, so spellings of
 /// the same request share one entry and a re-published item never serves stale tiles.
-fn tile_key(
+pub(super) fn tile_key(
     cid: &str,
     item: &stac::Item,
     asset: &str,
@@ -154,7 +248,7 @@ fn tile_key(
 }
 
 /// The file behind an item's asset when it is a local file inside the archive.
-fn local_asset(
+pub(super) fn local_asset(
     archive: &std::path::Path,
     item: &stac::Item,
     asset: &str,
@@ -205,7 +299,7 @@ fn parse_tile(z: &str, x: &str, yfmt: &str) -> Result<(TileId, Format, String), 
 }
 
 /// Renders one tile of a local COG through the pool and the bounded cache.
-async fn render_cached(
+pub(super) async fn render_cached(
     shared: &Shared,
     key: &str,
     path: std::path::PathBuf,
@@ -321,11 +415,7 @@ async fn collection_tile(
             lb.maxx.min(180.0),
             lb.maxy.min(90.0),
         ]),
-        datetime: q
-            .datetime
-            .as_deref()
-            .map(DatetimeFilter::parse)
-            .transpose()?,
+        datetime: q.time()?.filter(&shared, &cid).await?,
         collections: Some(vec![cid.clone()]),
         limit: Some(8),
         ..SearchParams::default()
@@ -353,8 +443,10 @@ async fn collection_tile(
     Ok(tile_response(&headers, "", Encoded::Empty))
 }
 
-/// WMTS 1.0.0 capabilities of a collection's mosaic, with a Time dimension listing its items'
-/// datetimes (QGIS offers them as a time slider).
+/// WMTS 1.0.0 capabilities of a collection's mosaic: one layer per [`Render`] (or, when the
+/// request names rendering parameters, one layer with exactly those), each with a Time
+/// dimension listing the items' datetimes (QGIS offers them as a time slider) and zoom levels
+/// down to the finest source resolution.
 async fn wmts(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -364,46 +456,48 @@ async fn wmts(
     let q = TileQuery::parse(raw.as_deref())?;
     let b = base_url(&headers);
     q.options()?;
-    let cat = catalog(&shared)?;
-    let c2 = cid.clone();
-    let (col, items) = blocking(move || {
-        let col = cat
-            .collection(&c2)?
-            .ok_or_else(|| not_found("collection"))?;
-        let page = cat.search(&SearchParams {
-            collections: Some(vec![c2.clone()]),
-            limit: Some(1000),
-            ..SearchParams::default()
-        })?;
-        Ok((col, page.items))
-    })
-    .await?;
-    let mut times: Vec<String> = items
-        .iter()
-        .filter_map(|i| i.properties.datetime)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .collect();
-    times.sort();
-    times.dedup();
-    let bounds = col
-        .extent
-        .spatial
-        .bbox
-        .first()
-        .map_or([-180.0, -85.0, 180.0, 85.0], |bb| {
-            [
-                bb.xmin(),
-                bb.ymin().max(-85.0),
-                bb.xmax(),
-                bb.ymax().min(85.0),
-            ]
-        });
-    let qs = q.render_pairs();
-    let qs = serde_urlencoded::to_string(&qs).unwrap_or_default();
-    let time_param = if times.is_empty() {
+    let cl = collection_layers(&shared, &cid).await?;
+    let time_param = if cl.times.is_empty() {
         ""
     } else {
         "&datetime={Time}"
+    };
+    let layer = |identifier: String, title: String, query: &TileQuery, maxzoom: u8| {
+        let qs = serde_urlencoded::to_string(query.render_pairs()).unwrap_or_default();
+        tms::WmtsLayer {
+            identifier,
+            title,
+            abstract_text: Some(cl.collection.description.clone()),
+            bounds: cl.bounds,
+            minzoom: 0,
+            maxzoom,
+            format: "image/png".into(),
+            url_template: format!(
+                "{b}/stac/collections/{cid}/tiles/WebMercatorQuad/{{TileMatrix}}/{{TileCol}}/{{TileRow}}.png?{qs}{time_param}"
+            ),
+            times: cl.times.clone(),
+        }
+    };
+    let title = cl.collection.title.clone().unwrap_or_else(|| cid.clone());
+    let layers: Vec<tms::WmtsLayer> = if q.is_plain() && !cl.layers.is_empty() {
+        cl.layers
+            .iter()
+            .map(|l| {
+                layer(
+                    l.name.clone(),
+                    format!("{title}: {}", l.render.title),
+                    &l.render.query,
+                    l.maxzoom,
+                )
+            })
+            .collect()
+    } else {
+        let maxzoom = cl
+            .layers
+            .iter()
+            .find(|l| l.render.query.asset() == q.asset())
+            .map_or(DEFAULT_MAXZOOM, |l| l.maxzoom);
+        vec![layer(cid.clone(), title, &q, maxzoom)]
     };
     let xml = tms::wmts_capabilities(
         &tms::WmtsService {
@@ -411,22 +505,393 @@ async fn wmts(
             capabilities_url: format!("{b}/stac/collections/{cid}/WMTSCapabilities.xml"),
             tile_base_url: format!("{b}/stac/collections/{cid}/tiles"),
         },
-        &[tms::WmtsLayer {
-            identifier: cid.clone(),
-            title: col.title.clone().unwrap_or_else(|| cid.clone()),
-            abstract_text: Some(col.description.clone()),
-            bounds,
-            minzoom: 0,
-            maxzoom: 12,
-            format: "image/png".into(),
-            url_template: format!(
-                "{b}/stac/collections/{cid}/tiles/WebMercatorQuad/{{TileMatrix}}/{{TileCol}}/{{TileRow}}.png?{qs}{time_param}"
-            ),
-            times,
-        }],
+        &layers,
     )
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response())
+}
+
+/// Max zoom of a layer whose sources cannot be inspected.
+const DEFAULT_MAXZOOM: u8 = 12;
+/// The deepest zoom offered, however fine the source.
+const TOP_MAXZOOM: u8 = 22;
+/// Items inspected for a collection's layers and time list.
+const LAYER_ITEMS_MAX: u32 = 1000;
+
+/// One way of drawing a collection: the tile parameters of a WMTS/WMS layer.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Render {
+    /// `visual`, a band (`red`, `nir`, `ch2`, `data-b3` …) or `ndvi`.
+    pub name: String,
+    pub title: String,
+    pub query: TileQuery,
+}
+
+/// A render offered as a layer of a collection.
+#[derive(Debug, Clone)]
+pub(super) struct Layer {
+    /// `COLLECTION` for the first render, else `COLLECTION:RENDER`.
+    pub name: String,
+    pub render: Render,
+    /// Zoom of the finest source pixel among the collection's items (for this asset).
+    pub maxzoom: u8,
+}
+
+/// What WMTS and WMS say about a collection.
+pub(super) struct CollectionLayers {
+    pub collection: stac::Collection,
+    /// (west, south, east, north), latitudes within Web Mercator.
+    pub bounds: [f64; 4],
+    /// Item datetimes, ascending, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub times: Vec<String>,
+    pub layers: Vec<Layer>,
+}
+
+/// The collection, its item datetimes, and a layer per render of its newest item.
+pub(super) async fn collection_layers(
+    shared: &Arc<Shared>,
+    cid: &str,
+) -> Result<CollectionLayers, ApiError> {
+    let cat = catalog(shared)?;
+    let c2 = cid.to_owned();
+    let archive = shared.archive.clone();
+    let cid = cid.to_owned();
+    blocking(move || {
+        let col = cat
+            .collection(&c2)?
+            .ok_or_else(|| not_found("collection"))?;
+        let page = cat.search(&SearchParams {
+            collections: Some(vec![c2.clone()]),
+            limit: Some(LAYER_ITEMS_MAX),
+            ..SearchParams::default()
+        })?;
+        let items = page.items;
+        let mut times: Vec<String> = items
+            .iter()
+            .filter_map(|i| i.properties.datetime)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .collect();
+        times.sort();
+        times.dedup();
+        let bounds = col
+            .extent
+            .spatial
+            .bbox
+            .first()
+            .map_or([-180.0, -85.0, 180.0, 85.0], |bb| {
+                [
+                    bb.xmin(),
+                    bb.ymin().max(-85.0),
+                    bb.xmax(),
+                    bb.ymax().min(85.0),
+                ]
+            });
+        // Renders come from the newest item (search answers newest first).
+        let mut layers = Vec::new();
+        if let Some(newest) = items.first() {
+            let facts: BTreeMap<String, Arc<AssetFacts>> = newest
+                .assets
+                .keys()
+                .filter_map(|k| {
+                    let path = local_asset(&archive, newest, k)?;
+                    Some((k.clone(), asset_facts(&path, true)?))
+                })
+                .collect();
+            for (i, r) in renders(newest, &facts).into_iter().enumerate() {
+                let asset = r.query.asset();
+                let maxzoom = items
+                    .iter()
+                    .filter_map(|it| local_asset(&archive, it, &asset))
+                    .filter_map(|p| asset_facts(&p, false))
+                    .map(|f| f.maxzoom)
+                    .max()
+                    .map_or(DEFAULT_MAXZOOM, |z| z.min(TOP_MAXZOOM));
+                let name = if i == 0 {
+                    cid.clone()
+                } else {
+                    format!("{cid}:{}", r.name)
+                };
+                layers.push(Layer {
+                    name,
+                    render: r,
+                    maxzoom,
+                });
+            }
+        }
+        Ok(CollectionLayers {
+            collection: col,
+            bounds,
+            times,
+            layers,
+        })
+    })
+    .await
+}
+
+/// What a layer list needs to know of an asset's file.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct AssetFacts {
+    /// Zoom of the source's finest pixel (TileJSON's maxzoom).
+    pub maxzoom: u8,
+    pub band_count: usize,
+    /// GDAL band descriptions (`B04 red 665nm`), empty when none.
+    pub descriptions: Vec<String>,
+    /// Per band, the 2 % and 98 % points of its valid values (read through the overviews at
+    /// about 512 pixels across); None when not computed or when the band has no valid pixel.
+    pub stretch: Option<Vec<Option<(f64, f64)>>>,
+}
+
+/// Facts per file, keyed by path, size and modification time (a replaced file is inspected
+/// again); bounded.
+fn facts_cache() -> &'static Mutex<HashMap<String, Arc<AssetFacts>>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<AssetFacts>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+const FACTS_CACHE_MAX: usize = 4096;
+
+/// The facts of a local raster (blocking: GDAL reads); `stretch` computes the per-band
+/// stretch too. None when the file cannot be read as a raster.
+pub(super) fn asset_facts(path: &std::path::Path, stretch: bool) -> Option<Arc<AssetFacts>> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let key = format!("{}|{}|{mtime}", path.display(), meta.len());
+    let cached = facts_cache().lock().ok().and_then(|c| c.get(&key).cloned());
+    if let Some(f) = &cached {
+        if !stretch || f.stretch.is_some() {
+            return cached;
+        }
+    }
+    let src = storage::tiles::render::TileSource::open(path).ok()?;
+    let info = src.info();
+    // The zoom whose pixel is not coarser than the source's (10 % slack), so the finest
+    // level shows every source pixel; a web-optimized COG says its own.
+    let maxzoom = info.web_max_zoom.unwrap_or_else(|| {
+        (0..TOP_MAXZOOM)
+            .find(|z| tms::resolution(*z) <= info.res_3857 * 1.1)
+            .unwrap_or(TOP_MAXZOOM)
+    });
+    let ds = gdal::Dataset::open(path).ok()?;
+    let (w, h) = ds.raster_size();
+    let mut descriptions = Vec::with_capacity(info.band_count);
+    let mut stretches = Vec::with_capacity(info.band_count);
+    for i in 1..=info.band_count {
+        let band = ds.rasterband(i).ok()?;
+        descriptions.push(
+            gdal::Metadata::description(&band)
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        );
+        if stretch {
+            let k = (w.max(h) as f64 / 512.0).max(1.0);
+            let shape = (
+                ((w as f64 / k).round() as usize).max(1),
+                ((h as f64 / k).round() as usize).max(1),
+            );
+            let nodata = band.no_data_value();
+            let values = band
+                .read_as::<f64>((0, 0), (w, h), shape, None)
+                .map(|b| b.into_shape_and_vec().1)
+                .unwrap_or_default();
+            stretches.push(percentiles(values, nodata));
+        }
+    }
+    let facts = Arc::new(AssetFacts {
+        maxzoom,
+        band_count: info.band_count,
+        descriptions,
+        stretch: stretch.then_some(stretches),
+    });
+    if let Ok(mut c) = facts_cache().lock() {
+        if c.len() >= FACTS_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(key, facts.clone());
+    }
+    Some(facts)
+}
+
+/// The 2 % and 98 % points of the values that are finite and not `nodata`; None when there
+/// are none or they are all equal.
+fn percentiles(mut v: Vec<f64>, nodata: Option<f64>) -> Option<(f64, f64)> {
+    v.retain(|x| x.is_finite() && nodata.is_none_or(|nd| *x != nd));
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let i = ((v.len() - 1) as f64 * q).round() as usize;
+        v.get(i).copied()
+    };
+    let (lo, hi) = (at(0.02)?, at(0.98)?);
+    if lo < hi {
+        Some((lo, hi))
+    } else {
+        let (min, max) = (v.first().copied()?, v.last().copied()?);
+        (min < max).then_some((min, max))
+    }
+}
+
+/// `eo:common_name`s this guesses from a band description (`B04 red 665nm` → `red`).
+const COMMON_NAMES: &[&str] = &[
+    "coastal", "blue", "green", "yellow", "red", "rededge", "nir", "nir08", "nir09", "cirrus",
+    "swir16", "swir22", "lwir", "lwir11", "lwir12", "pan",
+];
+
+/// A band's metadata in the item (STAC 1.1 `bands`, else `eo:bands` / `raster:bands`).
+fn band_meta(asset: &stac::Asset, i: usize) -> (Option<String>, Option<(f64, f64)>) {
+    let v = serde_json::to_value(asset).unwrap_or_default();
+    let pick = |key: &str| v.get(key).and_then(|b| b.get(i)).cloned();
+    let bands = [pick("bands"), pick("eo:bands"), pick("raster:bands")];
+    let name = bands.iter().flatten().find_map(|b| {
+        b.get("eo:common_name")
+            .or_else(|| b.get("common_name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let stats = bands.iter().flatten().find_map(|b| {
+        let s = b.get("statistics")?;
+        let f = |k: &str| s.get(k).and_then(Value::as_f64).filter(|x| x.is_finite());
+        let (min, max) = (f("minimum"), f("maximum"));
+        let range = match (f("mean"), f("stddev"), min, max) {
+            (Some(m), Some(sd), lo, hi) if sd > 0.0 => (
+                lo.map_or(m - 2.0 * sd, |l| l.max(m - 2.0 * sd)),
+                hi.map_or(m + 2.0 * sd, |h| h.min(m + 2.0 * sd)),
+            ),
+            (_, _, Some(lo), Some(hi)) => (lo, hi),
+            _ => return None,
+        };
+        (range.0 < range.1).then_some(range)
+    });
+    (name, stats)
+}
+
+fn common_name_in(description: &str) -> Option<String> {
+    description
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .map(str::to_ascii_lowercase)
+        .find(|w| COMMON_NAMES.contains(&w.as_str()))
+}
+
+/// `-1.5` → `-1.5`, `1234.0` → `1234`: rescale values as they read best in a URL.
+fn num(x: f64) -> String {
+    let r = (x * 1e4).round() / 1e4;
+    format!("{r}")
+}
+
+/// The layers an item offers: `visual` (its visual asset), one per band of its local data
+/// assets (named by `eo:common_name`, else the asset for a single band, else `ASSET-bN`), with
+/// a rescale from the band statistics or `facts`' stretch, and `ndvi` (an `ndvi` asset, or red
+/// and NIR bands of one asset).
+pub(super) fn renders(item: &stac::Item, facts: &BTreeMap<String, Arc<AssetFacts>>) -> Vec<Render> {
+    let mut out: Vec<Render> = Vec::new();
+    let has_role = |a: &stac::Asset, r: &str| a.roles.iter().any(|x| x == r);
+    let visual = if item.assets.contains_key("visual") {
+        Some("visual".to_owned())
+    } else {
+        item.assets
+            .iter()
+            .find(|(_, a)| has_role(a, "visual"))
+            .map(|(k, _)| k.clone())
+    };
+    if let Some(v) = visual.filter(|v| facts.contains_key(v)) {
+        out.push(Render {
+            name: "visual".into(),
+            title: "visual".into(),
+            query: TileQuery {
+                assets: Some(v),
+                ..TileQuery::default()
+            },
+        });
+    }
+    let mut red_nir: Option<(String, usize, usize)> = None;
+    for (key, asset) in &item.assets {
+        let Some(f) = facts.get(key) else { continue };
+        if !has_role(asset, "data") || key == "ndvi" {
+            continue;
+        }
+        let (mut red, mut nir) = (None, None);
+        for i in 1..=f.band_count {
+            let (meta_name, stats) = band_meta(asset, i - 1);
+            let common =
+                meta_name.or_else(|| f.descriptions.get(i - 1).and_then(|d| common_name_in(d)));
+            match common.as_deref() {
+                Some("red") => red = red.or(Some(i)),
+                Some("nir" | "nir08") => nir = nir.or(Some(i)),
+                _ => {}
+            }
+            let name = match common {
+                Some(c) => c,
+                None if f.band_count == 1 => key.clone(),
+                None => format!("{key}-b{i}"),
+            };
+            let stretch = stats.or_else(|| {
+                f.stretch
+                    .as_ref()
+                    .and_then(|s| s.get(i - 1).copied().flatten())
+            });
+            let mut query = TileQuery {
+                assets: Some(key.clone()),
+                bidx: vec![i.to_string()],
+                ..TileQuery::default()
+            };
+            let mut title = format!("{name} ({key} band {i}");
+            if let Some((lo, hi)) = stretch {
+                query.rescale = vec![format!("{},{}", num(lo), num(hi))];
+                title.push_str(&format!(", {}–{}", num(lo), num(hi)));
+            }
+            title.push(')');
+            out.push(Render { name, title, query });
+        }
+        if let (Some(r), Some(n), None) = (red, nir, &red_nir) {
+            red_nir = Some((key.clone(), r, n));
+        }
+    }
+    let ndvi = if item.assets.contains_key("ndvi") && facts.contains_key("ndvi") {
+        Some(TileQuery {
+            assets: Some("ndvi".into()),
+            ..TileQuery::default()
+        })
+    } else {
+        red_nir.map(|(key, r, n)| TileQuery {
+            assets: Some(key),
+            expression: Some(Expression::NormalizedDifference { a: n, b: r }.text()),
+            ..TileQuery::default()
+        })
+    };
+    if let Some(mut query) = ndvi {
+        query.rescale = vec!["-1,1".into()];
+        query.colormap_name = Some("rdylgn".into());
+        out.push(Render {
+            name: "ndvi".into(),
+            title: "NDVI (RdYlGn, -1–1)".into(),
+            query,
+        });
+    }
+    // Names are layer names: unique, and only characters safe in URLs and XML.
+    let mut seen = std::collections::HashSet::new();
+    for r in &mut out {
+        r.name = r
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if !seen.insert(r.name.clone()) {
+            r.name = format!("{}-{}", r.name, r.query.asset());
+            seen.insert(r.name.clone());
+        }
+    }
+    out
 }
 
 async fn tilejson(
