@@ -40,6 +40,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(collection_tile),
         )
         .route("/stac/collections/{cid}/WMTSCapabilities.xml", get(wmts))
+        .route("/stac/collections/{cid}/tiles", get(wmts_kvp))
         .with_state(shared)
 }
 
@@ -406,6 +407,71 @@ async fn collection_tile(
 ) -> Result<Response, ApiError> {
     let q = TileQuery::parse(raw.as_deref())?;
     let (t, format, fmt) = parse_tile(&z, &x, &yfmt)?;
+    mosaic_tile(&shared, &headers, cid, t, format, &fmt, &q).await
+}
+
+/// WMTS GetTile in KVP encoding (`?SERVICE=WMTS&REQUEST=GetTile&LAYER=…&TILEMATRIX=…`,
+/// names case-insensitive): the collection mosaic of the layer's render; `TIME` (or `{Time}`,
+/// or none) as for the RESTful template.
+async fn wmts_kvp(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(cid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs: Vec<(String, String)> = query(raw.as_deref())?;
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    };
+    let need = |k: &str| get(k).ok_or_else(|| bad(format!("{k} is required")));
+    if !need("SERVICE")?.eq_ignore_ascii_case("WMTS")
+        || !need("REQUEST")?.eq_ignore_ascii_case("GetTile")
+    {
+        return Err(bad("this URL answers SERVICE=WMTS&REQUEST=GetTile"));
+    }
+    let tms_id = need("TILEMATRIXSET")?;
+    if tms_id != "WebMercatorQuad" {
+        return Err(bad(format!(
+            "TILEMATRIXSET {tms_id:?}: only WebMercatorQuad"
+        )));
+    }
+    let ext = match need("FORMAT")? {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        other => return Err(bad(format!("FORMAT {other:?}: image/png or image/jpeg"))),
+    };
+    let (t, format, fmt) = parse_tile(
+        need("TILEMATRIX")?,
+        need("TILECOL")?,
+        &format!("{}.{ext}", need("TILEROW")?),
+    )?;
+    let layer = need("LAYER")?;
+    let cl = collection_layers(&shared, &cid).await?;
+    let mut q = cl
+        .layers
+        .into_iter()
+        .find(|l| l.name == layer)
+        .map(|l| l.render.query)
+        .ok_or_else(|| not_found("layer"))?;
+    q.datetime = get("TIME").map(str::to_owned);
+    mosaic_tile(&shared, &headers, cid, t, format, &fmt, &q).await
+}
+
+/// One tile of a collection mosaic: the newest item within the query's time whose asset has
+/// data there.
+async fn mosaic_tile(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    cid: String,
+    t: TileId,
+    format: Format,
+    fmt: &str,
+    q: &TileQuery,
+) -> Result<Response, ApiError> {
+    let shared = shared.clone();
     let opts = q.options()?;
     let lb = t.bounds_lonlat();
     let params = SearchParams {
@@ -434,13 +500,13 @@ async fn collection_tile(
         let Some(path) = local_asset(&shared.archive, it, &asset) else {
             continue;
         };
-        let key = tile_key(&cid, it, &asset, &t, &fmt, &opts);
+        let key = tile_key(&cid, it, &asset, &t, fmt, &opts);
         let enc = render_cached(&shared, &key, path, t, opts.clone(), format).await?;
         if !matches!(enc, Encoded::Empty) {
-            return Ok(tile_response(&headers, &key, enc));
+            return Ok(tile_response(headers, &key, enc));
         }
     }
-    Ok(tile_response(&headers, "", Encoded::Empty))
+    Ok(tile_response(headers, "", Encoded::Empty))
 }
 
 /// WMTS 1.0.0 capabilities of a collection's mosaic: one layer per [`Render`] (or, when the

@@ -260,7 +260,7 @@ async fn capabilities(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<Respo
             if let Some(default) = cl.times.last() {
                 let _ = writeln!(
                     x,
-                    "      <Dimension name=\"time\" units=\"ISO8601\" default=\"{}\" multipleValues=\"0\" nearestValue=\"0\" current=\"0\">{}</Dimension>",
+                    "      <Dimension name=\"time\" units=\"ISO8601\" default=\"{}\" multipleValues=\"0\" nearestValue=\"1\" current=\"0\">{}</Dimension>",
                     e(default),
                     e(&cl.times.join(","))
                 );
@@ -274,12 +274,49 @@ async fn capabilities(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<Respo
     Ok(([(header::CONTENT_TYPE, "text/xml")], x).into_response())
 }
 
-/// `TIME`: None = the default (newest); an instant covers the second it names (a date, the
-/// day); `start/end[/period]` a range whose date-only ends cover their whole days.
-fn parse_time(t: &str) -> Result<Option<DatetimeFilter>, Exception> {
+/// A `TIME` request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TimeReq {
+    /// No TIME (or `current`): the dimension default, the newest datetime.
+    Default,
+    /// One instant: the nearest listed datetime (`nearestValue="1"`), so a temporal
+    /// controller stepping by days finds the pass of that day.
+    Instant(DateTime<Utc>),
+    /// `start/end[/period]`, or a date (its whole day): every item within, newest on top.
+    Range(DatetimeFilter),
+}
+
+impl TimeReq {
+    /// The catalog filter, given the layer's datetimes (ascending, to the second).
+    fn filter(self, times: &[String]) -> Option<DatetimeFilter> {
+        let listed = || {
+            times
+                .iter()
+                .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let at = |t: DateTime<Utc>| {
+            instant_widened(DatetimeFilter {
+                start: Some(t),
+                end: Some(t),
+            })
+        };
+        match self {
+            TimeReq::Default => listed().last().map(at),
+            TimeReq::Instant(t) => listed()
+                .min_by_key(|l| (*l - t).num_milliseconds().unsigned_abs())
+                .map(at),
+            TimeReq::Range(f) => Some(f),
+        }
+    }
+}
+
+/// `TIME`: empty = the default; an instant; a date (the whole day); `start/end[/period]`,
+/// whose date-only ends cover their whole days.
+fn parse_time(t: &str) -> Result<TimeReq, Exception> {
     let t = t.trim();
     if t.is_empty() || t.eq_ignore_ascii_case("current") {
-        return Ok(None);
+        return Ok(TimeReq::Default);
     }
     let bad = |why: String| exc("InvalidDimensionValue", format!("TIME {t:?}: {why}"));
     if t.contains(',') {
@@ -313,8 +350,8 @@ fn parse_time(t: &str) -> Result<Option<DatetimeFilter>, Exception> {
                     end: point(a, true)?,
                 }
             } else {
-                let p = point(a, false)?;
-                instant_widened(DatetimeFilter { start: p, end: p })
+                let p = point(a, false)?.ok_or_else(|| bad("empty instant".into()))?;
+                return Ok(TimeReq::Instant(p));
             }
         }
         Some(b) => DatetimeFilter {
@@ -327,7 +364,7 @@ fn parse_time(t: &str) -> Result<Option<DatetimeFilter>, Exception> {
             return Err(bad("start after end".into()));
         }
     }
-    Ok(Some(f))
+    Ok(TimeReq::Range(f))
 }
 
 /// The requested output grid from CRS/SRS, BBOX, WIDTH, HEIGHT.
@@ -427,7 +464,7 @@ async fn get_map(shared: &Arc<Shared>, p: &Params) -> Result<Response, Exception
     let win = window(p)?;
     let time = parse_time(p.get("TIME").unwrap_or(""))?;
 
-    let mut layers: Vec<(String, Layer)> = Vec::new();
+    let mut layers: Vec<(String, Layer, Option<DatetimeFilter>)> = Vec::new();
     for name in &names {
         let cid = name.split_once(':').map_or(*name, |(c, _)| c).to_owned();
         let undefined = || exc("LayerNotDefined", format!("layer {name:?}"));
@@ -436,17 +473,18 @@ async fn get_map(shared: &Arc<Shared>, p: &Params) -> Result<Response, Exception
             Err(e) if e.0 == StatusCode::NOT_FOUND => return Err(undefined()),
             Err(e) => return Err(e.into()),
         };
+        let when = time.filter(&cl.times);
         let l = cl
             .layers
             .into_iter()
             .find(|l| l.name == *name)
             .ok_or_else(undefined)?;
-        layers.push((cid, l));
+        layers.push((cid, l, when));
     }
 
     let mut image = vec![0u8; win.width as usize * win.height as usize * 4];
-    for (cid, layer) in &layers {
-        let rgba = draw_layer(shared, cid, layer, &win, time).await?;
+    for (cid, layer, when) in &layers {
+        let rgba = draw_layer(shared, cid, layer, &win, *when).await?;
         over(&mut image, &rgba);
     }
     let (w, h) = (win.width, win.height);
@@ -490,14 +528,6 @@ async fn draw_layer(
     let q = &layer.render.query;
     let opts = q.options()?;
     let asset = q.asset();
-    let time = match time {
-        Some(t) => Some(t),
-        None => {
-            super::tiles::TimeChoice::Default
-                .filter(shared, cid)
-                .await?
-        }
-    };
     let z = win.zoom(layer.maxzoom, MAX_TILES);
     let tiles = win.tiles(z);
     let Some(bbox) = lonlat_box(&tiles) else {
@@ -645,16 +675,38 @@ mod tests {
     #[test]
     fn time_forms() {
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        assert_eq!(parse_time("").unwrap(), None);
-        assert_eq!(parse_time("current").unwrap(), None);
-        let f = parse_time("2021-08-12T10:25:59Z").unwrap().unwrap();
-        assert_eq!(f.start, Some(t("2021-08-12T10:25:59Z")));
-        assert_eq!(f.end, Some(t("2021-08-12T10:25:59.999999Z")));
-        let f = parse_time("2021-08-12").unwrap().unwrap();
+        let times = [
+            "2020-08-07T10:25:59Z".to_owned(),
+            "2021-08-12T10:25:59Z".to_owned(),
+        ];
+        let f = |s: &str| parse_time(s).unwrap().filter(&times).unwrap();
+        assert_eq!(parse_time("").unwrap(), TimeReq::Default);
+        assert_eq!(parse_time("current").unwrap(), TimeReq::Default);
+        // The default and instants snap to a listed datetime and cover its second.
+        for (req, want) in [
+            ("", "2021-08-12T10:25:59Z"),
+            ("2021-08-12T10:25:59Z", "2021-08-12T10:25:59Z"),
+            ("2020-08-07T00:00:00Z", "2020-08-07T10:25:59Z"),
+            ("2021-06-01T00:00:00Z", "2021-08-12T10:25:59Z"),
+            ("2021-01-01T00:00:00Z", "2020-08-07T10:25:59Z"),
+        ] {
+            let got = f(req);
+            assert_eq!(got.start, Some(t(want)), "{req}");
+            assert_eq!(
+                got.end,
+                Some(t(want) + chrono::Duration::microseconds(999_999))
+            );
+        }
+        assert_eq!(
+            parse_time("2020-01-01T00:00:00Z").unwrap().filter(&[]),
+            None
+        );
+        let f = f("2021-08-12");
         assert_eq!(f.start, Some(t("2021-08-12T00:00:00Z")));
         assert_eq!(f.end, Some(t("2021-08-12T23:59:59.999999Z")));
         let f = parse_time("2020-01-01T00:00:00Z/2021-01-01T00:00:00Z/P1D")
             .unwrap()
+            .filter(&[])
             .unwrap();
         assert_eq!(f.end, Some(t("2021-01-01T00:00:00Z")));
         for bad in [
