@@ -302,7 +302,7 @@ impl TimeReq {
             })
         };
         match self {
-            TimeReq::Default => listed().last().map(at),
+            TimeReq::Default => listed().next_back().map(at),
             TimeReq::Instant(t) => listed()
                 .min_by_key(|l| (*l - t).num_milliseconds().unsigned_abs())
                 .map(at),

@@ -602,7 +602,7 @@ impl TileSource {
         match raw {
             None => Ok(Tile::Empty),
             Some(raw) => match &opts.expression {
-                Some(ex) => match apply_expression(raw, ex) {
+                Some(ex) => match apply_expression(&raw, ex) {
                     Some(raw) => Ok(self.colorize(&raw, &bands[..1], opts)),
                     None => Ok(Tile::Empty),
                 },
@@ -1219,7 +1219,7 @@ struct RawTile {
 }
 
 /// The tile's values of an expression, as a one-band tile; None when no pixel has a value.
-fn apply_expression(raw: RawTile, ex: &Expression) -> Option<RawTile> {
+fn apply_expression(raw: &RawTile, ex: &Expression) -> Option<RawTile> {
     let Expression::NormalizedDifference { .. } = ex;
     let (a, b) = match raw.vals.as_slice() {
         [a, b] => (a, b),
@@ -1529,7 +1529,7 @@ mod tests {
         // Both zero: no value; invalid source pixel: no value.
         raw.valid[1] = true;
         raw.vals[0][2] = 5.0;
-        let out = apply_expression(raw, &nd).unwrap();
+        let out = apply_expression(&raw, &nd).unwrap();
         assert_eq!(out.vals.len(), 1);
         assert!((out.vals[0][0] - 0.5).abs() < 1e-6);
         assert_eq!(&out.valid[..3], &[true, false, false]);
