@@ -243,19 +243,89 @@ pub(super) fn tile_key(
         .map(ToString::to_string)
         .unwrap_or_default();
     format!(
-        "{cid}/{}/{version}/{asset}/{}/{}/{}/{fmt}/{:?}/{:?}/{:?}/{:?}",
-        item.id, t.z, t.x, t.y, o.bidx, o.rescale, o.colormap, o.resampling
+        "{cid}/{}/{version}/{asset}/{}/{}/{}/{fmt}/{:?}/{:?}/{:?}/{:?}/{:?}",
+        item.id, t.z, t.x, t.y, o.bidx, o.rescale, o.colormap, o.resampling, o.expression
     )
 }
 
-/// The file behind an item's asset when it is a local file inside the archive.
+/// The file behind an item's asset when it is a local file inside the archive. `asset` may
+/// list several assets (`red,nir`): the source is then a VRT (GDAL opens its XML as the
+/// "path") whose band N is band 1 of the Nth asset, for expressions across single-band
+/// assets. Blocking (the files are inspected once per version, then cached).
 pub(super) fn local_asset(
     archive: &std::path::Path,
     item: &stac::Item,
     asset: &str,
 ) -> Option<std::path::PathBuf> {
-    let a = item.assets.get(asset)?;
-    storage::catalog::local_href(&a.href).map(|h| archive.join(h))
+    let one = |key: &str| {
+        let a = item.assets.get(key)?;
+        storage::catalog::local_href(&a.href).map(|h| archive.join(h))
+    };
+    if !asset.contains(',') {
+        return one(asset);
+    }
+    let paths: Vec<std::path::PathBuf> = asset.split(',').map(one).collect::<Option<_>>()?;
+    stacked(&paths).map(std::path::PathBuf::from)
+}
+
+/// A VRT stacking band 1 of each file (same grid required), cached by paths, sizes and
+/// modification times; None when a file cannot be read or the grids differ.
+fn stacked(paths: &[std::path::PathBuf]) -> Option<String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut key = String::new();
+    for p in paths {
+        let m = std::fs::metadata(p).ok()?;
+        let t = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        key.push_str(&format!("{}|{}|{t};", p.display(), m.len()));
+    }
+    if let Some(x) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Some(x);
+    }
+    let e = tms::xml_escape;
+    let mut grid: Option<((usize, usize), [f64; 6], String)> = None;
+    let mut bands = String::new();
+    for (i, p) in paths.iter().enumerate() {
+        let ds = gdal::Dataset::open(p).ok()?;
+        let g = (
+            ds.raster_size(),
+            ds.geo_transform().ok()?,
+            ds.spatial_ref().ok()?.to_wkt().ok()?,
+        );
+        match &grid {
+            None => grid = Some(g),
+            Some(first) if first.0 == g.0 && first.1 == g.1 => {}
+            Some(_) => return None,
+        }
+        let b = ds.rasterband(1).ok()?;
+        let nodata = b
+            .no_data_value()
+            .map(|v| format!("<NoDataValue>{v}</NoDataValue>"))
+            .unwrap_or_default();
+        bands.push_str(&format!(
+            "<VRTRasterBand dataType=\"{}\" band=\"{}\">{nodata}<SimpleSource><SourceFilename relativeToVRT=\"0\">{}</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>",
+            b.band_type().name(),
+            i + 1,
+            e(&p.display().to_string())
+        ));
+    }
+    let ((w, h), gt, wkt) = grid?;
+    let xml = format!(
+        "<VRTDataset rasterXSize=\"{w}\" rasterYSize=\"{h}\"><SRS dataAxisToSRSAxisMapping=\"1,2\">{}</SRS><GeoTransform>{}, {}, {}, {}, {}, {}</GeoTransform>{bands}</VRTDataset>",
+        e(&wkt),
+        gt[0], gt[1], gt[2], gt[3], gt[4], gt[5]
+    );
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= FACTS_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(key, xml.clone());
+    }
+    Some(xml)
 }
 
 /// The local file of an item's asset (inside the archive).
@@ -269,11 +339,13 @@ async fn asset_path(
     let it = blocking(move || Ok(cat.item(&cid, &iid)?))
         .await?
         .ok_or_else(|| not_found("item"))?;
-    if !it.assets.contains_key(&asset) {
-        return Err(bad(format!("item has no asset {asset:?}")));
+    if let Some(missing) = asset.split(',').find(|a| !it.assets.contains_key(*a)) {
+        return Err(bad(format!("item has no asset {missing:?}")));
     }
-    let path = local_asset(&shared.archive, &it, &asset)
-        .ok_or_else(|| bad("asset is not a local file"))?;
+    let (archive, it2, a2) = (shared.archive.clone(), it.clone(), asset.clone());
+    let path = blocking(move || Ok(local_asset(&archive, &it2, &a2)))
+        .await?
+        .ok_or_else(|| bad("asset is not a local file (or assets on different grids)"))?;
     Ok((path, it))
 }
 
@@ -496,8 +568,16 @@ async fn mosaic_tile(
     })
     .await?;
     let asset = q.asset();
-    for it in &page.items {
-        let Some(path) = local_asset(&shared.archive, it, &asset) else {
+    let (archive, items, a2) = (shared.archive.clone(), page.items.clone(), asset.clone());
+    let paths = blocking(move || {
+        Ok(items
+            .iter()
+            .map(|it| local_asset(&archive, it, &a2))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    for (it, path) in page.items.iter().zip(paths) {
+        let Some(path) = path else {
             continue;
         };
         let key = tile_key(&cid, it, &asset, &t, fmt, &opts);
@@ -665,9 +745,10 @@ pub(super) async fn collection_layers(
                 .collect();
             for (i, r) in renders(newest, &facts).into_iter().enumerate() {
                 let asset = r.query.asset();
+                let asset = asset.split(',').next().unwrap_or_default();
                 let maxzoom = items
                     .iter()
-                    .filter_map(|it| local_asset(&archive, it, &asset))
+                    .filter_map(|it| local_asset(&archive, it, asset))
                     .filter_map(|p| asset_facts(&p, false))
                     .map(|f| f.maxzoom)
                     .max()
@@ -875,6 +956,8 @@ pub(super) fn renders(item: &stac::Item, facts: &BTreeMap<String, Arc<AssetFacts
         });
     }
     let mut red_nir: Option<(String, usize, usize)> = None;
+    // Single-band assets named red and NIR (one file per band).
+    let (mut red_asset, mut nir_asset): (Option<String>, Option<String>) = (None, None);
     for (key, asset) in &item.assets {
         let Some(f) = facts.get(key) else { continue };
         if !has_role(asset, "data") || key == "ndvi" {
@@ -889,6 +972,13 @@ pub(super) fn renders(item: &stac::Item, facts: &BTreeMap<String, Arc<AssetFacts
                 Some("red") => red = red.or(Some(i)),
                 Some("nir" | "nir08") => nir = nir.or(Some(i)),
                 _ => {}
+            }
+            if f.band_count == 1 {
+                match common.as_deref() {
+                    Some("red") => red_asset = red_asset.or(Some(key.clone())),
+                    Some("nir" | "nir08") => nir_asset = nir_asset.or(Some(key.clone())),
+                    _ => {}
+                }
             }
             let name = match common {
                 Some(c) => c,
@@ -923,11 +1013,20 @@ pub(super) fn renders(item: &stac::Item, facts: &BTreeMap<String, Arc<AssetFacts
             ..TileQuery::default()
         })
     } else {
-        red_nir.map(|(key, r, n)| TileQuery {
-            assets: Some(key),
-            expression: Some(Expression::NormalizedDifference { a: n, b: r }.text()),
-            ..TileQuery::default()
-        })
+        red_nir
+            .map(|(key, r, n)| TileQuery {
+                assets: Some(key),
+                expression: Some(Expression::NormalizedDifference { a: n, b: r }.text()),
+                ..TileQuery::default()
+            })
+            .or_else(|| {
+                let (r, n) = (red_asset?, nir_asset?);
+                Some(TileQuery {
+                    assets: Some(format!("{r},{n}")),
+                    expression: Some(Expression::NormalizedDifference { a: 2, b: 1 }.text()),
+                    ..TileQuery::default()
+                })
+            })
     };
     if let Some(mut query) = ndvi {
         query.rescale = vec!["-1,1".into()];
@@ -1001,6 +1100,73 @@ async fn tilejson(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_of_per_band_assets_and_a_stacked_source() {
+        let item: stac::Item = serde_json::from_value(serde_json::json!({
+            "type": "Feature", "stac_version": "1.1.0", "id": "i", "geometry": null,
+            "properties": {"datetime": "2021-08-12T10:25:59Z"}, "links": [],
+            "assets": {
+                "visual": {"href": "v.tif", "roles": ["visual"]},
+                "red": {"href": "red.tif", "roles": ["data"], "bands": [{"name": "red",
+                    "eo:common_name": "red",
+                    "statistics": {"mean": 678.0, "stddev": 521.0, "minimum": 0.0, "maximum": 16800.0}}]},
+                "nir": {"href": "nir.tif", "roles": ["data"], "bands": [{"name": "nir",
+                    "eo:common_name": "nir"}]},
+                "thumbnail": {"href": "t.png", "roles": ["thumbnail"]}
+            }
+        }))
+        .unwrap();
+        let one = |stretch: Option<(f64, f64)>| {
+            Arc::new(AssetFacts {
+                maxzoom: 14,
+                band_count: 1,
+                descriptions: vec![String::new()],
+                stretch: Some(vec![stretch]),
+            })
+        };
+        let facts: BTreeMap<String, Arc<AssetFacts>> = [
+            ("visual".to_owned(), one(None)),
+            ("red".to_owned(), one(Some((1.0, 2.0)))),
+            ("nir".to_owned(), one(Some((1485.0, 4915.0)))),
+        ]
+        .into_iter()
+        .collect();
+        let r = renders(&item, &facts);
+        let names: Vec<&str> = r.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["visual", "red", "nir", "ndvi"]);
+        // Statistics win over the computed stretch; mean ± 2σ within min/max.
+        assert_eq!(r[1].query.rescale, ["0,1720"]);
+        assert_eq!(r[2].query.rescale, ["1485,4915"]);
+        assert_eq!(r[3].query.asset(), "red,nir");
+        assert_eq!(r[3].query.expression.as_deref(), Some("(b2-b1)/(b2+b1)"));
+        assert!(r[3].query.options().unwrap().expression.is_some());
+
+        // Band 1 of two files on one grid: a two-band source GDAL opens and renders.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/change/muri-ag");
+        let files = [
+            dir.join("S2_L2A_T32TMT_20200807_red_nir.tif"),
+            dir.join("S2_L2A_T32TMT_20210812_red_nir.tif"),
+        ];
+        let xml = stacked(&files).unwrap();
+        let src = storage::tiles::render::TileSource::open(&xml).unwrap();
+        assert_eq!(src.info().band_count, 2);
+        let opts = RenderOptions {
+            expression: Expression::parse("(b2-b1)/(b2+b1)"),
+            colormap: Some(Colormap::RdYlGn),
+            ..RenderOptions::default()
+        };
+        let t = TileId::new(14, 8572, 5744).unwrap();
+        assert!(matches!(
+            src.render(&t, &opts).unwrap(),
+            storage::tiles::render::Tile::Rgba(_)
+        ));
+        // Different grids do not stack.
+        let other = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/geotiff/byte.tif");
+        assert!(stacked(&[files[0].clone(), other]).is_none());
+    }
 
     #[test]
     fn tile_query_forms() {

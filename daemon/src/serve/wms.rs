@@ -544,10 +544,18 @@ async fn draw_layer(
     let items = blocking(move || Ok(cat.search(&params)?.items)).await?;
     // Encoded tiles per tile id, newest item first.
     let mut parts: Vec<(TileId, Vec<Vec<u8>>)> = Vec::with_capacity(tiles.len());
+    let (archive, its, a2) = (shared.archive.clone(), items.clone(), asset.clone());
+    let paths = blocking(move || {
+        Ok(its
+            .iter()
+            .map(|it| local_asset(&archive, it, &a2))
+            .collect::<Vec<_>>())
+    })
+    .await?;
     for t in &tiles {
         let tb = t.bounds_lonlat();
         let mut encoded = Vec::new();
-        for it in &items {
+        for (it, path) in items.iter().zip(&paths) {
             if let Some(bb) = it.bbox {
                 let crosses = bb.xmin() > bb.xmax();
                 if bb.ymin() > tb.maxy
@@ -557,7 +565,7 @@ async fn draw_layer(
                     continue;
                 }
             }
-            let Some(path) = local_asset(&shared.archive, it, &asset) else {
+            let Some(path) = path.clone() else {
                 continue;
             };
             let key = tile_key(cid, it, &asset, t, "png", &opts);
