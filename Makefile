@@ -30,8 +30,9 @@ test-deps: deps
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-# The web map's JavaScript dependencies (MapLibre GL JS; playwright-core for its test), exactly
-# as web/package-lock.json pins them. The daemon embeds MapLibre at build time (daemon/build.rs).
+# The web map's JavaScript dependencies (MapLibre GL JS; the offline basemap: world-atlas and
+# topojson-client; playwright-core for its test), exactly as web/package-lock.json pins them. The
+# daemon embeds MapLibre and the basemap at build time (daemon/build.rs).
 web: web/node_modules/.installed
 web/node_modules/.installed: web/package.json web/package-lock.json | deps
 	cd web && npm ci --no-audit --no-fund --loglevel=error

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"; shift || true
-targets=("${@:-decoder sync mpdu space_packet reed_solomon frame_header}")
+targets=("${@:-decoder sync mpdu space_packet reed_solomon frame_header msumr tle config}")
 read -r -a targets <<< "${targets[*]}"
 out="${FUZZ_DIR:-target/fuzz-stable}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -22,6 +22,17 @@ r = lambda p: open(D + p, 'rb').read()
 aqua = r('cadu/aqua.20241206T175646.dat'); npp = r('cadu/npp.20241206T173815.dat')
 s7 = r('cadu/snpp_7cadus_2vcids.dat'); met = r('vcdu/meteor-m2/2022_12_20_20_25_30.vcdu')
 viirs = r('packets/viirs/viirs_packets.dat')
+def msumr_records(vcdus):
+    # Meteor VCDUs (892 bytes: 6 header + 2 insert zone + 2 M_PDU header + 882 zone) of one VC,
+    # in order: join the zones from the first header pointer, cut packets by their length.
+    zones = [vcdus[i + 10:i + 892] for i in range(0, len(vcdus) - 891, 892)]
+    fhp = int.from_bytes(vcdus[8:10], 'big') & 0x7FF
+    stream, out, at = b''.join(zones)[fhp:], b'', 0
+    while at + 6 <= len(stream):
+        n = int.from_bytes(stream[at + 4:at + 6], 'big') + 7
+        out += min(n, 65535).to_bytes(2, 'big') + stream[at:at + n]
+        at += n
+    return out
 seeds = {
     'sync': [bytes([0x3F]) + aqua[:16384], bytes([0x7F]) + s7, bytes([0x00]) + aqua[:4096]],
     'decoder': [bytes([1]) + npp[:65536], bytes([1 | 0x10]) + s7, bytes([4 | 0x20]) + met,
@@ -31,6 +42,9 @@ seeds = {
     'reed_solomon': [bytes([0x20]) + r('vectors/rs255_223_dualbasis_codeword.bin')],
     'frame_header': [bytes([1]) + met[:892], bytes([0x21]) + met[892:1784]],
     'mpdu': [],
+    'msumr': [msumr_records(met)],
+    'config': [open('systemd/downlink.toml', 'rb').read()],
+    'tle': [r('tle/meteor-m2_40069_2022-12-20.tle'), r('tle/SGP4-VER.TLE')],
 }
 base = os.environ['OUT'] + '/corpus'
 for t, l in seeds.items():

@@ -68,28 +68,13 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A daemon on `archive`, its log in a file.
+/// A daemon on `archive`, its log in `dir/daemon.log`.
 fn daemon(dir: &Path, archive: &Path) -> (Daemon, PathBuf) {
-    let (udp, http) = (free_port(), free_port());
-    let cfg = eos_udp_config(archive, udp, http, "");
-    let config = dir.join("downlink.toml");
-    std::fs::write(&config, cfg).unwrap();
-    let log = dir.join("daemon.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_downlink"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let d = Daemon {
-        child,
-        udp,
-        http,
-        archive: archive.to_owned(),
-        config,
-        _dir: tempfile::tempdir().unwrap(),
-    };
-    d.wait_up();
+    let work = tempfile::tempdir_in(dir).unwrap();
+    let config = work.path().join("downlink.toml");
+    std::fs::write(&config, eos_udp_config(archive, "")).unwrap();
+    let d = Daemon::launch(serve_cmd(&config), work, archive.to_owned());
+    let log = d.log.clone();
     (d, log)
 }
 

@@ -27,12 +27,9 @@ const RSS_BOUND_KIB: u64 = 64 * 1024;
 /// to `nofile` (soft and hard) when given; stderr goes to `daemon.log` in its directory.
 fn start(http_extra: &str, nofile: Option<u32>) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, http) = (free_port(), free_port());
     let archive = dir.path().join("archive");
-    let cfg = eos_udp_config(&archive, udp, http, http_extra);
     let config = dir.path().join("downlink.toml");
-    std::fs::write(&config, cfg).unwrap();
-    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    std::fs::write(&config, eos_udp_config(&archive, http_extra)).unwrap();
     let bin = env!("CARGO_BIN_EXE_downlink");
     let mut cmd = match nofile {
         Some(n) => {
@@ -44,26 +41,12 @@ fn start(http_extra: &str, nofile: Option<u32>) -> Daemon {
         }
         None => Command::new(bin),
     };
-    let child = cmd
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let d = Daemon {
-        child,
-        udp,
-        http,
-        archive,
-        config,
-        _dir: dir,
-    };
-    d.wait_up();
-    d
+    cmd.args(["serve", "--config", config.to_str().unwrap()]);
+    Daemon::launch(cmd, dir, archive)
 }
 
 fn log_of(d: &Daemon) -> String {
-    std::fs::read_to_string(d.config.with_file_name("daemon.log")).unwrap()
+    d.log_text()
 }
 
 fn status_http(d: &Daemon) -> serde_json::Value {

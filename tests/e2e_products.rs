@@ -62,7 +62,7 @@ fn item_ids(d: &Daemon) -> Vec<String> {
 }
 
 fn log_of(d: &Daemon) -> std::path::PathBuf {
-    d.config.with_file_name("daemon.log")
+    d.log.clone()
 }
 
 /// Waits until at least `n` passes are closed (a pass the loaded test machine split in two
@@ -195,7 +195,7 @@ fn kill_9_during_product_making_still_gives_every_pass_its_whole_set_once() {
         if !dir.join("products/products.json").exists() {
             interrupted += 1;
         }
-        d.kill9_and_restart_logged(&log_of(&d));
+        d.kill9_and_restart();
         passes = wait_done(&d, n);
         let st = status(&d);
         cleaned += st["products"]["cleaned"].as_u64().unwrap();
@@ -219,7 +219,7 @@ fn kill_9_during_product_making_still_gives_every_pass_its_whole_set_once() {
     let (dir, rec) = record.expect("a job record was seen");
     let listing_before = std::fs::read(dir.join("products/products.json")).unwrap();
     std::fs::write(dir.join("products.job"), rec).unwrap();
-    d.kill9_and_restart_logged(&log_of(&d));
+    d.kill9_and_restart();
     assert_eq!(wait_done(&d, passes), passes);
     let st = status(&d);
     assert_eq!(st["products"]["ok"], 1, "{}", st["products"]);

@@ -191,7 +191,7 @@ fn records(d: &Daemon) -> Vec<serde_json::Value> {
 
 #[test]
 fn fifty_sighups_during_a_200_mbit_replay_lose_nothing_and_counters_never_go_down() {
-    let d = Daemon::start_full("udp", "eos", "bits", "", "", &[]);
+    let d = Daemon::start_full("udp", "eos", "bits", "", "");
     let before = counters(&status(&d));
     let sender = replay(&d, "200Mbit", 100);
     let mut last = before;
@@ -223,7 +223,7 @@ fn fifty_sighups_during_a_200_mbit_replay_lose_nothing_and_counters_never_go_dow
 
 #[test]
 fn a_reload_that_changes_the_input_keeps_its_socket_and_loses_nothing() {
-    let mut d = Daemon::start_full("udp", "eos", "bits", "queue_datagrams = 4096", "", &[]);
+    let mut d = Daemon::start_full("udp", "eos", "bits", "queue_datagrams = 4096", "");
     let cfg = std::fs::read_to_string(&d.config).unwrap();
     let sender = replay(&d, "200Mbit", 100);
     let mut last = counters(&status(&d));
@@ -253,7 +253,7 @@ fn a_reload_that_changes_the_input_keeps_its_socket_and_loses_nothing() {
 #[test]
 fn a_reload_that_changes_a_tcp_input_keeps_the_senders_connection_and_every_byte() {
     use std::io::Write;
-    let d = Daemon::start_full("tcp", "eos", "bits", "queue_datagrams = 4096", "", &[]);
+    let d = Daemon::start_full("tcp", "eos", "bits", "queue_datagrams = 4096", "");
     let cfg = std::fs::read_to_string(&d.config).unwrap();
     let capture = std::fs::read(data("cadu/aqua.20241206T175646.dat")).unwrap();
     let port = d.udp;

@@ -320,10 +320,17 @@ fn sighup_with_a_bad_config_keeps_running_and_a_good_one_is_applied() {
 
 #[test]
 fn tcp_connect_input_retries_until_the_server_is_up_and_reconnects() {
-    // The daemon starts first: nothing listens on the port yet, so it must keep retrying.
-    let mut d = Daemon::start_on("tcp-connect", "eos", "reconnect = \"100ms\"");
+    // The server's socket is bound (so the port is ours) but not listening: the daemon's
+    // connections are refused, and it must keep retrying until the server listens.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    sock.bind(&any.into()).unwrap();
+    let port = sock.local_addr().unwrap().as_socket().unwrap().port();
+    let target = format!("tcp-connect://127.0.0.1:{port}");
+    let mut d = Daemon::start_on(&target, "eos", "reconnect = \"100ms\"");
     std::thread::sleep(Duration::from_millis(400));
-    let server = std::net::TcpListener::bind(("127.0.0.1", d.udp)).unwrap();
+    sock.listen(8).unwrap();
+    let server: std::net::TcpListener = sock.into();
     let path = data("cadu/aqua.20241206T175646.dat");
     let bytes = std::fs::read(&path).unwrap();
     let (mut conn, _) = server.accept().unwrap();
@@ -348,21 +355,8 @@ fn tcp_connect_input_retries_until_the_server_is_up_and_reconnects() {
 
 #[test]
 fn systemd_socket_activation_passes_the_udp_socket() {
-    let wrapper: Vec<String> = [
-        "systemd-socket-activate",
-        "--datagram",
-        "--listen=127.0.0.1:{udp}",
-        "--fdname=xband",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let mut d = Daemon::start_with("systemd", "jpss", "", &wrapper);
-    // systemd-socket-activate owns the socket and starts the daemon on the first datagram.
-    std::thread::sleep(Duration::from_millis(300));
-    let small = std::fs::read(data("cadu/snpp_7cadus_2vcids.dat")).unwrap();
-    d.send(&[small[..1024].to_vec()]);
-    d.wait_up();
+    // The test is the service manager: it binds the socket and passes it as fd 3.
+    let mut d = Daemon::start_socket_activated("jpss");
     let status: serde_json::Value =
         serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
     assert_eq!(
@@ -370,6 +364,7 @@ fn systemd_socket_activation_passes_the_udp_socket() {
         format!("127.0.0.1:{}", d.udp),
         "{status}"
     );
+    assert_eq!(status["inputs"][0]["listen"], "systemd://xband", "{status}");
     let bytes = std::fs::read(data("cadu/npp.20241206T173815.dat")).unwrap();
     d.send(&random_datagrams(&bytes, 31));
     let recs = d.wait_passes(1);
@@ -1046,4 +1041,36 @@ fn stac_validators_and_the_web_map_in_headless_chromium() {
     );
     let png = std::fs::read(shots.join("webmap.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG"));
+}
+
+/// Run only by `a_failing_test_prints_the_daemon_log`, which expects it to fail.
+#[test]
+#[ignore = "fails on purpose: a_failing_test_prints_the_daemon_log runs it and checks its output"]
+fn deliberately_failing_test_with_a_daemon() {
+    let d = Daemon::start("jpss", "");
+    assert_eq!(d.http, 0, "this test fails on purpose");
+}
+
+#[test]
+fn a_failing_test_prints_the_daemon_log() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "deliberately_failing_test_with_a_daemon",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the deliberate failure failed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("this test fails on purpose"), "{text}");
+    assert!(text.contains("---- daemon log"), "no daemon log:\n{text}");
+    assert!(
+        text.contains("downlink serving http=127.0.0.1:"),
+        "the log is the daemon's:\n{text}"
+    );
 }

@@ -2,7 +2,7 @@
 //! build on it. The binary (`src/main.rs`) is a thin command-line shell over this crate.
 
 pub mod archive_catalog;
-pub mod config;
+pub use ::config;
 pub mod imaging;
 pub mod replay;
 pub mod serve;

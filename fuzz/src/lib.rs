@@ -243,3 +243,83 @@ pub fn decoder(data: &[u8]) -> u64 {
     assert_eq!(s.cadus, s.frames.good + s.frames.rejected.total());
     s.frames.good + s.packets.total
 }
+
+/// MSU-MR image chain (space packet → header → Huffman → IDCT → assembler) on arbitrary
+/// packets. The input is a sequence of records `[len: u16 BE][len bytes]`, each pushed as one
+/// space packet; the assembled image must be consistent whatever arrived.
+pub fn msumr(data: &[u8]) -> u64 {
+    use imagery::msumr::assembler::{Assembler, PushOutcome};
+    let mut a = Assembler::new();
+    let mut rest = data;
+    let mut placed = 0u64;
+    while let [hi, lo, tail @ ..] = rest {
+        let n = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+        let (packet, after) = tail.split_at(n);
+        if let Ok(PushOutcome::Placed { .. }) = a.push_space_packet(packet) {
+            placed += 1;
+        }
+        rest = after;
+    }
+    let img = a.build();
+    assert_eq!(img.height % 8, 0, "whole MCU rows");
+    assert_eq!(img.line_time_ms.len(), img.height);
+    for (apid, ch) in &img.channels {
+        assert_eq!(*apid, ch.apid);
+        assert_eq!((ch.width, ch.height), (img.width, img.height));
+        assert_eq!(ch.pixels.len(), ch.width * ch.height);
+        assert_eq!(ch.valid.len(), ch.pixels.len());
+        assert_eq!(ch.line_time_ms.len(), ch.height);
+        assert!(
+            ch.pixels.iter().zip(&ch.valid).all(|(&p, &v)| v || p == 0),
+            "nodata pixels are 0"
+        );
+    }
+    placed
+}
+
+/// Two-line element parsing, strict and lenient, on arbitrary text: both agree on what is a
+/// record, and every record parsed propagates or fails cleanly.
+pub fn tle(data: &[u8]) -> u64 {
+    use imagery::tle::TleSet;
+    let text = String::from_utf8_lossy(data);
+    let (lenient, errors) = TleSet::parse_lenient(&text);
+    match TleSet::parse(&text) {
+        Ok(strict) => {
+            assert!(errors.is_empty(), "strict accepts only error-free text");
+            assert_eq!(strict.len(), lenient.len());
+            assert!(!strict.is_empty());
+        }
+        Err(_) => assert!(!errors.is_empty() || lenient.is_empty()),
+    }
+    for r in lenient.records() {
+        if let Ok(orbit) = imagery::orbit::Propagator::new(&r.elements) {
+            let _ = orbit.propagate_minutes(90.0);
+        }
+    }
+    lenient.len() as u64
+}
+
+/// The configuration parser and validator (what `serve` and `validate` both run) on arbitrary
+/// text: never a panic, a rejected file names at least one problem, and the verdict is
+/// deterministic. Relative paths resolve under a directory that does not exist.
+pub fn config(data: &[u8]) -> u64 {
+    use config::{Config, ConfigError};
+    let text = String::from_utf8_lossy(data);
+    let source = std::path::Path::new("/nonexistent-downlink-fuzz/downlink.toml");
+    let first = Config::from_toml_str(&text, source);
+    let second = Config::from_toml_str(&text, source);
+    match (&first, &second) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b, "deterministic");
+            1 + a.input.len() as u64
+        }
+        (Err(a), Err(b)) => {
+            assert_eq!(a.to_string(), b.to_string(), "deterministic");
+            if let ConfigError::Invalid { problems, .. } = a {
+                assert!(!problems.is_empty(), "a rejected file names a problem");
+            }
+            0
+        }
+        _ => panic!("the same text both accepted and rejected"),
+    }
+}

@@ -174,3 +174,71 @@ fn decoder_corpus() {
         "every real seed yields frames or packets: {d:?}"
     );
 }
+
+/// Real MSU-MR packets of the shared Meteor-M2 pass, as `[len][packet]` records.
+fn meteor_packet_records(max: usize) -> Vec<u8> {
+    use decoder::{Decoder, DecoderOptions, Event, InputFormat, Profile};
+    let profile = Profile::builtin("meteor-lrpt").unwrap();
+    let options = DecoderOptions {
+        raw_cadus: false,
+        frames: false,
+        fill_frames: false,
+        packets: true,
+    };
+    let mut d = Decoder::new(&profile, InputFormat::Frames, options).unwrap();
+    d.push(&shared("vcdu/meteor-m2/2022_12_20_20_25_30.vcdu"));
+    d.finish();
+    let mut out = Vec::new();
+    let mut n = 0;
+    while let Some(ev) = d.poll() {
+        if let Event::Packet { packet, .. } = ev {
+            if n < max {
+                out.extend_from_slice(&(packet.data.len() as u16).to_be_bytes());
+                out.extend_from_slice(&packet.data);
+                n += 1;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn msumr_corpus() {
+    let all = meteor_packet_records(usize::MAX);
+    let few = meteor_packet_records(40);
+    let d = run("msumr", downlink_fuzz::msumr, vec![all, few]);
+    // The _30 file's image packets decode and are placed (3 channels, 72 lines).
+    assert!(d[0] > 100 && d[1] > 10, "real packets are placed: {d:?}");
+}
+
+#[test]
+fn tle_corpus() {
+    let real = vec![
+        shared("tle/meteor-m2_40069_2022-12-20.tle"),
+        shared("tle/noaa20_noaa18_snpp_2024-12-01.tle"),
+        // Its line 2s carry extra test-case columns past 69 characters: refused, but a rich seed.
+        shared("tle/SGP4-VER.TLE"),
+    ];
+    let d = run("tle", downlink_fuzz::tle, real);
+    assert_eq!(
+        &d[..2],
+        &[1, 3],
+        "every record of the station TLEs parses: {d:?}"
+    );
+}
+
+#[test]
+fn config_corpus() {
+    let example = std::fs::read(format!(
+        "{}/../systemd/downlink.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let minimal = b"[archive]\npath = \"/var/lib/downlink\"\n[[input]]\nname = \"x\"\nlisten = \"udp://127.0.0.1:5000\"\nformat = \"cadu\"\nprofile = \"meteor-lrpt\"\n".to_vec();
+    let d = run("config", downlink_fuzz::config, vec![example, minimal]);
+    // The shipped example and a minimal file are valid (1 + their input count).
+    assert!(
+        d.iter().all(|&x| x >= 2),
+        "the real configs are accepted: {d:?}"
+    );
+}

@@ -24,21 +24,43 @@ pub fn data(rel: &str) -> PathBuf {
     p
 }
 
-pub fn free_port() -> u16 {
-    // Bind-and-release; the daemon binds it right after (loopback only).
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let p = s.local_addr().unwrap().port();
-    drop(t);
-    p
+/// The `downlink serve` command for `config`.
+pub fn serve_cmd(config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_downlink"));
+    c.args(["serve", "--config", config.to_str().unwrap()]);
+    c
 }
 
+/// Spawns `cmd` with stdout discarded and stderr appended to `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    cmd.stdout(Stdio::null()).stderr(file).spawn().unwrap()
+}
+
+/// The first line of `text` that contains `marker`, from the token after `key=` to the next
+/// space: the bound address the daemon logs (`downlink serving http=127.0.0.1:41234`).
+pub fn logged_field(text: &str, marker: &str, key: &str) -> Option<String> {
+    let line = text.lines().find(|l| l.contains(marker))?;
+    let at = line.find(&format!("{key}="))? + key.len() + 1;
+    Some(line[at..].split_whitespace().next()?.to_owned())
+}
+
+/// A daemon started by a test. Every address in its config is port 0: the daemon binds, then
+/// logs and reports the ports it got, so no test ever guesses a free port. Its stderr goes to
+/// `log`; the log is printed when the test fails (or always, with `DOWNLINK_TEST_LOG` set).
 pub struct Daemon {
     pub child: Child,
     pub udp: u16,
     pub http: u16,
     pub archive: PathBuf,
     pub config: PathBuf,
+    pub log: PathBuf,
+    /// Where the current process's part of `log` starts.
+    pub log_from: usize,
     pub _dir: tempfile::TempDir,
 }
 
@@ -48,18 +70,12 @@ impl Daemon {
     }
 
     pub fn start_on(scheme: &str, profile: &str, extra_input: &str) -> Daemon {
-        Self::start_with(scheme, profile, extra_input, &[])
+        Self::start_with(scheme, profile, extra_input)
     }
 
-    /// `wrapper` runs before the daemon (e.g. systemd-socket-activate …); then the daemon only
-    /// starts on traffic, so readiness is not awaited here.
-    pub fn start_with(
-        scheme: &str,
-        profile: &str,
-        extra_input: &str,
-        wrapper: &[String],
-    ) -> Daemon {
-        Self::start_full(scheme, profile, "bits", extra_input, "", wrapper)
+    /// `scheme` is udp, tcp, or a whole `listen` address (`tcp-connect://…`).
+    pub fn start_with(scheme: &str, profile: &str, extra_input: &str) -> Daemon {
+        Self::start_full(scheme, profile, "bits", extra_input, "")
     }
 
     /// `sections` is TOML placed before the input table (e.g. an `[imaging]` table).
@@ -69,14 +85,14 @@ impl Daemon {
         format: &str,
         extra_input: &str,
         sections: &str,
-        wrapper: &[String],
     ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let (udp, http) = (free_port(), free_port());
         let archive = dir.path().join("archive");
         let listen = match scheme {
             "systemd" => "systemd://xband".to_owned(),
-            _ => format!("{scheme}://127.0.0.1:{udp}"),
+            // A whole address, e.g. tcp-connect://127.0.0.1:PORT of a server the test holds.
+            s if s.contains("://") => s.to_owned(),
+            _ => format!("{scheme}://127.0.0.1:0"),
         };
         let cfg = format!(
             r#"
@@ -84,7 +100,7 @@ impl Daemon {
 path = "{}"
 fsync_interval = "100ms"
 [http]
-listen = "127.0.0.1:{http}"
+listen = "127.0.0.1:0"
 [pass]
 los_timeout = "700ms"
 {sections}
@@ -99,73 +115,133 @@ profile = "{profile}"
         );
         let path = dir.path().join("downlink.toml");
         std::fs::write(&path, cfg).unwrap();
-        let child = if wrapper.is_empty() {
-            Self::spawn(&path)
+        Self::launch(serve_cmd(&path), dir, archive)
+    }
+
+    /// A daemon whose one input is `systemd://xband`: the test plays the service manager. It
+    /// binds a UDP socket on port 0 and starts the daemon with it as fd 3 (`LISTEN_FDS=1`,
+    /// `LISTEN_FDNAMES=xband`, `LISTEN_PID` = the daemon's pid), as systemd does for a `.socket`
+    /// unit with `FileDescriptorName=xband`.
+    pub fn start_socket_activated(profile: &str) -> Daemon {
+        use std::os::fd::AsRawFd;
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        sock.bind(&addr.into()).unwrap();
+        let port = sock.local_addr().unwrap().as_socket().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("archive");
+        let cfg = format!(
+            "[archive]\npath = \"{}\"\nfsync_interval = \"100ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [pass]\nlos_timeout = \"700ms\"\n[[input]]\nname = \"xband\"\n\
+             listen = \"systemd://xband\"\nformat = \"bits\"\nprofile = \"{profile}\"\n",
+            archive.display()
+        );
+        let path = dir.path().join("downlink.toml");
+        std::fs::write(&path, cfg).unwrap();
+        // The shell moves the socket to fd 3 and sets LISTEN_PID to its own pid, which `exec`
+        // hands to the daemon. The socket is inheritable only until the daemon has started.
+        let fd = sock.as_raw_fd();
+        let close = if fd == 3 {
+            String::new()
         } else {
-            let mut args: Vec<String> = wrapper
-                .iter()
-                .map(|a| a.replace("{udp}", &udp.to_string()))
-                .collect();
-            args.extend([
-                env!("CARGO_BIN_EXE_downlink").to_owned(),
-                "serve".into(),
-                "--config".into(),
-                path.to_str().unwrap().to_owned(),
-            ]);
-            Command::new(&args[0])
-                .args(&args[1..])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
+            format!(" {fd}>&-")
         };
-        let d = Daemon {
-            child,
-            udp,
-            http,
-            archive,
-            config: path,
-            _dir: dir,
-        };
-        if wrapper.is_empty() {
-            d.wait_up();
-        }
+        sock.set_cloexec(false).unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "exec 3>&{fd}{close}; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=xband exec \"$0\" \"$@\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_downlink"))
+            .args(["serve", "--config", path.to_str().unwrap()]);
+        let d = Self::launch(cmd, dir, archive);
+        drop(sock);
+        assert_eq!(d.udp, port, "the daemon serves the socket it was given");
         d
     }
 
-    /// The daemon's log goes to the test's stderr when `DOWNLINK_TEST_LOG` is set.
-    pub fn spawn(config: &Path) -> Child {
-        let log = || {
-            if std::env::var_os("DOWNLINK_TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            }
+    /// Starts `cmd` (a `downlink serve` of a config in `dir`, as [`serve_cmd`] makes it, maybe
+    /// wrapped) with its log in `dir/daemon.log`, and waits until it serves.
+    pub fn launch(mut cmd: Command, dir: tempfile::TempDir, archive: PathBuf) -> Daemon {
+        let log = dir.path().join("daemon.log");
+        let child = spawn_logged(&mut cmd, &log);
+        let mut d = Daemon {
+            child,
+            udp: 0,
+            http: 0,
+            archive,
+            config: dir.path().join("downlink.toml"),
+            log,
+            log_from: 0,
+            _dir: dir,
         };
-        Command::new(env!("CARGO_BIN_EXE_downlink"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(log())
-            .spawn()
-            .unwrap()
+        d.wait_up();
+        d
     }
 
-    pub fn wait_up(&self) {
+    /// The log of the daemon process now running (since its last start).
+    pub fn log_text(&self) -> String {
+        let all = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&all[self.log_from.min(all.len())..]).into_owned()
+    }
+
+    /// Waits for a log line (of the current process) containing `marker`; panics with the log
+    /// when the process exits first or `limit` passes.
+    pub fn wait_log(&mut self, marker: &str, limit: Duration) -> String {
         let t0 = Instant::now();
-        while self.get("/api/v1/status").is_none() {
+        loop {
+            let text = self.log_text();
+            if let Some(l) = text.lines().find(|l| l.contains(marker)) {
+                return l.to_owned();
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("the daemon exited ({st}) before logging {marker:?}:\n{text}");
+            }
             assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "daemon did not come up"
+                t0.elapsed() < limit,
+                "no {marker:?} in the daemon's log after {limit:?}:\n{text}"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// SIGKILL, then a fresh daemon on the same config and archive.
+    /// Waits until the daemon serves: its log names the HTTP address it bound, its status
+    /// answers, and `udp` is its first input's bound port (UDP or TCP).
+    pub fn wait_up(&mut self) {
+        let line = self.wait_log("downlink serving", Duration::from_secs(20));
+        let http = logged_field(&line, "downlink serving", "http").unwrap();
+        self.http = http.rsplit(':').next().unwrap().parse().unwrap();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.get("/api/v1/status") {
+                break s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "daemon did not answer on {http}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        if let Some(a) = status["inputs"][0]["local_addr"].as_str() {
+            self.udp = a.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    }
+
+    /// SIGKILL, then a fresh daemon on the same config and archive. Its ports are new when the
+    /// config asks for port 0: `udp` and `http` follow.
     pub fn kill9_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = Self::spawn(&self.config);
+        self.respawn(serve_cmd(&self.config.clone()));
+    }
+
+    /// Starts `cmd` as this daemon's next process (the previous one has exited) and waits
+    /// until it serves.
+    pub fn respawn(&mut self, mut cmd: Command) {
+        self.log_from = std::fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
+        self.child = spawn_logged(&mut cmd, &self.log);
         self.wait_up();
     }
 
@@ -243,11 +319,23 @@ profile = "{profile}"
 }
 
 impl Drop for Daemon {
-    /// A failing test must not leak a running daemon.
+    /// A failing test must not leak a running daemon, and shows the daemon's log.
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if std::thread::panicking() || std::env::var_os("DOWNLINK_TEST_LOG").is_some() {
+            let all = std::fs::read(&self.log).unwrap_or_default();
+            let text = String::from_utf8_lossy(&all);
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(400)..];
+            eprintln!(
+                "---- daemon log ({}, last {} lines) ----\n{}\n---- end of daemon log ----",
+                self.log.display(),
+                tail.len(),
+                tail.join("\n")
+            );
         }
     }
 }
@@ -379,7 +467,7 @@ pub fn meteor_daemon(extra: &str) -> (Daemon, tempfile::TempDir) {
     let tle = tle_dir.path().join("weather.txt");
     std::fs::write(&tle, meteor_tle_for_todays_pass()).unwrap();
     let sections = format!("[imaging]\ntle = [\"{}\"]\n{extra}", tle.display());
-    let d = Daemon::start_full("udp", "meteor-lrpt", "frames", "", &sections, &[]);
+    let d = Daemon::start_full("udp", "meteor-lrpt", "frames", "", &sections);
     (d, tle_dir)
 }
 
@@ -512,24 +600,6 @@ impl Daemon {
             })
             .unwrap_or_default()
     }
-
-    /// [`Daemon::kill9_and_restart`], the new daemon's log appended to `log` (for diagnostics).
-    pub fn kill9_and_restart_logged(&mut self, log: &Path) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        self.child = Command::new(env!("CARGO_BIN_EXE_downlink"))
-            .args(["serve", "--config", self.config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        self.wait_up();
-    }
 }
 
 /// The last `n` lines of a text file (empty if it cannot be read).
@@ -539,22 +609,22 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// The config of a daemon with one `eos` UDP input named `xband` on `udp`, HTTP on `http` with
-/// `http_extra` lines in `[http]`, its archive at `archive`.
-pub fn eos_udp_config(archive: &Path, udp: u16, http: u16, http_extra: &str) -> String {
+/// The config of a daemon with one `eos` UDP input named `xband` and HTTP with `http_extra`
+/// lines in `[http]`, both on port 0, its archive at `archive`.
+pub fn eos_udp_config(archive: &Path, http_extra: &str) -> String {
     format!(
         r#"
 [archive]
 path = "{}"
 fsync_interval = "100ms"
 [http]
-listen = "127.0.0.1:{http}"
+listen = "127.0.0.1:0"
 {http_extra}
 [pass]
 los_timeout = "700ms"
 [[input]]
 name = "xband"
-listen = "udp://127.0.0.1:{udp}"
+listen = "udp://127.0.0.1:0"
 format = "bits"
 profile = "eos"
 "#,

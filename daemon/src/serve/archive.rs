@@ -293,7 +293,7 @@ impl PassArchive {
         Ok(())
     }
 
-    /// Syncs everything, writes the plot, and publishes the pass record atomically (last);
+    /// Syncs everything, writes the side files (`plot.png`, `timeline.json`), and publishes the pass record atomically (last);
     /// returns its path. It may be called again after a failure (a full disk that gets space
     /// back): buffered data not yet written stays buffered until then. A poisoned archive
     /// (failed fdatasync) still gets its record — which must say so — after what it still
@@ -301,12 +301,12 @@ impl PassArchive {
     pub fn close(
         &mut self,
         record: &serde_json::Value,
-        plot_png: Option<&[u8]>,
+        side_files: &[(&str, Vec<u8>)],
     ) -> std::io::Result<PathBuf> {
         self.syncer.finish();
         self.sync()?;
-        if let Some(png) = plot_png {
-            storage::write_atomic(self.dir.join("plot.png"), png).map_err(std::io::Error::other)?;
+        for (name, bytes) in side_files {
+            storage::write_atomic(self.dir.join(name), bytes).map_err(std::io::Error::other)?;
         }
         for d in ["frames", "packets"] {
             let p = self.dir.join(d);

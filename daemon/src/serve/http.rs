@@ -1,4 +1,4 @@
-//! Operator HTTP API: `/api/v1/status`, `/api/v1/passes`, `/api/v1/passes/{id}` (+ `plot.png`,
+//! Operator HTTP API: `/api/v1/status`, `/api/v1/passes`, `/api/v1/passes/{id}` (+ `plot.png`, `timeline`,
 //! `products`, `products/{file}`), `/api/v1/tle`, `/metrics`; the STAC API and the web map are merged in.
 
 use std::collections::BTreeMap;
@@ -23,6 +23,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/passes", get(passes))
         .route("/api/v1/passes/{id}", get(pass))
         .route("/api/v1/passes/{id}/plot.png", get(plot))
+        .route("/api/v1/passes/{id}/timeline", get(timeline))
         .route("/api/v1/passes/{id}/products", get(products))
         .route("/api/v1/passes/{id}/products/{file}", get(product_file))
         .route("/api/v1/tle", get(tle))
@@ -169,6 +170,12 @@ async fn pass(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Resp
 
 async fn plot(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     pass_file(&shared, &id, "plot.png", "image/png").await
+}
+
+/// The pass timeline (`timeline.json`: frames/s, RS corrections/s, lock, gaps), which
+/// `plot.png` draws; 404 for passes recorded before it existed and crash-recovered ones.
+async fn timeline(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    pass_file(&shared, &id, "timeline.json", "application/json").await
 }
 
 /// The pass's product listing (`products.json`), once made.

@@ -279,7 +279,7 @@ pub fn report_health(shared: &super::Shared, problem: Option<String>) {
 /// connections as described in the module docs. `on_health` hears `Some(reason)` when accepting
 /// fails for lack of descriptors and `None` when it works again.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     app: Router,
     limits: Limits,
     stats: Arc<HttpStats>,

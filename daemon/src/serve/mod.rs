@@ -496,7 +496,9 @@ fn join_decoder(t: std::thread::JoinHandle<()>) {
 
 /// The HTTP server of one `[http]` config.
 struct HttpServer {
-    cfg: crate::config::HttpConfig,
+    /// Shared with the server that replaces this one on a reload that keeps the address, so
+    /// the port is never unbound (and a port-0 address keeps its port).
+    listener: Arc<tokio::net::TcpListener>,
     task: tokio::task::JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -515,7 +517,7 @@ impl HttpServer {
 
     fn start(
         cfg: &crate::config::HttpConfig,
-        listener: tokio::net::TcpListener,
+        listener: Arc<tokio::net::TcpListener>,
         shared: &Arc<Shared>,
         rt: &tokio::runtime::Runtime,
     ) -> HttpServer {
@@ -526,15 +528,16 @@ impl HttpServer {
             shared.http.clone(),
             shared.clone(),
         );
+        let accept = listener.clone();
         let task = rt.spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
             };
             let health = move |p| http_server::report_health(&sh, p);
-            http_server::serve(listener, app, limits, stats, health, shutdown).await;
+            http_server::serve(accept, app, limits, stats, health, shutdown).await;
         });
         HttpServer {
-            cfg: cfg.clone(),
+            listener,
             task,
             stop,
         }
@@ -543,19 +546,6 @@ impl HttpServer {
     fn stop(self, rt: &tokio::runtime::Runtime) {
         let _ = self.stop.send(());
         let _ = rt.block_on(self.task);
-    }
-
-    /// A server that serves nothing (while the real one is rebound).
-    fn idle(cfg: &crate::config::HttpConfig, rt: &tokio::runtime::Runtime) -> HttpServer {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = rt.spawn(async move {
-            let _ = stopped.await;
-        });
-        HttpServer {
-            cfg: cfg.clone(),
-            task,
-            stop,
-        }
     }
 }
 
@@ -687,10 +677,14 @@ impl Daemon {
             .zip(states)
             .map(|((i, src), st)| InputWorker::start(i, src, &shared, st))
             .collect();
-        let http = HttpServer::start(&cfg.http, listener, &shared, rt);
+        // The address actually bound (`http.listen` may ask for port 0).
+        let http_bound = listener
+            .local_addr()
+            .map_or_else(|_| cfg.http.listen.to_string(), |a| a.to_string());
+        let http = HttpServer::start(&cfg.http, Arc::new(listener), &shared, rt);
         // Once per process: the catalog is watched for its archive directory disappearing.
         rt.spawn(crate::archive_catalog::watch(Arc::downgrade(&shared)));
-        tracing::info!(http = %cfg.http.listen, inputs = cfg.input.len(), "downlink serving");
+        tracing::info!(http = %http_bound, inputs = cfg.input.len(), "downlink serving");
         Ok(Daemon {
             cfg: cfg.clone(),
             shared,
@@ -849,33 +843,26 @@ impl Daemon {
             .tile_cache
             .set_capacity(usize::try_from(new.http.tile_cache).unwrap_or(usize::MAX));
         let same_limits = HttpConfigCmp(&new.http) == HttpConfigCmp(&self.cfg.http);
-        let mut http_failed = None;
         if let Some(listener) = listener {
+            if let Ok(a) = listener.local_addr() {
+                tracing::info!(http = %a, "http listening on its new address");
+            }
+            let old = std::mem::replace(
+                &mut self.http,
+                HttpServer::start(&new.http, Arc::new(listener), &self.shared, rt),
+            );
+            old.stop(rt);
+        } else if !same_limits {
+            // Same address, new limits: a new server takes over the listening socket before the
+            // old one stops accepting, so the port is never unbound and no client is refused.
+            let listener = self.http.listener.clone();
             let old = std::mem::replace(
                 &mut self.http,
                 HttpServer::start(&new.http, listener, &self.shared, rt),
             );
             old.stop(rt);
-        } else if !same_limits {
-            // Same address, new limits: the listener is taken over by closing and binding again
-            // (HTTP clients see a short refusal; station data is not on this port).
-            let old_cfg = self.http.cfg.clone();
-            let placeholder = HttpServer::idle(&old_cfg, rt);
-            let old = std::mem::replace(&mut self.http, placeholder);
-            old.stop(rt);
-            match HttpServer::bind(&new.http, rt) {
-                Ok(l) => self.http = HttpServer::start(&new.http, l, &self.shared, rt),
-                Err(e) => http_failed = Some(e),
-            }
         }
-        let old_http = std::mem::replace(&mut self.cfg, new.clone()).http;
-        if let Some(e) = http_failed {
-            // Everything else is applied; HTTP is down until a reload or restart binds it, and
-            // the config in force keeps the old [http] so the next SIGHUP tries again.
-            self.cfg.http = old_http;
-            self.shared.health.set("http", e.to_string());
-            return Err(e);
-        }
+        self.cfg = new.clone();
         Ok(())
     }
 

@@ -67,7 +67,8 @@ struct PendingRecord {
     dir: PathBuf,
     archive: Option<PassArchive>,
     record: serde_json::Value,
-    plot: Option<Vec<u8>>,
+    /// `plot.png` and `timeline.json`, written before the record.
+    side_files: Vec<(&'static str, Vec<u8>)>,
     aos: SystemTime,
     /// Data was archived (products can be made from it).
     has_data: bool,
@@ -475,6 +476,7 @@ impl Pipeline<'_> {
             },
             "archive_io_errors": p.io_errors.values().sum::<u64>(),
             "plot": "plot.png",
+            "timeline": "timeline.json",
         });
         shared.webhooks.notify(
             crate::config::WebhookEvent::Los,
@@ -497,7 +499,14 @@ impl Pipeline<'_> {
             || self.settings.archive.path.join("passes").join(&p.id),
             |a| a.dir().to_owned(),
         );
-        let plot = p.timeline.png(900, 300).ok();
+        let mut side_files = Vec::new();
+        match p.timeline.png(p.aos, los, 900, 360) {
+            Ok(png) => side_files.push(("plot.png", png)),
+            Err(e) => tracing::warn!(pass = %p.id, error = %e, "pass plot not drawn"),
+        }
+        if let Ok(json) = serde_json::to_vec(&p.timeline.to_json(p.aos, los)) {
+            side_files.push(("timeline.json", json));
+        }
         let has_data = p.archive.is_some();
         self.pending.push(PendingRecord {
             has_data,
@@ -505,7 +514,7 @@ impl Pipeline<'_> {
             dir,
             archive: p.archive.take(),
             record,
-            plot,
+            side_files,
             aos: p.aos,
             tries: 0,
             next_try: Instant::now(),
@@ -547,8 +556,8 @@ impl Pipeline<'_> {
             }
             p.tries += 1;
             let res = match &mut p.archive {
-                Some(a) => a.close(&p.record, p.plot.as_deref()),
-                None => write_bare_record(&p.dir, &p.record, p.plot.as_deref()),
+                Some(a) => a.close(&p.record, &p.side_files),
+                None => write_bare_record(&p.dir, &p.record, &p.side_files),
             };
             match res {
                 Ok(path) => {
@@ -649,11 +658,11 @@ pub fn summary_of(v: &serde_json::Value) -> serde_json::Value {
 fn write_bare_record(
     dir: &std::path::Path,
     record: &serde_json::Value,
-    plot: Option<&[u8]>,
+    side_files: &[(&str, Vec<u8>)],
 ) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    if let Some(png) = plot {
-        storage::write_atomic(dir.join("plot.png"), png).map_err(std::io::Error::other)?;
+    for (name, bytes) in side_files {
+        storage::write_atomic(dir.join(name), bytes).map_err(std::io::Error::other)?;
     }
     let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
     storage::write_atomic(dir.join("pass.json"), &text).map_err(std::io::Error::other)

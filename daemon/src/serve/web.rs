@@ -45,7 +45,7 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "The web map's MapLibre GL JS files were not present when this binary was built: \
+            "The web map's MapLibre GL JS and basemap files were not present when this binary was built: \
              run `make web` (npm ci in web/) and rebuild.\n",
         )
             .into_response();
