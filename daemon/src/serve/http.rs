@@ -1,6 +1,7 @@
 //! Operator HTTP API: `/api/v1/status`, `/api/v1/passes`, `/api/v1/passes/{id}` (+ `plot.png`, `timeline`,
 //! `products`, `products/{file}`), `/api/v1/tle`, `/metrics`; the STAC API and the web map are merged in.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -28,7 +29,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/tle", get(tle))
         .route("/metrics", get(metrics))
         .with_state(shared.clone())
-        .merge(super::stac::router(shared))
+        .merge(super::stac::router(shared.clone()))
+        .merge(super::tiles::router(shared.clone()))
+        .merge(super::wms::router(shared))
         .merge(super::web::router())
 }
 
@@ -76,6 +79,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         },
         "products": shared.products.status.lock().map(|s| s.clone()).unwrap_or_default(),
         "tile_cache": tile_cache_json(&shared),
+        "wms_exceptions": wms_exceptions(&shared),
         "catalog": catalog_json(&shared),
         "http": shared.http.snapshot(),
         "webhooks": {
@@ -104,6 +108,14 @@ fn tile_cache_json(shared: &Shared) -> serde_json::Value {
     let (entries, bytes, hits, misses) = shared.tile_cache.stats();
     let busy = shared.tiles_busy.load(std::sync::atomic::Ordering::Relaxed);
     serde_json::json!({"entries": entries, "bytes": bytes, "hits": hits, "misses": misses, "refused_busy": busy})
+}
+
+fn wms_exceptions(shared: &Shared) -> BTreeMap<&'static str, u64> {
+    shared
+        .wms_exceptions
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default()
 }
 
 /// Pass records on disk, and closed passes whose record is not on disk yet (`"archive":
@@ -390,6 +402,13 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
          # HELP downlink_tiles_refused_busy_total Tile requests answered 503 because the render queue was full.\n# TYPE downlink_tiles_refused_busy_total counter\n\
          downlink_tiles_refused_busy_total {busy}"
     );
+    let _ = writeln!(
+        m,
+        "# HELP downlink_wms_exceptions_total WMS requests answered with a service exception, by code.\n# TYPE downlink_wms_exceptions_total counter"
+    );
+    for (code, n) in wms_exceptions(&shared) {
+        let _ = writeln!(m, "downlink_wms_exceptions_total{{code=\"{code}\"}} {n}");
+    }
     let problems = shared.health.problems();
     let _ = writeln!(
         m,

@@ -24,8 +24,10 @@ pub mod plot;
 pub mod products;
 pub mod stac;
 pub mod tile_cache;
+pub mod tiles;
 pub mod web;
 pub mod webhook;
+pub mod wms;
 
 /// FNV-1a: a stable content hash for ETags (not a security boundary).
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
@@ -292,6 +294,8 @@ pub struct Shared {
     pub tile_cache: tile_cache::TileCache,
     /// Tile requests refused because the render queue was full.
     pub tiles_busy: AtomicU64,
+    /// WMS service exceptions answered, by code ([`wms::WMS_EXCEPTION_CODES`]).
+    pub wms_exceptions: Mutex<BTreeMap<&'static str, u64>>,
     /// Degraded components (empty = healthy).
     pub health: Health,
     /// HTTP connection and request counters.
@@ -642,6 +646,7 @@ impl Daemon {
                 usize::try_from(cfg.http.tile_cache).unwrap_or(usize::MAX),
             ),
             tiles_busy: AtomicU64::new(0),
+            wms_exceptions: Mutex::new(wms::WMS_EXCEPTION_CODES.iter().map(|c| (*c, 0)).collect()),
             tiles: match storage::tiles::render::TilePool::new(2, 16, TILE_QUEUE_MAX) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {

@@ -169,6 +169,56 @@ pub struct RenderOptions {
     pub colormap: Option<Colormap>,
     /// Resampling of the general path.
     pub resampling: Resampling,
+    /// Band math instead of `bidx` (one output band, e.g. NDVI from red and NIR).
+    pub expression: Option<Expression>,
+}
+
+/// Band math on a tile (TiTiler's `expression`). Only the normalized difference is offered:
+/// `(bA-bB)/(bA+bB)`, e.g. NDVI = `(b2-b1)/(b2+b1)` for band 1 = red, band 2 = NIR. A pixel
+/// whose two bands sum to zero (or to a non-finite value) has no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expression {
+    /// `(a - b) / (a + b)`, 1-based band indexes.
+    NormalizedDifference { a: usize, b: usize },
+}
+
+impl Expression {
+    /// Parses `(bA-bB)/(bA+bB)` (spaces ignored, `B` or `b`); None for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        let t: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let (num, den) = t.split_once(")/(")?;
+        let num = num.strip_prefix('(')?;
+        let den = den.strip_suffix(')')?;
+        let band = |s: &str| {
+            s.strip_prefix('b')?
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+        };
+        let (a, b) = num.split_once('-')?;
+        let (c, d) = den.split_once('+')?;
+        let (a, b) = (band(a)?, band(b)?);
+        let (c, d) = (band(c)?, band(d)?);
+        let same = (a, b) == (c, d) || (a, b) == (d, c);
+        (same && a != b).then_some(Self::NormalizedDifference { a, b })
+    }
+
+    /// The expression in the form [`Expression::parse`] reads.
+    pub fn text(&self) -> String {
+        match self {
+            Self::NormalizedDifference { a, b } => format!("(b{a}-b{b})/(b{a}+b{b})"),
+        }
+    }
+
+    fn bands(&self) -> [usize; 2] {
+        match self {
+            Self::NormalizedDifference { a, b } => [*a, *b],
+        }
+    }
 }
 
 /// Output encodings.
@@ -452,6 +502,29 @@ impl TileSource {
 
     fn resolve_bands(&self, opts: &RenderOptions) -> Result<Vec<usize>, RenderError> {
         let n = self.info.band_count;
+        if let Some(ex) = &opts.expression {
+            if !opts.bidx.is_empty() {
+                return Err(RenderError::Options(
+                    "expression and bidx exclude each other".into(),
+                ));
+            }
+            if opts.rescale.len() > 1 {
+                return Err(RenderError::Options(
+                    "an expression takes one rescale range".into(),
+                ));
+            }
+            let bands = ex.bands();
+            for b in bands {
+                if b == 0 || b > n {
+                    return Err(RenderError::Band {
+                        path: self.path.clone(),
+                        band: b,
+                        count: n,
+                    });
+                }
+            }
+            return Ok(bands.to_vec());
+        }
         let bands: Vec<usize> = if opts.bidx.is_empty() {
             let non_alpha: Vec<usize> = (1..=n)
                 .filter(|b| Some(*b) != self.info.alpha_band)
@@ -528,7 +601,13 @@ impl TileSource {
         };
         match raw {
             None => Ok(Tile::Empty),
-            Some(raw) => Ok(self.colorize(&raw, &bands, opts)),
+            Some(raw) => match &opts.expression {
+                Some(ex) => match apply_expression(&raw, ex) {
+                    Some(raw) => Ok(self.colorize(&raw, &bands[..1], opts)),
+                    None => Ok(Tile::Empty),
+                },
+                None => Ok(self.colorize(&raw, &bands, opts)),
+            },
         }
     }
 
@@ -1139,6 +1218,31 @@ struct RawTile {
     valid: Vec<bool>,
 }
 
+/// The tile's values of an expression, as a one-band tile; None when no pixel has a value.
+fn apply_expression(raw: &RawTile, ex: &Expression) -> Option<RawTile> {
+    let Expression::NormalizedDifference { .. } = ex;
+    let (a, b) = match raw.vals.as_slice() {
+        [a, b] => (a, b),
+        _ => return None,
+    };
+    let mut out = RawTile::new(1);
+    let vals = out.vals.first_mut()?;
+    for (((o, ok), (x, y)), was) in vals
+        .iter_mut()
+        .zip(out.valid.iter_mut())
+        .zip(a.iter().zip(b))
+        .zip(&raw.valid)
+    {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        let sum = x + y;
+        if *was && sum.is_finite() && sum != 0.0 {
+            *o = ((x - y) / sum) as f32;
+            *ok = true;
+        }
+    }
+    out.any_valid().then_some(out)
+}
+
 impl RawTile {
     fn new(n: usize) -> Self {
         Self {
@@ -1153,12 +1257,23 @@ impl RawTile {
 
 /// Encodes a 256×256 RGBA buffer.
 pub fn encode(rgba: &[u8], format: Format) -> Result<Vec<u8>, RenderError> {
+    encode_sized(rgba, TILE_SIZE, TILE_SIZE, format)
+}
+
+/// Encodes a `width`×`height` RGBA buffer (row-major, 4 bytes per pixel).
+pub fn encode_sized(
+    rgba: &[u8],
+    width: u32,
+    height: u32,
+    format: Format,
+) -> Result<Vec<u8>, RenderError> {
     use image::codecs::{jpeg::JpegEncoder, png, webp::WebPEncoder};
     use image::{ExtendedColorType, ImageEncoder};
-    if rgba.len() != NPIX * 4 {
+    let want = width as usize * height as usize * 4;
+    if rgba.len() != want || want == 0 {
         return Err(RenderError::Encode {
             format,
-            msg: format!("buffer has {} bytes, want {}", rgba.len(), NPIX * 4),
+            msg: format!("buffer has {} bytes, want {want}", rgba.len()),
         });
     }
     let mut out = Vec::with_capacity(32 * 1024);
@@ -1172,7 +1287,7 @@ pub fn encode(rgba: &[u8], format: Format) -> Result<Vec<u8>, RenderError> {
             png::CompressionType::Fast,
             png::FilterType::Adaptive,
         )
-        .write_image(rgba, TILE_SIZE, TILE_SIZE, ExtendedColorType::Rgba8)
+        .write_image(rgba, width, height, ExtendedColorType::Rgba8)
         .map_err(e)?,
         Format::Jpeg(q) => {
             let rgb: Vec<u8> = rgba
@@ -1183,11 +1298,11 @@ pub fn encode(rgba: &[u8], format: Format) -> Result<Vec<u8>, RenderError> {
                 })
                 .collect();
             JpegEncoder::new_with_quality(&mut out, q.clamp(1, 100))
-                .write_image(&rgb, TILE_SIZE, TILE_SIZE, ExtendedColorType::Rgb8)
+                .write_image(&rgb, width, height, ExtendedColorType::Rgb8)
                 .map_err(e)?
         }
         Format::WebpLossless => WebPEncoder::new_lossless(&mut out)
-            .write_image(rgba, TILE_SIZE, TILE_SIZE, ExtendedColorType::Rgba8)
+            .write_image(rgba, width, height, ExtendedColorType::Rgba8)
             .map_err(e)?,
     }
     Ok(out)
@@ -1383,5 +1498,40 @@ fn worker(rx: &Mutex<mpsc::Receiver<Job>>, max_open: usize) {
             None => Err(RenderError::Pool("cache empty".into())),
         });
         fulfil(&job.reply, out);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalized_difference_parses_and_computes() {
+        let nd = Expression::NormalizedDifference { a: 2, b: 1 };
+        for ok in ["(b2-b1)/(b2+b1)", "( B2 - B1 ) / ( B1 + B2 )"] {
+            assert_eq!(Expression::parse(ok), Some(nd), "{ok}");
+        }
+        assert_eq!(Expression::parse(&nd.text()), Some(nd));
+        for bad in [
+            "b2-b1",
+            "(b2-b1)/(b2+b3)",
+            "(b1-b1)/(b1+b1)",
+            "(b0-b1)/(b0+b1)",
+            "",
+        ] {
+            assert_eq!(Expression::parse(bad), None, "{bad}");
+        }
+        let mut raw = RawTile::new(2);
+        raw.vals[0][0] = 3.0;
+        raw.vals[1][0] = 1.0;
+        raw.valid[0] = true;
+        // Both zero: no value; invalid source pixel: no value.
+        raw.valid[1] = true;
+        raw.vals[0][2] = 5.0;
+        let out = apply_expression(&raw, &nd).unwrap();
+        assert_eq!(out.vals.len(), 1);
+        assert!((out.vals[0][0] - 0.5).abs() < 1e-6);
+        assert_eq!(&out.valid[..3], &[true, false, false]);
     }
 }

@@ -409,18 +409,25 @@ pub fn wmts_capabilities(svc: &WmtsService, layers: &[WmtsLayer]) -> Result<Stri
         e(&svc.title)
     );
     x.push_str("  <ows:OperationsMetadata>\n");
-    for (op, href) in [
-        ("GetCapabilities", &svc.capabilities_url),
-        ("GetTile", &svc.tile_base_url),
+    // GetTile answers both RESTful (the ResourceURL templates) and KVP at the tile base URL
+    // (clients such as OWSLib leave a dimension out only in KVP).
+    for (op, href, encodings) in [
+        ("GetCapabilities", &svc.capabilities_url, "RESTful"),
+        ("GetTile", &svc.tile_base_url, "RESTful KVP"),
     ] {
         let _ = write!(
             x,
             "    <ows:Operation name=\"{op}\">\n      <ows:DCP>\n        <ows:HTTP>\n          \
              <ows:Get xlink:href=\"{}\">\n            <ows:Constraint name=\"GetEncoding\">\n              \
-             <ows:AllowedValues>\n                <ows:Value>RESTful</ows:Value>\n              \
-             </ows:AllowedValues>\n            </ows:Constraint>\n          </ows:Get>\n        \
-             </ows:HTTP>\n      </ows:DCP>\n    </ows:Operation>\n",
+             <ows:AllowedValues>\n",
             e(href)
+        );
+        for enc in encodings.split(' ') {
+            let _ = writeln!(x, "                <ows:Value>{enc}</ows:Value>");
+        }
+        x.push_str(
+            "              </ows:AllowedValues>\n            </ows:Constraint>\n          </ows:Get>\n        \
+             </ows:HTTP>\n      </ows:DCP>\n    </ows:Operation>\n",
         );
     }
     x.push_str("  </ows:OperationsMetadata>\n  <Contents>\n");
