@@ -84,7 +84,7 @@ fn only_catalogued_assets_and_listed_products_are_served() {
         "landsat-imports",
         "2024-08-01T13:45:00Z",
     );
-    let imported = added["assets"]["data"]["href"].as_str().unwrap().to_owned();
+    let imported = added["assets"]["red"]["href"].as_str().unwrap().to_owned();
     let pass_dir = format!("passes/{id}");
     let products = format!("{pass_dir}/products");
 

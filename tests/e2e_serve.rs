@@ -563,6 +563,9 @@ fn a_meteor_pass_gets_georeferenced_products_at_los() {
         "{metrics}"
     );
 }
+/// The id `archive add` gives RGB.byte.tif in landsat-imports at 2024-08-01T13:45:00Z.
+const IMPORTED: &str = "landsat-imports-20240801T134500Z-RGB.byte";
+
 #[test]
 fn stac_api_serves_received_passes_and_imported_rasters() {
     // An imported raster (the shared Landsat subset over the Bahamas) and a received pass.
@@ -573,7 +576,7 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
         "landsat-imports",
         "2024-08-01T13:45:00Z",
     );
-    assert_eq!(added["id"], "RGB.byte");
+    assert_eq!(added["id"], IMPORTED);
     send_meteor_pass(&d, 7);
     let id = wait_catalogued(&d);
     let p = d.http;
@@ -667,7 +670,7 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
             .collect()
     };
     assert_eq!(by_bbox("140,-15,160,-5"), vec![id.clone()]);
-    assert_eq!(by_bbox("-79,23.5,-76.5,25.6"), ["RGB.byte"]);
+    assert_eq!(by_bbox("-79,23.5,-76.5,25.6"), [IMPORTED]);
     assert!(by_bbox("0,0,1,1").is_empty());
     let later = json_of(p, "/stac/search?datetime=2024-01-01T00:00:00Z/..");
     let later_ids: Vec<&str> = later["features"]
@@ -676,7 +679,7 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
         .iter()
         .map(|f| f["id"].as_str().unwrap())
         .collect();
-    assert!(later_ids.contains(&"RGB.byte"));
+    assert!(later_ids.contains(&IMPORTED));
     let post = http(p, "POST", "/stac/search", &[("Content-Type", "application/json")], br#"{"collections":["landsat-imports"],"intersects":{"type":"Point","coordinates":[-77.8,24.5]}}"#);
     assert_eq!(post.0, 200);
     let post: serde_json::Value = serde_json::from_slice(&post.2).unwrap();
@@ -698,7 +701,7 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
         assert!(seen.len() <= 2, "{seen:?}");
     }
     seen.sort();
-    let mut want = vec!["RGB.byte".to_owned(), id.clone()];
+    let mut want = vec![IMPORTED.to_owned(), id.clone()];
     want.sort();
     assert_eq!(seen, want);
 

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
+use storage::catalog::import::{import_item, remove_item_files, ImportSpec, Imported};
 use storage::catalog::item::{
-    collection_for_listing, empty_extent_collection, item_for_product, PassListing,
+    collection_for_listing, collection_id, empty_extent_collection, item_for_product, PassListing,
 };
-use storage::catalog::raster::{import_raster, write_visual_cog, COG_MEDIA_TYPE};
-use storage::catalog::{Catalog, SqliteCatalog};
+use storage::catalog::layout::COLLECTIONS_DIR;
+use storage::catalog::raster::{write_visual_cog, COG_MEDIA_TYPE};
+use storage::catalog::{Catalog, SearchParams, SqliteCatalog};
 
 /// The catalog file of an archive.
 pub fn path(archive: &Path) -> PathBuf {
@@ -69,14 +70,30 @@ pub fn write_visual(dir: &Path) -> Result<Option<PathBuf>> {
 /// catalog upsert is the commit point; registering a pass again replaces its item. A set made
 /// before the visual COG was part of it gets one here.
 pub fn register_pass(catalog: &dyn Catalog, archive: &Path, products_dir: &Path) -> Result<String> {
+    let item = pass_item(catalog, archive, products_dir)?;
+    catalog.upsert_item(&item)?;
+    Ok(item.id)
+}
+
+/// The STAC item of a pass's complete product set (its collection created if missing; a
+/// visual COG made if the set has none), not yet committed.
+fn pass_item(catalog: &dyn Catalog, archive: &Path, products_dir: &Path) -> Result<stac::Item> {
     let listing_path = products_dir.join("products.json");
     let text = std::fs::read_to_string(&listing_path)
         .with_context(|| format!("reading {}", listing_path.display()))?;
     let mut listing = PassListing::from_json(&text)?;
-    for p in &mut listing.products {
-        p.path = relative(archive, Path::new(&p.path));
-    }
     let mut hrefs = BTreeMap::new();
+    for p in &mut listing.products {
+        // The files are in the set's directory, whatever directory they were written from.
+        let file = Path::new(&p.path)
+            .file_name()
+            .map(|n| products_dir.join(n))
+            .unwrap_or_else(|| PathBuf::from(&p.path));
+        if let Some(key) = storage::catalog::item::asset_key(p) {
+            hrefs.insert(key, relative(archive, &file));
+        }
+        p.path = file.to_string_lossy().into_owned();
+    }
     hrefs.insert("products".to_owned(), relative(archive, &listing_path));
     let mut item = item_for_product(&listing, &hrefs)?;
     let visual = products_dir.join(VISUAL);
@@ -96,28 +113,239 @@ pub fn register_pass(catalog: &dyn Catalog, archive: &Path, products_dir: &Path)
     if catalog.collection(&cid)?.is_none() {
         catalog.upsert_collection(&collection_for_listing(&listing)?)?;
     }
-    catalog.upsert_item(&item)?;
-    Ok(item.id)
+    Ok(item)
 }
 
-/// `downlink archive add`: imports a georeferenced raster as an item of `collection`
-/// (created if missing).
-pub fn add_raster(
-    archive: &Path,
-    file: &Path,
-    collection: &str,
-    datetime: DateTime<Utc>,
-) -> Result<stac::Item> {
+/// `downlink archive add`: imports georeferenced rasters as one item of `spec.collection`
+/// (created if missing); see [`storage::catalog::import`].
+pub fn add_rasters(archive: &Path, spec: &ImportSpec<'_>) -> Result<Imported> {
     let catalog = open(archive)?;
+    let collection = spec.collection;
     if catalog.collection(collection)?.is_none() {
         catalog.upsert_collection(&empty_extent_collection(
             collection,
             &format!("Rasters imported into this Downlink station's archive ({collection})"),
         )?)?;
     }
-    Ok(import_raster(
-        &catalog, archive, file, collection, datetime,
-    )?)
+    Ok(import_item(&catalog, archive, spec)?)
+}
+
+/// `downlink archive add-pass DIR`: catalogues a recorded pass's product set as the daemon
+/// does at LOS ([`register_pass`]): its real time, platform, link quality, geolocation QA and
+/// sun angles come from its `products.json`. `dir` is the output of `downlink image` (it holds
+/// `products.json`) or a pass directory (`DIR/products/products.json`). A set outside the
+/// archive is copied to `passes/<pass_id>/products` first (staged, fsynced, renamed), its
+/// listing's paths rewritten; one inside the archive is catalogued where it is. An item of the
+/// same pass id is refused unless `replace`; the replaced item's files are removed only after
+/// the new item is committed.
+pub fn add_pass(archive: &Path, dir: &Path, replace: bool) -> Result<Imported> {
+    let src = if dir.join("products.json").is_file() {
+        dir.to_path_buf()
+    } else if dir.join("products").join("products.json").is_file() {
+        dir.join("products")
+    } else {
+        anyhow::bail!(
+            "{}: no products.json (give the output directory of `downlink image`, or a pass directory)",
+            dir.display()
+        );
+    };
+    let listing_path = src.join("products.json");
+    let text = std::fs::read_to_string(&listing_path)
+        .with_context(|| format!("reading {}", listing_path.display()))?;
+    let listing = PassListing::from_json(&text)
+        .with_context(|| format!("parsing {}", listing_path.display()))?;
+    let cid = collection_id(&listing.spacecraft, &listing.instrument);
+    let catalog = open(archive)?;
+    let old = catalog.item(&cid, &listing.pass_id)?;
+    if old.is_some() && !replace {
+        anyhow::bail!(
+            "item {:?} already exists in collection {cid:?}: give --replace to replace it (its old files are removed once the new item is committed)",
+            listing.pass_id
+        );
+    }
+    let archive_abs = std::fs::canonicalize(archive)
+        .with_context(|| format!("resolving {}", archive.display()))?;
+    let src_abs =
+        std::fs::canonicalize(&src).with_context(|| format!("resolving {}", src.display()))?;
+    let (products_dir, copied) = if src_abs.starts_with(&archive_abs) {
+        (src_abs.clone(), None)
+    } else {
+        storage::catalog::layout::validate_id("item", &listing.pass_id)?;
+        let pass_dir = archive_abs.join("passes").join(&listing.pass_id);
+        std::fs::create_dir_all(&pass_dir)
+            .with_context(|| format!("creating {}", pass_dir.display()))?;
+        let mut dst = pass_dir.join("products");
+        if dst.exists() {
+            dst = pass_dir.join(format!("products.r{}", storage::unique_suffix()));
+        }
+        copy_product_set(&src_abs, &text, &dst)?;
+        (dst.clone(), Some(dst))
+    };
+    // The commit point: an insert (a concurrent one of the same id is refused, not
+    // replaced), or a replacement when asked.
+    let committed = pass_item(&catalog, &archive_abs, &products_dir).and_then(|item| {
+        if old.is_some() {
+            catalog.upsert_item(&item)?;
+        } else {
+            catalog.insert_item(&item)?;
+        }
+        Ok(item)
+    });
+    let item = match committed {
+        Ok(item) => item,
+        Err(e) => {
+            if let Some(d) = copied {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            return Err(e);
+        }
+    };
+    let (removed, not_removed) = match &old {
+        Some(o) => remove_item_files(&archive_abs, o, Some(&item)),
+        None => (Vec::new(), Vec::new()),
+    };
+    Ok(Imported {
+        item,
+        replaced: old,
+        removed,
+        not_removed,
+    })
+}
+
+/// Copies the files of a product set (`src`, its listing `listing_text`) into `dst` through a
+/// staging directory, the listing's product paths rewritten to their new place.
+fn copy_product_set(src: &Path, listing_text: &str, dst: &Path) -> Result<()> {
+    let staging =
+        storage::StagingDir::create(dst).with_context(|| format!("staging {}", dst.display()))?;
+    let mut listing: serde_json::Value = serde_json::from_str(listing_text)?;
+    if let Some(products) = listing
+        .get_mut("products")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for p in products {
+            let Some(name) = p
+                .get("path")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|s| Path::new(s).file_name())
+                .map(|n| n.to_owned())
+            else {
+                continue;
+            };
+            let from = src.join(&name);
+            if !from.is_file() {
+                anyhow::bail!("{}: listed in products.json but missing", from.display());
+            }
+            std::fs::copy(&from, staging.path().join(&name))
+                .with_context(|| format!("copying {}", from.display()))?;
+            p["path"] = serde_json::json!(dst.join(&name).to_string_lossy());
+        }
+    }
+    let visual = src.join(VISUAL);
+    if visual.is_file() {
+        std::fs::copy(&visual, staging.path().join(VISUAL))
+            .with_context(|| format!("copying {}", visual.display()))?;
+    }
+    storage::write_atomic(
+        staging.path().join("products.json"),
+        serde_json::to_string_pretty(&listing)?.as_bytes(),
+    )?;
+    staging.publish()?;
+    Ok(())
+}
+
+/// One catalogued item, as `downlink archive list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    /// Collection id.
+    pub collection: String,
+    /// Item id.
+    pub id: String,
+    /// Item datetime (RFC 3339).
+    pub datetime: Option<String>,
+    /// Asset keys.
+    pub assets: Vec<String>,
+}
+
+/// Every item of the archive's catalog (or of one collection), newest first.
+pub fn list(archive: &Path, collection: Option<&str>) -> Result<Vec<Listed>> {
+    let catalog = open(archive)?;
+    let mut params = SearchParams {
+        collections: collection.map(|c| vec![c.to_owned()]),
+        limit: Some(storage::catalog::store::MAX_LIMIT),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = catalog.search(&params)?;
+        for it in page.items {
+            out.push(Listed {
+                collection: it.collection.clone().unwrap_or_default(),
+                datetime: it.properties.datetime.map(|d| d.to_rfc3339()),
+                assets: it.assets.keys().cloned().collect(),
+                id: it.id,
+            });
+        }
+        match page.next {
+            Some(t) => params.token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// What `downlink archive remove` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Removed {
+    /// Collection id.
+    pub collection: String,
+    /// Item id.
+    pub id: String,
+    /// Files removed (imported rasters under `collections/`).
+    pub files: Vec<PathBuf>,
+    /// Files that could not be removed, with the error.
+    pub not_removed: Vec<(PathBuf, String)>,
+}
+
+/// Removes item `id` (of `collection`, or of the only collection that has it): the catalog
+/// entry first (the commit point), then its files under `collections/`. A received pass's
+/// files under `passes/` are the station's pass record and stay.
+pub fn remove(archive: &Path, id: &str, collection: Option<&str>) -> Result<Removed> {
+    let catalog = open(archive)?;
+    let found = catalog.search(&SearchParams {
+        ids: Some(vec![id.to_owned()]),
+        collections: collection.map(|c| vec![c.to_owned()]),
+        limit: Some(storage::catalog::store::MAX_LIMIT),
+        ..Default::default()
+    })?;
+    let item = match found.items.as_slice() {
+        [] => anyhow::bail!(
+            "no item {id:?}{} in the catalog",
+            collection.map_or(String::new(), |c| format!(" in collection {c:?}"))
+        ),
+        [one] => one.clone(),
+        many => anyhow::bail!(
+            "item id {id:?} is in several collections ({}): give --collection",
+            many.iter()
+                .filter_map(|i| i.collection.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let cid = item.collection.clone().unwrap_or_default();
+    if !catalog.delete_item(&cid, id)? {
+        anyhow::bail!("item {id:?} disappeared from collection {cid:?} while removing it");
+    }
+    let mut imported = item.clone();
+    imported.assets.retain(|_, a| {
+        storage::catalog::local_href(&a.href)
+            .is_some_and(|h| h.starts_with(&format!("{COLLECTIONS_DIR}/")))
+    });
+    let (files, not_removed) = remove_item_files(archive, &imported, None);
+    Ok(Removed {
+        collection: cid,
+        id: id.to_owned(),
+        files,
+        not_removed,
+    })
 }
 
 /// How often the daemon checks that the catalog database is still the file at its path.

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use downlink::archive_catalog;
 use downlink::config::Config;
+use storage::catalog::import::ImportSpec;
 
 /// Arguments of `downlink archive`.
 #[derive(Args, Debug)]
@@ -23,18 +24,61 @@ pub(crate) struct ArchiveArgs {
 
 #[derive(Subcommand, Debug)]
 enum ArchiveAction {
-    /// Import a georeferenced raster (any GDAL format and CRS: a CBERS-4A or Sentinel-2 scene, a
-    /// drone orthomosaic) as a STAC item: a lossless analytic COG in its own CRS plus a visual
-    /// web-optimized COG for map tiles. Prints the item.
+    /// Import georeferenced rasters (any GDAL format and CRS: a CBERS-4A or Sentinel-2 scene,
+    /// a drone orthomosaic) as ONE STAC item: one lossless single-band analytic COG per band in
+    /// its own CRS, a visual web-optimized COG for map tiles and a thumbnail. Prints the item.
+    /// An existing item id is refused unless --replace.
     Add {
-        /// The raster.
-        file: PathBuf,
+        /// The raster(s); several files make one item (e.g. a red and a NIR band file).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Collection (created if missing): letters, digits, `.`, `_`, `-`.
         #[arg(long)]
         collection: String,
         /// Acquisition time, RFC 3339 (e.g. 2024-08-01T13:45:00Z).
         #[arg(long)]
         datetime: String,
+        /// eo:common_name of each band, in order across the files (e.g. `red,nir`); without it,
+        /// names come from the GeoTIFF band descriptions (or the RGB colour interpretation).
+        #[arg(long, value_delimiter = ',')]
+        bands: Option<Vec<String>>,
+        /// Item id (default: COLLECTION-YYYYMMDDTHHMMSSZ-STEM of the first file).
+        #[arg(long)]
+        id: Option<String>,
+        /// Replace an existing item with this id; its old files are removed once the new item
+        /// is committed.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Catalogue a recorded pass with its real time, platform, link quality, geolocation QA and
+    /// sun angles, as the daemon does at LOS: DIR is the output directory of `downlink image`
+    /// (with products.json) or a pass directory. A set outside the archive is copied into
+    /// passes/PASS_ID/products. Prints the item. An existing item is refused unless --replace.
+    AddPass {
+        /// The product set's directory.
+        dir: PathBuf,
+        /// Replace an existing item of the same pass id; its old files are removed once the new
+        /// item is committed.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List catalogued items (newest first): collection, id, datetime, assets.
+    List {
+        /// Only this collection.
+        #[arg(long)]
+        collection: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an item: its catalog entry first, then its imported files (a received pass's
+    /// files under passes/ stay).
+    Remove {
+        /// Item id.
+        id: String,
+        /// The item's collection (needed when several collections have this id).
+        #[arg(long)]
+        collection: Option<String>,
     },
 }
 
@@ -45,20 +89,90 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
         (None, Some(a)) => a.clone(),
         (None, None) => PathBuf::from("var/downlink"),
     };
+    let mut out = std::io::stdout().lock();
     match &args.action {
         ArchiveAction::Add {
-            file,
+            files,
             collection,
             datetime,
+            bands,
+            id,
+            replace,
         } => {
             let dt = chrono::DateTime::parse_from_rfc3339(datetime)
                 .with_context(|| format!("--datetime must be RFC 3339, got {datetime:?}"))?
                 .with_timezone(&chrono::Utc);
-            let item = archive_catalog::add_raster(&archive, file, collection, dt)
-                .with_context(|| format!("importing {}", file.display()))?;
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &item)?;
+            let spec = ImportSpec {
+                files,
+                collection,
+                datetime: dt,
+                bands: bands.as_deref(),
+                id: id.as_deref(),
+                replace: *replace,
+            };
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            let done = archive_catalog::add_rasters(&archive, &spec)
+                .with_context(|| format!("importing {}", names.join(" ")))?;
+            if done.replaced.is_some() {
+                eprintln!(
+                    "replaced item {:?}: {} old file(s) removed",
+                    done.item.id,
+                    done.removed.len()
+                );
+            }
+            for (p, e) in &done.not_removed {
+                eprintln!("warning: old file {} not removed: {e}", p.display());
+            }
+            serde_json::to_writer_pretty(&mut out, &done.item)?;
             writeln!(out)?;
+        }
+        ArchiveAction::AddPass { dir, replace } => {
+            let done = archive_catalog::add_pass(&archive, dir, *replace)
+                .with_context(|| format!("cataloguing the pass in {}", dir.display()))?;
+            if done.replaced.is_some() {
+                eprintln!(
+                    "replaced item {:?}: {} old file(s) removed",
+                    done.item.id,
+                    done.removed.len()
+                );
+            }
+            for (p, e) in &done.not_removed {
+                eprintln!("warning: old file {} not removed: {e}", p.display());
+            }
+            serde_json::to_writer_pretty(&mut out, &done.item)?;
+            writeln!(out)?;
+        }
+        ArchiveAction::List { collection, json } => {
+            let items = archive_catalog::list(&archive, collection.as_deref())?;
+            if *json {
+                serde_json::to_writer_pretty(&mut out, &items)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "COLLECTION\tID\tDATETIME\tASSETS")?;
+                for i in items {
+                    writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}",
+                        i.collection,
+                        i.id,
+                        i.datetime.unwrap_or_default(),
+                        i.assets.join(",")
+                    )?;
+                }
+            }
+        }
+        ArchiveAction::Remove { id, collection } => {
+            let r = archive_catalog::remove(&archive, id, collection.as_deref())?;
+            for (p, e) in &r.not_removed {
+                eprintln!("warning: file {} not removed: {e}", p.display());
+            }
+            writeln!(
+                out,
+                "removed item {:?} of collection {:?} ({} file(s))",
+                r.id,
+                r.collection,
+                r.files.len()
+            )?;
         }
     }
     Ok(())

@@ -19,8 +19,9 @@ use serde_json::{json, Map, Value};
 use stac::{Asset, Collection, Item, Link};
 
 use super::geom::rings_to_geojson;
+use super::import::{asset_proj_fields, band_metadata, gsd};
 use super::layout::{validate_id, LayoutError};
-use super::raster::{inspect, COG_MEDIA_TYPE, PROJ_EXT};
+use super::raster::{COG_MEDIA_TYPE, PROJ_EXT};
 
 /// eo extension v2.0.0.
 pub const EO_EXT: &str = "https://stac-extensions.github.io/eo/v2.0.0/schema.json";
@@ -204,6 +205,7 @@ pub fn item_for_product(
     f.insert("platform".into(), json!(listing.spacecraft.to_lowercase()));
     f.insert("instruments".into(), json!([listing.instrument]));
     f.insert("proj:code".into(), json!("EPSG:4326"));
+    f.insert("proj:epsg".into(), json!(4326));
     f.insert("downlink:pass_id".into(), json!(listing.pass_id));
     f.insert("downlink:norad_id".into(), json!(listing.norad_id));
     f.insert(
@@ -260,21 +262,7 @@ pub fn item_for_product(
             )?];
         }
         if prod.media_type == COG_MEDIA_TYPE {
-            if let Ok(info) = inspect(Path::new(&prod.path)) {
-                a.additional_fields.extend(
-                    info.proj_fields()
-                        .into_iter()
-                        .filter(|(k, _)| k != "proj:code" && k != "proj:wkt2"),
-                );
-                if let Some(dt) = info.stac_data_type() {
-                    a.data_type = serde_json::from_value(json!(dt)).ok();
-                }
-                if let Some(Some(nd)) = info.nodata.first() {
-                    // STAC 1.1 allows "nan", but stac 0.17 models nodata as f64:
-                    // NaN nodata is left out.
-                    a.nodata = nd.is_finite().then_some(*nd);
-                }
-            }
+            add_raster_metadata(&mut a, Path::new(&prod.path));
         }
         item.assets.insert(key, a);
     }
@@ -289,6 +277,46 @@ pub fn item_for_product(
     via.title = Some("Downlink pass record".into());
     item.links.push(via);
     Ok(item)
+}
+
+/// Fills an asset from its COG (when readable): `proj:code`/`proj:epsg`, `proj:shape`,
+/// `proj:transform`, `proj:bbox`, `gsd`, and per band `data_type`, `nodata` and approximate
+/// `statistics`, merged into the bands already named (extra bands are added as `b<N>`).
+fn add_raster_metadata(a: &mut Asset, path: &Path) {
+    // Statistics must not leave .aux.xml files next to the products.
+    if gdal::config::set_thread_local_config_option("GDAL_PAM_ENABLED", "NO").is_err() {
+        return;
+    }
+    let _guard = super::raster::ConfigGuard("GDAL_PAM_ENABLED");
+    let Ok(ds) = gdal::Dataset::open(path) else {
+        return;
+    };
+    let Ok(info) = super::raster::raster_info(&ds, path) else {
+        return;
+    };
+    a.additional_fields.extend(asset_proj_fields(&info));
+    if let Some(g) = gsd(&info) {
+        a.additional_fields.insert("gsd".into(), json!(g));
+    }
+    let mut bands: Vec<Value> = a
+        .bands
+        .iter()
+        .filter_map(|b| serde_json::to_value(b).ok())
+        .collect();
+    for i in 0..ds.raster_count() {
+        let Ok(meta) = band_metadata(&ds, i + 1) else {
+            continue;
+        };
+        if bands.len() <= i {
+            bands.push(json!({"name": format!("b{}", i + 1)}));
+        }
+        if let Some(Value::Object(b)) = bands.get_mut(i) {
+            b.extend(meta);
+        }
+    }
+    if let Ok(b) = serde_json::from_value(Value::Array(bands)) {
+        a.bands = b;
+    }
 }
 
 /// A new collection for a pass listing's spacecraft/instrument; extent is filled by

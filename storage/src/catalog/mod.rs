@@ -6,6 +6,7 @@
 //! crate (stac-utils/rustac).
 
 pub mod geom;
+pub mod import;
 pub mod item;
 pub mod layout;
 pub mod raster;

@@ -16,10 +16,10 @@ use chrono::{DateTime, Utc};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::{Dataset, DriverManager};
 use serde_json::{json, Map, Value};
-use stac::{Asset, Item};
+use stac::Item;
 
-use super::geom::{footprint_bbox, rings_to_geojson, split_antimeridian, Pos};
-use super::layout::{item_dir, validate_id, LayoutError};
+use super::geom::{footprint_bbox, split_antimeridian, Pos};
+use super::layout::{validate_id, LayoutError};
 use super::store::{Catalog, CatalogError};
 
 /// COG media type.
@@ -79,13 +79,26 @@ pub enum RasterError {
     /// Building the STAC item failed.
     #[error("stac: {0}")]
     Stac(String),
+    /// The item id is taken and replacing was not asked for.
+    #[error("item {id:?} already exists in collection {collection:?}: give --replace to replace it (its old files are removed once the new item is committed), or --id for another id")]
+    Exists {
+        /// Collection id.
+        collection: String,
+        /// Item id.
+        id: String,
+    },
+    /// The import request does not fit the files (band names, file list).
+    #[error("{0}")]
+    Request(String),
 }
 
-fn gd(context: impl Into<String>) -> impl FnOnce(gdal::errors::GdalError) -> RasterError {
+pub(crate) fn gd(
+    context: impl Into<String>,
+) -> impl FnOnce(gdal::errors::GdalError) -> RasterError {
     let context = context.into();
     move |source| RasterError::Gdal { context, source }
 }
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RasterError {
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RasterError {
     let context = context.into();
     move |source| RasterError::Io { context, source }
 }
@@ -128,24 +141,7 @@ impl RasterInfo {
 
     /// STAC data type name (`uint8`, `float32`, ...) of band 1.
     pub fn stac_data_type(&self) -> Option<&'static str> {
-        let t = self.band_types.first()?;
-        Some(match t.as_str() {
-            "Byte" => "uint8",
-            "Int8" => "int8",
-            "UInt16" => "uint16",
-            "Int16" => "int16",
-            "UInt32" => "uint32",
-            "Int32" => "int32",
-            "UInt64" => "uint64",
-            "Int64" => "int64",
-            "Float32" => "float32",
-            "Float64" => "float64",
-            "CInt16" => "cint16",
-            "CInt32" => "cint32",
-            "CFloat32" => "cfloat32",
-            "CFloat64" => "cfloat64",
-            _ => return None,
-        })
+        stac_data_type_name(self.band_types.first()?)
     }
 
     /// Projection fields for an asset or item (`proj:code` or `proj:wkt2`, shape,
@@ -167,6 +163,26 @@ impl RasterInfo {
     }
 }
 
+/// STAC data type name (`uint8`, `float32`, ...) of a GDAL data type name (`Byte`, ...).
+pub fn stac_data_type_name(gdal_type: &str) -> Option<&'static str> {
+    Some(match gdal_type {
+        "Byte" => "uint8",
+        "Int8" => "int8",
+        "UInt16" => "uint16",
+        "Int16" => "int16",
+        "UInt32" => "uint32",
+        "Int32" => "int32",
+        "UInt64" => "uint64",
+        "Int64" => "int64",
+        "Float32" => "float32",
+        "Float64" => "float64",
+        "CInt16" => "cint16",
+        "CInt32" => "cint32",
+        "CFloat32" => "cfloat32",
+        "CFloat64" => "cfloat64",
+        _ => return None,
+    })
+}
 fn wgs84() -> Result<SpatialRef, RasterError> {
     let mut s = SpatialRef::from_epsg(4326).map_err(gd("EPSG:4326"))?;
     s.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
@@ -223,9 +239,32 @@ pub fn raster_info(ds: &Dataset, path: &Path) -> Result<RasterInfo, RasterError>
         let t = i as f64 / n as f64;
         pix.push((0.0, h - t * h));
     }
+    let (footprint, bbox) = footprint_of_pixel_ring(&srs, &gt, &pix, path)?;
+    Ok(RasterInfo {
+        size,
+        geo_transform: gt,
+        proj_code,
+        wkt,
+        band_types,
+        nodata,
+        paletted,
+        footprint,
+        bbox,
+    })
+}
+
+/// The EPSG:4326 footprint (rings split at the antimeridian) and bbox of a ring of pixel
+/// positions `(col, row)` of a raster with CRS `srs` (traditional GIS axis order) and
+/// geotransform `gt`. Points outside the projection's domain are skipped.
+pub(crate) fn footprint_of_pixel_ring(
+    srs: &SpatialRef,
+    gt: &[f64; 6],
+    pix: &[(f64, f64)],
+    path: &Path,
+) -> Result<(Vec<Vec<Pos>>, [f64; 4]), RasterError> {
     let ct = CoordTransform::new(&srs, &wgs84()?).map_err(gd("CoordTransform"))?;
     let mut ring: Vec<Pos> = Vec::with_capacity(pix.len());
-    for (px, py) in pix {
+    for &(px, py) in pix {
         let mut x = [gt[0] + px * gt[1] + py * gt[2]];
         let mut y = [gt[3] + px * gt[4] + py * gt[5]];
         // One point at a time: points outside the projection's domain are skipped.
@@ -253,17 +292,7 @@ pub fn raster_info(ds: &Dataset, path: &Path) -> Result<RasterInfo, RasterError>
     let footprint = split_antimeridian(&ring);
     let bbox =
         footprint_bbox(&footprint).ok_or_else(|| RasterError::Footprint(path.to_path_buf()))?;
-    Ok(RasterInfo {
-        size,
-        geo_transform: gt,
-        proj_code,
-        wkt,
-        band_types,
-        nodata,
-        paletted,
-        footprint,
-        bbox,
-    })
+    Ok((footprint, bbox))
 }
 
 /// Open a raster and read its [`RasterInfo`].
@@ -410,7 +439,7 @@ pub fn validate_cog(path: &Path) -> Result<(), RasterError> {
 }
 
 /// Restores a thread-local GDAL config option on drop.
-struct ConfigGuard(&'static str);
+pub(crate) struct ConfigGuard(pub(crate) &'static str);
 impl Drop for ConfigGuard {
     fn drop(&mut self) {
         let _ = gdal::config::clear_thread_local_config_option(self.0);
@@ -488,7 +517,7 @@ pub fn write_visual_cog(src: &Path, dst: &Path) -> Result<RasterInfo, RasterErro
     Ok(info)
 }
 
-fn write_visual(
+pub(crate) fn write_visual(
     ds: &Dataset,
     src: &Path,
     info: &RasterInfo,
@@ -516,9 +545,10 @@ fn write_visual(
     Ok(())
 }
 
-/// Import any georeferenced raster into the archive: analytic + visual COGs under
-/// `layout::item_dir(collection, <file stem>, datetime)`, then the catalog upsert (the
-/// commit point). The collection must exist. Asset hrefs are relative to `archive_root`.
+/// Import one georeferenced raster as a new item with the default id (see
+/// [`super::import::import_item`], which this calls): one analytic COG per band, a visual
+/// COG, a thumbnail, then the catalog insert (the commit point). The collection must exist.
+/// Asset hrefs are relative to `archive_root`.
 pub fn import_raster(
     catalog: &dyn Catalog,
     archive_root: &Path,
@@ -526,67 +556,14 @@ pub fn import_raster(
     collection: &str,
     datetime: DateTime<Utc>,
 ) -> Result<Item, RasterError> {
-    let stem = src_path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let id: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let id = id.trim_start_matches('.').to_string();
-    let rel_dir = item_dir(collection, &id, datetime)?;
-    let dir = archive_root.join(&rel_dir);
-    let (cogs, info) = write_cogs(src_path, &dir, &id)?;
-
-    let href = |p: &Path| {
-        p.strip_prefix(archive_root)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
+    let files = [src_path.to_path_buf()];
+    let spec = super::import::ImportSpec {
+        files: &files,
+        collection,
+        datetime,
+        bands: None,
+        id: None,
+        replace: false,
     };
-    let mut item = Item::new(&id);
-    item.collection = Some(collection.to_string());
-    item.properties.datetime = Some(datetime);
-    item.geometry = Some(
-        serde_json::from_value(rings_to_geojson(&info.footprint))
-            .map_err(|e| RasterError::Stac(e.to_string()))?,
-    );
-    let [w, s, e, n] = info.bbox;
-    item.bbox = Some(stac::Bbox::new(w, s, e, n));
-    item.extensions.push(PROJ_EXT.to_string());
-
-    let mut analytic = Asset::new(href(&cogs.analytic)).role("data");
-    analytic.r#type = Some(COG_MEDIA_TYPE.to_string());
-    analytic.title = Some("analytic (lossless, source CRS)".into());
-    if let Some(Some(nd)) = info.nodata.first() {
-        if nd.is_finite() {
-            analytic.nodata = Some(*nd);
-        }
-    }
-    analytic.additional_fields.extend(info.proj_fields());
-    if let Some(dt) = info.stac_data_type() {
-        analytic.data_type = serde_json::from_value(json!(dt)).ok();
-    }
-    let mut visual = Asset::new(href(&cogs.visual)).role("visual");
-    visual.r#type = Some(COG_MEDIA_TYPE.to_string());
-    visual.title = Some("visual (8-bit, web mercator)".into());
-    let vinfo = inspect(&cogs.visual)?;
-    visual.additional_fields.extend(vinfo.proj_fields());
-    item.assets.insert("data".into(), analytic);
-    item.assets.insert("visual".into(), visual);
-    item.properties.additional_fields.extend(
-        info.proj_fields()
-            .into_iter()
-            .filter(|(k, _)| k == "proj:code" || k == "proj:wkt2"),
-    );
-
-    catalog.upsert_item(&item)?;
-    Ok(item)
+    Ok(super::import::import_item(catalog, archive_root, &spec)?.item)
 }

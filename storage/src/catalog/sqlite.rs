@@ -387,6 +387,91 @@ impl SqliteCatalog {
     }
 }
 
+impl SqliteCatalog {
+    /// Insert (or with `replace`, insert or replace) an item and widen its collection's
+    /// extent in one transaction.
+    fn put_item(&self, item: &Item, replace: bool) -> Result<(), CatalogError> {
+        validate_id("item", &item.id)?;
+        let cid = item
+            .collection
+            .clone()
+            .ok_or_else(|| invalid(item, "no \"collection\""))?;
+        validate_id("collection", &cid)?;
+        let ix = index_item(item)?;
+        let json = serde_json::to_string(item).map_err(js("item to json"))?;
+        let geometry = serde_json::to_string(&ix.geometry).map_err(js("geometry"))?;
+
+        self.write(|conn| {
+        let tx = conn.transaction().map_err(sql("begin"))?;
+        let mut coll = load_collection(&tx, &cid)?
+            .ok_or_else(|| CatalogError::NoSuchCollection(cid.clone()))?;
+        let old: Option<i64> = tx
+            .query_row(
+                "SELECT rowid FROM items WHERE collection = ?1 AND id = ?2",
+                params![cid, item.id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("find item"))?;
+        if let Some(rowid) = old {
+            if !replace {
+                return Err(CatalogError::ItemExists {
+                    collection: cid.clone(),
+                    id: item.id.clone(),
+                });
+            }
+            tx.execute("DELETE FROM items_rtree WHERE item_rowid = ?1", [rowid])
+                .map_err(sql("delete rtree"))?;
+        }
+        let rowid: i64 = tx
+            .query_row(
+                "INSERT INTO items(collection, id, datetime_us, start_us, end_us, geometry, json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(collection, id) DO UPDATE SET
+                   datetime_us = excluded.datetime_us, start_us = excluded.start_us,
+                   end_us = excluded.end_us, geometry = excluded.geometry, json = excluded.json
+                 RETURNING rowid",
+                params![
+                    cid,
+                    item.id,
+                    ix.sort_us,
+                    ix.start_us,
+                    ix.end_us,
+                    geometry,
+                    json
+                ],
+                |r| r.get(0),
+            )
+            .map_err(sql("upsert item"))?;
+        for b in &ix.boxes {
+            tx.execute(
+                "INSERT INTO items_rtree(minx, maxx, miny, maxy, item_rowid) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![b[0], b[2], b[1], b[3], rowid],
+            )
+            .map_err(sql("insert rtree"))?;
+        }
+        index_assets(&tx, rowid, item)?;
+        let bbox = match ix.boxes.as_slice() {
+            [a, b] => [a[0], a[1], b[2], a[3]],
+            [a] => *a,
+            _ => return Err(invalid(item, "no bbox")),
+        };
+        let start = chrono::DateTime::from_timestamp_micros(ix.start_us)
+            .ok_or_else(|| invalid(item, "start out of range"))?;
+        let end = chrono::DateTime::from_timestamp_micros(ix.end_us)
+            .ok_or_else(|| invalid(item, "end out of range"))?;
+        extend_extent(&mut coll, bbox, start, end);
+        let cj = serde_json::to_string(&coll).map_err(js("collection to json"))?;
+        tx.execute(
+            "UPDATE collections SET json = ?2 WHERE id = ?1",
+            params![cid, cj],
+        )
+        .map_err(sql("update extent"))?;
+        tx.commit().map_err(sql("commit item"))
+        })
+    }
+}
+
 /// Version 2: the asset index of the items stored before it.
 fn backfill_assets(tx: &rusqlite::Transaction<'_>) -> Result<(), CatalogError> {
     let rows: Vec<(i64, String)> = {
@@ -520,78 +605,11 @@ impl Catalog for SqliteCatalog {
     }
 
     fn upsert_item(&self, item: &Item) -> Result<(), CatalogError> {
-        validate_id("item", &item.id)?;
-        let cid = item
-            .collection
-            .clone()
-            .ok_or_else(|| invalid(item, "no \"collection\""))?;
-        validate_id("collection", &cid)?;
-        let ix = index_item(item)?;
-        let json = serde_json::to_string(item).map_err(js("item to json"))?;
-        let geometry = serde_json::to_string(&ix.geometry).map_err(js("geometry"))?;
+        self.put_item(item, true)
+    }
 
-        self.write(|conn| {
-        let tx = conn.transaction().map_err(sql("begin"))?;
-        let mut coll = load_collection(&tx, &cid)?
-            .ok_or_else(|| CatalogError::NoSuchCollection(cid.clone()))?;
-        let old: Option<i64> = tx
-            .query_row(
-                "SELECT rowid FROM items WHERE collection = ?1 AND id = ?2",
-                params![cid, item.id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql("find item"))?;
-        if let Some(rowid) = old {
-            tx.execute("DELETE FROM items_rtree WHERE item_rowid = ?1", [rowid])
-                .map_err(sql("delete rtree"))?;
-        }
-        let rowid: i64 = tx
-            .query_row(
-                "INSERT INTO items(collection, id, datetime_us, start_us, end_us, geometry, json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(collection, id) DO UPDATE SET
-                   datetime_us = excluded.datetime_us, start_us = excluded.start_us,
-                   end_us = excluded.end_us, geometry = excluded.geometry, json = excluded.json
-                 RETURNING rowid",
-                params![
-                    cid,
-                    item.id,
-                    ix.sort_us,
-                    ix.start_us,
-                    ix.end_us,
-                    geometry,
-                    json
-                ],
-                |r| r.get(0),
-            )
-            .map_err(sql("upsert item"))?;
-        for b in &ix.boxes {
-            tx.execute(
-                "INSERT INTO items_rtree(minx, maxx, miny, maxy, item_rowid) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![b[0], b[2], b[1], b[3], rowid],
-            )
-            .map_err(sql("insert rtree"))?;
-        }
-        index_assets(&tx, rowid, item)?;
-        let bbox = match ix.boxes.as_slice() {
-            [a, b] => [a[0], a[1], b[2], a[3]],
-            [a] => *a,
-            _ => return Err(invalid(item, "no bbox")),
-        };
-        let start = chrono::DateTime::from_timestamp_micros(ix.start_us)
-            .ok_or_else(|| invalid(item, "start out of range"))?;
-        let end = chrono::DateTime::from_timestamp_micros(ix.end_us)
-            .ok_or_else(|| invalid(item, "end out of range"))?;
-        extend_extent(&mut coll, bbox, start, end);
-        let cj = serde_json::to_string(&coll).map_err(js("collection to json"))?;
-        tx.execute(
-            "UPDATE collections SET json = ?2 WHERE id = ?1",
-            params![cid, cj],
-        )
-        .map_err(sql("update extent"))?;
-        tx.commit().map_err(sql("commit item"))
-        })
+    fn insert_item(&self, item: &Item) -> Result<(), CatalogError> {
+        self.put_item(item, false)
     }
 
     fn item(&self, collection: &str, id: &str) -> Result<Option<Item>, CatalogError> {

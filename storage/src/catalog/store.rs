@@ -79,6 +79,14 @@ pub enum CatalogError {
         #[source]
         source: std::io::Error,
     },
+    /// An insert found the item id taken.
+    #[error("item {id:?} already exists in collection {collection:?}")]
+    ItemExists {
+        /// Collection id.
+        collection: String,
+        /// Item id.
+        id: String,
+    },
     /// A lock was poisoned by a panicking thread.
     #[error("catalog lock poisoned")]
     Poisoned,
@@ -319,6 +327,19 @@ pub trait Catalog: Send + Sync {
     /// Insert or replace an item (its `collection` must exist) and widen the collection
     /// extent, in one transaction: this is the commit point of publishing.
     fn upsert_item(&self, item: &Item) -> Result<(), CatalogError>;
+    /// Insert a new item like [`Catalog::upsert_item`], refusing with
+    /// [`CatalogError::ItemExists`] when its id is taken in its collection. The default checks
+    /// then upserts; a backend with transactions makes it one step.
+    fn insert_item(&self, item: &Item) -> Result<(), CatalogError> {
+        let cid = item.collection.clone().unwrap_or_default();
+        if self.item(&cid, &item.id)?.is_some() {
+            return Err(CatalogError::ItemExists {
+                collection: cid,
+                id: item.id.clone(),
+            });
+        }
+        self.upsert_item(item)
+    }
     /// One item.
     fn item(&self, collection: &str, id: &str) -> Result<Option<Item>, CatalogError>;
     /// Delete an item; `true` if it existed. Collection extents are not shrunk.
