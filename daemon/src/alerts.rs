@@ -109,7 +109,11 @@ pub fn signature(catalog: &dyn Catalog, collection: &str) -> Result<String> {
     let mut sig: Vec<String> = items
         .iter()
         .map(|i| {
-            let dt = i.properties.datetime.map(|d| d.timestamp_micros()).unwrap_or(0);
+            let dt = i
+                .properties
+                .datetime
+                .map(|d| d.timestamp_micros())
+                .unwrap_or(0);
             let updated = i
                 .properties
                 .additional_fields
@@ -136,7 +140,10 @@ fn local_path(archive: &Path, href: &str) -> Option<PathBuf> {
 
 fn band_fields(band: &Value) -> (Option<f64>, Option<f64>) {
     let f = |k: &[&str]| k.iter().find_map(|k| band.get(*k).and_then(Value::as_f64));
-    (f(&["raster:scale", "scale"]), f(&["raster:offset", "offset"]))
+    (
+        f(&["raster:scale", "scale"]),
+        f(&["raster:offset", "offset"]),
+    )
 }
 
 /// Finds `common` (`red`/`nir`) in an item: `spec` (`ASSET` or `ASSET:BAND`) when given, else
@@ -188,7 +195,10 @@ fn find_band(
     let Some(asset) = assets.and_then(|a| a.get(&key)) else {
         bail!("item {id} has no asset {key:?} (configured as {common})");
     };
-    let href = asset.get("href").and_then(Value::as_str).unwrap_or_default();
+    let href = asset
+        .get("href")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let Some(path) = local_path(archive, href) else {
         bail!("item {id}: asset {key:?} ({href}) is not a file in the archive");
     };

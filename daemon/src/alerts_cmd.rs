@@ -111,13 +111,8 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<()> {
         })
         .transpose()?;
     let catalog = downlink::archive_catalog::open(&archive)?;
-    let published = alerts::run(
-        &catalog,
-        &archive,
-        &cfg,
-        &alerts::RunOptions { since },
-    )
-    .map_err(|e| anyhow::anyhow!("alerts over {:?}: {e}", cfg.collection))?;
+    let published = alerts::run(&catalog, &archive, &cfg, &alerts::RunOptions { since })
+        .map_err(|e| anyhow::anyhow!("alerts over {:?}: {e}", cfg.collection))?;
     for w in &published.warnings {
         tracing::warn!("{w}");
     }

@@ -1361,7 +1361,10 @@ fn resolve_alerts(pr: &mut Problems, raw: &[RawAlerts], base: &Path) -> Vec<Aler
         let at = |f: &str| format!("alerts[{i}].{f}");
         let collection = match r.collection.as_deref() {
             None => {
-                pr.push(at("collection"), "is required: the catalog collection to watch");
+                pr.push(
+                    at("collection"),
+                    "is required: the catalog collection to watch",
+                );
                 continue;
             }
             Some(c) => {
@@ -1374,15 +1377,34 @@ fn resolve_alerts(pr: &mut Problems, raw: &[RawAlerts], base: &Path) -> Vec<Aler
                 c.to_owned()
             }
         };
-        let num = |pr: &mut Problems, f: &str, v: Option<f64>, d: f64, ok: fn(f64) -> bool, range: &str| {
+        let num = |pr: &mut Problems,
+                   f: &str,
+                   v: Option<f64>,
+                   d: f64,
+                   ok: fn(f64) -> bool,
+                   range: &str| {
             let v = v.unwrap_or(d);
             if !ok(v) {
                 pr.push(at(f), format!("must be {range}, got {v}"));
             }
             v
         };
-        let drop = num(pr, "drop", r.drop, 0.3, |v| v > 0.0 && v <= 2.0, "in (0, 2]");
-        let mmu_ha = num(pr, "mmu_ha", r.mmu_ha, 0.5, |v| v >= 0.0 && v.is_finite(), "≥ 0");
+        let drop = num(
+            pr,
+            "drop",
+            r.drop,
+            0.3,
+            |v| v > 0.0 && v <= 2.0,
+            "in (0, 2]",
+        );
+        let mmu_ha = num(
+            pr,
+            "mmu_ha",
+            r.mmu_ha,
+            0.5,
+            |v| v >= 0.0 && v.is_finite(),
+            "≥ 0",
+        );
         let baseline_percentile = num(
             pr,
             "baseline_percentile",
@@ -1399,7 +1421,10 @@ fn resolve_alerts(pr: &mut Problems, raw: &[RawAlerts], base: &Path) -> Vec<Aler
                 None => !v.is_empty(),
             };
             if !ok {
-                pr.push(at(f), format!("must be ASSET or ASSET:BAND (BAND from 1), got {v:?}"));
+                pr.push(
+                    at(f),
+                    format!("must be ASSET or ASSET:BAND (BAND from 1), got {v:?}"),
+                );
             }
             Some(v)
         };

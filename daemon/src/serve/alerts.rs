@@ -118,12 +118,11 @@ pub async fn watch(shared: Weak<Shared>) {
         for cfg in shared.alerts.configs() {
             let cat = catalog.clone();
             let coll = cfg.collection.clone();
-            let sig = match tokio::task::spawn_blocking(move || alerts::signature(&*cat, &coll))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                _ => continue,
-            };
+            let sig =
+                match tokio::task::spawn_blocking(move || alerts::signature(&*cat, &coll)).await {
+                    Ok(Ok(s)) => s,
+                    _ => continue,
+                };
             let seen = shared
                 .alerts
                 .with_status(&cfg.collection, |st| st.signature.clone());

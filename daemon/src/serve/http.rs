@@ -561,12 +561,10 @@ async fn alerts(
             .into_response();
     };
     let archive = shared.archive.clone();
-    match tokio::task::spawn_blocking(move || crate::alerts::query(&*catalog, &archive, &query)).await {
-        Ok(Ok(fc)) => (
-            [(header::CONTENT_TYPE, "application/geo+json")],
-            Json(fc),
-        )
-            .into_response(),
+    match tokio::task::spawn_blocking(move || crate::alerts::query(&*catalog, &archive, &query))
+        .await
+    {
+        Ok(Ok(fc)) => ([(header::CONTENT_TYPE, "application/geo+json")], Json(fc)).into_response(),
         Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(serde_json::json!({"code": "ServerError", "description": format!("{e:#}")})),
