@@ -1047,7 +1047,6 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
             kept.push((m2, g.clone(), ll));
         }
     }
-    drop(layer);
     kept.sort_by(|a, b| b.0.total_cmp(&a.0));
 
     // Per-alert statistics: burn alert numbers, then one pass over the blocks.
