@@ -198,7 +198,76 @@ fn muri_alerts_over_http_stac_and_webhook() {
     );
     let metrics = d.get("/metrics").unwrap();
     assert!(metrics.contains("downlink_alert_runs_total"), "{metrics}");
+
+    // The web map's alerts layer in headless Chromium; the screenshot stays in
+    // target/test-artifacts/alerts/.
+    web_map_shows_the_alerts(&d);
     d.stop();
+}
+
+/// A tool the test needs: present, or a failure under CI and a loud skip elsewhere.
+fn need(tool: &std::path::Path, how: &str) -> bool {
+    if tool.exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: {how}",
+        tool.display()
+    );
+    eprintln!("SKIPPED: {} is missing ({how})", tool.display());
+    false
+}
+
+fn web_map_shows_the_alerts(d: &Daemon) {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let web = repo.join("web");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !need(
+        &web.join("node_modules/playwright-core"),
+        "run `make web` (npm ci in web/)",
+    ) || !need(
+        std::path::Path::new(&chromium),
+        "apt-get install chromium (make test-deps)",
+    ) {
+        return;
+    }
+    let shots = repo.join("target/test-artifacts/alerts");
+    std::fs::create_dir_all(&shots).unwrap();
+    // The centre of the larger clearing.
+    let out = Command::new("node")
+        .arg(web.join("tests/alerts.mjs"))
+        .arg(format!("http://127.0.0.1:{}", d.http))
+        .arg(&shots)
+        .arg("muri")
+        .arg("8.35471,47.27075")
+        .current_dir(&web)
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{found}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f: serde_json::Value = serde_json::from_str(found.trim()).unwrap();
+    assert_eq!(f["rendered"], 2, "{f}");
+    let panel = f["panel"].as_str().unwrap();
+    assert!(panel.contains("1.3") && panel.contains(" ha"), "{f}");
+    assert!(panel.contains("2021-08-12T10:30:00Z"), "{f}");
+    assert!(
+        panel.contains("before: muri-2020") && panel.contains("after: muri-2021"),
+        "{f}"
+    );
+    let address = f["address"].as_str().unwrap();
+    assert!(
+        address.contains("alerts=1") && address.contains("alerts_confidence=low%2Chigh"),
+        "{f}"
+    );
+    assert_eq!(f["errors"], serde_json::json!([]), "{f}");
+    assert!(std::fs::read(shots.join("alerts.png"))
+        .unwrap()
+        .starts_with(b"\x89PNG"));
 }
 
 #[test]
