@@ -1365,7 +1365,7 @@ fn resolve_alerts(pr: &mut Problems, raw: &[RawAlerts], base: &Path) -> Vec<Aler
                     at("collection"),
                     "is required: the catalog collection to watch",
                 );
-                continue;
+                String::new()
             }
             Some(c) => {
                 if let Err(e) = storage::catalog::layout::validate_id("collection", c) {
@@ -3361,5 +3361,44 @@ url = \"http://[::1]/h\"
             err.to_string(),
             "f.toml: 1 problem:\n  - `a` first\n    second"
         );
+    }
+
+    #[test]
+    fn alerts_sections_parse_and_every_problem_is_reported() {
+        let ok = parse(&format!(
+            "{ISSUE_CONFIG}\n[[alerts]]\ncollection = \"s2\"\nmask = \"forest.geojson\"\ndrop = 0.25\n\
+             mmu_ha = 1\n[[alerts]]\ncollection = \"meteor-m2-msu-mr\"\nred = \"ch1\"\nnir = \"ch2:1\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.alerts.len(), 2);
+        let a = &ok.alerts[0];
+        assert_eq!(
+            a.mask.as_deref(),
+            Some(Path::new("/etc/downlink/forest.geojson"))
+        );
+        assert_eq!((a.drop, a.mmu_ha, a.baseline_looks), (0.25, 1.0, 3));
+        assert!(a.cloud_test && a.red.is_none());
+        assert_eq!(ok.alerts[1].red.as_deref(), Some("ch1"));
+        let p = problems(&format!(
+            "{ISSUE_CONFIG}\n[[alerts]]\ndrop = 0\n[[alerts]]\ncollection = \"a b\"\nmmu_ha = -1\n\
+             baseline_looks = 0\nbaseline_percentile = 101\nred = \"x:0\"\n\
+             [[alerts]]\ncollection = \"s2\"\n[[alerts]]\ncollection = \"s2\"\nwhat = 1\n"
+        ));
+        assert_eq!(
+            paths(&p),
+            [
+                "alerts[3].what",
+                "alerts[0].collection",
+                "alerts[0].drop",
+                "alerts[1].collection",
+                "alerts[1].mmu_ha",
+                "alerts[1].baseline_percentile",
+                "alerts[1].baseline_looks",
+                "alerts[1].red",
+                "alerts[3].collection",
+            ],
+            "{p:?}"
+        );
+        assert!(p.iter().any(|x| x.message.contains("got -1")));
     }
 }
