@@ -2063,8 +2063,8 @@ fn resolve_webhook(pr: &mut Problems, i: usize, raw: &RawWebhook) -> Option<Webh
             if list.is_empty() {
                 pr.push(
                     at("events"),
-                    "must name at least one of \"aos\", \"los\", \"pass_record\" (or be left \
-                     out for all), got []",
+                    "must name at least one of \"aos\", \"los\", \"pass_record\", \"alert\" (or \
+                     be left out for all), got []",
                 );
             }
             let mut events = Vec::with_capacity(list.len());
