@@ -457,10 +457,28 @@ pub fn query(catalog: &dyn Catalog, archive: &Path, q: &Query) -> Result<Value> 
         let Some(asset) = item.assets.get(GEOJSON_ASSET) else {
             continue;
         };
-        let Some(path) = local_path(archive, &asset.href) else {
-            continue;
+        // A run that publishes meanwhile removes the files of the one before after its
+        // commit: read the item again once if its file went.
+        let text = match local_path(archive, &asset.href).map(std::fs::read) {
+            Some(Ok(t)) => t,
+            _ => {
+                let again = catalog.search(&SearchParams {
+                    collections: Some(vec![ac.clone()]),
+                    limit: Some(1),
+                    ..SearchParams::default()
+                })?;
+                let href = again
+                    .items
+                    .first()
+                    .and_then(|i| i.assets.get(GEOJSON_ASSET))
+                    .map(|a| a.href.clone())
+                    .unwrap_or_default();
+                let Some(path) = local_path(archive, &href) else {
+                    continue;
+                };
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+            }
         };
-        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let fc: Value = serde_json::from_slice(&text)?;
         for f in fc
             .get("features")

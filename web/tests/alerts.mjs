@@ -43,13 +43,15 @@ await page
     { timeout: 60000, polling: 100 },
   )
   .catch(() => fail('the map and its alerts did not load', page));
-// Let the GeoJSON tiles of the alerts settle, then count what is drawn.
-await page.waitForTimeout(1000);
-findings.rendered = await page.evaluate(() => {
-  const m = window.downlink.maps.after;
-  const ids = new Set(m.queryRenderedFeatures({ layers: ['alerts-fill'] }).map((f) => f.properties.id));
-  return ids.size;
-});
+// Count the alerts drawn once the GeoJSON tiles have settled (up to 15 s).
+const drawn = () =>
+  page.evaluate(() => {
+    const m = window.downlink.maps.after;
+    if (!m.getLayer('alerts-fill')) return 0;
+    return new Set(m.queryRenderedFeatures({ layers: ['alerts-fill'] }).map((f) => f.properties.id)).size;
+  });
+for (let i = 0; i < 75 && (await drawn()) < 2; i += 1) await page.waitForTimeout(200);
+findings.rendered = await drawn();
 findings.fetched = await page.evaluate(() => window.downlink.alerts.data.features.length);
 if (findings.rendered < 2) await fail(`expected 2 rendered alerts, got ${findings.rendered}`, page);
 // Click the alert at LON,LAT on the "after" side (right of the swipe line).
