@@ -104,6 +104,16 @@ impl Alerts {
 
 /// Watches the `[[alerts]]` collections until the daemon stops.
 pub async fn watch(shared: Weak<Shared>) {
+    // Work directories a crash left behind (intermediate rasters of an unfinished run).
+    if let Some(s) = shared.upgrade() {
+        if let Ok(rd) = std::fs::read_dir(&s.archive) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".alerts-work-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
     loop {
         tokio::time::sleep(CHECK_PERIOD).await;
         let Some(shared) = shared.upgrade() else {
