@@ -553,8 +553,16 @@ fn a_meteor_pass_gets_georeferenced_products_at_los() {
     assert!(d
         .get_bytes(&format!("/api/v1/passes/{id}/products/.swath.gcp.tif"))
         .is_none());
-    let status: serde_json::Value =
-        serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+    // products.json is published before the set is catalogued and counted: wait for that.
+    let t0 = Instant::now();
+    let status = loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+        if status["products"]["ok"] != 0 || t0.elapsed() > Duration::from_secs(60) {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(status["products"]["ok"], 1, "{}", status["products"]);
     assert_eq!(status["products"]["failed"], 0);
     let metrics = d.get("/metrics").unwrap();

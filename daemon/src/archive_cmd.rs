@@ -82,6 +82,26 @@ enum ArchiveAction {
     },
 }
 
+/// Tells on stderr what a replacement removed, and which old files it could not.
+fn report_replaced(done: &storage::catalog::import::Imported) {
+    let mut err = std::io::stderr().lock();
+    if done.replaced.is_some() {
+        let _ = writeln!(
+            err,
+            "downlink: replaced item {:?}: {} old file(s) removed",
+            done.item.id,
+            done.removed.len()
+        );
+    }
+    for (p, e) in &done.not_removed {
+        let _ = writeln!(
+            err,
+            "downlink: warning: old file {} not removed: {e}",
+            p.display()
+        );
+    }
+}
+
 /// `downlink archive …`.
 pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
     let archive = match (&args.config, &args.archive) {
@@ -113,32 +133,14 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             let done = archive_catalog::add_rasters(&archive, &spec)
                 .with_context(|| format!("importing {}", names.join(" ")))?;
-            if done.replaced.is_some() {
-                eprintln!(
-                    "replaced item {:?}: {} old file(s) removed",
-                    done.item.id,
-                    done.removed.len()
-                );
-            }
-            for (p, e) in &done.not_removed {
-                eprintln!("warning: old file {} not removed: {e}", p.display());
-            }
+            report_replaced(&done);
             serde_json::to_writer_pretty(&mut out, &done.item)?;
             writeln!(out)?;
         }
         ArchiveAction::AddPass { dir, replace } => {
             let done = archive_catalog::add_pass(&archive, dir, *replace)
                 .with_context(|| format!("cataloguing the pass in {}", dir.display()))?;
-            if done.replaced.is_some() {
-                eprintln!(
-                    "replaced item {:?}: {} old file(s) removed",
-                    done.item.id,
-                    done.removed.len()
-                );
-            }
-            for (p, e) in &done.not_removed {
-                eprintln!("warning: old file {} not removed: {e}", p.display());
-            }
+            report_replaced(&done);
             serde_json::to_writer_pretty(&mut out, &done.item)?;
             writeln!(out)?;
         }
@@ -164,7 +166,11 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
         ArchiveAction::Remove { id, collection } => {
             let r = archive_catalog::remove(&archive, id, collection.as_deref())?;
             for (p, e) in &r.not_removed {
-                eprintln!("warning: file {} not removed: {e}", p.display());
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "downlink: warning: file {} not removed: {e}",
+                    p.display()
+                );
             }
             writeln!(
                 out,

@@ -251,6 +251,12 @@ pub struct InputConfig {
     /// `reconnect` (default `"1s"`, 10ms..=10m): wait between connection attempts of a
     /// `tcp-connect://` input. Only allowed on `tcp-connect://` inputs.
     pub reconnect: Duration,
+    /// `pass_date` (default `"clock"`): how the products of a pass on this input are dated.
+    /// Meteor-M MSU-MR packets carry Moscow time of day and no date: `"clock"` places that
+    /// time nearest the daemon's clock at AOS (live reception); `"YYYY-MM-DD"` gives the UTC
+    /// date of the first image line, for an input fed the replay of a recorded pass
+    /// (`downlink replay`). Only allowed on inputs whose profile has an imaging instrument.
+    pub pass_date: Option<chrono::NaiveDate>,
 }
 
 impl InputConfig {
@@ -812,6 +818,7 @@ struct RawInput {
     /// Removed (it never had an effect): reported as a problem, so validate says so.
     queue_frames: Option<i64>,
     reconnect: Option<Scalar>,
+    pass_date: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -961,6 +968,7 @@ const INPUT_KEYS: &[(&str, Kind)] = &[
     ("queue_datagrams", Kind::Int),
     ("queue_frames", Kind::Int),
     ("reconnect", Kind::Duration),
+    ("pass_date", Kind::Str),
 ];
 const WEBHOOK_KEYS: &[(&str, Kind)] = &[
     ("url", Kind::Str),
@@ -1711,6 +1719,28 @@ fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Op
         )
     };
 
+    let imaging = profile.as_ref().map(|(p, _)| p.imaging.is_some());
+    let pass_date = match raw.pass_date.as_deref().map(str::trim) {
+        None | Some("clock") => None,
+        Some(_) if imaging == Some(false) => {
+            pr.push(
+                at("pass_date"),
+                "only applies to inputs whose profile has an imaging instrument (e.g. meteor-lrpt)",
+            );
+            None
+        }
+        Some(text) => match imagery::time::parse_date(text) {
+            Some(d) => Some(d),
+            None => {
+                pr.push(
+                    at("pass_date"),
+                    format!("must be \"clock\" or a UTC date YYYY-MM-DD, got {text:?}"),
+                );
+                None
+            }
+        },
+    };
+
     let (profile, profile_source) = profile?;
     Some(InputConfig {
         name: name?,
@@ -1723,6 +1753,7 @@ fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Op
         max_datagram: usize_of(max_datagram),
         queue_datagrams: usize_of(queue_datagrams),
         reconnect,
+        pass_date,
     })
 }
 
@@ -3057,6 +3088,26 @@ profile = \"eos\"
             let c = parse(&text).unwrap();
             assert_eq!(c.input[0].profile.name, name);
         }
+    }
+
+    #[test]
+    fn pass_date_dates_replayed_passes_of_imaging_inputs_only() {
+        let meteor = ISSUE_CONFIG.replace("\"jpss\"", "\"meteor-lrpt\"");
+        let c = parse(&format!("{meteor}pass_date = \"2022-12-20\"\n")).unwrap();
+        assert_eq!(
+            c.input[0].pass_date,
+            chrono::NaiveDate::from_ymd_opt(2022, 12, 20)
+        );
+        let c = parse(&format!("{meteor}pass_date = \"clock\"\n")).unwrap();
+        assert_eq!(c.input[0].pass_date, None);
+        assert_eq!(parse(&meteor).unwrap().input[0].pass_date, None);
+        let pr = problems(&format!("{meteor}pass_date = \"20.12.2022\"\n"));
+        assert_eq!(paths(&pr), ["input[0].pass_date"]);
+        assert!(pr[0].message.contains("20.12.2022"), "{}", pr[0]);
+        // No imaging instrument: the key would have no effect.
+        let pr = problems(&with_input_keys("pass_date = \"2022-12-20\""));
+        assert_eq!(paths(&pr), ["input[0].pass_date"]);
+        assert!(pr[0].message.contains("imaging"), "{}", pr[0]);
     }
 
     #[test]

@@ -600,6 +600,7 @@ impl Pipeline<'_> {
                     dir: dir.to_owned(),
                     profile: self.input.profile.clone(),
                     aos: p.aos,
+                    date: self.input.pass_date,
                 });
             }
         }

@@ -78,8 +78,10 @@ pub struct Job {
     pub dir: PathBuf,
     /// The input's profile (has `[imaging]`).
     pub profile: Profile,
-    /// AOS wall clock: dates the instrument's time of day.
+    /// AOS wall clock: dates the instrument's time of day, unless `date` is given.
     pub aos: SystemTime,
+    /// The UTC date of the first image line (`input[].pass_date`, for replays).
+    pub date: Option<chrono::NaiveDate>,
 }
 
 /// What operators see in `/api/v1/status` and `/metrics`.
@@ -126,6 +128,10 @@ struct Record {
     /// again from scratch.
     #[serde(default)]
     gave_up: bool,
+    /// The UTC date of the first image line, when the input gives it (`pass_date`); else the
+    /// instrument's time of day is placed nearest the AOS.
+    #[serde(default)]
+    date: Option<chrono::NaiveDate>,
 }
 
 impl Record {
@@ -138,6 +144,7 @@ impl Record {
             attempts: 0,
             last_error: None,
             gave_up: false,
+            date: job.date,
         }
     }
 
@@ -668,6 +675,7 @@ fn adopt(dir: &Path) -> bool {
         dir: dir.to_owned(),
         profile,
         aos,
+        date: None,
     });
     match rec.save(dir, RECORD) {
         Ok(()) => {
@@ -713,14 +721,21 @@ fn make(
     let (format, files) = archived_input(dir)?;
     let aos = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(rec.aos_unix_ms)
         .ok_or_else(|| anyhow::anyhow!("AOS {} ms out of range", rec.aos_unix_ms))?;
-    let tle = imaging::choose_tle(&tle_files(cfg, archive), spec.norad_id, Some(aos))?;
+    let (date, near) = match rec.date {
+        Some(d) => (
+            PassDate::Date(d),
+            d.and_hms_opt(12, 0, 0).map_or(aos, |t| t.and_utc()),
+        ),
+        None => (PassDate::Near(aos), aos),
+    };
+    let tle = imaging::choose_tle(&tle_files(cfg, archive), spec.norad_id, Some(near))?;
     let pass = imaging::collect_packets(&rec.profile, format, &files)?;
     Ok(imaging::make_products_in(
         &ImageRequest {
             profile: &rec.profile,
             pass: &pass,
             tle: &tle,
-            date: PassDate::Near(aos),
+            date,
             out_dir: out,
             pass_id: &rec.pass_id,
             landmask: cfg.landmask.as_deref(),
@@ -776,6 +791,7 @@ mod tests {
             dir: dir.to_owned(),
             profile: Profile::builtin("meteor-lrpt").unwrap(),
             aos: SystemTime::UNIX_EPOCH + Duration::from_millis(1_733_507_806_123),
+            date: None,
         }
     }
 

@@ -13,7 +13,8 @@
 //! - Every analytic asset carries STAC 1.1 `bands` (`name`, `eo:common_name`, `description`,
 //!   `nodata`, `data_type`, `statistics` from GDAL's approximate statistics over the COG's
 //!   overviews, `raster:scale`/`raster:offset` when the band declares them), `gsd`,
-//!   `proj:code` and `proj:epsg`, `proj:shape`, `proj:transform`, `proj:bbox`.
+//!   `proj:code`, `proj:shape`, `proj:transform`, `proj:bbox` (projection v2.0.0, whose schema
+//!   refuses the older `proj:epsg`).
 //! - The footprint is the outline of the valid data (GDAL's mask of band 1, read decimated to
 //!   at most [`MASK_SIZE`] pixels a side): per row the first and last valid pixel, joined
 //!   into one ring, simplified (Ramer–Douglas–Peucker, `geo`) and densified in pixel space
@@ -66,6 +67,9 @@ pub const EO_COMMON_NAMES: &[&str] = &[
     "lwir11",
     "lwir12",
 ];
+
+/// raster extension v2.0.0 (`raster:scale`, `raster:offset` in `bands`), declared when used.
+pub const RASTER_EXT: &str = "https://stac-extensions.github.io/raster/v2.0.0/schema.json";
 
 /// Longest side of the decimated validity mask the footprint is traced on.
 pub const MASK_SIZE: usize = 512;
@@ -127,6 +131,9 @@ pub fn default_item_id(collection: &str, datetime: DateTime<Utc>, stem: &str) ->
     id.trim_end_matches(['-', '.']).to_string()
 }
 
+/// A footprint in EPSG:4326 (rings split at the antimeridian) and its bbox `[w, s, e, n]`.
+pub type Footprint = (Vec<Vec<Pos>>, [f64; 4]);
+
 /// One analytic band to write.
 struct BandPlan {
     file: usize,
@@ -136,7 +143,7 @@ struct BandPlan {
     description: Option<String>,
 }
 
-fn color_common_name(ci: ColorInterpretation) -> Option<&'static str> {
+fn color_common_name(ci: &ColorInterpretation) -> Option<&'static str> {
     match ci {
         ColorInterpretation::RedBand => Some("red"),
         ColorInterpretation::GreenBand => Some("green"),
@@ -169,7 +176,7 @@ fn plan_bands(
                 .map(|d| d.trim().to_ascii_lowercase())
                 .filter(|d| EO_COMMON_NAMES.contains(&d.as_str()));
             let from_ci = (count >= 3)
-                .then(|| color_common_name(ci).map(str::to_owned))
+                .then(|| color_common_name(&ci).map(str::to_owned))
                 .flatten();
             plan.push(BandPlan {
                 file: f,
@@ -348,18 +355,11 @@ pub fn proj_bbox(info: &RasterInfo) -> [f64; 4] {
     b
 }
 
-/// The projection fields of an asset: `proj:code` and `proj:epsg` (or `proj:wkt2` when the CRS
-/// has no code), `proj:shape`, `proj:transform`, `proj:bbox`.
+/// The projection fields (extension v2.0.0) of an asset: `proj:code` (or `proj:wkt2` when the
+/// CRS has no code), `proj:shape`, `proj:transform`, `proj:bbox`. No `proj:epsg`: the v2.0.0
+/// schema replaced it by `proj:code` and refuses it (an item carrying both fails validation).
 pub fn asset_proj_fields(info: &RasterInfo) -> Map<String, Value> {
     let mut m = info.proj_fields();
-    if let Some(epsg) = info
-        .proj_code
-        .as_deref()
-        .and_then(|c| c.strip_prefix("EPSG:"))
-        .and_then(|c| c.parse::<u32>().ok())
-    {
-        m.insert("proj:epsg".into(), json!(epsg));
-    }
     m.insert("proj:bbox".into(), json!(proj_bbox(info)));
     m
 }
@@ -417,7 +417,7 @@ pub fn valid_data_footprint(
     ds: &Dataset,
     info: &RasterInfo,
     path: &Path,
-) -> Result<Option<(Vec<Vec<Pos>>, [f64; 4])>, RasterError> {
+) -> Result<Option<Footprint>, RasterError> {
     let b = ds.rasterband(1).map_err(gd("band"))?;
     let flags = b.mask_flags().map_err(gd("mask flags"))?;
     if flags.is_all_valid() {
@@ -730,6 +730,13 @@ fn write_item_files(
     );
     let [w, s, e, n] = bbox;
     item.bbox = Some(stac::Bbox::new(w, s, e, n));
+    let scaled = item.assets.values().flat_map(|a| a.bands.iter()).any(|b| {
+        b.additional_fields.contains_key("raster:scale")
+            || b.additional_fields.contains_key("raster:offset")
+    });
+    if scaled {
+        item.extensions.push(RASTER_EXT.to_owned());
+    }
     let props = &mut item.properties.additional_fields;
     if let Some(g) = gsds.iter().copied().reduce(f64::min) {
         props.insert("gsd".into(), json!(g));
@@ -737,13 +744,11 @@ fn write_item_files(
     // One CRS for every analytic asset: also on the item.
     if let [Some(code)] = codes.iter().collect::<Vec<_>>().as_slice() {
         props.insert("proj:code".into(), json!(code));
-        if let Some(e) = code
-            .strip_prefix("EPSG:")
-            .and_then(|c| c.parse::<u32>().ok())
-        {
-            props.insert("proj:epsg".into(), json!(e));
-        }
     }
+    // `updated` versions the item: the tile cache and ETags of a replaced item change with it.
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    props.insert("created".into(), json!(now));
+    props.insert("updated".into(), json!(now));
     props.insert(
         "downlink:sources".into(),
         json!(spec
@@ -806,4 +811,28 @@ pub fn remove_item_files(
         }
     }
     (removed, failed)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn default_ids_are_stable_valid_and_distinct_per_time_and_collection() {
+        let t = Utc.with_ymd_and_hms(2021, 8, 12, 10, 25, 59).unwrap();
+        let id = default_item_id("muri", t, "S2 L2A/red+nir");
+        assert_eq!(id, "muri-20210812T102559Z-S2_L2A_red_nir");
+        assert_eq!(default_item_id("muri", t, "S2 L2A/red+nir"), id);
+        validate_id("item", &id).unwrap();
+        let later = t + chrono::Duration::days(1);
+        assert_ne!(default_item_id("muri", later, "S2 L2A/red+nir"), id);
+        assert_ne!(default_item_id("other", t, "S2 L2A/red+nir"), id);
+        // Hidden-file stems and very long ones still make valid ids.
+        validate_id("item", &default_item_id("c", t, ".hidden")).unwrap();
+        let long = default_item_id("c", t, &"x".repeat(300));
+        assert_eq!(long.len(), MAX_ID_LEN);
+        validate_id("item", &long).unwrap();
+    }
 }

@@ -205,7 +205,6 @@ pub fn item_for_product(
     f.insert("platform".into(), json!(listing.spacecraft.to_lowercase()));
     f.insert("instruments".into(), json!([listing.instrument]));
     f.insert("proj:code".into(), json!("EPSG:4326"));
-    f.insert("proj:epsg".into(), json!(4326));
     f.insert("downlink:pass_id".into(), json!(listing.pass_id));
     f.insert("downlink:norad_id".into(), json!(listing.norad_id));
     f.insert(
@@ -279,7 +278,7 @@ pub fn item_for_product(
     Ok(item)
 }
 
-/// Fills an asset from its COG (when readable): `proj:code`/`proj:epsg`, `proj:shape`,
+/// Fills an asset from its COG (when readable): `proj:code`, `proj:shape`,
 /// `proj:transform`, `proj:bbox`, `gsd`, and per band `data_type`, `nodata` and approximate
 /// `statistics`, merged into the bands already named (extra bands are added as `b<N>`).
 fn add_raster_metadata(a: &mut Asset, path: &Path) {

@@ -262,7 +262,7 @@ pub(crate) fn footprint_of_pixel_ring(
     pix: &[(f64, f64)],
     path: &Path,
 ) -> Result<(Vec<Vec<Pos>>, [f64; 4]), RasterError> {
-    let ct = CoordTransform::new(&srs, &wgs84()?).map_err(gd("CoordTransform"))?;
+    let ct = CoordTransform::new(srs, &wgs84()?).map_err(gd("CoordTransform"))?;
     let mut ring: Vec<Pos> = Vec::with_capacity(pix.len());
     for &(px, py) in pix {
         let mut x = [gt[0] + px * gt[1] + py * gt[2]];
