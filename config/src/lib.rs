@@ -121,6 +121,32 @@ pub struct Config {
     pub webhook: Vec<WebhookConfig>,
     /// `[imaging]`: georeferenced products at LOS for imaging instruments.
     pub imaging: ImagingConfig,
+    /// `[[alerts]]`: vegetation-loss change alerts per catalog collection, optional.
+    pub alerts: Vec<AlertsConfig>,
+}
+
+/// `[[alerts]]`: change alerts over one catalog collection (see `storage::change`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertsConfig {
+    /// `collection` (required): the source collection id; alerts go to `alerts-<collection>`.
+    pub collection: String,
+    /// `mask` (default none): mask polygons (GeoJSON or any OGR vector file); loss is only
+    /// reported inside them. Relative paths are resolved against the configuration's directory.
+    pub mask: Option<PathBuf>,
+    /// `drop` (default 0.3, 0 < drop ≤ 2): loss where NDVI − baseline ≤ −drop.
+    pub drop: f64,
+    /// `mmu_ha` (default 0.5, ≥ 0): minimum mapping unit, hectares (equal-area).
+    pub mmu_ha: f64,
+    /// `baseline_looks` (default 3, 1..=16): valid looks in the per-pixel baseline.
+    pub baseline_looks: usize,
+    /// `baseline_percentile` (default 50 = median, 0..=100).
+    pub baseline_percentile: f64,
+    /// `cloud_test` (default true): the brightness/whiteness cloud and dark shadow test.
+    pub cloud_test: bool,
+    /// `red` (default: the band whose `eo:common_name` is `red`): `ASSET` or `ASSET:BAND`.
+    pub red: Option<String>,
+    /// `nir` (default: the band whose `eo:common_name` is `nir`): `ASSET` or `ASSET:BAND`.
+    pub nir: Option<String>,
 }
 
 /// `[imaging]`: scene products made at LOS for inputs whose profile has an imaging instrument.
@@ -291,11 +317,13 @@ pub enum WebhookEvent {
     Los,
     /// `pass_record`: a pass record was written to the archive.
     PassRecord,
+    /// `alert`: a change-alert run published alerts (`[[alerts]]`).
+    Alert,
 }
 
 impl WebhookEvent {
     /// Every event, in documentation order.
-    pub const ALL: [WebhookEvent; 3] = [Self::Aos, Self::Los, Self::PassRecord];
+    pub const ALL: [WebhookEvent; 4] = [Self::Aos, Self::Los, Self::PassRecord, Self::Alert];
 
     /// The name used in the configuration and in webhook bodies.
     pub fn as_str(self) -> &'static str {
@@ -303,6 +331,7 @@ impl WebhookEvent {
             Self::Aos => "aos",
             Self::Los => "los",
             Self::PassRecord => "pass_record",
+            Self::Alert => "alert",
         }
     }
 }
@@ -319,7 +348,9 @@ impl FromStr for WebhookEvent {
         Self::ALL
             .into_iter()
             .find(|e| e.as_str() == s)
-            .ok_or_else(|| format!("must be one of \"aos\", \"los\", \"pass_record\", got {s:?}"))
+            .ok_or_else(|| {
+                format!("must be one of \"aos\", \"los\", \"pass_record\", \"alert\", got {s:?}")
+            })
     }
 }
 
@@ -723,6 +754,22 @@ struct RawConfig {
     webhook: Vec<RawWebhook>,
     #[serde(default)]
     imaging: RawImaging,
+    #[serde(default)]
+    alerts: Vec<RawAlerts>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    collection: Option<String>,
+    mask: Option<PathBuf>,
+    drop: Option<f64>,
+    mmu_ha: Option<f64>,
+    baseline_looks: Option<i64>,
+    baseline_percentile: Option<f64>,
+    cloud_test: Option<bool>,
+    red: Option<String>,
+    nir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -846,6 +893,8 @@ enum Kind {
     StrList,
     Table,
     TableList,
+    /// A number (integer or float).
+    Float,
 }
 
 impl Kind {
@@ -859,6 +908,7 @@ impl Kind {
             Kind::StrList => matches!(v, V::Array(_)),
             Kind::Table => matches!(v, V::Table(_)),
             Kind::TableList => matches!(v, V::Array(_)),
+            Kind::Float => matches!(v, V::Float(_) | V::Integer(_)),
         }
     }
 
@@ -872,6 +922,7 @@ impl Kind {
             Kind::StrList => "a list of strings, e.g. [\"a\", \"b\"]",
             Kind::Table => "a table",
             Kind::TableList => "a list of tables",
+            Kind::Float => "a number",
         }
     }
 }
@@ -888,6 +939,7 @@ const TOP_KEYS: &[(&str, Kind)] = &[
     ("imaging", Kind::Table),
     ("input", Kind::TableList),
     ("webhook", Kind::TableList),
+    ("alerts", Kind::TableList),
 ];
 const ARCHIVE_KEYS: &[(&str, Kind)] = &[
     ("path", Kind::Str),
@@ -930,6 +982,18 @@ const WEBHOOK_KEYS: &[(&str, Kind)] = &[
     ("timeout", Kind::Duration),
 ];
 
+const ALERTS_KEYS: &[(&str, Kind)] = &[
+    ("collection", Kind::Str),
+    ("mask", Kind::Str),
+    ("drop", Kind::Float),
+    ("mmu_ha", Kind::Float),
+    ("baseline_looks", Kind::Int),
+    ("baseline_percentile", Kind::Float),
+    ("cloud_test", Kind::Bool),
+    ("red", Kind::Str),
+    ("nir", Kind::Str),
+];
+
 /// The keys of a section (`""` for the top level).
 fn section_keys(section: &str) -> &'static [(&'static str, Kind)] {
     match section {
@@ -939,6 +1003,7 @@ fn section_keys(section: &str) -> &'static [(&'static str, Kind)] {
         "imaging" => IMAGING_KEYS,
         "input" => INPUT_KEYS,
         "webhook" => WEBHOOK_KEYS,
+        "alerts" => ALERTS_KEYS,
         _ => TOP_KEYS,
     }
 }
@@ -993,10 +1058,10 @@ fn unknown_key_message(section: &str, key: &str) -> String {
         None => String::new(),
     };
     let place = match section {
-        "" => "the top level takes [archive], [http], [pass], [imaging], [[input]] and \
-               [[webhook]]"
+        "" => "the top level takes [archive], [http], [pass], [imaging], [[input]], \
+               [[webhook]] and [[alerts]]"
             .to_owned(),
-        "input" | "webhook" => format!("[[{section}]] takes {}", names.join(", ")),
+        "input" | "webhook" | "alerts" => format!("[[{section}]] takes {}", names.join(", ")),
         _ => format!("[{section}] takes {}", names.join(", ")),
     };
     format!("is not a known key{hint}; {place}")
@@ -1238,6 +1303,7 @@ impl RawConfig {
         }
 
         let imaging = resolve_imaging(&mut pr, &self.imaging, base);
+        let alerts = resolve_alerts(&mut pr, &self.alerts, base);
 
         let assembled = (|| {
             Some(Config {
@@ -1247,6 +1313,7 @@ impl RawConfig {
                 pass,
                 input: inputs.into_iter().collect::<Option<Vec<_>>>()?,
                 webhook: webhooks.into_iter().collect::<Option<Vec<_>>>()?,
+                alerts,
             })
         })();
         match assembled {
@@ -1300,6 +1367,104 @@ fn resolve_archive(pr: &mut Problems, raw: RawArchive, base: &Path) -> Option<Ar
         fsync_bytes,
         keep_raw_cadus: raw.keep_raw_cadus.unwrap_or(DEFAULT_KEEP_RAW_CADUS),
     })
+}
+
+fn resolve_alerts(pr: &mut Problems, raw: &[RawAlerts], base: &Path) -> Vec<AlertsConfig> {
+    let mut out: Vec<AlertsConfig> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let at = |f: &str| format!("alerts[{i}].{f}");
+        let collection = match r.collection.as_deref() {
+            None => {
+                pr.push(
+                    at("collection"),
+                    "is required: the catalog collection to watch",
+                );
+                String::new()
+            }
+            Some(c) => {
+                if let Err(e) = check_archive_id(c) {
+                    pr.push(at("collection"), format!("{e}, got {c:?}"));
+                }
+                if out.iter().any(|a| a.collection == c) {
+                    pr.push(at("collection"), format!("repeats {c:?}"));
+                }
+                c.to_owned()
+            }
+        };
+        let num = |pr: &mut Problems,
+                   f: &str,
+                   v: Option<f64>,
+                   d: f64,
+                   ok: fn(f64) -> bool,
+                   range: &str| {
+            let v = v.unwrap_or(d);
+            if !ok(v) {
+                pr.push(at(f), format!("must be {range}, got {v}"));
+            }
+            v
+        };
+        let drop = num(
+            pr,
+            "drop",
+            r.drop,
+            0.3,
+            |v| v > 0.0 && v <= 2.0,
+            "in (0, 2]",
+        );
+        let mmu_ha = num(
+            pr,
+            "mmu_ha",
+            r.mmu_ha,
+            0.5,
+            |v| v >= 0.0 && v.is_finite(),
+            "≥ 0",
+        );
+        let baseline_percentile = num(
+            pr,
+            "baseline_percentile",
+            r.baseline_percentile,
+            50.0,
+            |v| (0.0..=100.0).contains(&v),
+            "0..=100",
+        );
+        let baseline_looks = pr.int(&at("baseline_looks"), r.baseline_looks, 3, 1, 16) as usize;
+        let mut band = |f: &str, v: &Option<String>| -> Option<String> {
+            let v = v.clone()?;
+            let ok = match v.split_once(':') {
+                Some((a, b)) => !a.is_empty() && b.parse::<usize>().is_ok_and(|n| n >= 1),
+                None => !v.is_empty(),
+            };
+            if !ok {
+                pr.push(
+                    at(f),
+                    format!("must be ASSET or ASSET:BAND (BAND from 1), got {v:?}"),
+                );
+            }
+            Some(v)
+        };
+        let red = band("red", &r.red);
+        let nir = band("nir", &r.nir);
+        let mask = match &r.mask {
+            Some(p) if p.as_os_str().is_empty() => {
+                pr.push(at("mask"), "must not be empty (leave it out for no mask)");
+                None
+            }
+            Some(p) => Some(resolve_path(base, p)),
+            None => None,
+        };
+        out.push(AlertsConfig {
+            collection,
+            mask,
+            drop,
+            mmu_ha,
+            baseline_looks,
+            baseline_percentile,
+            cloud_test: r.cloud_test.unwrap_or(true),
+            red,
+            nir,
+        });
+    }
+    out
 }
 
 fn resolve_imaging(pr: &mut Problems, raw: &RawImaging, base: &Path) -> ImagingConfig {
@@ -1757,6 +1922,33 @@ fn check_input_names(pr: &mut Problems, inputs: &[RawInput]) {
     }
 }
 
+/// The archive's rule for collection and item ids (`storage::catalog::layout::validate_id`, which
+/// the daemon's tests hold this to): 1 to 128 ASCII letters, digits, `.`, `_` or `-`, not
+/// starting with `.`. Repeated here so that the configuration needs no GDAL.
+pub fn check_archive_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > ARCHIVE_ID_MAX_LEN {
+        return Err(format!("is longer than {ARCHIVE_ID_MAX_LEN} bytes"));
+    }
+    if let Some(ch) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "may hold only ASCII letters, digits, '.', '_' and '-' (found {ch:?})"
+        ));
+    }
+    if id.starts_with('.') {
+        return Err("must not start with '.'".into());
+    }
+    Ok(())
+}
+
+/// Longest collection or item id the archive takes.
+pub const ARCHIVE_ID_MAX_LEN: usize = 128;
+
 /// Two sockets of one protocol that cannot both be bound.
 fn addrs_clash(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() != b.port() || a.port() == 0 {
@@ -1992,8 +2184,8 @@ fn resolve_webhook(pr: &mut Problems, i: usize, raw: &RawWebhook) -> Option<Webh
             if list.is_empty() {
                 pr.push(
                     at("events"),
-                    "must name at least one of \"aos\", \"los\", \"pass_record\" (or be left \
-                     out for all), got []",
+                    "must name at least one of \"aos\", \"los\", \"pass_record\", \"alert\" (or \
+                     be left out for all), got []",
                 );
             }
             let mut events = Vec::with_capacity(list.len());
@@ -2389,6 +2581,7 @@ profile = "jpss"
                 Kind::Int => "1",
                 Kind::Bool => "true",
                 Kind::StrList => "[\"x\"]",
+                Kind::Float => "0.5",
                 Kind::Table | Kind::TableList => unreachable!(),
             }
         };
@@ -3353,5 +3546,44 @@ url = \"http://[::1]/h\"
             err.to_string(),
             "f.toml: 1 problem:\n  - `a` first\n    second"
         );
+    }
+
+    #[test]
+    fn alerts_sections_parse_and_every_problem_is_reported() {
+        let ok = parse(&format!(
+            "{ISSUE_CONFIG}\n[[alerts]]\ncollection = \"s2\"\nmask = \"forest.geojson\"\ndrop = 0.25\n\
+             mmu_ha = 1\n[[alerts]]\ncollection = \"meteor-m2-msu-mr\"\nred = \"ch1\"\nnir = \"ch2:1\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.alerts.len(), 2);
+        let a = &ok.alerts[0];
+        assert_eq!(
+            a.mask.as_deref(),
+            Some(Path::new("/etc/downlink/forest.geojson"))
+        );
+        assert_eq!((a.drop, a.mmu_ha, a.baseline_looks), (0.25, 1.0, 3));
+        assert!(a.cloud_test && a.red.is_none());
+        assert_eq!(ok.alerts[1].red.as_deref(), Some("ch1"));
+        let p = problems(&format!(
+            "{ISSUE_CONFIG}\n[[alerts]]\ndrop = 0\n[[alerts]]\ncollection = \"a b\"\nmmu_ha = -1\n\
+             baseline_looks = 0\nbaseline_percentile = 101\nred = \"x:0\"\n\
+             [[alerts]]\ncollection = \"s2\"\n[[alerts]]\ncollection = \"s2\"\nwhat = 1\n"
+        ));
+        assert_eq!(
+            paths(&p),
+            [
+                "alerts[3].what",
+                "alerts[0].collection",
+                "alerts[0].drop",
+                "alerts[1].collection",
+                "alerts[1].mmu_ha",
+                "alerts[1].baseline_percentile",
+                "alerts[1].baseline_looks",
+                "alerts[1].red",
+                "alerts[3].collection",
+            ],
+            "{p:?}"
+        );
+        assert!(p.iter().any(|x| x.message.contains("got -1")));
     }
 }

@@ -1,9 +1,34 @@
-//! The `downlink` daemon's library: configuration today; ingest, passes and the archive service
-//! build on it. The binary (`src/main.rs`) is a thin command-line shell over this crate.
+//! The `downlink` daemon's library: the `serve` shell (ingest, passes, products, HTTP APIs),
+//! change alerts, the archive and TLE commands; the configuration is the `config` crate,
+//! re-exported here. The binary (`src/main.rs`) is a thin command-line shell over this crate.
 
+pub mod alerts;
 pub mod archive_catalog;
 pub use ::config;
 pub mod imaging;
 pub mod replay;
 pub mod serve;
 pub mod tle_store;
+
+#[cfg(test)]
+mod tests {
+    /// The configuration checks collection ids with the archive's own rule, without GDAL.
+    #[test]
+    fn config_and_archive_agree_on_ids() {
+        let long = "a".repeat(storage::catalog::layout::MAX_ID_LEN);
+        let longer = format!("{long}b");
+        for id in [
+            "muri-ag", "a.b_c-9", "", ".hidden", "a/b", "a b", "é", "..", "x..y", &long, &longer,
+        ] {
+            assert_eq!(
+                config::check_archive_id(id).is_ok(),
+                storage::catalog::layout::validate_id("collection", id).is_ok(),
+                "{id:?}"
+            );
+        }
+        assert_eq!(
+            config::ARCHIVE_ID_MAX_LEN,
+            storage::catalog::layout::MAX_ID_LEN
+        );
+    }
+}

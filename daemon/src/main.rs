@@ -6,6 +6,7 @@
 //!   packet files.
 //! - `profiles [NAME]` — list the built-in spacecraft profiles or print one as TOML.
 
+mod alerts_cmd;
 mod archive_cmd;
 mod decode;
 mod image_cmd;
@@ -58,6 +59,8 @@ enum Command {
     Tle(tle_cmd::TleArgs),
     /// Bring georeferenced rasters into the archive and its STAC catalog.
     Archive(archive_cmd::ArchiveArgs),
+    /// Vegetation-loss change alerts over a catalog collection.
+    Alerts(alerts_cmd::AlertsArgs),
     /// Run the daemon: receive, decode, archive passes, serve the operator API.
     /// Without --config it runs on the embedded default (archive under ./var/downlink, UDP input
     /// on 127.0.0.1:5000, profile jpss, HTTP on 127.0.0.1:8080).
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Command::Image(args) => image_cmd::run(&args),
         Command::Tle(args) => tle_cmd::run(&args),
         Command::Archive(args) => archive_cmd::run(&args),
+        Command::Alerts(args) => alerts_cmd::run(&args),
         Command::Profiles { name } => decode::profiles(name.as_deref()),
         Command::Validate { config } => validate(&config),
         Command::Serve { config } => serve(config.as_deref()),

@@ -14,6 +14,7 @@
 //! crash leaves behind is removed with [`remove_stale_staging`] at the next start.
 
 pub mod catalog;
+pub mod change;
 pub mod landmask;
 pub mod products;
 pub mod tiles;

@@ -52,6 +52,8 @@ mod png;
 mod swath;
 mod warp;
 
+pub(crate) use gdal_ffi::{gdal_warp, polygonize};
+
 pub use cog::{
     validate_cog, write_cog, write_cog_from_path, CogCompression, CogOptions, CogReport,
     OverviewResampling,

@@ -5,7 +5,7 @@
 // pass API (/api/v1/passes) and the embedded basemap files.
 //
 // Layer stack, bottom to top: background (water), basemap land, scenes (the mosaic), [the change
-// alerts layer goes here: between 'scenes' and 'footprints', see addOverlays()], footprints,
+// alerts (alertsSetLayers)], footprints,
 // coastlines, borders, place names, country names.
 import * as maplibregl from './vendor/maplibre-gl.mjs';
 import { ATTRIBUTION, OVER, WATER, addBasemap, loadBasemap, showBasemap } from './basemap.js';
@@ -397,8 +397,8 @@ function overLayer(map) {
 }
 
 /**
- * Overlays drawn over the scenes and under the basemap lines. The change alerts layer belongs
- * here (after 'scenes', before 'footprints').
+ * Overlays drawn over the scenes and under the basemap lines (the change alerts layer is added
+ * between 'scenes' and 'footprints' by alertsSetLayers once the first collection is shown).
  */
 function addOverlays(map) {
   setFootprints(map);
@@ -456,6 +456,7 @@ function saveView() {
     center: `${c.lng.toFixed(5)},${c.lat.toFixed(5)}`,
     zoom: m.getZoom().toFixed(2),
   });
+  alertsKeepInAddress(q);
   history.replaceState(null, '', `${location.pathname}?${q}`);
 }
 
@@ -730,6 +731,7 @@ async function showItem(item) {
 }
 
 async function onClick(e, side) {
+  if (showAlertAt(side === 'before' ? maps.before : maps.after, e)) return;
   if (!state.collection) return;
   const time = state.times[side === 'before' ? state.before : state.after];
   const body = {
@@ -812,6 +814,139 @@ async function main() {
   await selectCollection(first);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Change alerts layer: GET ../api/v1/alerts as polygons coloured by confidence on both sides of
+// the swipe; a click shows area, dates and the before/after pair. The filter (alerts=1,
+// alerts_confidence, alerts_min_ha) is kept in the page address.
+// ---------------------------------------------------------------------------------------------
+const ALERTS_API = new URL('../api/v1/alerts', location.href);
+const ALERT_COLOR = ['match', ['get', 'confidence'], 'high', '#d7191c', 'low', '#fdae61', '#8c8c8c'];
+const alerts = {
+  on: initial.get('alerts') === '1',
+  confidence: initial.get('alerts_confidence') || '',
+  minHa: initial.get('alerts_min_ha') || '',
+  data: { type: 'FeatureCollection', features: [] },
+  loads: 0, // fetches finished (tests wait on it)
+};
+
+function alertsKeepInAddress(q) {
+  if (!alerts.on) return;
+  q.set('alerts', '1');
+  if (alerts.confidence) q.set('alerts_confidence', alerts.confidence);
+  if (alerts.minHa) q.set('alerts_min_ha', alerts.minHa);
+}
+
+function alertsSetLayers(map) {
+  const src = map.getSource('alerts');
+  if (src) src.setData(alerts.data);
+  else {
+    map.addSource('alerts', { type: 'geojson', data: alerts.data });
+    // Over the scenes (added with the first collection, before this), under the footprints
+    // and the basemap's lines and labels.
+    const before = map.getLayer('footprints') ? 'footprints' : overLayer(map);
+    map.addLayer({ id: 'alerts-fill', type: 'fill', source: 'alerts', paint: { 'fill-color': ALERT_COLOR, 'fill-opacity': 0.45 } }, before);
+    map.addLayer({ id: 'alerts-line', type: 'line', source: 'alerts', paint: { 'line-color': ALERT_COLOR, 'line-width': 2 } }, before);
+  }
+  const vis = alerts.on ? 'visible' : 'none';
+  map.setLayoutProperty('alerts-fill', 'visibility', vis);
+  map.setLayoutProperty('alerts-line', 'visibility', vis);
+}
+
+async function alertsRefresh() {
+  if (alerts.on) {
+    const q = new URLSearchParams();
+    if (alerts.confidence) q.set('confidence', alerts.confidence);
+    if (alerts.minHa) q.set('min_area_ha', alerts.minHa);
+    try {
+      alerts.data = await getJson(`${ALERTS_API.href}?${q}`);
+    } catch (err) {
+      message(`alerts: ${err.message}`);
+    }
+  }
+  for (const m of [maps.before, maps.after]) {
+    try {
+      alertsSetLayers(m);
+    } catch {
+      // The style is not loaded yet (no collection shown): after its load event.
+      await new Promise((res) => m.once('load', res));
+      alertsSetLayers(m);
+    }
+  }
+  alerts.loads += 1;
+  saveView();
+}
+
+function showAlertAt(map, e) {
+  if (!alerts.on || !map.getLayer('alerts-fill')) return false;
+  const [f] = map.queryRenderedFeatures(e.point, { layers: ['alerts-fill'] });
+  if (!f) return false;
+  const p = f.properties;
+  const items = typeof p.source_items === 'string' ? JSON.parse(p.source_items) : p.source_items || [];
+  const body = $('panel-body');
+  body.replaceChildren(el('h2', `Alert ${p.id}`));
+  body.append(table([
+    ['collection', p.collection],
+    ['confidence', p.confidence, p.confidence === 'high' ? 'bad' : undefined],
+    ['area', `${Number(p.area_ha).toFixed(2)} ha`],
+    ['first detected', p.first_detected],
+    ['last observed', p.last_observed],
+    ['mean ΔNDVI', Number(p.mean_dndvi)],
+    ['baseline NDVI', Number(p.baseline_ndvi)],
+    ['mask', p.mask === 'null' ? '' : p.mask],
+  ]));
+  const before = items[0];
+  const after = items[items.length - 1];
+  body.append(el('h3', 'Before / after'));
+  for (const [label, id] of [['before', before], ['after', after]]) {
+    const a = el('a', `${label}: ${id}`, { href: new URL(`collections/${p.collection}/items/${id}`, STAC).href });
+    body.append(a, el('br'));
+  }
+  // Compare the pair with the swipe when the map shows the alert's collection.
+  if (state.collection?.id === p.collection) {
+    const at = (id) => state.times.indexOf(state.items.find((it) => it.id === id)?.properties?.datetime);
+    const [b, a] = [at(before), at(after)];
+    if (b >= 0 && a >= 0) {
+      const btn = el('button', 'Show this pair', { type: 'button', id: 'alert-pair' });
+      btn.addEventListener('click', () => {
+        state.before = b;
+        state.after = a;
+        $('before').value = String(b);
+        $('after').value = String(a);
+        applyTimes();
+      });
+      body.append(btn);
+    }
+  }
+  $('panel').hidden = false;
+  return true;
+}
+
+function alertsControls() {
+  const box = el('input', null, { id: 'alerts', type: 'checkbox' });
+  box.checked = alerts.on;
+  const conf = el('select', null, { id: 'alerts-confidence', 'aria-label': 'Alert confidence' });
+  for (const [v, t] of [['', 'all'], ['high', 'high'], ['low,high', 'low + high'], ['contradicted', 'contradicted']]) {
+    conf.append(el('option', t, { value: v }));
+  }
+  conf.value = alerts.confidence;
+  const min = el('input', null, { id: 'alerts-min-ha', type: 'number', min: '0', step: '0.1', placeholder: 'min ha', 'aria-label': 'Smallest alert, hectares' });
+  min.style.width = '6em';
+  min.value = alerts.minHa;
+  const label = el('label');
+  label.append(box, ' Alerts', conf, min);
+  $('message').before(label);
+  box.addEventListener('change', () => { alerts.on = box.checked; alertsRefresh(); });
+  conf.addEventListener('change', () => { alerts.confidence = conf.value; alertsRefresh(); });
+  min.addEventListener('change', () => { alerts.minHa = min.value; alertsRefresh(); });
+}
+
+alertsControls();
+
 // For operators' consoles and the browser test.
-window.downlink = { maps, state, setSwipe, layersOf };
-main().catch((e) => message(e.message));
+window.downlink = { maps, state, setSwipe, layersOf, alerts };
+// The alerts source is added once the first collection is shown (`loaded()` in
+// selectCollection waits for the maps' first load event, which a source still loading would
+// postpone).
+main()
+  .then(alertsRefresh)
+  .catch((e) => message(e.message));

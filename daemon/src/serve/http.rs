@@ -27,6 +27,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/passes/{id}/products", get(products))
         .route("/api/v1/passes/{id}/products/{file}", get(product_file))
         .route("/api/v1/tle", get(tle))
+        .route("/api/v1/alerts", get(alerts))
         .route("/metrics", get(metrics))
         .with_state(shared.clone())
         .merge(super::stac::router(shared.clone()))
@@ -82,6 +83,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "wms_exceptions": wms_exceptions(&shared),
         "catalog": catalog_json(&shared),
         "http": shared.http.snapshot(),
+        "alerts": shared.alerts.status(),
         "webhooks": {
             "sent": shared.webhooks.stats().sent,
             "failed": shared.webhooks.stats().failed,
@@ -266,6 +268,22 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             .map(|s| (format!("input=\"{}\"", s.name), f(s)))
             .collect()
     };
+    let (alert_runs, alert_failures) = shared.alerts.totals();
+    family(
+        "downlink_alert_runs_total",
+        "counter",
+        "Change-alert runs that published an alerts item ([[alerts]]).",
+        vec![(String::new(), alert_runs)],
+    );
+    family(
+        "downlink_alert_run_failures_total",
+        "counter",
+        "Change-alert runs that published nothing, by reason (too_few_items, input, io).",
+        alert_failures
+            .into_iter()
+            .map(|(r, v)| (format!("reason=\"{r}\""), v))
+            .collect(),
+    );
     family(
         "downlink_input_datagrams_total",
         "counter",
@@ -517,4 +535,74 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         let _ = writeln!(m, "downlink_http_timeouts_total{{kind=\"{kind}\"}} {n}");
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m).into_response()
+}
+
+/// `GET /api/v1/alerts?collection=&bbox=w,s,e,n&datetime=&confidence=low,high&min_area_ha=`:
+/// the newest alerts of every `[[alerts]]` collection (or of one), as one RFC 7946
+/// FeatureCollection; each feature carries its source `collection`.
+async fn alerts(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let bad = |m: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"code": "InvalidParameterValue", "description": m})),
+        )
+            .into_response()
+    };
+    let mut query = crate::alerts::Query {
+        collection: q.get("collection").filter(|c| !c.is_empty()).cloned(),
+        ..Default::default()
+    };
+    if let Some(b) = q.get("bbox").filter(|b| !b.is_empty()) {
+        let v: Vec<f64> = b.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        match v[..] {
+            [w, s, e, n] if s <= n => query.bbox = Some([w, s, e, n]),
+            _ => return bad(format!("bbox must be w,s,e,n in degrees, got {b:?}")),
+        }
+    }
+    if let Some(d) = q.get("datetime").filter(|d| !d.is_empty()) {
+        match storage::catalog::DatetimeFilter::parse(d) {
+            Ok(f) => query.datetime = Some(f),
+            Err(e) => return bad(e.to_string()),
+        }
+    }
+    if let Some(c) = q.get("confidence").filter(|c| !c.is_empty()) {
+        let list: Vec<String> = c.split(',').map(|x| x.trim().to_owned()).collect();
+        if let Some(x) = list
+            .iter()
+            .find(|x| !["low", "high", "contradicted"].contains(&x.as_str()))
+        {
+            return bad(format!(
+                "confidence takes low, high, contradicted (comma-separated), got {x:?}"
+            ));
+        }
+        query.confidence = Some(list);
+    }
+    if let Some(m) = q.get("min_area_ha").filter(|m| !m.is_empty()) {
+        match m.parse::<f64>() {
+            Ok(v) if v.is_finite() => query.min_area_ha = Some(v),
+            _ => return bad(format!("min_area_ha must be a number, got {m:?}")),
+        }
+    }
+    let Some(catalog) = shared.catalog.clone() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"code": "Unavailable", "description": "the catalog is not open"})),
+        )
+            .into_response();
+    };
+    let archive = shared.archive.clone();
+    match tokio::task::spawn_blocking(move || crate::alerts::query(&*catalog, &archive, &query))
+        .await
+    {
+        Ok(Ok(fc)) => ([(header::CONTENT_TYPE, "application/geo+json")], Json(fc)).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"code": "ServerError", "description": format!("{e:#}")})),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }

@@ -15,6 +15,7 @@
 //! `queue_full`, and `kernel_overflow` (the socket's drop counter in `/proc/net/udp`).
 
 pub mod access;
+pub mod alerts;
 pub mod archive;
 pub mod http;
 pub mod http_server;
@@ -307,6 +308,8 @@ pub struct Shared {
     /// Closed passes whose record is not on disk yet (retried until it is), by id: what
     /// `/api/v1/passes` lists with `"archive": "incomplete"`.
     pub pending_records: Mutex<BTreeMap<String, serde_json::Value>>,
+    /// `[[alerts]]`: the change-alert runs the catalog watcher starts.
+    pub alerts: alerts::Alerts,
 }
 
 impl Shared {
@@ -659,6 +662,7 @@ impl Daemon {
             archive_errors: Mutex::new(ARCHIVE_OPS.iter().map(|o| (*o, 0)).collect()),
             archive_failing: Mutex::default(),
             pending_records: Mutex::default(),
+            alerts: alerts::Alerts::new(&cfg.alerts),
         });
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs,
         // before the product worker looks for passes that need products.
@@ -689,6 +693,7 @@ impl Daemon {
         let http = HttpServer::start(&cfg.http, Arc::new(listener), &shared, rt);
         // Once per process: the catalog is watched for its archive directory disappearing.
         rt.spawn(crate::archive_catalog::watch(Arc::downgrade(&shared)));
+        rt.spawn(alerts::watch(Arc::downgrade(&shared)));
         tracing::info!(http = %http_bound, inputs = cfg.input.len(), "downlink serving");
         Ok(Daemon {
             cfg: cfg.clone(),
@@ -823,6 +828,9 @@ impl Daemon {
         // 4. Webhooks, products, HTTP.
         if new.webhook != self.cfg.webhook {
             self.shared.webhooks.reconfigure(&new.webhook);
+        }
+        if new.alerts != self.cfg.alerts {
+            self.shared.alerts.reconfigure(&new.alerts);
         }
         if new.imaging != self.cfg.imaging
             || new

@@ -187,7 +187,7 @@ impl Webhooks {
 
     /// Non-blocking, callable from any thread (async or not): queues one POST per webhook
     /// subscribed to `event`. Body:
-    /// `{"event": "aos"|"los"|"pass_record", "sent_at": <unix ms>, "data": payload}`.
+    /// `{"event": "aos"|"los"|"pass_record"|"alert", "sent_at": <unix ms>, "data": payload}`.
     /// A webhook with [`MAX_IN_FLIGHT`] deliveries in flight drops this one (counted).
     #[allow(clippy::needless_pass_by_value)] // the caller hands the payload over; it is serialized once
     pub fn notify(&self, event: WebhookEvent, payload: serde_json::Value) {

@@ -154,3 +154,43 @@ pub(crate) fn gdal_warp(src: &Dataset, dest: &str, args: &[String]) -> Result<Da
     }
     Ok(ds)
 }
+
+/// Runs `GDALPolygonize()` (gdal_alg.h): one polygon per 8-connected (or 4-connected) region of
+/// equal pixel value in `band` where `mask` is non-zero, written to `layer` with the pixel
+/// value in its field number `field`.
+pub(crate) fn polygonize<L: gdal::vector::LayerAccess>(
+    band: &gdal::raster::RasterBand<'_>,
+    mask: &gdal::raster::RasterBand<'_>,
+    layer: &L,
+    field: c_int,
+    eight_connected: bool,
+) -> Result<()> {
+    let mut opts = CslStringList::new();
+    if eight_connected {
+        opts.set_name_value("8CONNECTED", "8")
+            .ctx(|| "polygonize options".into())?;
+    }
+    reset_cpl_error();
+    // SAFETY: the band, mask and layer handles are borrowed from live `gdal` objects that
+    // outlive the call (their owners are borrowed for it, and `!Sync` keeps other threads
+    // away); `opts` is a valid CSL list owned for the call; a NULL progress function and
+    // argument are accepted by GDAL. GDALPolygonize neither closes nor keeps the handles.
+    let err = unsafe {
+        gdal_sys::GDALPolygonize(
+            band.c_rasterband(),
+            mask.c_rasterband(),
+            layer.c_layer(),
+            field,
+            opts.as_ptr(),
+            None,
+            ptr::null_mut(),
+        )
+    };
+    if err != gdal_sys::CPLErr::CE_None {
+        return Err(ProductError::GdalCall {
+            call: "GDALPolygonize",
+            message: last_cpl_error("polygonize failed"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The daemon side of change alerts: a watcher re-runs each `[[alerts]]` collection when its
+//! items change (passes catalogued at LOS, `downlink archive add` from another process — the
+//! catalog is shared, so the watcher polls it every [`CHECK_PERIOD`]), publishes the alerts
+//! item, and sends the webhook event `alert`. Runs are blocking work on the blocking pool, one
+//! at a time; a failed run is counted by reason, logged once per change of the collection, and
+//! shown in `/api/v1/status`; the daemon keeps serving.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::alerts::{self, FailReason};
+use crate::config::{AlertsConfig, WebhookEvent};
+
+use super::Shared;
+
+/// How often the watcher compares the collections' items.
+pub const CHECK_PERIOD: Duration = Duration::from_secs(2);
+
+/// Per collection: what the last run saw and did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CollectionStatus {
+    /// Successful runs.
+    pub runs: u64,
+    /// Failed runs by reason.
+    pub failures: BTreeMap<&'static str, u64>,
+    /// The alerts item of the last successful run.
+    pub last_item: Option<String>,
+    /// Alerts of the last successful run by confidence.
+    pub last_counts: Option<BTreeMap<&'static str, usize>>,
+    /// Why the last run failed (cleared by a success).
+    pub last_error: Option<String>,
+    #[serde(skip)]
+    signature: Option<String>,
+}
+
+/// `[[alerts]]` and its run state.
+#[derive(Debug, Default)]
+pub struct Alerts {
+    inner: Mutex<(Vec<AlertsConfig>, BTreeMap<String, CollectionStatus>)>,
+}
+
+impl Alerts {
+    /// From the configuration.
+    pub fn new(cfgs: &[AlertsConfig]) -> Self {
+        let s = Self::default();
+        s.reconfigure(cfgs);
+        s
+    }
+
+    /// A reload: new settings; every collection is looked at again.
+    pub fn reconfigure(&self, cfgs: &[AlertsConfig]) {
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        g.0 = cfgs.to_vec();
+        for st in g.1.values_mut() {
+            st.signature = None;
+        }
+        for c in cfgs {
+            g.1.entry(c.collection.clone()).or_default();
+        }
+        let keep: Vec<String> = cfgs.iter().map(|c| c.collection.clone()).collect();
+        g.1.retain(|k, _| keep.contains(k));
+    }
+
+    /// Status by collection.
+    pub fn status(&self) -> BTreeMap<String, CollectionStatus> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    /// (runs, failures by reason) over all collections.
+    pub fn totals(&self) -> (u64, BTreeMap<&'static str, u64>) {
+        let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut f: BTreeMap<&'static str, u64> =
+            FailReason::ALL.iter().map(|r| (r.as_str(), 0)).collect();
+        let mut runs = 0;
+        for st in g.1.values() {
+            runs += st.runs;
+            for (k, v) in &st.failures {
+                *f.entry(k).or_default() += v;
+            }
+        }
+        (runs, f)
+    }
+
+    fn configs(&self) -> Vec<AlertsConfig> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    fn with_status<T>(&self, c: &str, f: impl FnOnce(&mut CollectionStatus) -> T) -> T {
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        f(g.1.entry(c.to_owned()).or_default())
+    }
+}
+
+/// Watches the `[[alerts]]` collections until the daemon stops.
+pub async fn watch(shared: Weak<Shared>) {
+    // Work directories a crash left behind (intermediate rasters of an unfinished run).
+    if let Some(s) = shared.upgrade() {
+        if let Ok(rd) = std::fs::read_dir(&s.archive) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".alerts-work-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    loop {
+        tokio::time::sleep(CHECK_PERIOD).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.stopping() {
+            return;
+        }
+        let Some(catalog) = shared.catalog.clone() else {
+            continue;
+        };
+        for cfg in shared.alerts.configs() {
+            let cat = catalog.clone();
+            let coll = cfg.collection.clone();
+            let sig =
+                match tokio::task::spawn_blocking(move || alerts::signature(&*cat, &coll)).await {
+                    Ok(Ok(s)) => s,
+                    _ => continue,
+                };
+            let seen = shared
+                .alerts
+                .with_status(&cfg.collection, |st| st.signature.clone());
+            if seen.as_deref() == Some(sig.as_str()) {
+                continue;
+            }
+            shared
+                .alerts
+                .with_status(&cfg.collection, |st| st.signature = Some(sig.clone()));
+            if sig.is_empty() {
+                continue; // an empty collection: nothing to compare yet
+            }
+            run_one(&shared, &catalog, cfg).await;
+        }
+    }
+}
+
+async fn run_one(
+    shared: &Arc<Shared>,
+    catalog: &Arc<dyn storage::catalog::Catalog>,
+    cfg: AlertsConfig,
+) {
+    let cat = catalog.clone();
+    let archive = shared.archive.clone();
+    let c = cfg.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        alerts::run(&*cat, &archive, &c, &alerts::RunOptions::default())
+    })
+    .await;
+    let coll = cfg.collection.as_str();
+    match result {
+        Ok(Ok(p)) => {
+            for w in &p.warnings {
+                tracing::warn!(collection = coll, "{w}");
+            }
+            let counts: BTreeMap<&'static str, usize> = [
+                ("low", p.counts[0]),
+                ("high", p.counts[1]),
+                ("contradicted", p.counts[2]),
+            ]
+            .into_iter()
+            .collect();
+            tracing::info!(collection = coll, item = %p.item.id, low = p.counts[0], high = p.counts[1], contradicted = p.counts[2], "change alerts published");
+            shared.alerts.with_status(coll, |st| {
+                st.runs += 1;
+                st.last_item = Some(p.item.id.clone());
+                st.last_counts = Some(counts.clone());
+                st.last_error = None;
+            });
+            shared.webhooks.notify(
+                WebhookEvent::Alert,
+                json!({
+                    "collection": coll,
+                    "alerts_collection": alerts::alerts_collection(coll),
+                    "item": p.item.id,
+                    "counts": counts,
+                    "features": p.features["features"],
+                }),
+            );
+        }
+        Ok(Err(e)) => {
+            // Logged once per change of the collection (the watcher runs again only then).
+            tracing::error!(collection = coll, reason = e.reason.as_str(), error = %e, "change alerts not published");
+            shared.alerts.with_status(coll, |st| {
+                *st.failures.entry(e.reason.as_str()).or_default() += 1;
+                st.last_error = Some(e.to_string());
+            });
+        }
+        Err(e) => {
+            tracing::error!(collection = coll, error = %e, "change alert run panicked");
+            shared.alerts.with_status(coll, |st| {
+                *st.failures.entry(FailReason::Io.as_str()).or_default() += 1;
+                st.last_error = Some(format!("run failed: {e}"));
+            });
+        }
+    }
+}

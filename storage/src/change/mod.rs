@@ -1,0 +1,1169 @@
+//! Vegetation-loss change alerts over a time series of red/NIR scenes (GLAD/DETER style).
+//!
+//! Input: the scenes of one collection ([`Scene`]: where its red and NIR samples are, their
+//! scale/offset, its acquisition time), in any order; they are processed in acquisition order.
+//! Output: alert polygons ([`Alert`]), a ΔNDVI COG and a loss-mask COG on the grid of the
+//! newest scene ([`run`]).
+//!
+//! # Per pixel
+//! - **Validity**: a sample is invalid when either band is nodata (a declared nodata that the
+//!   band's data type cannot hold, e.g. −9999 on UInt16, is ignored and reported in
+//!   [`Outcome::warnings`]), when red + NIR ≤ 0, or when the [`CloudTest`] flags it.
+//! - **Cloud/shadow test** (for sensors without a shipped mask), on reflectance (the band's
+//!   scale/offset; without one, Byte counts are read as DN/255 and 16-bit counts as DN/10000):
+//!   *cloud* where red ≥ `red_min` and NDVI ≤ `ndvi_max` (bright and white/grey: thick cloud,
+//!   haze over bare ground, snow); *shadow* where NIR < `nir_dark` (cloud shadow over
+//!   vegetation, deep water). It misses thin cirrus and haze over vegetation (red stays low,
+//!   NDVI only drops a little) and faint shadows; it also flags bright bare sand, salt and
+//!   snow as cloud. A missed cloud shows up as a `low` alert that the next clear look
+//!   contradicts (see below), which is why a single sighting is never `high`.
+//! - **Baseline**: the `baseline_percentile` (50 = median) of the NDVI of the last
+//!   `baseline_looks` valid observations (no older than `baseline_days` when set). A scene on
+//!   another grid or CRS is warped onto the newest scene's grid (bilinear); its NDVI enters the
+//!   baseline as the maximum over a (2·`shift_px`+1)² neighbourhood, so a sub-pixel
+//!   (co-registration) offset at a forest edge does not look like loss. Scenes already on the
+//!   newest grid are used pixel for pixel.
+//! - **Detection**: loss where NDVI − baseline ≤ −`drop`, inside the mask polygons when given
+//!   (a pixel is inside when the polygon contains its centre). The first detection freezes the
+//!   pixel's baseline. A later valid observation that is again ≤ −`drop` below it *confirms*
+//!   the loss; one that is not *contradicts* it (re-greening, a missed cloud).
+//!
+//! # Per alert
+//! 8-connected components of detected pixels (GDALPolygonize, 8CONNECTED), area computed on
+//! the authalic sphere (polygons projected to a Lambert azimuthal equal-area projection
+//! centred on the grid), so it is correct for EPSG:4326 grids as well as projected ones; components
+//! under `mmu_ha` are dropped. Confidence: the state most of its pixels are in (ties go to
+//! the lower): `contradicted` by a later look, `high` (confirmed by a later look), `low`
+//! (seen once).
+//! Contradicted alerts are kept (downgraded), never deleted.
+//!
+//! # Memory
+//! Rows are processed in blocks of `block_rows` through all scenes; per-pixel state lives only
+//! for the current block, intermediate rasters go to GeoTIFFs in the work directory, and a
+//! scene on another grid is warped to a GeoTIFF there (its own data type), never held in
+//! memory whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use gdal::raster::{Buffer, GdalDataType, RasterCreationOptions};
+use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
+use gdal::vector::{FieldDefn, Geometry, LayerAccess, LayerOptions, OGRFieldType};
+use gdal::{Dataset, DriverManager, GeoTransform};
+use serde_json::{json, Value};
+
+use crate::products::{gdal_warp, polygonize, write_cog_from_path, CogOptions, ProductError};
+
+/// Errors of the change engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChangeError {
+    /// Bad parameters or inputs (the message says which and why).
+    #[error("{0}")]
+    Input(String),
+    /// A GDAL call failed.
+    #[error("GDAL error while {context}: {source}")]
+    Gdal {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: gdal::errors::GdalError,
+    },
+    /// Writing a product failed.
+    #[error(transparent)]
+    Product(#[from] ProductError),
+}
+
+type Result<T> = std::result::Result<T, ChangeError>;
+
+fn gd<T>(r: gdal::errors::Result<T>, context: impl FnOnce() -> String) -> Result<T> {
+    r.map_err(|source| ChangeError::Gdal {
+        context: context(),
+        source,
+    })
+}
+
+/// One band of a scene: a raster file and a band number (1-based).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BandSource {
+    /// The raster file.
+    pub path: PathBuf,
+    /// Band number in it, from 1.
+    pub band: usize,
+    /// Scale to reflectance when the catalog declares one (else the file's, else by type).
+    pub scale: Option<f64>,
+    /// Offset to reflectance when the catalog declares one (else the file's, else 0).
+    pub offset: Option<f64>,
+}
+
+/// One observation: an item's red and NIR bands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scene {
+    /// Item id.
+    pub id: String,
+    /// Acquisition time.
+    pub datetime: DateTime<Utc>,
+    /// Red band.
+    pub red: BandSource,
+    /// Near-infrared band.
+    pub nir: BandSource,
+}
+
+/// Cloud/shadow test thresholds (reflectance); see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CloudTest {
+    /// Cloud: red reflectance at least this…
+    pub red_min: f64,
+    /// …and NDVI at most this.
+    pub ndvi_max: f64,
+    /// Shadow: NIR reflectance below this.
+    pub nir_dark: f64,
+}
+
+impl Default for CloudTest {
+    fn default() -> Self {
+        Self {
+            red_min: 0.20,
+            ndvi_max: 0.15,
+            nir_dark: 0.04,
+        }
+    }
+}
+
+/// Parameters of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Loss threshold: NDVI − baseline ≤ −drop.
+    pub drop: f64,
+    /// Minimum mapping unit, hectares.
+    pub mmu_ha: f64,
+    /// Valid looks in the baseline (1 = the previous clear look).
+    pub baseline_looks: usize,
+    /// Percentile of the baseline looks (50 = median, 90 = a high percentile).
+    pub baseline_percentile: f64,
+    /// Baseline looks older than this many days before an observation are dropped.
+    pub baseline_days: Option<u32>,
+    /// Only scenes acquired at or after this detect (earlier ones only build the baseline).
+    pub since: Option<DateTime<Utc>>,
+    /// Cloud/shadow test; `None` disables it.
+    pub cloud: Option<CloudTest>,
+    /// Mask polygons (any OGR vector file): detections only inside.
+    pub mask: Option<PathBuf>,
+    /// Neighbourhood radius (pixels) of the baseline maximum for warped scenes.
+    pub shift_px: usize,
+    /// Rows per processing block.
+    pub block_rows: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            drop: 0.30,
+            mmu_ha: 0.5,
+            baseline_looks: 3,
+            baseline_percentile: 50.0,
+            baseline_days: None,
+            since: None,
+            cloud: Some(CloudTest::default()),
+            mask: None,
+            shift_px: 1,
+            block_rows: 256,
+        }
+    }
+}
+
+impl Params {
+    /// Checks the parameters; all problems in one message.
+    pub fn validate(&self) -> Result<()> {
+        let mut bad = Vec::new();
+        if !(self.drop > 0.0 && self.drop <= 2.0) {
+            bad.push(format!("drop must be in (0, 2], got {}", self.drop));
+        }
+        if !(self.mmu_ha >= 0.0 && self.mmu_ha.is_finite()) {
+            bad.push(format!("mmu_ha must be ≥ 0, got {}", self.mmu_ha));
+        }
+        if !(1..=16).contains(&self.baseline_looks) {
+            bad.push(format!(
+                "baseline_looks must be 1..=16, got {}",
+                self.baseline_looks
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.baseline_percentile) {
+            bad.push(format!(
+                "baseline_percentile must be 0..=100, got {}",
+                self.baseline_percentile
+            ));
+        }
+        if self.shift_px > 3 {
+            bad.push(format!("shift_px must be 0..=3, got {}", self.shift_px));
+        }
+        if self.block_rows == 0 {
+            bad.push("block_rows must be ≥ 1".to_string());
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(ChangeError::Input(bad.join("; ")))
+        }
+    }
+}
+
+/// Alert confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Confidence {
+    /// A later valid observation contradicted most of it (downgraded, kept).
+    Contradicted,
+    /// Seen once.
+    Low,
+    /// Confirmed by a later valid observation.
+    High,
+}
+
+impl Confidence {
+    /// `low`, `high`, `contradicted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Contradicted => "contradicted",
+            Self::Low => "low",
+            Self::High => "high",
+        }
+    }
+}
+
+/// One alert polygon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// Stable within a run: `<first_detected YYYYMMDD>-<n>` (n by area, largest first).
+    pub id: String,
+    /// Equal-area size, hectares.
+    pub area_ha: f64,
+    /// Pixels.
+    pub n_px: u64,
+    /// First scene that showed the loss.
+    pub first_detected: DateTime<Utc>,
+    /// Last scene that observed it (confirmed or contradicted).
+    pub last_observed: DateTime<Utc>,
+    /// Confidence.
+    pub confidence: Confidence,
+    /// Mean ΔNDVI at first detection.
+    pub mean_dndvi: f64,
+    /// Mean baseline NDVI.
+    pub baseline_ndvi: f64,
+    /// Items that went into it (baseline looks, detection, later looks).
+    pub source_items: Vec<String>,
+    /// RFC 7946 geometry (lon/lat).
+    pub geometry: Value,
+    /// `[w, s, e, n]`.
+    pub bbox: [f64; 4],
+}
+
+/// Counts of one scene's samples on the target grid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SceneStats {
+    /// Item id.
+    pub id: String,
+    /// Valid samples.
+    pub valid: u64,
+    /// Nodata in either band.
+    pub nodata: u64,
+    /// red + NIR ≤ 0.
+    pub nonpositive: u64,
+    /// Flagged as cloud.
+    pub cloud: u64,
+    /// Flagged as shadow.
+    pub shadow: u64,
+    /// Warped onto the newest scene's grid.
+    pub warped: bool,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Alerts ≥ MMU, largest first.
+    pub alerts: Vec<Alert>,
+    /// Detected pixels before the MMU.
+    pub loss_px_before_mmu: u64,
+    /// Components before the MMU.
+    pub components_before_mmu: usize,
+    /// Per scene, in acquisition order.
+    pub scenes: Vec<SceneStats>,
+    /// Things worth telling the operator (ignored nodata, …).
+    pub warnings: Vec<String>,
+    /// ΔNDVI COG (newest look vs its baseline; NaN = no value).
+    pub dndvi_cog: PathBuf,
+    /// Loss-mask COG (0 none, 1 low, 2 high, 3 contradicted; alerts ≥ MMU only).
+    pub loss_cog: PathBuf,
+    /// Grid of the outputs: width, height.
+    pub size: (usize, usize),
+}
+
+impl Alert {
+    /// The alert as an RFC 7946 Feature. `mask` names the mask used (or `null`).
+    pub fn to_feature(&self, mask: Option<&str>) -> Value {
+        let t = |d: &DateTime<Utc>| d.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let r4 = |x: f64| (x * 1e4).round() / 1e4;
+        json!({
+            "type": "Feature",
+            "id": self.id,
+            "bbox": self.bbox,
+            "geometry": self.geometry,
+            "properties": {
+                "id": self.id,
+                "area_ha": r4(self.area_ha),
+                "n_px": self.n_px,
+                "first_detected": t(&self.first_detected),
+                "last_observed": t(&self.last_observed),
+                "confidence": self.confidence.as_str(),
+                "mean_dndvi": r4(self.mean_dndvi),
+                "baseline_ndvi": r4(self.baseline_ndvi),
+                "source_items": self.source_items,
+                "mask": mask,
+            }
+        })
+    }
+}
+
+/// The alerts as an RFC 7946 FeatureCollection.
+pub fn feature_collection(alerts: &[Alert], mask: Option<&str>) -> Value {
+    json!({
+        "type": "FeatureCollection",
+        "features": alerts.iter().map(|a| a.to_feature(mask)).collect::<Vec<_>>(),
+    })
+}
+
+/// The target grid.
+struct Grid {
+    width: usize,
+    height: usize,
+    gt: GeoTransform,
+    wkt: String,
+    srs: SpatialRef,
+}
+
+/// A band ready to read on the target grid.
+struct ReadBand {
+    ds: usize,
+    band: usize,
+    scale: f64,
+    offset: f64,
+    nodata: Option<f64>,
+}
+
+struct OpenScene {
+    red: ReadBand,
+    nir: ReadBand,
+    warped: bool,
+}
+
+fn default_scale(ty: GdalDataType) -> f64 {
+    match ty {
+        GdalDataType::UInt8 => 1.0 / 255.0,
+        GdalDataType::UInt16 | GdalDataType::Int16 => 1e-4,
+        _ => 1.0,
+    }
+}
+
+/// Whether a declared nodata value can occur in a band of type `ty`.
+pub fn nodata_representable(nd: f64, ty: GdalDataType) -> bool {
+    if nd.is_nan() {
+        return !ty.is_integer();
+    }
+    if !ty.is_integer() {
+        return ty != GdalDataType::Float32 || (nd as f32) as f64 == nd || nd.is_infinite();
+    }
+    if nd.fract() != 0.0 {
+        return false;
+    }
+    let bits = i32::from(ty.bits());
+    let (lo, hi) = if ty.is_signed() {
+        (-(2f64.powi(bits - 1)), 2f64.powi(bits - 1) - 1.0)
+    } else {
+        (0.0, 2f64.powi(bits) - 1.0)
+    };
+    (lo..=hi).contains(&nd)
+}
+
+fn same_grid(ds: &Dataset, grid: &Grid) -> bool {
+    let Ok(gt) = ds.geo_transform() else {
+        return false;
+    };
+    let same_srs = match ds.spatial_ref() {
+        Ok(s) => s == grid.srs,
+        Err(_) => false,
+    };
+    let tol = grid.gt[1].abs() * 1e-6;
+    same_srs
+        && ds.raster_size() == (grid.width, grid.height)
+        && gt
+            .iter()
+            .zip(grid.gt.iter())
+            .all(|(a, b)| (a - b).abs() <= tol)
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str()
+        .ok_or_else(|| ChangeError::Input(format!("path {} is not UTF-8", p.display())))
+}
+
+/// Bounding box of a grid in another SRS (corner points), `[xmin, ymin, xmax, ymax]`.
+fn grid_bounds_in(grid: &Grid, to: &SpatialRef) -> Result<[f64; 4]> {
+    let mut from = grid.srs.clone();
+    from.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let mut to = to.clone();
+    to.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let ct = gd(CoordTransform::new(&from, &to), || {
+        "coordinate transform".into()
+    })?;
+    let (w, h) = (grid.width as f64, grid.height as f64);
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for i in 0..=8 {
+        for j in 0..=8 {
+            let (c, r) = (w * f64::from(i) / 8.0, h * f64::from(j) / 8.0);
+            xs.push(grid.gt[0] + c * grid.gt[1] + r * grid.gt[2]);
+            ys.push(grid.gt[3] + c * grid.gt[4] + r * grid.gt[5]);
+        }
+    }
+    let mut zs = vec![0.0; xs.len()];
+    gd(ct.transform_coords(&mut xs, &mut ys, &mut zs), || {
+        "transforming the grid corners".into()
+    })?;
+    let fold = |v: &[f64], f: fn(f64, f64) -> f64, init: f64| v.iter().copied().fold(init, f);
+    Ok([
+        fold(&xs, f64::min, f64::INFINITY),
+        fold(&ys, f64::min, f64::INFINITY),
+        fold(&xs, f64::max, f64::NEG_INFINITY),
+        fold(&ys, f64::max, f64::NEG_INFINITY),
+    ])
+}
+
+struct Inputs {
+    datasets: Vec<Dataset>,
+    scenes: Vec<OpenScene>,
+    warnings: Vec<String>,
+}
+
+fn open_inputs(scenes: &[Scene], grid: &Grid, work: &Path) -> Result<Inputs> {
+    let mut datasets: Vec<Dataset> = Vec::new();
+    let mut by_path: BTreeMap<PathBuf, (usize, bool)> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let mut out = Vec::new();
+    for (k, s) in scenes.iter().enumerate() {
+        let mut bands = Vec::new();
+        for (what, b) in [("red", &s.red), ("nir", &s.nir)] {
+            let src = gd(Dataset::open(&b.path), || {
+                format!("opening {} ({what} of {})", b.path.display(), s.id)
+            })?;
+            let count = src.raster_count();
+            if b.band == 0 || b.band > count {
+                return Err(ChangeError::Input(format!(
+                    "item {}: {what} is band {} of {}, which has {count} band(s)",
+                    s.id,
+                    b.band,
+                    b.path.display()
+                )));
+            }
+            let band = gd(src.rasterband(b.band), || format!("band {}", b.band))?;
+            let ty = band.band_type();
+            let nodata = match band.no_data_value() {
+                Some(nd) if !nodata_representable(nd, ty) => {
+                    warnings.push(format!(
+                        "item {}: {what} band declares nodata {nd}, which a {} band cannot hold: ignored",
+                        s.id,
+                        ty.name()
+                    ));
+                    None
+                }
+                other => other,
+            };
+            let scale = b
+                .scale
+                .or(band.scale())
+                .unwrap_or_else(|| default_scale(ty));
+            let offset = b.offset.or(band.offset()).unwrap_or(0.0);
+            let (idx, warped) = match by_path.get(&b.path) {
+                Some(&v) => v,
+                None => {
+                    let src_srs = src.spatial_ref().map_err(|_| {
+                        ChangeError::Input(format!(
+                            "item {}: {} has no coordinate reference system",
+                            s.id,
+                            b.path.display()
+                        ))
+                    })?;
+                    let v = if same_grid(&src, grid) {
+                        datasets.push(src);
+                        (datasets.len() - 1, false)
+                    } else {
+                        // The newest grid's extent, seen from this scene's CRS, must overlap it.
+                        let [x0, y0, x1, y1] = grid_bounds_in(grid, &src_srs)?;
+                        let gt = gd(src.geo_transform(), || "geotransform".into())?;
+                        let (sw, sh) = src.raster_size();
+                        let sx = [gt[0], gt[0] + sw as f64 * gt[1] + sh as f64 * gt[2]];
+                        let sy = [gt[3], gt[3] + sw as f64 * gt[4] + sh as f64 * gt[5]];
+                        let overlap = x0 < sx[0].max(sx[1])
+                            && x1 > sx[0].min(sx[1])
+                            && y0 < sy[0].max(sy[1])
+                            && y1 > sy[0].min(sy[1]);
+                        if !overlap {
+                            return Err(ChangeError::Input(format!(
+                                "item {}: {} does not overlap the newest scene's grid (different place or CRS mismatch)",
+                                s.id,
+                                b.path.display()
+                            )));
+                        }
+                        let dst = work.join(format!("warp-{k}-{what}.tif"));
+                        let ext = [
+                            grid.gt[0],
+                            grid.gt[3] + grid.height as f64 * grid.gt[5],
+                            grid.gt[0] + grid.width as f64 * grid.gt[1],
+                            grid.gt[3],
+                        ];
+                        let args: Vec<String> = [
+                            "-of",
+                            "GTiff",
+                            "-t_srs",
+                            &grid.wkt,
+                            "-te",
+                            &ext[0].to_string(),
+                            &ext[1].to_string(),
+                            &ext[2].to_string(),
+                            &ext[3].to_string(),
+                            "-ts",
+                            &grid.width.to_string(),
+                            &grid.height.to_string(),
+                            "-r",
+                            "bilinear",
+                            "-co",
+                            "TILED=YES",
+                        ]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect();
+                        let w = gdal_warp(&src, path_str(&dst)?, &args)?;
+                        datasets.push(w);
+                        (datasets.len() - 1, true)
+                    };
+                    by_path.insert(b.path.clone(), v);
+                    v
+                }
+            };
+            bands.push(ReadBand {
+                ds: idx,
+                band: b.band,
+                scale,
+                offset,
+                nodata,
+            });
+            let _ = warped;
+        }
+        let (Some(nir), Some(red)) = (bands.pop(), bands.pop()) else {
+            return Err(ChangeError::Input("internal: band list".into()));
+        };
+        let warped = by_path.get(&s.red.path).is_some_and(|v| v.1)
+            || by_path.get(&s.nir.path).is_some_and(|v| v.1);
+        out.push(OpenScene { red, nir, warped });
+    }
+    Ok(Inputs {
+        datasets,
+        scenes: out,
+        warnings,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Why {
+    Valid,
+    Nodata,
+    NonPositive,
+    Cloud,
+    Shadow,
+}
+
+fn classify(
+    r_raw: f64,
+    n_raw: f64,
+    red: &ReadBand,
+    nir: &ReadBand,
+    cloud: Option<&CloudTest>,
+) -> (Why, f32) {
+    let is_nd = |v: f64, nd: Option<f64>| v.is_nan() || nd.is_some_and(|nd| v == nd);
+    if is_nd(r_raw, red.nodata) || is_nd(n_raw, nir.nodata) {
+        return (Why::Nodata, f32::NAN);
+    }
+    let r = r_raw * red.scale + red.offset;
+    let n = n_raw * nir.scale + nir.offset;
+    if r + n <= 0.0 {
+        return (Why::NonPositive, f32::NAN);
+    }
+    let ndvi = (n - r) / (n + r);
+    if let Some(c) = cloud {
+        if r >= c.red_min && ndvi <= c.ndvi_max {
+            return (Why::Cloud, f32::NAN);
+        }
+        if n < c.nir_dark {
+            return (Why::Shadow, f32::NAN);
+        }
+    }
+    (Why::Valid, ndvi as f32)
+}
+
+fn read_rows(
+    ds: &Dataset,
+    band: usize,
+    row0: usize,
+    rows: usize,
+    width: usize,
+) -> Result<Vec<f64>> {
+    let b = gd(ds.rasterband(band), || format!("band {band}"))?;
+    let buf = gd(
+        b.read_as::<f64>((0, row0 as isize), (width, rows), (width, rows), None),
+        || format!("reading rows {row0}..{}", row0 + rows),
+    )?;
+    Ok(buf.into_shape_and_vec().1)
+}
+
+/// Temporary rasters on the target grid.
+struct Scratch {
+    ds: Dataset,
+}
+
+impl Scratch {
+    fn create<T: gdal::raster::GdalType>(
+        path: &Path,
+        grid: &Grid,
+        nodata: Option<f64>,
+    ) -> Result<Self> {
+        let driver = gd(DriverManager::get_driver_by_name("GTiff"), || {
+            "GTiff driver".into()
+        })?;
+        let opts = RasterCreationOptions::from_iter(["TILED=YES", "COMPRESS=LZW"]);
+        let mut ds = gd(
+            driver.create_with_band_type_with_options::<T, _>(
+                path,
+                grid.width,
+                grid.height,
+                1,
+                &opts,
+            ),
+            || format!("creating {}", path.display()),
+        )?;
+        gd(ds.set_geo_transform(&grid.gt), || "set geotransform".into())?;
+        gd(ds.set_projection(&grid.wkt), || "set projection".into())?;
+        if let Some(nd) = nodata {
+            let mut b = gd(ds.rasterband(1), || "band 1".into())?;
+            gd(b.set_no_data_value(Some(nd)), || "set nodata".into())?;
+        }
+        Ok(Self { ds })
+    }
+
+    fn write<T: gdal::raster::GdalType + Copy>(
+        &self,
+        row0: usize,
+        width: usize,
+        data: Vec<T>,
+    ) -> Result<()> {
+        let rows = data.len() / width.max(1);
+        let mut b = gd(self.ds.rasterband(1), || "band 1".into())?;
+        let mut buf = Buffer::new((width, rows), data);
+        gd(b.write((0, row0 as isize), (width, rows), &mut buf), || {
+            format!("writing rows {row0}..{}", row0 + rows)
+        })
+    }
+
+    fn read<T: gdal::raster::GdalType + Copy>(
+        &self,
+        row0: usize,
+        rows: usize,
+        width: usize,
+    ) -> Result<Vec<T>> {
+        let b = gd(self.ds.rasterband(1), || "band 1".into())?;
+        let buf = gd(
+            b.read_as::<T>((0, row0 as isize), (width, rows), (width, rows), None),
+            || format!("reading rows {row0}..{}", row0 + rows),
+        )?;
+        Ok(buf.into_shape_and_vec().1)
+    }
+}
+
+fn percentile(vals: &mut [f32], p: f64) -> f32 {
+    vals.sort_by(|a, b| a.total_cmp(b));
+    let n = vals.len();
+    if n == 0 {
+        return f32::NAN;
+    }
+    // Linear interpolation between closest ranks (numpy's default).
+    let pos = p / 100.0 * (n - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let (a, b) = (vals[lo.min(n - 1)], vals[hi.min(n - 1)]);
+    a + (b - a) * (pos - lo as f64) as f32
+}
+
+/// Opens the mask file, transforms its polygons to the grid's CRS and burns them (1) into a
+/// scratch raster.
+fn rasterize_mask(mask: &Path, grid: &Grid, work: &Path) -> Result<Scratch> {
+    let bad = |why: String| ChangeError::Input(format!("mask {}: {why}", mask.display()));
+    let vds = Dataset::open_ex(
+        mask,
+        gdal::DatasetOptions {
+            open_flags: gdal::GdalOpenFlags::GDAL_OF_VECTOR,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| bad(format!("not a readable vector file ({e})")))?;
+    let mut target = grid.srs.clone();
+    target.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let mut geoms = Vec::new();
+    for mut layer in vds.layers() {
+        let mut lsrs = match layer.spatial_ref() {
+            Some(s) => s,
+            None => return Err(bad("a layer has no coordinate reference system".into())),
+        };
+        lsrs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        let ct = gd(CoordTransform::new(&lsrs, &target), || {
+            "mask transform".into()
+        })?;
+        for f in layer.features() {
+            if let Some(g) = f.geometry() {
+                let t = g
+                    .transform(&ct)
+                    .map_err(|e| bad(format!("transforming a polygon: {e}")))?;
+                geoms.push(t);
+            }
+        }
+    }
+    if geoms.is_empty() {
+        return Err(bad("no polygons".into()));
+    }
+    let mut s = Scratch::create::<u8>(&work.join("mask.tif"), grid, None)?;
+    let burn = vec![1.0; geoms.len()];
+    gd(
+        gdal::raster::rasterize(&mut s.ds, &[1], &geoms, &burn, None),
+        || "rasterizing the mask".into(),
+    )?;
+    Ok(s)
+}
+
+#[derive(Default, Clone)]
+struct Acc {
+    n: u64,
+    sum_d: f64,
+    sum_base: f64,
+    first: u16,
+    last: u16,
+    high: u64,
+    contra: u64,
+}
+
+/// Runs the change detection over `scenes` (any order; at least two). Intermediate files go
+/// to `work` (created; the caller removes it), the two COGs to `out_dir` as `dndvi.tif` and
+/// `loss.tif`.
+pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Result<Outcome> {
+    params.validate()?;
+    if scenes.len() < 2 {
+        return Err(ChangeError::Input(format!(
+            "change detection needs at least two scenes, got {}",
+            scenes.len()
+        )));
+    }
+    let mut order: Vec<&Scene> = scenes.iter().collect();
+    order.sort_by(|a, b| a.datetime.cmp(&b.datetime).then(a.id.cmp(&b.id)));
+    let scenes: Vec<Scene> = order.into_iter().cloned().collect();
+    let Some(newest) = scenes.last() else {
+        return Err(ChangeError::Input("no scenes".into()));
+    };
+    for p in [work, out_dir] {
+        std::fs::create_dir_all(p)
+            .map_err(|e| ChangeError::Input(format!("creating {}: {e}", p.display())))?;
+    }
+
+    // The newest scene's red band defines the grid.
+    let gds = gd(Dataset::open(&newest.red.path), || {
+        format!("opening {}", newest.red.path.display())
+    })?;
+    let srs = gds.spatial_ref().map_err(|_| {
+        ChangeError::Input(format!(
+            "item {}: {} has no coordinate reference system",
+            newest.id,
+            newest.red.path.display()
+        ))
+    })?;
+    let gt = gd(gds.geo_transform(), || {
+        "geotransform of the newest scene".into()
+    })?;
+    if gt[2] != 0.0 || gt[4] != 0.0 {
+        return Err(ChangeError::Input(format!(
+            "item {}: rotated grids are not supported",
+            newest.id
+        )));
+    }
+    let (width, height) = gds.raster_size();
+    let grid = Grid {
+        width,
+        height,
+        gt,
+        wkt: gd(srs.to_wkt(), || "CRS to WKT".into())?,
+        srs,
+    };
+    drop(gds);
+
+    let inputs = open_inputs(&scenes, &grid, work)?;
+    let mask = match &params.mask {
+        Some(m) => Some(rasterize_mask(m, &grid, work)?),
+        None => None,
+    };
+
+    let s_det = Scratch::create::<u8>(&work.join("det.tif"), &grid, None)?;
+    let s_code = Scratch::create::<u8>(&work.join("code.tif"), &grid, None)?;
+    let s_dfirst = Scratch::create::<f32>(&work.join("dfirst.tif"), &grid, None)?;
+    let s_base = Scratch::create::<f32>(&work.join("base.tif"), &grid, None)?;
+    let s_first = Scratch::create::<u16>(&work.join("first.tif"), &grid, None)?;
+    let s_last = Scratch::create::<u16>(&work.join("last.tif"), &grid, None)?;
+    let s_dnew = Scratch::create::<f32>(&work.join("dndvi.tif"), &grid, Some(f64::NAN))?;
+
+    let looks = params.baseline_looks;
+    let ne = scenes.len();
+    let mut stats: Vec<SceneStats> = scenes
+        .iter()
+        .zip(&inputs.scenes)
+        .map(|(s, o)| SceneStats {
+            id: s.id.clone(),
+            warped: o.warped,
+            ..Default::default()
+        })
+        .collect();
+    let drop_t = -params.drop as f32;
+    let mut loss_px_before = 0u64;
+
+    let mut row0 = 0;
+    while row0 < height {
+        let rows = params.block_rows.min(height - row0);
+        let npx = rows * width;
+        let mut hist = vec![0f32; npx * looks];
+        let mut hist_e = vec![0u16; npx * looks];
+        let mut hist_n = vec![0u8; npx];
+        let mut code = vec![0u8; npx];
+        let mut base = vec![f32::NAN; npx];
+        let mut dfirst = vec![f32::NAN; npx];
+        let mut first = vec![0u16; npx];
+        let mut last = vec![0u16; npx];
+        let mut dnew = vec![f32::NAN; npx];
+        let inmask = match &mask {
+            Some(m) => m.read::<u8>(row0, rows, width)?,
+            None => vec![1u8; npx],
+        };
+        let mut scratch = vec![0f32; looks];
+        for (e, (scene, open)) in scenes.iter().zip(&inputs.scenes).enumerate() {
+            let halo = if open.warped { params.shift_px } else { 0 };
+            let r_lo = row0.saturating_sub(halo);
+            let r_hi = (row0 + rows + halo).min(height);
+            let nrows = r_hi - r_lo;
+            let (Some(rds), Some(nds)) = (
+                inputs.datasets.get(open.red.ds),
+                inputs.datasets.get(open.nir.ds),
+            ) else {
+                return Err(ChangeError::Input("internal: dataset index".into()));
+            };
+            let red = read_rows(rds, open.red.band, r_lo, nrows, width)?;
+            let nir = read_rows(nds, open.nir.band, r_lo, nrows, width)?;
+            let st = &mut stats[e];
+            let mut nd = vec![f32::NAN; nrows * width];
+            for (i, (r, n)) in red.iter().zip(&nir).enumerate() {
+                let (why, v) = classify(*r, *n, &open.red, &open.nir, params.cloud.as_ref());
+                // Count only the block's own rows (not the halo).
+                let row = r_lo + i / width;
+                if row >= row0 && row < row0 + rows {
+                    match why {
+                        Why::Valid => st.valid += 1,
+                        Why::Nodata => st.nodata += 1,
+                        Why::NonPositive => st.nonpositive += 1,
+                        Why::Cloud => st.cloud += 1,
+                        Why::Shadow => st.shadow += 1,
+                    }
+                }
+                nd[i] = v;
+            }
+            drop(red);
+            drop(nir);
+            // Baseline contribution of a warped scene: where its neighbourhood (±`shift_px`)
+            // spans an edge (max − min ≥ drop), the neighbourhood minimum, i.e. the largest
+            // (least negative) ΔNDVI over shifts of up to `shift_px` pixels; elsewhere the
+            // pixel itself (texture inside a stand must not shrink real clearings).
+            let ndguard: Option<Vec<f32>> = (halo > 0).then(|| {
+                let mut out = vec![f32::NAN; npx];
+                for r in 0..rows {
+                    let ar = row0 + r - r_lo;
+                    for c in 0..width {
+                        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+                        for dr in ar.saturating_sub(halo)..=(ar + halo).min(nrows - 1) {
+                            for dc in c.saturating_sub(halo)..=(c + halo).min(width - 1) {
+                                let v = nd[dr * width + dc];
+                                if !v.is_nan() {
+                                    lo = lo.min(v);
+                                    hi = hi.max(v);
+                                }
+                            }
+                        }
+                        let v = nd[ar * width + c];
+                        out[r * width + c] = if hi - lo >= params.drop as f32 { lo } else { v };
+                    }
+                }
+                out
+            });
+            let detect_ok = e >= 1 && params.since.is_none_or(|s| scene.datetime >= s);
+            let newest_e = e + 1 == ne;
+            let days = params
+                .baseline_days
+                .map(|d| chrono::Duration::days(i64::from(d)));
+            for p in 0..npx {
+                let v = nd[(row0 - r_lo) * width + p];
+                if v.is_nan() {
+                    continue;
+                }
+                let vb = match &ndguard {
+                    Some(m) => m[p],
+                    None => v,
+                };
+                let h = &mut hist[p * looks..(p + 1) * looks];
+                let he = &mut hist_e[p * looks..(p + 1) * looks];
+                let hn = &mut hist_n[p];
+                if let Some(days) = days {
+                    while *hn > 0 && scene.datetime - scenes[usize::from(he[0])].datetime > days {
+                        h.copy_within(1.., 0);
+                        he.copy_within(1.., 0);
+                        *hn -= 1;
+                    }
+                }
+                match code[p] {
+                    0 => {
+                        if *hn > 0 {
+                            let k = usize::from(*hn);
+                            scratch[..k].copy_from_slice(&h[..k]);
+                            let b = percentile(&mut scratch[..k], params.baseline_percentile);
+                            let d = v - b;
+                            if newest_e {
+                                dnew[p] = d;
+                            }
+                            if detect_ok && inmask[p] != 0 && d <= drop_t {
+                                code[p] = 1;
+                                base[p] = b;
+                                dfirst[p] = d;
+                                first[p] = e as u16;
+                                last[p] = e as u16;
+                                loss_px_before += 1;
+                                continue;
+                            }
+                        }
+                        if usize::from(*hn) == looks {
+                            h.copy_within(1.., 0);
+                            he.copy_within(1.., 0);
+                            *hn -= 1;
+                        }
+                        h[usize::from(*hn)] = vb;
+                        he[usize::from(*hn)] = e as u16;
+                        *hn += 1;
+                    }
+                    c => {
+                        let d = v - base[p];
+                        if newest_e {
+                            dnew[p] = d;
+                        }
+                        if c != 3 {
+                            code[p] = if d <= drop_t { 2 } else { 3 };
+                            last[p] = e as u16;
+                        }
+                    }
+                }
+            }
+        }
+        let det: Vec<u8> = code.iter().map(|&c| u8::from(c > 0)).collect();
+        s_det.write(row0, width, det)?;
+        s_code.write(row0, width, code)?;
+        s_dfirst.write(row0, width, dfirst)?;
+        s_base.write(row0, width, base)?;
+        s_first.write(row0, width, first)?;
+        s_last.write(row0, width, last)?;
+        s_dnew.write(row0, width, dnew)?;
+        row0 += rows;
+    }
+
+    // Components: polygonize the detected pixels (8-connected).
+    let mem_driver = gd(DriverManager::get_driver_by_name("Memory"), || {
+        "Memory driver".into()
+    })?;
+    let mut mem = gd(mem_driver.create_vector_only(""), || {
+        "memory vector dataset".into()
+    })?;
+    let layer = gd(
+        mem.create_layer(LayerOptions {
+            name: "loss",
+            srs: Some(&grid.srs),
+            ty: gdal::vector::OGRwkbGeometryType::wkbPolygon,
+            options: None,
+        }),
+        || "memory layer".into(),
+    )?;
+    let fd = gd(FieldDefn::new("v", OGRFieldType::OFTInteger), || {
+        "field".into()
+    })?;
+    gd(fd.add_to_layer(&layer), || "field".into())?;
+    {
+        let b = gd(s_det.ds.rasterband(1), || "det band".into())?;
+        polygonize(&b, &b, &layer, 0, true)?;
+    }
+    let mut src_srs = grid.srs.clone();
+    src_srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let mut wgs = gd(SpatialRef::from_epsg(4326), || "EPSG:4326".into())?;
+    wgs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let to_ll = gd(CoordTransform::new(&src_srs, &wgs), || {
+        "to EPSG:4326".into()
+    })?;
+    // Areas: Lambert azimuthal equal-area on the WGS 84 authalic sphere, centred on the grid
+    // (equal-area everywhere; the centre only limits shape distortion).
+    let [x0, y0, x1, y1] = grid_bounds_in(&grid, &wgs)?;
+    let mut laea = gd(
+        SpatialRef::from_proj4(&format!(
+            "+proj=laea +lat_0={} +lon_0={} +R=6371007.181 +units=m +no_defs",
+            (y0 + y1) / 2.0,
+            (x0 + x1) / 2.0
+        )),
+        || "equal-area projection".into(),
+    )?;
+    laea.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let to_ea = gd(CoordTransform::new(&src_srs, &laea), || {
+        "to equal-area".into()
+    })?;
+    let mut kept: Vec<(f64, Geometry, Geometry)> = Vec::new();
+    let mut components = 0usize;
+    let mut layer = layer;
+    for f in layer.features() {
+        let Some(g) = f.geometry() else { continue };
+        components += 1;
+        let m2 = gd(g.transform(&to_ea), || "polygon to equal-area".into())?.area();
+        if m2 / 1e4 >= params.mmu_ha {
+            let ll = gd(g.transform(&to_ll), || "polygon to EPSG:4326".into())?;
+            kept.push((m2, g.clone(), ll));
+        }
+    }
+    kept.sort_by(|a, b| b.0.total_cmp(&a.0));
+
+    // Per-alert statistics: burn alert numbers, then one pass over the blocks.
+    let mut s_id = Scratch::create::<u32>(&work.join("id.tif"), &grid, None)?;
+    if !kept.is_empty() {
+        let geoms: Vec<Geometry> = kept.iter().map(|k| k.1.clone()).collect();
+        let burns: Vec<f64> = (1..=kept.len()).map(|i| i as f64).collect();
+        gd(
+            gdal::raster::rasterize(&mut s_id.ds, &[1], &geoms, &burns, None),
+            || "rasterizing the alerts".into(),
+        )?;
+    }
+    let s_loss = Scratch::create::<u8>(&work.join("loss.tif"), &grid, None)?;
+    let mut acc = vec![Acc::default(); kept.len() + 1];
+    let mut row0 = 0;
+    while row0 < height {
+        let rows = params.block_rows.min(height - row0);
+        let ids = s_id.read::<u32>(row0, rows, width)?;
+        let code = s_code.read::<u8>(row0, rows, width)?;
+        let dfirst = s_dfirst.read::<f32>(row0, rows, width)?;
+        let base = s_base.read::<f32>(row0, rows, width)?;
+        let first = s_first.read::<u16>(row0, rows, width)?;
+        let last = s_last.read::<u16>(row0, rows, width)?;
+        let mut loss = vec![0u8; rows * width];
+        for p in 0..rows * width {
+            let id = ids[p] as usize;
+            if id == 0 || code[p] == 0 {
+                continue;
+            }
+            let Some(a) = acc.get_mut(id) else { continue };
+            if a.n == 0 {
+                a.first = first[p];
+                a.last = last[p];
+            }
+            a.n += 1;
+            a.sum_d += f64::from(dfirst[p]);
+            a.sum_base += f64::from(base[p]);
+            a.first = a.first.min(first[p]);
+            a.last = a.last.max(last[p]);
+            match code[p] {
+                2 => a.high += 1,
+                3 => a.contra += 1,
+                _ => {}
+            }
+            loss[p] = code[p];
+        }
+        s_loss.write(row0, width, loss)?;
+        row0 += rows;
+    }
+
+    let mut alerts = Vec::new();
+    for (i, (m2, _, ll)) in kept.iter().enumerate() {
+        let Some(a) = acc.get(i + 1) else { continue };
+        if a.n == 0 {
+            continue;
+        }
+        // The state most of its pixels are in (ties go to the lower confidence).
+        let low = a.n - a.high - a.contra;
+        let confidence = if a.contra >= a.high && a.contra >= low {
+            Confidence::Contradicted
+        } else if a.high > low {
+            Confidence::High
+        } else {
+            Confidence::Low
+        };
+        let fe = usize::from(a.first);
+        let le = usize::from(a.last).min(ne - 1);
+        let from = fe.saturating_sub(looks);
+        let source_items = scenes[from..=le].iter().map(|s| s.id.clone()).collect();
+        let geometry: Value = gd(ll.json(), || "GeoJSON".into()).and_then(|s| {
+            serde_json::from_str(&s).map_err(|e| ChangeError::Input(e.to_string()))
+        })?;
+        let env = ll.envelope();
+        let first_detected = scenes[fe].datetime;
+        alerts.push(Alert {
+            id: format!("{}-{}", first_detected.format("%Y%m%d"), alerts.len() + 1),
+            area_ha: m2 / 1e4,
+            n_px: a.n,
+            first_detected,
+            last_observed: scenes[le].datetime,
+            confidence,
+            mean_dndvi: a.sum_d / a.n as f64,
+            baseline_ndvi: a.sum_base / a.n as f64,
+            source_items,
+            geometry,
+            bbox: [env.MinX, env.MinY, env.MaxX, env.MaxY],
+        });
+    }
+
+    // Products.
+    let dndvi_cog = out_dir.join("dndvi.tif");
+    let loss_cog = out_dir.join("loss.tif");
+    let s_dnew_path = work.join("dndvi.tif");
+    let s_loss_path = work.join("loss.tif");
+    drop(s_dnew);
+    drop(s_loss);
+    write_cog_from_path(&s_dnew_path, &dndvi_cog, &CogOptions::default())?;
+    write_cog_from_path(
+        &s_loss_path,
+        &loss_cog,
+        &CogOptions {
+            overview_resampling: crate::products::OverviewResampling::Nearest,
+            ..CogOptions::default()
+        },
+    )?;
+
+    let mut warnings = inputs.warnings;
+    warnings.sort();
+    warnings.dedup();
+    Ok(Outcome {
+        alerts,
+        loss_px_before_mmu: loss_px_before,
+        components_before_mmu: components,
+        scenes: stats,
+        warnings,
+        dndvi_cog,
+        loss_cog,
+        size: (width, height),
+    })
+}
