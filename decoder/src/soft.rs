@@ -30,7 +30,7 @@
 //! deinterleaver would otherwise tear 72 × 2048 soft bits apart.
 //!
 //! **Differential coding** (Meteor-M N2-2 and later): per channel, `c[t] = y[t] XOR y[t-2]`,
-//! soft: sign of `−y[t]·y[t−2]`, magnitude `min(|y[t]|, |y[t−2]|)`.
+//! soft: sign of `−y[t]·y[t−2]`, magnitude `sqrt(|y[t]·y[t−2]|)`.
 //!
 //! Everything is done in fixed blocks of the symbol stream, so the output depends only on the
 //! symbols, never on how they were split when pushed.
@@ -169,10 +169,12 @@ impl PhaseCase {
     }
 }
 
-/// Soft XOR of two soft bits (differential decoding): sign of `−x·y`, magnitude `min(|x|, |y|)`.
+/// Soft XOR of two soft bits (differential decoding): sign of `−x·y`, magnitude
+/// `sqrt(|x·y|)` rounded, at most 127.
 #[inline]
 pub fn soft_xor(x: i8, y: i8) -> i8 {
-    let m = x.unsigned_abs().min(y.unsigned_abs()).min(127) as i8;
+    let p = f32::from(x.unsigned_abs()) * f32::from(y.unsigned_abs());
+    let m = (p.sqrt() + 0.5).min(127.0) as i8;
     if (x < 0) == (y < 0) {
         -m
     } else {
@@ -1006,8 +1008,10 @@ mod tests {
     #[test]
     fn soft_xor_is_xor() {
         assert!(soft_xor(100, 100) < 0);
-        assert!(soft_xor(-100, -20) == -20);
-        assert!(soft_xor(100, -20) == 20);
+        assert_eq!(soft_xor(-100, -20), -45);
+        assert_eq!(soft_xor(100, -20), 45);
+        assert_eq!(soft_xor(127, -127), 127);
+        assert_eq!(soft_xor(-128, -128), -127);
         assert_eq!(soft_xor(0, 50), 0);
     }
 
