@@ -134,6 +134,15 @@ fn symbol_costs(r: i8) -> [u8; 2] {
     [((127 + r) >> 3) as u8, ((127 - r) >> 3) as u8]
 }
 
+/// The four branch costs of a symbol pair as bytes of a `u32`: byte `(s1 << 1) | s2` is the
+/// cost of hypothesis (G1 = s1, G2 = s2).
+#[inline]
+fn branch_table(a: i8, b: i8) -> u32 {
+    let ca = symbol_costs(a);
+    let cb = symbol_costs(b);
+    u32::from_le_bytes([ca[0] + cb[0], ca[0] + cb[1], ca[1] + cb[0], ca[1] + cb[1]])
+}
+
 /// Per-butterfly expected channel bits: for butterfly `j` (new states 2j and 2j+1, old states
 /// j and j+32), the symbols of the branch old j → new 2j (register `2j`).
 const fn butterfly_symbols(g2_inverted: bool) -> [[u8; 32]; 2] {
@@ -157,6 +166,8 @@ pub struct Viterbi {
     /// Expected G1/G2 bit per butterfly as 0x00/0xFF masks.
     sym_mask: [[u8; 32]; 2],
     metrics: [u8; STATES],
+    /// Minimum of `metrics`, subtracted after the next step.
+    renorm: u8,
     /// Decision words: bit j = choice for new state 2j, bit 32+j = for new state 2j+1.
     decisions: Vec<u64>,
     /// A soft value held over when an odd number of symbols was pushed.
@@ -189,6 +200,7 @@ impl Viterbi {
             g2_inverted,
             sym_mask,
             metrics: [0; STATES],
+            renorm: 0,
             decisions: Vec::with_capacity(TRACEBACK + CHUNK + 64),
             half: None,
             kernel: Self::best_kernel(),
@@ -230,6 +242,7 @@ impl Viterbi {
     /// Forgets everything (after a phase change or slip).
     pub fn reset(&mut self) {
         self.metrics = [0; STATES];
+        self.renorm = 0;
         self.decisions.clear();
         self.half = None;
     }
@@ -343,10 +356,14 @@ impl Viterbi {
                 dec |= u64::from(even == e1) << j;
                 dec |= u64::from(odd == o1) << (32 + j);
             }
-            let min = next.iter().copied().min().unwrap_or(0);
+            // Renormalise by the previous step's minimum (every new metric is at least that),
+            // which keeps the minimum below one branch cost without a reduction on the
+            // critical path of the SIMD kernel.
+            let lag = self.renorm;
             for (m, n) in self.metrics.iter_mut().zip(next) {
-                *m = n - min;
+                *m = n.saturating_sub(lag);
             }
+            self.renorm = self.metrics.iter().copied().min().unwrap_or(0);
             self.decisions.push(dec);
         }
     }
@@ -359,7 +376,7 @@ mod avx2 {
     //! (states 0..32 and 32..64), bit-identical to `acs_portable`.
     use std::arch::x86_64::*;
 
-    use super::{symbol_costs, Viterbi};
+    use super::{branch_table, Viterbi};
 
     #[target_feature(enable = "avx2")]
     fn acs_avx2(v: &mut Viterbi, pairs: &[i8]) {
@@ -373,46 +390,45 @@ mod avx2 {
         // SAFETY: as above.
         let mask2 = unsafe { _mm256_loadu_si256(v.sym_mask[1].as_ptr().cast::<__m256i>()) };
         let low_bytes = _mm_set1_epi16(0x00FF);
-        v.decisions.reserve(pairs.len() / 2);
+        // Per butterfly, the index (s1 << 1 | s2) of its branch symbols into a 4-entry cost table
+        // repeated in every 128-bit lane; the complementary branch has index ^ 3.
+        let idx = _mm256_or_si256(
+            _mm256_and_si256(mask1, _mm256_set1_epi8(2)),
+            _mm256_and_si256(mask2, _mm256_set1_epi8(1)),
+        );
+        let idx_c = _mm256_xor_si256(idx, _mm256_set1_epi8(3));
+        let mut bmin = _mm256_set1_epi8(v.renorm as i8);
+        let mut out = Vec::with_capacity(pairs.len() / 2);
         for p in pairs.chunks_exact(2) {
             let (a, b) = match p {
                 [a, b] => (*a, *b),
                 _ => continue,
             };
-            let ca = symbol_costs(a);
-            let cb = symbol_costs(b);
-            let a0 = _mm256_set1_epi8(ca[0] as i8);
-            let a1 = _mm256_set1_epi8(ca[1] as i8);
-            let b0 = _mm256_set1_epi8(cb[0] as i8);
-            let b1 = _mm256_set1_epi8(cb[1] as i8);
-            let m = _mm256_add_epi8(
-                _mm256_blendv_epi8(a0, a1, mask1),
-                _mm256_blendv_epi8(b0, b1, mask2),
-            );
-            let mc = _mm256_add_epi8(
-                _mm256_blendv_epi8(a1, a0, mask1),
-                _mm256_blendv_epi8(b1, b0, mask2),
-            );
+            let table = branch_table(a, b);
+            let t = _mm256_set1_epi32(table as i32);
+            let m = _mm256_shuffle_epi8(t, idx);
+            let mc = _mm256_shuffle_epi8(t, idx_c);
             let e1 = _mm256_adds_epu8(hi, mc);
             let o1 = _mm256_adds_epu8(hi, m);
             let even = _mm256_min_epu8(_mm256_adds_epu8(lo, m), e1);
             let odd = _mm256_min_epu8(_mm256_adds_epu8(lo, mc), o1);
             let de = _mm256_movemask_epi8(_mm256_cmpeq_epi8(even, e1)) as u32;
             let dodd = _mm256_movemask_epi8(_mm256_cmpeq_epi8(odd, o1)) as u32;
-            v.decisions.push(u64::from(de) | (u64::from(dodd) << 32));
+            out.push(u64::from(de) | (u64::from(dodd) << 32));
             let ul = _mm256_unpacklo_epi8(even, odd);
             let uh = _mm256_unpackhi_epi8(even, odd);
-            let nlo = _mm256_permute2x128_si256(ul, uh, 0x20);
-            let nhi = _mm256_permute2x128_si256(ul, uh, 0x31);
-            // Renormalise: subtract the minimum over all 64 states.
-            let mn = _mm256_min_epu8(nlo, nhi);
+            lo = _mm256_subs_epu8(_mm256_permute2x128_si256(ul, uh, 0x20), bmin);
+            hi = _mm256_subs_epu8(_mm256_permute2x128_si256(ul, uh, 0x31), bmin);
+            // The minimum over all 64 states, subtracted after the next step (off the
+            // critical path).
+            let mn = _mm256_min_epu8(lo, hi);
             let x = _mm_min_epu8(_mm256_castsi256_si128(mn), _mm256_extracti128_si256(mn, 1));
             let x = _mm_min_epu8(x, _mm_srli_epi16(x, 8));
             let x = _mm_minpos_epu16(_mm_and_si128(x, low_bytes));
-            let bmin = _mm256_broadcastb_epi8(x);
-            lo = _mm256_subs_epu8(nlo, bmin);
-            hi = _mm256_subs_epu8(nhi, bmin);
+            bmin = _mm256_broadcastb_epi8(x);
         }
+        v.decisions.extend_from_slice(&out);
+        v.renorm = _mm_cvtsi128_si32(_mm256_castsi256_si128(bmin)) as u8;
         let (m0, m1) = v.metrics.split_at_mut(32);
         // SAFETY: both halves are exactly 32 bytes; unaligned stores.
         unsafe { _mm256_storeu_si256(m0.as_mut_ptr().cast::<__m256i>(), lo) };
