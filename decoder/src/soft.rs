@@ -245,7 +245,8 @@ pub const SEARCH_WINDOW: usize = 8192;
 const BLOCK: usize = 2048;
 /// Decoded bits per re-encode check window.
 const CHECK_WINDOW: u64 = 4096;
-/// A window disagreeing more than this (per mille) loses the lock.
+/// A window disagreeing more than this (per mille) loses the lock, as does one disagreeing
+/// 50 per mille and half again more than the running level.
 const LOSS_PER_MILLE: u64 = 250;
 /// The phase search accepts a case disagreeing at most this much (per mille).
 const LOCK_PER_MILLE: u64 = 220;
@@ -442,6 +443,8 @@ struct Checker {
     window_bits: u64,
     window_compared: u64,
     window_errors: u64,
+    /// Running disagreement (per mille) of the windows since lock.
+    level: u64,
 }
 
 impl Checker {
@@ -459,6 +462,7 @@ impl Checker {
             window_bits: 0,
             window_compared: 0,
             window_errors: 0,
+            level: 0,
         }
     }
 
@@ -478,7 +482,8 @@ impl Checker {
         }));
     }
 
-    fn reset(&mut self) {
+    fn reset(&mut self, level: u64) {
+        self.level = level;
         self.reg = 0;
         self.hard.clear();
         self.head = 0;
@@ -504,10 +509,16 @@ impl Checker {
             if self.window_bits == CHECK_WINDOW {
                 c.channel_bits_compared += self.window_compared;
                 c.channel_bit_errors += self.window_errors;
-                if self.window_compared > CHECK_WINDOW / 2
-                    && self.window_errors * 1000 > self.window_compared * LOSS_PER_MILLE
-                {
-                    lost = true;
+                if self.window_compared > CHECK_WINDOW / 2 {
+                    let e = self.window_errors * 1000 / self.window_compared;
+                    // A phase jump or slip raises the disagreement abruptly (a 90-degree jump
+                    // by about 140 per mille on a clean link); slow changes of the signal
+                    // level only move the running level.
+                    if e > LOSS_PER_MILLE || (e > self.level + 50 && e * 2 > self.level * 3) {
+                        lost = true;
+                    } else {
+                        self.level = (3 * self.level + e) / 4;
+                    }
                 }
                 self.window_bits = 0;
                 self.window_compared = 0;
@@ -738,8 +749,13 @@ impl SoftFront {
                 break;
             }
             used = (self.pos - before_pos) as usize;
+            // Hand out the bits decoded so far before anything after an event, so that events
+            // interleave with frames the same way however the input was split.
+            if !self.events.is_empty() {
+                break;
+            }
         }
-        if self.finished && used < budget && !self.done {
+        if self.finished && used < budget && !self.done && self.events.is_empty() {
             self.end_of_stream(out);
             self.done = true;
         }
@@ -793,7 +809,7 @@ impl SoftFront {
         self.viterbi.flush(out);
         self.viterbi.reset();
         self.checker.settle(&mut self.counters);
-        self.checker.reset();
+        self.checker.reset(0);
         self.prev = [0; 2];
         self.lock = Lock::Searching;
         self.counters.phase_case = None;
@@ -817,12 +833,12 @@ impl SoftFront {
 
     /// Tries the 4 derotations × 2 pair alignments on `window` soft bits; returns the best
     /// (case, offset) if it is good enough.
-    fn search(&self, window: usize) -> Option<(PhaseCase, u8)> {
+    fn search(&self, window: usize) -> Option<(PhaseCase, u8, u64)> {
         let mut best: Option<(u64, PhaseCase, u8)> = None;
         let mut buf = Vec::with_capacity(window);
         for offset in 0..2u8 {
             let src = self
-                .pending
+                .avail()
                 .get(usize::from(offset)..window)
                 .unwrap_or_default();
             for case in SEARCH_CASES {
@@ -836,7 +852,7 @@ impl SoftFront {
             }
         }
         best.filter(|(s, _, _)| *s <= LOCK_PER_MILLE)
-            .map(|(_, c, o)| (c, o))
+            .map(|(s, c, o)| (c, o, s))
     }
 
     fn step_72k(&mut self, out: &mut Vec<u8>) -> bool {
@@ -850,8 +866,9 @@ impl SoftFront {
                     return false;
                 };
                 match self.search(window) {
-                    Some((case, offset)) => {
+                    Some((case, offset, score)) => {
                         self.discard(usize::from(offset));
+                        self.checker.reset(score);
                         self.locked(case, offset);
                     }
                     None => self.discard(window / 2),
