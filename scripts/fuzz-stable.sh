@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"; shift || true
-targets=("${@:-decoder sync mpdu space_packet reed_solomon frame_header msumr tle config}")
+targets=("${@:-decoder sync mpdu space_packet reed_solomon frame_header msumr tle config soft}")
 read -r -a targets <<< "${targets[*]}"
 out="${FUZZ_DIR:-target/fuzz-stable}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -45,6 +45,8 @@ seeds = {
     'msumr': [msumr_records(met)],
     'config': [open('systemd/downlink.toml', 'rb').read()],
     'tle': [r('tle/meteor-m2_40069_2022-12-20.tle'), r('tle/SGP4-VER.TLE')],
+    'soft': [bytes([0]) + r('soft/m2_72k_8bitsoft.s'), bytes([1 | 4]) + r('soft/m22_72k.hard'),
+             bytes([2]) + r('soft/m22_80k_soft.s')[:200000]],
 }
 base = os.environ['OUT'] + '/corpus'
 for t, l in seeds.items():

@@ -230,7 +230,8 @@ pub struct InputConfig {
     pub name: String,
     /// `listen` (required): where the bytes come from, see [`Listen`].
     pub listen: Listen,
-    /// `format` (required): `bits`, `cadu`, `frames` or `packets`.
+    /// `format` (required): `bits`, `cadu`, `frames`, `packets`, or channel symbols before the
+    /// inner code, `soft-i8` / `hard` (the profile must declare an `[inner]` code).
     pub format: InputFormat,
     /// `profile` (required): the spacecraft profile, loaded and validated: a built-in name
     /// (`jpss`), or the path of a profile file when the value contains `/` or ends in `.toml`
@@ -1676,7 +1677,10 @@ fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Op
 
     let format = match raw.format.as_deref() {
         None => {
-            pr.push(at("format"), "is required: bits, cadu, frames or packets");
+            pr.push(
+                at("format"),
+                "is required: bits, cadu, frames, packets, soft-i8 or hard",
+            );
             None
         }
         Some(text) => match text.parse::<InputFormat>() {
@@ -1684,7 +1688,7 @@ fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Op
             Err(_) => {
                 pr.push(
                     at("format"),
-                    format!("must be bits, cadu, frames or packets, got {text:?}"),
+                    format!("must be bits, cadu, frames, packets, soft-i8 or hard, got {text:?}"),
                 );
                 None
             }
@@ -1704,6 +1708,18 @@ fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Op
         }
         Some(text) => load_profile(pr, &at("profile"), text, base),
     };
+    if let (Some(f), Some(p)) = (format, profile.as_ref()) {
+        if f.is_channel_symbols() && p.0.inner.is_none() {
+            pr.push(
+                at("format"),
+                format!(
+                    "{:?} needs a profile with an [inner] code section; profile {:?} has none (e.g. meteor-lrpt-72k)",
+                    f.label(),
+                    p.0.name
+                ),
+            );
+        }
+    }
 
     // Keys that would have no effect for this transport are problems, reported instead of any
     // problem with their value. (With a broken `listen`, they cannot be judged.)
@@ -2384,6 +2400,24 @@ profile = "jpss"
         assert_eq!(i.queue_datagrams, 4096);
         assert_eq!(i.reconnect, Duration::from_secs(1));
         assert!(c.webhook.is_empty());
+    }
+
+    #[test]
+    fn soft_symbol_formats_need_a_profile_with_an_inner_code() {
+        let text = |format: &str, profile: &str| {
+            format!(
+                "[archive]\npath = \"/var/lib/downlink\"\n[[input]]\nname = \"lrpt\"\nlisten = \"udp://0.0.0.0:5000\"\nformat = \"{format}\"\nprofile = \"{profile}\"\n"
+            )
+        };
+        let c = parse(&text("soft-i8", "meteor-lrpt-80k")).unwrap();
+        assert_eq!(c.input[0].format, InputFormat::SoftI8);
+        let c = parse(&text("hard", "meteor-lrpt-72k")).unwrap();
+        assert_eq!(c.input[0].format, InputFormat::Hard);
+        let err = parse(&text("soft-i8", "meteor-lrpt")).unwrap_err();
+        assert_eq!(paths(err.problems()), ["input[0].format"]);
+        assert!(err.to_string().contains("[inner]"), "{err}");
+        let err = parse(&text("soft-f32", "meteor-lrpt-72k")).unwrap_err();
+        assert!(err.to_string().contains("soft-i8 or hard"), "{err}");
     }
 
     #[test]
