@@ -200,7 +200,8 @@ pub struct InputConfig {
     pub name: String,
     /// `listen` (required): where the bytes come from, see [`Listen`].
     pub listen: Listen,
-    /// `format` (required): `bits`, `cadu`, `frames` or `packets`.
+    /// `format` (required): `bits`, `cadu`, `frames`, `packets`, or channel symbols before the
+    /// inner code, `soft-i8` / `hard` (the profile must declare an `[inner]` code).
     pub format: InputFormat,
     /// `profile` (required): the spacecraft profile, loaded and validated: a built-in name
     /// (`jpss`), or the path of a profile file when the value contains `/` or ends in `.toml`
@@ -1440,7 +1441,10 @@ fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Op
 
     let format = match raw.format.as_deref() {
         None => {
-            pr.push(at("format"), "is required: bits, cadu, frames or packets");
+            pr.push(
+                at("format"),
+                "is required: bits, cadu, frames, packets, soft-i8 or hard",
+            );
             None
         }
         Some(text) => match text.parse::<InputFormat>() {
@@ -1448,7 +1452,7 @@ fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Op
             Err(_) => {
                 pr.push(
                     at("format"),
-                    format!("must be bits, cadu, frames or packets, got {text:?}"),
+                    format!("must be bits, cadu, frames, packets, soft-i8 or hard, got {text:?}"),
                 );
                 None
             }
@@ -1468,6 +1472,18 @@ fn resolve_input(pr: &mut Problems, i: usize, raw: &RawInput, base: &Path) -> Op
         }
         Some(text) => load_profile(pr, &at("profile"), text, base),
     };
+    if let (Some(f), Some(p)) = (format, profile.as_ref()) {
+        if f.is_channel_symbols() && p.0.inner.is_none() {
+            pr.push(
+                at("format"),
+                format!(
+                    "{:?} needs a profile with an [inner] code section; profile {:?} has none (e.g. meteor-lrpt-72k)",
+                    f.label(),
+                    p.0.name
+                ),
+            );
+        }
+    }
 
     // Keys that would have no effect for this transport are problems, reported instead of any
     // problem with their value. (With a broken `listen`, they cannot be judged.)

@@ -22,7 +22,9 @@ pub(crate) struct DecodeArgs {
     #[arg(long, short)]
     profile: String,
     /// What the files hold: bits (unaligned bit stream), cadu (byte-aligned CADUs), frames
-    /// (bare frames after RS), packets (concatenated space packets).
+    /// (bare frames after RS), packets (concatenated space packets), soft-i8 (signed 8-bit soft
+    /// symbols from a QPSK demodulator, positive = 1, I/Q pairs) or hard (packed channel bits),
+    /// both before the profile's inner (Viterbi) code.
     #[arg(long, short, default_value = "bits")]
     format: InputFormat,
     /// Print one JSON object with every counter instead of the text report.

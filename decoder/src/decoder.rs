@@ -21,8 +21,12 @@ use crate::packet::{
 use crate::pn::Derandomizer;
 use crate::profile::Profile;
 use crate::rs::{BlockOutcome, CodewordOutcome, ReedSolomon};
+use crate::soft::{SoftEvent, SoftFormat, SoftFront};
 use crate::stats::{Rejections, Stats, SyncCounters};
 use crate::sync::{SyncEvent, SyncedFrame, Synchronizer};
+
+/// Soft symbols processed per unit of work (bounds the latency of `poll`).
+const SOFT_BUDGET: usize = 64 * 1024;
 use crate::vc::{Continuity, VcTracker};
 
 /// What the input bytes are.
@@ -36,6 +40,30 @@ pub enum InputFormat {
     Frames,
     /// Concatenated space packets (no frames at all).
     Packets,
+    /// Soft channel symbols before the inner code: one signed byte per channel bit, positive =
+    /// 1, (I, Q) pairs. Needs a profile with an `[inner]` section.
+    SoftI8,
+    /// Hard channel bits before the inner code, packed MSB first. Needs an `[inner]` section.
+    Hard,
+}
+
+impl InputFormat {
+    /// The name as written in configuration and on the command line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Bits => "bits",
+            Self::Cadu => "cadu",
+            Self::Frames => "frames",
+            Self::Packets => "packets",
+            Self::SoftI8 => "soft-i8",
+            Self::Hard => "hard",
+        }
+    }
+
+    /// Whether the input is channel symbols before the inner code.
+    pub fn is_channel_symbols(self) -> bool {
+        matches!(self, Self::SoftI8 | Self::Hard)
+    }
 }
 
 impl std::str::FromStr for InputFormat {
@@ -46,8 +74,10 @@ impl std::str::FromStr for InputFormat {
             "cadu" => Ok(Self::Cadu),
             "frames" => Ok(Self::Frames),
             "packets" => Ok(Self::Packets),
+            "soft-i8" => Ok(Self::SoftI8),
+            "hard" => Ok(Self::Hard),
             other => Err(format!(
-                "unknown input format {other:?} (expected bits, cadu, frames or packets)"
+                "unknown input format {other:?} (expected bits, cadu, frames, packets, soft-i8 or hard)"
             )),
         }
     }
@@ -123,6 +153,8 @@ pub enum RejectReason {
     UnexpectedScid(u16),
     /// Too short for its layout.
     TooShort,
+    /// Virtual channel not in the profile's `frame.vcids`.
+    UnknownVcid(u8),
 }
 
 impl RejectReason {
@@ -134,6 +166,7 @@ impl RejectReason {
             RejectReason::BadVersion => "bad_version",
             RejectReason::UnexpectedScid(_) => "unexpected_scid",
             RejectReason::TooShort => "too_short",
+            RejectReason::UnknownVcid(_) => "unknown_vcid",
         }
     }
 }
@@ -211,6 +244,19 @@ pub enum Event {
         /// Count of the frame after the gap.
         vc_count: u32,
     },
+    /// The soft-symbol front end locked its phase (or the 80k marker).
+    PhaseLocked {
+        /// Soft-bit position in the input.
+        soft_bit: u64,
+        /// The phase case (before the 180° half that frame sync resolves).
+        case: crate::soft::PhaseCase,
+    },
+    /// The soft-symbol front end lost its phase lock (phase jump, slip, loss of signal) and
+    /// searches again.
+    PhaseLost {
+        /// Soft-bit position in the input.
+        soft_bit: u64,
+    },
     /// A complete space packet.
     Packet {
         /// Virtual channel it came on (None for packet-stream input).
@@ -253,7 +299,18 @@ fn drop_index(r: DropReason) -> usize {
 
 enum Front {
     Sync(Box<Synchronizer>),
-    Frames { buf: BytesMut, len: usize, pos: u64 },
+    Soft {
+        soft: Box<SoftFront>,
+        sync: Box<Synchronizer>,
+        /// Decoded bits (0/1 per byte) not yet packed into whole bytes.
+        bits: Vec<u8>,
+        sync_finished: bool,
+    },
+    Frames {
+        buf: BytesMut,
+        len: usize,
+        pos: u64,
+    },
     Packets(PacketStream),
 }
 
@@ -299,6 +356,8 @@ pub struct Decoder {
     polarity_changes: u64,
     frames_truncated_bits: u64,
     ignored_after_finish: u64,
+    /// Polarity of the last synchronized frame (the 180° half of the phase case).
+    last_inverted: bool,
 }
 
 impl Decoder {
@@ -322,8 +381,36 @@ impl Decoder {
                 pos: 0,
             },
             InputFormat::Packets => Front::Packets(PacketStream::new(profile.packets.max_len)),
+            InputFormat::SoftI8 | InputFormat::Hard => {
+                let Some(inner) = &profile.inner else {
+                    return Err(invalid(
+                        profile,
+                        "inner",
+                        &format!(
+                            "input format {} needs the profile's [inner] section (the channel code)",
+                            format.label()
+                        ),
+                    ));
+                };
+                let params = profile.sync_params(false);
+                let sync = Synchronizer::new(params).map_err(|e| invalid(profile, "sync", &e))?;
+                let sf = if format == InputFormat::Hard {
+                    SoftFormat::Hard
+                } else {
+                    SoftFormat::SoftI8
+                };
+                Front::Soft {
+                    soft: Box::new(SoftFront::new(inner, sf)),
+                    sync: Box::new(sync),
+                    bits: Vec::new(),
+                    sync_finished: false,
+                }
+            }
         };
-        let coded = matches!(format, InputFormat::Bits | InputFormat::Cadu);
+        let coded = matches!(
+            format,
+            InputFormat::Bits | InputFormat::Cadu | InputFormat::SoftI8 | InputFormat::Hard
+        );
         let rs = match (coded, profile.rs_params()) {
             (true, Some(p)) => Some(ReedSolomon::new(p).map_err(|e| invalid(profile, "rs", &e))?),
             _ => None,
@@ -374,7 +461,25 @@ impl Decoder {
             polarity_changes: 0,
             frames_truncated_bits: 0,
             ignored_after_finish: 0,
+            last_inverted: false,
         })
+    }
+
+    /// Soft-symbol input only: whether the 80k deinterleaver is flushed with erasures at the end
+    /// of the stream (default true; frames still inside the interleaver come out). Streaming
+    /// figures are those without the flush.
+    pub fn set_flush_interleaver(&mut self, on: bool) {
+        if let Front::Soft { soft, .. } = &mut self.front {
+            soft.set_flush_interleaver(on);
+        }
+    }
+
+    /// Soft-symbol input only: restricts the Viterbi decoder to its portable kernel (the output
+    /// is bit-identical; for tests and benchmarks).
+    pub fn force_portable_viterbi(&mut self) {
+        if let Front::Soft { soft, .. } = &mut self.front {
+            soft.force_portable();
+        }
     }
 
     /// The profile in use.
@@ -392,6 +497,7 @@ impl Decoder {
         self.bytes_in += data.len() as u64;
         match &mut self.front {
             Front::Sync(s) => s.push(data),
+            Front::Soft { soft, .. } => soft.push(data),
             Front::Frames { buf, .. } => buf.extend_from_slice(data),
             Front::Packets(p) => {
                 let mut out = std::mem::take(&mut self.scratch);
@@ -405,8 +511,10 @@ impl Decoder {
     /// Marks the end of the input; `poll` then drains everything, including partial packets.
     pub fn finish(&mut self) {
         self.finished = true;
-        if let Front::Sync(s) = &mut self.front {
-            s.finish();
+        match &mut self.front {
+            Front::Sync(s) => s.finish(),
+            Front::Soft { soft, .. } => soft.finish(),
+            _ => {}
         }
     }
 
@@ -426,44 +534,44 @@ impl Decoder {
     fn step(&mut self) -> bool {
         match &mut self.front {
             Front::Sync(s) => match s.poll() {
-                Some(SyncEvent::Frame(f)) => {
-                    self.on_synced(f);
-                    true
-                }
-                Some(other) => {
-                    let e = match other {
-                        SyncEvent::Locked {
-                            stream_bit,
-                            inverted,
-                        } => Event::Locked {
-                            stream_bit,
-                            inverted,
-                        },
-                        SyncEvent::Lost { stream_bit } => Event::LockLost { stream_bit },
-                        SyncEvent::PolarityChanged {
-                            stream_bit,
-                            inverted,
-                        } => {
-                            self.polarity_changes += 1;
-                            Event::PolarityChanged {
-                                stream_bit,
-                                inverted,
-                            }
-                        }
-                        SyncEvent::Discarded { stream_bit, bits } => {
-                            Event::Discarded { stream_bit, bits }
-                        }
-                        SyncEvent::Truncated { stream_bit, bits } => {
-                            Event::Truncated { stream_bit, bits }
-                        }
-                        // Handled by the arm above.
-                        SyncEvent::Frame(_) => return true,
-                    };
-                    self.events.push_back(e);
-                    true
-                }
+                Some(ev) => self.on_sync_event(ev),
                 None => self.flush_at_end(),
             },
+            Front::Soft {
+                soft,
+                sync,
+                bits,
+                sync_finished,
+            } => {
+                if let Some(ev) = sync.poll() {
+                    return self.on_sync_event(ev);
+                }
+                if let Some(ev) = soft.poll_event() {
+                    let e = match ev {
+                        SoftEvent::PhaseLocked { soft_bit, case, .. } => {
+                            Event::PhaseLocked { soft_bit, case }
+                        }
+                        SoftEvent::PhaseLost { soft_bit } => Event::PhaseLost { soft_bit },
+                    };
+                    self.events.push_back(e);
+                    return true;
+                }
+                if soft.process(SOFT_BUDGET, bits) {
+                    let whole = bits.len() / 8 * 8;
+                    let packed = crate::conv::pack_bits(bits.get(..whole).unwrap_or_default());
+                    bits.drain(..whole);
+                    sync.push(&packed);
+                    return true;
+                }
+                if soft.is_done() && !*sync_finished {
+                    *sync_finished = true;
+                    self.frames_truncated_bits += bits.len() as u64;
+                    bits.clear();
+                    sync.finish();
+                    return true;
+                }
+                self.flush_at_end()
+            }
             Front::Frames { buf, len, pos } => {
                 if buf.len() >= *len && *len > 0 {
                     let data = buf.split_to(*len);
@@ -486,6 +594,42 @@ impl Decoder {
             }
             Front::Packets(_) => self.flush_at_end(),
         }
+    }
+
+    fn on_sync_event(&mut self, ev: SyncEvent) -> bool {
+        let other = match ev {
+            SyncEvent::Frame(f) => {
+                self.on_synced(f);
+                return true;
+            }
+            other => other,
+        };
+        let e = match other {
+            SyncEvent::Locked {
+                stream_bit,
+                inverted,
+            } => Event::Locked {
+                stream_bit,
+                inverted,
+            },
+            SyncEvent::Lost { stream_bit } => Event::LockLost { stream_bit },
+            SyncEvent::PolarityChanged {
+                stream_bit,
+                inverted,
+            } => {
+                self.polarity_changes += 1;
+                Event::PolarityChanged {
+                    stream_bit,
+                    inverted,
+                }
+            }
+            SyncEvent::Discarded { stream_bit, bits } => Event::Discarded { stream_bit, bits },
+            SyncEvent::Truncated { stream_bit, bits } => Event::Truncated { stream_bit, bits },
+            // Handled by the arm above.
+            SyncEvent::Frame(_) => return true,
+        };
+        self.events.push_back(e);
+        true
     }
 
     /// At end of stream, drops partial packets once.
@@ -511,6 +655,7 @@ impl Decoder {
 
     fn on_synced(&mut self, f: SyncedFrame) {
         self.cadus += 1;
+        self.last_inverted = f.inverted;
         let sync = FrameSync {
             stream_bit: f.stream_bit,
             inverted: f.inverted,
@@ -582,6 +727,7 @@ impl Decoder {
             RejectReason::BadVersion => r.bad_version += 1,
             RejectReason::UnexpectedScid(_) => r.unexpected_scid += 1,
             RejectReason::TooShort => r.too_short += 1,
+            RejectReason::UnknownVcid(_) => r.unknown_vcid += 1,
         }
         self.events
             .push_back(Event::Rejected { stream_bit, reason });
@@ -621,6 +767,9 @@ impl Decoder {
         };
         if !self.profile.accepts_scid(header.scid) {
             return self.reject(stream_bit, RejectReason::UnexpectedScid(header.scid));
+        }
+        if !self.profile.accepts_vcid(header.vcid) {
+            return self.reject(stream_bit, RejectReason::UnknownVcid(header.vcid));
         }
         self.good += 1;
         let vcid = header.vcid;
@@ -718,7 +867,23 @@ impl Decoder {
             rs: self.rs_counts,
             ..Stats::default()
         };
-        if let Front::Sync(sy) = &self.front {
+        let sync = match &self.front {
+            Front::Sync(sy) => Some(&**sy),
+            Front::Soft { sync, .. } => Some(&**sync),
+            _ => None,
+        };
+        if let Front::Soft { soft, .. } = &self.front {
+            s.inner = Some(soft.counters());
+            if let (Some(inner), Some(case)) = (s.inner.as_mut(), soft.phase_case()) {
+                let case = if self.last_inverted {
+                    case.plus_180()
+                } else {
+                    case
+                };
+                inner.phase_case = Some(case.label());
+            }
+        }
+        if let Some(sy) = sync {
             let x = sy.stats();
             s.sync = SyncCounters {
                 locks: x.locks,

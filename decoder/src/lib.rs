@@ -2,6 +2,7 @@
 #![deny(clippy::indexing_slicing)]
 #![cfg_attr(test, allow(clippy::indexing_slicing))]
 
+pub mod conv;
 pub mod decoder;
 pub mod error;
 pub mod frame;
@@ -9,6 +10,7 @@ pub mod packet;
 pub mod pn;
 pub mod profile;
 pub mod rs;
+pub mod soft;
 pub mod stats;
 pub mod sync;
 pub mod vc;
@@ -18,4 +20,5 @@ pub use crate::decoder::{
 };
 pub use crate::error::Error;
 pub use crate::profile::Profile;
+pub use crate::soft::{InnerCounters, InnerSpec, PhaseCase};
 pub use crate::stats::Stats;

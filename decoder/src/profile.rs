@@ -19,6 +19,18 @@ const BUILTIN: &[(&str, &str)] = &[
     ("jpss2", include_str!("../profiles/jpss2.toml")),
     ("metop", include_str!("../profiles/metop.toml")),
     ("meteor-lrpt", include_str!("../profiles/meteor-lrpt.toml")),
+    (
+        "meteor-m2-lrpt-72k",
+        include_str!("../profiles/meteor-m2-lrpt-72k.toml"),
+    ),
+    (
+        "meteor-lrpt-72k",
+        include_str!("../profiles/meteor-lrpt-72k.toml"),
+    ),
+    (
+        "meteor-lrpt-80k",
+        include_str!("../profiles/meteor-lrpt-80k.toml"),
+    ),
 ];
 
 /// A spacecraft that flies this profile.
@@ -91,6 +103,10 @@ pub struct FrameSpec {
     /// VCID of fill (idle) frames, typically 63 for AOS, 7 for TM.
     #[serde(default)]
     pub fill_vcid: Option<u8>,
+    /// Virtual channels the spacecraft sends; a frame on any other VCID is rejected
+    /// (`unknown_vcid`). Empty = any. The fill VCID is always accepted.
+    #[serde(default)]
+    pub vcids: Vec<u8>,
 }
 
 /// Synchronizer tolerances.
@@ -175,6 +191,9 @@ pub struct Profile {
     /// The imaging instrument whose packets become scene products, if the downlink carries one.
     #[serde(default)]
     pub imaging: Option<ImagingSpec>,
+    /// The inner (channel) code in front of the CADUs, used with `soft-i8` and `hard` input.
+    #[serde(default)]
+    pub inner: Option<crate::soft::InnerSpec>,
 }
 
 /// An imaging instrument carried in the downlink's space packets.
@@ -471,6 +490,15 @@ impl Profile {
                 );
             }
         }
+        for (i, v) in self.frame.vcids.iter().enumerate() {
+            if usize::from(*v) >= vc_max {
+                problem(
+                    &mut pr,
+                    &format!("frame.vcids[{i}]"),
+                    format!("must be below {vc_max}, got {v}"),
+                );
+            }
+        }
         for (i, v) in self.packets.vcids.iter().enumerate() {
             if usize::from(*v) >= vc_max {
                 problem(
@@ -618,6 +646,13 @@ impl Profile {
     /// Whether frames of `scid` belong to this profile.
     pub fn accepts_scid(&self, scid: u16) -> bool {
         self.spacecraft.is_empty() || self.spacecraft.iter().any(|s| s.scid == scid)
+    }
+
+    /// Whether frames on `vcid` belong to this link (`frame.vcids`, plus the fill VCID).
+    pub fn accepts_vcid(&self, vcid: u8) -> bool {
+        self.frame.vcids.is_empty()
+            || self.frame.vcids.contains(&vcid)
+            || self.frame.fill_vcid == Some(vcid)
     }
 
     /// Spacecraft name for `scid`, if listed.

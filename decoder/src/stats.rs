@@ -73,6 +73,8 @@ pub struct Rejections {
     pub unexpected_scid: u64,
     /// Frame too short for its layout.
     pub too_short: u64,
+    /// Virtual channel not in the profile's `frame.vcids`.
+    pub unknown_vcid: u64,
 }
 
 impl Rejections {
@@ -83,6 +85,7 @@ impl Rejections {
             + self.bad_version
             + self.unexpected_scid
             + self.too_short
+            + self.unknown_vcid
     }
 }
 
@@ -147,4 +150,7 @@ pub struct Stats {
     pub frames: FrameCounters,
     /// Packet counters.
     pub packets: PacketCounters,
+    /// Soft-symbol front end and link quality (only for `soft-i8` / `hard` input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inner: Option<crate::soft::InnerCounters>,
 }

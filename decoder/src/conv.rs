@@ -1,0 +1,465 @@
+//! The CCSDS rate-1/2 convolutional code (CCSDS 131.0-B, §3): constraint length 7,
+//! G1 = 171 (octal), G2 = 133 (octal), with the optional inversion of the G2 output.
+//!
+//! [`ConvEncoder`] is the transmitter (used by tests and to rehearse links); [`Viterbi`] is the
+//! soft-decision maximum-likelihood decoder, streaming with a bounded traceback.
+//!
+//! Register convention: the shift register holds the last 7 input bits with the newest bit in the
+//! least significant position, so the generators read as `0x4F` (171o bit-reversed) and `0x6D`
+//! (133o bit-reversed). Both generators have odd weight, so the code is *transparent*: inverting
+//! every input bit inverts every output symbol. A 180° carrier phase error therefore only
+//! inverts the decoded bits, which frame sync resolves with the inverted ASM.
+//!
+//! # Soft symbols
+//! Soft symbols are `i8`, **positive = bit 1**, magnitude = confidence, 0 = erasure, in
+//! (G1, G2) order per data bit. `-128` is treated as `-127`.
+//!
+//! # Viterbi
+//! 64 states, add-compare-select with unsigned 8-bit saturating path metrics (branch metrics
+//! are 4-bit quantised per symbol, so a branch costs 0..=30 and the metric spread stays below
+//! 255) and renormalisation when the metric of state 0 passes a threshold. Decisions are kept for
+//! [`TRACEBACK`] + [`CHUNK`] steps; each traceback from the best state releases [`CHUNK`] bits, so
+//! memory is bounded and the output depends only on the symbols, never on how they were pushed.
+//! An AVX2 kernel (x86-64, chosen at run time) and the portable kernel are bit-identical.
+
+/// G1 generator polynomial in the newest-bit-LSB register convention (171 octal).
+pub const G1: u8 = 0x4F;
+/// G2 generator polynomial in the newest-bit-LSB register convention (133 octal).
+pub const G2: u8 = 0x6D;
+/// Constraint length.
+pub const K: u32 = 7;
+/// Trellis states.
+pub const STATES: usize = 64;
+/// Steps traced back before a decoded bit is released (about 9 constraint lengths).
+pub const TRACEBACK: usize = 64;
+/// Bits released per traceback.
+pub const CHUNK: usize = 1024;
+
+/// The two channel bits (G1, G2) for a 7-bit register value (newest bit in bit 0).
+#[inline]
+pub fn branch_bits(reg: u8, g2_inverted: bool) -> (u8, u8) {
+    let g1 = ((reg & G1).count_ones() & 1) as u8;
+    let g2 = ((reg & G2).count_ones() & 1) as u8 ^ u8::from(g2_inverted);
+    (g1, g2)
+}
+
+/// Convolutional encoder (CCSDS k=7 r=1/2). Starts in the all-zero state.
+#[derive(Clone, Debug, Default)]
+pub struct ConvEncoder {
+    reg: u8,
+    g2_inverted: bool,
+}
+
+impl ConvEncoder {
+    /// An encoder; `g2_inverted` inverts the G2 output as CCSDS 131.0 §3.3 allows.
+    pub fn new(g2_inverted: bool) -> Self {
+        Self {
+            reg: 0,
+            g2_inverted,
+        }
+    }
+
+    /// Encodes one data bit into its (G1, G2) channel bits.
+    #[inline]
+    pub fn push_bit(&mut self, bit: bool) -> (u8, u8) {
+        self.reg = ((self.reg << 1) | u8::from(bit)) & 0x7F;
+        branch_bits(self.reg, self.g2_inverted)
+    }
+
+    /// Encodes `data` (MSB first) and appends two channel bits (0 or 1) per data bit.
+    pub fn encode_bits(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        out.reserve(data.len() * 16);
+        for byte in data {
+            for i in (0..8).rev() {
+                let (a, b) = self.push_bit((byte >> i) & 1 == 1);
+                out.push(a);
+                out.push(b);
+            }
+        }
+    }
+
+    /// Encodes `data` (MSB first) and appends two soft symbols per data bit: bit 1 → +amplitude,
+    /// bit 0 → −amplitude (amplitude is clamped to 1..=127).
+    pub fn encode_soft(&mut self, data: &[u8], amplitude: i8, out: &mut Vec<i8>) {
+        let a = amplitude.clamp(1, 127);
+        out.reserve(data.len() * 16);
+        for byte in data {
+            for i in (0..8).rev() {
+                let (x, y) = self.push_bit((byte >> i) & 1 == 1);
+                out.push(if x == 1 { a } else { -a });
+                out.push(if y == 1 { a } else { -a });
+            }
+        }
+    }
+}
+
+/// Packs bits (one 0/1 value per byte, any nonzero counts as 1) MSB first; a partial last
+/// byte is padded with zeros.
+pub fn pack_bits(bits: &[u8]) -> Vec<u8> {
+    bits.chunks(8)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u8, |acc, (i, b)| acc | (u8::from(*b != 0) << (7 - i)))
+        })
+        .collect()
+}
+
+/// Per-channel differential encoding as Meteor-M N2-2 and later apply after the convolutional
+/// encoder: `t[n] = c[n] XOR t[n-2]` over the interleaved (G1, G2) channel bits, so each channel
+/// is differentially coded on its own. `state` holds the last two transmitted bits (start `[0, 0]`).
+pub fn differential_encode(bits: &mut [u8], state: &mut [u8; 2]) {
+    for (i, b) in bits.iter_mut().enumerate() {
+        let slot = &mut state[i & 1];
+        *b = (*b & 1) ^ *slot;
+        *slot = *b;
+    }
+}
+
+/// Which Viterbi kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+/// Cost of a soft symbol `r` if the channel bit were 0 (index 0) or 1 (index 1), quantised to 0..=15.
+#[inline]
+fn symbol_costs(r: i8) -> [u8; 2] {
+    let r = i16::from(r).max(-127);
+    [((127 + r) >> 4) as u8, ((127 - r) >> 4) as u8]
+}
+
+/// Per-butterfly expected channel bits: for butterfly `j` (new states 2j and 2j+1, old states
+/// j and j+32), the symbols of the branch old j → new 2j (register `2j`).
+const fn butterfly_symbols(g2_inverted: bool) -> [[u8; 32]; 2] {
+    let mut out = [[0u8; 32]; 2];
+    let mut j = 0;
+    while j < 32 {
+        let reg = (2 * j) as u8;
+        out[0][j] = ((reg & G1).count_ones() & 1) as u8;
+        out[1][j] = (((reg & G2).count_ones() & 1) as u8) ^ (g2_inverted as u8);
+        j += 1;
+    }
+    out
+}
+
+/// Renormalise when state 0's metric exceeds this.
+const RENORM: u8 = 96;
+
+/// Soft-decision Viterbi decoder for the CCSDS k=7 r=1/2 code, streaming.
+///
+/// Feed soft symbol pairs with [`Viterbi::decode`]; decoded bits (one 0/1 value per byte) come out
+/// [`TRACEBACK`] + up to [`CHUNK`] steps late; [`Viterbi::flush`] releases the rest.
+pub struct Viterbi {
+    g2_inverted: bool,
+    /// Expected G1/G2 bit per butterfly as 0x00/0xFF masks.
+    sym_mask: [[u8; 32]; 2],
+    metrics: [u8; STATES],
+    /// Decision words: bit j = choice for new state 2j, bit 32+j = for new state 2j+1.
+    decisions: Vec<u64>,
+    /// A soft value held over when an odd number of symbols was pushed.
+    half: Option<i8>,
+    kernel: Kernel,
+    steps: u64,
+}
+
+impl std::fmt::Debug for Viterbi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Viterbi")
+            .field("g2_inverted", &self.g2_inverted)
+            .field("kernel", &self.kernel)
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Viterbi {
+    /// A decoder starting with no knowledge of the encoder state.
+    pub fn new(g2_inverted: bool) -> Self {
+        let syms = butterfly_symbols(g2_inverted);
+        let mut sym_mask = [[0u8; 32]; 2];
+        for (m, s) in sym_mask.iter_mut().zip(syms.iter()) {
+            for (d, v) in m.iter_mut().zip(s.iter()) {
+                *d = if *v == 1 { 0xFF } else { 0 };
+            }
+        }
+        Self {
+            g2_inverted,
+            sym_mask,
+            metrics: [0; STATES],
+            decisions: Vec::with_capacity(TRACEBACK + CHUNK + 64),
+            half: None,
+            kernel: Self::best_kernel(),
+            steps: 0,
+        }
+    }
+
+    fn best_kernel() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// The same decoder restricted to the portable kernel (bit-identical; for tests/benches).
+    pub fn without_simd(mut self) -> Self {
+        self.kernel = Kernel::Portable;
+        self
+    }
+
+    /// Whether the AVX2 kernel runs.
+    pub fn uses_simd(&self) -> bool {
+        self.kernel != Kernel::Portable
+    }
+
+    /// Whether G2 is inverted.
+    pub fn g2_inverted(&self) -> bool {
+        self.g2_inverted
+    }
+
+    /// Trellis steps (data bits) processed so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Forgets everything (after a phase change or slip).
+    pub fn reset(&mut self) {
+        self.metrics = [0; STATES];
+        self.decisions.clear();
+        self.half = None;
+    }
+
+    /// Decodes soft symbols (G1, G2 interleaved; an odd trailing symbol is kept for the next
+    /// call) and appends released bits (0/1) to `out`.
+    pub fn decode(&mut self, soft: &[i8], out: &mut Vec<u8>) {
+        let mut soft = soft;
+        if let Some(h) = self.half.take() {
+            match soft.split_first() {
+                Some((b, rest)) => {
+                    self.run(&[h, *b], out);
+                    soft = rest;
+                }
+                None => {
+                    self.half = Some(h);
+                    return;
+                }
+            }
+        }
+        let even = soft.len() & !1;
+        let (pairs, tail) = soft.split_at(even);
+        self.half = tail.first().copied();
+        // Process in pieces that end at traceback boundaries.
+        let mut rest = pairs;
+        while !rest.is_empty() {
+            let room = (TRACEBACK + CHUNK)
+                .saturating_sub(self.decisions.len())
+                .max(1);
+            let take = (room * 2).min(rest.len());
+            let (now, later) = rest.split_at(take);
+            self.run(now, out);
+            rest = later;
+        }
+    }
+
+    fn run(&mut self, pairs: &[i8], out: &mut Vec<u8>) {
+        match self.kernel {
+            Kernel::Portable => self.acs_portable(pairs),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => avx2::acs(self, pairs),
+        }
+        self.steps += (pairs.len() / 2) as u64;
+        if self.decisions.len() >= TRACEBACK + CHUNK {
+            self.traceback(CHUNK, out);
+        }
+    }
+
+    /// Releases every remaining decided bit (end of stream).
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
+        let n = self.decisions.len();
+        self.traceback(n, out);
+    }
+
+    fn best_state(&self) -> usize {
+        let mut best = 0usize;
+        let mut m = u8::MAX;
+        for (s, v) in self.metrics.iter().enumerate() {
+            if *v < m {
+                m = *v;
+                best = s;
+            }
+        }
+        best
+    }
+
+    /// Traces back over all stored decisions from the best state and releases the oldest
+    /// `release` bits, keeping the rest.
+    fn traceback(&mut self, release: usize, out: &mut Vec<u8>) {
+        let n = self.decisions.len();
+        let release = release.min(n);
+        let mut state = self.best_state();
+        let start = out.len();
+        out.resize(start + release, 0);
+        let released = out.get_mut(start..).unwrap_or_default();
+        for (t, d) in self.decisions.iter().enumerate().rev() {
+            if let Some(slot) = released.get_mut(t) {
+                *slot = (state & 1) as u8;
+            }
+            let bit = (d >> (((state & 1) << 5) | (state >> 1))) & 1;
+            state = (state >> 1) | ((bit as usize) << 5);
+        }
+        self.decisions.drain(..release);
+    }
+
+    fn acs_portable(&mut self, pairs: &[i8]) {
+        for p in pairs.chunks_exact(2) {
+            let (a, b) = match p {
+                [a, b] => (*a, *b),
+                _ => continue,
+            };
+            let ca = symbol_costs(a);
+            let cb = symbol_costs(b);
+            let mut next = [0u8; STATES];
+            let mut dec = 0u64;
+            for j in 0..32usize {
+                let s1 = usize::from(self.sym_mask[0][j] & 1);
+                let s2 = usize::from(self.sym_mask[1][j] & 1);
+                let m = ca[s1] + cb[s2];
+                let mc = ca[s1 ^ 1] + cb[s2 ^ 1];
+                let lo = self.metrics[j];
+                let hi = self.metrics[j + 32];
+                let e0 = lo.saturating_add(m);
+                let e1 = hi.saturating_add(mc);
+                let o0 = lo.saturating_add(mc);
+                let o1 = hi.saturating_add(m);
+                let even = e0.min(e1);
+                let odd = o0.min(o1);
+                next[2 * j] = even;
+                next[2 * j + 1] = odd;
+                dec |= u64::from(even == e1) << j;
+                dec |= u64::from(odd == o1) << (32 + j);
+            }
+            self.metrics = next;
+            self.decisions.push(dec);
+            if self.metrics[0] > RENORM {
+                let min = self.metrics.iter().copied().min().unwrap_or(0);
+                for m in &mut self.metrics {
+                    *m -= min;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use super::Viterbi;
+
+    pub(super) fn acs(v: &mut Viterbi, pairs: &[i8]) {
+        // Placeholder until the AVX2 kernel lands: the portable kernel is bit-identical.
+        v.acs_portable(pairs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *seed >> 33
+    }
+
+    #[test]
+    fn encoder_matches_the_ccsds_generators() {
+        // An impulse gives the generator taps, oldest first: 171o = 1111001, 133o = 1011011.
+        let mut e = ConvEncoder::new(false);
+        let mut bits = Vec::new();
+        e.encode_bits(&[0x80], &mut bits);
+        let g1: Vec<u8> = bits.iter().step_by(2).take(7).copied().collect();
+        let g2: Vec<u8> = bits.iter().skip(1).step_by(2).take(7).copied().collect();
+        assert_eq!(g1, [1, 1, 1, 1, 0, 0, 1]);
+        assert_eq!(g2, [1, 0, 1, 1, 0, 1, 1]);
+        let mut e = ConvEncoder::new(true);
+        let mut inv = Vec::new();
+        e.encode_bits(&[0x80], &mut inv);
+        let g2i: Vec<u8> = inv.iter().skip(1).step_by(2).take(7).copied().collect();
+        assert_eq!(g2i, [0, 1, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn code_is_transparent() {
+        let data: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0x5A).collect();
+        let inv: Vec<u8> = data.iter().map(|b| !b).collect();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        ConvEncoder::new(false).encode_bits(&data, &mut a);
+        ConvEncoder::new(false).encode_bits(&inv, &mut b);
+        // After the register has filled with inverted bits, every symbol is inverted.
+        for (x, y) in a.iter().zip(&b).skip(14) {
+            assert_eq!(*x, 1 - *y);
+        }
+    }
+
+    #[test]
+    fn encode_soft_and_pack_agree_with_bits() {
+        let data = [0x1A, 0xCF, 0xFC, 0x1D];
+        let mut bits = Vec::new();
+        ConvEncoder::new(false).encode_bits(&data, &mut bits);
+        let mut soft = Vec::new();
+        ConvEncoder::new(false).encode_soft(&data, 100, &mut soft);
+        assert_eq!(bits.len(), 64);
+        for (b, s) in bits.iter().zip(&soft) {
+            assert_eq!(*s, if *b == 1 { 100 } else { -100 });
+        }
+        assert_eq!(pack_bits(&[1, 0, 1, 0, 0, 0, 0, 1, 1]), vec![0xA1, 0x80]);
+    }
+
+    #[test]
+    fn differential_encoding_is_per_channel() {
+        let mut bits = vec![1, 0, 0, 1, 0, 0, 1, 1];
+        let mut st = [0, 0];
+        differential_encode(&mut bits, &mut st);
+        assert_eq!(bits, vec![1, 0, 1, 1, 1, 1, 0, 0]);
+        assert_eq!(st, [0, 0]);
+    }
+
+    fn roundtrip(g2_inverted: bool, noise: i32, seed: u64) -> (Vec<u8>, Vec<u8>) {
+        let mut s = seed;
+        let data: Vec<u8> = (0..4000).map(|_| lcg(&mut s) as u8).collect();
+        let mut soft = Vec::new();
+        ConvEncoder::new(g2_inverted).encode_soft(&data, 64, &mut soft);
+        for x in &mut soft {
+            let n = (lcg(&mut s) % (2 * noise as u64 + 1)) as i32 - noise;
+            *x = (i32::from(*x) + n).clamp(-127, 127) as i8;
+        }
+        let mut out = Vec::new();
+        let mut v = Viterbi::new(g2_inverted);
+        v.decode(&soft, &mut out);
+        v.flush(&mut out);
+        (pack_bits(&out), data)
+    }
+
+    #[test]
+    fn viterbi_decodes_clean_and_noisy_symbols() {
+        for inv in [false, true] {
+            let (got, want) = roundtrip(inv, 0, 1);
+            assert_eq!(got, want);
+            // Uniform noise up to ±80 on ±64 flips about 5 % of the channel bits.
+            let (got, want) = roundtrip(inv, 80, 2);
+            let errs: u32 = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
+            assert!(errs <= 8, "{errs} bit errors in 32000");
+        }
+    }
+}
