@@ -4,7 +4,7 @@
 //! # Chain (per input bit, MSB first)
 //! 1. **Convolutional code** of CCSDS 131.0-B §3 (k = 7, r = 1/2, G1 = 171₈, G2 = 133₈, G2 not
 //!    inverted: the Meteor-M LRPT convention). The encoder is the decoder crate's
-//!    ([`decoder::viterbi::ConvEncoder`]); its register runs on across reads and `--loop`s.
+//!    ([`decoder::conv::ConvEncoder`]); its register runs on across reads and `--loop`s.
 //! 2. **QPSK mapping**: the channel-bit pair (G1, G2) is one symbol (I, Q); a channel bit 1 is
 //!    `+A`, a 0 is `−A` (`A` = `--amplitude`, default [`DEFAULT_AMPLITUDE`]).
 //! 3. **AWGN** at `--ebn0` dB (absent: no noise). Eb is the energy per *information* bit. Each
@@ -32,27 +32,9 @@
 
 use std::fmt;
 
+use decoder::conv::ConvEncoder;
+
 use super::XorShift64Star;
-
-/// Stand-in until the decoder crate's encoder is merged: CCSDS 131.0-B §3 k=7 r=1/2.
-#[derive(Debug, Clone)]
-struct ConvEncoder {
-    reg: u8,
-    invert_g2: bool,
-}
-
-impl ConvEncoder {
-    fn new(invert_g2: bool) -> Self {
-        Self { reg: 0, invert_g2 }
-    }
-
-    fn push_bit(&mut self, bit: bool) -> (bool, bool) {
-        self.reg = ((self.reg << 1) | u8::from(bit)) & 0x7F;
-        let g1 = (self.reg & 0x4F).count_ones() % 2 == 1;
-        let g2 = (self.reg & 0x6D).count_ones() % 2 == 1;
-        (g1, g2 != self.invert_g2)
-    }
-}
 
 /// Channel-bit amplitude without `--amplitude`: 127/32 ≈ 4 σ of headroom at Eb/N0 = 0 dB
 /// (σ = A there), so clipping is rare, and 32 steps per signal amplitude keep the quantization
@@ -248,7 +230,7 @@ impl SoftEncoder {
         for &byte in input {
             for k in (0..8).rev() {
                 let (g1, g2) = self.enc.push_bit((byte >> k) & 1 == 1);
-                let (i, q) = (self.soft(g1), self.soft(g2));
+                let (i, q) = (self.soft(g1 == 1), self.soft(g2 == 1));
                 let (i, q) = self.p.rotate.apply(i, q);
                 let (i, q) = if self.p.swap_iq { (q, i) } else { (i, q) };
                 let n = self.symbols;
