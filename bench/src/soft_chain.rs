@@ -1,15 +1,17 @@
 //! Inputs and measurements for the soft-symbol (Viterbi) benchmarks.
 //!
-//! The channel is `downlink replay --encode conv`'s ([`downlink::replay::soft`]): CCSDS k=7
-//! r=1/2 code, QPSK int8 soft symbols, AWGN at a given Eb/N0 per information bit
-//! (`Ec/N0 = Eb/N0 − 3.01 dB` per channel bit), so the curves measured here are of the same
-//! symbols the tests and operators rehearse with.
+//! The channel is `downlink replay --encode conv`'s (`downlink::replay::soft`): CCSDS k=7
+//! r=1/2 code, QPSK int8 soft symbols of amplitude 32, AWGN at a given Eb/N0 per information bit
+//! (`Ec/N0 = Eb/N0 − 3.01 dB` per channel bit, σ = 32 / sqrt(Eb/N0)), so the curves measured
+//! here are of the same symbols the tests and operators rehearse with. It is written out again
+//! here so that the benchmarks build without the daemon (GDAL, HTTP …); a test (dev-dependency
+//! on the daemon) proves both produce the same bytes.
 
 use std::path::Path;
 
+use decoder::conv::ConvEncoder;
 use decoder::conv::Viterbi;
 use decoder::{Decoder, DecoderOptions, InputFormat, Profile, Stats};
-use downlink::replay::soft::{SoftEncoder, SoftParams};
 
 /// The soft-symbol profile of Meteor-M N2 (72k, no differential coding).
 pub const METEOR_SOFT_PROFILE: &str = "meteor-m2-lrpt-72k";
@@ -27,15 +29,69 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// `data` (MSB first) as soft symbols at `ebn0_db` (`None`: noiseless), as `replay` makes them.
+/// Soft value of a noiseless channel bit (`replay --amplitude` default).
+pub const AMPLITUDE: f64 = 32.0;
+
+/// `replay`'s noise generator: xorshift64* seeded through splitmix64, Box–Muller pairs.
+struct Noise {
+    state: u64,
+    spare: Option<f64>,
+}
+
+impl Noise {
+    fn new(seed: u64) -> Self {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Self {
+            state: if z == 0 { 0x2545_F491_4F6C_DD1D } else { z },
+            spare: None,
+        }
+    }
+
+    fn unit_open0(&mut self) -> f64 {
+        let mut x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    fn normal(&mut self) -> f64 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
+        let u1 = self.unit_open0();
+        let u2 = self.unit_open0();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+        self.spare = Some(r * s);
+        r * c
+    }
+}
+
+/// `data` (MSB first) as soft symbols at `ebn0_db` (`None`: noiseless), byte for byte what
+/// `downlink replay --encode conv [--ebn0 DB] --seed SEED` makes of it.
 pub fn soft_symbols(data: &[u8], ebn0_db: Option<f64>, seed: u64) -> Vec<u8> {
-    let mut e = SoftEncoder::new(SoftParams {
-        ebn0_db,
-        seed,
-        ..SoftParams::default()
-    });
+    let sigma = ebn0_db.map(|db| AMPLITUDE / 10f64.powf(db / 10.0).sqrt());
+    let mut noise = Noise::new(seed);
+    let mut enc = ConvEncoder::new(false);
     let mut out = Vec::with_capacity(data.len() * 16);
-    e.apply(data, &mut out);
+    for &byte in data {
+        for k in (0..8).rev() {
+            let (g1, g2) = enc.push_bit((byte >> k) & 1 == 1);
+            for c in [g1, g2] {
+                let clean = if c == 1 { AMPLITUDE } else { -AMPLITUDE };
+                let v = match sigma {
+                    Some(s) => (clean + s * noise.normal()).round().clamp(-127.0, 127.0),
+                    None => clean,
+                };
+                out.push(v as i8 as u8);
+            }
+        }
+    }
     out
 }
 
@@ -220,6 +276,22 @@ mod tests {
             .collect();
         let at = crossing_db(&b, 1e-5).unwrap();
         assert!((at - 4.15).abs() < 0.1, "{at}");
+    }
+
+    #[test]
+    fn same_symbols_as_replay() {
+        use downlink::replay::soft::{SoftEncoder, SoftParams};
+        let data = random_bytes(8192, 5);
+        for ebn0_db in [None, Some(0.0), Some(3.0)] {
+            let mut e = SoftEncoder::new(SoftParams {
+                ebn0_db,
+                seed: 11,
+                ..SoftParams::default()
+            });
+            let mut want = Vec::new();
+            e.apply(&data, &mut want);
+            assert!(soft_symbols(&data, ebn0_db, 11) == want, "{ebn0_db:?}");
+        }
     }
 
     #[test]
