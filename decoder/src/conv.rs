@@ -15,9 +15,11 @@
 //! (G1, G2) order per data bit. `-128` is treated as `-127`.
 //!
 //! # Viterbi
-//! 64 states, add-compare-select with unsigned 8-bit saturating path metrics (branch metrics
-//! are 4-bit quantised per symbol, so a branch costs 0..=30 and the metric spread stays below
-//! 255) and renormalisation when the metric of state 0 passes a threshold. Decisions are kept for
+//! 64 states, add-compare-select with unsigned 8-bit saturating path metrics: each symbol costs
+//! 0..=31 (5-bit quantisation of its distance from the hypothesis), a branch 0..=62, and the
+//! minimum metric is subtracted after every step, so the best paths never saturate (a path
+//! more than 255 worse than the best saturates, which only affects hopeless paths; 4-bit costs
+//! lost frames of the 80k capture that 5-bit costs recover). Decisions are kept for
 //! [`TRACEBACK`] + [`CHUNK`] steps; each traceback from the best state releases [`CHUNK`] bits, so
 //! memory is bounded and the output depends only on the symbols, never on how they were pushed.
 //! An AVX2 kernel (x86-64, chosen at run time) and the portable kernel are bit-identical.
@@ -30,8 +32,8 @@ pub const G2: u8 = 0x6D;
 pub const K: u32 = 7;
 /// Trellis states.
 pub const STATES: usize = 64;
-/// Steps traced back before a decoded bit is released (about 9 constraint lengths).
-pub const TRACEBACK: usize = 64;
+/// Steps traced back before a decoded bit is released (about 14 constraint lengths).
+pub const TRACEBACK: usize = 96;
 /// Bits released per traceback.
 pub const CHUNK: usize = 1024;
 
@@ -124,11 +126,21 @@ enum Kernel {
     Avx2,
 }
 
-/// Cost of a soft symbol `r` if the channel bit were 0 (index 0) or 1 (index 1), quantised to 0..=15.
+/// Cost of a soft symbol `r` if the channel bit were 0 (index 0) or 1 (index 1), quantised to
+/// 0..=31 (an erasure costs 15 either way).
 #[inline]
 fn symbol_costs(r: i8) -> [u8; 2] {
     let r = i16::from(r).max(-127);
-    [((127 + r) >> 4) as u8, ((127 - r) >> 4) as u8]
+    [((127 + r) >> 3) as u8, ((127 - r) >> 3) as u8]
+}
+
+/// The four branch costs of a symbol pair as bytes of a `u32`: byte `(s1 << 1) | s2` is the
+/// cost of hypothesis (G1 = s1, G2 = s2).
+#[inline]
+fn branch_table(a: i8, b: i8) -> u32 {
+    let ca = symbol_costs(a);
+    let cb = symbol_costs(b);
+    u32::from_le_bytes([ca[0] + cb[0], ca[0] + cb[1], ca[1] + cb[0], ca[1] + cb[1]])
 }
 
 /// Per-butterfly expected channel bits: for butterfly `j` (new states 2j and 2j+1, old states
@@ -145,9 +157,6 @@ const fn butterfly_symbols(g2_inverted: bool) -> [[u8; 32]; 2] {
     out
 }
 
-/// Renormalise when state 0's metric exceeds this.
-const RENORM: u8 = 96;
-
 /// Soft-decision Viterbi decoder for the CCSDS k=7 r=1/2 code, streaming.
 ///
 /// Feed soft symbol pairs with [`Viterbi::decode`]; decoded bits (one 0/1 value per byte) come out
@@ -157,6 +166,8 @@ pub struct Viterbi {
     /// Expected G1/G2 bit per butterfly as 0x00/0xFF masks.
     sym_mask: [[u8; 32]; 2],
     metrics: [u8; STATES],
+    /// Minimum of `metrics`, subtracted after the next step.
+    renorm: u8,
     /// Decision words: bit j = choice for new state 2j, bit 32+j = for new state 2j+1.
     decisions: Vec<u64>,
     /// A soft value held over when an odd number of symbols was pushed.
@@ -189,6 +200,7 @@ impl Viterbi {
             g2_inverted,
             sym_mask,
             metrics: [0; STATES],
+            renorm: 0,
             decisions: Vec::with_capacity(TRACEBACK + CHUNK + 64),
             half: None,
             kernel: Self::best_kernel(),
@@ -230,6 +242,7 @@ impl Viterbi {
     /// Forgets everything (after a phase change or slip).
     pub fn reset(&mut self) {
         self.metrics = [0; STATES];
+        self.renorm = 0;
         self.decisions.clear();
         self.half = None;
     }
@@ -343,14 +356,15 @@ impl Viterbi {
                 dec |= u64::from(even == e1) << j;
                 dec |= u64::from(odd == o1) << (32 + j);
             }
-            self.metrics = next;
-            self.decisions.push(dec);
-            if self.metrics[0] > RENORM {
-                let min = self.metrics.iter().copied().min().unwrap_or(0);
-                for m in &mut self.metrics {
-                    *m -= min;
-                }
+            // Renormalise by the previous step's minimum (every new metric is at least that),
+            // which keeps the minimum below one branch cost without a reduction on the
+            // critical path of the SIMD kernel.
+            let lag = self.renorm;
+            for (m, n) in self.metrics.iter_mut().zip(next) {
+                *m = n.saturating_sub(lag);
             }
+            self.renorm = self.metrics.iter().copied().min().unwrap_or(0);
+            self.decisions.push(dec);
         }
     }
 }
@@ -358,11 +372,73 @@ impl Viterbi {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2 {
-    use super::Viterbi;
+    //! The add-compare-select loop over 64 states as two 32-lane vectors of u8 metrics
+    //! (states 0..32 and 32..64), bit-identical to `acs_portable`.
+    use std::arch::x86_64::*;
+
+    use super::{branch_table, Viterbi};
+
+    #[target_feature(enable = "avx2")]
+    fn acs_avx2(v: &mut Viterbi, pairs: &[i8]) {
+        let (m0, m1) = v.metrics.split_at(32);
+        // SAFETY: both halves are exactly 32 bytes (STATES = 64); unaligned loads.
+        let mut lo = unsafe { _mm256_loadu_si256(m0.as_ptr().cast::<__m256i>()) };
+        // SAFETY: as above.
+        let mut hi = unsafe { _mm256_loadu_si256(m1.as_ptr().cast::<__m256i>()) };
+        // SAFETY: each mask row is 32 bytes.
+        let mask1 = unsafe { _mm256_loadu_si256(v.sym_mask[0].as_ptr().cast::<__m256i>()) };
+        // SAFETY: as above.
+        let mask2 = unsafe { _mm256_loadu_si256(v.sym_mask[1].as_ptr().cast::<__m256i>()) };
+        let low_bytes = _mm_set1_epi16(0x00FF);
+        // Per butterfly, the index (s1 << 1 | s2) of its branch symbols into a 4-entry cost table
+        // repeated in every 128-bit lane; the complementary branch has index ^ 3.
+        let idx = _mm256_or_si256(
+            _mm256_and_si256(mask1, _mm256_set1_epi8(2)),
+            _mm256_and_si256(mask2, _mm256_set1_epi8(1)),
+        );
+        let idx_c = _mm256_xor_si256(idx, _mm256_set1_epi8(3));
+        let mut bmin = _mm256_set1_epi8(v.renorm as i8);
+        let mut out = Vec::with_capacity(pairs.len() / 2);
+        for p in pairs.chunks_exact(2) {
+            let (a, b) = match p {
+                [a, b] => (*a, *b),
+                _ => continue,
+            };
+            let table = branch_table(a, b);
+            let t = _mm256_set1_epi32(table as i32);
+            let m = _mm256_shuffle_epi8(t, idx);
+            let mc = _mm256_shuffle_epi8(t, idx_c);
+            let e1 = _mm256_adds_epu8(hi, mc);
+            let o1 = _mm256_adds_epu8(hi, m);
+            let even = _mm256_min_epu8(_mm256_adds_epu8(lo, m), e1);
+            let odd = _mm256_min_epu8(_mm256_adds_epu8(lo, mc), o1);
+            let de = _mm256_movemask_epi8(_mm256_cmpeq_epi8(even, e1)) as u32;
+            let dodd = _mm256_movemask_epi8(_mm256_cmpeq_epi8(odd, o1)) as u32;
+            out.push(u64::from(de) | (u64::from(dodd) << 32));
+            let ul = _mm256_unpacklo_epi8(even, odd);
+            let uh = _mm256_unpackhi_epi8(even, odd);
+            lo = _mm256_subs_epu8(_mm256_permute2x128_si256(ul, uh, 0x20), bmin);
+            hi = _mm256_subs_epu8(_mm256_permute2x128_si256(ul, uh, 0x31), bmin);
+            // The minimum over all 64 states, subtracted after the next step (off the
+            // critical path).
+            let mn = _mm256_min_epu8(lo, hi);
+            let x = _mm_min_epu8(_mm256_castsi256_si128(mn), _mm256_extracti128_si256(mn, 1));
+            let x = _mm_min_epu8(x, _mm_srli_epi16(x, 8));
+            let x = _mm_minpos_epu16(_mm_and_si128(x, low_bytes));
+            bmin = _mm256_broadcastb_epi8(x);
+        }
+        v.decisions.extend_from_slice(&out);
+        v.renorm = _mm_cvtsi128_si32(_mm256_castsi256_si128(bmin)) as u8;
+        let (m0, m1) = v.metrics.split_at_mut(32);
+        // SAFETY: both halves are exactly 32 bytes; unaligned stores.
+        unsafe { _mm256_storeu_si256(m0.as_mut_ptr().cast::<__m256i>(), lo) };
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_si256(m1.as_mut_ptr().cast::<__m256i>(), hi) };
+    }
 
     pub(super) fn acs(v: &mut Viterbi, pairs: &[i8]) {
-        // Placeholder until the AVX2 kernel lands: the portable kernel is bit-identical.
-        v.acs_portable(pairs);
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+        unsafe { acs_avx2(v, pairs) }
     }
 }
 
@@ -461,5 +537,62 @@ mod tests {
                 .sum();
             assert!(errs <= 8, "{errs} bit errors in 32000");
         }
+    }
+
+    #[test]
+    fn simd_and_portable_kernels_are_bit_identical() {
+        let simd = Viterbi::new(false);
+        if !simd.uses_simd() {
+            return;
+        }
+        for seed in 0..12u64 {
+            let mut s = seed + 100;
+            let data: Vec<u8> = (0..3000).map(|_| lcg(&mut s) as u8).collect();
+            let mut soft = Vec::new();
+            ConvEncoder::new(seed % 2 == 1).encode_soft(&data, 40 + (seed as i8) * 7, &mut soft);
+            let noise = (seed * 20) as i64;
+            for (k, x) in soft.iter_mut().enumerate() {
+                let n = (lcg(&mut s) % (2 * noise as u64 + 1)) as i64 - noise;
+                *x = (i64::from(*x) + n).clamp(-128, 127) as i8;
+                // Stretches of pure garbage and of erasures.
+                if seed >= 8 && (k / 5000) % 3 == 1 {
+                    *x = if seed == 8 { 0 } else { lcg(&mut s) as i8 };
+                }
+            }
+            let mut a = Viterbi::new(seed % 2 == 1);
+            let mut b = Viterbi::new(seed % 2 == 1).without_simd();
+            let (mut oa, mut ob) = (Vec::new(), Vec::new());
+            let mut at = 0;
+            while at < soft.len() {
+                let n = (1 + lcg(&mut s) % 3000) as usize;
+                let end = (at + n).min(soft.len());
+                a.decode(&soft[at..end], &mut oa);
+                b.decode(&soft[at..end], &mut ob);
+                assert_eq!(a.metrics, b.metrics, "seed {seed} at {end}");
+                at = end;
+            }
+            a.flush(&mut oa);
+            b.flush(&mut ob);
+            assert_eq!(oa, ob, "seed {seed}");
+            assert_eq!(oa.len(), soft.len() / 2);
+        }
+    }
+
+    #[test]
+    fn output_does_not_depend_on_how_symbols_are_split() {
+        let mut s = 7;
+        let soft: Vec<i8> = (0..20001).map(|_| lcg(&mut s) as i8).collect();
+        let mut whole = Vec::new();
+        let mut v = Viterbi::new(false);
+        v.decode(&soft, &mut whole);
+        v.flush(&mut whole);
+        let mut parts = Vec::new();
+        let mut v = Viterbi::new(false);
+        for c in soft.chunks(7) {
+            v.decode(c, &mut parts);
+        }
+        v.flush(&mut parts);
+        assert_eq!(whole, parts);
+        assert_eq!(whole.len(), 10000);
     }
 }

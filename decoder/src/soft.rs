@@ -30,7 +30,7 @@
 //! deinterleaver would otherwise tear 72 × 2048 soft bits apart.
 //!
 //! **Differential coding** (Meteor-M N2-2 and later): per channel, `c[t] = y[t] XOR y[t-2]`,
-//! soft: sign of `−y[t]·y[t−2]`, magnitude `min(|y[t]|, |y[t−2]|)`.
+//! soft: sign of `−y[t]·y[t−2]`, magnitude `sqrt(|y[t]·y[t−2]|)`.
 //!
 //! Everything is done in fixed blocks of the symbol stream, so the output depends only on the
 //! symbols, never on how they were split when pushed.
@@ -169,10 +169,12 @@ impl PhaseCase {
     }
 }
 
-/// Soft XOR of two soft bits (differential decoding): sign of `−x·y`, magnitude `min(|x|, |y|)`.
+/// Soft XOR of two soft bits (differential decoding): sign of `−x·y`, magnitude
+/// `sqrt(|x·y|)` rounded, at most 127.
 #[inline]
 pub fn soft_xor(x: i8, y: i8) -> i8 {
-    let m = x.unsigned_abs().min(y.unsigned_abs()).min(127) as i8;
+    let p = f32::from(x.unsigned_abs()) * f32::from(y.unsigned_abs());
+    let m = (p.sqrt() + 0.5).min(127.0) as i8;
     if (x < 0) == (y < 0) {
         -m
     } else {
@@ -243,7 +245,8 @@ pub const SEARCH_WINDOW: usize = 8192;
 const BLOCK: usize = 2048;
 /// Decoded bits per re-encode check window.
 const CHECK_WINDOW: u64 = 4096;
-/// A window disagreeing more than this (per mille) loses the lock.
+/// A window disagreeing more than this (per mille) loses the lock, as does one disagreeing
+/// 50 per mille and half again more than the running level.
 const LOSS_PER_MILLE: u64 = 250;
 /// The phase search accepts a case disagreeing at most this much (per mille).
 const LOCK_PER_MILLE: u64 = 220;
@@ -428,66 +431,111 @@ enum Lock {
 }
 
 /// Re-encodes decoded bits and compares them with the hard decisions of the channel bits.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Checker {
     reg: u8,
+    /// Re-encoded (G1 | G2 << 1) for each 7-bit register value.
+    lut: [u8; 128],
     /// Hard decisions (bit 0: G1 value, bit 1: G2 value, bit 2: G1 erased, bit 3: G2 erased) of
-    /// steps whose decoded bit has not come out yet.
-    hard: std::collections::VecDeque<u8>,
+    /// steps whose decoded bit has not come out yet, from `head` on.
+    hard: Vec<u8>,
+    head: usize,
     window_bits: u64,
     window_compared: u64,
     window_errors: u64,
+    /// Running disagreement (per mille) of the windows since lock.
+    level: u64,
 }
 
 impl Checker {
-    fn push_pair(&mut self, a: i8, b: i8) {
-        let v = u8::from(a > 0)
-            | (u8::from(b > 0) << 1)
-            | (u8::from(a == 0) << 2)
-            | (u8::from(b == 0) << 3);
-        self.hard.push_back(v);
+    fn new(g2_inverted: bool) -> Self {
+        let mut lut = [0u8; 128];
+        for (r, v) in lut.iter_mut().enumerate() {
+            let (a, b) = branch_bits(r as u8, g2_inverted);
+            *v = a | (b << 1);
+        }
+        Self {
+            reg: 0,
+            lut,
+            hard: Vec::new(),
+            head: 0,
+            window_bits: 0,
+            window_compared: 0,
+            window_errors: 0,
+            level: 0,
+        }
     }
 
-    fn reset(&mut self) {
-        *self = Self::default();
+    fn push_pairs(&mut self, soft: &[i8]) {
+        if self.head > 4096 && self.head * 2 > self.hard.len() {
+            self.hard.drain(..self.head);
+            self.head = 0;
+        }
+        self.hard.extend(soft.chunks_exact(2).map(|p| match p {
+            [a, b] => {
+                u8::from(*a > 0)
+                    | (u8::from(*b > 0) << 1)
+                    | (u8::from(*a == 0) << 2)
+                    | (u8::from(*b == 0) << 3)
+            }
+            _ => 0,
+        }));
+    }
+
+    fn reset(&mut self, level: u64) {
+        self.level = level;
+        self.reg = 0;
+        self.hard.clear();
+        self.head = 0;
+        self.window_bits = 0;
+        self.window_compared = 0;
+        self.window_errors = 0;
     }
 
     /// Compares decoded bits; returns true when a window disagreed beyond the loss threshold.
-    fn check(&mut self, bits: &[u8], g2_inverted: bool, c: &mut InnerCounters) -> bool {
+    fn check(&mut self, bits: &[u8], c: &mut InnerCounters) -> bool {
         let mut lost = false;
-        for bit in bits {
+        let hard = self.hard.get(self.head..).unwrap_or_default();
+        let n = bits.len().min(hard.len());
+        for (bit, h) in bits.iter().zip(hard) {
             self.reg = ((self.reg << 1) | (bit & 1)) & 0x7F;
-            let Some(h) = self.hard.pop_front() else {
-                continue;
-            };
-            let (g1, g2) = branch_bits(self.reg, g2_inverted);
-            let mut n = 0;
-            let mut e = 0;
-            if h & 4 == 0 {
-                n += 1;
-                e += u64::from(g1 != h & 1);
-            }
-            if h & 8 == 0 {
-                n += 1;
-                e += u64::from(g2 != (h >> 1) & 1);
-            }
-            self.window_compared += n;
-            self.window_errors += e;
-            c.channel_bits_compared += n;
-            c.channel_bit_errors += e;
+            let enc = self.lut.get(usize::from(self.reg)).copied().unwrap_or(0);
+            // Erased symbols (bits 2, 3) are not compared.
+            let valid = !(h >> 2) & 3;
+            let diff = (enc ^ h) & valid;
+            self.window_compared += u64::from(valid.count_ones());
+            self.window_errors += u64::from(diff.count_ones());
             self.window_bits += 1;
             if self.window_bits == CHECK_WINDOW {
-                if self.window_compared > CHECK_WINDOW / 2
-                    && self.window_errors * 1000 > self.window_compared * LOSS_PER_MILLE
-                {
-                    lost = true;
+                c.channel_bits_compared += self.window_compared;
+                c.channel_bit_errors += self.window_errors;
+                if self.window_compared > CHECK_WINDOW / 2 {
+                    let e = self.window_errors * 1000 / self.window_compared;
+                    // A phase jump or slip raises the disagreement abruptly (a 90-degree jump
+                    // by about 140 per mille on a clean link); slow changes of the signal
+                    // level only move the running level.
+                    if e > LOSS_PER_MILLE || (e > self.level + 50 && e * 2 > self.level * 3) {
+                        lost = true;
+                    } else {
+                        self.level = (3 * self.level + e) / 4;
+                    }
                 }
                 self.window_bits = 0;
                 self.window_compared = 0;
                 self.window_errors = 0;
             }
         }
+        self.head += n;
         lost
+    }
+
+    /// Adds the partial window to the counters (end of stream, loss of lock).
+    fn settle(&mut self, c: &mut InnerCounters) {
+        c.channel_bits_compared += self.window_compared;
+        c.channel_bit_errors += self.window_errors;
+        self.window_bits = 0;
+        self.window_compared = 0;
+        self.window_errors = 0;
     }
 }
 
@@ -528,6 +576,10 @@ fn trial(soft: &[i8], g2_inverted: bool, simd: bool) -> u64 {
 /// Derotates pairs and applies differential decoding, carrying `prev` (the last derotated
 /// pair) across calls.
 fn derotate_into(case: PhaseCase, diff: bool, prev: &mut [i8; 2], pairs: &[i8], out: &mut Vec<i8>) {
+    if case == PhaseCase(0) && !diff {
+        out.extend_from_slice(pairs.get(..pairs.len() & !1).unwrap_or_default());
+        return;
+    }
     for p in pairs.chunks_exact(2) {
         if let [a, b] = p {
             let (x, y) = case.undo(*a, *b);
@@ -549,8 +601,10 @@ pub struct SoftFront {
     spec: InnerSpec,
     format: SoftFormat,
     simd: bool,
+    /// Input soft bits; those before `head` are consumed.
     pending: Vec<i8>,
-    /// Soft-bit position of `pending[0]` in the input.
+    head: usize,
+    /// Soft-bit position of `pending[head]` in the input.
     pos: u64,
     lock: Lock,
     viterbi: Viterbi,
@@ -588,10 +642,11 @@ impl SoftFront {
             format,
             simd: viterbi.uses_simd(),
             pending: Vec::new(),
+            head: 0,
             pos: 0,
             lock: Lock::Searching,
             viterbi,
-            checker: Checker::default(),
+            checker: Checker::new(spec.g2_inverted),
             prev: [0; 2],
             deint,
             bad_markers: 0,
@@ -694,8 +749,13 @@ impl SoftFront {
                 break;
             }
             used = (self.pos - before_pos) as usize;
+            // Hand out the bits decoded so far before anything after an event, so that events
+            // interleave with frames the same way however the input was split.
+            if !self.events.is_empty() {
+                break;
+            }
         }
-        if self.finished && used < budget && !self.done {
+        if self.finished && used < budget && !self.done && self.events.is_empty() {
             self.end_of_stream(out);
             self.done = true;
         }
@@ -703,45 +763,53 @@ impl SoftFront {
         self.pos != before_pos || out.len() != before_out || self.done
     }
 
+    /// The unconsumed input.
+    fn avail(&self) -> &[i8] {
+        self.pending.get(self.head..).unwrap_or_default()
+    }
+
     fn consume(&mut self, n: usize) {
-        let n = n.min(self.pending.len());
-        self.pending.drain(..n);
+        let n = n.min(self.avail().len());
+        self.head += n;
         self.pos += n as u64;
+        if self.head == self.pending.len() {
+            self.pending.clear();
+            self.head = 0;
+        } else if self.head > 1 << 16 && self.head * 2 > self.pending.len() {
+            self.pending.drain(..self.head);
+            self.head = 0;
+        }
     }
 
     fn discard(&mut self, n: usize) {
-        let n = n.min(self.pending.len());
+        let n = n.min(self.avail().len());
         self.counters.soft_bits_discarded += n as u64;
         self.consume(n);
     }
 
     fn step_uncoded(&mut self, out: &mut Vec<u8>) -> bool {
-        let n = self.pending.len();
+        let n = self.avail().len();
         if n == 0 {
             return false;
         }
-        out.extend(self.pending.iter().map(|s| u8::from(*s > 0)));
+        out.extend(self.avail().iter().map(|s| u8::from(*s > 0)));
         self.consume(n);
         true
     }
 
     fn decode_into(&mut self, soft: &[i8], out: &mut Vec<u8>) -> bool {
-        for p in soft.chunks_exact(2) {
-            if let [a, b] = p {
-                self.checker.push_pair(*a, *b);
-            }
-        }
+        self.checker.push_pairs(soft);
         let start = out.len();
         self.viterbi.decode(soft, out);
         let bits = out.get(start..).unwrap_or_default();
-        self.checker
-            .check(bits, self.spec.g2_inverted, &mut self.counters)
+        self.checker.check(bits, &mut self.counters)
     }
 
     fn lose_lock(&mut self, out: &mut Vec<u8>) {
         self.viterbi.flush(out);
         self.viterbi.reset();
-        self.checker.reset();
+        self.checker.settle(&mut self.counters);
+        self.checker.reset(0);
         self.prev = [0; 2];
         self.lock = Lock::Searching;
         self.counters.phase_case = None;
@@ -765,12 +833,12 @@ impl SoftFront {
 
     /// Tries the 4 derotations × 2 pair alignments on `window` soft bits; returns the best
     /// (case, offset) if it is good enough.
-    fn search(&self, window: usize) -> Option<(PhaseCase, u8)> {
+    fn search(&self, window: usize) -> Option<(PhaseCase, u8, u64)> {
         let mut best: Option<(u64, PhaseCase, u8)> = None;
         let mut buf = Vec::with_capacity(window);
         for offset in 0..2u8 {
             let src = self
-                .pending
+                .avail()
                 .get(usize::from(offset)..window)
                 .unwrap_or_default();
             for case in SEARCH_CASES {
@@ -784,22 +852,23 @@ impl SoftFront {
             }
         }
         best.filter(|(s, _, _)| *s <= LOCK_PER_MILLE)
-            .map(|(_, c, o)| (c, o))
+            .map(|(s, c, o)| (c, o, s))
     }
 
     fn step_72k(&mut self, out: &mut Vec<u8>) -> bool {
         match self.lock {
             Lock::Searching => {
-                let window = if self.pending.len() >= SEARCH_WINDOW {
+                let window = if self.avail().len() >= SEARCH_WINDOW {
                     SEARCH_WINDOW
-                } else if self.finished && self.pending.len() >= 512 {
-                    self.pending.len()
+                } else if self.finished && self.avail().len() >= 512 {
+                    self.avail().len()
                 } else {
                     return false;
                 };
                 match self.search(window) {
-                    Some((case, offset)) => {
+                    Some((case, offset, score)) => {
                         self.discard(usize::from(offset));
+                        self.checker.reset(score);
                         self.locked(case, offset);
                     }
                     None => self.discard(window / 2),
@@ -807,16 +876,19 @@ impl SoftFront {
                 true
             }
             Lock::Locked { case } => {
-                let n = if self.pending.len() >= BLOCK {
+                let n = if self.avail().len() >= BLOCK {
                     BLOCK
-                } else if self.finished && self.pending.len() >= 2 {
-                    self.pending.len() & !1
+                } else if self.finished && self.avail().len() >= 2 {
+                    self.avail().len() & !1
                 } else {
                     return false;
                 };
                 let mut buf = std::mem::take(&mut self.scratch);
                 buf.clear();
-                let src = self.pending.get(..n).unwrap_or_default();
+                let src = self
+                    .pending
+                    .get(self.head..self.head + n)
+                    .unwrap_or_default();
                 derotate_into(case, self.spec.differential, &mut self.prev, src, &mut buf);
                 let lost = self.decode_into(&buf, out);
                 self.scratch = buf;
@@ -831,7 +903,7 @@ impl SoftFront {
 
     fn search_marker(&self) -> Option<(PhaseCase, u8)> {
         let need = MARKER_PERIOD * MARKER_SEARCH_PERIODS + MARKER_PERIOD;
-        let buf = self.pending.get(..need)?;
+        let buf = self.avail().get(..need)?;
         let patterns = PhaseCase::ALL.map(marker_pattern);
         let mut best: Option<(u32, PhaseCase, u8)> = None;
         for off in 0..MARKER_PERIOD {
@@ -855,7 +927,7 @@ impl SoftFront {
         match self.lock {
             Lock::Searching => {
                 let need = MARKER_PERIOD * MARKER_SEARCH_PERIODS + MARKER_PERIOD;
-                if self.pending.len() < need {
+                if self.avail().len() < need {
                     return false;
                 }
                 match self.search_marker() {
@@ -869,7 +941,7 @@ impl SoftFront {
                 true
             }
             Lock::Locked { case } => {
-                let periods = (self.pending.len() / MARKER_PERIOD).min(BLOCK / MARKER_PERIOD);
+                let periods = (self.avail().len() / MARKER_PERIOD).min(BLOCK / MARKER_PERIOD);
                 if periods == 0 {
                     return false;
                 }
@@ -879,7 +951,8 @@ impl SoftFront {
                 let mut lost_at = None;
                 for k in 0..periods {
                     let s = k * MARKER_PERIOD;
-                    let Some(period) = self.pending.get(s..s + MARKER_PERIOD) else {
+                    let at = self.head + s;
+                    let Some(period) = self.pending.get(at..at + MARKER_PERIOD) else {
                         break;
                     };
                     let (marker, data) = period.split_at(MARKER_BITS);
@@ -961,10 +1034,10 @@ impl SoftFront {
         }
         let start = out.len();
         self.viterbi.flush(out);
-        let bits = out.get(start..).unwrap_or_default().to_vec();
-        self.checker
-            .check(&bits, self.spec.g2_inverted, &mut self.counters);
-        let rest = self.pending.len();
+        let bits = out.get(start..).unwrap_or_default();
+        self.checker.check(bits, &mut self.counters);
+        self.checker.settle(&mut self.counters);
+        let rest = self.avail().len();
         self.discard(rest);
     }
 }
@@ -1006,8 +1079,10 @@ mod tests {
     #[test]
     fn soft_xor_is_xor() {
         assert!(soft_xor(100, 100) < 0);
-        assert!(soft_xor(-100, -20) == -20);
-        assert!(soft_xor(100, -20) == 20);
+        assert_eq!(soft_xor(-100, -20), -45);
+        assert_eq!(soft_xor(100, -20), 45);
+        assert_eq!(soft_xor(127, -127), 127);
+        assert_eq!(soft_xor(-128, -128), -127);
         assert_eq!(soft_xor(0, 50), 0);
     }
 
