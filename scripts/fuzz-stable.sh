@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"; shift || true
-targets=("${@:-decoder sync mpdu space_packet reed_solomon frame_header}")
+targets=("${@:-decoder sync mpdu space_packet reed_solomon frame_header soft}")
 read -r -a targets <<< "${targets[*]}"
 out="${FUZZ_DIR:-target/fuzz-stable}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -31,6 +31,8 @@ seeds = {
     'reed_solomon': [bytes([0x20]) + r('vectors/rs255_223_dualbasis_codeword.bin')],
     'frame_header': [bytes([1]) + met[:892], bytes([0x21]) + met[892:1784]],
     'mpdu': [],
+    'soft': [bytes([0]) + r('soft/m2_72k_8bitsoft.s'), bytes([1 | 4]) + r('soft/m22_72k.hard'),
+             bytes([2]) + r('soft/m22_80k_soft.s')[:200000]],
 }
 base = os.environ['OUT'] + '/corpus'
 for t, l in seeds.items():

@@ -2116,6 +2116,24 @@ profile = "jpss"
     }
 
     #[test]
+    fn soft_symbol_formats_need_a_profile_with_an_inner_code() {
+        let text = |format: &str, profile: &str| {
+            format!(
+                "[archive]\npath = \"/var/lib/downlink\"\n[[input]]\nname = \"lrpt\"\nlisten = \"udp://0.0.0.0:5000\"\nformat = \"{format}\"\nprofile = \"{profile}\"\n"
+            )
+        };
+        let c = parse(&text("soft-i8", "meteor-lrpt-80k")).unwrap();
+        assert_eq!(c.input[0].format, InputFormat::SoftI8);
+        let c = parse(&text("hard", "meteor-lrpt-72k")).unwrap();
+        assert_eq!(c.input[0].format, InputFormat::Hard);
+        let err = parse(&text("soft-i8", "meteor-lrpt")).unwrap_err();
+        assert_eq!(paths(err.problems()), ["input[0].format"]);
+        assert!(err.to_string().contains("[inner]"), "{err}");
+        let err = parse(&text("soft-f32", "meteor-lrpt-72k")).unwrap_err();
+        assert!(err.to_string().contains("soft-i8 or hard"), "{err}");
+    }
+
+    #[test]
     fn http_and_pass_sections_are_optional() {
         let text = r#"
 [archive]

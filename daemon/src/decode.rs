@@ -229,6 +229,11 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<()> {
         let mut v = serde_json::to_value(&stats)?;
         if let serde_json::Value::Object(m) = &mut v {
             m.insert("profile".into(), profile.name.clone().into());
+            if let (Some(inner), Some(serde_json::Value::Object(o))) =
+                (stats.inner.as_ref(), m.get_mut("inner"))
+            {
+                o.insert("channel_ber".into(), inner.channel_ber().into());
+            }
             m.insert(
                 "timing".into(),
                 serde_json::json!({
@@ -262,6 +267,21 @@ fn write_report(out: &mut impl Write, profile: &Profile, s: &Stats, elapsed: f64
         "sync     cadus {}  locks {}  lost {}  true {}  inverted {}  slipped {}  flywheel {}  discarded {} bits  truncated {} bits",
         s.cadus, y.locks, y.lost, y.true_frames, y.inverted_frames, y.slipped_frames, y.flywheel_frames, y.bits_discarded, y.truncated_bits
     )?;
+    if let Some(i) = &s.inner {
+        writeln!(
+            out,
+            "soft     symbols {}  discarded {}  decoded bits {}  phase locks {} (re-acquired {})  case {}  channel BER {}  80k markers ok {} bad {}",
+            i.soft_bits,
+            i.soft_bits_discarded,
+            i.decoded_bits,
+            i.phase_locks,
+            i.reacquisitions,
+            i.phase_case.unwrap_or("-"),
+            i.channel_ber().map_or("-".to_owned(), |b| format!("{b:.4}")),
+            i.markers_ok,
+            i.markers_bad
+        )?;
+    }
     let r = &s.rs;
     writeln!(
         out,
@@ -273,7 +293,7 @@ fn write_report(out: &mut impl Write, profile: &Profile, s: &Stats, elapsed: f64
     let rj = &f.rejected;
     writeln!(
         out,
-        "frames   good {} (fill {})  rejected {} [rs {} crc {} version {} scid {} short {}]",
+        "frames   good {} (fill {})  rejected {} [rs {} crc {} version {} scid {} short {} vcid {}]",
         f.good,
         f.fill,
         rj.total(),
@@ -281,7 +301,8 @@ fn write_report(out: &mut impl Write, profile: &Profile, s: &Stats, elapsed: f64
         rj.crc_failed,
         rj.bad_version,
         rj.unexpected_scid,
-        rj.too_short
+        rj.too_short,
+        rj.unknown_vcid
     )?;
     for (v, n) in &f.by_vcid {
         let missing = f.missing_by_vcid.get(v).copied().unwrap_or(0);

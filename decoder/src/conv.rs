@@ -112,9 +112,10 @@ pub fn pack_bits(bits: &[u8]) -> Vec<u8> {
 /// is differentially coded on its own. `state` holds the last two transmitted bits (start `[0, 0]`).
 pub fn differential_encode(bits: &mut [u8], state: &mut [u8; 2]) {
     for (i, b) in bits.iter_mut().enumerate() {
-        let slot = &mut state[i & 1];
-        *b = (*b & 1) ^ *slot;
-        *slot = *b;
+        if let Some(slot) = state.get_mut(i & 1) {
+            *b = (*b & 1) ^ *slot;
+            *slot = *b;
+        }
     }
 }
 
@@ -145,6 +146,8 @@ fn branch_table(a: i8, b: i8) -> u32 {
 
 /// Per-butterfly expected channel bits: for butterfly `j` (new states 2j and 2j+1, old states
 /// j and j+32), the symbols of the branch old j → new 2j (register `2j`).
+// Evaluated at compile time with constant bounds: an out-of-range index would not compile.
+#[allow(clippy::indexing_slicing)]
 const fn butterfly_symbols(g2_inverted: bool) -> [[u8; 32]; 2] {
     let mut out = [[0u8; 32]; 2];
     let mut j = 0;
@@ -334,25 +337,31 @@ impl Viterbi {
                 [a, b] => (*a, *b),
                 _ => continue,
             };
-            let ca = symbol_costs(a);
-            let cb = symbol_costs(b);
+            let table = branch_table(a, b).to_le_bytes();
             let mut next = [0u8; STATES];
             let mut dec = 0u64;
-            for j in 0..32usize {
-                let s1 = usize::from(self.sym_mask[0][j] & 1);
-                let s2 = usize::from(self.sym_mask[1][j] & 1);
-                let m = ca[s1] + cb[s2];
-                let mc = ca[s1 ^ 1] + cb[s2 ^ 1];
-                let lo = self.metrics[j];
-                let hi = self.metrics[j + 32];
+            let (lo_half, hi_half) = self.metrics.split_at(32);
+            let [s1s, s2s] = &self.sym_mask;
+            for (j, (((lo, hi), (s1, s2)), out)) in lo_half
+                .iter()
+                .zip(hi_half)
+                .zip(s1s.iter().zip(s2s))
+                .zip(next.chunks_exact_mut(2))
+                .enumerate()
+            {
+                let idx = usize::from((s1 & 2) | (s2 & 1));
+                let m = table.get(idx).copied().unwrap_or(0);
+                let mc = table.get(idx ^ 3).copied().unwrap_or(0);
                 let e0 = lo.saturating_add(m);
                 let e1 = hi.saturating_add(mc);
                 let o0 = lo.saturating_add(mc);
                 let o1 = hi.saturating_add(m);
                 let even = e0.min(e1);
                 let odd = o0.min(o1);
-                next[2 * j] = even;
-                next[2 * j + 1] = odd;
+                if let [e, o] = out {
+                    *e = even;
+                    *o = odd;
+                }
                 dec |= u64::from(even == e1) << j;
                 dec |= u64::from(odd == o1) << (32 + j);
             }

@@ -337,7 +337,7 @@ fn phase_jump_and_symbol_slip_are_reacquired() {
     let mut soft = noisy_soft(&data, 50, 60, &mut rng);
     let n = soft.len();
     // A 90-degree phase jump at 1/3, one lost soft bit (half a QPSK symbol) at 2/3.
-    apply_case(&mut soft[n / 3 & !1..], PhaseCase::new(90, false));
+    apply_case(&mut soft[(n / 3) & !1..], PhaseCase::new(90, false));
     soft.remove(2 * n / 3);
     let r = whole(
         "meteor-m2-lrpt-72k",

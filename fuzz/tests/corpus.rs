@@ -174,3 +174,18 @@ fn decoder_corpus() {
         "every real seed yields frames or packets: {d:?}"
     );
 }
+
+#[test]
+fn soft_corpus() {
+    let m2 = shared("soft/m2_72k_8bitsoft.s");
+    let hard = shared("soft/m22_72k.hard");
+    let k80 = shared("soft/m22_80k_soft.s");
+    let real = vec![
+        with_sel(0, &m2),
+        with_sel(1 | 4, &hard),
+        with_sel(2 | 8, &k80[..60_000]),
+    ];
+    let d = run("soft", downlink_fuzz::soft, real);
+    // The 72k seeds decode whole: 1 frame + 1 packet, 8 frames + 42 packets.
+    assert_eq!(d[..2], [2, 50], "soft seeds reach the packet layer: {d:?}");
+}
