@@ -53,7 +53,9 @@ fn check_polys() -> [u16; 2] {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let soft_path = args.next().expect("usage: fec-peer SOFT_FILE [--truth CADU_FILE] [--runs N]");
+    let soft_path = args
+        .next()
+        .expect("usage: fec-peer SOFT_FILE [--truth CADU_FILE] [--runs N]");
     let mut truth_path = None;
     let mut runs = 3usize;
     while let Some(a) = args.next() {
