@@ -10,6 +10,7 @@
 
 pub mod cadu_stream;
 pub mod ccsds_peer;
+pub mod soft_chain;
 
 pub use cadu_stream::{extract_aligned_cadus, make_cadu_stream};
 pub use ccsds_peer::{

@@ -46,6 +46,20 @@
 //! A trailing partial byte (after an odd number of slips) is padded with zero bits, so the
 //! output has exactly as many bytes as the input.
 //!
+//! # Soft symbols (`--encode conv`)
+//! With `--encode conv` the file is taken as a hard-bit stream after Viterbi (CADUs, MSB first)
+//! and sent as what a QPSK demodulator hands the Viterbi decoder: convolutionally encoded
+//! (CCSDS 131.0-B §3, k = 7, r = 1/2), mapped to int8 `(I, Q)` soft symbols, with Gaussian noise
+//! at `--ebn0`, a constellation rotation (`--rotate`), an I/Q swap (`--swap-iq`) and one slip of
+//! `--slip-symbols` symbols in mid-stream: the `soft-i8` input format. See [`soft`] for the exact
+//! definition (Eb/N0 is per information bit: `Ec/N0 = Eb/N0 − 3.01 dB` per channel bit). The
+//! bit impairments above do not combine with it. `--rate` is the rate of the bytes sent (16
+//! soft bytes per input byte).
+//!
+//! # Output to a file
+//! `--output FILE` writes the stream (impaired or encoded) to a file instead of a socket, as fast
+//! as it is made (no pacing), in `--datagram-size` writes.
+//!
 //! # Limitations
 //! `--loop` without a count runs until the process is killed; there is no signal handling, so
 //! an interrupted run prints no summary. UDP datagrams refused by the peer (ICMP port
@@ -60,6 +74,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+pub mod soft;
+
+use soft::{Rotation, SoftEncoder, SoftParams, SoftStats};
 
 /// How far ahead of its slot a datagram may be sent (the pacer's burst allowance).
 pub const EARLY: Duration = Duration::from_micros(500);
@@ -80,8 +98,11 @@ pub struct ReplayArgs {
     pub file: PathBuf,
     /// Destination: udp://IP:PORT or tcp://IP:PORT (IPv6 as udp://[::1]:PORT; `localhost` is
     /// 127.0.0.1; no DNS).
-    #[arg(long)]
-    pub to: String,
+    #[arg(long, required_unless_present = "output")]
+    pub to: Option<String>,
+    /// Write the stream to this file instead of sending it (as fast as it is made).
+    #[arg(long, value_name = "FILE", conflicts_with = "to")]
+    pub output: Option<PathBuf>,
     /// Paced rate: 400Mbit, 1.5Gbit, 10kbit, 100000 (bit/s), 50MB/s (bytes). SI prefixes.
     #[arg(long, default_value = "100Mbit")]
     pub rate: String,
@@ -101,12 +122,43 @@ pub struct ReplayArgs {
     /// Invert every bit from this stream byte offset on (180° phase ambiguity).
     #[arg(long, value_name = "BYTES")]
     pub invert_after: Option<u64>,
-    /// Seed of the bit-error generator (same seed, same errors).
+    /// Seed of the bit-error and noise generator (same seed, same errors).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Send soft symbols instead of bits: `conv` = the CCSDS k=7 r=1/2 convolutional code on
+    /// QPSK, int8 (I, Q) pairs, positive = 1 (the `soft-i8` input format).
+    #[arg(long, value_enum, value_name = "CODE")]
+    pub encode: Option<Encode>,
+    /// With --encode: Gaussian noise at this Eb/N0 (dB, per information bit).
+    #[arg(
+        long,
+        value_name = "DB",
+        requires = "encode",
+        allow_negative_numbers = true
+    )]
+    pub ebn0: Option<f64>,
+    /// With --encode: turn the constellation by 0, 90, 180 or 270 degrees (phase ambiguity).
+    #[arg(long, value_name = "DEGREES", requires = "encode")]
+    pub rotate: Option<u16>,
+    /// With --encode: exchange I and Q (after --rotate).
+    #[arg(long, requires = "encode")]
+    pub swap_iq: bool,
+    /// With --encode: drop this many QPSK symbols once, in the middle of the file.
+    #[arg(long, value_name = "N", requires = "encode")]
+    pub slip_symbols: Option<u64>,
+    /// With --encode: soft value of a noiseless channel bit (1..=127).
+    #[arg(long, value_name = "A", requires = "encode", default_value_t = soft::DEFAULT_AMPLITUDE)]
+    pub amplitude: u8,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Inner code of `--encode`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encode {
+    /// CCSDS 131.0-B §3 convolutional code, k = 7, r = 1/2, QPSK int8 soft symbols.
+    Conv,
 }
 
 /// Everything that can go wrong in a replay.
@@ -658,10 +710,12 @@ fn wait_until_ready(pacer: &Pacer, start: Instant) -> u64 {
 // ---------------------------------------------------------------------------------------------
 
 /// Result of a replay.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReplaySummary {
-    /// Where it went.
-    pub target: Target,
+    /// Where it went (`None`: to [`ReplaySummary::output`]).
+    pub target: Option<Target>,
+    /// The file written with `--output`.
+    pub output: Option<PathBuf>,
     /// Bytes sent (after impairment).
     pub bytes: u64,
     /// Datagrams sent (TCP: writes).
@@ -674,19 +728,26 @@ pub struct ReplaySummary {
     pub mbit_per_s: f64,
     /// Impairments applied.
     pub impair: ImpairStats,
+    /// What `--encode conv` made.
+    pub soft: Option<SoftStats>,
 }
 
 impl fmt::Display for ReplaySummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = match self.target {
-            Target::Udp(_) => "datagrams",
-            Target::Tcp(_) => "writes",
+        let (to, unit) = match (&self.target, &self.output) {
+            (Some(t @ Target::Udp(_)), _) => (t.to_string(), "datagrams"),
+            (Some(t @ Target::Tcp(_)), _) => (t.to_string(), "writes"),
+            (None, Some(p)) => (p.display().to_string(), "writes"),
+            (None, None) => (String::from("nowhere"), "writes"),
         };
         write!(
             f,
-            "replay to {}: {} bytes in {} {unit}, {:.3} s, {:.1} Mbit/s; impairments: {}",
-            self.target, self.bytes, self.datagrams, self.seconds, self.mbit_per_s, self.impair
+            "replay to {to}: {} bytes in {} {unit}, {:.3} s, {:.1} Mbit/s; impairments: {}",
+            self.bytes, self.datagrams, self.seconds, self.mbit_per_s, self.impair
         )?;
+        if let Some(s) = &self.soft {
+            write!(f, "; {s}")?;
+        }
         if self.refused > 0 {
             write!(
                 f,
@@ -701,9 +762,16 @@ impl fmt::Display for ReplaySummary {
 enum Sink {
     Udp(UdpSocket),
     Tcp(TcpStream),
+    File(io::BufWriter<File>, String),
 }
 
 impl Sink {
+    fn create(path: &std::path::Path) -> Result<Self, ReplayError> {
+        let shown = path.display().to_string();
+        let f = File::create(path).map_err(io_err(format!("creating {shown}")))?;
+        Ok(Sink::File(io::BufWriter::with_capacity(1 << 20, f), shown))
+    }
+
     fn connect(target: Target) -> Result<Self, ReplayError> {
         match target {
             Target::Udp(addr) => {
@@ -742,15 +810,28 @@ impl Sink {
                 .write_all(d)
                 .map(|()| true)
                 .map_err(io_err("writing to the TCP connection")),
+            Sink::File(f, shown) => f
+                .write_all(d)
+                .map(|()| true)
+                .map_err(io_err(format!("writing {shown}"))),
         }
     }
 
     fn close(self) -> Result<(), ReplayError> {
-        if let Sink::Tcp(mut s) = self {
-            s.flush().map_err(io_err("flushing the TCP connection"))?;
-            // Half-close so the receiver sees end-of-stream after all data.
-            s.shutdown(std::net::Shutdown::Write)
-                .map_err(io_err("closing the TCP connection"))?;
+        match self {
+            Sink::Tcp(mut s) => {
+                s.flush().map_err(io_err("flushing the TCP connection"))?;
+                // Half-close so the receiver sees end-of-stream after all data.
+                s.shutdown(std::net::Shutdown::Write)
+                    .map_err(io_err("closing the TCP connection"))?;
+            }
+            Sink::File(f, shown) => {
+                let f = f
+                    .into_inner()
+                    .map_err(|e| io_err(format!("writing {shown}"))(e.into_error()))?;
+                f.sync_all().map_err(io_err(format!("syncing {shown}")))?;
+            }
+            Sink::Udp(_) => {}
         }
         Ok(())
     }
@@ -758,7 +839,8 @@ impl Sink {
 
 /// Validated configuration.
 struct Plan {
-    target: Target,
+    /// `None`: to the `--output` file.
+    target: Option<Target>,
     bits_per_s: u64,
     datagram_size: usize,
     /// `None`: forever.
@@ -767,18 +849,28 @@ struct Plan {
 
 fn plan(args: &ReplayArgs) -> Result<Plan, ReplayError> {
     let bits_per_s = parse_rate(&args.rate)?;
-    let target = parse_target(&args.to)?;
-    let max = match target {
-        Target::Udp(_) if target.addr().is_ipv4() => MAX_UDP_V4,
-        Target::Udp(_) => MAX_UDP_V6,
-        Target::Tcp(_) => MAX_TCP_CHUNK,
+    let target = match (&args.to, &args.output) {
+        (Some(to), None) => Some(parse_target(to)?),
+        (None, Some(_)) => None,
+        _ => {
+            return Err(ReplayError::Argument(
+                "give exactly one of --to and --output".into(),
+            ))
+        }
+    };
+    let (max, dest) = match target {
+        Some(t @ Target::Udp(_)) if t.addr().is_ipv4() => (MAX_UDP_V4, t.to_string()),
+        Some(t @ Target::Udp(_)) => (MAX_UDP_V6, t.to_string()),
+        Some(t @ Target::Tcp(_)) => (MAX_TCP_CHUNK, t.to_string()),
+        None => (MAX_TCP_CHUNK, "a file".into()),
     };
     if args.datagram_size == 0 || args.datagram_size > max {
         return Err(ReplayError::Argument(format!(
-            "--datagram-size {} must be 1..={max} for {target}",
+            "--datagram-size {} must be 1..={max} for {dest}",
             args.datagram_size
         )));
     }
+    check_encode_args(args)?;
     if let Some(p) = args.ber {
         if !(0.0..=1.0).contains(&p) {
             return Err(ReplayError::Argument(format!(
@@ -802,6 +894,105 @@ fn plan(args: &ReplayArgs) -> Result<Plan, ReplayError> {
         datagram_size: args.datagram_size,
         passes,
     })
+}
+
+/// The `--encode` options: only with `--encode`, in range, and not mixed with the bit
+/// impairments.
+fn check_encode_args(args: &ReplayArgs) -> Result<(), ReplayError> {
+    let arg = |m: String| Err(ReplayError::Argument(m));
+    if args.encode.is_none() {
+        let given = [
+            ("--ebn0", args.ebn0.is_some()),
+            ("--rotate", args.rotate.is_some()),
+            ("--swap-iq", args.swap_iq),
+            ("--slip-symbols", args.slip_symbols.is_some()),
+            ("--amplitude", args.amplitude != soft::DEFAULT_AMPLITUDE),
+        ];
+        if let Some((name, _)) = given.iter().find(|(_, on)| *on) {
+            return arg(format!("{name} needs --encode conv"));
+        }
+        return Ok(());
+    }
+    let bit_impairments = [
+        ("--ber", args.ber.is_some()),
+        ("--slip-every", args.slip_every.is_some()),
+        ("--invert-after", args.invert_after.is_some()),
+    ];
+    if let Some((name, _)) = bit_impairments.iter().find(|(_, on)| *on) {
+        return arg(format!(
+            "{name} impairs bits and does not combine with --encode (use --ebn0, --rotate, --swap-iq, --slip-symbols)"
+        ));
+    }
+    if let Some(db) = args.ebn0 {
+        if !(-10.0..=60.0).contains(&db) {
+            return arg(format!("--ebn0 {db} must be -10..=60 dB"));
+        }
+    }
+    if let Some(d) = args.rotate {
+        if Rotation::from_degrees(d).is_none() {
+            return arg(format!("--rotate {d} must be 0, 90, 180 or 270"));
+        }
+    }
+    if args.slip_symbols == Some(0) {
+        return arg("--slip-symbols must be at least 1".into());
+    }
+    if !(1..=127).contains(&args.amplitude) {
+        return arg(format!("--amplitude {} must be 1..=127", args.amplitude));
+    }
+    Ok(())
+}
+
+/// What is done to the file's bytes before they are sent.
+enum Transform {
+    Bits(Impairer),
+    Soft(SoftEncoder),
+}
+
+impl Transform {
+    fn new(args: &ReplayArgs, file_len: u64) -> Self {
+        match args.encode {
+            None => Transform::Bits(Impairer::new(
+                args.ber,
+                args.slip_every,
+                args.invert_after,
+                args.seed,
+            )),
+            Some(Encode::Conv) => Transform::Soft(SoftEncoder::new(SoftParams {
+                ebn0_db: args.ebn0,
+                amplitude: args.amplitude,
+                rotate: args
+                    .rotate
+                    .and_then(Rotation::from_degrees)
+                    .unwrap_or_default(),
+                swap_iq: args.swap_iq,
+                // One symbol per input bit: the middle of the first pass.
+                slip: args
+                    .slip_symbols
+                    .map(|n| (file_len.saturating_mul(8) / 2, n)),
+                seed: args.seed,
+            })),
+        }
+    }
+
+    fn apply(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Transform::Bits(i) => i.apply(input, out),
+            Transform::Soft(e) => e.apply(input, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Transform::Bits(i) = self {
+            i.finish(out);
+        }
+    }
+
+    fn stats(&self) -> (ImpairStats, Option<SoftStats>) {
+        match self {
+            Transform::Bits(i) => (i.stats(), None),
+            Transform::Soft(e) => (ImpairStats::default(), Some(e.stats())),
+        }
+    }
 }
 
 /// Reads until `buf` is full or end of file; returns the byte count.
@@ -833,8 +1024,10 @@ struct Sender {
 impl Sender {
     fn send(&mut self, d: &[u8]) -> Result<(), ReplayError> {
         let start = *self.start.get_or_insert_with(Instant::now);
-        let now = wait_until_ready(&self.pacer, start);
-        self.pacer.sent(now, d.len());
+        if !matches!(self.sink, Sink::File(..)) {
+            let now = wait_until_ready(&self.pacer, start);
+            self.pacer.sent(now, d.len());
+        }
         if self.sink.send(d)? {
             self.bytes += d.len() as u64;
             self.datagrams += 1;
@@ -891,9 +1084,14 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         None
     };
 
-    let mut imp = Impairer::new(args.ber, args.slip_every, args.invert_after, args.seed);
+    let mut imp = Transform::new(args, file_len);
+    let sink = match (plan.target, &args.output) {
+        (Some(t), _) => Sink::connect(t)?,
+        (None, Some(p)) => Sink::create(p)?,
+        (None, None) => return Err(ReplayError::Argument("no destination".into())),
+    };
     let mut sender = Sender {
-        sink: Sink::connect(plan.target)?,
+        sink,
         pacer: Pacer::new(plan.bits_per_s, MAX_LAG),
         start: None,
         bytes: 0,
@@ -901,7 +1099,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         refused: 0,
     };
     let mut inbuf = vec![0u8; READ_CHUNK];
-    let mut outbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK + plan.datagram_size + 1);
+    let mut outbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK * 16 + plan.datagram_size + 1);
 
     let mut pass = 0u64;
     while plan.passes.is_none_or(|n| pass < n) {
@@ -926,6 +1124,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
     }
     // Wait out the last datagram's slot so that the achieved rate is honest.
     let seconds = match sender.start {
+        Some(start) if args.output.is_some() => start.elapsed().as_secs_f64(),
         Some(start) => {
             // Exactly, not EARLY: the reported rate must never exceed the requested one.
             loop {
@@ -955,14 +1154,17 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
     } else {
         0.0
     };
+    let (impair, soft) = imp.stats();
     Ok(ReplaySummary {
         target: plan.target,
+        output: args.output.clone(),
         bytes,
         datagrams,
         refused,
         seconds,
         mbit_per_s,
-        impair: imp.stats(),
+        impair,
+        soft,
     })
 }
 
@@ -1018,7 +1220,14 @@ mod tests {
     fn args(file: &std::path::Path, to: String, rate: &str, size: usize) -> ReplayArgs {
         ReplayArgs {
             file: file.to_path_buf(),
-            to,
+            to: Some(to),
+            output: None,
+            encode: None,
+            ebn0: None,
+            rotate: None,
+            swap_iq: false,
+            slip_symbols: None,
+            amplitude: soft::DEFAULT_AMPLITUDE,
             rate: rate.into(),
             datagram_size: size,
             r#loop: None,
@@ -1602,7 +1811,7 @@ mod tests {
         a.rate = "fast".into();
         check(a, "invalid rate");
         let mut a = base.clone();
-        a.to = "udp://127.0.0.1".into();
+        a.to = Some("udp://127.0.0.1".into());
         check(a, "invalid target");
         let mut a = base.clone();
         a.datagram_size = 0;
@@ -1624,6 +1833,105 @@ mod tests {
         a.file = empty.0.clone();
         a.r#loop = Some(0);
         check(a, "empty");
+    }
+
+    #[test]
+    fn encode_conv_cli_and_errors() {
+        #[derive(Parser, Debug)]
+        struct Cli {
+            #[command(flatten)]
+            a: ReplayArgs,
+        }
+        let p = |v: &[&str]| Cli::try_parse_from(v).map(|c| c.a);
+        let a = p(&[
+            "x",
+            "f.dat",
+            "--output",
+            "o.s",
+            "--encode",
+            "conv",
+            "--ebn0",
+            "-1.5",
+            "--rotate",
+            "90",
+            "--swap-iq",
+            "--slip-symbols",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(a.encode, Some(Encode::Conv));
+        assert_eq!(a.ebn0, Some(-1.5));
+        assert_eq!(
+            (a.rotate, a.swap_iq, a.slip_symbols),
+            (Some(90), true, Some(3))
+        );
+        assert_eq!(a.to, None);
+        assert!(p(&["x", "f.dat", "--to", "udp://127.0.0.1:1", "--ebn0", "3"]).is_err());
+        assert!(p(&["x", "f.dat", "--to", "udp://127.0.0.1:1", "--output", "o"]).is_err());
+
+        let f = TempFile::new(b"abc");
+        let mut base = args(&f.0, "udp://127.0.0.1:9".into(), "1Mbit", 100);
+        base.encode = Some(Encode::Conv);
+        let check = |a: ReplayArgs, what: &str| {
+            let e = run(&a).unwrap_err();
+            assert!(e.to_string().contains(what), "{e}");
+        };
+        let mut a = base.clone();
+        a.rotate = Some(45);
+        check(a, "--rotate 45");
+        let mut a = base.clone();
+        a.ebn0 = Some(f64::NAN);
+        check(a, "--ebn0");
+        let mut a = base.clone();
+        a.slip_symbols = Some(0);
+        check(a, "--slip-symbols");
+        let mut a = base.clone();
+        a.amplitude = 0;
+        check(a, "--amplitude");
+        let mut a = base.clone();
+        a.ber = Some(0.1);
+        check(a, "does not combine");
+        let mut a = base.clone();
+        a.encode = None;
+        a.swap_iq = true;
+        check(a, "--swap-iq needs --encode");
+    }
+
+    #[test]
+    fn encode_conv_to_a_file() {
+        // A real capture, as the e2e tests use it: 16 soft bytes per input byte, one slip of
+        // 5 symbols (10 bytes) in the middle, deterministic for a seed.
+        let data = aqua();
+        let data = &data[..64 * 1024];
+        let f = TempFile::new(data);
+        let out = TempFile::new(b"");
+        let mut a = args(&f.0, String::new(), "1Mbit", 4096);
+        a.to = None;
+        a.output = Some(out.0.clone());
+        a.encode = Some(Encode::Conv);
+        a.ebn0 = Some(3.0);
+        a.rotate = Some(180);
+        a.slip_symbols = Some(5);
+        let s = run(&a).unwrap();
+        let soft = s.soft.unwrap();
+        let written = std::fs::read(&out.0).unwrap();
+        assert_eq!(written.len(), data.len() * 16 - 10);
+        assert_eq!(s.bytes, written.len() as u64);
+        assert_eq!(soft.symbols_slipped, 5);
+        assert_eq!(soft.bits_in, data.len() as u64 * 8);
+        // Uncoded BER at Eb/N0 = 3 dB over the non-erased channel bits: 0.076 (see soft.rs).
+        assert!((soft.channel_ber() - 0.076).abs() < 0.004, "{soft}");
+        assert!(s.to_string().contains("symbols slipped"), "{s}");
+        // Same seed, same file; the stream equals the in-memory encoder's.
+        let mut e = SoftEncoder::new(SoftParams {
+            ebn0_db: Some(3.0),
+            rotate: Rotation::R180,
+            slip: Some((data.len() as u64 * 4, 5)),
+            ..SoftParams::default()
+        });
+        let mut want = Vec::new();
+        e.apply(data, &mut want);
+        assert!(want == written);
     }
 
     #[test]

@@ -374,6 +374,46 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         by_input(&|s| s.totals.packets + cur(s, &|c| c.packets.total)),
     );
     family(
+        "downlink_channel_bits_total",
+        "counter",
+        "Soft input: channel bits compared with the re-encoded Viterbi output.",
+        by_input(&|s| {
+            s.totals.channel_bits
+                + cur(s, &|c| {
+                    c.inner.as_ref().map_or(0, |i| i.channel_bits_compared)
+                })
+        }),
+    );
+    family(
+        "downlink_channel_bit_errors_total",
+        "counter",
+        "Soft input: channel bits that disagree with the re-encoded Viterbi output (the estimated channel BER is its rate over downlink_channel_bits_total's).",
+        by_input(&|s| {
+            s.totals.channel_bit_errors + cur(s, &|c| c.inner.as_ref().map_or(0, |i| i.channel_bit_errors))
+        }),
+    );
+    family(
+        "downlink_phase_reacquisitions_total",
+        "counter",
+        "Soft input: QPSK phase lock lost and found again mid-pass (phase jump, symbol slip).",
+        by_input(&|s| {
+            s.totals.phase_reacquisitions
+                + cur(s, &|c| c.inner.as_ref().map_or(0, |i| i.reacquisitions))
+        }),
+    );
+    family(
+        "downlink_phase_case",
+        "gauge",
+        "Soft input: 1 for the QPSK phase case (rotation, I/Q swap) the pass in progress is locked in.",
+        inputs
+            .iter()
+            .filter_map(|s| {
+                let case = s.current.as_ref()?.inner.as_ref()?.phase_case?;
+                Some((format!("input=\"{}\",case=\"{case}\"", s.name), 1))
+            })
+            .collect(),
+    );
+    family(
         "downlink_frames_unarchived_total",
         "counter",
         "Good frames the archive does not hold (write failures).",

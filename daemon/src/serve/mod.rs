@@ -115,6 +115,12 @@ pub struct Totals {
     pub packets: u64,
     /// Good frames the archive does not hold (write failures).
     pub frames_unarchived: u64,
+    /// Soft input: channel bits compared with the re-encoded Viterbi output.
+    pub channel_bits: u64,
+    /// Soft input: of those, the ones in error (estimated channel BER = errors / bits).
+    pub channel_bit_errors: u64,
+    /// Soft input: phase lock lost and found again mid-pass (phase jump, symbol slip).
+    pub phase_reacquisitions: u64,
 }
 
 /// What keeps the daemon from doing its whole job, by component (`archive`, `catalog`, …: a

@@ -50,6 +50,24 @@ struct Pass {
     poisoned: bool,
     /// A write failed since the last batch handed to the kernel.
     failed_since_flush: bool,
+    /// Soft input: channel bits compared and in error up to the last batch (for the plot).
+    channel_seen: (u64, u64),
+}
+
+/// The link quality of a soft-symbol (`soft-i8` / `hard`) pass, from the decoder's inner
+/// counters: the channel bit error rate estimated by re-encoding the Viterbi output, the phase
+/// case locked last, and how often the lock was lost and found again. `null` for other inputs.
+fn link_quality(stats: &decoder::Stats) -> serde_json::Value {
+    stats.inner.as_ref().map_or(serde_json::Value::Null, |i| {
+        serde_json::json!({
+            "channel_ber": i.channel_ber(),
+            "channel_bits": i.channel_bits_compared,
+            "channel_bit_errors": i.channel_bit_errors,
+            "phase_case": i.phase_case,
+            "phase_locks": i.phase_locks,
+            "reacquisitions": i.reacquisitions,
+        })
+    })
 }
 
 /// Items the archive does not hold.
@@ -280,6 +298,7 @@ impl Pipeline<'_> {
             unarchived: Unarchived::default(),
             poisoned: false,
             failed_since_flush: false,
+            channel_seen: (0, 0),
         }
     }
 
@@ -377,6 +396,20 @@ impl Pipeline<'_> {
             }
         }
         if let Some(p) = &mut self.pass {
+            // Soft input: this batch's channel bits and errors go to the plot's second.
+            if let Some(i) = dec.stats().inner {
+                let (bits, errors) = (i.channel_bits_compared, i.channel_bit_errors);
+                let sec = p
+                    .timeline
+                    .at(now.saturating_duration_since(p.aos_instant).as_secs());
+                sec.channel_bits = sec
+                    .channel_bits
+                    .saturating_add(bits.saturating_sub(p.channel_seen.0));
+                sec.channel_errors = sec
+                    .channel_errors
+                    .saturating_add(errors.saturating_sub(p.channel_seen.1));
+                p.channel_seen = (bits, errors);
+            }
             if p.last_frame == now {
                 p.last_frame_time = SystemTime::now();
             }
@@ -466,6 +499,7 @@ impl Pipeline<'_> {
             "los": humantime::format_rfc3339_millis(los).to_string(),
             "duration_s": los.duration_since(p.aos).map_or(0.0, |d| d.as_secs_f64()),
             "counters": stats,
+            "link_quality": link_quality(&stats),
             "drops": drops,
             "suspect": min_frames > 0 && stats.frames.good < min_frames,
             "archive": {
@@ -537,6 +571,11 @@ impl Pipeline<'_> {
             s.totals.rs_uncorrectable += stats.rs.uncorrectable;
             s.totals.packets += stats.packets.total;
             s.totals.frames_unarchived += unarchived;
+            if let Some(i) = &stats.inner {
+                s.totals.channel_bits += i.channel_bits_compared;
+                s.totals.channel_bit_errors += i.channel_bit_errors;
+                s.totals.phase_reacquisitions += i.reacquisitions;
+            }
         });
     }
 

@@ -33,7 +33,21 @@ pub struct Second {
     pub corrected: u32,
     /// Locked at any time in this second.
     pub locked: bool,
+    /// Soft-symbol input: channel bits compared with the re-encoded Viterbi output.
+    pub channel_bits: u64,
+    /// Of those, the bits that differed (the estimated channel bit errors).
+    pub channel_errors: u64,
 }
+
+impl Second {
+    /// The estimated channel bit error rate before Viterbi, when bits were compared.
+    pub fn channel_ber(&self) -> Option<f64> {
+        (self.channel_bits > 0).then(|| self.channel_errors as f64 / self.channel_bits as f64)
+    }
+}
+
+/// Range of the channel BER axis (log scale).
+const BER_RANGE: (f64, f64) = (1e-5, 0.5);
 
 /// The pass timeline, bounded in memory.
 #[derive(Clone, Debug, Default)]
@@ -90,6 +104,10 @@ pub struct TimelineJson {
     pub gaps: Vec<Span>,
     /// Lock state as runs.
     pub lock: Vec<LockSpan>,
+    /// Soft-symbol inputs only: the estimated channel bit error rate before Viterbi per second
+    /// (`null` in a second without compared bits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_ber: Option<Vec<Option<f64>>>,
 }
 
 impl Timeline {
@@ -187,7 +205,15 @@ impl Timeline {
             locked: self.seconds.iter().map(|s| s.locked).collect(),
             gaps: self.gaps(),
             lock: self.lock_spans(),
+            channel_ber: self
+                .is_soft()
+                .then(|| self.seconds.iter().map(Second::channel_ber).collect()),
         }
+    }
+
+    /// Whether the pass came from soft symbols (some second compared channel bits).
+    pub fn is_soft(&self) -> bool {
+        self.seconds.iter().any(|s| s.channel_bits > 0)
     }
 
     /// Draws the plot into an RGB buffer of `width` × `height`.
@@ -243,6 +269,7 @@ const RS: RGBColor = RGBColor(240, 140, 20);
 const GREY: RGBColor = RGBColor(170, 170, 170);
 const GAP: RGBColor = RGBColor(255, 205, 215);
 const MARK: RGBColor = RGBColor(40, 70, 160);
+const BER: RGBColor = RGBColor(60, 90, 200);
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -266,8 +293,10 @@ fn draw(
     );
     let root = root.titled(&title, (FONT, 15))?;
     let h = size.1.saturating_sub(22);
-    let (frames_area, rest) = root.split_vertically(h * 46 / 100);
-    let (rs_area, lock_area) = rest.split_vertically(h * 34 / 100);
+    let soft = t.is_soft();
+    let (frames_area, rest) = root.split_vertically(h * if soft { 36 } else { 46 } / 100);
+    let (rs_area, rest) = rest.split_vertically(h * if soft { 22 } else { 34 } / 100);
+    let (ber_area, lock_area) = rest.split_vertically(if soft { h * 22 / 100 } else { 0 });
     let fmt = |x: &f64| clock(aos, *x);
     let gaps = t.gaps();
     let label_w = 84;
@@ -403,6 +432,33 @@ fn draw(
         )))?;
     }
 
+    if soft {
+        let mut bc = ChartBuilder::on(&ber_area)
+            .margin_right(30)
+            .margin_left(10)
+            .margin_top(4)
+            .x_label_area_size(0)
+            .y_label_area_size(label_w)
+            .build_cartesian_2d(0f64..x_max, (BER_RANGE.0..BER_RANGE.1).log_scale())?;
+        bc.configure_mesh()
+            .y_desc("channel BER")
+            .x_labels(x_ticks)
+            .y_labels(5)
+            .x_label_formatter(&fmt)
+            .y_label_formatter(&|y: &f64| format!("{y:.0e}"))
+            .label_style((FONT, 12))
+            .axis_desc_style((FONT, 13))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        bc.draw_series(t.seconds.iter().enumerate().filter_map(|(i, s)| {
+            let ber = s.channel_ber()?.clamp(BER_RANGE.0, BER_RANGE.1);
+            Some(PathElement::new(
+                [(i as f64, ber), (i as f64 + 1.0, ber)],
+                BER.stroke_width(2),
+            ))
+        }))?;
+    }
+
     let mut lc = ChartBuilder::on(&lock_area)
         .margin_right(30)
         .margin_left(10)
@@ -499,6 +555,35 @@ mod tests {
                 end_s: 5
             }]
         );
+    }
+
+    #[test]
+    fn soft_input_adds_the_channel_ber_series_and_panel() {
+        let aos = SystemTime::UNIX_EPOCH + Duration::from_secs(1_671_567_900);
+        let los = aos + Duration::from_secs(99);
+        let plain = sample();
+        assert!(plain.to_json(aos, los).channel_ber.is_none(), "not soft");
+        let blue = Rgb([60, 90, 200]);
+        let img = plain.render(aos, los, 900, 360).unwrap();
+        assert_eq!(img.pixels().filter(|p| **p == blue).count(), 0);
+        let mut t = Timeline::default();
+        for s in 0..100 {
+            let b = t.at(s);
+            b.good = 10;
+            b.locked = true;
+            b.channel_bits = 100_000;
+            // 1e-3 for the first half, 0.1 for the second.
+            b.channel_errors = if s < 50 { 100 } else { 10_000 };
+        }
+        let j = t.to_json(aos, los);
+        let ber = j.channel_ber.unwrap();
+        assert_eq!(ber.len(), 100);
+        assert_eq!((ber[10], ber[90]), (Some(0.001), Some(0.1)));
+        let img = t.render(aos, los, 900, 360).unwrap();
+        // The BER trace: the 0.1 half is drawn higher (smaller y) than the 1e-3 half.
+        let top_blue = |x: u32| (0..360).find(|&y| *img.get_pixel(x, y) == blue);
+        let (low, high) = (top_blue(300).unwrap(), top_blue(700).unwrap());
+        assert!(high + 20 < low, "0.1 at y {high}, 1e-3 at y {low}");
     }
 
     #[test]

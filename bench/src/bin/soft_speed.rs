@@ -1,0 +1,60 @@
+//! One-core speed of the soft-symbol decoder on a soft file (int8 (I, Q) pairs, e.g. made by
+//! `downlink replay --encode conv --output`): the Viterbi decoder alone (AVX2 and portable) and
+//! the whole chain of the Meteor-M N2 profile (phase search, Viterbi, sync, PN, RS, frames,
+//! packets), from memory; medians of RUNS. Mbit/s are decoded (information) bits = soft bytes / 2.
+//!
+//! `cargo run --release -p downlink-bench --bin soft_speed -- FILE [RUNS=3]`
+#![allow(clippy::print_stdout)]
+
+use std::time::Instant;
+
+use decoder::conv::Viterbi;
+use downlink_bench::soft_chain::decode_soft_chain;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let path = args
+        .next()
+        .unwrap_or_else(|| "target/bench/meteor-x16.3dB.s".into());
+    let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
+    let soft = std::fs::read(&path)?;
+    let soft_i8: Vec<i8> = soft.iter().map(|&b| b as i8).collect();
+    let bits = (soft.len() / 2) as f64;
+    let mut frames = 0;
+    for (name, simd) in [("viterbi avx2", true), ("viterbi portable", false)] {
+        let mut t = Vec::new();
+        for _ in 0..runs {
+            let mut v = Viterbi::new(false);
+            if !simd {
+                v = v.without_simd();
+            }
+            let mut out = Vec::with_capacity(soft.len() / 2);
+            let t0 = Instant::now();
+            v.decode(&soft_i8, &mut out);
+            v.flush(&mut out);
+            t.push(t0.elapsed().as_secs_f64());
+            std::hint::black_box(&out);
+        }
+        println!(
+            "{path}: {name}: {:.1} Mbit/s (median of {runs})",
+            bits / median(t) / 1e6
+        );
+    }
+    let mut t = Vec::new();
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let st = decode_soft_chain(&soft);
+        t.push(t0.elapsed().as_secs_f64());
+        frames = st.frames.by_vcid.get(&5).copied().unwrap_or(0);
+    }
+    println!(
+        "{path}: whole chain: {:.1} Mbit/s (median of {runs}), {frames} frames good on VCID 5",
+        bits / median(t) / 1e6
+    );
+    Ok(())
+}
