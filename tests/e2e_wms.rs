@@ -115,7 +115,7 @@ fn wmts_layers_zooms_and_time_default() {
     let (tx, ty) = ((gx / 256.0) as u32, (gy / 256.0) as u32);
     let (px, py) = ((gx as u32) % 256, (gy as u32) % 256);
     let ndvi =
-        "assets=data&rescale=-1%2C1&colormap_name=rdylgn&expression=%28b2-b1%29%2F%28b2%2Bb1%29";
+        "assets=red%2Cnir&rescale=-1%2C1&colormap_name=rdylgn&expression=%28b2-b1%29%2F%28b2%2Bb1%29";
     let tile = |dt: &str| {
         get_ok(
             &d,

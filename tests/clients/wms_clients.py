@@ -217,7 +217,7 @@ def qgis():
                       for r in range(row - 2, row + 3) for c in range(col - 2, col + 3))
         return reds[len(reds) // 2]
 
-    ndvi = "assets=data&expression=%28b2-b1%29%2F%28b2%2Bb1%29&rescale=-1,1&colormap_name=rdylgn"
+    ndvi = "assets=red,nir&expression=%28b2-b1%29%2F%28b2%2Bb1%29&rescale=-1,1&colormap_name=rdylgn"
     for t, want in ((None, "new"), (OLD, "old")):
         tpl = f"{BASE}/stac/collections/{CID}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{ndvi}"
         if t:

@@ -291,27 +291,8 @@ if (findings.legend_ndvi.layer !== 'ndvi' || findings.legend_ndvi.colormap !== '
 await page.screenshot({ path: join(outDir, 'webmap-ndvi.png') });
 
 if (rednirCollection) {
-  // Red/NIR bands are named in the item's STAC metadata (`bands` with eo:common_name). An
-  // archive that does not record them yet gets the two names added to its search answers here
-  // (nothing else is changed); findings.rednir_bands_from says which happened.
-  findings.rednir_bands_from = 'catalog';
-  await page.route('**/stac/search?*', async (route) => {
-    const url = route.request().url();
-    if (!url.includes(`collections=${encodeURIComponent(rednirCollection)}`)) return route.continue();
-    const res = await route.fetch();
-    const fc = await res.json();
-    for (const f of fc.features || []) {
-      const a = f.assets?.data;
-      if (a && !(a.bands || []).some((b) => b['eo:common_name'])) {
-        findings.rednir_bands_from = 'added by the test';
-        a.bands = [
-          { ...(a.bands?.[0] || {}), name: 'B04', 'eo:common_name': 'red' },
-          { ...(a.bands?.[1] || {}), name: 'B08', 'eo:common_name': 'nir' },
-        ];
-      }
-    }
-    await route.fulfill({ response: res, json: fc });
-  });
+  // Red/NIR bands come from the item's STAC metadata (`bands` with eo:common_name), as the
+  // archive records them; nothing is added by the test.
   const loads = await page.evaluate(() => window.downlink.state.loads);
   await page.selectOption('#collection', rednirCollection);
   await page.waitForFunction((n) => window.downlink.state.loads > n, loads, { timeout: 30000 });

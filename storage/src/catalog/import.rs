@@ -44,6 +44,28 @@ use super::raster::{
 };
 use super::store::{local_href, Catalog, CatalogError};
 
+/// The `eo:common_name` a band description names: the whole description (`"nir"`), or the one
+/// word of it that is a common name (`"B04 red 665nm"` → `red`). None when no word or more
+/// than one is, or for "red edge", whose common name is `rededge` (never `red`).
+pub fn common_name_in(description: &str) -> Option<String> {
+    let d = description.trim().to_ascii_lowercase();
+    if EO_COMMON_NAMES.contains(&d.as_str()) {
+        return Some(d);
+    }
+    let words: Vec<&str> = d
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.contains(&"edge") {
+        return None;
+    }
+    let mut names = words.iter().filter(|w| EO_COMMON_NAMES.contains(w));
+    match (names.next(), names.next()) {
+        (Some(one), None) => Some((*one).to_owned()),
+        _ => None,
+    }
+}
+
 /// The `eo:common_name` values of the eo extension v2.0.0.
 pub const EO_COMMON_NAMES: &[&str] = &[
     "pan",
@@ -171,10 +193,7 @@ fn plan_bands(
                 continue;
             }
             let description = band.description().ok().filter(|d| !d.trim().is_empty());
-            let from_desc = description
-                .as_deref()
-                .map(|d| d.trim().to_ascii_lowercase())
-                .filter(|d| EO_COMMON_NAMES.contains(&d.as_str()));
+            let from_desc = description.as_deref().and_then(common_name_in);
             let from_ci = (count >= 3)
                 .then(|| color_common_name(&ci).map(str::to_owned))
                 .flatten();
@@ -816,6 +835,24 @@ pub fn remove_item_files(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
+
+    #[test]
+    fn common_names_from_band_descriptions() {
+        for (d, want) in [
+            ("nir", Some("nir")),
+            (" Red ", Some("red")),
+            ("B04 red 665nm", Some("red")),
+            ("B08 nir 842nm", Some("nir")),
+            ("B8A nir08", Some("nir08")),
+            ("Red edge 1", None),
+            ("red/nir", None),
+            ("B04", None),
+            ("", None),
+        ] {
+            assert_eq!(common_name_in(d).as_deref(), want, "{d:?}");
+        }
+    }
+
     use super::*;
     use chrono::TimeZone;
 
