@@ -1102,3 +1102,80 @@ fn a_failing_test_prints_the_daemon_log() {
         "the log is the daemon's:\n{text}"
     );
 }
+
+#[test]
+fn an_https_webhook_trusts_the_ca_in_its_config_and_an_untrusted_receiver_is_counted() {
+    // A TLS receiver on loopback with its own certificate, which the agency's CA file holds.
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("agency-ca.pem");
+    std::fs::write(&ca_file, certified.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+    let tls = std::sync::Arc::new(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap(),
+    );
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = paths.clone();
+    std::thread::spawn(move || {
+        for tcp in server.incoming().flatten() {
+            tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let conn = rustls::ServerConnection::new(tls.clone()).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            let mut raw = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            // A client that refuses the certificate ends the handshake: the read fails.
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&raw).to_string();
+                let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                    continue;
+                };
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    sink.lock().unwrap().push(path);
+                    let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                    s.conn.send_close_notify();
+                    let _ = s.flush();
+                    break;
+                }
+            }
+        }
+    });
+    let hooks = format!(
+        "\n[[webhook]]\nurl = \"https://127.0.0.1:{port}/trusted\"\nevents = [\"los\"]\nca_file = \"{}\"\n\
+         [[webhook]]\nurl = \"https://127.0.0.1:{port}/untrusted\"\nevents = [\"los\"]\n",
+        ca_file.display()
+    );
+    let mut d = Daemon::start("eos", &hooks);
+    let bytes = std::fs::read(data("cadu/aqua.20241206T175646.dat")).unwrap();
+    d.send(&random_datagrams(&bytes, 43));
+    d.wait_passes(1);
+    let t0 = Instant::now();
+    let status = loop {
+        let st: serde_json::Value =
+            serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+        if st["webhooks"]["sent"] == 1 && st["webhooks"]["failed"] == 1 {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "{st}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(*paths.lock().unwrap(), ["/trusted"], "{status}");
+    assert!(d.stop().success());
+}

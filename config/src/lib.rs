@@ -307,6 +307,11 @@ pub struct WebhookConfig {
     pub events: Vec<WebhookEvent>,
     /// `timeout` (default `"5s"`, 100ms..=5m): time allowed for one delivery attempt.
     pub timeout: Duration,
+    /// `ca_file` (optional): a PEM file of CA certificates trusted for this webhook's `https://`
+    /// receiver besides the system's CA store (an agency's own CA). Relative to the config
+    /// file's directory. [`Config::check_host`] checks that it holds a certificate; the daemon
+    /// reads it when the webhook is set up (at start and at every reload).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// An event a webhook can subscribe to.
@@ -644,6 +649,9 @@ impl Config {
             if let Err(msg) = check_webhook_url(&hook.url) {
                 pr.push(format!("webhook[{i}].url"), msg);
             }
+            if let Some(Err(msg)) = hook.ca_file.as_deref().map(read_ca_file) {
+                pr.push(format!("webhook[{i}].ca_file"), msg);
+            }
         }
         if pr.0.is_empty() {
             Ok(notes.0)
@@ -833,6 +841,7 @@ struct RawWebhook {
     url: Option<String>,
     events: Option<Vec<String>>,
     timeout: Option<Scalar>,
+    ca_file: Option<PathBuf>,
 }
 
 /// A value that may be written as an integer or a string (sizes; durations, so that a bare
@@ -981,6 +990,7 @@ const WEBHOOK_KEYS: &[(&str, Kind)] = &[
     ("url", Kind::Str),
     ("events", Kind::StrList),
     ("timeout", Kind::Duration),
+    ("ca_file", Kind::Str),
 ];
 
 const ALERTS_KEYS: &[(&str, Kind)] = &[
@@ -1300,7 +1310,7 @@ impl RawConfig {
 
         let mut webhooks = Vec::with_capacity(self.webhook.len());
         for (i, raw) in self.webhook.iter().enumerate() {
-            webhooks.push(resolve_webhook(&mut pr, i, raw));
+            webhooks.push(resolve_webhook(&mut pr, i, raw, base));
         }
 
         let imaging = resolve_imaging(&mut pr, &self.imaging, base);
@@ -2176,7 +2186,12 @@ fn redact_text(text: &str) -> String {
     out
 }
 
-fn resolve_webhook(pr: &mut Problems, i: usize, raw: &RawWebhook) -> Option<WebhookConfig> {
+fn resolve_webhook(
+    pr: &mut Problems,
+    i: usize,
+    raw: &RawWebhook,
+    base: &Path,
+) -> Option<WebhookConfig> {
     let at = |field: &str| format!("webhook[{i}].{field}");
     let url = match raw.url.as_deref() {
         None => {
@@ -2227,11 +2242,44 @@ fn resolve_webhook(pr: &mut Problems, i: usize, raw: &RawWebhook) -> Option<Webh
         Duration::from_millis(100),
         Duration::from_secs(300),
     );
+    let ca_file = raw.ca_file.as_ref().map(|p| resolve_path(base, p));
+    if ca_file.is_some() && url.as_ref().is_some_and(|u| u.scheme() != "https") {
+        pr.push(
+            at("ca_file"),
+            "applies only to an https:// url; this webhook's url is http://",
+        );
+    }
     Some(WebhookConfig {
         url: url?,
         events,
         timeout,
+        ca_file,
     })
+}
+
+/// Reads a webhook's `ca_file`: its PEM text, or why it cannot be used.
+pub fn read_ca_file(path: &Path) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot be read ({e}), got {:?}", path.display().to_string()))?;
+    if !pem_has_certificate(&pem) {
+        return Err(format!(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----), got {:?}",
+            path.display().to_string()
+        ));
+    }
+    Ok(pem)
+}
+
+/// Whether `pem` holds at least one PEM certificate block.
+fn pem_has_certificate(pem: &[u8]) -> bool {
+    let begin = b"-----BEGIN CERTIFICATE-----";
+    let end = b"-----END CERTIFICATE-----";
+    pem.windows(begin.len())
+        .position(|w| w == begin)
+        .is_some_and(|at| {
+            pem.get(at..)
+                .is_some_and(|rest| rest.windows(end.len()).any(|w| w == end))
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2566,7 +2614,13 @@ profile = "jpss"
             c.webhook[0].url
         ))
         .unwrap();
-        assert_eq!(c.webhook[0], minimal.webhook[0]);
+        // `ca_file` has no default: the example names one, a minimal webhook has none.
+        let mut example = c.webhook[0].clone();
+        assert_eq!(
+            example.ca_file.take().as_deref(),
+            Some(Path::new("/etc/downlink/agency-ca.pem"))
+        );
+        assert_eq!(example, minimal.webhook[0]);
         assert_eq!(minimal.webhook[0].events, WebhookEvent::ALL.to_vec());
         assert_eq!(minimal.webhook[0].timeout, Duration::from_secs(5));
     }
@@ -3391,12 +3445,61 @@ url = \"http://[::1]/h\"
                 url: Url::parse("https://ops.example.net:8443/hooks/downlink?x=1").unwrap(),
                 events: vec![WebhookEvent::Los, WebhookEvent::PassRecord],
                 timeout: Duration::from_secs(2),
+                ca_file: None,
             }
         );
         assert_eq!(c.webhook[1].events, WebhookEvent::ALL.to_vec());
 
         let pr = problems(&format!("{ISSUE_CONFIG}[[webhook]]\nevents = []\n"));
         assert_eq!(paths(&pr), ["webhook[0].url", "webhook[0].events"]);
+    }
+
+    #[test]
+    fn webhook_ca_file_is_relative_to_the_config_and_checked_on_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        std::fs::write(dir.path().join("ca.pem"), pem).unwrap();
+        std::fs::write(dir.path().join("not.pem"), "hello").unwrap();
+        let file = dir.path().join("downlink.toml");
+        let archive = dir.path().join("archive");
+        let hook = |url: &str, ca: &str| {
+            ISSUE_CONFIG
+                .replace("/var/lib/downlink", &archive.display().to_string())
+                .replace("udp://0.0.0.0:5000", "udp://127.0.0.1:0")
+                .replace("127.0.0.1:8080", "127.0.0.1:0")
+                + &format!("[[webhook]]\nurl = \"{url}\"\nca_file = \"{ca}\"\n")
+        };
+        let c = Config::from_toml_str(&hook("https://127.0.0.1:8443/h", "ca.pem"), &file).unwrap();
+        assert_eq!(
+            c.webhook[0].ca_file.as_deref(),
+            Some(dir.path().join("ca.pem").as_path())
+        );
+        c.check_host(&file).unwrap();
+        assert_eq!(
+            read_ca_file(&dir.path().join("ca.pem")).unwrap(),
+            pem.as_bytes()
+        );
+        for (ca, why) in [
+            ("missing.pem", "cannot be read"),
+            ("not.pem", "holds no PEM certificate"),
+        ] {
+            let c = Config::from_toml_str(&hook("https://127.0.0.1:8443/h", ca), &file).unwrap();
+            let Err(ConfigError::Invalid { problems, .. }) = c.check_host(&file) else {
+                panic!("{ca} accepted");
+            };
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, "webhook[0].ca_file");
+            assert!(problems[0].message.contains(why), "{problems:?}");
+        }
+        let Err(ConfigError::Invalid { problems, .. }) =
+            Config::from_toml_str(&hook("http://127.0.0.1:8080/h", "ca.pem"), &file)
+        else {
+            panic!("ca_file on http accepted");
+        };
+        assert_eq!(problems[0].path, "webhook[0].ca_file");
+        assert!(problems[0]
+            .message
+            .contains("applies only to an https:// url"));
     }
 
     #[test]

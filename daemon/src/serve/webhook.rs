@@ -100,12 +100,24 @@ struct Hook {
     in_flight: AtomicUsize,
     /// [`redact`]ed URL, safe to log.
     log_name: String,
+    /// Its own client when it trusts extra CAs (`ca_file`); otherwise the shared one.
+    client: Option<reqwest::Client>,
 }
 
 impl Hook {
     fn new(cfg: &WebhookConfig) -> Hook {
         let log_name = redact(&cfg.url);
-        let target = crate::config::check_webhook_url(&cfg.url).map(|()| cfg.url.clone());
+        let mut client = None;
+        let target = crate::config::check_webhook_url(&cfg.url)
+            .and_then(|()| {
+                if let Some(path) = &cfg.ca_file {
+                    let pem = crate::config::read_ca_file(path)
+                        .map_err(|e| format!("webhook ca_file {e}"))?;
+                    client = Some(client_with_roots(&pem)?);
+                }
+                Ok(())
+            })
+            .map(|()| cfg.url.clone());
         if let Err(reason) = &target {
             tracing::warn!(
                 webhook = %log_name,
@@ -118,15 +130,37 @@ impl Hook {
             target,
             in_flight: AtomicUsize::new(0),
             log_name,
+            client,
         }
     }
 }
 
+/// A client trusting the certificates of `pem` besides the system's CA store.
+fn client_with_roots(pem: &[u8]) -> Result<reqwest::Client, String> {
+    let roots = reqwest::Certificate::from_pem_bundle(pem)
+        .map_err(|e| format!("ca_file: {}", crate::config::error_chain(&e)))?;
+    let mut builder = client_builder();
+    for root in roots {
+        builder = builder.add_root_certificate(root);
+    }
+    builder.build().map_err(|e| crate::config::error_chain(&e))
+}
+
+/// The settings every webhook client shares.
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+}
+
+/// The hooks of `cfgs`, keeping those of `keep` whose configuration did not change (a hook
+/// with a `ca_file` is always set up again, so a reload reads a replaced CA file).
 fn build_hooks(cfgs: &[WebhookConfig], keep: &[Arc<Hook>]) -> Arc<[Arc<Hook>]> {
     cfgs.iter()
         .map(|cfg| {
             keep.iter()
-                .find(|h| h.cfg == *cfg)
+                .find(|h| h.cfg == *cfg && cfg.ca_file.is_none())
                 .cloned()
                 .unwrap_or_else(|| Arc::new(Hook::new(cfg)))
         })
@@ -137,23 +171,7 @@ impl Webhooks {
     /// Builds the webhook set. Deliveries run on `rt`. Logs one warning per webhook that
     /// cannot be delivered (its deliveries are counted as failed).
     pub fn new(cfgs: &[WebhookConfig], rt: tokio::runtime::Handle) -> Webhooks {
-        Self::with_roots(cfgs, rt, Vec::new())
-    }
-
-    /// [`Webhooks::new`], also trusting `roots` beside the system's CA store (tests: a
-    /// receiver on loopback with its own certificate).
-    fn with_roots(
-        cfgs: &[WebhookConfig],
-        rt: tokio::runtime::Handle,
-        roots: Vec<reqwest::Certificate>,
-    ) -> Webhooks {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0);
-        for root in roots {
-            builder = builder.add_root_certificate(root);
-        }
+        let builder = client_builder();
         let client = builder.build().map_err(|e| crate::config::error_chain(&e));
         if let (Err(reason), false) = (&client, cfgs.is_empty()) {
             tracing::error!(%reason, "no HTTP client: every webhook delivery will count as failed");
@@ -216,7 +234,11 @@ impl Webhooks {
             inner.failed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(webhook = %hook.log_name, event = event.as_str(), reason, "webhook delivery failed");
         };
-        let (url, body, client) = match (&hook.target, body, &inner.client) {
+        let shared = match &hook.client {
+            Some(own) => Ok(own),
+            None => inner.client.as_ref(),
+        };
+        let (url, body, client) = match (&hook.target, body, shared) {
             (Ok(u), Some(b), Ok(c)) => (u.clone(), b.clone(), c.clone()),
             (Err(reason), _, _) | (_, _, Err(reason)) => return fail(reason),
             (Ok(_), None, _) => return fail("cannot serialize the body"),
@@ -397,6 +419,7 @@ mod tests {
     #[allow(clippy::needless_pass_by_value)] // callers build the URL text in place
     fn cfg(url: String, events: &[WebhookEvent], timeout_ms: u64) -> WebhookConfig {
         WebhookConfig {
+            ca_file: None,
             url: Url::parse(&url).unwrap(),
             events: events.to_vec(),
             timeout: Duration::from_millis(timeout_ms),
@@ -708,7 +731,7 @@ mod tests {
     }
 
     #[test]
-    fn https_delivery_to_a_receiver_with_a_trusted_certificate() {
+    fn https_delivery_to_a_receiver_whose_ca_is_configured() {
         let rt = runtime();
         let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
         let cert_der = certified.cert.der().clone();
@@ -753,12 +776,13 @@ mod tests {
         untrusting.flush(Duration::from_secs(10));
         assert_eq!(untrusting.stats().failed, 1);
         assert!(rx.try_recv().is_err());
-        let root = reqwest::Certificate::from_der(&cert_der).unwrap();
-        let hooks = Webhooks::with_roots(
-            &[cfg(url, &[WebhookEvent::Los], 5000)],
-            rt.handle().clone(),
-            vec![root],
-        );
+        // The receiver's certificate given as the webhook's `ca_file` (PEM).
+        let ca_dir = tempfile::tempdir().unwrap();
+        let ca_file = ca_dir.path().join("ca.pem");
+        std::fs::write(&ca_file, certified.cert.pem()).unwrap();
+        let mut trusting = cfg(url, &[WebhookEvent::Los], 5000);
+        trusting.ca_file = Some(ca_file);
+        let hooks = Webhooks::new(&[trusting], rt.handle().clone());
         hooks.notify(WebhookEvent::Los, serde_json::json!({"pass": 7}));
         hooks.flush(Duration::from_secs(10));
         assert_eq!(
