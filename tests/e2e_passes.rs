@@ -94,7 +94,10 @@ fn ten_thousand_passes_page_newest_first_with_the_recovered_one_and_new_ones() {
         {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "decoder stuck: {st}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "decoder stuck: {st}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -142,11 +145,8 @@ fn ten_thousand_passes_page_newest_first_with_the_recovered_one_and_new_ones() {
         "{rec}"
     );
     assert!(rec["frames_good"].as_u64().unwrap() >= 400, "{rec}");
-    let full: serde_json::Value = serde_json::from_str(
-        &d.get(&format!("/api/v1/passes/{crashed}"))
-            .unwrap(),
-    )
-    .unwrap();
+    let full: serde_json::Value =
+        serde_json::from_str(&d.get(&format!("/api/v1/passes/{crashed}")).unwrap()).unwrap();
     assert_eq!(full["interrupted"], true);
     assert_eq!(full["aos"], rec["aos"]);
     assert_eq!(full["scid"], 157);

@@ -121,7 +121,7 @@ fn wms_exceptions(shared: &Shared) -> BTreeMap<&'static str, u64> {
 }
 
 /// A `400` in the STAC API's error shape.
-fn bad_request(description: String) -> Response {
+fn bad_request(description: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(serde_json::json!({ "code": "InvalidParameterValue", "description": description })),
@@ -142,24 +142,24 @@ async fn passes(
 ) -> Response {
     use super::pass_index::{DEFAULT_LIMIT, MAX_LIMIT};
     let Ok(axum::extract::Query(params)) = query else {
-        return bad_request("the query string is not valid".into());
+        return bad_request("the query string is not valid");
     };
     let (mut limit, mut before) = (None, None);
     for (k, v) in params {
         let slot = match k.as_str() {
             "limit" => &mut limit,
             "before" => &mut before,
-            _ => return bad_request(format!("unknown parameter `{k}` (known: limit, before)")),
+            _ => return bad_request(&format!("unknown parameter `{k}` (known: limit, before)")),
         };
         if slot.replace(v).is_some() {
-            return bad_request(format!("parameter `{k}` given twice"));
+            return bad_request(&format!("parameter `{k}` given twice"));
         }
     }
     let limit = match limit.as_deref().map(str::parse::<usize>) {
         None => DEFAULT_LIMIT,
         Some(Ok(l)) if (1..=MAX_LIMIT).contains(&l) => l,
         Some(_) => {
-            return bad_request(format!(
+            return bad_request(&format!(
                 "`limit` must be 1..={MAX_LIMIT}, got {:?}",
                 limit.unwrap_or_default()
             ))
@@ -189,7 +189,7 @@ async fn passes(
     .await;
     let page = match page {
         Ok(Ok(p)) => p,
-        Ok(Err(e)) => return bad_request(e),
+        Ok(Err(e)) => return bad_request(&e),
         Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "pass index failed").into_response(),
     };
     let links: Vec<serde_json::Value> = page
