@@ -672,6 +672,15 @@ impl Daemon {
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs,
         // before the product worker looks for passes that need products.
         archive::recover_interrupted(cfg);
+        // The pass list's index reads every record once: at start, off the request path (a
+        // request meanwhile waits for it).
+        let warm = shared.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("pass-index".into())
+            .spawn(move || warm.pass_index.refresh())
+        {
+            tracing::warn!(error = %e, "pass index not built at start: the first /api/v1/passes request builds it");
+        }
         let product_worker = products::start(
             &cfg.imaging,
             &cfg.archive.path,

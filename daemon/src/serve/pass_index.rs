@@ -1,6 +1,6 @@
 //! The index `/api/v1/passes` pages through: the summary of every pass record under
-//! `ARCHIVE/passes/`, ordered by (AOS, id). It is built once (on the first request) by reading
-//! every `pass.json`; after that a record this process writes is added as it is written
+//! `ARCHIVE/passes/`, ordered by (AOS, id). It is built once (by a thread at start, or by the
+//! first request if that comes first) by reading every `pass.json`; after that a record this process writes is added as it is written
 //! ([`PassIndex::insert`]), and a request reads only what changed on disk: when the passes
 //! directory's mtime or link count moved (another process added or removed a pass directory),
 //! its names are listed and only new ones are read; pass directories still without a record
