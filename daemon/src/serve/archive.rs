@@ -300,7 +300,7 @@ impl PassArchive {
     /// buffers has been written out.
     pub fn close(
         &mut self,
-        record: &serde_json::Value,
+        record: &super::record::PassRecord,
         side_files: &[(&str, Vec<u8>)],
     ) -> std::io::Result<PathBuf> {
         self.syncer.finish();
@@ -349,6 +349,10 @@ pub fn recover_interrupted(cfg: &crate::config::Config) {
     }
 }
 
+/// Rebuilds the record of an interrupted pass: counters and spacecraft (the SCID of its first
+/// good frame) from re-decoding `cadus.raw`, AOS from the pass id (to the second: the AOS the
+/// directory was named after), LOS from the last write to the pass's data (`cadus.raw`'s
+/// mtime, or the directory's when there is no raw file).
 fn recover_one(dir: &Path, id: &str, input: &crate::config::InputConfig) -> std::io::Result<u64> {
     use std::io::Read;
     let raw = dir.join("cadus.raw");
@@ -356,7 +360,10 @@ fn recover_one(dir: &Path, id: &str, input: &crate::config::InputConfig) -> std:
     let mut counters = serde_json::Value::Null;
     let mut trimmed = 0;
     let mut good = 0;
+    let mut scid = None;
+    let mut last_write = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
     if let Ok(md) = std::fs::metadata(&raw) {
+        last_write = md.modified().ok().or(last_write);
         let whole = md.len() / cadu * cadu;
         trimmed = md.len() - whole;
         if trimmed > 0 {
@@ -364,7 +371,7 @@ fn recover_one(dir: &Path, id: &str, input: &crate::config::InputConfig) -> std:
         }
         let opts = decoder::DecoderOptions {
             raw_cadus: false,
-            frames: false,
+            frames: true,
             fill_frames: false,
             packets: true,
         };
@@ -372,30 +379,50 @@ fn recover_one(dir: &Path, id: &str, input: &crate::config::InputConfig) -> std:
             .map_err(std::io::Error::other)?;
         let mut f = File::open(&raw)?;
         let mut buf = vec![0u8; 1 << 20];
+        let mut drain = |dec: &mut decoder::Decoder| {
+            while let Some(ev) = dec.poll() {
+                if let decoder::Event::Frame(fr) = ev {
+                    scid.get_or_insert(fr.header.scid);
+                }
+            }
+        };
         loop {
             let n = f.read(&mut buf)?;
             if n == 0 {
                 break;
             }
             dec.push(buf.get(..n).unwrap_or_default());
-            while dec.poll().is_some() {}
+            drain(&mut dec);
         }
         dec.finish();
-        while dec.poll().is_some() {}
+        drain(&mut dec);
         let stats = dec.stats();
         good = stats.frames.good;
         counters = serde_json::to_value(&stats).map_err(std::io::Error::other)?;
     }
-    let record = serde_json::json!({
-        "id": id,
-        "input": input.name,
-        "profile": input.profile.name,
-        "interrupted": true,
-        "recovered_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        "counters": counters,
-        "counters_source": "re-decoded from cadus.raw after a crash; datagram drops unknown",
-        "raw_trimmed_bytes": trimmed,
-    });
+    let now = SystemTime::now();
+    let mut record = super::record::PassRecord {
+        id: id.to_owned(),
+        input: input.name.clone(),
+        profile: input.profile.name.clone(),
+        spacecraft: scid.map(|s| {
+            input
+                .profile
+                .spacecraft_name(s)
+                .map_or_else(|| format!("SCID {s}"), str::to_owned)
+        }),
+        scid,
+        interrupted: true,
+        recovered_at: Some(humantime::format_rfc3339_seconds(now).to_string()),
+        counters,
+        counters_source: Some(
+            "re-decoded from cadus.raw after a crash; datagram drops unknown".into(),
+        ),
+        raw_trimmed_bytes: Some(trimmed),
+        ..super::record::PassRecord::default()
+    };
+    let aos = super::record::aos_of_id(id).or(last_write).unwrap_or(now);
+    record.set_times(aos, last_write.unwrap_or(aos));
     let text = serde_json::to_vec_pretty(&record).map_err(std::io::Error::other)?;
     storage::write_atomic(dir.join("pass.json"), &text).map_err(std::io::Error::other)?;
     Ok(good)

@@ -120,34 +120,97 @@ fn wms_exceptions(shared: &Shared) -> BTreeMap<&'static str, u64> {
         .unwrap_or_default()
 }
 
+/// A `400` in the STAC API's error shape.
+fn bad_request(description: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({ "code": "InvalidParameterValue", "description": description })),
+    )
+        .into_response()
+}
+
 /// Pass records on disk, and closed passes whose record is not on disk yet (`"archive":
-/// "incomplete"`), newest first (summary fields only).
-async fn passes(State(shared): State<Arc<Shared>>) -> Response {
-    let dir = shared.archive.join("passes");
-    let pending: Vec<serde_json::Value> = shared
+/// "incomplete"`), newest first (summary fields only), a page at a time from the pass index:
+/// `?limit=` (1..=1000, default 100) and `?before=` (the `next` cursor of the previous page, or
+/// a pass id). Other parameters are refused (400).
+async fn passes(
+    State(shared): State<Arc<Shared>>,
+    query: Result<
+        axum::extract::Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    use super::pass_index::{DEFAULT_LIMIT, MAX_LIMIT};
+    let Ok(axum::extract::Query(params)) = query else {
+        return bad_request("the query string is not valid");
+    };
+    let (mut limit, mut before) = (None, None);
+    for (k, v) in params {
+        let slot = match k.as_str() {
+            "limit" => &mut limit,
+            "before" => &mut before,
+            _ => return bad_request(&format!("unknown parameter `{k}` (known: limit, before)")),
+        };
+        if slot.replace(v).is_some() {
+            return bad_request(&format!("parameter `{k}` given twice"));
+        }
+    }
+    let limit = match limit.as_deref().map(str::parse::<usize>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(l)) if (1..=MAX_LIMIT).contains(&l) => l,
+        Some(_) => {
+            return bad_request(&format!(
+                "`limit` must be 1..={MAX_LIMIT}, got {:?}",
+                limit.unwrap_or_default()
+            ))
+        }
+    };
+    let pending: Vec<super::record::PassSummary> = shared
         .pending_records
         .lock()
         .map(|p| p.values().cloned().collect())
         .unwrap_or_default();
-    let list = tokio::task::spawn_blocking(move || {
-        let mut out = pending;
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let Ok(text) = std::fs::read(e.path().join("pass.json")) else {
-                    continue;
-                };
-                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
-                    continue;
-                };
-                out.push(super::pipeline::summary_of(&v));
-            }
-        }
-        out.sort_by(|a, b| b["aos"].as_str().cmp(&a["aos"].as_str()));
-        out
+    let s = shared.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        s.pass_index.refresh();
+        let key = match before.as_deref() {
+            None => None,
+            Some(b) => match s.pass_index.resolve(b) {
+                Some(k) => Some(k),
+                None => {
+                    return Err(format!(
+                        "`before` is neither a cursor nor a listed pass id: {b:?}"
+                    ))
+                }
+            },
+        };
+        Ok(s.pass_index.page(key.as_ref(), limit, pending))
     })
-    .await
-    .unwrap_or_default();
-    Json(serde_json::json!({ "passes": list })).into_response()
+    .await;
+    let page = match page {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return bad_request(&e),
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "pass index failed").into_response(),
+    };
+    let links: Vec<serde_json::Value> = page
+        .next
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "rel": "next",
+                "href": format!("/api/v1/passes?limit={limit}&before={n}"),
+                "type": "application/json",
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "passes": page.passes,
+        "total": page.total,
+        "limit": limit,
+        "next": page.next,
+        "links": links,
+    }))
+    .into_response()
 }
 
 /// One of the fixed files of a pass's archive directory (`pass.json`, `plot.png`,
@@ -319,7 +382,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         "downlink_sync_locked",
         "gauge",
         "1 while the frame synchronizer is locked.",
-        by_input(&|s| u64::from(s.sync_state == "locked")),
+        by_input(&|s| u64::from(s.sync_state == super::SyncState::Locked)),
     );
     family(
         "downlink_pass_active",

@@ -101,8 +101,9 @@ fn tcp_loop(
             None => match listener.accept() {
                 Ok((stream, peer)) => {
                     if !input.allows(peer.ip()) {
-                        w.input
-                            .with(|s| *s.drops.entry("not_allowed").or_default() += 1);
+                        w.input.with(|s| {
+                            *s.drops.entry(super::DropReason::NotAllowed).or_default() += 1
+                        });
                         continue;
                     }
                     tracing::info!(input = %input.name, %peer, "TCP sender connected");
@@ -486,11 +487,11 @@ fn flush_batch(
         s.datagrams += b.datagrams;
         s.bytes += b.bytes;
         for (reason, n) in [
-            ("not_allowed", b.not_allowed),
-            ("truncated", b.truncated),
-            ("empty", b.empty),
-            ("queue_full", b.queue_full),
-            ("kernel_overflow", kernel),
+            (super::DropReason::NotAllowed, b.not_allowed),
+            (super::DropReason::Truncated, b.truncated),
+            (super::DropReason::Empty, b.empty),
+            (super::DropReason::QueueFull, b.queue_full),
+            (super::DropReason::KernelOverflow, kernel),
         ] {
             *s.drops.entry(reason).or_default() += n;
         }

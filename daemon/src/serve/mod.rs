@@ -20,9 +20,11 @@ pub mod archive;
 pub mod http;
 pub mod http_server;
 pub mod ingest;
+pub mod pass_index;
 pub mod pipeline;
 pub mod plot;
 pub mod products;
+pub mod record;
 pub mod stac;
 pub mod tile_cache;
 pub mod tiles;
@@ -50,13 +52,7 @@ use serde::Serialize;
 use crate::config::{Config, Listen};
 
 /// Drop reasons, in one place (they are metric label values).
-pub const DROP_REASONS: [&str; 5] = [
-    "not_allowed",
-    "truncated",
-    "empty",
-    "queue_full",
-    "kernel_overflow",
-];
+pub use record::{DropReason, SyncState};
 
 /// Components that can be degraded ([`Health`]; metric label values).
 pub const HEALTH_COMPONENTS: [&str; 4] = ["archive", "catalog", "products", "http"];
@@ -73,7 +69,7 @@ pub struct InputStatus {
     /// Spacecraft profile.
     pub profile: String,
     /// `searching` or `locked`.
-    pub sync_state: &'static str,
+    pub sync_state: SyncState,
     /// Id of the pass in progress.
     pub pass: Option<String>,
     /// Datagrams received (all, including dropped ones).
@@ -81,7 +77,7 @@ pub struct InputStatus {
     /// Bytes received (all).
     pub bytes: u64,
     /// Datagrams dropped, by reason.
-    pub drops: BTreeMap<&'static str, u64>,
+    pub drops: BTreeMap<DropReason, u64>,
     /// Unix time (ms) of the last good frame.
     pub last_frame_unix_ms: Option<u64>,
     /// Passes closed since start.
@@ -188,8 +184,8 @@ impl InputState {
                 name: cfg.name.clone(),
                 listen: cfg.listen.to_string(),
                 profile: cfg.profile.name.clone(),
-                sync_state: "searching",
-                drops: DROP_REASONS.iter().map(|r| (*r, 0)).collect(),
+                sync_state: SyncState::Searching,
+                drops: DropReason::ALL.iter().map(|r| (*r, 0)).collect(),
                 ..InputStatus::default()
             }),
             heartbeats: [AtomicU64::new(now), AtomicU64::new(now)],
@@ -313,7 +309,9 @@ pub struct Shared {
     archive_failing: Mutex<std::collections::BTreeSet<String>>,
     /// Closed passes whose record is not on disk yet (retried until it is), by id: what
     /// `/api/v1/passes` lists with `"archive": "incomplete"`.
-    pub pending_records: Mutex<BTreeMap<String, serde_json::Value>>,
+    pub pending_records: Mutex<BTreeMap<String, record::PassSummary>>,
+    /// The summaries `/api/v1/passes` pages through.
+    pub pass_index: pass_index::PassIndex,
     /// `[[alerts]]`: the change-alert runs the catalog watcher starts.
     pub alerts: alerts::Alerts,
 }
@@ -668,11 +666,21 @@ impl Daemon {
             archive_errors: Mutex::new(ARCHIVE_OPS.iter().map(|o| (*o, 0)).collect()),
             archive_failing: Mutex::default(),
             pending_records: Mutex::default(),
+            pass_index: pass_index::PassIndex::new(cfg.archive.path.join("passes")),
             alerts: alerts::Alerts::new(&cfg.alerts),
         });
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs,
         // before the product worker looks for passes that need products.
         archive::recover_interrupted(cfg);
+        // The pass list's index reads every record once: at start, off the request path (a
+        // request meanwhile waits for it).
+        let warm = shared.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("pass-index".into())
+            .spawn(move || warm.pass_index.refresh())
+        {
+            tracing::warn!(error = %e, "pass index not built at start: the first /api/v1/passes request builds it");
+        }
         let product_worker = products::start(
             &cfg.imaging,
             &cfg.archive.path,

@@ -20,6 +20,9 @@ use decoder::{Decoder, DecoderOptions, Event};
 
 use super::archive::{pass_id, PassArchive};
 use super::plot::Timeline;
+use super::record::{
+    ArchiveSection, ArchiveState, DropReason, LinkQuality, PassRecord, Unarchived,
+};
 use super::{PipelineSettings, Worker};
 use crate::config::{ArchiveConfig, InputConfig};
 
@@ -35,7 +38,7 @@ struct Pass {
     last_frame_time: SystemTime,
     archive: Option<PassArchive>,
     scid: Option<u16>,
-    drops_at_aos: BTreeMap<&'static str, u64>,
+    drops_at_aos: BTreeMap<DropReason, u64>,
     /// Archive I/O failures of this pass, by operation.
     io_errors: BTreeMap<&'static str, u64>,
     /// Failures not yet added to the process counters (flushed once per batch).
@@ -56,26 +59,16 @@ struct Pass {
 
 /// The link quality of a soft-symbol (`soft-i8` / `hard`) pass, from the decoder's inner
 /// counters: the channel bit error rate estimated by re-encoding the Viterbi output, the phase
-/// case locked last, and how often the lock was lost and found again. `null` for other inputs.
-fn link_quality(stats: &decoder::Stats) -> serde_json::Value {
-    stats.inner.as_ref().map_or(serde_json::Value::Null, |i| {
-        serde_json::json!({
-            "channel_ber": i.channel_ber(),
-            "channel_bits": i.channel_bits_compared,
-            "channel_bit_errors": i.channel_bit_errors,
-            "phase_case": i.phase_case,
-            "phase_locks": i.phase_locks,
-            "reacquisitions": i.reacquisitions,
-        })
+/// case locked last, and how often the lock was lost and found again. `None` for other inputs.
+fn link_quality(stats: &decoder::Stats) -> Option<LinkQuality> {
+    stats.inner.as_ref().map(|i| LinkQuality {
+        channel_ber: i.channel_ber(),
+        channel_bits: i.channel_bits_compared,
+        channel_bit_errors: i.channel_bit_errors,
+        phase_case: i.phase_case.map(str::to_owned),
+        phase_locks: i.phase_locks,
+        reacquisitions: i.reacquisitions,
     })
-}
-
-/// Items the archive does not hold.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-struct Unarchived {
-    cadus: u64,
-    frames: u64,
-    packets: u64,
 }
 
 /// A closed pass whose record is not on disk yet.
@@ -84,7 +77,7 @@ struct PendingRecord {
     /// The pass directory (it may not exist when the archive could not be created).
     dir: PathBuf,
     archive: Option<PassArchive>,
-    record: serde_json::Value,
+    record: PassRecord,
     /// `plot.png` and `timeline.json`, written before the record.
     side_files: Vec<(&'static str, Vec<u8>)>,
     aos: SystemTime,
@@ -278,7 +271,7 @@ impl Pipeline<'_> {
                 s.retiring.insert(prev, stats);
             }
             s.pass = Some(id.clone());
-            s.sync_state = "locked";
+            s.sync_state = super::SyncState::Locked;
             s.drops.clone()
         });
         Pass {
@@ -368,11 +361,15 @@ impl Pipeline<'_> {
                         .map(|a| a.packet(packet.header.apid, &packet.data)),
                 )),
                 Event::Locked { .. } => {
-                    self.w.input.with(|s| s.sync_state = "locked");
+                    self.w
+                        .input
+                        .with(|s| s.sync_state = super::SyncState::Locked);
                     None
                 }
                 Event::LockLost { .. } => {
-                    self.w.input.with(|s| s.sync_state = "searching");
+                    self.w
+                        .input
+                        .with(|s| s.sync_state = super::SyncState::Searching);
                     None
                 }
                 _ => None,
@@ -466,7 +463,7 @@ impl Pipeline<'_> {
         let (input, shared) = (self.input, &self.w.shared);
         let stats = dec.stats();
         let drops_now = self.w.input.with(|s| s.drops.clone());
-        let drops: BTreeMap<&str, u64> = drops_now
+        let drops: BTreeMap<DropReason, u64> = drops_now
             .iter()
             .map(|(k, v)| {
                 (
@@ -489,36 +486,39 @@ impl Pipeline<'_> {
             && p.unarchived.frames == 0
             && p.unarchived.packets == 0
             && p.unarchived.cadus == 0;
-        let record = serde_json::json!({
-            "id": p.id,
-            "input": input.name,
-            "profile": input.profile.name,
-            "spacecraft": spacecraft,
-            "scid": p.scid,
-            "aos": humantime::format_rfc3339_millis(p.aos).to_string(),
-            "los": humantime::format_rfc3339_millis(los).to_string(),
-            "duration_s": los.duration_since(p.aos).map_or(0.0, |d| d.as_secs_f64()),
-            "counters": stats,
-            "link_quality": link_quality(&stats),
-            "drops": drops,
-            "suspect": min_frames > 0 && stats.frames.good < min_frames,
-            "archive": {
-                "state": if complete { "complete" } else { "incomplete" },
-                "io_errors": p.io_errors,
-                "not_archived": p.unarchived,
-                "poisoned": p.poisoned,
-            },
-            "archive_io_errors": p.io_errors.values().sum::<u64>(),
-            "plot": "plot.png",
-            "timeline": "timeline.json",
-        });
+        let mut record = PassRecord {
+            id: p.id.clone(),
+            input: input.name.clone(),
+            profile: input.profile.name.clone(),
+            spacecraft,
+            scid: p.scid,
+            counters: serde_json::to_value(&stats).unwrap_or_default(),
+            link_quality: Some(link_quality(&stats)),
+            drops: Some(drops),
+            suspect: Some(min_frames > 0 && stats.frames.good < min_frames),
+            archive: Some(ArchiveSection {
+                state: if complete {
+                    ArchiveState::Complete
+                } else {
+                    ArchiveState::Incomplete
+                },
+                io_errors: p
+                    .io_errors
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .collect(),
+                not_archived: p.unarchived,
+                poisoned: p.poisoned,
+            }),
+            archive_io_errors: Some(p.io_errors.values().sum::<u64>()),
+            plot: Some("plot.png".into()),
+            timeline: Some("timeline.json".into()),
+            ..PassRecord::default()
+        };
+        record.set_times(p.aos, los);
         shared.webhooks.notify(
             crate::config::WebhookEvent::Los,
-            serde_json::json!({
-                "id": record["id"], "input": record["input"], "spacecraft": record["spacecraft"],
-                "aos": record["aos"], "los": record["los"],
-                "frames_good": stats.frames.good, "packets": stats.packets.total,
-            }),
+            serde_json::to_value(record.los_event()).unwrap_or_default(),
         );
         tracing::info!(
             input = %input.name,
@@ -560,7 +560,7 @@ impl Pipeline<'_> {
             // A reload may have started this input's next worker already: its pass stays.
             if s.pass.as_deref() == Some(p.id.as_str()) {
                 s.pass = None;
-                s.sync_state = "searching";
+                s.sync_state = super::SyncState::Searching;
                 s.current = None;
             }
             s.retiring.remove(&p.id);
@@ -609,6 +609,7 @@ impl Pipeline<'_> {
                     if p.tries > 1 {
                         tracing::warn!(input = %input.name, pass = %p.id, tries = p.tries, "pass record written after the archive recovered");
                     }
+                    shared.pass_index.insert(&p.record);
                     self.published(&p, &path);
                     if self.pending.is_empty() {
                         shared.archive_ok(&input.name);
@@ -620,10 +621,10 @@ impl Pipeline<'_> {
                         tracing::error!(input = %input.name, pass = %p.id, error = %e, "cannot write the pass record: kept in memory and retried (listed as archive incomplete)");
                         shared.archive_failed(&input.name, "record", 1, &e.to_string());
                     }
-                    let mut summary = summary_of(&p.record);
-                    summary["archive"] = serde_json::json!("incomplete");
-                    summary["record_error"] = serde_json::json!(e.to_string());
-                    summary["record_tries"] = serde_json::json!(p.tries);
+                    let mut summary = p.record.summary();
+                    summary.archive = ArchiveState::Incomplete;
+                    summary.record_error = Some(e.to_string());
+                    summary.record_tries = Some(p.tries);
                     shared
                         .pending_records
                         .lock()
@@ -638,9 +639,10 @@ impl Pipeline<'_> {
     /// A pass record is on disk: notify, and queue products.
     fn published(&self, p: &PendingRecord, record_path: &std::path::Path) {
         let shared = &self.w.shared;
-        shared
-            .webhooks
-            .notify(crate::config::WebhookEvent::PassRecord, p.record.clone());
+        shared.webhooks.notify(
+            crate::config::WebhookEvent::PassRecord,
+            serde_json::to_value(&p.record).unwrap_or_default(),
+        );
         if self.input.profile.imaging.is_some() && p.has_data {
             if let Some(dir) = record_path.parent() {
                 shared.products.submit(super::products::Job {
@@ -681,23 +683,10 @@ impl Pass {
     }
 }
 
-/// The summary fields `/api/v1/passes` lists.
-pub fn summary_of(v: &serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "id": v["id"], "input": v["input"], "spacecraft": v["spacecraft"],
-        "aos": v["aos"], "los": v["los"],
-        "frames_good": v["counters"]["frames"]["good"],
-        "packets": v["counters"]["packets"]["total"],
-        "rs_uncorrectable": v["counters"]["rs"]["uncorrectable"],
-        "suspect": v["suspect"],
-        "archive": v["archive"]["state"].as_str().unwrap_or(if v["interrupted"] == true { "interrupted" } else { "complete" }),
-    })
-}
-
 /// The record of a pass whose archive directory could never be created.
 fn write_bare_record(
     dir: &std::path::Path,
-    record: &serde_json::Value,
+    record: &PassRecord,
     side_files: &[(&str, Vec<u8>)],
 ) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
