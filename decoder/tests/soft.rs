@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{data, Rng};
+use common::{data, decode_with, Rng};
 use decoder::conv::ConvEncoder;
 use decoder::pn::Derandomizer;
 use decoder::soft::{Interleaver, PhaseCase};
@@ -51,32 +51,12 @@ fn run(
     portable: bool,
     next_len: &mut dyn FnMut(usize) -> usize,
 ) -> Run {
-    let p = Profile::builtin(profile).unwrap();
-    let mut d = Decoder::new(&p, format, DecoderOptions::default()).unwrap();
-    d.set_flush_interleaver(flush);
-    if portable {
-        d.force_portable_viterbi();
-    }
-    let mut events = Vec::new();
-    let mut at = 0;
-    while at < input.len() {
-        let n = next_len(at).clamp(1, input.len() - at);
-        d.push(&input[at..at + n]);
-        at += n;
-        while let Some(e) = d.poll() {
-            events.push(e);
+    let (events, stats) = decode_with(profile, format, input, next_len, |d| {
+        d.set_flush_interleaver(flush);
+        if portable {
+            d.force_portable_viterbi();
         }
-    }
-    d.finish();
-    while let Some(e) = d.poll() {
-        events.push(e);
-    }
-    let stats = d.stats();
-    assert_eq!(
-        stats.cadus,
-        stats.frames.good + stats.frames.rejected.total(),
-        "every frame must land in exactly one bucket: {stats:?}"
-    );
+    });
     Run { events, stats }
 }
 

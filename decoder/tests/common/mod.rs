@@ -27,8 +27,20 @@ pub(crate) fn decode_chunked(
     input: &[u8],
     next_len: &mut dyn FnMut(usize) -> usize,
 ) -> (Vec<Event>, Stats) {
+    decode_with(profile, format, input, next_len, |_| {})
+}
+
+/// [`decode_chunked`] on a decoder `setup` has configured first.
+pub(crate) fn decode_with(
+    profile: &str,
+    format: InputFormat,
+    input: &[u8],
+    next_len: &mut dyn FnMut(usize) -> usize,
+    setup: impl FnOnce(&mut Decoder),
+) -> (Vec<Event>, Stats) {
     let p = Profile::builtin(profile).unwrap();
     let mut d = Decoder::new(&p, format, DecoderOptions::default()).unwrap();
+    setup(&mut d);
     let mut events = Vec::new();
     let mut at = 0;
     while at < input.len() {
