@@ -211,20 +211,6 @@ fn muri_alerts_over_http_stac_and_webhook() {
     d.stop();
 }
 
-/// A tool the test needs: present, or a failure under CI and a loud skip elsewhere.
-fn need(tool: &std::path::Path, how: &str) -> bool {
-    if tool.exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing: {how}",
-        tool.display()
-    );
-    eprintln!("SKIPPED: {} is missing ({how})", tool.display());
-    false
-}
-
 fn web_map_shows_the_alerts(d: &Daemon) {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let web = repo.join("web");

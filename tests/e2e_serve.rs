@@ -11,7 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -952,29 +952,6 @@ fn centroid(item: &serde_json::Value) -> (f64, f64) {
         (x + p[0].as_f64().unwrap(), y + p[1].as_f64().unwrap())
     });
     (sum.0 / n, sum.1 / n)
-}
-
-/// Where tests keep artifacts for people to look at (screenshots).
-fn artifacts(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/test-artifacts")
-        .join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A tool the test needs: present, or a failure under CI and a loud skip elsewhere.
-fn need(tool: &Path, how: &str) -> bool {
-    if tool.exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing: {how}",
-        tool.display()
-    );
-    eprintln!("SKIPPED: {} is missing ({how})", tool.display());
-    false
 }
 
 #[test]

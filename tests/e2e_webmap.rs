@@ -10,34 +10,11 @@
     clippy::print_stderr
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod common;
 use common::*;
-
-/// Where tests keep artifacts for people to look at (screenshots).
-fn artifacts(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/test-artifacts")
-        .join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A tool the test needs: present, or a failure under CI and a loud skip elsewhere.
-fn need(tool: &Path, how: &str) -> bool {
-    if tool.exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing: {how}",
-        tool.display()
-    );
-    eprintln!("SKIPPED: {} is missing ({how})", tool.display());
-    false
-}
 
 /// Mean of an item's outline points: inside the swath, which is a convex-ish band.
 fn centroid(item: &serde_json::Value) -> (f64, f64) {

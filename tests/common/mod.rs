@@ -631,3 +631,26 @@ profile = "eos"
         archive.display()
     )
 }
+
+/// Where tests keep artifacts for people to look at (screenshots).
+pub fn artifacts(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-artifacts")
+        .join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A tool the test needs: present, or a failure under CI and a loud skip elsewhere.
+pub fn need(tool: &Path, how: &str) -> bool {
+    if tool.exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: {how}",
+        tool.display()
+    );
+    eprintln!("SKIPPED: {} is missing ({how})", tool.display());
+    false
+}
