@@ -29,6 +29,10 @@ pub fn alerts_collection(source: &str) -> String {
 pub const PREFIX: &str = "alerts-";
 
 /// Asset key of the GeoJSON FeatureCollection.
+/// How long a superseded run directory stays untouched before a later run removes it (a
+/// concurrent run may still be writing it, or have committed it after this one).
+const RUN_DIR_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 pub const GEOJSON_ASSET: &str = "alerts";
 
 /// Why a run did not publish (bounded, for metrics).
@@ -400,11 +404,27 @@ pub fn run(
         let _ = std::fs::remove_dir_all(&published_dir);
         return Err(io(e.context("catalog upsert of the alerts item")));
     }
-    // Earlier runs of this item are superseded.
+    // Earlier runs of this item are superseded. Another run (the daemon's watcher beside a
+    // `downlink alerts run`) may have committed after this one, or still be writing: remove only
+    // run directories the catalog's item does not reference now and that nothing has written to
+    // for an hour; the others are removed by a later run.
+    let referenced: Vec<String> = catalog
+        .item(&acoll, &item.id)
+        .ok()
+        .flatten()
+        .map(|current| current.assets.values().map(|a| a.href.clone()).collect())
+        .unwrap_or_default();
     if let Ok(rd) = std::fs::read_dir(&item_root) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("run-") && name != run_name {
+            let in_use = referenced.iter().any(|h| h.contains(&format!("/{name}/")));
+            let idle = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= RUN_DIR_GRACE);
+            if name.starts_with("run-") && name != run_name && !in_use && idle {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

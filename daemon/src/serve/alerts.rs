@@ -40,6 +40,8 @@ pub struct CollectionStatus {
 #[derive(Debug, Default)]
 pub struct Alerts {
     inner: Mutex<(Vec<AlertsConfig>, BTreeMap<String, CollectionStatus>)>,
+    /// Runs and failures of collections a reload removed, so the totals never go down.
+    retired: Mutex<(u64, BTreeMap<&'static str, u64>)>,
 }
 
 impl Alerts {
@@ -61,7 +63,16 @@ impl Alerts {
             g.1.entry(c.collection.clone()).or_default();
         }
         let keep: Vec<String> = cfgs.iter().map(|c| c.collection.clone()).collect();
-        g.1.retain(|k, _| keep.contains(k));
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        g.1.retain(|k, st| {
+            if !keep.contains(k) {
+                retired.0 += st.runs;
+                for (r, n) in &st.failures {
+                    *retired.1.entry(r).or_default() += n;
+                }
+            }
+            keep.contains(k)
+        });
     }
 
     /// Status by collection.
@@ -78,7 +89,11 @@ impl Alerts {
         let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut f: BTreeMap<&'static str, u64> =
             FailReason::ALL.iter().map(|r| (r.as_str(), 0)).collect();
-        let mut runs = 0;
+        let retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut runs = retired.0;
+        for (k, v) in &retired.1 {
+            *f.entry(k).or_default() += v;
+        }
         for st in g.1.values() {
             runs += st.runs;
             for (k, v) in &st.failures {

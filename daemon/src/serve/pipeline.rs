@@ -463,11 +463,11 @@ impl Pipeline<'_> {
         let (input, shared) = (self.input, &self.w.shared);
         let stats = dec.stats();
         let drops_now = self.w.input.with(|s| s.drops.clone());
-        let drops: BTreeMap<DropReason, u64> = drops_now
+        let drops: BTreeMap<String, u64> = drops_now
             .iter()
             .map(|(k, v)| {
                 (
-                    *k,
+                    k.as_str().to_owned(),
                     v.saturating_sub(p.drops_at_aos.get(k).copied().unwrap_or(0)),
                 )
             })

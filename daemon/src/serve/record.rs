@@ -79,6 +79,9 @@ pub enum ArchiveState {
     Incomplete,
     /// The pass was cut short by a crash and its record rebuilt.
     Interrupted,
+    /// A state another version wrote (the record is still listed).
+    #[serde(other)]
+    Unknown,
 }
 
 /// Items the archive does not hold.
@@ -129,6 +132,7 @@ pub struct LinkQuality {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PassRecord {
     /// Pass id (the directory name).
+    #[serde(default)]
     pub id: String,
     /// Input name.
     #[serde(default)]
@@ -161,9 +165,10 @@ pub struct PassRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub link_quality: Option<Option<LinkQuality>>,
-    /// Datagrams dropped during the pass, by reason.
+    /// Datagrams dropped during the pass, by reason ([`DropReason::as_str`]; a reason another
+    /// version wrote is kept under its own name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drops: Option<BTreeMap<DropReason, u64>>,
+    pub drops: Option<BTreeMap<String, u64>>,
     /// Fewer good frames than `pass.min_frames`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspect: Option<bool>,
@@ -411,7 +416,7 @@ mod tests {
     fn old_record_round_trips_with_the_same_keys_and_values() {
         let v: serde_json::Value = serde_json::from_str(OLD_RECORD).unwrap();
         let r: PassRecord = serde_json::from_value(v.clone()).unwrap();
-        assert_eq!(r.drops.as_ref().unwrap()[&DropReason::NotAllowed], 2);
+        assert_eq!(r.drops.as_ref().unwrap()["not_allowed"], 2);
         assert_eq!(r.archive.as_ref().unwrap().state, ArchiveState::Complete);
         assert_eq!(r.link_quality, Some(None));
         assert_eq!(r.extra["future_key"]["kept"], true);
@@ -457,7 +462,12 @@ mod tests {
             spacecraft: Some("METEOR-M2 3".into()),
             counters: serde_json::json!({"frames": {"good": 1}}),
             link_quality: Some(None),
-            drops: Some(DropReason::ALL.iter().map(|r| (*r, 0)).collect()),
+            drops: Some(
+                DropReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_owned(), 0))
+                    .collect(),
+            ),
             suspect: Some(true),
             archive: Some(ArchiveSection {
                 state: ArchiveState::Incomplete,

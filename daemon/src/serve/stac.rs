@@ -848,8 +848,44 @@ fn filter_extras(has_filter: bool, lang: Option<&str>, crs: Option<&str>) -> Res
     Ok(())
 }
 
+/// Longest filter text, and deepest nesting of brackets or JSON, taken (the parsers recurse).
+const FILTER_MAX_LEN: usize = 64 * 1024;
+const FILTER_MAX_DEPTH: usize = 64;
+
+/// How deep brackets nest in `text`, or JSON values in `v`.
+fn filter_depth(v: &Value) -> usize {
+    match v {
+        Value::String(t) => {
+            let (mut depth, mut max) = (0usize, 0usize);
+            for c in t.chars() {
+                match c {
+                    '(' | '[' => {
+                        depth += 1;
+                        max = max.max(depth);
+                    }
+                    ')' | ']' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            max
+        }
+        Value::Array(a) => 1 + a.iter().map(filter_depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(filter_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// A CQL2 filter: text (a string) or JSON (an object, or a string in a query string).
 fn parse_filter(f: &Value, lang: Option<&str>, in_query: bool) -> Result<cql2::Expr, ApiError> {
+    let len = match f {
+        Value::String(t) => t.len(),
+        other => other.to_string().len(),
+    };
+    if len > FILTER_MAX_LEN || filter_depth(f) > FILTER_MAX_DEPTH {
+        return Err(bad(format!(
+            "filter is too large: at most {FILTER_MAX_LEN} bytes and {FILTER_MAX_DEPTH} levels of nesting"
+        )));
+    }
     let lang = match (lang, f) {
         (Some(l), _) => l,
         (None, Value::String(_)) => "cql2-text",
@@ -1465,6 +1501,19 @@ pub(crate) async fn serve_file(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_or_huge_filters_are_refused_before_parsing() {
+        let deep = format!("{}id = 'a'{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse_filter(&Value::String(deep), None, true).is_err());
+        let mut nested = json!({"op": "=", "args": [{"property": "id"}, "a"]});
+        for _ in 0..100 {
+            nested = json!({"op": "not", "args": [nested]});
+        }
+        assert!(parse_filter(&nested, None, false).is_err());
+        let ok = "((id = 'a') and (collection = 'c'))";
+        assert!(parse_filter(&Value::String(ok.into()), None, true).is_ok());
+    }
 
     #[test]
     fn bbox_and_intersects_exclude_each_other() {

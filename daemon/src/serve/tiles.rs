@@ -743,7 +743,7 @@ pub(super) async fn collection_layers(
                     Some((k.clone(), asset_facts(&path, true)?))
                 })
                 .collect();
-            for (i, r) in renders(newest, &facts).into_iter().enumerate() {
+            for r in renders(newest, &facts) {
                 let asset = r.query.asset();
                 let asset = asset.split(',').next().unwrap_or_default();
                 let maxzoom = items
@@ -753,7 +753,9 @@ pub(super) async fn collection_layers(
                     .map(|f| f.maxzoom)
                     .max()
                     .map_or(DEFAULT_MAXZOOM, |z| z.min(TOP_MAXZOOM));
-                let name = if i == 0 {
+                // The bare collection name is only ever the visual render, so it cannot turn into
+                // a raw band when a newer item lacks a visual asset.
+                let name = if r.name == "visual" {
                     cid.clone()
                 } else {
                     format!("{cid}:{}", r.name)

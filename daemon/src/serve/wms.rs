@@ -50,6 +50,8 @@ pub const WMS_EXCEPTION_CODES: &[&str] = &[
 ];
 /// Largest WIDTH and HEIGHT (advertised as MaxWidth/MaxHeight).
 const MAX_SIDE: u32 = 4096;
+/// Most layers one GetMap may stack (advertised as LayerLimit).
+const MAX_LAYERS: usize = 8;
 /// Tiles read for one layer of one GetMap, at most (the zoom is lowered to stay within).
 const MAX_TILES: usize = 64;
 /// Items drawn into one GetMap, newest first.
@@ -205,7 +207,7 @@ async fn capabilities(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<Respo
          <Abstract>Received passes and imported scenes, one layer per collection and render, with a time dimension.</Abstract>\n  \
          <OnlineResource xlink:type=\"simple\" xlink:href=\"{0}/wms\"/>\n  \
          <Fees>none</Fees>\n  <AccessConstraints>none</AccessConstraints>\n  \
-         <MaxWidth>{MAX_SIDE}</MaxWidth>\n  <MaxHeight>{MAX_SIDE}</MaxHeight>\n</Service>\n<Capability>\n  <Request>\n",
+         <LayerLimit>{MAX_LAYERS}</LayerLimit>\n  <MaxWidth>{MAX_SIDE}</MaxWidth>\n  <MaxHeight>{MAX_SIDE}</MaxHeight>\n</Service>\n<Capability>\n  <Request>\n",
         e(&b)
     );
     for (op, formats) in [
@@ -436,6 +438,15 @@ async fn get_map(shared: &Arc<Shared>, p: &Params) -> Result<Response, Exception
         }
     }
     let names: Vec<&str> = p.need("LAYERS")?.split(',').map(str::trim).collect();
+    if names.len() > MAX_LAYERS {
+        return Err(exc(
+            "InvalidParameterValue",
+            format!(
+                "LAYERS names {} layers; at most {MAX_LAYERS} per GetMap",
+                names.len()
+            ),
+        ));
+    }
     let styles: Vec<&str> = p.get("STYLES").unwrap_or("").split(',').collect();
     for s in &styles {
         if !(s.trim().is_empty() || s.trim().eq_ignore_ascii_case("default")) {
