@@ -282,8 +282,21 @@ fn bad_inputs_are_reported_and_the_daemon_keeps_running() {
         "2020-08-07T10:30:00Z",
         Some("red,nir"),
     );
-    add(&d, MURI_2020, "nobands", "2020-08-07T10:30:00Z", None);
-    add(&d, MURI_2021, "nobands", "2021-08-12T10:30:00Z", None);
+    // Bands named, but neither red nor NIR.
+    add(
+        &d,
+        MURI_2020,
+        "nobands",
+        "2020-08-07T10:30:00Z",
+        Some("green,blue"),
+    );
+    add(
+        &d,
+        MURI_2021,
+        "nobands",
+        "2021-08-12T10:30:00Z",
+        Some("green,blue"),
+    );
     add(
         &d,
         MURI_2020,
