@@ -118,12 +118,7 @@ pub fn signature(catalog: &dyn Catalog, collection: &str) -> Result<String> {
                 .datetime
                 .map(|d| d.timestamp_micros())
                 .unwrap_or(0);
-            let updated = i
-                .properties
-                .additional_fields
-                .get("updated")
-                .map(Value::to_string)
-                .unwrap_or_default();
+            let updated = i.properties.updated.as_deref().unwrap_or_default();
             format!("{}@{dt}{updated}:{}", i.id, i.assets.len())
         })
         .collect();
@@ -365,10 +360,8 @@ pub fn run(
                "mask": mask_name,
                "since": opts.since.map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))}),
     );
-    f.insert(
-        "updated".into(),
-        json!(Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)),
-    );
+    // `updated` versions the item (tile cache keys, ETags).
+    item.properties.updated = Some(Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true));
     let mut a = stac::Asset::new(href("alerts.geojson")).role("data");
     a.r#type = Some("application/geo+json".into());
     a.title = Some("vegetation-loss alerts (RFC 7946 FeatureCollection)".into());

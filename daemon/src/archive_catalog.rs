@@ -114,10 +114,8 @@ fn pass_item(catalog: &dyn Catalog, archive: &Path, products_dir: &Path) -> Resu
         catalog.upsert_collection(&collection_for_listing(&listing)?)?;
     }
     // `updated` versions the item: the tile cache and ETags of a replaced set change with it.
-    item.properties.additional_fields.insert(
-        "updated".into(),
-        serde_json::json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-    );
+    item.properties.updated =
+        Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
     Ok(item)
 }
 

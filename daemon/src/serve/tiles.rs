@@ -236,12 +236,7 @@ pub(super) fn tile_key(
     fmt: &str,
     o: &RenderOptions,
 ) -> String {
-    let version = item
-        .properties
-        .additional_fields
-        .get("updated")
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let version = item.properties.updated.as_deref().unwrap_or_default();
     format!(
         "{cid}/{}/{version}/{asset}/{}/{}/{}/{fmt}/{:?}/{:?}/{:?}/{:?}/{:?}",
         item.id, t.z, t.x, t.y, o.bidx, o.rescale, o.colormap, o.resampling, o.expression

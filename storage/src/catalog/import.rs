@@ -766,8 +766,9 @@ fn write_item_files(
     }
     // `updated` versions the item: the tile cache and ETags of a replaced item change with it.
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    props.insert("created".into(), json!(now));
-    props.insert("updated".into(), json!(now));
+    item.properties.created = Some(now.clone());
+    item.properties.updated = Some(now);
+    let props = &mut item.properties.additional_fields;
     props.insert(
         "downlink:sources".into(),
         json!(spec
