@@ -214,14 +214,7 @@ fn muri_alerts_over_http_stac_and_webhook() {
 fn web_map_shows_the_alerts(d: &Daemon) {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let web = repo.join("web");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !need(
-        &web.join("node_modules/playwright-core"),
-        "run `make web` (npm ci in web/)",
-    ) || !need(
-        std::path::Path::new(&chromium),
-        "apt-get install chromium (make test-deps)",
-    ) {
+    if !browser_ready(&web) {
         return;
     }
     let shots = repo.join("target/test-artifacts/alerts");

@@ -958,13 +958,7 @@ fn centroid(item: &serde_json::Value) -> (f64, f64) {
 fn stac_validators_and_the_web_map_in_headless_chromium() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let web = repo.join("web");
-    if !need(
-        &web.join("node_modules/playwright-core"),
-        "run `make web` (npm ci in web/)",
-    ) || !need(
-        Path::new(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())),
-        "apt-get install chromium (make test-deps)",
-    ) {
+    if !browser_ready(&web) {
         return;
     }
     // Two scenes of the same place a month apart (the second one coarser), and a real pass.

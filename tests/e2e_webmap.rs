@@ -125,13 +125,7 @@ fn pass_timeline_json_matches_the_record_and_the_plot_has_axes() {
 fn web_map_basemap_legend_ndvi_and_pass_timeline_in_headless_chromium() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let web = repo.join("web");
-    if !need(
-        &web.join("node_modules/playwright-core"),
-        "run `make web` (npm ci in web/)",
-    ) || !need(
-        Path::new(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())),
-        "apt-get install chromium (make test-deps)",
-    ) {
+    if !browser_ready(&web) {
         return;
     }
     // Two scenes of the same place a month apart, a red/NIR uint16 pair (Sentinel-2 over Muri,

@@ -654,3 +654,16 @@ pub fn need(tool: &Path, how: &str) -> bool {
     eprintln!("SKIPPED: {} is missing ({how})", tool.display());
     false
 }
+
+/// The web map's browser test can run: playwright-core installed in `web/` and Chromium present
+/// (`CHROMIUM`, default `/usr/bin/chromium`); under CI a missing one fails, as [`need`] does.
+pub fn browser_ready(web: &Path) -> bool {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    need(
+        &web.join("node_modules/playwright-core"),
+        "run `make web` (npm ci in web/)",
+    ) && need(
+        Path::new(&chromium),
+        "apt-get install chromium (make test-deps)",
+    )
+}
