@@ -944,16 +944,6 @@ fn stac_api_serves_received_passes_and_imported_rasters() {
     }
 }
 
-/// Mean of an item's outline points: inside the swath, which is a convex-ish band.
-fn centroid(item: &serde_json::Value) -> (f64, f64) {
-    let ring = item["geometry"]["coordinates"][0].as_array().unwrap();
-    let n = ring.len() as f64;
-    let sum = ring.iter().fold((0.0, 0.0), |(x, y), p| {
-        (x + p[0].as_f64().unwrap(), y + p[1].as_f64().unwrap())
-    });
-    (sum.0 / n, sum.1 / n)
-}
-
 #[test]
 fn stac_validators_and_the_web_map_in_headless_chromium() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -667,3 +667,13 @@ pub fn browser_ready(web: &Path) -> bool {
         "apt-get install chromium (make test-deps)",
     )
 }
+
+/// Mean of an item's outline points: inside the swath, which is a convex-ish band.
+pub fn centroid(item: &serde_json::Value) -> (f64, f64) {
+    let ring = item["geometry"]["coordinates"][0].as_array().unwrap();
+    let n = ring.len() as f64;
+    let sum = ring.iter().fold((0.0, 0.0), |(x, y), p| {
+        (x + p[0].as_f64().unwrap(), y + p[1].as_f64().unwrap())
+    });
+    (sum.0 / n, sum.1 / n)
+}
