@@ -35,13 +35,13 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use downlink::imaging::{self, PassDate};
 use gdal::{Dataset, Metadata};
 use imagery::geoloc::{LineFrame, ScanGeometry};
 use imagery::msumr::Assembler;
 use imagery::orbit::Propagator;
+use raster::products::{self as prod, GcpTransform};
+use raster::scene::{self, PassDate};
 use serde_json::Value;
-use storage::products::{self as prod, GcpTransform};
 
 const VCDU: [&str; 3] = [
     "vcdu/meteor-m2/2022_12_20_20_25_30.vcdu",
@@ -73,16 +73,15 @@ impl Exact {
     fn of_real_pass() -> Self {
         let profile = decoder::Profile::builtin("meteor-lrpt").unwrap();
         let files: Vec<PathBuf> = VCDU.iter().map(|f| data(f)).collect();
-        let pass =
-            imaging::collect_packets(&profile, decoder::InputFormat::Frames, &files).unwrap();
+        let pass = scene::collect_packets(&profile, decoder::InputFormat::Frames, &files).unwrap();
         let mut asm = Assembler::new();
         for p in &pass.packets {
             let _ = asm.push_space_packet(p);
         }
         let img = asm.build();
         let date = chrono::NaiveDate::from_ymd_opt(2022, 12, 20).unwrap();
-        let times = imaging::line_times(&img, PassDate::Date(date));
-        let tle = imaging::choose_tle(&[data(TLE)], 40069, None).unwrap();
+        let times = scene::line_times(&img, PassDate::Date(date));
+        let tle = scene::choose_tle(&[data(TLE)], 40069, None).unwrap();
         let geo = imagery::geoloc::Geolocator::new(
             Propagator::new(&tle.elements).unwrap(),
             ScanGeometry::MSU_MR_LRPT,
@@ -314,7 +313,7 @@ fn raw_inverse_errors(exact: &Exact, raw: &Dataset, method: &str) -> Worst {
 /// centre, in output pixels. Every other row; in it every other pixel, and every pixel
 /// that lands within 32 columns of a swath edge.
 fn cog_errors(exact: &Exact, raw: &Dataset, cog: &Dataset) -> Worst {
-    let opts = imaging::warp_options();
+    let opts = scene::warp_options();
     let method = match opts.transform {
         GcpTransform::GeolocationArrays => "METHOD=GEOLOC_ARRAY",
         GcpTransform::ThinPlateSpline => "METHOD=GCP_TPS",
@@ -407,7 +406,7 @@ fn products_follow_the_scan_model_to_a_quarter_pixel_everywhere() {
                 .unwrap_or_default()
                 .iter()
                 .find(|i| i.starts_with("X_DATASET=")),
-            Some(&format!("X_DATASET={}", imaging::GEOLOCATION_FILE))
+            Some(&format!("X_DATASET={}", scene::GEOLOCATION_FILE))
         );
         let geoloc = raw_errors(&exact, &raw, "GEOLOC_ARRAY");
         report.push(geoloc.describe(&format!("ch{channel} raw_gcp_tiff GEOLOC_ARRAY"), "px"));
@@ -442,7 +441,7 @@ fn products_follow_the_scan_model_to_a_quarter_pixel_everywhere() {
 
         // The COG is that warp: re-warping the raw GeoTIFF with the pipeline's options gives
         // the same grid and the same pixels.
-        let again = prod::warp_to_epsg4326_mem(&raw, &imaging::warp_options()).unwrap();
+        let again = prod::warp_to_epsg4326_mem(&raw, &scene::warp_options()).unwrap();
         assert_eq!(again.geo_transform().unwrap(), cog.geo_transform().unwrap());
         assert_eq!(again.raster_size(), cog.raster_size());
         let a = again.rasterband(1).unwrap().read_band_as::<u8>().unwrap();

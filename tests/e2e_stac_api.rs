@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use archive::catalog::{Catalog, SqliteCatalog};
 use serde_json::{json, Value};
-use storage::catalog::{Catalog, SqliteCatalog};
 
 mod common;
 use common::*;

@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use gdal::{Dataset, DriverManager};
-use storage::tiles::render::*;
-use storage::tiles::tms::{self, TileId};
+use raster::tiles::render::*;
+use raster::tiles::tms::{self, TileId};
 
 /// The Meteor-M2 products of the shared capture, made once by the real binary.
 fn sample(name: &str) -> String {

@@ -1,6 +1,6 @@
 //! Vegetation-loss change alerts over a catalog collection (`[[alerts]]`, `downlink alerts
 //! run`, `GET /api/v1/alerts`): finds each item's red and NIR bands, runs
-//! [`storage::change::run`] and publishes the result as an item of `alerts-<collection>`.
+//! [`raster::change::run`] and publishes the result as an item of `alerts-<collection>`.
 //!
 //! Publishing: the products are written into a fresh `run-<suffix>` directory under the
 //! alerts item's directory (staged, then renamed into place); the catalog upsert is the commit
@@ -10,13 +10,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use archive::catalog::layout::{item_dir, validate_id};
+use archive::catalog::{local_href, Catalog, SearchParams};
 use chrono::{DateTime, SecondsFormat, Utc};
+use raster::catalog::item::empty_extent_collection;
+use raster::catalog::raster::COG_MEDIA_TYPE;
+use raster::change::{self, BandSource, Confidence, Params, Scene};
 use serde_json::{json, Value};
-use storage::catalog::item::empty_extent_collection;
-use storage::catalog::layout::{item_dir, validate_id};
-use storage::catalog::raster::COG_MEDIA_TYPE;
-use storage::catalog::{local_href, Catalog, SearchParams};
-use storage::change::{self, BandSource, Confidence, Params, Scene};
 
 use crate::config::AlertsConfig;
 
@@ -95,7 +95,7 @@ fn items_of(catalog: &dyn Catalog, collection: &str) -> Result<Vec<stac::Item>> 
     loop {
         let page = catalog.search(&SearchParams {
             collections: Some(vec![collection.to_owned()]),
-            limit: Some(storage::catalog::store::MAX_LIMIT),
+            limit: Some(archive::catalog::store::MAX_LIMIT),
             token,
             ..SearchParams::default()
         })?;
@@ -286,15 +286,15 @@ pub fn run(
     })()
     .map_err(input)?;
     let item_root = archive.join(&rel);
-    let run_name = format!("run-{}", storage::unique_suffix());
+    let run_name = format!("run-{}", archive::unique_suffix());
     let run_dir = item_root.join(&run_name);
     std::fs::create_dir_all(&item_root)
         .with_context(|| format!("creating {}", item_root.display()))
         .map_err(io)?;
-    let staging = storage::StagingDir::create(&run_dir)
+    let staging = archive::StagingDir::create(&run_dir)
         .context("staging directory")
         .map_err(io)?;
-    let work = archive.join(format!(".alerts-work-{}", storage::unique_suffix()));
+    let work = archive.join(format!(".alerts-work-{}", archive::unique_suffix()));
     let outcome = change::run(&scenes, &params, &work, staging.path());
     let _ = std::fs::remove_dir_all(&work);
     let outcome = outcome.map_err(|e| match e {
@@ -324,7 +324,7 @@ pub fn run(
     let text = serde_json::to_vec_pretty(&fc)
         .context("serializing alerts")
         .map_err(io)?;
-    storage::write_atomic(staging.path().join("alerts.geojson"), &text)
+    archive::write_atomic(staging.path().join("alerts.geojson"), &text)
         .context("writing alerts.geojson")
         .map_err(io)?;
     let published_dir = staging.publish().context("publishing").map_err(io)?;
@@ -438,7 +438,7 @@ pub struct Query {
     /// `[w, s, e, n]`.
     pub bbox: Option<[f64; 4]>,
     /// Interval overlapping `[first_detected, last_observed]`.
-    pub datetime: Option<storage::catalog::DatetimeFilter>,
+    pub datetime: Option<archive::catalog::DatetimeFilter>,
     /// Accepted confidences.
     pub confidence: Option<Vec<String>>,
     /// Smallest area.

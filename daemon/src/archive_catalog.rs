@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use storage::catalog::import::{import_item, remove_item_files, ImportSpec, Imported};
-use storage::catalog::item::{
+use archive::catalog::layout::COLLECTIONS_DIR;
+use archive::catalog::{Catalog, SearchParams, SqliteCatalog};
+use raster::catalog::import::{import_item, remove_item_files, ImportSpec, Imported};
+use raster::catalog::item::{
     collection_for_listing, collection_id, empty_extent_collection, item_for_product, PassListing,
 };
-use storage::catalog::layout::COLLECTIONS_DIR;
-use storage::catalog::raster::{write_visual_cog, COG_MEDIA_TYPE};
-use storage::catalog::{Catalog, SearchParams, SqliteCatalog};
+use raster::catalog::raster::{write_visual_cog, COG_MEDIA_TYPE};
 
 /// The catalog file of an archive.
 pub fn path(archive: &Path) -> PathBuf {
@@ -49,15 +49,15 @@ pub fn write_visual(dir: &Path) -> Result<Option<PathBuf>> {
     let visual = dir.join(VISUAL);
     let tmp = dir.join(format!(
         ".composite.web.tmp-{}.tif",
-        storage::unique_suffix()
+        archive::unique_suffix()
     ));
     let publish = || -> Result<()> {
         write_visual_cog(&composite, &tmp)
             .with_context(|| format!("visual COG of {}", composite.display()))?;
-        storage::sync_file(&tmp)?;
+        archive::sync_file(&tmp)?;
         std::fs::rename(&tmp, &visual)
             .with_context(|| format!("renaming {} onto {}", tmp.display(), visual.display()))?;
-        storage::sync_dir(&visual)?;
+        archive::sync_dir(&visual)?;
         Ok(())
     };
     publish().inspect_err(|_| {
@@ -89,7 +89,7 @@ fn pass_item(catalog: &dyn Catalog, archive: &Path, products_dir: &Path) -> Resu
             .file_name()
             .map(|n| products_dir.join(n))
             .unwrap_or_else(|| PathBuf::from(&p.path));
-        if let Some(key) = storage::catalog::item::asset_key(p) {
+        if let Some(key) = raster::catalog::item::asset_key(p) {
             hrefs.insert(key, relative(archive, &file));
         }
         p.path = file.to_string_lossy().into_owned();
@@ -120,7 +120,7 @@ fn pass_item(catalog: &dyn Catalog, archive: &Path, products_dir: &Path) -> Resu
 }
 
 /// `downlink archive add`: imports georeferenced rasters as one item of `spec.collection`
-/// (created if missing); see [`storage::catalog::import`].
+/// (created if missing); see [`raster::catalog::import`].
 pub fn add_rasters(archive: &Path, spec: &ImportSpec<'_>) -> Result<Imported> {
     let catalog = open(archive)?;
     let collection = spec.collection;
@@ -173,13 +173,13 @@ pub fn add_pass(archive: &Path, dir: &Path, replace: bool) -> Result<Imported> {
     let (products_dir, copied) = if src_abs.starts_with(&archive_abs) {
         (src_abs.clone(), None)
     } else {
-        storage::catalog::layout::validate_id("item", &listing.pass_id)?;
+        archive::catalog::layout::validate_id("item", &listing.pass_id)?;
         let pass_dir = archive_abs.join("passes").join(&listing.pass_id);
         std::fs::create_dir_all(&pass_dir)
             .with_context(|| format!("creating {}", pass_dir.display()))?;
         let mut dst = pass_dir.join("products");
         if dst.exists() {
-            dst = pass_dir.join(format!("products.r{}", storage::unique_suffix()));
+            dst = pass_dir.join(format!("products.r{}", archive::unique_suffix()));
         }
         copy_product_set(&src_abs, &text, &dst)?;
         (dst.clone(), Some(dst))
@@ -219,7 +219,7 @@ pub fn add_pass(archive: &Path, dir: &Path, replace: bool) -> Result<Imported> {
 /// staging directory, the listing's product paths rewritten to their new place.
 fn copy_product_set(src: &Path, listing_text: &str, dst: &Path) -> Result<()> {
     let staging =
-        storage::StagingDir::create(dst).with_context(|| format!("staging {}", dst.display()))?;
+        archive::StagingDir::create(dst).with_context(|| format!("staging {}", dst.display()))?;
     let mut listing: serde_json::Value = serde_json::from_str(listing_text)?;
     if let Some(products) = listing
         .get_mut("products")
@@ -248,7 +248,7 @@ fn copy_product_set(src: &Path, listing_text: &str, dst: &Path) -> Result<()> {
         std::fs::copy(&visual, staging.path().join(VISUAL))
             .with_context(|| format!("copying {}", visual.display()))?;
     }
-    storage::write_atomic(
+    archive::write_atomic(
         staging.path().join("products.json"),
         serde_json::to_string_pretty(&listing)?.as_bytes(),
     )?;
@@ -274,7 +274,7 @@ pub fn list(archive: &Path, collection: Option<&str>) -> Result<Vec<Listed>> {
     let catalog = open(archive)?;
     let mut params = SearchParams {
         collections: collection.map(|c| vec![c.to_owned()]),
-        limit: Some(storage::catalog::store::MAX_LIMIT),
+        limit: Some(archive::catalog::store::MAX_LIMIT),
         ..Default::default()
     };
     let mut out = Vec::new();
@@ -316,7 +316,7 @@ pub fn remove(archive: &Path, id: &str, collection: Option<&str>) -> Result<Remo
     let found = catalog.search(&SearchParams {
         ids: Some(vec![id.to_owned()]),
         collections: collection.map(|c| vec![c.to_owned()]),
-        limit: Some(storage::catalog::store::MAX_LIMIT),
+        limit: Some(archive::catalog::store::MAX_LIMIT),
         ..Default::default()
     })?;
     let item = match found.items.as_slice() {
@@ -339,7 +339,7 @@ pub fn remove(archive: &Path, id: &str, collection: Option<&str>) -> Result<Remo
     }
     let mut imported = item.clone();
     imported.assets.retain(|_, a| {
-        storage::catalog::local_href(&a.href)
+        archive::catalog::local_href(&a.href)
             .is_some_and(|h| h.starts_with(&format!("{COLLECTIONS_DIR}/")))
     });
     let (files, not_removed) = remove_item_files(archive, &imported, None);

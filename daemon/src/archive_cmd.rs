@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use downlink::archive_catalog;
 use downlink::config::Config;
-use storage::catalog::import::ImportSpec;
+use raster::catalog::import::ImportSpec;
 
 /// Arguments of `downlink archive`.
 #[derive(Args, Debug)]
@@ -83,7 +83,7 @@ enum ArchiveAction {
 }
 
 /// Tells on stderr what a replacement removed, and which old files it could not.
-fn report_replaced(done: &storage::catalog::import::Imported) {
+fn report_replaced(done: &raster::catalog::import::Imported) {
     let mut err = std::io::stderr().lock();
     if done.replaced.is_some() {
         let _ = writeln!(

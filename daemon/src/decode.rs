@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use archive::AtomicFile;
 use clap::Args;
 use decoder::{Decoder, DecoderOptions, Event, InputFormat, Profile, Stats};
 use indicatif::{ProgressBar, ProgressStyle};
-use storage::AtomicFile;
 
 /// Arguments of `downlink decode`.
 #[derive(Args, Debug)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use decoder::InputFormat;
-use downlink::imaging::{self, ImageRequest, PassDate};
+use raster::scene::{self, ImageRequest, PassDate};
 
 use crate::decode::load_profile;
 
@@ -72,14 +72,14 @@ pub(crate) fn run(args: &ImageArgs) -> Result<()> {
         PassDate::Date(d) => d.and_hms_opt(12, 0, 0).map(|t| t.and_utc()),
         PassDate::Near(t) => Some(t),
     };
-    let tle = imaging::choose_tle(&args.tle, spec.norad_id, near)?;
-    let pass = imaging::collect_packets(&profile, args.format, &args.files)?;
+    let tle = scene::choose_tle(&args.tle, spec.norad_id, near)?;
+    let pass = scene::collect_packets(&profile, args.format, &args.files)?;
     let pass_id = args.pass_id.clone().unwrap_or_else(|| {
         args.out
             .file_name()
             .map_or_else(|| "pass".to_owned(), |n| n.to_string_lossy().into_owned())
     });
-    let listing = imaging::make_products(&ImageRequest {
+    let listing = scene::make_products(&ImageRequest {
         profile: &profile,
         pass: &pass,
         tle: &tle,

@@ -5,30 +5,28 @@
 pub mod alerts;
 pub mod archive_catalog;
 pub use ::config;
-pub mod imaging;
 pub mod replay;
 pub mod serve;
-pub mod tle_store;
 
 #[cfg(test)]
 mod tests {
     /// The configuration checks collection ids with the archive's own rule, without GDAL.
     #[test]
     fn config_and_archive_agree_on_ids() {
-        let long = "a".repeat(storage::catalog::layout::MAX_ID_LEN);
+        let long = "a".repeat(archive::catalog::layout::MAX_ID_LEN);
         let longer = format!("{long}b");
         for id in [
             "muri-ag", "a.b_c-9", "", ".hidden", "a/b", "a b", "é", "..", "x..y", &long, &longer,
         ] {
             assert_eq!(
                 config::check_archive_id(id).is_ok(),
-                storage::catalog::layout::validate_id("collection", id).is_ok(),
+                archive::catalog::layout::validate_id("collection", id).is_ok(),
                 "{id:?}"
             );
         }
         assert_eq!(
             config::ARCHIVE_ID_MAX_LEN,
-            storage::catalog::layout::MAX_ID_LEN
+            archive::catalog::layout::MAX_ID_LEN
         );
     }
 }

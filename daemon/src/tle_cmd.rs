@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use downlink::config::Config;
-use downlink::tle_store;
 
 /// Arguments of `downlink tle`.
 #[derive(Args, Debug)]
@@ -53,7 +52,7 @@ pub(crate) fn run(args: &TleArgs) -> Result<()> {
                         .with_context(|| format!("reading {}", f.display()))?
                 };
                 stored.extend(
-                    tle_store::import(&archive, &text)
+                    archive::tle::import(&archive, &text)
                         .with_context(|| format!("{} refused", f.display()))?,
                 );
             }
@@ -62,7 +61,7 @@ pub(crate) fn run(args: &TleArgs) -> Result<()> {
         TleAction::List => {
             serde_json::to_writer_pretty(
                 &mut out,
-                &serde_json::json!({ "tle": tle_store::list(&archive) }),
+                &serde_json::json!({ "tle": archive::tle::list(&archive) }),
             )?;
         }
     }

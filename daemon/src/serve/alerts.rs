@@ -167,7 +167,7 @@ pub async fn watch(shared: Weak<Shared>) {
 
 async fn run_one(
     shared: &Arc<Shared>,
-    catalog: &Arc<dyn storage::catalog::Catalog>,
+    catalog: &Arc<dyn archive::catalog::Catalog>,
     cfg: AlertsConfig,
 ) {
     let cat = catalog.clone();

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::archive::valid_pass_id;
 use super::Shared;
+use archive::pass::valid_pass_id;
 
 /// The operator API.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -140,7 +140,7 @@ async fn passes(
         axum::extract::rejection::QueryRejection,
     >,
 ) -> Response {
-    use super::pass_index::{DEFAULT_LIMIT, MAX_LIMIT};
+    use archive::pass_index::{DEFAULT_LIMIT, MAX_LIMIT};
     let Ok(axum::extract::Query(params)) = query else {
         return bad_request("the query string is not valid");
     };
@@ -165,7 +165,7 @@ async fn passes(
             ))
         }
     };
-    let pending: Vec<super::record::PassSummary> = shared
+    let pending: Vec<archive::record::PassSummary> = shared
         .pending_records
         .lock()
         .map(|p| p.values().cloned().collect())
@@ -309,7 +309,7 @@ async fn product_file(
 /// The TLE sets in the store.
 async fn tle(State(shared): State<Arc<Shared>>) -> Response {
     let archive = shared.archive.clone();
-    let list = tokio::task::spawn_blocking(move || crate::tle_store::list(&archive))
+    let list = tokio::task::spawn_blocking(move || archive::tle::list(&archive))
         .await
         .unwrap_or_default();
     Json(serde_json::json!({ "tle": list })).into_response()
@@ -666,7 +666,7 @@ async fn alerts(
         }
     }
     if let Some(d) = q.get("datetime").filter(|d| !d.is_empty()) {
-        match storage::catalog::DatetimeFilter::parse(d) {
+        match archive::catalog::DatetimeFilter::parse(d) {
             Ok(f) => query.datetime = Some(f),
             Err(e) => return bad(e.to_string()),
         }

@@ -16,15 +16,12 @@
 
 pub mod access;
 pub mod alerts;
-pub mod archive;
 pub mod http;
 pub mod http_server;
 pub mod ingest;
-pub mod pass_index;
 pub mod pipeline;
 pub mod plot;
 pub mod products;
-pub mod record;
 pub mod stac;
 pub mod tile_cache;
 pub mod tiles;
@@ -52,7 +49,8 @@ use serde::Serialize;
 use crate::config::{Config, Listen};
 
 /// Drop reasons, in one place (they are metric label values).
-pub use record::{DropReason, SyncState};
+pub use archive::record::{DropReason, SyncState};
+use archive::{pass_index, record};
 
 /// Components that can be degraded ([`Health`]; metric label values).
 pub const HEALTH_COMPONENTS: [&str; 4] = ["archive", "catalog", "products", "http"];
@@ -290,9 +288,9 @@ pub struct Shared {
     /// Scene products at LOS (imaging inputs).
     pub products: products::Queue,
     /// The STAC catalog (`ARCHIVE/catalog.sqlite`); `None` if it could not be opened (logged).
-    pub catalog: Option<Arc<dyn storage::catalog::Catalog>>,
+    pub catalog: Option<Arc<dyn archive::catalog::Catalog>>,
     /// Map tile renderers (one GDAL handle per thread).
-    pub tiles: Option<Arc<storage::tiles::render::TilePool>>,
+    pub tiles: Option<Arc<raster::tiles::render::TilePool>>,
     /// Recently served tiles (`http.tile_cache` bytes at most).
     pub tile_cache: tile_cache::TileCache,
     /// Tile requests refused because the render queue was full.
@@ -654,7 +652,7 @@ impl Daemon {
             ),
             tiles_busy: AtomicU64::new(0),
             wms_exceptions: Mutex::new(wms::WMS_EXCEPTION_CODES.iter().map(|c| (*c, 0)).collect()),
-            tiles: match storage::tiles::render::TilePool::new(2, 16, TILE_QUEUE_MAX) {
+            tiles: match raster::tiles::render::TilePool::new(2, 16, TILE_QUEUE_MAX) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {
                     tracing::error!(error = %e, "tile renderer unavailable");
@@ -671,7 +669,7 @@ impl Daemon {
         });
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs,
         // before the product worker looks for passes that need products.
-        archive::recover_interrupted(cfg);
+        archive::pass::recover_interrupted(cfg);
         // The pass list's index reads every record once: at start, off the request path (a
         // request meanwhile waits for it).
         let warm = shared.clone();

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use decoder::{Decoder, DecoderOptions, Event};
 
-use super::archive::{pass_id, PassArchive};
 use super::plot::Timeline;
-use super::record::{
-    ArchiveSection, ArchiveState, DropReason, LinkQuality, PassRecord, Unarchived,
-};
 use super::{PipelineSettings, Worker};
 use crate::config::{ArchiveConfig, InputConfig};
+use archive::pass::{pass_id, PassArchive};
+use archive::record::{
+    ArchiveSection, ArchiveState, DropReason, LinkQuality, PassRecord, Unarchived,
+};
 
 /// How often a pass record that could not be written is tried again.
 const RECORD_RETRY: Duration = Duration::from_secs(2);
@@ -691,8 +691,8 @@ fn write_bare_record(
 ) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     for (name, bytes) in side_files {
-        storage::write_atomic(dir.join(name), bytes).map_err(std::io::Error::other)?;
+        archive::write_atomic(dir.join(name), bytes).map_err(std::io::Error::other)?;
     }
     let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-    storage::write_atomic(dir.join("pass.json"), &text).map_err(std::io::Error::other)
+    archive::write_atomic(dir.join("pass.json"), &text).map_err(std::io::Error::other)
 }

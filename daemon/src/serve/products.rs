@@ -15,7 +15,7 @@
 //! - **Staging.** The set is built in `passes/ID/products.tmp-PID-N/` (each file written under a
 //!   unique temporary name, fsynced, renamed), the visual COG of the composite is added, every
 //!   file and the directory are fsynced, and one rename makes it `passes/ID/products/`
-//!   ([`storage::StagingDir`]). So `products/` is complete whenever it exists, and the paths in
+//!   ([`archive::StagingDir`]). So `products/` is complete whenever it exists, and the paths in
 //!   `products.json` and the catalog are the final ones. A set without `products.json` (left by
 //!   an older version) is made again and replaced whole.
 //! - **Catalog** after publication: the STAC item upsert replaces by id, so repeating it never
@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Health, Shared};
 use crate::config::ImagingConfig;
-use crate::imaging::{self, ImageRequest, ImagingError, PassDate};
+use raster::scene::{self, ImageRequest, ImagingError, PassDate};
 
 /// Passes waiting for products in memory at most; more are deferred (record kept on disk).
 pub const QUEUE: usize = 8;
@@ -150,7 +150,7 @@ impl Record {
 
     fn save(&self, dir: &Path, name: &str) -> anyhow::Result<()> {
         let text = serde_json::to_vec_pretty(self)?;
-        storage::write_atomic(dir.join(name), &text)?;
+        archive::write_atomic(dir.join(name), &text)?;
         Ok(())
     }
 
@@ -311,7 +311,7 @@ struct Worker<'a> {
     /// Counters and the rescan flag.
     queue: &'a Queue,
     health: &'a Health,
-    catalog: Option<&'a dyn storage::catalog::Catalog>,
+    catalog: Option<&'a dyn archive::catalog::Catalog>,
     /// Pass directories taken up from records or waiting for a retry, and when they are due.
     pending: Vec<(PathBuf, Instant)>,
 }
@@ -437,7 +437,7 @@ impl Worker<'_> {
             Ok(done) => {
                 if let Err(e) = std::fs::remove_file(dir.join(RECORD))
                     .map_err(anyhow::Error::from)
-                    .and_then(|()| Ok(storage::sync_dir(&dir.join(RECORD))?))
+                    .and_then(|()| Ok(archive::sync_dir(&dir.join(RECORD))?))
                 {
                     tracing::warn!(pass = %rec.pass_id, error = %format!("{e:#}"), "cannot remove the job record: the pass will be checked again at start");
                 }
@@ -497,7 +497,7 @@ impl Worker<'_> {
         rec.gave_up = true;
         let kept = rec.save(dir, FAILED).and_then(|()| {
             std::fs::remove_file(dir.join(RECORD))?;
-            Ok(storage::sync_dir(&dir.join(RECORD))?)
+            Ok(archive::sync_dir(&dir.join(RECORD))?)
         });
         if let Err(e) = kept {
             tracing::error!(pass = %rec.pass_id, error = %format!("{e:#}"), "cannot move the job record to products.failed");
@@ -571,7 +571,7 @@ struct Done {
 fn run_job(
     cfg: &ImagingConfig,
     archive: &Path,
-    catalog: Option<&dyn storage::catalog::Catalog>,
+    catalog: Option<&dyn archive::catalog::Catalog>,
     dir: &Path,
     rec: &Record,
 ) -> Result<Done, Failure> {
@@ -589,7 +589,7 @@ fn run_job(
     if out.join(LISTING).is_file() {
         tracing::info!(pass = %rec.pass_id, "product set complete already: cataloguing only");
     } else {
-        let staging = storage::StagingDir::create(&out).map_err(|e| fail(e.into()))?;
+        let staging = archive::StagingDir::create(&out).map_err(|e| fail(e.into()))?;
         let listing = make(cfg, archive, dir, rec, &out, staging.path()).map_err(fail)?;
         crate::archive_catalog::write_visual(staging.path()).map_err(fail)?;
         staging.publish().map_err(|e| fail(e.into()))?;
@@ -614,7 +614,7 @@ fn run_job(
 /// Removes what interrupted jobs left in pass directory `dir`; how many entries.
 fn clean(dir: &Path) -> u64 {
     let out = dir.join(PRODUCTS);
-    let mut n = match storage::remove_stale_staging(&out) {
+    let mut n = match archive::remove_stale_staging(&out) {
         Ok(n) => n as u64,
         Err(e) => {
             tracing::warn!(error = %e, "cannot remove stale product staging");
@@ -712,7 +712,7 @@ fn make(
     rec: &Record,
     out: &Path,
     work: &Path,
-) -> anyhow::Result<imaging::Listing> {
+) -> anyhow::Result<scene::Listing> {
     let spec = rec
         .profile
         .imaging
@@ -728,9 +728,9 @@ fn make(
         ),
         None => (PassDate::Near(aos), aos),
     };
-    let tle = imaging::choose_tle(&tle_files(cfg, archive), spec.norad_id, Some(near))?;
-    let pass = imaging::collect_packets(&rec.profile, format, &files)?;
-    Ok(imaging::make_products_in(
+    let tle = scene::choose_tle(&tle_files(cfg, archive), spec.norad_id, Some(near))?;
+    let pass = scene::collect_packets(&rec.profile, format, &files)?;
+    Ok(scene::make_products_in(
         &ImageRequest {
             profile: &rec.profile,
             pass: &pass,

@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use archive::catalog::{Catalog, CatalogError, DatetimeFilter, Direction, SearchParams, SortBy};
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -28,7 +29,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use storage::catalog::{Catalog, CatalogError, DatetimeFilter, Direction, SearchParams, SortBy};
 
 use super::Shared;
 
@@ -381,7 +381,7 @@ impl CollectionQuery {
                     let id = v
                         .strip_prefix("c:")
                         .filter(|id| {
-                            storage::catalog::layout::validate_id("collection", id).is_ok()
+                            archive::catalog::layout::validate_id("collection", id).is_ok()
                         })
                         .ok_or_else(|| bad("invalid pagination token"))?;
                     out.after = Some(id.to_owned());
@@ -395,9 +395,9 @@ impl CollectionQuery {
 
     fn matches(&self, c: &stac::Collection) -> bool {
         if let Some(b) = self.bbox {
-            let want = storage::catalog::geom::Shape::from_bbox(b);
+            let want = archive::catalog::geom::Shape::from_bbox(b);
             let hit = c.extent.spatial.bbox.iter().any(|e| {
-                storage::catalog::geom::Shape::from_bbox([e.xmin(), e.ymin(), e.xmax(), e.ymax()])
+                archive::catalog::geom::Shape::from_bbox([e.xmin(), e.ymin(), e.xmax(), e.ymax()])
                     .intersects(&want)
             });
             if !hit {
@@ -1446,7 +1446,7 @@ async fn asset(
     let Ok(Path(href)) = href else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
-    let Some(href) = storage::catalog::local_href(&href).map(str::to_owned) else {
+    let Some(href) = archive::catalog::local_href(&href).map(str::to_owned) else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
     let cat = match catalog(&shared) {

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use storage::tiles::render::Encoded;
+use raster::tiles::render::Encoded;
 
 /// Byte-bounded tile cache.
 #[derive(Debug)]

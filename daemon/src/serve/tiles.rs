@@ -11,15 +11,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use archive::catalog::{DatetimeFilter, SearchParams};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use raster::tiles::render::{Colormap, Encoded, Expression, Format, RenderError, RenderOptions};
+use raster::tiles::tms::{self, TileId};
 use serde_json::Value;
-use storage::catalog::{DatetimeFilter, SearchParams};
-use storage::tiles::render::{Colormap, Encoded, Expression, Format, RenderError, RenderOptions};
-use storage::tiles::tms::{self, TileId};
 
 use super::stac::{bad, base_url, blocking, catalog, not_found, query, ApiError};
 use super::Shared;
@@ -254,7 +254,7 @@ pub(super) fn local_asset(
 ) -> Option<std::path::PathBuf> {
     let one = |key: &str| {
         let a = item.assets.get(key)?;
-        storage::catalog::local_href(&a.href).map(|h| archive.join(h))
+        archive::catalog::local_href(&a.href).map(|h| archive.join(h))
     };
     if !asset.contains(',') {
         return one(asset);
@@ -281,39 +281,7 @@ fn stacked(paths: &[std::path::PathBuf]) -> Option<String> {
     if let Some(x) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Some(x);
     }
-    let e = tms::xml_escape;
-    let mut grid: Option<((usize, usize), [f64; 6], String)> = None;
-    let mut bands = String::new();
-    for (i, p) in paths.iter().enumerate() {
-        let ds = gdal::Dataset::open(p).ok()?;
-        let g = (
-            ds.raster_size(),
-            ds.geo_transform().ok()?,
-            ds.spatial_ref().ok()?.to_wkt().ok()?,
-        );
-        match &grid {
-            None => grid = Some(g),
-            Some(first) if first.0 == g.0 && first.1 == g.1 => {}
-            Some(_) => return None,
-        }
-        let b = ds.rasterband(1).ok()?;
-        let nodata = b
-            .no_data_value()
-            .map(|v| format!("<NoDataValue>{v}</NoDataValue>"))
-            .unwrap_or_default();
-        bands.push_str(&format!(
-            "<VRTRasterBand dataType=\"{}\" band=\"{}\">{nodata}<SimpleSource><SourceFilename relativeToVRT=\"0\">{}</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>",
-            b.band_type().name(),
-            i + 1,
-            e(&p.display().to_string())
-        ));
-    }
-    let ((w, h), gt, wkt) = grid?;
-    let xml = format!(
-        "<VRTDataset rasterXSize=\"{w}\" rasterYSize=\"{h}\"><SRS dataAxisToSRSAxisMapping=\"1,2\">{}</SRS><GeoTransform>{}, {}, {}, {}, {}, {}</GeoTransform>{bands}</VRTDataset>",
-        e(&wkt),
-        gt[0], gt[1], gt[2], gt[3], gt[4], gt[5]
-    );
+    let xml = raster::tiles::inspect::stack_vrt(paths)?;
     if let Ok(mut c) = cache.lock() {
         if c.len() >= FACTS_CACHE_MAX {
             c.clear();
@@ -809,7 +777,7 @@ pub(super) fn asset_facts(path: &std::path::Path, stretch: bool) -> Option<Arc<A
             return cached;
         }
     }
-    let src = storage::tiles::render::TileSource::open(path).ok()?;
+    let src = raster::tiles::render::TileSource::open(path).ok()?;
     let info = src.info();
     // The zoom whose pixel is not coarser than the source's (10 % slack), so the finest
     // level shows every source pixel; a web-optimized COG says its own.
@@ -818,30 +786,13 @@ pub(super) fn asset_facts(path: &std::path::Path, stretch: bool) -> Option<Arc<A
             .find(|z| tms::resolution(*z) <= info.res_3857 * 1.1)
             .unwrap_or(TOP_MAXZOOM)
     });
-    let ds = gdal::Dataset::open(path).ok()?;
-    let (w, h) = ds.raster_size();
+    let bands = raster::tiles::inspect::band_samples(path, stretch)?;
     let mut descriptions = Vec::with_capacity(info.band_count);
     let mut stretches = Vec::with_capacity(info.band_count);
-    for i in 1..=info.band_count {
-        let band = ds.rasterband(i).ok()?;
-        descriptions.push(
-            gdal::Metadata::description(&band)
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-        );
+    for band in bands.into_iter().take(info.band_count) {
+        descriptions.push(band.description);
         if stretch {
-            let k = (w.max(h) as f64 / 512.0).max(1.0);
-            let shape = (
-                ((w as f64 / k).round() as usize).max(1),
-                ((h as f64 / k).round() as usize).max(1),
-            );
-            let nodata = band.no_data_value();
-            let values = band
-                .read_as::<f64>((0, 0), (w, h), shape, None)
-                .map(|b| b.into_shape_and_vec().1)
-                .unwrap_or_default();
-            stretches.push(percentiles(values, nodata));
+            stretches.push(percentiles(band.values, band.nodata));
         }
     }
     let facts = Arc::new(AssetFacts {
@@ -1067,7 +1018,7 @@ async fn tilejson(
     q.options()?;
     let (path, it) = asset_path(&shared, cid.clone(), iid.clone(), q.asset()).await?;
     let range = blocking(move || {
-        let src = storage::tiles::render::TileSource::open(&path)
+        let src = raster::tiles::render::TileSource::open(&path)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         src.info()
             .zoom_range()
@@ -1147,7 +1098,7 @@ mod tests {
             dir.join("S2_L2A_T32TMT_20210812_red_nir.tif"),
         ];
         let xml = stacked(&files).unwrap();
-        let src = storage::tiles::render::TileSource::open(&xml).unwrap();
+        let src = raster::tiles::render::TileSource::open(&xml).unwrap();
         assert_eq!(src.info().band_count, 2);
         let opts = RenderOptions {
             expression: Expression::parse("(b2-b1)/(b2+b1)"),
@@ -1157,7 +1108,7 @@ mod tests {
         let t = TileId::new(14, 8572, 5744).unwrap();
         assert!(matches!(
             src.render(&t, &opts).unwrap(),
-            storage::tiles::render::Tile::Rgba(_)
+            raster::tiles::render::Tile::Rgba(_)
         ));
         // Different grids do not stack.
         let other = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -19,16 +19,16 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use archive::catalog::{DatetimeFilter, SearchParams};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
-use storage::catalog::{DatetimeFilter, SearchParams};
-use storage::tiles::render::{encode_sized, Encoded, Format};
-use storage::tiles::tms::{lonlat_to_mercator, xml_escape, TileId, MAX_LAT};
-use storage::tiles::window::{MapCrs, MapWindow};
+use raster::tiles::render::{encode_sized, Encoded, Format};
+use raster::tiles::tms::{lonlat_to_mercator, xml_escape, TileId, MAX_LAT};
+use raster::tiles::window::{MapCrs, MapWindow};
 
 use super::stac::{base_url, blocking, catalog, ApiError};
 use super::tiles::{

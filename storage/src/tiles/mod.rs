@@ -1,4 +1,0 @@
-//! Map tiles (WebMercatorQuad) from COGs: tile math, TileJSON 3.0 and WMTS documents, rendering.
-pub mod render;
-pub mod tms;
-pub mod window;
