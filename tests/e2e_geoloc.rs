@@ -182,9 +182,9 @@ impl Transformer {
         assert_eq!(y.len(), n);
         let mut z = vec![0.0; n];
         let mut ok: Vec<c_int> = vec![0; n];
-        // SAFETY: the transformer is valid; every array has n elements.
-        unsafe {
-            if self.approx.is_null() {
+        if self.approx.is_null() {
+            // SAFETY: the transformer is valid; every array has n elements.
+            unsafe {
                 gdal_sys::GDALGenImgProjTransform(
                     self.gen_img,
                     c_int::from(dst_to_src),
@@ -193,8 +193,11 @@ impl Transformer {
                     y.as_mut_ptr(),
                     z.as_mut_ptr(),
                     ok.as_mut_ptr(),
-                );
-            } else {
+                )
+            };
+        } else {
+            // SAFETY: the transformer is valid; every array has n elements.
+            unsafe {
                 gdal_sys::GDALApproxTransform(
                     self.approx,
                     c_int::from(dst_to_src),
@@ -203,8 +206,8 @@ impl Transformer {
                     y.as_mut_ptr(),
                     z.as_mut_ptr(),
                     ok.as_mut_ptr(),
-                );
-            }
+                )
+            };
         }
         ok.into_iter().map(|v| v != 0).collect()
     }
@@ -212,14 +215,12 @@ impl Transformer {
 
 impl Drop for Transformer {
     fn drop(&mut self) {
-        // SAFETY: created above, destroyed once; the approximating transformer does not
-        // own the GenImgProj one.
-        unsafe {
-            if !self.approx.is_null() {
-                gdal_sys::GDALDestroyApproxTransformer(self.approx);
-            }
-            gdal_sys::GDALDestroyGenImgProjTransformer(self.gen_img);
+        if !self.approx.is_null() {
+            // SAFETY: created above, destroyed once; it does not own the GenImgProj one.
+            unsafe { gdal_sys::GDALDestroyApproxTransformer(self.approx) };
         }
+        // SAFETY: created above, destroyed once, after the transformer that used it.
+        unsafe { gdal_sys::GDALDestroyGenImgProjTransformer(self.gen_img) };
     }
 }
 

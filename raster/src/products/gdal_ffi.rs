@@ -52,13 +52,13 @@ fn last_cpl_error(fallback: &str) -> String {
     // SAFETY: CPLGetLastErrorMsg() never returns NULL per its contract, but
     // we check anyway; the string is thread-local and valid until the next
     // CPL call on this thread, and we copy it out immediately.
-    let msg = unsafe {
-        let p = gdal_sys::CPLGetLastErrorMsg();
-        if p.is_null() {
-            String::new()
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
+    let p = unsafe { gdal_sys::CPLGetLastErrorMsg() };
+    let msg = if p.is_null() {
+        String::new()
+    } else {
+        // SAFETY: `p` is non-null and points to GDAL's NUL-terminated thread-local message,
+        // valid until the next CPL call on this thread; it is copied out at once.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
     };
     if msg.is_empty() {
         fallback.to_owned()
@@ -170,6 +170,12 @@ pub(crate) fn polygonize<L: gdal::vector::LayerAccess>(
         opts.set_name_value("8CONNECTED", "8")
             .ctx(|| "polygonize options".into())?;
     }
+    // SAFETY: the handle is borrowed from a live band that outlives its use below.
+    let h_band = unsafe { band.c_rasterband() };
+    // SAFETY: as above, for the mask band.
+    let h_mask = unsafe { mask.c_rasterband() };
+    // SAFETY: as above, for the layer.
+    let h_layer = unsafe { layer.c_layer() };
     reset_cpl_error();
     // SAFETY: the band, mask and layer handles are borrowed from live `gdal` objects that
     // outlive the call (their owners are borrowed for it, and `!Sync` keeps other threads
@@ -177,9 +183,9 @@ pub(crate) fn polygonize<L: gdal::vector::LayerAccess>(
     // argument are accepted by GDAL. GDALPolygonize neither closes nor keeps the handles.
     let err = unsafe {
         gdal_sys::GDALPolygonize(
-            band.c_rasterband(),
-            mask.c_rasterband(),
-            layer.c_layer(),
+            h_band,
+            h_mask,
+            h_layer,
             field,
             opts.as_ptr(),
             None,
