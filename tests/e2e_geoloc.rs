@@ -319,6 +319,7 @@ fn cog_errors(exact: &Exact, raw: &Dataset, cog: &Dataset) -> Worst {
         GcpTransform::GeolocationArrays => "METHOD=GEOLOC_ARRAY",
         GcpTransform::ThinPlateSpline => "METHOD=GCP_TPS",
         GcpTransform::Polynomial(_) => "METHOD=GCP_POLYNOMIAL",
+        other => panic!("no GDAL transformer method for {other:?}"),
     };
     let t = Transformer::new(raw, Some(cog), &[method], opts.error_threshold_px);
     let gt = cog.geo_transform().unwrap();

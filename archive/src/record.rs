@@ -61,6 +61,7 @@ impl std::fmt::Display for DropReason {
 /// The frame synchronizer's state of an input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SyncState {
     /// Looking for the attached sync marker.
     #[default]
@@ -72,6 +73,7 @@ pub enum SyncState {
 /// Whether everything the decoder delivered is in the archive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ArchiveState {
     /// All data and the record are on disk.
     Complete,

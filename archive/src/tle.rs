@@ -31,6 +31,7 @@ pub struct StoredTle {
 
 /// Why an import was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TleImportError {
     /// Bad sets; nothing stored.
     #[error("{}", .0.join("; "))]

@@ -280,6 +280,7 @@ impl InputConfig {
 
 /// Where an input's spacecraft profile came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProfileSource {
     /// A built-in profile, by name (`decoder::Profile::builtin_names()`).
     Builtin(String),
@@ -316,6 +317,7 @@ pub struct WebhookConfig {
 
 /// An event a webhook can subscribe to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WebhookEvent {
     /// `aos`: acquisition of signal, a pass started on an input.
     Aos,

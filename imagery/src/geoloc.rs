@@ -73,6 +73,7 @@ pub const MEAN_EARTH_RADIUS_KM: f64 = 6371.0088;
 
 /// Errors from geolocation.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum GeolocError {
     /// Orbit propagation failed for a line time.
     #[error("orbit: {0}")]
@@ -106,6 +107,7 @@ pub enum GeolocError {
 
 /// A side of the ground track, looking along the direction of flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Side {
     /// Right of the flight direction (west when southbound).
     Right,
@@ -115,6 +117,7 @@ pub enum Side {
 
 /// Definition of the orbital frame's "down" axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Pointing {
     /// Towards the Earth's centre (classic orbital/LVLH frame; georef-lrpt's choice).
     Geocentric,

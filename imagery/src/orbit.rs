@@ -42,6 +42,7 @@ const J2000_UNIX_SECONDS: i64 = 946_728_000;
 
 /// Errors from orbit propagation and time handling.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum OrbitError {
     /// The `sgp4` crate rejected the elements at initialisation.
     #[error("SGP4 initialisation failed for NORAD {norad_id}: {source}")]
@@ -249,6 +250,7 @@ pub struct Geodetic {
 
 /// Which SGP4 operation mode to reproduce (Vallado's `opsmode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Sgp4Mode {
     /// `'i'`: IAU-82 sidereal time for the deep-space terms, modern Lyddane choice; WGS72.
     #[default]

@@ -20,6 +20,7 @@ pub const TLE_LINE_LEN: usize = 69;
 
 /// Errors from TLE parsing.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum TleError {
     /// An element line is not exactly 69 characters (trailing whitespace ignored).
     #[error("line {line_no}: TLE line {which} has {len} characters, expected 69")]

@@ -18,6 +18,7 @@ pub use imagery::qa::{
 
 /// Errors from the land-mask reader.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum LandMaskError {
     /// A GDAL call failed.
     #[error("GDAL error while {context} ({path}): {source}")]

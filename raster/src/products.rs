@@ -90,6 +90,7 @@ pub struct Band<'a> {
 
 /// Errors of the product writers.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProductError {
     /// Zero or absurd image dimensions.
     #[error("invalid image dimensions {width}x{height}: {reason}")]

@@ -14,6 +14,7 @@ pub type Pos = [f64; 2];
 
 /// Why a GeoJSON geometry could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GeomError {
     /// Not a GeoJSON geometry object we understand.
     #[error("unsupported or malformed GeoJSON geometry: {0}")]
@@ -31,6 +32,7 @@ pub struct Polygon {
 
 /// A parsed geometry, reduced to what the intersects test needs.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Shape {
     /// Points (Point and MultiPoint).
     Points(Vec<Pos>),

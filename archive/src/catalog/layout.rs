@@ -17,6 +17,7 @@ pub const COLLECTIONS_DIR: &str = "collections";
 
 /// Why an id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayoutError {
     /// Empty id.
     #[error("{what} id is empty")]

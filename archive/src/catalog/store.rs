@@ -232,6 +232,7 @@ pub struct SortBy {
 
 /// Sort direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Direction {
     /// Smallest first.
     #[default]

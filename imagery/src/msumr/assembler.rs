@@ -79,6 +79,7 @@ impl Default for AssemblerConfig {
 
 /// What [`Assembler::push`] did with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PushOutcome {
     /// Decoded and placed at grid row `row`, columns `mcu_id * 8 .. + 112`.
     Placed {

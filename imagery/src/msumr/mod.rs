@@ -76,6 +76,7 @@ pub use packet::{
 /// Errors of the MSU-MR decoder and assembler. Every malformed input maps to one of these;
 /// nothing in this module panics on bad data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MsuMrError {
     /// A buffer is shorter than the structure it must hold.
     #[error("{what}: {len} bytes, need at least {need}")]

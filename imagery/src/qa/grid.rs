@@ -15,6 +15,7 @@ use thiserror::Error;
 
 /// Errors constructing grids.
 #[derive(Debug, Error, PartialEq)]
+#[non_exhaustive]
 pub enum GridError {
     /// Geotransform values unusable (zero/non-finite steps, zero size, ...).
     #[error("invalid grid geometry: {0}")]

@@ -34,6 +34,7 @@ pub const METHOD: &str = "gradmag-zncc";
 
 /// Errors from the estimator (bad input, never a panic).
 #[derive(Debug, Error, PartialEq)]
+#[non_exhaustive]
 pub enum OffsetError {
     /// Image and mask are not on the same grid.
     #[error("image grid {image:?} differs from mask grid {mask:?}")]

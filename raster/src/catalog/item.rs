@@ -32,6 +32,7 @@ pub const FILE_EXT: &str = "https://stac-extensions.github.io/file/v2.1.0/schema
 
 /// Item builder errors.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ItemError {
     /// Bad id.
     #[error(transparent)]

@@ -34,6 +34,7 @@ pub const COG_VALIDATOR: &str =
 
 /// Import errors.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RasterError {
     /// GDAL call failed.
     #[error("gdal: {context}: {source}")]

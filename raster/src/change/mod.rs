@@ -211,6 +211,7 @@ impl Params {
 
 /// Alert confidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Confidence {
     /// A later valid observation contradicted most of it (downgraded, kept).
     Contradicted,

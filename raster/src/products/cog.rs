@@ -18,6 +18,7 @@ use super::{creation_options, GdalContext, ProductError, Result};
 
 /// Lossless compression codec for analytic COGs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CogCompression {
     /// DEFLATE, level 1..=12 (GDAL uses libdeflate when available).
     Deflate {
@@ -35,6 +36,7 @@ pub enum CogCompression {
 
 /// Resampling of the internal overviews.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OverviewResampling {
     /// Mean of valid pixels (default; nodata-aware in GDAL).
     #[default]

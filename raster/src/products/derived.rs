@@ -55,6 +55,7 @@ impl GridBand {
 
 /// Container of a derived product.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum RasterFormat {
     /// Tiled GeoTIFF, DEFLATE (+ predictor), BIGTIFF=IF_SAFER.
     GeoTiff,

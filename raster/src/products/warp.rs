@@ -46,6 +46,7 @@ use super::{path_str, GdalContext, ProductError, Result};
 
 /// Resampling kernel of the warp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Resampling {
     /// Nearest neighbour: keeps original counts (good for classification).
     Nearest,
@@ -70,6 +71,7 @@ impl Resampling {
 
 /// How GCPs become a pixel ↔ lat/lon transform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum GcpTransform {
     /// Thin plate spline through all GCPs (default). Cost grows with the
     /// cube of the GCP count at set-up (dense solve): keep it to a few

@@ -72,6 +72,7 @@ const MAX_WINDOW: usize = 2048;
 
 /// Errors of opening, rendering and encoding.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RenderError {
     #[error("GDAL error on {path}: {source}")]
     Gdal {
@@ -102,6 +103,7 @@ pub enum RenderError {
 
 /// Resampling used by the general path (the fast path never resamples).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Resampling {
     #[default]
     Nearest,
@@ -110,6 +112,7 @@ pub enum Resampling {
 
 /// Named colormaps for single-band data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Colormap {
     /// ColorBrewer RdYlGn (red = low, green = high).
     RdYlGn,
@@ -177,6 +180,7 @@ pub struct RenderOptions {
 /// `(bA-bB)/(bA+bB)`, e.g. NDVI = `(b2-b1)/(b2+b1)` for band 1 = red, band 2 = NIR. A pixel
 /// whose two bands sum to zero (or to a non-finite value) has no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Expression {
     /// `(a - b) / (a + b)`, 1-based band indexes.
     NormalizedDifference { a: usize, b: usize },
@@ -223,6 +227,7 @@ impl Expression {
 
 /// Output encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     Png,
     /// Quality 1..=100.
@@ -252,6 +257,7 @@ pub enum Tile {
 
 /// Which path rendered a tile (for tests and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RenderPath {
     Fast,
     General,

@@ -29,6 +29,7 @@ pub const WMTS_PIXEL_SIZE: f64 = 0.000_28;
 
 /// Errors of tile-matrix math and document builders.
 #[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
 pub enum TmsError {
     #[error("zoom {z} out of range 0..={max}")]
     Zoom { z: u32, max: u8 },

@@ -18,6 +18,7 @@ const TS: usize = TILE_SIZE as usize;
 
 /// The CRS of a window's bounding box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MapCrs {
     /// EPSG:3857, metres.
     WebMercator,
