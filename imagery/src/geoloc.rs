@@ -58,9 +58,9 @@
 
 use crate::orbit::{
     ecef_to_geodetic, ecef_to_teme_vector, geodetic_to_ecef, norm, teme_to_ecef_vector, Geodetic,
-    OrbitError, Propagator, UtcTime, WGS84_A_KM, WGS84_B_KM,
+    Propagator, UtcTime, WGS84_A_KM, WGS84_B_KM,
 };
-use thiserror::Error;
+use crate::Error;
 
 /// LRPT MSU-MR image width, pixels.
 pub const MSU_MR_LRPT_WIDTH: usize = 1568;
@@ -70,40 +70,6 @@ pub const LRPT_LINES_PER_ROW: usize = 8;
 pub const MSU_MR_LINE_PERIOD_S: f64 = 1.2311 / 8.0;
 /// Mean Earth radius (IUGG R1), km, for [`great_circle_km`].
 pub const MEAN_EARTH_RADIUS_KM: f64 = 6371.0088;
-
-/// Errors from geolocation.
-#[derive(Debug, Clone, PartialEq, Error)]
-#[non_exhaustive]
-pub enum GeolocError {
-    /// Orbit propagation failed for a line time.
-    #[error("orbit: {0}")]
-    Orbit(#[from] OrbitError),
-    /// Grid steps must be at least 1.
-    #[error("GCP grid steps must be >= 1 (lines {step_lines}, columns {step_cols})")]
-    InvalidStep {
-        /// Requested line step.
-        step_lines: usize,
-        /// Requested column step.
-        step_cols: usize,
-    },
-    /// The image width does not match the scan geometry.
-    #[error("image width {width} does not match the scan geometry width {geometry_width}")]
-    WidthMismatch {
-        /// Image width passed in.
-        width: usize,
-        /// Width the geometry was built for.
-        geometry_width: usize,
-    },
-    /// The orbital frame is degenerate (zero velocity or position).
-    #[error("degenerate orbital frame at {0}")]
-    DegenerateFrame(UtcTime),
-    /// Geolocation arrays need at least two lines with a time.
-    #[error("fewer than two image lines have a time")]
-    TooFewLineTimes,
-    /// A look ray of the geolocation grid misses the Earth.
-    #[error("a look ray at {0} misses the Earth")]
-    RayMissesEarth(UtcTime),
-}
 
 /// A side of the ground track, looking along the direction of flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,7 +328,7 @@ impl Geolocator {
     }
 
     /// Orbital frame for the line observed at `t` (the geometry's time offset is applied).
-    pub fn line_frame(&self, t: UtcTime) -> Result<LineFrame, GeolocError> {
+    pub fn line_frame(&self, t: UtcTime) -> Result<LineFrame, Error> {
         let t = t.add_seconds(self.geometry.time_offset_s);
         let teme = self.propagator.teme_at(t)?;
         let r = teme.position_km;
@@ -381,8 +347,8 @@ impl Geolocator {
                 unit(to_surface).map(|d| ecef_to_teme_vector(d, t))
             }
         }
-        .ok_or(GeolocError::DegenerateFrame(t))?;
-        let right = unit(cross(down, v)).ok_or(GeolocError::DegenerateFrame(t))?;
+        .ok_or(Error::DegenerateFrame(t))?;
+        let right = unit(cross(down, v)).ok_or(Error::DegenerateFrame(t))?;
         let forward = cross(right, down);
         Ok(LineFrame {
             satellite_ecef_km: teme_to_ecef_vector(r, t),
@@ -397,7 +363,7 @@ impl Geolocator {
     /// Ground point of column coordinate `x` (pixel-corner convention; the centre of
     /// column `c` is `c as f64 + 0.5`) on the line observed at `t`. `Ok(None)` when the
     /// look ray misses the Earth.
-    pub fn locate(&self, t: UtcTime, x: f64) -> Result<Option<GroundPoint>, GeolocError> {
+    pub fn locate(&self, t: UtcTime, x: f64) -> Result<Option<GroundPoint>, Error> {
         Ok(self.line_frame(t)?.locate(&self.geometry, x))
     }
 
@@ -412,15 +378,15 @@ impl Geolocator {
         width: usize,
         step_lines: usize,
         step_cols: usize,
-    ) -> Result<Vec<Gcp>, GeolocError> {
+    ) -> Result<Vec<Gcp>, Error> {
         if step_lines == 0 || step_cols == 0 {
-            return Err(GeolocError::InvalidStep {
+            return Err(Error::InvalidStep {
                 step_lines,
                 step_cols,
             });
         }
         if width != self.geometry.width {
-            return Err(GeolocError::WidthMismatch {
+            return Err(Error::WidthMismatch {
                 width,
                 geometry_width: self.geometry.width,
             });
@@ -444,14 +410,14 @@ impl Geolocator {
         t: UtcTime,
         max_step: usize,
         tolerance_px: f64,
-    ) -> Result<Vec<usize>, GeolocError> {
+    ) -> Result<Vec<usize>, Error> {
         let width = self.geometry.width;
         let frame = self.line_frame(t)?;
         let points = (0..width)
             .map(|c| {
                 frame
                     .locate(&self.geometry, c as f64 + 0.5)
-                    .ok_or(GeolocError::RayMissesEarth(t))
+                    .ok_or(Error::RayMissesEarth(t))
             })
             .collect::<Result<Vec<_>, _>>()?;
         // Log of the ground distance between neighbouring pixel centres.
@@ -517,15 +483,15 @@ impl Geolocator {
         width: usize,
         step_lines: usize,
         columns: &[usize],
-    ) -> Result<Vec<Gcp>, GeolocError> {
+    ) -> Result<Vec<Gcp>, Error> {
         if step_lines == 0 {
-            return Err(GeolocError::InvalidStep {
+            return Err(Error::InvalidStep {
                 step_lines,
                 step_cols: 1,
             });
         }
         if width != self.geometry.width {
-            return Err(GeolocError::WidthMismatch {
+            return Err(Error::WidthMismatch {
                 width,
                 geometry_width: self.geometry.width,
             });
@@ -597,15 +563,15 @@ impl Geolocator {
         width: usize,
         pixel_step: usize,
         line_step: usize,
-    ) -> Result<GeolocationArrays, GeolocError> {
+    ) -> Result<GeolocationArrays, Error> {
         if pixel_step == 0 || line_step == 0 {
-            return Err(GeolocError::InvalidStep {
+            return Err(Error::InvalidStep {
                 step_lines: line_step,
                 step_cols: pixel_step,
             });
         }
         if width != self.geometry.width {
-            return Err(GeolocError::WidthMismatch {
+            return Err(Error::WidthMismatch {
                 width,
                 geometry_width: self.geometry.width,
             });
@@ -616,10 +582,10 @@ impl Geolocator {
             .filter_map(|(i, t)| t.map(|t| (i, t)))
             .collect();
         let (Some(&(i0, t0)), Some(&(i1, t1))) = (known.first(), known.last()) else {
-            return Err(GeolocError::TooFewLineTimes);
+            return Err(Error::TooFewLineTimes);
         };
         if i1 == i0 {
-            return Err(GeolocError::TooFewLineTimes);
+            return Err(Error::TooFewLineTimes);
         }
         let rate = t1.seconds_since(t0) / (i1 - i0) as f64;
         let times = interpolate_line_times(times_per_line);
@@ -640,7 +606,7 @@ impl Geolocator {
             for i in 0..w {
                 let p = frame
                     .locate(&self.geometry, (i * pixel_step) as f64 + 0.5)
-                    .ok_or(GeolocError::RayMissesEarth(t))?;
+                    .ok_or(Error::RayMissesEarth(t))?;
                 lon_deg.push(p.lon_deg);
                 lat_deg.push(p.lat_deg);
             }

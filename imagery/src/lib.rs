@@ -9,6 +9,7 @@
 //! - [`qa`]: geolocation QA — the shift between an image and an independent land/sea mask.
 #![deny(clippy::indexing_slicing)]
 
+mod error;
 pub mod geoloc;
 pub mod msumr;
 pub mod orbit;
@@ -16,3 +17,5 @@ pub mod qa;
 pub mod sun;
 pub mod time;
 pub mod tle;
+
+pub use error::Error;

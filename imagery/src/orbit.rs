@@ -10,7 +10,7 @@
 //!   Reference: Vallado, Crawford, Hujsak, Kelso, "Revisiting Spacetrack Report #3",
 //!   AIAA 2006-6753-Rev1 (opsmode, gravity constants, error codes).
 //! * Decay: like Vallado's `sgp4()` (error code 6, `mrt < 1`), a propagated position
-//!   inside the Earth's equatorial radius is reported as [`OrbitError::Decayed`]; the
+//!   inside the Earth's equatorial radius is reported as [`Error::Decayed`]; the
 //!   `sgp4` crate itself does not make that check.
 //! * TEME → ECEF: rotation by Greenwich mean sidereal time, IAU-82 expression (Vallado,
 //!   *Fundamentals of Astrodynamics and Applications*, 4th ed., eq. 3-47, `gstime`), with
@@ -22,7 +22,7 @@
 //! Time is [`UtcTime`]: integer microseconds since 1970-01-01T00:00:00 UTC, leap seconds
 //! not counted (as SGP4 itself does).
 
-use thiserror::Error;
+use crate::Error;
 
 /// WGS84 semi-major axis, km.
 pub const WGS84_A_KM: f64 = 6378.137;
@@ -39,45 +39,6 @@ const MICROS_PER_SECOND: i64 = 1_000_000;
 const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
 /// 2000-01-01T12:00:00 UTC as Unix seconds (J2000.0 epoch used with UT1 for GMST).
 const J2000_UNIX_SECONDS: i64 = 946_728_000;
-
-/// Errors from orbit propagation and time handling.
-#[derive(Debug, Clone, PartialEq, Error)]
-#[non_exhaustive]
-pub enum OrbitError {
-    /// The `sgp4` crate rejected the elements at initialisation.
-    #[error("SGP4 initialisation failed for NORAD {norad_id}: {source}")]
-    Init {
-        /// Satellite catalogue number.
-        norad_id: u64,
-        /// Error from the `sgp4` crate.
-        #[source]
-        source: sgp4::ElementsError,
-    },
-    /// The `sgp4` crate failed to propagate (diverging eccentricity etc.).
-    #[error("SGP4 propagation failed for NORAD {norad_id} at {minutes} min from epoch: {source}")]
-    Propagation {
-        /// Satellite catalogue number.
-        norad_id: u64,
-        /// Minutes since the element epoch.
-        minutes: f64,
-        /// Error from the `sgp4` crate.
-        #[source]
-        source: sgp4::Error,
-    },
-    /// The propagated radius is below one Earth radius (Vallado error code 6).
-    #[error("NORAD {norad_id} has decayed at {minutes} min from epoch (radius {radius_km:.3} km)")]
-    Decayed {
-        /// Satellite catalogue number.
-        norad_id: u64,
-        /// Minutes since the element epoch.
-        minutes: f64,
-        /// Propagated geocentric radius.
-        radius_km: f64,
-    },
-    /// The element epoch could not be represented as a [`UtcTime`].
-    #[error("element epoch {0} is out of range")]
-    Epoch(String),
-}
 
 /// A UTC instant with microsecond resolution (Unix epoch, leap seconds not counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -270,13 +231,13 @@ pub struct Propagator {
 
 impl Propagator {
     /// Initialises SGP4 in [`Sgp4Mode::Improved`] (WGS72 constants).
-    pub fn new(elements: &sgp4::Elements) -> Result<Self, OrbitError> {
+    pub fn new(elements: &sgp4::Elements) -> Result<Self, Error> {
         Self::with_mode(elements, Sgp4Mode::Improved)
     }
 
     /// Initialises SGP4 in the given mode.
-    pub fn with_mode(elements: &sgp4::Elements, mode: Sgp4Mode) -> Result<Self, OrbitError> {
-        let init_err = |source| OrbitError::Init {
+    pub fn with_mode(elements: &sgp4::Elements, mode: Sgp4Mode) -> Result<Self, Error> {
+        let init_err = |source| Error::Sgp4Init {
             norad_id: elements.norad_id,
             source,
         };
@@ -324,20 +285,20 @@ impl Propagator {
     }
 
     /// TEME state `minutes` after the element epoch.
-    pub fn propagate_minutes(&self, minutes: f64) -> Result<StateVector, OrbitError> {
+    pub fn propagate_minutes(&self, minutes: f64) -> Result<StateVector, Error> {
         let t = sgp4::MinutesSinceEpoch(minutes);
         let prediction = match self.mode {
             Sgp4Mode::Improved => self.constants.propagate(t),
             Sgp4Mode::Afspc => self.constants.propagate_afspc_compatibility_mode(t),
         }
-        .map_err(|source| OrbitError::Propagation {
+        .map_err(|source| Error::Sgp4Propagation {
             norad_id: self.norad_id,
             minutes,
             source,
         })?;
         let radius_km = norm(prediction.position);
         if radius_km < sgp4::WGS72.ae {
-            return Err(OrbitError::Decayed {
+            return Err(Error::Decayed {
                 norad_id: self.norad_id,
                 minutes,
                 radius_km,
@@ -350,18 +311,18 @@ impl Propagator {
     }
 
     /// TEME state at a UTC instant.
-    pub fn teme_at(&self, t: UtcTime) -> Result<StateVector, OrbitError> {
+    pub fn teme_at(&self, t: UtcTime) -> Result<StateVector, Error> {
         self.propagate_minutes(t.seconds_since(self.epoch) / 60.0)
     }
 
     /// Earth-fixed (PEF ≈ ITRF without polar motion) state at a UTC instant.
-    pub fn ecef_at(&self, t: UtcTime) -> Result<StateVector, OrbitError> {
+    pub fn ecef_at(&self, t: UtcTime) -> Result<StateVector, Error> {
         Ok(teme_to_ecef(&self.teme_at(t)?, t))
     }
 
     /// Sub-satellite point: geodetic latitude/longitude of the satellite, and its height
     /// above the WGS84 ellipsoid.
-    pub fn subsatellite_point(&self, t: UtcTime) -> Result<Geodetic, OrbitError> {
+    pub fn subsatellite_point(&self, t: UtcTime) -> Result<Geodetic, Error> {
         Ok(ecef_to_geodetic(self.ecef_at(t)?.position_km))
     }
 }

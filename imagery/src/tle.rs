@@ -13,64 +13,10 @@
 //!
 //! The parser is pure: it takes `&str` and never touches the file system.
 
-use thiserror::Error;
+use crate::Error;
 
 /// Length of a TLE element line, columns 1..=69.
 pub const TLE_LINE_LEN: usize = 69;
-
-/// Errors from TLE parsing.
-#[derive(Debug, Clone, PartialEq, Error)]
-#[non_exhaustive]
-pub enum TleError {
-    /// An element line is not exactly 69 characters (trailing whitespace ignored).
-    #[error("line {line_no}: TLE line {which} has {len} characters, expected 69")]
-    BadLength {
-        /// 1-based line number in the input text.
-        line_no: usize,
-        /// 1 or 2.
-        which: u8,
-        /// Length found.
-        len: usize,
-    },
-    /// The column-69 checksum digit does not match the line contents.
-    #[error("line {line_no}: TLE line {which} checksum mismatch: column 69 says {found}, contents give {expected}")]
-    Checksum {
-        /// 1-based line number in the input text.
-        line_no: usize,
-        /// 1 or 2.
-        which: u8,
-        /// Checksum computed from columns 1..=68.
-        expected: u8,
-        /// Character found in column 69 (as written).
-        found: char,
-    },
-    /// A line 1 was not followed by a line 2 (or a line 2 appeared without a line 1).
-    #[error("line {line_no}: {what}")]
-    Structure {
-        /// 1-based line number in the input text.
-        line_no: usize,
-        /// Description of what was expected.
-        what: &'static str,
-    },
-    /// The line contains non-ASCII characters.
-    #[error("line {line_no}: TLE line contains non-ASCII characters")]
-    NonAscii {
-        /// 1-based line number in the input text.
-        line_no: usize,
-    },
-    /// The `sgp4` crate rejected the element fields of the record starting at `line_no`.
-    #[error("line {line_no}: {source}")]
-    Fields {
-        /// 1-based line number of element line 1.
-        line_no: usize,
-        /// Field-level error from the `sgp4` crate.
-        #[source]
-        source: sgp4::TleError,
-    },
-    /// The input held no TLE at all.
-    #[error("no TLE found in input")]
-    Empty,
-}
 
 /// One satellite's element set with its source text.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,12 +58,12 @@ pub fn checksum(line: &str) -> u8 {
 }
 
 /// Checks length and checksum of one element line (`which` = 1 or 2).
-fn check_element_line(line: &str, line_no: usize, which: u8) -> Result<(), TleError> {
+fn check_element_line(line: &str, line_no: usize, which: u8) -> Result<(), Error> {
     if !line.is_ascii() {
-        return Err(TleError::NonAscii { line_no });
+        return Err(Error::NonAscii { line_no });
     }
     if line.len() != TLE_LINE_LEN {
-        return Err(TleError::BadLength {
+        return Err(Error::BadLength {
             line_no,
             which,
             len: line.len(),
@@ -130,7 +76,7 @@ fn check_element_line(line: &str, line_no: usize, which: u8) -> Result<(), TleEr
         .map(|&b| char::from(b))
         .unwrap_or(' ');
     if found.to_digit(10) != Some(u32::from(expected)) {
-        return Err(TleError::Checksum {
+        return Err(Error::Checksum {
             line_no,
             which,
             expected,
@@ -161,11 +107,11 @@ fn build_record(
     line1_no: usize,
     line2: &str,
     line2_no: usize,
-) -> Result<TleRecord, TleError> {
+) -> Result<TleRecord, Error> {
     check_element_line(line1, line1_no, 1)?;
     check_element_line(line2, line2_no, 2)?;
     let elements = sgp4::Elements::from_tle(name.clone(), line1.as_bytes(), line2.as_bytes())
-        .map_err(|source| TleError::Fields {
+        .map_err(|source| Error::TleFields {
             line_no: line1_no,
             source,
         })?;
@@ -180,7 +126,7 @@ fn build_record(
 }
 
 /// Outcome of scanning a text: the good records and the per-record errors.
-fn scan(text: &str) -> (Vec<TleRecord>, Vec<TleError>) {
+fn scan(text: &str) -> (Vec<TleRecord>, Vec<Error>) {
     let mut records = Vec::new();
     let mut errors = Vec::new();
     let mut pending_name: Option<String> = None;
@@ -200,7 +146,7 @@ fn scan(text: &str) -> (Vec<TleRecord>, Vec<TleError>) {
                 }
                 continue;
             }
-            errors.push(TleError::Structure {
+            errors.push(Error::Structure {
                 line_no,
                 what: "expected TLE line 2 after line 1",
             });
@@ -210,7 +156,7 @@ fn scan(text: &str) -> (Vec<TleRecord>, Vec<TleError>) {
         if is_line1(line) {
             pending_line1 = Some((line_no, line));
         } else if is_line2(line) {
-            errors.push(TleError::Structure {
+            errors.push(Error::Structure {
                 line_no,
                 what: "TLE line 2 without a preceding line 1",
             });
@@ -221,7 +167,7 @@ fn scan(text: &str) -> (Vec<TleRecord>, Vec<TleError>) {
         }
     }
     if let Some((l1_no, _)) = pending_line1 {
-        errors.push(TleError::Structure {
+        errors.push(Error::Structure {
             line_no: l1_no,
             what: "TLE line 1 at end of input without line 2",
         });
@@ -231,19 +177,19 @@ fn scan(text: &str) -> (Vec<TleRecord>, Vec<TleError>) {
 
 impl TleSet {
     /// Strict parse: any malformed record fails the whole text (first error returned).
-    pub fn parse(text: &str) -> Result<Self, TleError> {
+    pub fn parse(text: &str) -> Result<Self, Error> {
         let (records, errors) = scan(text);
         if let Some(e) = errors.into_iter().next() {
             return Err(e);
         }
         if records.is_empty() {
-            return Err(TleError::Empty);
+            return Err(Error::NoTle);
         }
         Ok(Self { records })
     }
 
     /// Lenient parse: keeps every valid record and returns the errors of the others.
-    pub fn parse_lenient(text: &str) -> (Self, Vec<TleError>) {
+    pub fn parse_lenient(text: &str) -> (Self, Vec<Error>) {
         let (records, errors) = scan(text);
         (Self { records }, errors)
     }
@@ -337,7 +283,7 @@ mod tests {
         let err = TleSet::parse(&text).unwrap_err();
         assert_eq!(
             err,
-            TleError::Checksum {
+            Error::Checksum {
                 line_no: 5,
                 which: 2,
                 expected: 5,
@@ -355,18 +301,18 @@ mod tests {
         let only1 = "1 40069U 14037A   22354.17984696  .00000025  00000-0  30713-4 0  9995\n";
         assert!(matches!(
             TleSet::parse(only1),
-            Err(TleError::Structure { line_no: 1, .. })
+            Err(Error::Structure { line_no: 1, .. })
         ));
         let only2 = "2 40069  98.4263   3.4594 0006385 134.9433 225.2271 14.20730497438235\n";
         assert!(matches!(
             TleSet::parse(only2),
-            Err(TleError::Structure { line_no: 1, .. })
+            Err(Error::Structure { line_no: 1, .. })
         ));
-        assert_eq!(TleSet::parse("\n# nothing\n"), Err(TleError::Empty));
+        assert_eq!(TleSet::parse("\n# nothing\n"), Err(Error::NoTle));
         let short = "X\n1 40069U 14037A\n2 40069  98.4263\n";
         assert!(matches!(
             TleSet::parse(short),
-            Err(TleError::BadLength {
+            Err(Error::BadLength {
                 line_no: 2,
                 which: 1,
                 len: 15
@@ -387,7 +333,7 @@ mod tests {
         );
         assert!(matches!(
             TleSet::parse(&text),
-            Err(TleError::Fields { line_no: 1, .. })
+            Err(Error::TleFields { line_no: 1, .. })
         ));
     }
 }

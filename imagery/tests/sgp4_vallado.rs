@@ -25,8 +25,9 @@
     clippy::panic
 )]
 
-use imagery::orbit::{OrbitError, Propagator, Sgp4Mode};
+use imagery::orbit::{Propagator, Sgp4Mode};
 use imagery::tle::{checksum, TleSet, TLE_LINE_LEN};
+use imagery::Error;
 
 /// Shared test data directory (change here if the data moves).
 const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
@@ -232,7 +233,7 @@ fn run(mode: Sgp4Mode) -> Summary {
                 Err(e) => {
                     assert!(matches!(
                         e,
-                        OrbitError::Propagation { .. } | OrbitError::Decayed { .. }
+                        Error::Sgp4Propagation { .. } | Error::Decayed { .. }
                     ));
                     s.errors_confirmed.push((*norad, t_err, e.to_string()));
                 }

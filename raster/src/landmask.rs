@@ -12,9 +12,7 @@ use gdal::raster::GdalDataType;
 use gdal::{Dataset, Metadata};
 use thiserror::Error;
 
-pub use imagery::qa::{
-    estimate_offset, grid, EstimatorParams, GeoGrid, Grid, GridError, OffsetReport,
-};
+pub use imagery::qa::{estimate_offset, grid, EstimatorParams, GeoGrid, Grid, OffsetReport};
 
 /// Errors from the land-mask reader.
 #[derive(Debug, Error)]
@@ -43,7 +41,7 @@ pub enum LandMaskError {
     Window(String),
     /// Building the output grid failed.
     #[error(transparent)]
-    Grid(#[from] GridError),
+    Grid(#[from] imagery::Error),
 }
 
 /// An opened land mask.

@@ -42,7 +42,7 @@ use super::packet::{
     is_image_apid, parse_space_packet, ImagePacket, IMAGE_WIDTH, LINES_PER_ROW, PACKETS_PER_ROW,
     STRIP_WIDTH,
 };
-use super::MsuMrError;
+use crate::Error;
 
 /// Nominal time between two MCU rows (8 lines) in ms, measured on the 2022-12-20 sample
 /// (29 548 ms over 24 rows); only used to count rows across gaps, with anchoring on the
@@ -195,7 +195,7 @@ fn check_sequence(
     row: i64,
     slot: usize,
     seq: u16,
-) -> Result<(), MsuMrError> {
+) -> Result<(), Error> {
     let Some(p) = counts_per_row else {
         return Ok(());
     };
@@ -211,7 +211,7 @@ fn check_sequence(
     };
     let expected = (i64::from(s0) + (row - r0) * p).rem_euclid(SEQ_MOD);
     if i64::from(seq) != expected {
-        return Err(MsuMrError::SequenceMismatch {
+        return Err(Error::SequenceMismatch {
             seq,
             expected: expected as u16,
         });
@@ -263,7 +263,7 @@ impl Assembler {
     }
 
     /// Grid row for a packet time, without modifying the grid.
-    fn locate(&self, t: u32) -> Result<i64, MsuMrError> {
+    fn locate(&self, t: u32) -> Result<i64, Error> {
         let Some(&origin) = self.grid.get(&0) else {
             return Ok(0);
         };
@@ -281,7 +281,7 @@ impl Assembler {
         let dt = wrap_diff(t, at);
         let k = (dt as f64 / period).round() as i64;
         if k.checked_abs().is_none_or(|a| a > self.cfg.max_row_gap) {
-            return Err(MsuMrError::TimeOutOfRange {
+            return Err(Error::TimeOutOfRange {
                 ms_of_day: t,
                 rows: k,
                 limit: self.cfg.max_row_gap,
@@ -289,7 +289,7 @@ impl Assembler {
         }
         let residual = dt - (k as f64 * period).round() as i64;
         if residual.abs() > self.cfg.grid_tolerance_ms {
-            return Err(MsuMrError::OffGrid {
+            return Err(Error::OffGrid {
                 ms_of_day: t,
                 residual_ms: residual,
             });
@@ -300,7 +300,7 @@ impl Assembler {
         {
             let span = row.max(hi).saturating_sub(row.min(lo));
             if span >= self.cfg.max_span_rows {
-                return Err(MsuMrError::TimeOutOfRange {
+                return Err(Error::TimeOutOfRange {
                     ms_of_day: t,
                     rows: span,
                     limit: self.cfg.max_span_rows,
@@ -311,7 +311,7 @@ impl Assembler {
     }
 
     /// Push one complete CCSDS space packet (primary header + data field).
-    pub fn push_space_packet(&mut self, packet: &[u8]) -> Result<PushOutcome, MsuMrError> {
+    pub fn push_space_packet(&mut self, packet: &[u8]) -> Result<PushOutcome, Error> {
         match parse_space_packet(packet) {
             Ok(sp) => self.push(sp.apid, sp.seq_count, sp.data),
             Err(e) => {
@@ -324,12 +324,7 @@ impl Assembler {
     /// Push one packet: `apid`, CCSDS `seq_count` and the packet data field (secondary
     /// header included). Errors are also counted in the channel statistics; an error never
     /// affects other packets.
-    pub fn push(
-        &mut self,
-        apid: u16,
-        seq_count: u16,
-        data: &[u8],
-    ) -> Result<PushOutcome, MsuMrError> {
+    pub fn push(&mut self, apid: u16, seq_count: u16, data: &[u8]) -> Result<PushOutcome, Error> {
         if !is_image_apid(apid) {
             self.stats.non_image_packets += 1;
             return Ok(PushOutcome::NotImage { apid });
@@ -600,7 +595,7 @@ mod tests {
         assert!(a.push(64, 3, &flat_packet(at(80), 0)).is_ok());
         assert!(matches!(
             a.push(64, 4, &flat_packet(at(120), 0)),
-            Err(MsuMrError::TimeOutOfRange { limit: 100, .. })
+            Err(Error::TimeOutOfRange { limit: 100, .. })
         ));
         assert!(a.build().height <= 100 * 8);
     }
@@ -636,11 +631,11 @@ mod tests {
         ));
         assert!(matches!(
             a.push(64, 15, &flat_packet(t0 + 600, 0)),
-            Err(MsuMrError::OffGrid { .. })
+            Err(Error::OffGrid { .. })
         ));
         assert!(matches!(
             a.push(64, 16, &flat_packet(t0 + 2_000_000, 0)),
-            Err(MsuMrError::TimeOutOfRange { .. })
+            Err(Error::TimeOutOfRange { .. })
         ));
         assert!(a.push(64, 17, &[0; 10]).is_err());
         let img = a.build();
@@ -683,7 +678,7 @@ mod tests {
         // Step learned (3 observations): a packet 7 rows on must carry seq(10).
         assert_eq!(
             a.push(64, seq(10) + 1, &flat_packet(t(10), 0)),
-            Err(MsuMrError::SequenceMismatch {
+            Err(Error::SequenceMismatch {
                 seq: seq(10) + 1,
                 expected: seq(10)
             })
@@ -691,7 +686,7 @@ mod tests {
         // A corrupted time code pointing 20 rows ahead is caught the same way.
         assert!(matches!(
             a.push(64, seq(4), &flat_packet(t(24), 0)),
-            Err(MsuMrError::SequenceMismatch { .. })
+            Err(Error::SequenceMismatch { .. })
         ));
         assert!(matches!(
             a.push(64, seq(10), &flat_packet(t(10), 0)),

@@ -7,7 +7,7 @@
 //! starts at 0 in every packet (BIS-MW description at meteor.robonuka.ru).
 
 use super::packet::MCU_PER_PACKET;
-use super::MsuMrError;
+use crate::Error;
 
 /// T.81 K.3.3.1: number of DC luminance codes of each length 1..=16.
 const DC_LUM_BITS: [u8; 16] = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
@@ -147,7 +147,7 @@ pub type PacketCoefficients = [[i32; 64]; MCU_PER_PACKET];
 
 /// Entropy-decode the 14 MCUs of one packet (`entropy` = data after the segment header).
 /// Any invalid code, AC index overflow or running out of data is an error for the packet.
-pub fn decode_coefficients(entropy: &[u8]) -> Result<PacketCoefficients, MsuMrError> {
+pub fn decode_coefficients(entropy: &[u8]) -> Result<PacketCoefficients, Error> {
     let (dc_t, ac_t) = tables();
     let mut r = BitReader::new(entropy);
     let mut out = [[0i32; 64]; MCU_PER_PACKET];
@@ -156,7 +156,7 @@ pub fn decode_coefficients(entropy: &[u8]) -> Result<PacketCoefficients, MsuMrEr
         let start = r.pos;
         let s = dc_t
             .decode(&mut r)
-            .ok_or(MsuMrError::BadDcCode { mcu, bit: start })?;
+            .ok_or(Error::BadDcCode { mcu, bit: start })?;
         pred += r.receive_extend(s);
         if let Some(dc) = block.first_mut() {
             *dc = pred;
@@ -166,7 +166,7 @@ pub fn decode_coefficients(entropy: &[u8]) -> Result<PacketCoefficients, MsuMrEr
             let at = r.pos;
             let rs = ac_t
                 .decode(&mut r)
-                .ok_or(MsuMrError::BadAcCode { mcu, bit: at })?;
+                .ok_or(Error::BadAcCode { mcu, bit: at })?;
             let run = usize::from(rs >> 4);
             let size = rs & 0x0F;
             if size == 0 {
@@ -180,12 +180,12 @@ pub fn decode_coefficients(entropy: &[u8]) -> Result<PacketCoefficients, MsuMrEr
             let v = r.receive_extend(size);
             match block.get_mut(k) {
                 Some(c) => *c = v,
-                None => return Err(MsuMrError::CoefficientOverflow { mcu, index: k }),
+                None => return Err(Error::CoefficientOverflow { mcu, index: k }),
             }
             k += 1;
         }
         if r.overrun() {
-            return Err(MsuMrError::DataExhausted {
+            return Err(Error::DataExhausted {
                 mcu,
                 needed: r.pos,
                 available: r.total(),
@@ -258,12 +258,12 @@ mod tests {
         let one = pack(&[(0b00, 2), (0b1010, 4)]);
         assert!(matches!(
             decode_coefficients(&one),
-            Err(MsuMrError::DataExhausted { .. }) | Err(MsuMrError::BadDcCode { .. })
+            Err(Error::DataExhausted { .. }) | Err(Error::BadDcCode { .. })
         ));
         // All ones: 111111111 prefix is not a DC code.
         assert!(matches!(
             decode_coefficients(&[0xff, 0xff, 0xff]),
-            Err(MsuMrError::BadDcCode { mcu: 0, .. })
+            Err(Error::BadDcCode { mcu: 0, .. })
         ));
         // Run overflow: 15/10 code (run 15) repeated after ZRLs pushes k past 63.
         let bytes = pack(&[
@@ -276,7 +276,7 @@ mod tests {
         ]);
         assert!(matches!(
             decode_coefficients(&bytes),
-            Err(MsuMrError::CoefficientOverflow { mcu: 0, .. })
+            Err(Error::CoefficientOverflow { mcu: 0, .. })
         ));
         assert!(decode_coefficients(&[]).is_err());
     }

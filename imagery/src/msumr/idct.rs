@@ -9,7 +9,7 @@
 
 use super::huffman::decode_coefficients;
 use super::packet::{ImagePacket, LINES_PER_ROW, STRIP_WIDTH};
-use super::MsuMrError;
+use crate::Error;
 
 /// T.81 Table K.1 luminance quantization table, natural (row-major) order.
 const K1_LUMINANCE: [u16; 64] = [
@@ -105,7 +105,7 @@ impl Strip {
 }
 
 /// Decode a parsed image packet into its 8 x 112 strip.
-pub fn decode_strip(packet: &ImagePacket<'_>) -> Result<Strip, MsuMrError> {
+pub fn decode_strip(packet: &ImagePacket<'_>) -> Result<Strip, Error> {
     let coefs = decode_coefficients(packet.entropy_data())?;
     let qt = quantization_table(packet.quality());
     let mut pixels = vec![0u8; LINES_PER_ROW * STRIP_WIDTH];

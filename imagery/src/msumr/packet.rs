@@ -3,7 +3,7 @@
 //! Layout: see the [module docs](super). Sources: meteor.robonuka.ru "for experts"
 //! notes and O. Spiropoulos' "Image Source Packet Details".
 
-use super::MsuMrError;
+use crate::Error;
 
 /// Number of 8x8 MCUs in one image packet.
 pub const MCU_PER_PACKET: usize = 14;
@@ -52,8 +52,8 @@ pub struct MsuTime {
 
 impl MsuTime {
     /// Parse the 8-byte time code at the start of the packet data field.
-    pub fn parse(data: &[u8]) -> Result<Self, MsuMrError> {
-        let b = data.get(..TIME_LEN).ok_or(MsuMrError::TooShort {
+    pub fn parse(data: &[u8]) -> Result<Self, Error> {
+        let b = data.get(..TIME_LEN).ok_or(Error::TooShort {
             what: "MSU-MR time code",
             len: data.len(),
             need: TIME_LEN,
@@ -81,9 +81,9 @@ pub struct ImagePacket<'a> {
 impl<'a> ImagePacket<'a> {
     /// Parse the packet data field (secondary header included, primary header excluded).
     /// Validates the MCU id (0..=182, multiple of 14) and the quality factor (1..=100).
-    pub fn parse(data: &'a [u8]) -> Result<Self, MsuMrError> {
+    pub fn parse(data: &'a [u8]) -> Result<Self, Error> {
         let need = TIME_LEN + IMAGE_HEADER_LEN;
-        let too_short = MsuMrError::TooShort {
+        let too_short = Error::TooShort {
             what: "MSU-MR image packet header",
             len: data.len(),
             need,
@@ -101,10 +101,10 @@ impl<'a> ImagePacket<'a> {
         if usize::from(mcu_id) % MCU_PER_PACKET != 0
             || usize::from(mcu_id) > MCUS_PER_LINE - MCU_PER_PACKET
         {
-            return Err(MsuMrError::InvalidMcuId(mcu_id));
+            return Err(Error::InvalidMcuId(mcu_id));
         }
         if quality == 0 || quality > 100 {
-            return Err(MsuMrError::InvalidQuality(quality));
+            return Err(Error::InvalidQuality(quality));
         }
         Ok(Self {
             time,
@@ -174,14 +174,12 @@ pub struct SpacePacketRef<'a> {
 
 /// Split one complete CCSDS space packet (6-byte primary header + data field).
 /// The buffer must hold exactly `length field + 1` data bytes (trailing bytes are rejected).
-pub fn parse_space_packet(packet: &[u8]) -> Result<SpacePacketRef<'_>, MsuMrError> {
-    let hdr = packet
-        .get(..PRIMARY_HEADER_LEN)
-        .ok_or(MsuMrError::TooShort {
-            what: "CCSDS primary header",
-            len: packet.len(),
-            need: PRIMARY_HEADER_LEN,
-        })?;
+pub fn parse_space_packet(packet: &[u8]) -> Result<SpacePacketRef<'_>, Error> {
+    let hdr = packet.get(..PRIMARY_HEADER_LEN).ok_or(Error::TooShort {
+        what: "CCSDS primary header",
+        len: packet.len(),
+        need: PRIMARY_HEADER_LEN,
+    })?;
     let w = |i: usize| -> u16 {
         let hi = hdr.get(i).copied().unwrap_or(0);
         let lo = hdr.get(i + 1).copied().unwrap_or(0);
@@ -192,7 +190,7 @@ pub fn parse_space_packet(packet: &[u8]) -> Result<SpacePacketRef<'_>, MsuMrErro
     let declared = usize::from(w(4)) + 1;
     let data = packet.get(PRIMARY_HEADER_LEN..).unwrap_or(&[]);
     if data.len() != declared {
-        return Err(MsuMrError::LengthMismatch {
+        return Err(Error::LengthMismatch {
             declared,
             available: data.len(),
         });
@@ -238,21 +236,18 @@ mod tests {
     fn rejects_bad_headers() {
         assert!(matches!(
             ImagePacket::parse(&FIRST[..13]),
-            Err(MsuMrError::TooShort { .. })
+            Err(Error::TooShort { .. })
         ));
         let mut bad = FIRST;
         bad[8] = 15;
-        assert_eq!(ImagePacket::parse(&bad), Err(MsuMrError::InvalidMcuId(15)));
+        assert_eq!(ImagePacket::parse(&bad), Err(Error::InvalidMcuId(15)));
         bad[8] = 196;
-        assert_eq!(ImagePacket::parse(&bad), Err(MsuMrError::InvalidMcuId(196)));
+        assert_eq!(ImagePacket::parse(&bad), Err(Error::InvalidMcuId(196)));
         bad[8] = 182;
         bad[13] = 0;
-        assert_eq!(ImagePacket::parse(&bad), Err(MsuMrError::InvalidQuality(0)));
+        assert_eq!(ImagePacket::parse(&bad), Err(Error::InvalidQuality(0)));
         bad[13] = 101;
-        assert_eq!(
-            ImagePacket::parse(&bad),
-            Err(MsuMrError::InvalidQuality(101))
-        );
+        assert_eq!(ImagePacket::parse(&bad), Err(Error::InvalidQuality(101)));
     }
 
     #[test]
@@ -267,7 +262,7 @@ mod tests {
         pkt.push(0);
         assert!(matches!(
             parse_space_packet(&pkt),
-            Err(MsuMrError::LengthMismatch { .. })
+            Err(Error::LengthMismatch { .. })
         ));
     }
 }

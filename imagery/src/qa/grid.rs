@@ -11,26 +11,7 @@
 //! meridian: 111132.954 − 559.822 cos 2φ + 1.175 cos 4φ m,
 //! parallel: 111412.84 cos φ − 93.5 cos 3φ + 0.118 cos 5φ m.
 
-use thiserror::Error;
-
-/// Errors constructing grids.
-#[derive(Debug, Error, PartialEq)]
-#[non_exhaustive]
-pub enum GridError {
-    /// Geotransform values unusable (zero/non-finite steps, zero size, ...).
-    #[error("invalid grid geometry: {0}")]
-    Geometry(String),
-    /// `data.len()` does not match `width * height`.
-    #[error("grid data length {got} does not match {width}x{height}")]
-    Length {
-        /// Actual length.
-        got: usize,
-        /// Grid width.
-        width: usize,
-        /// Grid height.
-        height: usize,
-    },
-}
+use crate::Error;
 
 /// Geometry of a regular lon/lat grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,7 +39,7 @@ impl GeoGrid {
         dlat: f64,
         width: usize,
         height: usize,
-    ) -> Result<Self, GridError> {
+    ) -> Result<Self, Error> {
         let g = GeoGrid {
             lon0,
             dlon,
@@ -72,25 +53,25 @@ impl GeoGrid {
     }
 
     /// Check that the geometry is usable.
-    pub fn validate(&self) -> Result<(), GridError> {
+    pub fn validate(&self) -> Result<(), Error> {
         let finite = [self.lon0, self.dlon, self.lat0, self.dlat]
             .iter()
             .all(|v| v.is_finite());
         if !finite {
-            return Err(GridError::Geometry("non-finite geotransform".into()));
+            return Err(Error::GridGeometry("non-finite geotransform".into()));
         }
         if self.dlon == 0.0 || self.dlat == 0.0 {
-            return Err(GridError::Geometry("zero pixel size".into()));
+            return Err(Error::GridGeometry("zero pixel size".into()));
         }
         if self.width == 0 || self.height == 0 {
-            return Err(GridError::Geometry(format!(
+            return Err(Error::GridGeometry(format!(
                 "empty grid {}x{}",
                 self.width, self.height
             )));
         }
         let (s, n) = self.lat_bounds();
         if s < -90.0 - 1e-9 || n > 90.0 + 1e-9 {
-            return Err(GridError::Geometry(format!(
+            return Err(Error::GridGeometry(format!(
                 "latitude range {s}..{n} outside -90..90"
             )));
         }
@@ -164,10 +145,10 @@ pub struct Grid<T> {
 
 impl<T: Copy> Grid<T> {
     /// Build a grid, checking the data length against the geometry.
-    pub fn new(geo: GeoGrid, data: Vec<T>) -> Result<Self, GridError> {
+    pub fn new(geo: GeoGrid, data: Vec<T>) -> Result<Self, Error> {
         geo.validate()?;
         if data.len() != geo.len() {
-            return Err(GridError::Length {
+            return Err(Error::GridLength {
                 got: data.len(),
                 width: geo.width,
                 height: geo.height,

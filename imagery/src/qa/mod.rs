@@ -9,5 +9,5 @@
 pub mod grid;
 pub mod offset;
 
-pub use grid::{km_per_degree, GeoGrid, Grid, GridError};
-pub use offset::{estimate_offset, EstimatorParams, OffsetError, OffsetReport, METHOD};
+pub use grid::{km_per_degree, GeoGrid, Grid};
+pub use offset::{estimate_offset, EstimatorParams, OffsetReport, METHOD};

@@ -25,32 +25,12 @@
 //! Sign convention: with `s` the returned shift, image features lie at `reference + s`,
 //! i.e. `image(p + s) ≈ reference(p)`: "the image is `offset_east_km` too far east".
 
-use thiserror::Error;
+use crate::Error;
 
-use super::grid::{GeoGrid, Grid, GridError};
+use super::grid::{GeoGrid, Grid};
 
 /// Method name for provenance records.
 pub const METHOD: &str = "gradmag-zncc";
-
-/// Errors from the estimator (bad input, never a panic).
-#[derive(Debug, Error, PartialEq)]
-#[non_exhaustive]
-pub enum OffsetError {
-    /// Image and mask are not on the same grid.
-    #[error("image grid {image:?} differs from mask grid {mask:?}")]
-    GridMismatch {
-        /// Image geometry.
-        image: GeoGrid,
-        /// Mask geometry.
-        mask: GeoGrid,
-    },
-    /// Parameters out of range.
-    #[error("bad estimator parameter: {0}")]
-    Params(String),
-    /// Invalid grid.
-    #[error(transparent)]
-    Grid(#[from] GridError),
-}
 
 /// Tunables of [`estimate_offset`].
 #[derive(Debug, Clone, PartialEq)]
@@ -145,35 +125,35 @@ pub fn estimate_offset(
     image: &Grid<f32>,
     mask: &Grid<u8>,
     params: &EstimatorParams,
-) -> Result<OffsetReport, OffsetError> {
+) -> Result<OffsetReport, Error> {
     let geo = image.geo;
     geo.validate()?;
     if !same_geo(&geo, &mask.geo) {
-        return Err(OffsetError::GridMismatch {
+        return Err(Error::GridMismatch {
             image: geo,
             mask: mask.geo,
         });
     }
     if image.data.len() != geo.len() || mask.data.len() != geo.len() {
-        return Err(OffsetError::Params(
+        return Err(Error::BadEstimatorParams(
             "data length does not match grid".into(),
         ));
     }
     let p = params;
     if !(p.search_radius_km.is_finite() && p.search_radius_km > 0.0) {
-        return Err(OffsetError::Params(format!(
+        return Err(Error::BadEstimatorParams(format!(
             "search radius {} km",
             p.search_radius_km
         )));
     }
     if !(p.smooth_sigma_px.is_finite() && (0.0..=10.0).contains(&p.smooth_sigma_px)) {
-        return Err(OffsetError::Params(format!(
+        return Err(Error::BadEstimatorParams(format!(
             "smoothing sigma {} px",
             p.smooth_sigma_px
         )));
     }
     if !(p.clip_quantile > 0.0 && p.clip_quantile <= 1.0) {
-        return Err(OffsetError::Params(format!(
+        return Err(Error::BadEstimatorParams(format!(
             "clip quantile {}",
             p.clip_quantile
         )));
@@ -181,7 +161,9 @@ pub fn estimate_offset(
     let (w, h) = (geo.width, geo.height);
     let (kmx, kmy) = geo.km_per_pixel_at(geo.center_lat());
     if !(kmx.abs() > 1e-6 && kmy.abs() > 1e-6) {
-        return Err(OffsetError::Params("degenerate pixel size in km".into()));
+        return Err(Error::BadEstimatorParams(
+            "degenerate pixel size in km".into(),
+        ));
     }
     let px_km = (kmx.abs() * kmy.abs()).sqrt();
 
@@ -213,7 +195,7 @@ pub fn estimate_offset(
     let hx = rx.max(ext) + 1;
     let hy = ry.max(ext) + 1;
     if hx > p.max_search_px || hy > p.max_search_px {
-        return Err(OffsetError::Params(format!(
+        return Err(Error::BadEstimatorParams(format!(
             "search half-width {hx}x{hy} px exceeds max_search_px {}",
             p.max_search_px
         )));
@@ -662,6 +644,6 @@ mod tests {
         let img = Grid::new(g1, vec![0.0f32; 100]).unwrap();
         let m = Grid::new(g2, vec![0u8; 100]).unwrap();
         let e = estimate_offset(&img, &m, &EstimatorParams::new(5.0));
-        assert!(matches!(e, Err(OffsetError::GridMismatch { .. })));
+        assert!(matches!(e, Err(Error::GridMismatch { .. })));
     }
 }
