@@ -115,7 +115,7 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[pass]`: how a pass (one satellite overflight) is delimited and judged.
     pub pass: PassConfig,
-    /// `[[input]]`: the data sources, at least one; names are unique.
+    /// `[[input]]`: the data sources; names are unique. None makes an API node (HTTP only).
     pub input: Vec<InputConfig>,
     /// `[[webhook]]`: HTTP notifications, optional.
     pub webhook: Vec<WebhookConfig>,
@@ -1297,12 +1297,6 @@ impl RawConfig {
         let http = resolve_http(&mut pr, &self.http);
         let pass = resolve_pass(&mut pr, &self.pass);
 
-        if self.input.is_empty() {
-            pr.push(
-                "input",
-                "must have at least one [[input]] table (a data source), got none",
-            );
-        }
         let mut inputs = Vec::with_capacity(self.input.len());
         for (i, raw) in self.input.iter().enumerate() {
             inputs.push(resolve_input(&mut pr, i, raw, base));
@@ -2968,20 +2962,16 @@ timeout = "0s"
     }
 
     #[test]
-    fn zero_inputs_is_an_error() {
-        let pr = problems("[archive]\npath = \"/srv/dl\"\n");
-        assert_eq!(paths(&pr), ["input"]);
-        assert!(
-            pr[0].message.contains("at least one [[input]]"),
-            "{}",
-            pr[0]
-        );
+    fn zero_inputs_is_an_api_node() {
+        let cfg = parse("[archive]\npath = \"/srv/dl\"\n").unwrap();
+        assert!(cfg.input.is_empty());
+        assert_eq!(cfg.http.listen.to_string(), DEFAULT_HTTP_LISTEN);
     }
 
     #[test]
     fn empty_file_reports_every_required_thing() {
         let pr = problems("");
-        assert_eq!(paths(&pr), ["archive.path", "input"]);
+        assert_eq!(paths(&pr), ["archive.path"]);
     }
 
     #[test]

@@ -80,6 +80,12 @@ fn validate(path: &std::path::Path) -> anyhow::Result<()> {
     let notes = cfg.check_host(path)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}: ok", path.display())?;
+    let role = match cfg.input.len() {
+        0 => "API node (HTTP, no inputs)".to_owned(),
+        1 => "station and API (1 input, HTTP)".to_owned(),
+        n => format!("station and API ({n} inputs, HTTP)"),
+    };
+    writeln!(out, "  role     {role}")?;
     writeln!(out, "  archive  {}", cfg.archive.path.display())?;
     writeln!(out, "  http     {}", cfg.http.listen)?;
     writeln!(out, "  pass     los_timeout {:?}", cfg.pass.los_timeout)?;
