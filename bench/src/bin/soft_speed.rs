@@ -3,7 +3,9 @@
 //! the whole chain of the Meteor-M N2 profile (phase search, Viterbi, sync, PN, RS, frames,
 //! packets), from memory; medians of RUNS. Mbit/s are decoded (information) bits = soft bytes / 2.
 //!
-//! `cargo run --release -p downlink-bench --bin soft_speed -- FILE [RUNS=3]`
+//! `cargo run --release -p downlink-bench --bin soft_speed -- FILE [RUNS=3] [PARTS]`
+//!
+//! PARTS is a comma-separated subset of `avx2,portable,chain` (default: all three).
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
@@ -22,11 +24,16 @@ fn main() -> std::io::Result<()> {
         .next()
         .unwrap_or_else(|| "target/bench/meteor-x16.3dB.s".into());
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
+    let parts = args.next().unwrap_or_else(|| "avx2,portable,chain".into());
+    let want = |p: &str| parts.split(',').any(|x| x == p);
     let soft = std::fs::read(&path)?;
     let soft_i8: Vec<i8> = soft.iter().map(|&b| b as i8).collect();
     let bits = (soft.len() / 2) as f64;
     let mut frames = 0;
     for (name, simd) in [("viterbi avx2", true), ("viterbi portable", false)] {
+        if !want(if simd { "avx2" } else { "portable" }) {
+            continue;
+        }
         let mut t = Vec::new();
         for _ in 0..runs {
             let mut v = Viterbi::new(false);
@@ -44,6 +51,9 @@ fn main() -> std::io::Result<()> {
             "{path}: {name}: {:.1} Mbit/s (median of {runs})",
             bits / median(t) / 1e6
         );
+    }
+    if !want("chain") {
+        return Ok(());
     }
     let mut t = Vec::new();
     for _ in 0..runs {
