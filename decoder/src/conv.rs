@@ -15,14 +15,24 @@
 //! (G1, G2) order per data bit. `-128` is treated as `-127`.
 //!
 //! # Viterbi
-//! 64 states, add-compare-select with unsigned 8-bit saturating path metrics: each symbol costs
-//! 0..=31 (5-bit quantisation of its distance from the hypothesis), a branch 0..=62, and the
-//! minimum metric is subtracted after every step, so the best paths never saturate (a path
-//! more than 255 worse than the best saturates, which only affects hopeless paths; 4-bit costs
+//! 64 states, add-compare-select with unsigned 8-bit saturating path metrics. Each symbol costs
+//! its 5-bit quantised distance from the hypothesis, `(127 ± r) >> 3`, less the smaller of the two
+//! (so the likelier bit costs 0 and the other 0..=31; subtracting the same amount from every
+//! branch of a step changes no decision); a branch costs 0..=62 and the likeliest branch of a step
+//! costs 0. The minimum metric is subtracted every [`RENORM`] steps only: with the likeliest
+//! branch free the best metric grows slowly (by at most 31 a step even on garbage), and a path more
+//! than about 255 worse than the best saturates, which only affects hopeless paths (4-bit costs
 //! lost frames of the 80k capture that 5-bit costs recover). Decisions are kept for
 //! [`TRACEBACK`] + [`CHUNK`] steps; each traceback from the best state releases [`CHUNK`] bits, so
 //! memory is bounded and the output depends only on the symbols, never on how they were pushed.
-//! An AVX2 kernel (x86-64, chosen at run time) and the portable kernel are bit-identical.
+//! An AVX2 kernel (x86-64 with AVX2 and BMI2, chosen at run time) and the portable kernel are
+//! bit-identical.
+//!
+//! The AVX2 kernel: the branch costs of 16 symbol pairs are built per vector pass (one 4-byte
+//! table per step), a step is one broadcast of that table, two byte shuffles for the branch
+//! costs of the 32 butterflies, four saturating adds, two minima, two compare + movemask for
+//! the decisions and two unpacks + two lane permutes for the new state order, with no horizontal
+//! reduction except at the renormalisation.
 
 /// G1 generator polynomial in the newest-bit-LSB register convention (171 octal).
 pub const G1: u8 = 0x4F;
@@ -98,13 +108,29 @@ impl ConvEncoder {
 /// Packs bits (one 0/1 value per byte, any nonzero counts as 1) MSB first; a partial last
 /// byte is padded with zeros.
 pub fn pack_bits(bits: &[u8]) -> Vec<u8> {
-    bits.chunks(8)
-        .map(|c| {
-            c.iter()
+    let mut out = Vec::with_capacity(bits.len().div_ceil(8));
+    let whole = bits.chunks_exact(8);
+    let rest = whole.remainder();
+    out.extend(whole.map(|c| {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(c);
+        // Bit 0 of each byte: whether the byte is nonzero.
+        let mut x = u64::from_le_bytes(le);
+        x |= x >> 4;
+        x |= x >> 2;
+        x |= x >> 1;
+        x &= 0x0101_0101_0101_0101;
+        // Gathers bit 8k (the k-th value) into bit 63 − k: distinct product bits, no carries.
+        (x.wrapping_mul(0x8040_2010_0804_0201) >> 56) as u8
+    }));
+    if !rest.is_empty() {
+        out.push(
+            rest.iter()
                 .enumerate()
-                .fold(0u8, |acc, (i, b)| acc | (u8::from(*b != 0) << (7 - i)))
-        })
-        .collect()
+                .fold(0u8, |acc, (i, b)| acc | (u8::from(*b != 0) << (7 - i))),
+        );
+    }
+    out
 }
 
 /// Per-channel differential encoding as Meteor-M N2-2 and later apply after the convolutional
@@ -127,8 +153,8 @@ enum Kernel {
     Avx2,
 }
 
-/// Trellis steps between two renormalisations of the path metrics.
-const RENORM: u32 = 8;
+/// Trellis steps between two renormalisations of the path metrics (subtraction of the minimum).
+pub const RENORM: u32 = 16;
 
 /// Cost of a soft symbol `r` if the channel bit were 0 (index 0) or 1 (index 1): the 5-bit
 /// quantised distances `(127 ± r) >> 3` less the smaller of the two, so the likelier bit costs 0
@@ -538,28 +564,38 @@ mod avx2 {
         v.decisions.resize(start + tables.len(), 0);
         let decisions = v.decisions.get_mut(start..).unwrap_or_default();
         let mut since = v.since_renorm;
-        for (t, d) in tables.iter().zip(decisions.iter_mut()) {
-            let t = _mm256_set1_epi32(*t as i32);
-            let m = _mm256_shuffle_epi8(t, idx);
-            let mc = _mm256_shuffle_epi8(t, idx_c);
-            let e1 = _mm256_adds_epu8(hi, mc);
-            let o1 = _mm256_adds_epu8(hi, m);
-            let even = _mm256_min_epu8(_mm256_adds_epu8(lo, m), e1);
-            let odd = _mm256_min_epu8(_mm256_adds_epu8(lo, mc), o1);
-            let de = _mm256_movemask_epi8(_mm256_cmpeq_epi8(even, e1)) as u32;
-            let dodd = _mm256_movemask_epi8(_mm256_cmpeq_epi8(odd, o1)) as u32;
-            *d = u64::from(de) | (u64::from(dodd) << 32);
-            let ul = _mm256_unpacklo_epi8(even, odd);
-            let uh = _mm256_unpackhi_epi8(even, odd);
-            lo = _mm256_permute2x128_si256(ul, uh, 0x20);
-            hi = _mm256_permute2x128_si256(ul, uh, 0x31);
-            since += 1;
+        let mut tables = tables;
+        let mut decisions = decisions;
+        while !tables.is_empty() {
+            // Up to the next renormalisation.
+            let n = ((RENORM - since) as usize).min(tables.len());
+            let (t_now, t_rest) = tables.split_at(n);
+            let (d_now, d_rest) = decisions.split_at_mut(n.min(decisions.len()));
+            for (t, d) in t_now.iter().zip(d_now.iter_mut()) {
+                let t = _mm256_set1_epi32(*t as i32);
+                let m = _mm256_shuffle_epi8(t, idx);
+                let mc = _mm256_shuffle_epi8(t, idx_c);
+                let e1 = _mm256_adds_epu8(hi, mc);
+                let o1 = _mm256_adds_epu8(hi, m);
+                let even = _mm256_min_epu8(_mm256_adds_epu8(lo, m), e1);
+                let odd = _mm256_min_epu8(_mm256_adds_epu8(lo, mc), o1);
+                let de = _mm256_movemask_epi8(_mm256_cmpeq_epi8(even, e1)) as u32;
+                let dodd = _mm256_movemask_epi8(_mm256_cmpeq_epi8(odd, o1)) as u32;
+                *d = u64::from(de) | (u64::from(dodd) << 32);
+                let ul = _mm256_unpacklo_epi8(even, odd);
+                let uh = _mm256_unpackhi_epi8(even, odd);
+                lo = _mm256_permute2x128_si256(ul, uh, 0x20);
+                hi = _mm256_permute2x128_si256(ul, uh, 0x31);
+            }
+            since += n as u32;
             if since == RENORM {
                 since = 0;
                 let mn = min_all(lo, hi);
                 lo = _mm256_subs_epu8(lo, mn);
                 hi = _mm256_subs_epu8(hi, mn);
             }
+            tables = t_rest;
+            decisions = d_rest;
         }
         v.since_renorm = since;
         let (m0, m1) = v.metrics.split_at_mut(32);
@@ -639,6 +675,24 @@ mod tests {
             assert_eq!(*s, if *b == 1 { 100 } else { -100 });
         }
         assert_eq!(pack_bits(&[1, 0, 1, 0, 0, 0, 0, 1, 1]), vec![0xA1, 0x80]);
+        // Any nonzero value is a 1, whole bytes and a partial tail alike.
+        let mut s = 5;
+        let vals: Vec<u8> = (0..8003)
+            .map(|_| match lcg(&mut s) % 4 {
+                0 => 0,
+                1 => 1,
+                _ => lcg(&mut s) as u8,
+            })
+            .collect();
+        let want: Vec<u8> = vals
+            .chunks(8)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u8, |acc, (i, b)| acc | (u8::from(*b != 0) << (7 - i)))
+            })
+            .collect();
+        assert_eq!(pack_bits(&vals), want);
     }
 
     #[test]

@@ -904,15 +904,25 @@ impl SoftFront {
                 } else {
                     return false;
                 };
-                let mut buf = std::mem::take(&mut self.scratch);
-                buf.clear();
-                let src = self
-                    .pending
-                    .get(self.head..self.head + n)
-                    .unwrap_or_default();
-                derotate_into(case, self.spec.differential, &mut self.prev, src, &mut buf);
-                let lost = self.decode_into(&buf, out);
-                self.scratch = buf;
+                let lost = if case == PhaseCase(0) && !self.spec.differential {
+                    // Nothing to derotate: decode straight from the input buffer.
+                    let pending = std::mem::take(&mut self.pending);
+                    let src = pending.get(self.head..self.head + n).unwrap_or_default();
+                    let lost = self.decode_into(src, out);
+                    self.pending = pending;
+                    lost
+                } else {
+                    let mut buf = std::mem::take(&mut self.scratch);
+                    buf.clear();
+                    let src = self
+                        .pending
+                        .get(self.head..self.head + n)
+                        .unwrap_or_default();
+                    derotate_into(case, self.spec.differential, &mut self.prev, src, &mut buf);
+                    let lost = self.decode_into(&buf, out);
+                    self.scratch = buf;
+                    lost
+                };
                 self.consume(n);
                 if lost {
                     self.lose_lock(out);
