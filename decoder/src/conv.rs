@@ -15,14 +15,24 @@
 //! (G1, G2) order per data bit. `-128` is treated as `-127`.
 //!
 //! # Viterbi
-//! 64 states, add-compare-select with unsigned 8-bit saturating path metrics: each symbol costs
-//! 0..=31 (5-bit quantisation of its distance from the hypothesis), a branch 0..=62, and the
-//! minimum metric is subtracted after every step, so the best paths never saturate (a path
-//! more than 255 worse than the best saturates, which only affects hopeless paths; 4-bit costs
+//! 64 states, add-compare-select with unsigned 8-bit saturating path metrics. Each symbol costs
+//! its 5-bit quantised distance from the hypothesis, `(127 ± r) >> 3`, less the smaller of the two
+//! (so the likelier bit costs 0 and the other 0..=31; subtracting the same amount from every
+//! branch of a step changes no decision); a branch costs 0..=62 and the likeliest branch of a step
+//! costs 0. The minimum metric is subtracted every [`RENORM`] steps only: with the likeliest
+//! branch free the best metric grows slowly (by at most 31 a step even on garbage), and a path more
+//! than about 255 worse than the best saturates, which only affects hopeless paths (4-bit costs
 //! lost frames of the 80k capture that 5-bit costs recover). Decisions are kept for
 //! [`TRACEBACK`] + [`CHUNK`] steps; each traceback from the best state releases [`CHUNK`] bits, so
 //! memory is bounded and the output depends only on the symbols, never on how they were pushed.
-//! An AVX2 kernel (x86-64, chosen at run time) and the portable kernel are bit-identical.
+//! An AVX2 kernel (x86-64 with AVX2 and BMI2, chosen at run time) and the portable kernel are
+//! bit-identical.
+//!
+//! The AVX2 kernel: the branch costs of 16 symbol pairs are built per vector pass (one 4-byte
+//! table per step), a step is one broadcast of that table, two byte shuffles for the branch
+//! costs of the 32 butterflies, four saturating adds, two minima, two compare + movemask for
+//! the decisions and two unpacks + two lane permutes for the new state order, with no horizontal
+//! reduction except at the renormalisation.
 
 /// G1 generator polynomial in the newest-bit-LSB register convention (171 octal).
 pub const G1: u8 = 0x4F;
@@ -98,13 +108,29 @@ impl ConvEncoder {
 /// Packs bits (one 0/1 value per byte, any nonzero counts as 1) MSB first; a partial last
 /// byte is padded with zeros.
 pub fn pack_bits(bits: &[u8]) -> Vec<u8> {
-    bits.chunks(8)
-        .map(|c| {
-            c.iter()
+    let mut out = Vec::with_capacity(bits.len().div_ceil(8));
+    let whole = bits.chunks_exact(8);
+    let rest = whole.remainder();
+    out.extend(whole.map(|c| {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(c);
+        // Bit 0 of each byte: whether the byte is nonzero.
+        let mut x = u64::from_le_bytes(le);
+        x |= x >> 4;
+        x |= x >> 2;
+        x |= x >> 1;
+        x &= 0x0101_0101_0101_0101;
+        // Gathers bit 8k (the k-th value) into bit 63 − k: distinct product bits, no carries.
+        (x.wrapping_mul(0x8040_2010_0804_0201) >> 56) as u8
+    }));
+    if !rest.is_empty() {
+        out.push(
+            rest.iter()
                 .enumerate()
-                .fold(0u8, |acc, (i, b)| acc | (u8::from(*b != 0) << (7 - i)))
-        })
-        .collect()
+                .fold(0u8, |acc, (i, b)| acc | (u8::from(*b != 0) << (7 - i))),
+        );
+    }
+    out
 }
 
 /// Per-channel differential encoding as Meteor-M N2-2 and later apply after the convolutional
@@ -127,21 +153,36 @@ enum Kernel {
     Avx2,
 }
 
-/// Cost of a soft symbol `r` if the channel bit were 0 (index 0) or 1 (index 1), quantised to
-/// 0..=31 (an erasure costs 15 either way).
+/// Trellis steps between two renormalisations of the path metrics (subtraction of the minimum).
+pub const RENORM: u32 = 16;
+
+/// Cost of a soft symbol `r` if the channel bit were 0 (index 0) or 1 (index 1): the 5-bit
+/// quantised distances `(127 ± r) >> 3` less the smaller of the two, so the likelier bit costs 0
+/// and the other 0..=31 (an erasure costs 0 either way).
 #[inline]
 fn symbol_costs(r: i8) -> [u8; 2] {
     let r = i16::from(r).max(-127);
-    [((127 + r) >> 3) as u8, ((127 - r) >> 3) as u8]
+    let c0 = ((127 + r) >> 3) as u8;
+    let c1 = ((127 - r) >> 3) as u8;
+    [c0.saturating_sub(c1), c1.saturating_sub(c0)]
 }
 
 /// The four branch costs of a symbol pair as bytes of a `u32`: byte `(s1 << 1) | s2` is the
-/// cost of hypothesis (G1 = s1, G2 = s2).
+/// cost of hypothesis (G1 = s1, G2 = s2). The likeliest hypothesis costs 0.
 #[inline]
 fn branch_table(a: i8, b: i8) -> u32 {
     let ca = symbol_costs(a);
     let cb = symbol_costs(b);
     u32::from_le_bytes([ca[0] + cb[0], ca[0] + cb[1], ca[1] + cb[0], ca[1] + cb[1]])
+}
+
+/// [`branch_table`] of every whole pair of `pairs`, into `out` (cleared first).
+fn branch_tables_portable(pairs: &[i8], out: &mut Vec<u32>) {
+    out.clear();
+    out.extend(pairs.chunks_exact(2).map(|p| match p {
+        [a, b] => branch_table(*a, *b),
+        _ => 0,
+    }));
 }
 
 /// Per-butterfly expected channel bits: for butterfly `j` (new states 2j and 2j+1, old states
@@ -160,6 +201,28 @@ const fn butterfly_symbols(g2_inverted: bool) -> [[u8; 32]; 2] {
     out
 }
 
+/// Traces back over `decisions` (oldest first) from `state` and writes the bits decided at the
+/// oldest `released.len()` steps into `released` (one 0/1 value per byte).
+///
+/// A decision word holds bit j for new state 2j and bit 32 + j for new state 2j + 1 (set: the
+/// survivor comes from old state j + 32), so the word is indexed by y = rotr6(state), which is
+/// tracked instead of the state: one step earlier, y' = ((y & 1) << 5) | ((y >> 1) & 15) |
+/// (decision << 4), and the bit decided at a step is the newest register bit, y >> 5.
+#[inline(always)]
+fn trace(decisions: &[u64], state: usize, released: &mut [u8]) {
+    let mut y = (((state & 1) << 5) | (state >> 1)) as u64;
+    let (old, newer) = decisions.split_at(released.len().min(decisions.len()));
+    let step =
+        |y: u64, d: u64| ((y & 1) << 5) | ((y >> 1) & 15) | ((d.wrapping_shr(y as u32) & 1) << 4);
+    for d in newer.iter().rev() {
+        y = step(y, *d);
+    }
+    for (d, slot) in old.iter().zip(released.iter_mut()).rev() {
+        *slot = (y >> 5) as u8;
+        y = step(y, *d);
+    }
+}
+
 /// Soft-decision Viterbi decoder for the CCSDS k=7 r=1/2 code, streaming.
 ///
 /// Feed soft symbol pairs with [`Viterbi::decode`]; decoded bits (one 0/1 value per byte) come out
@@ -169,10 +232,12 @@ pub struct Viterbi {
     /// Expected G1/G2 bit per butterfly as 0x00/0xFF masks.
     sym_mask: [[u8; 32]; 2],
     metrics: [u8; STATES],
-    /// Minimum of `metrics`, subtracted after the next step.
-    renorm: u8,
+    /// Steps since the last renormalisation (0..RENORM).
+    since_renorm: u32,
     /// Decision words: bit j = choice for new state 2j, bit 32+j = for new state 2j+1.
     decisions: Vec<u64>,
+    /// Branch tables of the steps being decoded (scratch).
+    tables: Vec<u32>,
     /// A soft value held over when an odd number of symbols was pushed.
     half: Option<i8>,
     kernel: Kernel,
@@ -203,8 +268,9 @@ impl Viterbi {
             g2_inverted,
             sym_mask,
             metrics: [0; STATES],
-            renorm: 0,
+            since_renorm: 0,
             decisions: Vec::with_capacity(TRACEBACK + CHUNK + 64),
+            tables: Vec::with_capacity(TRACEBACK + CHUNK + 64),
             half: None,
             kernel: Self::best_kernel(),
             steps: 0,
@@ -214,7 +280,7 @@ impl Viterbi {
     fn best_kernel() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx2") {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
                 return Kernel::Avx2;
             }
         }
@@ -245,7 +311,7 @@ impl Viterbi {
     /// Forgets everything (after a phase change or slip).
     pub fn reset(&mut self) {
         self.metrics = [0; STATES];
-        self.renorm = 0;
+        self.since_renorm = 0;
         self.decisions.clear();
         self.half = None;
     }
@@ -283,11 +349,19 @@ impl Viterbi {
     }
 
     fn run(&mut self, pairs: &[i8], out: &mut Vec<u8>) {
+        let mut tables = std::mem::take(&mut self.tables);
         match self.kernel {
-            Kernel::Portable => self.acs_portable(pairs),
+            Kernel::Portable => {
+                branch_tables_portable(pairs, &mut tables);
+                self.acs_portable(&tables);
+            }
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2::acs(self, pairs),
+            Kernel::Avx2 => {
+                avx2::branch_tables(pairs, &mut tables);
+                avx2::acs(self, &tables);
+            }
         }
+        self.tables = tables;
         self.steps += (pairs.len() / 2) as u64;
         if self.decisions.len() >= TRACEBACK + CHUNK {
             self.traceback(CHUNK, out);
@@ -315,29 +389,22 @@ impl Viterbi {
     /// Traces back over all stored decisions from the best state and releases the oldest
     /// `release` bits, keeping the rest.
     fn traceback(&mut self, release: usize, out: &mut Vec<u8>) {
-        let n = self.decisions.len();
-        let release = release.min(n);
-        let mut state = self.best_state();
+        let release = release.min(self.decisions.len());
+        let state = self.best_state();
         let start = out.len();
         out.resize(start + release, 0);
         let released = out.get_mut(start..).unwrap_or_default();
-        for (t, d) in self.decisions.iter().enumerate().rev() {
-            if let Some(slot) = released.get_mut(t) {
-                *slot = (state & 1) as u8;
-            }
-            let bit = (d >> (((state & 1) << 5) | (state >> 1))) & 1;
-            state = (state >> 1) | ((bit as usize) << 5);
+        match self.kernel {
+            Kernel::Portable => trace(&self.decisions, state, released),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => avx2::trace(&self.decisions, state, released),
         }
         self.decisions.drain(..release);
     }
 
-    fn acs_portable(&mut self, pairs: &[i8]) {
-        for p in pairs.chunks_exact(2) {
-            let (a, b) = match p {
-                [a, b] => (*a, *b),
-                _ => continue,
-            };
-            let table = branch_table(a, b).to_le_bytes();
+    fn acs_portable(&mut self, tables: &[u32]) {
+        for t in tables {
+            let table = t.to_le_bytes();
             let mut next = [0u8; STATES];
             let mut dec = 0u64;
             let (lo_half, hi_half) = self.metrics.split_at(32);
@@ -365,14 +432,17 @@ impl Viterbi {
                 dec |= u64::from(even == e1) << j;
                 dec |= u64::from(odd == o1) << (32 + j);
             }
-            // Renormalise by the previous step's minimum (every new metric is at least that),
-            // which keeps the minimum below one branch cost without a reduction on the
-            // critical path of the SIMD kernel.
-            let lag = self.renorm;
-            for (m, n) in self.metrics.iter_mut().zip(next) {
-                *m = n.saturating_sub(lag);
+            self.metrics = next;
+            // Every RENORM steps the minimum is subtracted: with the likeliest branch costing
+            // 0, the best metric grows slowly, and only hopeless paths reach saturation.
+            self.since_renorm += 1;
+            if self.since_renorm == RENORM {
+                self.since_renorm = 0;
+                let min = self.metrics.iter().copied().min().unwrap_or(0);
+                for m in &mut self.metrics {
+                    *m -= min;
+                }
             }
-            self.renorm = self.metrics.iter().copied().min().unwrap_or(0);
             self.decisions.push(dec);
         }
     }
@@ -382,13 +452,98 @@ impl Viterbi {
 #[allow(unsafe_code)]
 mod avx2 {
     //! The add-compare-select loop over 64 states as two 32-lane vectors of u8 metrics
-    //! (states 0..32 and 32..64), bit-identical to `acs_portable`.
+    //! (states 0..32 and 32..64), and the branch tables 16 symbol pairs at a time; both
+    //! bit-identical to the portable code.
     use std::arch::x86_64::*;
 
-    use super::{branch_table, Viterbi};
+    use super::{branch_table, Viterbi, RENORM};
+
+    /// `super::trace` compiled with BMI2 (one-uop variable shifts on its dependency chain).
+    #[target_feature(enable = "bmi2")]
+    fn trace_bmi2(decisions: &[u64], state: usize, released: &mut [u8]) {
+        super::trace(decisions, state, released);
+    }
+
+    /// Branch tables of 16 symbol pairs (32 soft bytes) per iteration, as `branch_table`.
+    #[target_feature(enable = "avx2")]
+    fn branch_tables_avx2(pairs: &[i8], out: &mut Vec<u32>) {
+        let n = pairs.len() / 2;
+        out.clear();
+        out.resize(n, 0);
+        let whole = n / 16 * 16;
+        let (vec_in, tail_in) = pairs.split_at(whole * 2);
+        let (vec_out, tail_out) = out.split_at_mut(whole);
+        let floor = _mm256_set1_epi8(-127);
+        let k127 = _mm256_set1_epi8(127);
+        let k254 = _mm256_set1_epi8(-2);
+        let five = _mm256_set1_epi8(0x1F);
+        // Per pair [d0a, d0b, d1a, d1b] -> [d0a, d0a, d1a, d1a] + [d0b, d1b, d0b, d1b].
+        let sel_a = _mm256_setr_epi32(
+            0x0202_0000,
+            0x0606_0404,
+            0x0A0A_0808,
+            0x0E0E_0C0C,
+            0x0202_0000,
+            0x0606_0404,
+            0x0A0A_0808,
+            0x0E0E_0C0C,
+        );
+        let sel_b = _mm256_setr_epi32(
+            0x0301_0301,
+            0x0705_0705,
+            0x0B09_0B09,
+            0x0F0D_0F0D,
+            0x0301_0301,
+            0x0705_0705,
+            0x0B09_0B09,
+            0x0F0D_0F0D,
+        );
+        for (src, dst) in vec_in.chunks_exact(32).zip(vec_out.chunks_exact_mut(16)) {
+            // SAFETY: `src` is 32 bytes; unaligned load.
+            let v = unsafe { _mm256_loadu_si256(src.as_ptr().cast::<__m256i>()) };
+            // r + 127 in 0..=254 (as u8) after clamping -128 to -127.
+            let u = _mm256_add_epi8(_mm256_max_epi8(v, floor), k127);
+            let c0 = _mm256_and_si256(_mm256_srli_epi16(u, 3), five);
+            let c1 = _mm256_and_si256(_mm256_srli_epi16(_mm256_sub_epi8(k254, u), 3), five);
+            let d0 = _mm256_subs_epu8(c0, c1);
+            let d1 = _mm256_subs_epu8(c1, c0);
+            let x_lo = _mm256_unpacklo_epi16(d0, d1);
+            let x_hi = _mm256_unpackhi_epi16(d0, d1);
+            let t_lo = _mm256_add_epi8(
+                _mm256_shuffle_epi8(x_lo, sel_a),
+                _mm256_shuffle_epi8(x_lo, sel_b),
+            );
+            let t_hi = _mm256_add_epi8(
+                _mm256_shuffle_epi8(x_hi, sel_a),
+                _mm256_shuffle_epi8(x_hi, sel_b),
+            );
+            let (d_lo, d_hi) = dst.split_at_mut(8);
+            let first = _mm256_permute2x128_si256(t_lo, t_hi, 0x20);
+            let second = _mm256_permute2x128_si256(t_lo, t_hi, 0x31);
+            // SAFETY: `d_lo` is 8 u32 = 32 bytes; unaligned store.
+            unsafe { _mm256_storeu_si256(d_lo.as_mut_ptr().cast::<__m256i>(), first) };
+            // SAFETY: `d_hi` is 8 u32 = 32 bytes; unaligned store.
+            unsafe { _mm256_storeu_si256(d_hi.as_mut_ptr().cast::<__m256i>(), second) };
+        }
+        for (p, o) in tail_in.chunks_exact(2).zip(tail_out) {
+            if let [a, b] = p {
+                *o = branch_table(*a, *b);
+            }
+        }
+    }
+
+    /// The minimum over both vectors, broadcast to every byte.
+    #[target_feature(enable = "avx2")]
+    fn min_all(lo: __m256i, hi: __m256i) -> __m256i {
+        let mn = _mm256_min_epu8(lo, hi);
+        let x = _mm_min_epu8(_mm256_castsi256_si128(mn), _mm256_extracti128_si256(mn, 1));
+        let x = _mm_min_epu8(x, _mm_srli_epi16(x, 8));
+        let x = _mm_minpos_epu16(_mm_and_si128(x, _mm_set1_epi16(0x00FF)));
+        _mm256_broadcastb_epi8(x)
+    }
 
     #[target_feature(enable = "avx2")]
-    fn acs_avx2(v: &mut Viterbi, pairs: &[i8]) {
+    fn acs_avx2(v: &mut Viterbi, tables: &[u32]) {
         let (m0, m1) = v.metrics.split_at(32);
         // SAFETY: both halves are exactly 32 bytes (STATES = 64); unaligned loads.
         let mut lo = unsafe { _mm256_loadu_si256(m0.as_ptr().cast::<__m256i>()) };
@@ -398,46 +553,51 @@ mod avx2 {
         let mask1 = unsafe { _mm256_loadu_si256(v.sym_mask[0].as_ptr().cast::<__m256i>()) };
         // SAFETY: as above.
         let mask2 = unsafe { _mm256_loadu_si256(v.sym_mask[1].as_ptr().cast::<__m256i>()) };
-        let low_bytes = _mm_set1_epi16(0x00FF);
         // Per butterfly, the index (s1 << 1 | s2) of its branch symbols into a 4-entry cost table
-        // repeated in every 128-bit lane; the complementary branch has index ^ 3.
+        // repeated in every 32-bit lane; the complementary branch has index ^ 3.
         let idx = _mm256_or_si256(
             _mm256_and_si256(mask1, _mm256_set1_epi8(2)),
             _mm256_and_si256(mask2, _mm256_set1_epi8(1)),
         );
         let idx_c = _mm256_xor_si256(idx, _mm256_set1_epi8(3));
-        let mut bmin = _mm256_set1_epi8(v.renorm as i8);
-        let mut out = Vec::with_capacity(pairs.len() / 2);
-        for p in pairs.chunks_exact(2) {
-            let (a, b) = match p {
-                [a, b] => (*a, *b),
-                _ => continue,
-            };
-            let table = branch_table(a, b);
-            let t = _mm256_set1_epi32(table as i32);
-            let m = _mm256_shuffle_epi8(t, idx);
-            let mc = _mm256_shuffle_epi8(t, idx_c);
-            let e1 = _mm256_adds_epu8(hi, mc);
-            let o1 = _mm256_adds_epu8(hi, m);
-            let even = _mm256_min_epu8(_mm256_adds_epu8(lo, m), e1);
-            let odd = _mm256_min_epu8(_mm256_adds_epu8(lo, mc), o1);
-            let de = _mm256_movemask_epi8(_mm256_cmpeq_epi8(even, e1)) as u32;
-            let dodd = _mm256_movemask_epi8(_mm256_cmpeq_epi8(odd, o1)) as u32;
-            out.push(u64::from(de) | (u64::from(dodd) << 32));
-            let ul = _mm256_unpacklo_epi8(even, odd);
-            let uh = _mm256_unpackhi_epi8(even, odd);
-            lo = _mm256_subs_epu8(_mm256_permute2x128_si256(ul, uh, 0x20), bmin);
-            hi = _mm256_subs_epu8(_mm256_permute2x128_si256(ul, uh, 0x31), bmin);
-            // The minimum over all 64 states, subtracted after the next step (off the
-            // critical path).
-            let mn = _mm256_min_epu8(lo, hi);
-            let x = _mm_min_epu8(_mm256_castsi256_si128(mn), _mm256_extracti128_si256(mn, 1));
-            let x = _mm_min_epu8(x, _mm_srli_epi16(x, 8));
-            let x = _mm_minpos_epu16(_mm_and_si128(x, low_bytes));
-            bmin = _mm256_broadcastb_epi8(x);
+        let start = v.decisions.len();
+        v.decisions.resize(start + tables.len(), 0);
+        let decisions = v.decisions.get_mut(start..).unwrap_or_default();
+        let mut since = v.since_renorm;
+        let mut tables = tables;
+        let mut decisions = decisions;
+        while !tables.is_empty() {
+            // Up to the next renormalisation.
+            let n = ((RENORM - since) as usize).min(tables.len());
+            let (t_now, t_rest) = tables.split_at(n);
+            let (d_now, d_rest) = decisions.split_at_mut(n.min(decisions.len()));
+            for (t, d) in t_now.iter().zip(d_now.iter_mut()) {
+                let t = _mm256_set1_epi32(*t as i32);
+                let m = _mm256_shuffle_epi8(t, idx);
+                let mc = _mm256_shuffle_epi8(t, idx_c);
+                let e1 = _mm256_adds_epu8(hi, mc);
+                let o1 = _mm256_adds_epu8(hi, m);
+                let even = _mm256_min_epu8(_mm256_adds_epu8(lo, m), e1);
+                let odd = _mm256_min_epu8(_mm256_adds_epu8(lo, mc), o1);
+                let de = _mm256_movemask_epi8(_mm256_cmpeq_epi8(even, e1)) as u32;
+                let dodd = _mm256_movemask_epi8(_mm256_cmpeq_epi8(odd, o1)) as u32;
+                *d = u64::from(de) | (u64::from(dodd) << 32);
+                let ul = _mm256_unpacklo_epi8(even, odd);
+                let uh = _mm256_unpackhi_epi8(even, odd);
+                lo = _mm256_permute2x128_si256(ul, uh, 0x20);
+                hi = _mm256_permute2x128_si256(ul, uh, 0x31);
+            }
+            since += n as u32;
+            if since == RENORM {
+                since = 0;
+                let mn = min_all(lo, hi);
+                lo = _mm256_subs_epu8(lo, mn);
+                hi = _mm256_subs_epu8(hi, mn);
+            }
+            tables = t_rest;
+            decisions = d_rest;
         }
-        v.decisions.extend_from_slice(&out);
-        v.renorm = _mm_cvtsi128_si32(_mm256_castsi256_si128(bmin)) as u8;
+        v.since_renorm = since;
         let (m0, m1) = v.metrics.split_at_mut(32);
         // SAFETY: both halves are exactly 32 bytes; unaligned stores.
         unsafe { _mm256_storeu_si256(m0.as_mut_ptr().cast::<__m256i>(), lo) };
@@ -445,9 +605,19 @@ mod avx2 {
         unsafe { _mm256_storeu_si256(m1.as_mut_ptr().cast::<__m256i>(), hi) };
     }
 
-    pub(super) fn acs(v: &mut Viterbi, pairs: &[i8]) {
+    pub(super) fn branch_tables(pairs: &[i8], out: &mut Vec<u32>) {
         // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
-        unsafe { acs_avx2(v, pairs) }
+        unsafe { branch_tables_avx2(pairs, out) }
+    }
+
+    pub(super) fn trace(decisions: &[u64], state: usize, released: &mut [u8]) {
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("bmi2")`.
+        unsafe { trace_bmi2(decisions, state, released) }
+    }
+
+    pub(super) fn acs(v: &mut Viterbi, tables: &[u32]) {
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+        unsafe { acs_avx2(v, tables) }
     }
 }
 
@@ -505,6 +675,24 @@ mod tests {
             assert_eq!(*s, if *b == 1 { 100 } else { -100 });
         }
         assert_eq!(pack_bits(&[1, 0, 1, 0, 0, 0, 0, 1, 1]), vec![0xA1, 0x80]);
+        // Any nonzero value is a 1, whole bytes and a partial tail alike.
+        let mut s = 5;
+        let vals: Vec<u8> = (0..8003)
+            .map(|_| match lcg(&mut s) % 4 {
+                0 => 0,
+                1 => 1,
+                _ => lcg(&mut s) as u8,
+            })
+            .collect();
+        let want: Vec<u8> = vals
+            .chunks(8)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u8, |acc, (i, b)| acc | (u8::from(*b != 0) << (7 - i)))
+            })
+            .collect();
+        assert_eq!(pack_bits(&vals), want);
     }
 
     #[test]

@@ -433,9 +433,11 @@ enum Lock {
 /// Re-encodes decoded bits and compares them with the hard decisions of the channel bits.
 #[derive(Debug)]
 struct Checker {
-    reg: u8,
-    /// Re-encoded (G1 | G2 << 1) for each 7-bit register value.
-    lut: [u8; 128],
+    /// The decoded bits so far, newest in bit 0 (the encoder register is its low 7 bits).
+    reg: u64,
+    /// Per (7-bit register value << 4 | hard decisions of the step): the channel bits that
+    /// disagree with the re-encoded ones (low 16 bits) and the channel bits compared (high 16).
+    table: [u32; 2048],
     /// Hard decisions (bit 0: G1 value, bit 1: G2 value, bit 2: G1 erased, bit 3: G2 erased) of
     /// steps whose decoded bit has not come out yet, from `head` on.
     hard: Vec<u8>,
@@ -449,14 +451,19 @@ struct Checker {
 
 impl Checker {
     fn new(g2_inverted: bool) -> Self {
-        let mut lut = [0u8; 128];
-        for (r, v) in lut.iter_mut().enumerate() {
-            let (a, b) = branch_bits(r as u8, g2_inverted);
-            *v = a | (b << 1);
+        let mut table = [0u32; 2048];
+        for (i, v) in table.iter_mut().enumerate() {
+            let (a, b) = branch_bits((i >> 4) as u8, g2_inverted);
+            let enc = a | (b << 1);
+            let h = (i & 15) as u8;
+            // Erased symbols (bits 2, 3) are not compared.
+            let valid = !(h >> 2) & 3;
+            let diff = (enc ^ h) & valid;
+            *v = diff.count_ones() | (valid.count_ones() << 16);
         }
         Self {
             reg: 0,
-            lut,
+            table,
             hard: Vec::new(),
             head: 0,
             window_bits: 0,
@@ -497,15 +504,27 @@ impl Checker {
         let mut lost = false;
         let hard = self.hard.get(self.head..).unwrap_or_default();
         let n = bits.len().min(hard.len());
-        for (bit, h) in bits.iter().zip(hard) {
-            self.reg = ((self.reg << 1) | (bit & 1)) & 0x7F;
-            let enc = self.lut.get(usize::from(self.reg)).copied().unwrap_or(0);
-            // Erased symbols (bits 2, 3) are not compared.
-            let valid = !(h >> 2) & 3;
-            let diff = (enc ^ h) & valid;
-            self.window_compared += u64::from(valid.count_ones());
-            self.window_errors += u64::from(diff.count_ones());
-            self.window_bits += 1;
+        let mut bits = bits.get(..n).unwrap_or_default();
+        let mut hard = hard.get(..n).unwrap_or_default();
+        while !bits.is_empty() {
+            // Up to the end of the current window.
+            let take = usize::try_from(CHECK_WINDOW - self.window_bits)
+                .unwrap_or(usize::MAX)
+                .min(bits.len());
+            let (b_now, b_rest) = bits.split_at(take);
+            let (h_now, h_rest) = hard.split_at(take);
+            let mut reg = self.reg;
+            // Per window at most 2 × 4096 in each 16-bit half: no carry between them.
+            let mut acc = 0u32;
+            for (bit, h) in b_now.iter().zip(h_now) {
+                reg = (reg << 1) | u64::from(bit & 1);
+                let i = (((reg & 0x7F) as usize) << 4) | usize::from(h & 15);
+                acc += self.table.get(i & 2047).copied().unwrap_or(0);
+            }
+            self.reg = reg;
+            self.window_errors += u64::from(acc & 0xFFFF);
+            self.window_compared += u64::from(acc >> 16);
+            self.window_bits += take as u64;
             if self.window_bits == CHECK_WINDOW {
                 c.channel_bits_compared += self.window_compared;
                 c.channel_bit_errors += self.window_errors;
@@ -524,6 +543,8 @@ impl Checker {
                 self.window_compared = 0;
                 self.window_errors = 0;
             }
+            bits = b_rest;
+            hard = h_rest;
         }
         self.head += n;
         lost
@@ -883,15 +904,25 @@ impl SoftFront {
                 } else {
                     return false;
                 };
-                let mut buf = std::mem::take(&mut self.scratch);
-                buf.clear();
-                let src = self
-                    .pending
-                    .get(self.head..self.head + n)
-                    .unwrap_or_default();
-                derotate_into(case, self.spec.differential, &mut self.prev, src, &mut buf);
-                let lost = self.decode_into(&buf, out);
-                self.scratch = buf;
+                let lost = if case == PhaseCase(0) && !self.spec.differential {
+                    // Nothing to derotate: decode straight from the input buffer.
+                    let pending = std::mem::take(&mut self.pending);
+                    let src = pending.get(self.head..self.head + n).unwrap_or_default();
+                    let lost = self.decode_into(src, out);
+                    self.pending = pending;
+                    lost
+                } else {
+                    let mut buf = std::mem::take(&mut self.scratch);
+                    buf.clear();
+                    let src = self
+                        .pending
+                        .get(self.head..self.head + n)
+                        .unwrap_or_default();
+                    derotate_into(case, self.spec.differential, &mut self.prev, src, &mut buf);
+                    let lost = self.decode_into(&buf, out);
+                    self.scratch = buf;
+                    lost
+                };
                 self.consume(n);
                 if lost {
                     self.lose_lock(out);

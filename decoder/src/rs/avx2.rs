@@ -179,19 +179,24 @@ pub(super) fn syndromes(
     head_len: usize,
     out: &mut [[u8; MAX_ROOTS]; MAX_INTERLEAVE],
 ) -> u8 {
-    // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
-    unsafe {
-        match interleave {
-            1 => syndromes_i::<1>(t, block, head_len, out),
-            2 => syndromes_i::<2>(t, block, head_len, out),
-            3 => syndromes_i::<3>(t, block, head_len, out),
-            4 => syndromes_i::<4>(t, block, head_len, out),
-            5 => syndromes_i::<5>(t, block, head_len, out),
-            6 => syndromes_i::<6>(t, block, head_len, out),
-            7 => syndromes_i::<7>(t, block, head_len, out),
-            8 => syndromes_i::<8>(t, block, head_len, out),
-            _ => 0,
-        }
+    match interleave {
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+        1 => unsafe { syndromes_i::<1>(t, block, head_len, out) },
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+        2 => unsafe { syndromes_i::<2>(t, block, head_len, out) },
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+        3 => unsafe { syndromes_i::<3>(t, block, head_len, out) },
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+        4 => unsafe { syndromes_i::<4>(t, block, head_len, out) },
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+        5 => unsafe { syndromes_i::<5>(t, block, head_len, out) },
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+        6 => unsafe { syndromes_i::<6>(t, block, head_len, out) },
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+        7 => unsafe { syndromes_i::<7>(t, block, head_len, out) },
+        // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+        8 => unsafe { syndromes_i::<8>(t, block, head_len, out) },
+        _ => 0,
     }
 }
 
@@ -239,13 +244,12 @@ fn ribm_avx2(s: &[u8; MAX_ROOTS], t: usize) -> Option<Locator> {
     if let Some(one) = init.get_mut(3 * t) {
         *one = 1;
     }
-    // SAFETY: both loads read within the 64-byte array `init`.
-    let mut delta = unsafe {
-        [
-            _mm256_loadu_si256(init.as_ptr().cast::<__m256i>()),
-            _mm256_loadu_si256(init.as_ptr().add(32).cast::<__m256i>()),
-        ]
-    };
+    let (init_lo, init_hi) = init.split_at(32);
+    // SAFETY: reads the 32 bytes of `init_lo` (unaligned load).
+    let delta_lo = unsafe { _mm256_loadu_si256(init_lo.as_ptr().cast::<__m256i>()) };
+    // SAFETY: reads the 32 bytes of `init_hi` (unaligned load).
+    let delta_hi = unsafe { _mm256_loadu_si256(init_hi.as_ptr().cast::<__m256i>()) };
+    let mut delta = [delta_lo, delta_hi];
     let mut theta = delta;
     let mut gamma = 1u8;
     let mut k: isize = 0;
@@ -269,11 +273,11 @@ fn ribm_avx2(s: &[u8; MAX_ROOTS], t: usize) -> Option<Locator> {
         return None;
     }
     let mut out = [0u8; 64];
-    // SAFETY: both stores write within the 64-byte array `out`.
-    unsafe {
-        _mm256_storeu_si256(out.as_mut_ptr().cast::<__m256i>(), delta[0]);
-        _mm256_storeu_si256(out.as_mut_ptr().add(32).cast::<__m256i>(), delta[1]);
-    }
+    let (out_lo, out_hi) = out.split_at_mut(32);
+    // SAFETY: writes the 32 bytes of `out_lo` (unaligned store).
+    unsafe { _mm256_storeu_si256(out_lo.as_mut_ptr().cast::<__m256i>(), delta[0]) };
+    // SAFETY: writes the 32 bytes of `out_hi` (unaligned store).
+    unsafe { _mm256_storeu_si256(out_hi.as_mut_ptr().cast::<__m256i>(), delta[1]) };
     let mut lam = [0u8; MAX_ROOTS + 1];
     for (d, &o) in lam.iter_mut().zip(out.iter().skip(t)).take(t + 1) {
         *d = o;
