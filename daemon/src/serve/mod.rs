@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod alerts;
+pub mod events;
 pub mod http;
 pub mod http_server;
 pub mod ingest;
@@ -959,17 +960,11 @@ pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), Se
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 match outcome {
-                    Ok(()) => {
-                        r.ok += 1;
-                        r.generation += 1;
-                        r.last = Some(serde_json::json!({"ok": true, "generation": r.generation}));
-                        tracing::info!(generation = r.generation, "SIGHUP: configuration reloaded");
-                    }
-                    Err(e) => {
-                        r.failed += 1;
-                        tracing::error!(error = %e, "SIGHUP: reload refused; the running configuration stays");
-                        r.last = Some(serde_json::json!({"ok": false, "error": e}));
-                    }
+                    Ok(()) => events::emit(events::ConfigReloaded { reloads: &mut r }),
+                    Err(error) => events::emit(events::ConfigReloadRefused {
+                        reloads: &mut r,
+                        error,
+                    }),
                 }
                 drop(r);
                 notify_systemd("READY=1");
