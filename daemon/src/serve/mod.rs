@@ -350,30 +350,6 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Adds archive I/O failures (`op` from [`ARCHIVE_OPS`]) seen by `input`, and puts the
-    /// archive in the degraded state.
-    pub fn archive_failed(&self, input: &str, op: &'static str, n: u64, error: &str) {
-        if n == 0 {
-            return;
-        }
-        *self
-            .archive_errors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(op)
-            .or_default() += n;
-        self.archive_failing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(input.to_owned());
-        if self.health.set(
-            "archive",
-            format!("input {input}: archive {op} failed: {error}"),
-        ) {
-            tracing::error!(input, op, error, "archive degraded: writes are failing");
-        }
-    }
-
     /// `input`'s archive writes work again: the archive is healthy once no input fails and
     /// no pass record waits.
     pub fn archive_ok(&self, input: &str) {
