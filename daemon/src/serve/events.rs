@@ -19,6 +19,7 @@
 //! | [`TcpSenderConnected`] / [`TcpSenderDisconnected`] | INFO | — |
 //! | [`InputReconnecting`] | INFO (ended) / WARN (connect failed, at attempts 1, 2, 4, 8 …) | `reconnects` (`downlink_input_reconnects_total`) |
 //! | [`PassOpened`] | INFO `AOS` | — (`downlink_pass_active`) |
+//! | [`BytesWithoutPass`] | DEBUG | `bytes_without_pass` (`downlink_input_bytes_without_pass_total`) |
 //! | [`PassClosed`] | INFO `LOS` | `passes`, `totals` (`downlink_passes_total`, `downlink_frames_*_total` …) |
 //! | [`ArchiveIoFailed`] | ERROR, rate-limited per input and operation; ERROR once when the archive becomes degraded | `archive.io_errors{op}` (`downlink_archive_io_errors_total{op}`) |
 //! | [`ProductJobDone`] | INFO | `products.ok` (`downlink_product_passes_total{result="ok"}`) |
@@ -37,6 +38,7 @@
 //! | [`HttpAcceptFailed`] | DEBUG (one connection) / ERROR, rate-limited (backing off) | `http.refused{emfile\|error}` |
 //! | [`HttpRequestShed`] | WARN, rate-limited | `http.requests_shed` |
 //! | [`HttpTimedOut`] | DEBUG | `http.timed_out{kind}` |
+//! | [`WmsException`] | DEBUG | `wms_exceptions{code}` (`downlink_wms_exceptions_total{code}`) |
 //! | [`TileRenderBusy`] | WARN, rate-limited | `tile_cache.refused_busy` (`downlink_tiles_refused_busy_total`) |
 //! | [`ConfigReloaded`] / [`ConfigReloadRefused`] | INFO / ERROR | `reloads.ok` / `reloads.failed` (`downlink_reloads_total{result}`) |
 //! | [`AlertRunPublished`] / [`AlertRunFailed`] | INFO / ERROR | `alerts.runs` / `alerts.failures{reason}` (`downlink_alert_run*_total`) |
@@ -305,6 +307,31 @@ pub struct PassOpened<'a> {
 impl InternalEvent for PassOpened<'_> {
     fn emit(self) {
         tracing::info!(input = self.input, pass = self.pass, "AOS");
+    }
+}
+
+/// A decoder dropped without having opened a pass (noise, or a stream that never locked):
+/// its bytes are counted, so every byte received is in a pass record or a counter.
+pub struct BytesWithoutPass<'a> {
+    /// The input's state.
+    pub input: &'a InputState,
+    /// Its name.
+    pub name: &'a str,
+    /// Bytes the decoder took.
+    pub bytes: u64,
+}
+
+impl InternalEvent for BytesWithoutPass<'_> {
+    fn emit(self) {
+        if self.bytes == 0 {
+            return;
+        }
+        self.input.with(|s| s.bytes_without_pass += self.bytes);
+        tracing::debug!(
+            input = self.name,
+            bytes = self.bytes,
+            "bytes decoded outside any pass (no lock)"
+        );
     }
 }
 
@@ -771,6 +798,29 @@ impl InternalEvent for HttpTimedOut<'_> {
         let kind = self.kind.as_str();
         self.stats.timed_out(self.kind);
         tracing::debug!(kind, "http timeout");
+    }
+}
+
+/// A WMS request answered with a service exception.
+pub struct WmsException<'a> {
+    /// Process-wide state.
+    pub shared: &'a Shared,
+    /// The exception code ([`super::wms::WMS_EXCEPTION_CODES`]).
+    pub code: &'static str,
+    /// What the client is told.
+    pub text: &'a str,
+}
+
+impl InternalEvent for WmsException<'_> {
+    fn emit(self) {
+        *self
+            .shared
+            .wms_exceptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(self.code)
+            .or_insert(0) += 1;
+        tracing::debug!(code = self.code, text = self.text, "wms service exception");
     }
 }
 

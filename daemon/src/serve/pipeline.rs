@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use decoder::{Decoder, DecoderOptions, Event};
 
-use super::events::{emit, ArchiveIoFailed, PassClosed, PassOpened};
+use super::events::{emit, ArchiveIoFailed, BytesWithoutPass, PassClosed, PassOpened};
 use super::plot::Timeline;
 use super::{PipelineSettings, Worker};
 use crate::config::{ArchiveConfig, InputConfig};
@@ -224,8 +224,11 @@ impl Pipeline<'_> {
     /// Counts the bytes of a decoder that is dropped without having opened a pass (noise, or a
     /// stream that never locked), so every byte received is in a pass record or a counter.
     fn no_pass(&self, dec: &Decoder) {
-        let n = dec.stats().bytes_in;
-        self.w.input.with(|s| s.bytes_without_pass += n);
+        emit(BytesWithoutPass {
+            input: &self.w.input,
+            name: &self.input.name,
+            bytes: dec.stats().bytes_in,
+        });
     }
 
     fn open_pass(&mut self) -> Pass {
