@@ -13,6 +13,10 @@
 //!
 //! Every dropped datagram is counted with its reason: `not_allowed`, `truncated`, `empty`,
 //! `queue_full`, and `kernel_overflow` (the socket's drop counter in `/proc/net/udp`).
+//!
+//! Every notable occurrence (a drop, AOS/LOS, an archive failure, a product job's outcome, a
+//! webhook delivery, a refused HTTP connection, a reload …) is a typed event of [`events`]
+//! whose `emit()` both logs it and bumps its counter: call sites never log or count by hand.
 
 pub mod access;
 pub mod alerts;

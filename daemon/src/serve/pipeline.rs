@@ -3,12 +3,12 @@
 //! Archive failures never pass silently and never stop decoding. A write that fails (full or
 //! read-only disk, the directory gone) is counted by operation (`/metrics`
 //! `downlink_archive_io_errors_total{op}`), puts the daemon in the degraded state, is logged at
-//! most once per 10 s per input and operation, with the count (the
-//! [`ArchiveIoFailed`](super::events::ArchiveIoFailed) event), and the frames it held are counted
-//! as *not archived* in the pass record and in `downlink_frames_unarchived_total`. A pass whose
-//! record cannot be written stays in memory with its live counts, is listed by `/api/v1/passes`
-//! as `"archive": "incomplete"`, and its record is retried every few seconds until the disk
-//! takes it (at shutdown a last try; if that fails too the record goes to the log).
+//! most once per 10 s per input and operation, with the count (the [`ArchiveIoFailed`] event),
+//! and the frames it held are counted as *not archived* in the pass record and in
+//! `downlink_frames_unarchived_total`. A pass whose record cannot be written stays in memory
+//! with its live counts, is listed by `/api/v1/passes` as `"archive": "incomplete"`, and its
+//! record is retried every few seconds until the disk takes it (at shutdown a last try; if that
+//! fails too the record goes to the log).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
