@@ -19,6 +19,7 @@
 //! | [`TcpSenderConnected`] / [`TcpSenderDisconnected`] | INFO | — |
 //! | [`InputReconnecting`] | INFO (ended) / WARN (connect failed, at attempts 1, 2, 4, 8 …) | `reconnects` (`downlink_input_reconnects_total`) |
 //! | [`PassOpened`] | INFO `AOS` | — (`downlink_pass_active`) |
+//! | [`PassRecovery`] | WARN recovered or left, ERROR failed | `archive.recovered_passes{result}` (`downlink_passes_recovered_total{result}`) |
 //! | [`BytesWithoutPass`] | DEBUG | `bytes_without_pass` (`downlink_input_bytes_without_pass_total`) |
 //! | [`PassClosed`] | INFO `LOS` | `passes`, `totals` (`downlink_passes_total`, `downlink_frames_*_total` …) |
 //! | [`ArchiveIoFailed`] | ERROR, rate-limited per input and operation; ERROR once when the archive becomes degraded | `archive.io_errors{op}` (`downlink_archive_io_errors_total{op}`) |
@@ -332,6 +333,48 @@ impl InternalEvent for BytesWithoutPass<'_> {
             bytes = self.bytes,
             "bytes decoded outside any pass (no lock)"
         );
+    }
+}
+
+/// Crash recovery at start: what was done with one pass interrupted by a crash.
+pub struct PassRecovery<'a> {
+    /// Process-wide state.
+    pub shared: &'a Shared,
+    /// The outcome.
+    pub outcome: &'a archive::pass::Recovery,
+}
+
+impl InternalEvent for PassRecovery<'_> {
+    fn emit(self) {
+        use archive::pass::Recovery;
+        let result = match self.outcome {
+            Recovery::Recovered { pass, frames } => {
+                tracing::warn!(pass, frames, "recovered a pass interrupted by a crash");
+                "recovered"
+            }
+            Recovery::Failed { pass, error } => {
+                tracing::error!(pass, error, "cannot recover interrupted pass");
+                "failed"
+            }
+            Recovery::UnknownInput { pass } => {
+                tracing::warn!(
+                    pass,
+                    "interrupted pass of an input no longer configured: left as is"
+                );
+                "left"
+            }
+            other => {
+                tracing::warn!(outcome = ?other, "interrupted pass");
+                "failed"
+            }
+        };
+        *self
+            .shared
+            .recovered_passes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(result)
+            .or_default() += 1;
     }
 }
 

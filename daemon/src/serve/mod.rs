@@ -261,6 +261,10 @@ pub struct Reloads {
 /// Archive I/O failures, by operation (metric label values).
 pub const ARCHIVE_OPS: [&str; 4] = ["create", "write", "sync", "record"];
 
+/// Outcomes of crash recovery at start (metric label values): the record rebuilt, not rebuilt,
+/// or the pass left as it is (its input is no longer configured).
+pub const RECOVERY_RESULTS: [&str; 3] = ["recovered", "failed", "left"];
+
 /// Settings the decoder threads read at every loop, so a reload that changes them applies
 /// without closing the pass in progress: `pass.*` at once, `archive.*` (fsync batching, raw
 /// CADUs) from the next pass on.
@@ -308,6 +312,8 @@ pub struct Shared {
     pub http: Arc<http_server::HttpStats>,
     /// Archive I/O failures by operation ([`ARCHIVE_OPS`]).
     pub archive_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Passes interrupted by a crash, found at start, by outcome ([`RECOVERY_RESULTS`]).
+    pub recovered_passes: Mutex<BTreeMap<&'static str, u64>>,
     /// Inputs whose archive writes are failing now (the `archive` health component).
     archive_failing: Mutex<std::collections::BTreeSet<String>>,
     /// Closed passes whose record is not on disk yet (retried until it is), by id: what
@@ -643,6 +649,7 @@ impl Daemon {
             health: Health::default(),
             http: Arc::default(),
             archive_errors: Mutex::new(ARCHIVE_OPS.iter().map(|o| (*o, 0)).collect()),
+            recovered_passes: Mutex::new(RECOVERY_RESULTS.iter().map(|r| (*r, 0)).collect()),
             archive_failing: Mutex::default(),
             pending_records: Mutex::default(),
             pass_index: pass_index::PassIndex::new(cfg.archive.path.join("passes")),
@@ -650,7 +657,12 @@ impl Daemon {
         });
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs,
         // before the product worker looks for passes that need products.
-        archive::pass::recover_interrupted(cfg);
+        for outcome in archive::pass::recover_interrupted(cfg) {
+            events::emit(events::PassRecovery {
+                shared: &shared,
+                outcome: &outcome,
+            });
+        }
         // The pass list's index reads every record once: at start, off the request path (a
         // request meanwhile waits for it).
         let warm = shared.clone();
