@@ -264,6 +264,19 @@ fn kill_9_mid_pass_then_restart_recovers_the_pass_from_the_raw_archive() {
     let raw = std::fs::metadata(dir.join("cadus.raw")).unwrap().len();
     assert_eq!(raw % 1024, 0, "a torn CADU is trimmed");
     assert_eq!(raw / 1024, rec["counters"]["cadus"].as_u64().unwrap());
+    // The recovery is counted (the PassRecovery event), in the status and in /metrics.
+    let st: serde_json::Value = serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+    let recovered = &st["archive"]["recovered_passes"];
+    assert_eq!(recovered["recovered"], 1, "{st}");
+    assert_eq!(
+        (recovered["failed"].as_u64(), recovered["left"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let metrics = d.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("downlink_passes_recovered_total{result=\"recovered\"} 1\n"),
+        "{metrics}"
+    );
     // The restarted daemon keeps working: a new pass after recovery.
     d.send(&random_datagrams(&bytes, 12));
     let recs = d.wait_passes(2);

@@ -319,13 +319,39 @@ impl PassArchive {
     }
 }
 
+/// What crash recovery did with one interrupted pass directory (the caller logs and counts it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Recovery {
+    /// The record was rebuilt from the raw CADUs.
+    Recovered {
+        /// Pass id.
+        pass: String,
+        /// Good frames re-decoded.
+        frames: u64,
+    },
+    /// The record could not be rebuilt.
+    Failed {
+        /// Pass id.
+        pass: String,
+        /// Why.
+        error: String,
+    },
+    /// The pass's input is no longer configured: its directory is left as it is.
+    UnknownInput {
+        /// Pass id.
+        pass: String,
+    },
+}
+
 /// Passes cut short by a crash (`kill -9`, power loss) have data files but no `pass.json`.
 /// Their record is rebuilt by re-decoding `cadus.raw` (raw CADUs as received, so the decode is
 /// exact up to the last synced batch); a torn partial CADU at the end is trimmed first. The
-/// record says `"interrupted": true`.
-pub fn recover_interrupted(cfg: &config::Config) {
+/// record says `"interrupted": true`. Returns what was done with each interrupted pass.
+pub fn recover_interrupted(cfg: &config::Config) -> Vec<Recovery> {
+    let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(cfg.archive.path.join("passes")) else {
-        return;
+        return out;
     };
     for e in rd.flatten() {
         let dir = e.path();
@@ -337,16 +363,18 @@ pub fn recover_interrupted(cfg: &config::Config) {
             .split_once('-')
             .and_then(|(_, name)| cfg.input.iter().find(|i| i.name == name));
         let Some(input) = input else {
-            tracing::warn!(pass = %id, "interrupted pass of an input no longer configured: left as is");
+            out.push(Recovery::UnknownInput { pass: id });
             continue;
         };
-        match recover_one(&dir, &id, input) {
-            Ok(rec) => {
-                tracing::warn!(pass = %id, frames = rec, "recovered a pass interrupted by a crash")
-            }
-            Err(e) => tracing::error!(pass = %id, error = %e, "cannot recover interrupted pass"),
-        }
+        out.push(match recover_one(&dir, &id, input) {
+            Ok(frames) => Recovery::Recovered { pass: id, frames },
+            Err(e) => Recovery::Failed {
+                pass: id,
+                error: e.to_string(),
+            },
+        });
     }
+    out
 }
 
 /// Rebuilds the record of an interrupted pass: counters and spacecraft (the SCID of its first

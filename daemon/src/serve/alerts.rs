@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::alerts::{self, FailReason};
 use crate::config::{AlertsConfig, WebhookEvent};
 
+use super::events::{emit, AlertRunFailed, AlertRunPublished};
 use super::Shared;
 
 /// How often the watcher compares the collections' items.
@@ -190,12 +191,13 @@ async fn run_one(
             ]
             .into_iter()
             .collect();
-            tracing::info!(collection = coll, item = %p.item.id, low = p.counts[0], high = p.counts[1], contradicted = p.counts[2], "change alerts published");
-            shared.alerts.with_status(coll, |st| {
-                st.runs += 1;
-                st.last_item = Some(p.item.id.clone());
-                st.last_counts = Some(counts.clone());
-                st.last_error = None;
+            shared.alerts.with_status(coll, |status| {
+                emit(AlertRunPublished {
+                    status,
+                    collection: coll,
+                    item: &p.item.id,
+                    counts: &counts,
+                });
             });
             shared.webhooks.notify(
                 WebhookEvent::Alert,
@@ -208,20 +210,22 @@ async fn run_one(
                 }),
             );
         }
-        Ok(Err(e)) => {
-            // Logged once per change of the collection (the watcher runs again only then).
-            tracing::error!(collection = coll, reason = e.reason.as_str(), error = %e, "change alerts not published");
-            shared.alerts.with_status(coll, |st| {
-                *st.failures.entry(e.reason.as_str()).or_default() += 1;
-                st.last_error = Some(e.to_string());
+        // Logged once per change of the collection (the watcher runs again only then).
+        Ok(Err(e)) => shared.alerts.with_status(coll, |status| {
+            emit(AlertRunFailed {
+                status,
+                collection: coll,
+                reason: e.reason,
+                error: e.to_string(),
             });
-        }
-        Err(e) => {
-            tracing::error!(collection = coll, error = %e, "change alert run panicked");
-            shared.alerts.with_status(coll, |st| {
-                *st.failures.entry(FailReason::Io.as_str()).or_default() += 1;
-                st.last_error = Some(format!("run failed: {e}"));
+        }),
+        Err(e) => shared.alerts.with_status(coll, |status| {
+            emit(AlertRunFailed {
+                status,
+                collection: coll,
+                reason: FailReason::Io,
+                error: format!("run failed: {e}"),
             });
-        }
+        }),
     }
 }

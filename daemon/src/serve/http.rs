@@ -77,6 +77,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "archive": {
             "io_errors": shared.archive_errors.lock().map(|e| e.clone()).unwrap_or_default(),
             "pending_records": shared.pending_records.lock().map(|p| p.len()).unwrap_or(0),
+            "recovered_passes": shared.recovered_passes.lock().map(|r| r.clone()).unwrap_or_default(),
         },
         "products": shared.products.status.lock().map(|s| s.clone()).unwrap_or_default(),
         "tile_cache": tile_cache_json(&shared),
@@ -494,6 +495,20 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         super::ARCHIVE_OPS
             .iter()
             .map(|op| (format!("op=\"{op}\""), errors.get(op).copied().unwrap_or(0)))
+            .collect(),
+    );
+    let recovered = shared
+        .recovered_passes
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    family(
+        "downlink_passes_recovered_total",
+        "counter",
+        "Passes interrupted by a crash found at start, by outcome (recovered: record rebuilt from the raw CADUs; failed; left: input no longer configured).",
+        super::RECOVERY_RESULTS
+            .iter()
+            .map(|r| (format!("result=\"{r}\""), recovered.get(r).copied().unwrap_or(0)))
             .collect(),
     );
     let pending = shared.pending_records.lock().map(|p| p.len()).unwrap_or(0);

@@ -50,6 +50,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 
+use super::events::{
+    emit, HttpAcceptFailed, HttpConnectionAccepted, HttpConnectionEvicted, HttpConnectionRefused,
+    HttpRequestShed, HttpTimedOut,
+};
 use crate::config::HttpConfig;
 
 /// File descriptors kept free for archive work (pass files, catalog, GDAL) whatever HTTP does.
@@ -59,7 +63,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Largest read buffer of one connection (a request head must fit in it).
 pub const MAX_BUF: usize = 64 * 1024;
 /// At most one log line per this long for refused connections and failing accepts.
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
+pub use super::events::LOG_EVERY;
 /// Connections told to close (evicted) whose socket may still be open; the accept loop waits
 /// for them past this, so descriptors in use stay within the cap plus this.
 pub const CLOSING_MAX: usize = 16;
@@ -172,12 +176,12 @@ fn fd_budget(configured: usize) -> FdBudget {
 #[derive(Debug, Default)]
 pub struct HttpStats {
     open: AtomicU64,
-    accepted: AtomicU64,
+    pub(super) accepted: AtomicU64,
     refused: [AtomicU64; 3],
-    evicted: AtomicU64,
+    pub(super) evicted: AtomicU64,
     timed_out: [AtomicU64; 4],
     requests: AtomicU64,
-    shed: AtomicU64,
+    pub(super) shed: AtomicU64,
     budget: Mutex<FdBudget>,
     responses: [AtomicU64; 5],
 }
@@ -206,17 +210,35 @@ pub struct HttpSnapshot {
     pub responses: BTreeMap<&'static str, u64>,
 }
 
-enum Refuse {
+/// Why a connection was refused ([`REFUSE_REASONS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refuse {
+    /// Every connection has a request in progress.
     Cap = 0,
+    /// `accept` failed for lack of descriptors.
     Emfile = 1,
+    /// Any other failed `accept`.
     Error = 2,
 }
 
-enum Timeout {
+/// What timed out ([`TIMEOUT_KINDS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// A request head not sent in time.
     Header = 0,
+    /// No next request on a keep-alive connection.
     KeepAlive = 1,
+    /// A connection moving no bytes.
     Idle = 2,
+    /// A request body.
     Body = 3,
+}
+
+impl Timeout {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        TIMEOUT_KINDS.get(self as usize).copied().unwrap_or("")
+    }
 }
 
 impl HttpStats {
@@ -224,13 +246,13 @@ impl HttpStats {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn refused(&self, why: Refuse) {
+    pub(super) fn refused(&self, why: Refuse) {
         if let Some(c) = self.refused.get(why as usize) {
             Self::bump(c);
         }
     }
 
-    fn timed_out(&self, what: Timeout) {
+    pub(super) fn timed_out(&self, what: Timeout) {
         if let Some(c) = self.timed_out.get(what as usize) {
             Self::bump(c);
         }
@@ -321,9 +343,6 @@ pub async fn serve(
     let mut registry = Registry::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let mut refused_log = Throttle::new(LOG_EVERY);
-    let mut evicted_log = Throttle::new(LOG_EVERY);
-    let mut failed_log = Throttle::new(LOG_EVERY);
     let mut failing = false;
     tokio::pin!(shutdown);
     'serve: loop {
@@ -347,26 +366,13 @@ pub async fn serve(
                     }
                     match registry.admit(cap, ctx.now_ms(), &stats) {
                         Some((slot, conn, evicted)) => {
-                            HttpStats::bump(&stats.accepted);
-                            if let Some(n) = evicted.then(|| evicted_log.hit()).flatten() {
-                                tracing::warn!(
-                                    evicted = n,
-                                    cap,
-                                    "http: at the connection cap; idle connections closed to make room"
-                                );
+                            emit(HttpConnectionAccepted { stats: &stats });
+                            if evicted {
+                                emit(HttpConnectionEvicted { stats: &stats, cap });
                             }
                             tasks.spawn(connection(stream, slot, conn, ctx.clone(), stop_rx.clone()));
                         }
-                        None => {
-                            stats.refused(Refuse::Cap);
-                            if let Some(n) = refused_log.hit() {
-                                tracing::warn!(
-                                    refused = n,
-                                    cap,
-                                    "http: every connection has a request in progress; new connections are closed at once"
-                                );
-                            }
-                        }
+                        None => emit(HttpConnectionRefused { stats: &stats, cap }),
                     }
                 }
                 Err(e) => {
@@ -376,20 +382,17 @@ pub async fn serve(
                     if !fds && !matches!(errno, Some(Errno::NOBUFS | Errno::NOMEM)) {
                         // A network error of one pending connection (see accept(2)): that
                         // connection is gone; the next one may be fine.
-                        stats.refused(Refuse::Error);
-                        tracing::debug!(error = %e, "http accept");
+                        emit(HttpAcceptFailed { stats: &stats, reason: Refuse::Error, backing_off: false, error: &e });
                         continue;
                     }
                     // Out of descriptors or memory: the pending connection stays queued and
                     // accept would fail again at once; pause instead of spinning.
-                    stats.refused(if fds { Refuse::Emfile } else { Refuse::Error });
                     if !failing {
                         failing = true;
                         on_health(Some(format!("accepting HTTP connections fails: {e}")));
                     }
-                    if let Some(n) = failed_log.hit() {
-                        tracing::error!(error = %e, failures = n, "http accept failed; backing off");
-                    }
+                    let reason = if fds { Refuse::Emfile } else { Refuse::Error };
+                    emit(HttpAcceptFailed { stats: &stats, reason, backing_off: true, error: &e });
                     tokio::select! {
                         biased;
                         () = &mut shutdown => break,
@@ -482,7 +485,6 @@ impl Registry {
                 .map(|(id, _)| *id)?;
             if let Some(c) = conns.remove(&victim) {
                 c.evict.notify_one();
-                HttpStats::bump(&stats.evicted);
             }
         }
         let id = self.next;
@@ -574,7 +576,8 @@ async fn connection(
                     if e.is_timeout() {
                         let keep_alive = conn.requests.load(Ordering::Relaxed) > 0
                             && !conn.read_since_response.load(Ordering::Relaxed);
-                        ctx.stats.timed_out(if keep_alive { Timeout::KeepAlive } else { Timeout::Header });
+                        let kind = if keep_alive { Timeout::KeepAlive } else { Timeout::Header };
+                        emit(HttpTimedOut { stats: &ctx.stats, kind });
                     } else {
                         tracing::debug!(error = %e, "http connection ended");
                     }
@@ -602,7 +605,7 @@ async fn connection(
                 );
                 let handling = conn.handling.load(Ordering::Relaxed) > 0;
                 if !handling && quiet >= ctx.limits.idle_timeout {
-                    ctx.stats.timed_out(Timeout::Idle);
+                    emit(HttpTimedOut { stats: &ctx.stats, kind: Timeout::Idle });
                     break;
                 }
                 let wait = if handling {
@@ -645,7 +648,7 @@ async fn handle(
             resp
         }
         Err(_) => {
-            HttpStats::bump(&ctx.stats.shed);
+            emit(HttpRequestShed { stats: &ctx.stats });
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "1")],
@@ -753,7 +756,10 @@ impl http_body::Body for IdleBody {
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 if sleep.as_mut().poll(cx).is_ready() {
                     this.sleep = None;
-                    this.stats.timed_out(Timeout::Body);
+                    emit(HttpTimedOut {
+                        stats: &this.stats,
+                        kind: Timeout::Body,
+                    });
                     return Poll::Ready(Some(Err(BodyStalled(timeout).into())));
                 }
                 Poll::Pending
@@ -841,38 +847,6 @@ impl AsyncWrite for Tracked {
     }
 }
 
-/// Counts events and lets one log line through per period, with the count since the last one.
-struct Throttle {
-    every: Duration,
-    last: Option<Instant>,
-    count: u64,
-}
-
-impl Throttle {
-    fn new(every: Duration) -> Throttle {
-        Throttle {
-            every,
-            last: None,
-            count: 0,
-        }
-    }
-
-    /// `Some(events since the last line)` when a line may be logged now.
-    fn hit(&mut self) -> Option<u64> {
-        self.count += 1;
-        let now = Instant::now();
-        if self
-            .last
-            .is_none_or(|t| now.duration_since(t) >= self.every)
-        {
-            self.last = Some(now);
-            Some(std::mem::take(&mut self.count))
-        } else {
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -893,15 +867,5 @@ mod tests {
         // No room at all still serves one connection (the archive keeps its reserve).
         assert_eq!(fit(512, Some(200), 40).max_connections, 1);
         assert_eq!(fit(512, None, 40).max_connections, 512);
-    }
-
-    #[test]
-    fn throttle_lets_one_line_through_per_period_with_the_count() {
-        let mut t = Throttle::new(Duration::from_millis(200));
-        assert_eq!(t.hit(), Some(1));
-        assert_eq!(t.hit(), None);
-        assert_eq!(t.hit(), None);
-        std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(t.hit(), Some(3));
     }
 }

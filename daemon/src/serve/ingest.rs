@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::Worker;
+use super::events::{
+    emit, DatagramsDropped, DatagramsReceived, InputReconnecting, ReconnectCause,
+    TcpSenderConnected, TcpSenderDisconnected, TcpSenderRefused,
+};
+use super::{DropReason, Worker};
 use crate::config::InputConfig;
 
 /// A bound input socket.
@@ -101,12 +105,17 @@ fn tcp_loop(
             None => match listener.accept() {
                 Ok((stream, peer)) => {
                     if !input.allows(peer.ip()) {
-                        w.input.with(|s| {
-                            *s.drops.entry(super::DropReason::NotAllowed).or_default() += 1
+                        emit(TcpSenderRefused {
+                            input: &w.input,
+                            name: &input.name,
+                            peer,
                         });
                         continue;
                     }
-                    tracing::info!(input = %input.name, %peer, "TCP sender connected");
+                    emit(TcpSenderConnected {
+                        name: &input.name,
+                        peer,
+                    });
                     stream
                 }
                 Err(e) => {
@@ -119,9 +128,7 @@ fn tcp_loop(
             },
         };
         match read_stream(input, &mut stream, tx, w) {
-            Streamed::Ended => {
-                tracing::info!(input = %input.name, "TCP sender disconnected");
-            }
+            Streamed::Ended => emit(TcpSenderDisconnected { name: &input.name }),
             Streamed::DecoderGone => return None,
             Streamed::HandedOver(s) => return Some(s),
         }
@@ -151,10 +158,11 @@ fn read_stream(
     let mut last_flush = Instant::now();
     let mut drain_until: Option<Instant> = None;
     let flush = |chunks: &mut u64, bytes: &mut u64| {
-        let (c, b) = (std::mem::take(chunks), std::mem::take(bytes));
-        w.input.with(|s| {
-            s.datagrams += c;
-            s.bytes += b;
+        emit(DatagramsReceived {
+            input: &w.input,
+            name: &input.name,
+            count: std::mem::take(chunks),
+            bytes: std::mem::take(bytes),
         });
     };
     let end = loop {
@@ -235,21 +243,23 @@ fn tcp_connect_loop(
             Some(mut stream) => {
                 failures = 0;
                 match read_stream(input, &mut stream, tx, w) {
-                    Streamed::Ended => {
-                        tracing::info!(input = %input.name, %target, "connection ended; reconnecting");
-                    }
+                    Streamed::Ended => {}
                     Streamed::DecoderGone => return None,
                     Streamed::HandedOver(s) => return Some(s),
                 }
             }
-            None => {
-                failures += 1;
-                if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(input = %input.name, %target, attempts = failures, "cannot connect; retrying");
-                }
-            }
+            None => failures += 1,
         }
-        w.input.with(|s| s.reconnects += 1);
+        let cause = match failures {
+            0 => ReconnectCause::Ended,
+            attempts => ReconnectCause::ConnectFailed { attempts },
+        };
+        emit(InputReconnecting {
+            input: &w.input,
+            name: &input.name,
+            target,
+            cause,
+        });
         // Sleep in short steps so shutdown stays prompt.
         let until = Instant::now() + input.reconnect;
         while Instant::now() < until && !w.stopping() {
@@ -483,20 +493,27 @@ fn flush_batch(
         new
     });
     let b = std::mem::take(batch);
-    w.input.with(|s| {
-        s.datagrams += b.datagrams;
-        s.bytes += b.bytes;
-        for (reason, n) in [
-            (super::DropReason::NotAllowed, b.not_allowed),
-            (super::DropReason::Truncated, b.truncated),
-            (super::DropReason::Empty, b.empty),
-            (super::DropReason::QueueFull, b.queue_full),
-            (super::DropReason::KernelOverflow, kernel),
-        ] {
-            *s.drops.entry(reason).or_default() += n;
-        }
+    let (input, name) = (&w.input, input.name.as_str());
+    // Received first: a reader never sees more dropped than received.
+    let (count, bytes) = (b.datagrams, b.bytes);
+    emit(DatagramsReceived {
+        input,
+        name,
+        count,
+        bytes,
     });
-    if b.queue_full > 0 {
-        tracing::error!(input = %input.name, dropped = b.queue_full, "decoder queue full: datagrams dropped");
+    for (reason, count) in [
+        (DropReason::NotAllowed, b.not_allowed),
+        (DropReason::Truncated, b.truncated),
+        (DropReason::Empty, b.empty),
+        (DropReason::QueueFull, b.queue_full),
+        (DropReason::KernelOverflow, kernel),
+    ] {
+        emit(DatagramsDropped {
+            input,
+            name,
+            reason,
+            count,
+        });
     }
 }

@@ -13,9 +13,14 @@
 //!
 //! Every dropped datagram is counted with its reason: `not_allowed`, `truncated`, `empty`,
 //! `queue_full`, and `kernel_overflow` (the socket's drop counter in `/proc/net/udp`).
+//!
+//! Every notable occurrence (a drop, AOS/LOS, an archive failure, a product job's outcome, a
+//! webhook delivery, a refused HTTP connection, a reload …) is a typed event of [`events`]
+//! whose `emit()` both logs it and bumps its counter: call sites never log or count by hand.
 
 pub mod access;
 pub mod alerts;
+pub mod events;
 pub mod http;
 pub mod http_server;
 pub mod ingest;
@@ -256,6 +261,10 @@ pub struct Reloads {
 /// Archive I/O failures, by operation (metric label values).
 pub const ARCHIVE_OPS: [&str; 4] = ["create", "write", "sync", "record"];
 
+/// Outcomes of crash recovery at start (metric label values): the record rebuilt, not rebuilt,
+/// or the pass left as it is (its input is no longer configured).
+pub const RECOVERY_RESULTS: [&str; 3] = ["recovered", "failed", "left"];
+
 /// Settings the decoder threads read at every loop, so a reload that changes them applies
 /// without closing the pass in progress: `pass.*` at once, `archive.*` (fsync batching, raw
 /// CADUs) from the next pass on.
@@ -303,6 +312,8 @@ pub struct Shared {
     pub http: Arc<http_server::HttpStats>,
     /// Archive I/O failures by operation ([`ARCHIVE_OPS`]).
     pub archive_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Passes interrupted by a crash, found at start, by outcome ([`RECOVERY_RESULTS`]).
+    pub recovered_passes: Mutex<BTreeMap<&'static str, u64>>,
     /// Inputs whose archive writes are failing now (the `archive` health component).
     archive_failing: Mutex<std::collections::BTreeSet<String>>,
     /// Closed passes whose record is not on disk yet (retried until it is), by id: what
@@ -347,30 +358,6 @@ impl Shared {
     /// True once shutdown started.
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
-    }
-
-    /// Adds archive I/O failures (`op` from [`ARCHIVE_OPS`]) seen by `input`, and puts the
-    /// archive in the degraded state.
-    pub fn archive_failed(&self, input: &str, op: &'static str, n: u64, error: &str) {
-        if n == 0 {
-            return;
-        }
-        *self
-            .archive_errors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(op)
-            .or_default() += n;
-        self.archive_failing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(input.to_owned());
-        if self.health.set(
-            "archive",
-            format!("input {input}: archive {op} failed: {error}"),
-        ) {
-            tracing::error!(input, op, error, "archive degraded: writes are failing");
-        }
     }
 
     /// `input`'s archive writes work again: the archive is healthy once no input fails and
@@ -662,6 +649,7 @@ impl Daemon {
             health: Health::default(),
             http: Arc::default(),
             archive_errors: Mutex::new(ARCHIVE_OPS.iter().map(|o| (*o, 0)).collect()),
+            recovered_passes: Mutex::new(RECOVERY_RESULTS.iter().map(|r| (*r, 0)).collect()),
             archive_failing: Mutex::default(),
             pending_records: Mutex::default(),
             pass_index: pass_index::PassIndex::new(cfg.archive.path.join("passes")),
@@ -669,7 +657,12 @@ impl Daemon {
         });
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs,
         // before the product worker looks for passes that need products.
-        archive::pass::recover_interrupted(cfg);
+        for outcome in archive::pass::recover_interrupted(cfg) {
+            events::emit(events::PassRecovery {
+                shared: &shared,
+                outcome: &outcome,
+            });
+        }
         // The pass list's index reads every record once: at start, off the request path (a
         // request meanwhile waits for it).
         let warm = shared.clone();
@@ -959,17 +952,11 @@ pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), Se
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 match outcome {
-                    Ok(()) => {
-                        r.ok += 1;
-                        r.generation += 1;
-                        r.last = Some(serde_json::json!({"ok": true, "generation": r.generation}));
-                        tracing::info!(generation = r.generation, "SIGHUP: configuration reloaded");
-                    }
-                    Err(e) => {
-                        r.failed += 1;
-                        tracing::error!(error = %e, "SIGHUP: reload refused; the running configuration stays");
-                        r.last = Some(serde_json::json!({"ok": false, "error": e}));
-                    }
+                    Ok(()) => events::emit(events::ConfigReloaded { reloads: &mut r }),
+                    Err(error) => events::emit(events::ConfigReloadRefused {
+                        reloads: &mut r,
+                        error,
+                    }),
                 }
                 drop(r);
                 notify_systemd("READY=1");

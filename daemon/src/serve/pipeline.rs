@@ -2,14 +2,15 @@
 //!
 //! Archive failures never pass silently and never stop decoding. A write that fails (full or
 //! read-only disk, the directory gone) is counted by operation (`/metrics`
-//! `downlink_archive_io_errors_total{op}`), puts the daemon in the degraded state, is logged once
-//! per pass and operation, and the frames it held are counted as *not archived* in the pass
-//! record and in `downlink_frames_unarchived_total`. A pass whose record cannot be written
-//! stays in memory with its live counts, is listed by `/api/v1/passes` as
-//! `"archive": "incomplete"`, and its record is retried every few seconds until the disk takes
-//! it (at shutdown a last try; if that fails too the record goes to the log).
+//! `downlink_archive_io_errors_total{op}`), puts the daemon in the degraded state, is logged at
+//! most once per 10 s per input and operation, with the count (the [`ArchiveIoFailed`] event),
+//! and the frames it held are counted as *not archived* in the pass record and in
+//! `downlink_frames_unarchived_total`. A pass whose record cannot be written stays in memory
+//! with its live counts, is listed by `/api/v1/passes` as `"archive": "incomplete"`, and its
+//! record is retried every few seconds until the disk takes it (at shutdown a last try; if that
+//! fails too the record goes to the log).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::PoisonError;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use decoder::{Decoder, DecoderOptions, Event};
 
+use super::events::{emit, ArchiveIoFailed, BytesWithoutPass, PassClosed, PassOpened};
 use super::plot::Timeline;
 use super::{PipelineSettings, Worker};
 use crate::config::{ArchiveConfig, InputConfig};
@@ -45,8 +47,6 @@ struct Pass {
     io_errors_unflushed: BTreeMap<&'static str, u64>,
     /// The last error text of this pass, for the degraded reason.
     last_error: Option<String>,
-    /// Operations already logged for this pass (one ERROR line per pass and operation).
-    logged: BTreeSet<&'static str>,
     /// What the decoder delivered but the archive does not hold.
     unarchived: Unarchived,
     /// The archive was poisoned by a failed fdatasync (already counted).
@@ -224,8 +224,11 @@ impl Pipeline<'_> {
     /// Counts the bytes of a decoder that is dropped without having opened a pass (noise, or a
     /// stream that never locked), so every byte received is in a pass record or a counter.
     fn no_pass(&self, dec: &Decoder) {
-        let n = dec.stats().bytes_in;
-        self.w.input.with(|s| s.bytes_without_pass += n);
+        emit(BytesWithoutPass {
+            input: &self.w.input,
+            name: &self.input.name,
+            bytes: dec.stats().bytes_in,
+        });
     }
 
     fn open_pass(&mut self) -> Pass {
@@ -244,17 +247,27 @@ impl Pipeline<'_> {
         ) {
             Ok(a) => Some(a),
             Err(e) => {
-                tracing::error!(input = %input.name, error = %e, "cannot create the pass archive: this pass's data will not be archived (its record will be)");
-                shared.archive_failed(&input.name, "create", 1, &e.to_string());
+                let error = e.to_string();
+                emit(ArchiveIoFailed {
+                    shared,
+                    input: &input.name,
+                    pass: None,
+                    op: "create",
+                    count: 1,
+                    error: &error,
+                });
                 io_errors.insert("create", 1);
-                last_error = Some(e.to_string());
+                last_error = Some(error);
                 None
             }
         };
         let id = archive
             .as_ref()
             .map_or_else(|| pass_id(aos, &input.name), PassArchive::id);
-        tracing::info!(input = %input.name, pass = %id, "AOS");
+        emit(PassOpened {
+            input: &input.name,
+            pass: &id,
+        });
         shared.webhooks.notify(
             crate::config::WebhookEvent::Aos,
             serde_json::json!({
@@ -287,7 +300,6 @@ impl Pipeline<'_> {
             io_errors,
             io_errors_unflushed: BTreeMap::new(),
             last_error,
-            logged: BTreeSet::from(["create"]),
             unarchived: Unarchived::default(),
             poisoned: false,
             failed_since_flush: false,
@@ -421,10 +433,15 @@ impl Pipeline<'_> {
         let Some(p) = &mut self.pass else { return };
         let errors = std::mem::take(&mut p.io_errors_unflushed);
         let reason = p.last_error.clone().unwrap_or_default();
-        for (op, n) in &errors {
-            self.w
-                .shared
-                .archive_failed(&self.input.name, op, *n, &reason);
+        for (op, n) in errors {
+            emit(ArchiveIoFailed {
+                shared: &self.w.shared,
+                input: &self.input.name,
+                pass: Some(&p.id),
+                op,
+                count: n,
+                error: &reason,
+            });
         }
     }
 
@@ -520,15 +537,6 @@ impl Pipeline<'_> {
             crate::config::WebhookEvent::Los,
             serde_json::to_value(record.los_event()).unwrap_or_default(),
         );
-        tracing::info!(
-            input = %input.name,
-            pass = %p.id,
-            frames = stats.frames.good,
-            rejected = stats.frames.rejected.total(),
-            packets = stats.packets.total,
-            frames_not_archived = p.unarchived.frames,
-            "LOS"
-        );
         let dir = p.archive.as_ref().map_or_else(
             || self.settings.archive.path.join("passes").join(&p.id),
             |a| a.dir().to_owned(),
@@ -564,18 +572,13 @@ impl Pipeline<'_> {
                 s.current = None;
             }
             s.retiring.remove(&p.id);
-            s.passes += 1;
-            s.totals.frames_good += stats.frames.good;
-            s.totals.frames_rejected += stats.frames.rejected.total();
-            s.totals.rs_corrected += stats.rs.corrected;
-            s.totals.rs_uncorrectable += stats.rs.uncorrectable;
-            s.totals.packets += stats.packets.total;
-            s.totals.frames_unarchived += unarchived;
-            if let Some(i) = &stats.inner {
-                s.totals.channel_bits += i.channel_bits_compared;
-                s.totals.channel_bit_errors += i.channel_bit_errors;
-                s.totals.phase_reacquisitions += i.reacquisitions;
-            }
+            emit(PassClosed {
+                status: s,
+                input: &input.name,
+                pass: &p.id,
+                stats: &stats,
+                frames_unarchived: unarchived,
+            });
         });
     }
 
@@ -618,8 +621,15 @@ impl Pipeline<'_> {
                 Err(e) => {
                     p.next_try = t + RECORD_RETRY;
                     if p.tries == 1 {
-                        tracing::error!(input = %input.name, pass = %p.id, error = %e, "cannot write the pass record: kept in memory and retried (listed as archive incomplete)");
-                        shared.archive_failed(&input.name, "record", 1, &e.to_string());
+                        let error = e.to_string();
+                        emit(ArchiveIoFailed {
+                            shared,
+                            input: &input.name,
+                            pass: Some(&p.id),
+                            op: "record",
+                            count: 1,
+                            error: &error,
+                        });
                     }
                     let mut summary = p.record.summary();
                     summary.archive = ArchiveState::Incomplete;
@@ -669,14 +679,11 @@ impl Pass {
         }
     }
 
-    /// Counts an archive failure of this pass; logs the first of each operation.
+    /// Counts an archive failure of this pass (logged when the batch is flushed).
     fn note_error(&mut self, op: &'static str, error: &str) {
         self.failed_since_flush = true;
         *self.io_errors.entry(op).or_default() += 1;
         *self.io_errors_unflushed.entry(op).or_default() += 1;
-        if self.logged.insert(op) {
-            tracing::error!(pass = %self.id, op, error, "archive write failed: data of this pass is not archived (further failures of this pass are counted, not logged)");
-        }
         if self.last_error.is_none() {
             self.last_error = Some(error.to_owned());
         }

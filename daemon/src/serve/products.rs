@@ -51,6 +51,10 @@ use std::time::{Duration, Instant, SystemTime};
 use decoder::{InputFormat, Profile};
 use serde::{Deserialize, Serialize};
 
+use super::events::{
+    emit, ProductCatalogFailed, ProductJobDeferred, ProductJobDone, ProductJobDropped,
+    ProductJobGivenUp, ProductJobRetry, ProductJobUnreadable, ProductJobsTakenUp,
+};
 use super::{Health, Shared};
 use crate::config::ImagingConfig;
 use raster::scene::{self, ImageRequest, ImagingError, PassDate};
@@ -216,17 +220,14 @@ impl Queue {
             durable,
         };
         let mut st = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        let (status, pass) = (&mut *st, id.as_str());
         match tx.try_send(entry) {
-            Ok(()) => st.queued += 1,
+            Ok(()) => status.queued += 1,
             Err(TrySendError::Full(_)) if durable => {
-                st.deferred += 1;
                 self.rescan.store(true, Ordering::Relaxed);
-                tracing::warn!(pass = %id, "product queue full: the pass waits on disk for the worker");
+                emit(ProductJobDeferred { status, pass });
             }
-            Err(TrySendError::Full(_)) => {
-                st.dropped += 1;
-                tracing::error!(pass = %id, "product queue full and no job record: no products for this pass (make them with `downlink image`)");
-            }
+            Err(TrySendError::Full(_)) => emit(ProductJobDropped { status, pass }),
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
@@ -395,10 +396,9 @@ impl Worker<'_> {
                 // Unreadable: nothing to make the products from. Keep it for the operator.
                 let msg = format!("{e:#}");
                 let _ = std::fs::rename(dir.join(RECORD), dir.join(FAILED));
-                tracing::error!(dir = %dir.display(), error = %msg, "product job record unreadable: given up");
-                self.queue.update(|st| {
-                    st.failed += 1;
-                    st.last_error = Some(msg.clone());
+                self.queue.update(|status| {
+                    let error = msg.clone();
+                    emit(ProductJobUnreadable { status, dir, error });
                 });
                 let _ = self.health.set("products", msg);
             }
@@ -441,15 +441,17 @@ impl Worker<'_> {
                 {
                     tracing::warn!(pass = %rec.pass_id, error = %format!("{e:#}"), "cannot remove the job record: the pass will be checked again at start");
                 }
-                let secs = started.elapsed().as_secs_f64();
-                tracing::info!(pass = %rec.pass_id, made = done.made, products = done.products, seconds = secs, attempt = rec.attempts, "products done");
-                self.queue.update(|st| {
-                    st.ok += 1;
-                    st.last = Some(serde_json::json!({
-                        "pass": rec.pass_id, "products": done.products, "made": done.made,
-                        "seconds": secs, "attempt": rec.attempts, "item": done.item,
-                        "geolocation_qa": done.qa,
-                    }));
+                self.queue.update(|status| {
+                    emit(ProductJobDone {
+                        status,
+                        pass: &rec.pass_id,
+                        made: done.made,
+                        products: done.products,
+                        seconds: started.elapsed().as_secs_f64(),
+                        attempt: rec.attempts,
+                        item: done.item.as_deref(),
+                        qa: done.qa.as_ref(),
+                    });
                 });
                 if self.health.clear("products") {
                     tracing::info!("products: a pass succeeded again");
@@ -463,21 +465,27 @@ impl Worker<'_> {
                     f.error
                 );
                 if f.catalog {
-                    self.queue.update(|st| st.catalog_failed += 1);
+                    let pass = rec.pass_id.as_str();
+                    self.queue
+                        .update(|status| emit(ProductCatalogFailed { status, pass }));
                 }
                 if f.is_final() || rec.attempts >= MAX_ATTEMPTS {
                     self.give_up(dir, rec, &f);
                     return;
                 }
                 let delay = retry_delay(rec.attempts);
-                tracing::warn!(pass = %rec.pass_id, error = %msg, attempt = rec.attempts, retry_in_s = delay.as_secs(), "products failed: will retry");
                 rec.last_error = Some(msg.clone());
                 if let Err(e) = rec.save(dir, RECORD) {
                     tracing::warn!(pass = %rec.pass_id, error = %format!("{e:#}"), "cannot record the error in the job record");
                 }
-                self.queue.update(|st| {
-                    st.retried += 1;
-                    st.last_error = Some(msg);
+                self.queue.update(|status| {
+                    emit(ProductJobRetry {
+                        status,
+                        pass: &rec.pass_id,
+                        error: msg,
+                        attempt: rec.attempts,
+                        retry_in: delay,
+                    });
                 });
                 self.pending.push((dir.to_owned(), Instant::now() + delay));
                 self.set_pending();
@@ -492,7 +500,6 @@ impl Worker<'_> {
             if f.catalog { "catalog: " } else { "" },
             f.error
         );
-        tracing::error!(pass = %rec.pass_id, error = %msg, attempts = rec.attempts, "products failed: given up (see products.failed in the pass directory)");
         rec.last_error = Some(msg.clone());
         rec.gave_up = true;
         let kept = rec.save(dir, FAILED).and_then(|()| {
@@ -505,9 +512,13 @@ impl Worker<'_> {
         if !f.is_final() {
             let _ = self.health.set("products", msg.clone());
         }
-        self.queue.update(|st| {
-            st.failed += 1;
-            st.last_error = Some(msg);
+        self.queue.update(|status| {
+            emit(ProductJobGivenUp {
+                status,
+                pass: &rec.pass_id,
+                error: msg,
+                attempts: rec.attempts,
+            });
         });
     }
 
@@ -546,12 +557,12 @@ impl Worker<'_> {
                 recovered += 1;
             }
         }
-        if cleaned > 0 || recovered > 0 {
-            tracing::info!(cleaned, recovered, "product jobs taken up from the archive");
-        }
-        self.queue.update(|st| {
-            st.cleaned += cleaned;
-            st.recovered += recovered;
+        self.queue.update(|status| {
+            emit(ProductJobsTakenUp {
+                status,
+                cleaned,
+                recovered,
+            });
         });
         self.set_pending();
     }

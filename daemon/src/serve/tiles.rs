@@ -356,9 +356,7 @@ pub(super) async fn render_cached(
         .map_err(|e| match e {
             // Capped concurrency: the render queue is bounded (TILE_QUEUE_MAX).
             RenderError::Busy => {
-                shared
-                    .tiles_busy
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                super::events::emit(super::events::TileRenderBusy { shared });
                 ApiError(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "tile renderers busy: retry shortly".into(),

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use url::Url;
 
+use super::events::{emit, WebhookDelivered, WebhookDropped, WebhookFailed};
+
 pub use crate::config::redact;
 pub use crate::config::{WebhookConfig, WebhookEvent};
 
@@ -48,6 +50,15 @@ pub struct WebhookStats {
     pub failed: u64,
     /// Deliveries not attempted because the webhook already had [`MAX_IN_FLIGHT`] in flight.
     pub dropped: u64,
+}
+
+/// The counters behind [`WebhookStats`] (bumped by the webhook events of
+/// [`super::events`]).
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    pub(super) sent: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) dropped: AtomicU64,
 }
 
 /// Set of configured webhooks. Cheap to clone (shares state); `Send + Sync`.
@@ -74,9 +85,7 @@ struct Inner {
     /// One client for every webhook; `Err` (logged once) if TLS could not be set up.
     client: Result<reqwest::Client, String>,
     rt: tokio::runtime::Handle,
-    sent: AtomicU64,
-    failed: AtomicU64,
-    dropped: AtomicU64,
+    counters: DeliveryCounters,
     /// Deliveries in flight over all webhooks, for `flush`.
     pending: Mutex<usize>,
     idle: Condvar,
@@ -181,9 +190,7 @@ impl Webhooks {
                 hooks: RwLock::new(build_hooks(cfgs, &[])),
                 client,
                 rt,
-                sent: AtomicU64::new(0),
-                failed: AtomicU64::new(0),
-                dropped: AtomicU64::new(0),
+                counters: DeliveryCounters::default(),
                 pending: Mutex::new(0),
                 idle: Condvar::new(),
             }),
@@ -231,8 +238,12 @@ impl Webhooks {
     fn dispatch(&self, hook: &Arc<Hook>, event: WebhookEvent, body: Option<&Bytes>) {
         let inner = &self.inner;
         let fail = |reason: &str| {
-            inner.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(webhook = %hook.log_name, event = event.as_str(), reason, "webhook delivery failed");
+            emit(WebhookFailed {
+                counters: &inner.counters,
+                webhook: &hook.log_name,
+                event: event.as_str(),
+                reason,
+            });
         };
         let shared = match &hook.client {
             Some(own) => Ok(own),
@@ -250,13 +261,11 @@ impl Webhooks {
             })
             .is_ok();
         if !reserved {
-            inner.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                webhook = %hook.log_name,
-                event = event.as_str(),
-                limit = MAX_IN_FLIGHT,
-                "webhook delivery dropped: too many in flight"
-            );
+            emit(WebhookDropped {
+                counters: &inner.counters,
+                webhook: &hook.log_name,
+                event: event.as_str(),
+            });
             return;
         }
         *inner.pending.lock().unwrap_or_else(PoisonError::into_inner) += 1;
@@ -274,9 +283,9 @@ impl Webhooks {
     /// reset them).
     pub fn stats(&self) -> WebhookStats {
         WebhookStats {
-            sent: self.inner.sent.load(Ordering::Relaxed),
-            failed: self.inner.failed.load(Ordering::Relaxed),
-            dropped: self.inner.dropped.load(Ordering::Relaxed),
+            sent: self.inner.counters.sent.load(Ordering::Relaxed),
+            failed: self.inner.counters.failed.load(Ordering::Relaxed),
+            dropped: self.inner.counters.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -321,13 +330,8 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn finish(mut self, ok: bool) {
-        let counter = if ok {
-            &self.inner.sent
-        } else {
-            &self.inner.failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// The delivery's outcome was emitted (and counted).
+    fn finish(mut self) {
         self.done = true;
     }
 }
@@ -335,7 +339,12 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done {
-            self.inner.failed.fetch_add(1, Ordering::Relaxed);
+            emit(WebhookFailed {
+                counters: &self.inner.counters,
+                webhook: &self.hook.log_name,
+                event: "-",
+                reason: "the runtime stopped before the delivery finished",
+            });
         }
         self.hook.in_flight.fetch_sub(1, Ordering::AcqRel);
         let mut pending = self
@@ -380,9 +389,14 @@ async fn deliver(
             .await;
         let outcome = match sent {
             Ok(resp) if resp.status().is_success() => {
-                let status = resp.status().as_u16();
-                tracing::debug!(webhook = %guard.hook.log_name, event = event.as_str(), status, attempt, "webhook delivered");
-                guard.finish(true);
+                emit(WebhookDelivered {
+                    counters: &guard.inner.counters,
+                    webhook: &guard.hook.log_name,
+                    event: event.as_str(),
+                    status: resp.status().as_u16(),
+                    attempt,
+                });
+                guard.finish();
                 return;
             }
             Ok(resp) => format!("HTTP status {}", resp.status().as_u16()),
@@ -391,13 +405,13 @@ async fn deliver(
         tracing::debug!(webhook = %guard.hook.log_name, event = event.as_str(), attempt, reason = %outcome, "webhook attempt failed");
         last_err = outcome;
     }
-    tracing::warn!(
-        webhook = %guard.hook.log_name,
-        event = event.as_str(),
-        reason = %last_err,
-        "webhook delivery failed after retry"
-    );
-    guard.finish(false);
+    emit(WebhookFailed {
+        counters: &guard.inner.counters,
+        webhook: &guard.hook.log_name,
+        event: event.as_str(),
+        reason: &format!("after the retry: {last_err}"),
+    });
+    guard.finish();
 }
 
 #[cfg(test)]

@@ -98,9 +98,11 @@ impl From<ApiError> for Exception {
 
 impl Exception {
     fn response(self, shared: &Shared) -> Response {
-        if let Ok(mut m) = shared.wms_exceptions.lock() {
-            *m.entry(self.code).or_insert(0) += 1;
-        }
+        super::events::emit(super::events::WmsException {
+            shared,
+            code: self.code,
+            text: &self.text,
+        });
         let xml = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ServiceExceptionReport version=\"1.3.0\" \
              xmlns=\"http://www.opengis.net/ogc\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
