@@ -340,7 +340,7 @@ pub fn recover_interrupted(cfg: &crate::config::Config) {
             tracing::warn!(pass = %id, "interrupted pass of an input no longer configured: left as is");
             continue;
         };
-        match recover_one(&dir, &id, input) {
+        match recover_one(&dir, &id, input, &cfg.station) {
             Ok(rec) => {
                 tracing::warn!(pass = %id, frames = rec, "recovered a pass interrupted by a crash")
             }
@@ -353,7 +353,12 @@ pub fn recover_interrupted(cfg: &crate::config::Config) {
 /// good frame) from re-decoding `cadus.raw`, AOS from the pass id (to the second: the AOS the
 /// directory was named after), LOS from the last write to the pass's data (`cadus.raw`'s
 /// mtime, or the directory's when there is no raw file).
-fn recover_one(dir: &Path, id: &str, input: &crate::config::InputConfig) -> std::io::Result<u64> {
+fn recover_one(
+    dir: &Path,
+    id: &str,
+    input: &crate::config::InputConfig,
+    station: &crate::config::StationConfig,
+) -> std::io::Result<u64> {
     use std::io::Read;
     let raw = dir.join("cadus.raw");
     let cadu = input.profile.cadu.length as u64;
@@ -419,6 +424,8 @@ fn recover_one(dir: &Path, id: &str, input: &crate::config::InputConfig) -> std:
             "re-decoded from cadus.raw after a crash; datagram drops unknown".into(),
         ),
         raw_trimmed_bytes: Some(trimmed),
+        station: Some(station.name.clone()),
+        station_location: super::record::StationLocation::of(station),
         ..super::record::PassRecord::default()
     };
     let aos = super::record::aos_of_id(id).or(last_write).unwrap_or(now);

@@ -267,6 +267,8 @@ pub struct PipelineSettings {
     pub pass: crate::config::PassConfig,
     /// `[archive]`.
     pub archive: crate::config::ArchiveConfig,
+    /// `[station]`: tagged on every pass record.
+    pub station: crate::config::StationConfig,
 }
 
 /// State shared between the threads and the HTTP side for the whole life of the process
@@ -639,6 +641,7 @@ impl Daemon {
             settings: std::sync::RwLock::new(Arc::new(PipelineSettings {
                 pass: cfg.pass.clone(),
                 archive: cfg.archive.clone(),
+                station: cfg.station.clone(),
             })),
             webhooks: webhook::Webhooks::new(&cfg.webhook, rt.handle().clone()),
             products: products::Queue::default(),
@@ -786,6 +789,7 @@ impl Daemon {
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(PipelineSettings {
             pass: new.pass.clone(),
             archive: new.archive.clone(),
+            station: new.station.clone(),
         });
         let states_by_name: BTreeMap<String, Arc<InputState>> = self
             .shared

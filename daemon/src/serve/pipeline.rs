@@ -513,6 +513,8 @@ impl Pipeline<'_> {
             archive_io_errors: Some(p.io_errors.values().sum::<u64>()),
             plot: Some("plot.png".into()),
             timeline: Some("timeline.json".into()),
+            station: Some(self.settings.station.name.clone()),
+            station_location: super::record::StationLocation::of(&self.settings.station),
             ..PassRecord::default()
         };
         record.set_times(p.aos, los);
