@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod archive_catalog;
 pub use ::config;
 pub mod imaging;
+pub mod merge;
 pub mod replay;
 pub mod serve;
 pub mod tle_store;
