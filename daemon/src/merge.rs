@@ -47,8 +47,8 @@ impl StationPass {
     pub fn open(dir: &Path) -> Result<StationPass> {
         let path = dir.join("pass.json");
         let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let record: PassRecord = serde_json::from_slice(&text)
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let record: PassRecord =
+            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
         Ok(StationPass {
             dir: dir.to_owned(),
             record,
@@ -262,8 +262,7 @@ pub fn merge_passes(
     let Some(scid) = passes.iter().find_map(|p| p.record.scid) else {
         bail!("none of the passes has a decoded frame (no spacecraft id)");
     };
-    std::fs::create_dir_all(staging)
-        .with_context(|| format!("creating {}", staging.display()))?;
+    std::fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
     let profile = spec.profile;
     let raw_mode = passes.iter().all(StationPass::has_raw);
     let mut w = Writer {
@@ -489,9 +488,7 @@ pub fn merge_passes(
     let now = SystemTime::now();
     let aos = aos.unwrap_or(now);
     record.set_times(aos, los.unwrap_or(aos));
-    record
-        .extra
-        .insert("merged_at".into(), rfc3339(now).into());
+    record.extra.insert("merged_at".into(), rfc3339(now).into());
     let text = serde_json::to_vec_pretty(&record)?;
     storage::write_atomic(staging.join("pass.json"), &text)?;
     Ok(record)
@@ -573,8 +570,7 @@ pub fn publish(staging: &Path, dest: &Path) -> Result<()> {
     let old = dest.with_extension("replaced");
     if dest.exists() {
         let _ = std::fs::remove_dir_all(&old);
-        std::fs::rename(dest, &old)
-            .with_context(|| format!("moving {} aside", dest.display()))?;
+        std::fs::rename(dest, &old).with_context(|| format!("moving {} aside", dest.display()))?;
     }
     std::fs::rename(staging, dest)
         .with_context(|| format!("renaming {} to {}", staging.display(), dest.display()))?;
@@ -610,7 +606,10 @@ mod tests {
         let s = Duration::from_secs(60);
         assert!(same_pass(&a, &b, s));
         assert!(same_pass(&b, &a, s));
-        assert!(!same_pass(&a, &other, s), "another satellite at the same time");
+        assert!(
+            !same_pass(&a, &other, s),
+            "another satellite at the same time"
+        );
         assert!(!same_pass(&a, &later, s), "the next orbit");
     }
 }

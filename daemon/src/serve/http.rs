@@ -331,6 +331,21 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             .map(|s| (format!("input=\"{}\"", s.name), f(s)))
             .collect()
     };
+    family(
+        "downlink_merges_total",
+        "counter",
+        "Merges of station copies of a pass, by result (ok, failed: see the log).",
+        vec![
+            (
+                "result=\"ok\"".to_owned(),
+                super::merge::MERGES_OK.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "result=\"failed\"".to_owned(),
+                super::merge::MERGES_FAILED.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ],
+    );
     let (alert_runs, alert_failures) = shared.alerts.totals();
     family(
         "downlink_alert_runs_total",

@@ -20,6 +20,7 @@ pub mod archive;
 pub mod http;
 pub mod http_server;
 pub mod ingest;
+pub mod merge;
 pub mod pass_index;
 pub mod pipeline;
 pub mod plot;

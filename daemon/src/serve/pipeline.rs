@@ -641,6 +641,17 @@ impl Pipeline<'_> {
     /// A pass record is on disk: notify, and queue products.
     fn published(&self, p: &PendingRecord, record_path: &std::path::Path) {
         let shared = &self.w.shared;
+        if p.has_data {
+            super::merge::after_los(
+                shared,
+                super::merge::Closed {
+                    record: p.record.clone(),
+                    profile: self.input.profile.clone(),
+                    imaging: self.input.profile.imaging.is_some(),
+                    date: self.input.pass_date,
+                },
+            );
+        }
         shared.webhooks.notify(
             crate::config::WebhookEvent::PassRecord,
             serde_json::to_value(&p.record).unwrap_or_default(),

@@ -1,0 +1,179 @@
+//! The daemon's merge of station copies: when a pass is closed at LOS and another archived
+//! pass (another input = another antenna, or another station's daemon writing into the same
+//! local archive) of the same spacecraft overlaps it in time, the copies are merged
+//! ([`crate::merge::merge_passes`]) into a pass with input `merged`, listed in
+//! `/api/v1/passes` like any other, whose products and STAC item are made from the merged
+//! frames. A later copy (a late station) re-runs the merge: the merged pass directory is
+//! replaced whole ([`crate::merge::publish`]), its `merge_version` bumped, and its products
+//! and item made again (the item's `updated` changes).
+//!
+//! Merges run one at a time on their own thread, never on a decoder thread. Each is counted
+//! (`/metrics` `downlink_merges_total{result}`, `/api/v1/status` `merges`); a failure is logged
+//! and counted, and leaves the station passes as they are.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use decoder::Profile;
+
+use super::archive::{pass_id, valid_pass_id};
+use super::record::{aos_of_id, PassRecord};
+use super::Shared;
+use crate::merge::{merge_passes, publish, same_pass, MergeSpec, StationPass, MERGED_INPUT};
+
+/// Copies whose AOS..LOS are this close count as overlapping.
+const SLACK: Duration = Duration::from_secs(60);
+/// Pass directories whose AOS (from the id) is further than this from the new pass are not read.
+const LOOK: Duration = Duration::from_secs(3 * 3600);
+
+/// Merges done and failed since start.
+pub static MERGES_OK: AtomicU64 = AtomicU64::new(0);
+/// Merges that failed.
+pub static MERGES_FAILED: AtomicU64 = AtomicU64::new(0);
+/// One merge at a time.
+static RUNNING: Mutex<()> = Mutex::new(());
+
+/// What a closed pass hands to the merge.
+pub struct Closed {
+    /// The record just written.
+    pub record: PassRecord,
+    /// The input's profile.
+    pub profile: Profile,
+    /// Make products of the merged pass.
+    pub imaging: bool,
+    /// `input[].pass_date`.
+    pub date: Option<chrono::NaiveDate>,
+}
+
+/// Looks for other copies of the pass just closed, off the calling thread.
+pub fn after_los(shared: &Arc<Shared>, closed: Closed) {
+    if closed.record.input == MERGED_INPUT || closed.record.scid.is_none() {
+        return;
+    }
+    let shared = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("merge".into())
+        .spawn(move || {
+            let _one = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+            match merge_now(&shared, &closed) {
+                Ok(Some(id)) => {
+                    MERGES_OK.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(pass = %closed.record.id, merged = %id, "station copies merged");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    MERGES_FAILED.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(pass = %closed.record.id, error = %format!("{e:#}"), "merging the station copies failed: the station passes are kept as they are");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        MERGES_FAILED.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, "cannot start the merge thread");
+    }
+}
+
+/// The records under `passes` whose AOS is near `near` (by pass id).
+fn nearby(passes: &Path, near: std::time::SystemTime) -> Vec<StationPass> {
+    let Ok(rd) = std::fs::read_dir(passes) else {
+        return Vec::new();
+    };
+    let mut out: Vec<StationPass> = rd
+        .flatten()
+        .filter_map(|e| {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if !valid_pass_id(&id) {
+                return None;
+            }
+            let aos = aos_of_id(&id)?;
+            let d = aos
+                .duration_since(near)
+                .or_else(|_| near.duration_since(aos))
+                .ok()?;
+            (d <= LOOK).then(|| StationPass::open(&e.path()).ok())?
+        })
+        .collect();
+    out.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+    out
+}
+
+fn merge_now(shared: &Shared, c: &Closed) -> anyhow::Result<Option<String>> {
+    let passes_dir = shared.archive.join("passes");
+    let Some(aos) = c.record.aos_time() else {
+        return Ok(None);
+    };
+    let all = nearby(&passes_dir, aos);
+    let group: Vec<StationPass> = all
+        .iter()
+        .filter(|p| p.record.input != MERGED_INPUT)
+        .filter(|p| p.record.id == c.record.id || same_pass(&p.record, &c.record, SLACK))
+        .cloned()
+        .collect();
+    if group.len() < 2 {
+        return Ok(None);
+    }
+    let ids: Vec<&str> = group.iter().map(|p| p.record.id.as_str()).collect();
+    // A merged pass of some of these copies already: it is replaced, its version bumped.
+    let existing = all.iter().find(|p| {
+        p.record.input == MERGED_INPUT
+            && p.record
+                .merged_from
+                .iter()
+                .any(|m| ids.contains(&m.as_str()))
+    });
+    let (id, version) = match existing {
+        Some(e) => {
+            let mut was: Vec<&str> = e.record.merged_from.iter().map(String::as_str).collect();
+            let mut now = ids.clone();
+            was.sort_unstable();
+            now.sort_unstable();
+            if was == now {
+                return Ok(None);
+            }
+            (e.record.id.clone(), e.record.merge_version.unwrap_or(1) + 1)
+        }
+        None => {
+            let first = group
+                .iter()
+                .filter_map(|p| p.record.aos_time())
+                .min()
+                .unwrap_or(aos);
+            (pass_id(first, MERGED_INPUT), 1)
+        }
+    };
+    let settings = shared.settings();
+    let staging: PathBuf = passes_dir.join(format!(".{id}.merging"));
+    let _ = std::fs::remove_dir_all(&staging);
+    let spec = MergeSpec {
+        profile: &c.profile,
+        id: &id,
+        station: Some(&settings.station),
+        version,
+    };
+    let record = match merge_passes(&group, &spec, &staging) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    let dest = passes_dir.join(&id);
+    publish(&staging, &dest)?;
+    shared.pass_index.insert(&record);
+    shared.webhooks.notify(
+        crate::config::WebhookEvent::PassRecord,
+        serde_json::to_value(&record).unwrap_or_default(),
+    );
+    if c.imaging {
+        shared.products.submit(super::products::Job {
+            pass_id: id.clone(),
+            dir: dest,
+            profile: c.profile.clone(),
+            aos: record.aos_time().unwrap_or(aos),
+            date: c.date,
+        });
+    }
+    Ok(Some(id))
+}
