@@ -1710,7 +1710,10 @@ fn resolve_station(pr: &mut Problems, raw: &RawStation) -> StationConfig {
     let mut range = |f: &str, v: Option<f64>, lo: f64, hi: f64| -> Option<f64> {
         let v = v?;
         if !(lo..=hi).contains(&v) {
-            pr.push(format!("station.{f}"), format!("must be {lo}..={hi}, got {v}"));
+            pr.push(
+                format!("station.{f}"),
+                format!("must be {lo}..={hi}, got {v}"),
+            );
             return None;
         }
         Some(v)
@@ -3840,7 +3843,12 @@ url = \"http://[::1]/h\"
         let paths: Vec<&str> = p.iter().map(|x| x.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["station.name", "station.lat", "station.alt_m", "station.lon"],
+            [
+                "station.name",
+                "station.lat",
+                "station.alt_m",
+                "station.lon"
+            ],
             "{p:?}"
         );
         assert!(p[0].message.contains("\"Bad Name\""));
