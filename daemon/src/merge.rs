@@ -30,6 +30,9 @@ use crate::serve::record::{rfc3339, ArchiveSection, ArchiveState, PassRecord, Un
 /// The input name of merged passes (their ids end in `-merged`).
 pub const MERGED_INPUT: &str = "merged";
 
+/// The `rejected` key of a copy's fill frames (not merged, not an error).
+const FILL: &str = "fill_not_merged";
+
 /// Read size of the station copies.
 const READ: usize = 64 * 1024;
 
@@ -388,7 +391,10 @@ pub fn merge_passes(
             ));
         }
         for (reason, n) in &rej {
-            explained.push(format!("{n} frames rejected in this copy ({reason})"));
+            explained.push(match reason.as_str() {
+                FILL => format!("{n} fill (idle) frames: they carry no data and are not merged"),
+                _ => format!("{n} frames rejected in this copy ({reason})"),
+            });
         }
         let tb = truncated_bits.get(k).copied().unwrap_or(0);
         if tb > 0 {
@@ -536,7 +542,7 @@ fn note_source(
     }
     if let Some(map) = rejected.get_mut(k) {
         if st.frames.fill > 0 {
-            *map.entry("fill (not merged)".to_owned()).or_default() += st.frames.fill;
+            *map.entry(FILL.to_owned()).or_default() += st.frames.fill;
         }
     }
 }
