@@ -476,7 +476,12 @@ fn meteor_products_of_the_merged_pass_equal_those_of_the_full_capture() {
     let tle = tle_dir.path().join("weather.txt");
     std::fs::write(&tle, meteor_tle_for_todays_pass()).unwrap();
     let sections = format!("[imaging]\ntle = [\"{}\"]\n", tle.display());
-    let d = multi_daemon(&["ant_a", "ant_b"], "frames", "meteor-lrpt", &sections);
+    let d = multi_daemon(
+        &["ant_a", "ant_b", "late"],
+        "frames",
+        "meteor-lrpt",
+        &sections,
+    );
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for (bytes, i) in [(&a, 0), (&b, 1)] {
         let p = port(&d, i);
@@ -560,4 +565,49 @@ fn meteor_products_of_the_merged_pass_equal_those_of_the_full_capture() {
     for id in m["merged_from"].as_array().unwrap() {
         assert!(derived.iter().any(|h| h.ends_with(id.as_str().unwrap())));
     }
+    assert_eq!(props["downlink:merge_version"], 1);
+
+    // A late copy (a third antenna's, after the item exists) re-runs the merge: the item is
+    // made again from the new version of the merged pass.
+    let updated = props["updated"].clone();
+    let p = port(&d, 2);
+    for c in random_datagrams(&b, 11) {
+        s.send_to(&c, ("127.0.0.1", p)).unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    wait_for("the re-merged item", Duration::from_secs(180), || {
+        let (code, _, body) = http(
+            d.http,
+            "GET",
+            &format!("/stac/collections/meteor-m2-msu-mr/items/{mid}"),
+            &[],
+            b"",
+        );
+        if code == 200 {
+            item = serde_json::from_slice(&body).unwrap();
+        }
+        code == 200 && item["properties"]["downlink:merge_version"] == 2
+    });
+    assert_ne!(
+        item["properties"]["updated"], updated,
+        "the item's version changed"
+    );
+    assert_eq!(
+        item["properties"]["downlink:merged_from"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    wait_for("products of the re-merge", Duration::from_secs(240), || {
+        products_done(&d.archive, &mid)
+    });
+    let again = raw_pngs(&d.archive.join("passes").join(&mid));
+    assert_eq!(
+        again, want,
+        "the re-merged pass's products equal the full capture's"
+    );
+    let st = json_of(d.http, "/api/v1/status");
+    assert_eq!(st["merges"]["ok"], 2, "{}", st["merges"]);
+    assert_eq!(st["merges"]["failed"], 0);
 }

@@ -84,6 +84,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "catalog": catalog_json(&shared),
         "http": shared.http.snapshot(),
         "alerts": shared.alerts.status(),
+        "merges": super::merge::status_json(),
         "webhooks": {
             "sent": shared.webhooks.stats().sent,
             "failed": shared.webhooks.stats().failed,

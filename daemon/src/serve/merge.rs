@@ -34,6 +34,21 @@ pub static MERGES_OK: AtomicU64 = AtomicU64::new(0);
 pub static MERGES_FAILED: AtomicU64 = AtomicU64::new(0);
 /// One merge at a time.
 static RUNNING: Mutex<()> = Mutex::new(());
+/// The last merge that failed: (pass, error).
+static LAST_FAILURE: Mutex<Option<(String, String)>> = Mutex::new(None);
+
+/// `/api/v1/status` `merges`: merges done and failed, and the last failure.
+pub fn status_json() -> serde_json::Value {
+    let last = LAST_FAILURE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    serde_json::json!({
+        "ok": MERGES_OK.load(Ordering::Relaxed),
+        "failed": MERGES_FAILED.load(Ordering::Relaxed),
+        "last_failure": last.map(|(pass, error)| serde_json::json!({"pass": pass, "error": error})),
+    })
+}
 
 /// What a closed pass hands to the merge.
 pub struct Closed {
@@ -65,6 +80,8 @@ pub fn after_los(shared: &Arc<Shared>, closed: Closed) {
                 Ok(None) => {}
                 Err(e) => {
                     MERGES_FAILED.fetch_add(1, Ordering::Relaxed);
+                    *LAST_FAILURE.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some((closed.record.id.clone(), format!("{e:#}")));
                     tracing::error!(pass = %closed.record.id, error = %format!("{e:#}"), "merging the station copies failed: the station passes are kept as they are");
                 }
             }
