@@ -611,3 +611,68 @@ fn meteor_products_of_the_merged_pass_equal_those_of_the_full_capture() {
     assert_eq!(st["merges"]["ok"], 2, "{}", st["merges"]);
     assert_eq!(st["merges"]["failed"], 0);
 }
+
+/// Two stations' daemons writing into one shared archive: each tags its passes with its own
+/// station, and the copies are merged into one pass whose contributions name both stations.
+#[test]
+fn two_daemons_sharing_an_archive_merge_their_passes() {
+    let split = Split::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (fa, fb) = (tmp.path().join("a.cadu"), tmp.path().join("b.cadu"));
+    std::fs::write(&fa, split.copy(&split.a, &split.burst_a)).unwrap();
+    std::fs::write(&fb, split.copy(&split.b, &split.burst_b)).unwrap();
+    let (only_a, only_b, both, lost) = split.truth_file(&tmp.path().join("truth.cadu"));
+    let archive = tmp.path().join("archive");
+    let start = |station: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = format!(
+            "[archive]\npath = \"{}\"\nfsync_interval = \"100ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [pass]\nlos_timeout = \"700ms\"\n[station]\nname = \"{station}\"\n\
+             [[input]]\nname = \"xband\"\nlisten = \"udp://127.0.0.1:0\"\nformat = \"bits\"\nprofile = \"jpss\"\n",
+            archive.display()
+        );
+        let path = dir.path().join("downlink.toml");
+        std::fs::write(&path, cfg).unwrap();
+        Daemon::launch(serve_cmd(&path), dir, archive.clone())
+    };
+    let alpha = start("alpha");
+    let beta = start("beta");
+    let mut a = replay(&fa, alpha.udp, &[]);
+    let mut b = replay(&fb, beta.udp, &[]);
+    for c in [&mut a, &mut b] {
+        assert!(c.wait().unwrap().success());
+    }
+    wait_for("the merged pass", Duration::from_secs(60), || {
+        merged(&archive).is_some()
+    });
+    // Both daemons may merge; let them finish.
+    std::thread::sleep(Duration::from_secs(2));
+    let all = records(&archive);
+    assert_eq!(
+        all.iter().filter(|r| r["input"] == "merged").count(),
+        1,
+        "one merged pass"
+    );
+    let m = merged(&archive).unwrap();
+    let c = &m["contributions"];
+    assert_eq!(c["alpha/xband"]["unique"], only_a, "{c}");
+    assert_eq!(c["beta/xband"]["unique"], only_b, "{c}");
+    assert_eq!(c["duplicate_frames"], both);
+    assert_eq!(c["gaps_left"], lost);
+    let stations: BTreeSet<&str> = all
+        .iter()
+        .filter(|r| r["input"] == "xband")
+        .map(|r| r["station"].as_str().unwrap())
+        .collect();
+    assert_eq!(stations, BTreeSet::from(["alpha", "beta"]));
+    // Both daemons list the merged pass.
+    for d in [&alpha, &beta] {
+        wait_for("the merged pass listed", Duration::from_secs(10), || {
+            json_of(d.http, "/api/v1/passes")["passes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["id"] == m["id"])
+        });
+    }
+}

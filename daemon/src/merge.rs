@@ -573,7 +573,7 @@ pub fn same_pass(a: &PassRecord, b: &PassRecord, slack: std::time::Duration) -> 
 /// A reader sees the old pass or the new one, each whole.
 pub fn publish(staging: &Path, dest: &Path) -> Result<()> {
     let parent = dest.parent().context("pass directory without a parent")?;
-    let old = dest.with_extension("replaced");
+    let old = dest.with_extension(format!("{}.replaced", std::process::id()));
     if dest.exists() {
         let _ = std::fs::remove_dir_all(&old);
         std::fs::rename(dest, &old).with_context(|| format!("moving {} aside", dest.display()))?;

@@ -161,7 +161,8 @@ fn merge_now(shared: &Shared, c: &Closed) -> anyhow::Result<Option<String>> {
         }
     };
     let settings = shared.settings();
-    let staging: PathBuf = passes_dir.join(format!(".{id}.merging"));
+    // Per process: daemons sharing the archive may merge the same pass at once.
+    let staging: PathBuf = passes_dir.join(format!(".{id}.{}.merging", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     let spec = MergeSpec {
         profile: &c.profile,
