@@ -16,7 +16,11 @@ use decoder::rs::ReedSolomon;
 
 const ASM: [u8; 4] = [0x1a, 0xcf, 0xfc, 0x1d];
 
-fn station(out: &Path, id: &str, input: &str) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+fn station(
+    out: &Path,
+    id: &str,
+    input: &str,
+) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
     let dir = out.join("passes").join(id);
     std::fs::create_dir_all(&dir)?;
     let rec = format!(
@@ -33,13 +37,20 @@ fn station(out: &Path, id: &str, input: &str) -> std::io::Result<std::io::BufWri
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let out = PathBuf::from(args.next().unwrap_or_else(|| "target/bench/merge".into()));
-    let frames: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_700_000);
+    let frames: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_700_000);
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     let raw = std::fs::read(data.join("cadu/npp.20241206T173815.dat"))?;
     let (aligned, _) = downlink_bench::extract_aligned_cadus(&raw)
         .ok_or_else(|| anyhow::anyhow!("no CADUs in the SNPP capture"))?;
     let profile = decoder::Profile::builtin("jpss")?;
-    let rs = ReedSolomon::new(profile.rs_params().ok_or_else(|| anyhow::anyhow!("no RS"))?)?;
+    let rs = ReedSolomon::new(
+        profile
+            .rs_params()
+            .ok_or_else(|| anyhow::anyhow!("no RS"))?,
+    )?;
     let pn = Derandomizer::new(profile.coded_frame_len());
     // Derandomized, RS-decoded VC 16 frames as templates.
     let mut templates: Vec<Vec<u8>> = Vec::new();
