@@ -32,7 +32,7 @@ fn multi_daemon(names: &[&str], format: &str, profile: &str, sections: &str) -> 
     let archive = dir.path().join("archive");
     let mut cfg = format!(
         "[archive]\npath = \"{}\"\nfsync_interval = \"100ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-         [pass]\nlos_timeout = \"700ms\"\n[station]\nname = \"madison\"\nlat = 43.07\nlon = -89.41\n\
+         [pass]\nlos_timeout = \"2s\"\n[station]\nname = \"madison\"\nlat = 43.07\nlon = -89.41\n\
          alt_m = 270\n{sections}\n",
         archive.display()
     );
@@ -627,7 +627,7 @@ fn two_daemons_sharing_an_archive_merge_their_passes() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = format!(
             "[archive]\npath = \"{}\"\nfsync_interval = \"100ms\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [pass]\nlos_timeout = \"700ms\"\n[station]\nname = \"{station}\"\n\
+             [pass]\nlos_timeout = \"2s\"\n[station]\nname = \"{station}\"\n\
              [[input]]\nname = \"xband\"\nlisten = \"udp://127.0.0.1:0\"\nformat = \"bits\"\nprofile = \"jpss\"\n",
             archive.display()
         );
@@ -655,7 +655,17 @@ fn two_daemons_sharing_an_archive_merge_their_passes() {
     );
     let m = merged(&archive).unwrap();
     let c = &m["contributions"];
-    assert_eq!(c["alpha/xband"]["unique"], only_a, "{c}");
+    let ids: Vec<String> = all
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["id"], r["counters"]["frames"]["good"], r["merged_from"]
+            )
+        })
+        .collect();
+    assert_eq!(all.len(), 3, "{ids:?}");
+    assert_eq!(c["alpha/xband"]["unique"], only_a, "{c} {ids:?}");
     assert_eq!(c["beta/xband"]["unique"], only_b, "{c}");
     assert_eq!(c["duplicate_frames"], both);
     assert_eq!(c["gaps_left"], lost);

@@ -7,7 +7,8 @@
 //! replaced whole ([`crate::merge::publish`]), its `merge_version` bumped, and its products
 //! and item made again (the item's `updated` changes).
 //!
-//! Merges run one at a time on their own thread, never on a decoder thread. Each is counted
+//! Merges run one at a time (an exclusive `flock` on `passes/.merge.lock`, so also across
+//! daemons sharing the archive) on their own thread, never on a decoder thread. Each is counted
 //! (`/metrics` `downlink_merges_total{result}`, `/api/v1/status` `merges`); a failure is logged
 //! and counted, and leaves the station passes as they are.
 
@@ -116,8 +117,21 @@ fn nearby(passes: &Path, near: std::time::SystemTime) -> Vec<StationPass> {
     out
 }
 
+/// Holds `passes/.merge.lock` (an exclusive `flock`): daemons sharing the archive merge one
+/// at a time, so the second finds the first's merged pass instead of writing its own.
+fn lock_archive(passes: &Path) -> anyhow::Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(passes.join(".merge.lock"))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(f)
+}
+
 fn merge_now(shared: &Shared, c: &Closed) -> anyhow::Result<Option<String>> {
     let passes_dir = shared.archive.join("passes");
+    let _lock = lock_archive(&passes_dir)?;
     let Some(aos) = c.record.aos_time() else {
         return Ok(None);
     };
@@ -178,7 +192,10 @@ fn merge_now(shared: &Shared, c: &Closed) -> anyhow::Result<Option<String>> {
         }
     };
     let dest = passes_dir.join(&id);
-    publish(&staging, &dest)?;
+    if let Err(e) = publish(&staging, &dest) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
     shared.pass_index.insert(&record);
     shared.webhooks.notify(
         crate::config::WebhookEvent::PassRecord,
