@@ -129,9 +129,47 @@ fn lock_archive(passes: &Path) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
+/// What a merge cut short by a crash left (call with the archive lock held, so no merge is in
+/// progress): staging directories are removed; a pass moved aside for replacement goes back
+/// when its replacement never arrived, else it is removed. How many entries were handled.
+pub fn recover_leftovers(passes: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(passes) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if name.starts_with('.') && name.ends_with(".merging") {
+            let _ = std::fs::remove_dir_all(&path);
+            n += 1;
+        } else if let Some(id) = name
+            .strip_suffix(".replaced")
+            .and_then(|s| s.split('.').next())
+            .filter(|id| valid_pass_id(id))
+        {
+            let dest = passes.join(id);
+            if dest.exists() {
+                let _ = std::fs::remove_dir_all(&path);
+            } else if let Err(e) = std::fs::rename(&path, &dest) {
+                tracing::warn!(pass = %id, error = %e, "cannot restore a merged pass moved aside by an interrupted merge");
+            }
+            n += 1;
+        }
+    }
+    if n > 0 {
+        tracing::warn!(
+            entries = n,
+            "cleaned up after a merge interrupted by a crash"
+        );
+    }
+    n
+}
+
 fn merge_now(shared: &Shared, c: &Closed) -> anyhow::Result<Option<String>> {
     let passes_dir = shared.archive.join("passes");
     let _lock = lock_archive(&passes_dir)?;
+    recover_leftovers(&passes_dir);
     let Some(aos) = c.record.aos_time() else {
         return Ok(None);
     };
@@ -211,4 +249,49 @@ fn merge_now(shared: &Shared, c: &Closed) -> anyhow::Result<Option<String>> {
         });
     }
     Ok(Some(id))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_an_interrupted_merge_are_cleaned_and_a_moved_pass_restored() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        // Staging of a merge that died; a pass moved aside whose replacement never arrived;
+        // one whose replacement did; an ordinary pass.
+        for d in [
+            ".20261206T101604Z-merged.77.merging/frames",
+            "20261206T111604Z-merged.77.replaced",
+            "20261206T121604Z-merged.78.replaced",
+            "20261206T121604Z-merged",
+            "20261206T101604Z-xband",
+        ] {
+            std::fs::create_dir_all(p.join(d)).unwrap();
+        }
+        std::fs::write(
+            p.join("20261206T111604Z-merged.77.replaced/pass.json"),
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(recover_leftovers(p), 3);
+        let mut left: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "20261206T101604Z-xband",
+                "20261206T111604Z-merged",
+                "20261206T121604Z-merged"
+            ]
+        );
+        assert!(p.join("20261206T111604Z-merged/pass.json").is_file());
+        assert_eq!(recover_leftovers(p), 0);
+    }
 }
