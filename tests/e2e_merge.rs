@@ -686,3 +686,43 @@ fn two_daemons_sharing_an_archive_merge_their_passes() {
         });
     }
 }
+
+/// A copy that reaches the archive late, without a LOS on this daemon (another station's pass
+/// directory copied in after the merge-less local pass was closed): it is merged, and its
+/// station is in the contributions.
+#[test]
+fn a_station_pass_copied_in_late_is_merged() {
+    let split = Split::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let fa = tmp.path().join("a.cadu");
+    std::fs::write(&fa, split.copy(&split.a, &split.burst_a)).unwrap();
+    let truth_path = tmp.path().join("truth.cadu");
+    let (only_a, only_b, both, lost) = split.truth_file(&truth_path);
+    let truth = decode(&truth_path, "jpss", "cadu");
+    let d = multi_daemon(&["ant_a"], "bits", "jpss", "");
+    let mut a = replay(&fa, port(&d, 0), &[]);
+    assert!(a.wait().unwrap().success());
+    let rec_a = d.wait_passes(1).remove(0);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(merged(&d.archive).is_none(), "one copy: nothing to merge");
+    // The other station's pass, as its daemon wrote it: raw CADUs as received, then its record.
+    let id = format!("{}-bergen", &rec_a["id"].as_str().unwrap()[..16]);
+    let dir = d.archive.join("passes").join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cadus.raw"), split.copy(&split.b, &split.burst_b)).unwrap();
+    let rec = serde_json::json!({
+        "id": id, "input": "xband", "profile": "jpss", "scid": 157, "station": "bergen",
+        "aos": rec_a["aos"], "los": rec_a["los"],
+    });
+    std::fs::write(dir.join("pass.json"), rec.to_string()).unwrap();
+    wait_for("the merged pass", Duration::from_secs(30), || {
+        merged(&d.archive).is_some()
+    });
+    let m = merged(&d.archive).unwrap();
+    let c = &m["contributions"];
+    assert_eq!(c["madison/ant_a"]["unique"], only_a, "{c}");
+    assert_eq!(c["bergen/xband"]["unique"], only_b, "{c}");
+    assert_eq!(c["duplicate_frames"], both);
+    assert_eq!(c["gaps_left"], lost);
+    assert_same_frames_and_packets(&m["counters"], &truth);
+}

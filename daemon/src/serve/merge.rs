@@ -71,25 +71,100 @@ pub fn after_los(shared: &Arc<Shared>, closed: Closed) {
     let shared = shared.clone();
     let spawned = std::thread::Builder::new()
         .name("merge".into())
+        .spawn(move || run_merge(&shared, &closed));
+    if let Err(e) = spawned {
+        MERGES_FAILED.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, "cannot start the merge thread");
+    }
+}
+
+/// One merge, counted and logged.
+fn run_merge(shared: &Shared, closed: &Closed) {
+    let _one = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+    match merge_now(shared, closed) {
+        Ok(Some(id)) => {
+            MERGES_OK.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(pass = %closed.record.id, merged = %id, "station copies merged");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            MERGES_FAILED.fetch_add(1, Ordering::Relaxed);
+            *LAST_FAILURE.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((closed.record.id.clone(), format!("{e:#}")));
+            tracing::error!(pass = %closed.record.id, error = %format!("{e:#}"), "merging the station copies failed: the station passes are kept as they are");
+        }
+    }
+}
+
+/// How often the archive is looked at for station passes that arrive without a LOS here.
+const WATCH: Duration = Duration::from_secs(2);
+
+/// Station passes that appear in the archive without a LOS of this daemon (another station's
+/// daemon writing into the shared archive, or a pass directory copied in, however late) are
+/// merged like a pass closed here. Passes present at start are not looked at again. The
+/// profile is the configured input profile of that name, else the built-in one.
+pub fn start_watcher(shared: &Arc<Shared>, profiles: Vec<Profile>) {
+    let shared = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("merge-watch".into())
         .spawn(move || {
-            let _one = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
-            match merge_now(&shared, &closed) {
-                Ok(Some(id)) => {
-                    MERGES_OK.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(pass = %closed.record.id, merged = %id, "station copies merged");
+            let passes = shared.archive.join("passes");
+            let records = |seen: &std::collections::HashSet<String>| -> Vec<String> {
+                std::fs::read_dir(&passes)
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .filter(|id| valid_pass_id(id) && !seen.contains(id))
+                            .filter(|id| passes.join(id).join("pass.json").is_file())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let mut seen: std::collections::HashSet<String> =
+                records(&Default::default()).into_iter().collect();
+            let mut unknown_profiles = std::collections::HashSet::new();
+            loop {
+                let t0 = std::time::Instant::now();
+                while t0.elapsed() < WATCH {
+                    if shared.stopping() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    MERGES_FAILED.fetch_add(1, Ordering::Relaxed);
-                    *LAST_FAILURE.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some((closed.record.id.clone(), format!("{e:#}")));
-                    tracing::error!(pass = %closed.record.id, error = %format!("{e:#}"), "merging the station copies failed: the station passes are kept as they are");
+                for id in records(&seen) {
+                    seen.insert(id.clone());
+                    let Ok(p) = StationPass::open(&passes.join(&id)) else {
+                        continue;
+                    };
+                    if p.record.input == MERGED_INPUT || p.record.scid.is_none() {
+                        continue;
+                    }
+                    let Some(profile) = profiles
+                        .iter()
+                        .find(|x| x.name == p.record.profile)
+                        .cloned()
+                        .or_else(|| Profile::builtin(&p.record.profile).ok())
+                    else {
+                        if unknown_profiles.insert(p.record.profile.clone()) {
+                            tracing::warn!(pass = %id, profile = %p.record.profile, "a station pass of a profile this daemon does not know: not merged");
+                        }
+                        continue;
+                    };
+                    let imaging = profile.imaging.is_some();
+                    run_merge(
+                        &shared,
+                        &Closed {
+                            record: p.record,
+                            profile,
+                            imaging,
+                            date: None,
+                        },
+                    );
                 }
             }
         });
     if let Err(e) = spawned {
-        MERGES_FAILED.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(error = %e, "cannot start the merge thread");
+        tracing::error!(error = %e, "cannot start the merge watcher: passes copied into the archive are not merged");
     }
 }
 

@@ -691,6 +691,10 @@ impl Daemon {
             cfg.input.iter().any(|i| i.profile.imaging.is_some()),
             &shared,
         );
+        merge::start_watcher(
+            &shared,
+            cfg.input.iter().map(|i| i.profile.clone()).collect(),
+        );
         let sources = cfg
             .input
             .iter()
