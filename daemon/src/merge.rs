@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use decoder::merge::{Copy, MergeStats, Merger, Quality, DEFAULT_REORDER, DEFAULT_WINDOW};
+use decoder::merge::{FrameCopy, MergeStats, Merger, Quality, DEFAULT_REORDER, DEFAULT_WINDOW};
 use decoder::{Decoder, DecoderOptions, Event, InputFormat, Profile};
 
 use crate::serve::record::{rfc3339, ArchiveSection, ArchiveState, PassRecord, Unarchived};
@@ -80,7 +80,7 @@ struct Source {
     file: Option<File>,
     dec: Decoder,
     raw: Option<Bytes>,
-    queue: VecDeque<Copy<Bytes>>,
+    queue: VecDeque<FrameCopy<Bytes>>,
     buf: Vec<u8>,
     bytes: u64,
     keep_raw: bool,
@@ -107,7 +107,7 @@ impl Source {
     }
 
     /// The next good frame of this copy (with its raw CADU when reading `cadus.raw`).
-    fn next(&mut self) -> Result<Option<Copy<Bytes>>> {
+    fn next(&mut self) -> Result<Option<FrameCopy<Bytes>>> {
         loop {
             if let Some(c) = self.queue.pop_front() {
                 return Ok(Some(c));
@@ -135,7 +135,7 @@ impl Source {
                             (true, None) => continue,
                             (false, _) => fr.data.clone(),
                         };
-                        self.queue.push_back(Copy {
+                        self.queue.push_back(FrameCopy {
                             scid: fr.header.scid,
                             vcid: fr.header.vcid,
                             count: fr.header.vc_count,

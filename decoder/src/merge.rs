@@ -75,7 +75,7 @@ impl Quality {
 
 /// One copy of a frame, as a station received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Copy<T> {
+pub struct FrameCopy<T> {
     /// Spacecraft id.
     pub scid: u16,
     /// Virtual channel.
@@ -100,7 +100,7 @@ pub struct Merged<T> {
     /// How many inputs had a copy of this key.
     pub copies: usize,
     /// The kept copy.
-    pub copy: Copy<T>,
+    pub copy: FrameCopy<T>,
 }
 
 /// What one input contributed.
@@ -139,7 +139,7 @@ pub struct MergeStats {
 
 struct Queued<T> {
     ext: i64,
-    copy: Copy<T>,
+    copy: FrameCopy<T>,
 }
 
 struct Input<T> {
@@ -241,7 +241,7 @@ impl<T> Merger<T> {
     }
 
     /// The next frame of input `input` (in its own order). An unknown input is ignored.
-    pub fn push(&mut self, input: usize, copy: Copy<T>) {
+    pub fn push(&mut self, input: usize, copy: FrameCopy<T>) {
         let (Some(inp), Some(counts)) =
             (self.inputs.get_mut(input), self.stats.inputs.get_mut(input))
         else {
@@ -397,7 +397,7 @@ impl<T> Merger<T> {
     }
 
     fn emit(&mut self, v: u8, ext: i64) {
-        let mut copies: Vec<(usize, Copy<T>)> = Vec::new();
+        let mut copies: Vec<(usize, FrameCopy<T>)> = Vec::new();
         for (n, inp) in self.inputs.iter_mut().enumerate() {
             if let Some(q) = inp.queues.get_mut(&v) {
                 if q.front().is_some_and(|f| f.ext == ext) {
@@ -458,8 +458,8 @@ mod tests {
 
     const AOS: u32 = 1 << 24;
 
-    fn copy(vcid: u8, count: u32, modulus: u32, quality: Quality, body: u8) -> Copy<u64> {
-        Copy {
+    fn copy(vcid: u8, count: u32, modulus: u32, quality: Quality, body: u8) -> FrameCopy<u64> {
+        FrameCopy {
             scid: 157,
             vcid,
             count: count % modulus,
@@ -471,7 +471,7 @@ mod tests {
     }
 
     /// Streams `copies` into a merger as a caller does: feed what it wants, poll what is final.
-    fn run(copies: Vec<Vec<Copy<u64>>>, window: u64) -> (Vec<Merged<u64>>, MergeStats, usize) {
+    fn run(copies: Vec<Vec<FrameCopy<u64>>>, window: u64) -> (Vec<Merged<u64>>, MergeStats, usize) {
         let mut m = Merger::new(copies.len(), 157, window, 16);
         let mut its: Vec<_> = copies.into_iter().map(Vec::into_iter).collect();
         let mut out = Vec::new();
