@@ -366,7 +366,7 @@ pub fn recover_interrupted(cfg: &config::Config) -> Vec<Recovery> {
             out.push(Recovery::UnknownInput { pass: id });
             continue;
         };
-        out.push(match recover_one(&dir, &id, input) {
+        out.push(match recover_one(&dir, &id, input, &cfg.station) {
             Ok(frames) => Recovery::Recovered { pass: id, frames },
             Err(e) => Recovery::Failed {
                 pass: id,
@@ -381,7 +381,12 @@ pub fn recover_interrupted(cfg: &config::Config) -> Vec<Recovery> {
 /// good frame) from re-decoding `cadus.raw`, AOS from the pass id (to the second: the AOS the
 /// directory was named after), LOS from the last write to the pass's data (`cadus.raw`'s
 /// mtime, or the directory's when there is no raw file).
-fn recover_one(dir: &Path, id: &str, input: &config::InputConfig) -> std::io::Result<u64> {
+fn recover_one(
+    dir: &Path,
+    id: &str,
+    input: &config::InputConfig,
+    station: &config::StationConfig,
+) -> std::io::Result<u64> {
     use std::io::Read;
     let raw = dir.join("cadus.raw");
     let cadu = input.profile.cadu.length as u64;
@@ -447,6 +452,8 @@ fn recover_one(dir: &Path, id: &str, input: &config::InputConfig) -> std::io::Re
             "re-decoded from cadus.raw after a crash; datagram drops unknown".into(),
         ),
         raw_trimmed_bytes: Some(trimmed),
+        station: Some(station.name.clone()),
+        station_location: crate::record::StationLocation::of(station),
         ..crate::record::PassRecord::default()
     };
     let aos = crate::record::aos_of_id(id).or(last_write).unwrap_or(now);

@@ -198,9 +198,48 @@ pub struct PassRecord {
     /// Bytes of a torn CADU trimmed from the end of `cadus.raw`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_trimmed_bytes: Option<u64>,
+    /// The ground station that received the pass (`[station] name`); for a merged pass, the
+    /// station of the daemon that merged it. Absent in records of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<String>,
+    /// Where that station's antenna is (`[station] lat`, `lon`, `alt_m`), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station_location: Option<StationLocation>,
+    /// A merged pass: the ids of the station passes it was made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+    /// A merged pass: what each station pass contributed (see `serve::merge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contributions: Option<serde_json::Value>,
+    /// A merged pass: 1 for the first merge, bumped each time a late copy re-runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_version: Option<u64>,
     /// Keys this version does not know, kept as read.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// A station's antenna position.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StationLocation {
+    /// Degrees north.
+    pub lat: f64,
+    /// Degrees east.
+    pub lon: f64,
+    /// Metres above the WGS-84 ellipsoid, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alt_m: Option<f64>,
+}
+
+impl StationLocation {
+    /// The location `[station]` configures, if any.
+    pub fn of(station: &config::StationConfig) -> Option<StationLocation> {
+        station.location.map(|(lat, lon)| StationLocation {
+            lat,
+            lon,
+            alt_m: station.alt_m,
+        })
+    }
 }
 
 /// A key that is present (`null` included) reads as `Some`: `link_quality` is written as `null`
@@ -236,6 +275,12 @@ pub struct PassSummary {
     pub suspect: Option<bool>,
     /// `complete`, `incomplete` or `interrupted`.
     pub archive: ArchiveState,
+    /// The receiving station (absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<String>,
+    /// A merged pass: the station passes it was made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
     /// Why the record is not on disk yet (pending records only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_error: Option<String>,
@@ -343,6 +388,8 @@ impl PassRecord {
             rs_uncorrectable: self.counter("/rs/uncorrectable"),
             suspect: self.suspect,
             archive,
+            station: self.station.clone(),
+            merged_from: self.merged_from.clone(),
             record_error: None,
             record_tries: None,
         }

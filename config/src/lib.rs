@@ -101,6 +101,8 @@ const MAX_HTTP_CONNECTIONS: u64 = 100_000;
 const MAX_HTTP_REQUESTS_PER_CONNECTION: u64 = 1_000_000;
 const MAX_MIN_FRAMES: u64 = 1_000_000_000;
 const MAX_INPUT_NAME: usize = 32;
+/// Default `station.name`.
+pub const DEFAULT_STATION_NAME: &str = "local";
 
 // ---------------------------------------------------------------------------------------------
 // The resolved configuration
@@ -123,6 +125,32 @@ pub struct Config {
     pub imaging: ImagingConfig,
     /// `[[alerts]]`: vegetation-loss change alerts per catalog collection, optional.
     pub alerts: Vec<AlertsConfig>,
+    /// `[station]`: which ground station this daemon is (tagged on every pass it records).
+    pub station: StationConfig,
+}
+
+/// `[station]`: the identity and location of this ground station. Every pass record and STAC
+/// item carries them, so passes of one satellite received by several stations can be told
+/// apart and merged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StationConfig {
+    /// `name` (default `"local"`, 1–32 of `a-z 0-9 _ -`): the station's name.
+    pub name: String,
+    /// `lat` (degrees north, -90..=90) and `lon` (degrees east, -180..=180) of the antenna;
+    /// both or neither.
+    pub location: Option<(f64, f64)>,
+    /// `alt_m` (metres above the WGS-84 ellipsoid, -500..=10000; needs `lat`/`lon`).
+    pub alt_m: Option<f64>,
+}
+
+impl Default for StationConfig {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_STATION_NAME.to_owned(),
+            location: None,
+            alt_m: None,
+        }
+    }
 }
 
 /// `[[alerts]]`: change alerts over one catalog collection (see `storage::change`).
@@ -767,6 +795,17 @@ struct RawConfig {
     imaging: RawImaging,
     #[serde(default)]
     alerts: Vec<RawAlerts>,
+    #[serde(default)]
+    station: RawStation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    name: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    alt_m: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -952,6 +991,7 @@ const TOP_KEYS: &[(&str, Kind)] = &[
     ("input", Kind::TableList),
     ("webhook", Kind::TableList),
     ("alerts", Kind::TableList),
+    ("station", Kind::Table),
 ];
 const ARCHIVE_KEYS: &[(&str, Kind)] = &[
     ("path", Kind::Str),
@@ -995,6 +1035,13 @@ const WEBHOOK_KEYS: &[(&str, Kind)] = &[
     ("ca_file", Kind::Str),
 ];
 
+const STATION_KEYS: &[(&str, Kind)] = &[
+    ("name", Kind::Str),
+    ("lat", Kind::Float),
+    ("lon", Kind::Float),
+    ("alt_m", Kind::Float),
+];
+
 const ALERTS_KEYS: &[(&str, Kind)] = &[
     ("collection", Kind::Str),
     ("mask", Kind::Str),
@@ -1017,6 +1064,7 @@ fn section_keys(section: &str) -> &'static [(&'static str, Kind)] {
         "input" => INPUT_KEYS,
         "webhook" => WEBHOOK_KEYS,
         "alerts" => ALERTS_KEYS,
+        "station" => STATION_KEYS,
         _ => TOP_KEYS,
     }
 }
@@ -1311,6 +1359,7 @@ impl RawConfig {
 
         let imaging = resolve_imaging(&mut pr, &self.imaging, base);
         let alerts = resolve_alerts(&mut pr, &self.alerts, base);
+        let station = resolve_station(&mut pr, &self.station);
 
         let assembled = (|| {
             Some(Config {
@@ -1321,6 +1370,7 @@ impl RawConfig {
                 input: inputs.into_iter().collect::<Option<Vec<_>>>()?,
                 webhook: webhooks.into_iter().collect::<Option<Vec<_>>>()?,
                 alerts,
+                station,
             })
         })();
         match assembled {
@@ -1636,6 +1686,58 @@ fn resolve_pass(pr: &mut Problems, raw: &RawPass) -> PassConfig {
             0,
             MAX_MIN_FRAMES,
         ),
+    }
+}
+
+fn resolve_station(pr: &mut Problems, raw: &RawStation) -> StationConfig {
+    let name = match raw.name.as_deref() {
+        None => DEFAULT_STATION_NAME.to_owned(),
+        Some(n) if valid_input_name(n) => n.to_owned(),
+        Some(n) => {
+            pr.push(
+                "station.name",
+                format!(
+                    "must be 1..={MAX_INPUT_NAME} characters of a-z, 0-9, '_' and '-', got {n:?}"
+                ),
+            );
+            DEFAULT_STATION_NAME.to_owned()
+        }
+    };
+    let mut range = |f: &str, v: Option<f64>, lo: f64, hi: f64| -> Option<f64> {
+        let v = v?;
+        if !(lo..=hi).contains(&v) {
+            pr.push(
+                format!("station.{f}"),
+                format!("must be {lo}..={hi}, got {v}"),
+            );
+            return None;
+        }
+        Some(v)
+    };
+    let lat = range("lat", raw.lat, -90.0, 90.0);
+    let lon = range("lon", raw.lon, -180.0, 180.0);
+    let alt_m = range("alt_m", raw.alt_m, -500.0, 10_000.0);
+    let location = match (raw.lat, raw.lon) {
+        (Some(_), None) => {
+            pr.push("station.lon", "is required when station.lat is set");
+            None
+        }
+        (None, Some(_)) => {
+            pr.push("station.lat", "is required when station.lon is set");
+            None
+        }
+        _ => lat.zip(lon),
+    };
+    if raw.alt_m.is_some() && raw.lat.is_none() && raw.lon.is_none() {
+        pr.push(
+            "station.alt_m",
+            "needs station.lat and station.lon (an altitude without a place)",
+        );
+    }
+    StationConfig {
+        name,
+        location,
+        alt_m,
     }
 }
 
@@ -3714,5 +3816,37 @@ url = \"http://[::1]/h\"
             "{p:?}"
         );
         assert!(p.iter().any(|x| x.message.contains("got -1")));
+    }
+
+    #[test]
+    fn station_is_parsed_and_each_bad_value_named() {
+        let c = parse(ISSUE_CONFIG).unwrap();
+        assert_eq!(c.station, StationConfig::default());
+        let c = parse(&format!(
+            "{ISSUE_CONFIG}\n[station]\nname = \"madison-2\"\nlat = 43.07\nlon = -89.4\nalt_m = 270\n"
+        ))
+        .unwrap();
+        assert_eq!(c.station.name, "madison-2");
+        assert_eq!(c.station.location, Some((43.07, -89.4)));
+        assert_eq!(c.station.alt_m, Some(270.0));
+        let p = problems(&format!(
+            "{ISSUE_CONFIG}\n[station]\nname = \"Bad Name\"\nlat = 91.0\nalt_m = 20000\n"
+        ));
+        let paths: Vec<&str> = p.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "station.name",
+                "station.lat",
+                "station.alt_m",
+                "station.lon"
+            ],
+            "{p:?}"
+        );
+        assert!(p[0].message.contains("\"Bad Name\""));
+        assert!(p[1].message.contains("got 91"));
+        let p = problems(&format!("{ISSUE_CONFIG}\n[station]\nalt_m = 5.0\n"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "station.alt_m");
     }
 }

@@ -113,10 +113,48 @@ fn pass_item(catalog: &dyn Catalog, archive: &Path, products_dir: &Path) -> Resu
     if catalog.collection(&cid)?.is_none() {
         catalog.upsert_collection(&collection_for_listing(&listing)?)?;
     }
+    if let Some(dir) = products_dir.parent() {
+        station_provenance(&mut item, dir);
+    }
     // `updated` versions the item: the tile cache and ETags of a replaced set change with it.
     item.properties.updated =
         Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
     Ok(item)
+}
+
+/// The receiving station (and its location) from the pass record in `pass_dir`, and for a
+/// merged pass its version and the station passes it was made from: as
+/// `downlink:merged_from` and one `derived_from` link per station pass (provenance). A pass
+/// without a record (a set imported from elsewhere) gets nothing.
+fn station_provenance(item: &mut stac::Item, pass_dir: &Path) {
+    let Ok(text) = std::fs::read(pass_dir.join("pass.json")) else {
+        return;
+    };
+    let Ok(rec) = serde_json::from_slice::<archive::record::PassRecord>(&text) else {
+        return;
+    };
+    let f = &mut item.properties.additional_fields;
+    if let Some(s) = &rec.station {
+        f.insert("downlink:station".into(), serde_json::json!(s));
+    }
+    if let Some(l) = &rec.station_location {
+        f.insert("downlink:station_location".into(), serde_json::json!(l));
+    }
+    if !rec.merged_from.is_empty() {
+        f.insert(
+            "downlink:merged_from".into(),
+            serde_json::json!(rec.merged_from),
+        );
+        f.insert(
+            "downlink:merge_version".into(),
+            serde_json::json!(rec.merge_version),
+        );
+        for id in &rec.merged_from {
+            let mut l = stac::Link::new(format!("/api/v1/passes/{id}"), "derived_from");
+            l.r#type = Some("application/json".into());
+            item.links.push(l);
+        }
+    }
 }
 
 /// `downlink archive add`: imports georeferenced rasters as one item of `spec.collection`

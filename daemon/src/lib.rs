@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod archive_catalog;
 pub use ::config;
+pub mod merge;
 pub mod replay;
 pub mod serve;
 

@@ -10,6 +10,7 @@ mod alerts_cmd;
 mod archive_cmd;
 mod decode;
 mod image_cmd;
+mod merge_cmd;
 mod tle_cmd;
 
 use downlink::config;
@@ -54,6 +55,9 @@ enum Command {
     /// products: raw swath PNGs and GCP GeoTIFFs, analytic COGs, composite, NDVI, thumbnail;
     /// prints a JSON listing.
     Image(image_cmd::ImageArgs),
+    /// Merge archived copies of one pass (two antennas or stations) into one pass whose frames
+    /// are the best of each copy; prints its contributions and counters as JSON.
+    Merge(merge_cmd::MergeArgs),
     /// Load newer TLEs into the station's store (ARCHIVE/tle) or list them; the daemon picks
     /// the set nearest each pass.
     Tle(tle_cmd::TleArgs),
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
         Command::Image(args) => image_cmd::run(&args),
+        Command::Merge(args) => merge_cmd::run(&args),
         Command::Tle(args) => tle_cmd::run(&args),
         Command::Archive(args) => archive_cmd::run(&args),
         Command::Alerts(args) => alerts_cmd::run(&args),

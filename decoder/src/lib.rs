@@ -6,6 +6,7 @@ pub mod conv;
 pub mod decoder;
 pub mod error;
 pub mod frame;
+pub mod merge;
 pub mod packet;
 pub mod pn;
 pub mod profile;

@@ -85,6 +85,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "catalog": catalog_json(&shared),
         "http": shared.http.snapshot(),
         "alerts": shared.alerts.status(),
+        "merges": super::merge::status_json(),
         "webhooks": {
             "sent": shared.webhooks.stats().sent,
             "failed": shared.webhooks.stats().failed,
@@ -332,6 +333,21 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             .map(|s| (format!("input=\"{}\"", s.name), f(s)))
             .collect()
     };
+    family(
+        "downlink_merges_total",
+        "counter",
+        "Merges of station copies of a pass, by result (ok, failed: see the log).",
+        vec![
+            (
+                "result=\"ok\"".to_owned(),
+                super::merge::MERGES_OK.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "result=\"failed\"".to_owned(),
+                super::merge::MERGES_FAILED.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ],
+    );
     let (alert_runs, alert_failures) = shared.alerts.totals();
     family(
         "downlink_alert_runs_total",

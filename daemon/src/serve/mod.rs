@@ -24,6 +24,7 @@ pub mod events;
 pub mod http;
 pub mod http_server;
 pub mod ingest;
+pub mod merge;
 pub mod pipeline;
 pub mod plot;
 pub mod products;
@@ -274,6 +275,8 @@ pub struct PipelineSettings {
     pub pass: crate::config::PassConfig,
     /// `[archive]`.
     pub archive: crate::config::ArchiveConfig,
+    /// `[station]`: tagged on every pass record.
+    pub station: crate::config::StationConfig,
 }
 
 /// State shared between the threads and the HTTP side for the whole life of the process
@@ -624,6 +627,7 @@ impl Daemon {
             settings: std::sync::RwLock::new(Arc::new(PipelineSettings {
                 pass: cfg.pass.clone(),
                 archive: cfg.archive.clone(),
+                station: cfg.station.clone(),
             })),
             webhooks: webhook::Webhooks::new(&cfg.webhook, rt.handle().clone()),
             products: products::Queue::default(),
@@ -677,6 +681,10 @@ impl Daemon {
             &cfg.archive.path,
             cfg.input.iter().any(|i| i.profile.imaging.is_some()),
             &shared,
+        );
+        merge::start_watcher(
+            &shared,
+            cfg.input.iter().map(|i| i.profile.clone()).collect(),
         );
         let sources = cfg
             .input
@@ -777,6 +785,7 @@ impl Daemon {
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(PipelineSettings {
             pass: new.pass.clone(),
             archive: new.archive.clone(),
+            station: new.station.clone(),
         });
         let states_by_name: BTreeMap<String, Arc<InputState>> = self
             .shared

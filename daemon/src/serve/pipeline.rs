@@ -530,6 +530,8 @@ impl Pipeline<'_> {
             archive_io_errors: Some(p.io_errors.values().sum::<u64>()),
             plot: Some("plot.png".into()),
             timeline: Some("timeline.json".into()),
+            station: Some(self.settings.station.name.clone()),
+            station_location: archive::record::StationLocation::of(&self.settings.station),
             ..PassRecord::default()
         };
         record.set_times(p.aos, los);
@@ -649,6 +651,17 @@ impl Pipeline<'_> {
     /// A pass record is on disk: notify, and queue products.
     fn published(&self, p: &PendingRecord, record_path: &std::path::Path) {
         let shared = &self.w.shared;
+        if p.has_data {
+            super::merge::after_los(
+                shared,
+                super::merge::Closed {
+                    record: p.record.clone(),
+                    profile: self.input.profile.clone(),
+                    imaging: self.input.profile.imaging.is_some(),
+                    date: self.input.pass_date,
+                },
+            );
+        }
         shared.webhooks.notify(
             crate::config::WebhookEvent::PassRecord,
             serde_json::to_value(&p.record).unwrap_or_default(),

@@ -1,0 +1,619 @@
+//! Merging archived copies of one pass (two antennas, two stations) into one better pass: the
+//! IO shell around [`decoder::merge::Merger`]. `downlink merge` and the daemon's merge after LOS
+//! both run [`merge_passes`].
+//!
+//! What is read: each station pass's `cadus.raw` (the CADUs as received) when every pass has
+//! one, so each copy's Reed-Solomon outcome is known and the best copy is chosen per frame;
+//! else each pass's `frames/vcid-NN.bin` (good frames after RS), merged virtual channel by
+//! virtual channel. Each copy is decoded by the ordinary decoder (frames only), lazily, in
+//! 64 KiB reads: nothing holds a whole pass.
+//!
+//! What is written: a pass directory like any other (`cadus.raw` of the chosen CADUs, or the
+//! merged `frames/`; `frames/`, `packets/`, `pass.json`), whose counters come from decoding the
+//! merged frame sequence with the ordinary decoder (so packets broken in one copy and whole in
+//! the other come out whole), with `merged_from` and `contributions`. It is written into a
+//! staging directory and published by renames ([`publish`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use decoder::merge::{FrameCopy, MergeStats, Merger, Quality, DEFAULT_REORDER, DEFAULT_WINDOW};
+use decoder::{Decoder, DecoderOptions, Event, InputFormat, Profile};
+
+use archive::record::{rfc3339, ArchiveSection, ArchiveState, PassRecord, Unarchived};
+
+/// The input name of merged passes (their ids end in `-merged`).
+pub const MERGED_INPUT: &str = "merged";
+
+/// The `rejected` key of a copy's fill frames (not merged, not an error).
+const FILL: &str = "fill_not_merged";
+
+/// Read size of the station copies.
+const READ: usize = 64 * 1024;
+
+/// One station pass to merge.
+#[derive(Clone, Debug)]
+pub struct StationPass {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its record.
+    pub record: PassRecord,
+}
+
+impl StationPass {
+    /// Reads `dir/pass.json`.
+    pub fn open(dir: &Path) -> Result<StationPass> {
+        let path = dir.join("pass.json");
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let record: PassRecord =
+            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(StationPass {
+            dir: dir.to_owned(),
+            record,
+        })
+    }
+
+    fn raw(&self) -> PathBuf {
+        self.dir.join("cadus.raw")
+    }
+
+    fn has_raw(&self) -> bool {
+        std::fs::metadata(self.raw()).is_ok_and(|m| m.is_file() && m.len() > 0)
+    }
+
+    /// The label of its contributions: `station/input` (the pass id when that repeats).
+    fn label(&self) -> String {
+        match &self.record.station {
+            Some(s) => format!("{s}/{}", self.record.input),
+            None => self.record.input.clone(),
+        }
+    }
+}
+
+/// One station copy, decoded lazily into frames.
+struct Source {
+    file: Option<File>,
+    dec: Decoder,
+    raw: Option<Bytes>,
+    queue: VecDeque<FrameCopy<Bytes>>,
+    buf: Vec<u8>,
+    bytes: u64,
+    keep_raw: bool,
+}
+
+impl Source {
+    fn new(profile: &Profile, format: InputFormat, path: &Path) -> Result<Source> {
+        let opts = DecoderOptions {
+            raw_cadus: format == InputFormat::Cadu,
+            frames: true,
+            // Fill (idle) frames carry nothing and their counters often do not run: not merged.
+            fill_frames: false,
+            packets: false,
+        };
+        Ok(Source {
+            file: Some(File::open(path).with_context(|| format!("opening {}", path.display()))?),
+            dec: Decoder::new(profile, format, opts)?,
+            raw: None,
+            queue: VecDeque::new(),
+            buf: vec![0; READ],
+            bytes: 0,
+            keep_raw: format == InputFormat::Cadu,
+        })
+    }
+
+    /// The next good frame of this copy (with its raw CADU when reading `cadus.raw`).
+    fn next(&mut self) -> Result<Option<FrameCopy<Bytes>>> {
+        loop {
+            if let Some(c) = self.queue.pop_front() {
+                return Ok(Some(c));
+            }
+            let Some(f) = self.file.as_mut() else {
+                return Ok(None);
+            };
+            let n = f.read(&mut self.buf)?;
+            if n == 0 {
+                self.dec.finish();
+                self.file = None;
+            } else {
+                self.bytes += n as u64;
+                self.dec.push(self.buf.get(..n).unwrap_or_default());
+            }
+            while let Some(ev) = self.dec.poll() {
+                match ev {
+                    Event::RawCadu { data, .. } => self.raw = Some(data),
+                    Event::Rejected { .. } => self.raw = None,
+                    Event::Frame(fr) if fr.fill => self.raw = None,
+                    Event::Frame(fr) => {
+                        let raw = self.raw.take();
+                        let payload = match (self.keep_raw, raw) {
+                            (true, Some(r)) => r,
+                            (true, None) => continue,
+                            (false, _) => fr.data.clone(),
+                        };
+                        self.queue.push_back(FrameCopy {
+                            scid: fr.header.scid,
+                            vcid: fr.header.vcid,
+                            count: fr.header.vc_count,
+                            modulus: fr.header.vc_count_modulus,
+                            quality: Quality::of(fr.rs.as_ref()),
+                            frame: fr.data,
+                            payload,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs `m` over `sources`, handing each merged frame to `out`.
+fn drive(
+    m: &mut Merger<Bytes>,
+    sources: &mut [Source],
+    mut out: impl FnMut(decoder::merge::Merged<Bytes>) -> Result<()>,
+) -> Result<()> {
+    loop {
+        while let Some(x) = m.poll() {
+            out(x)?;
+        }
+        let Some(i) = m.wants() else { return Ok(()) };
+        match sources.get_mut(i).map(Source::next).transpose()?.flatten() {
+            Some(c) => m.push(i, c),
+            None => m.finish(i),
+        }
+    }
+}
+
+/// The files of a pass being written (staged).
+struct Writer {
+    dir: PathBuf,
+    cadus: Option<BufWriter<File>>,
+    frames: BTreeMap<u8, BufWriter<File>>,
+    packets: BTreeMap<u16, BufWriter<File>>,
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    Ok(BufWriter::with_capacity(
+        256 * 1024,
+        File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    ))
+}
+
+impl Writer {
+    fn frame(&mut self, vcid: u8, data: &[u8]) -> Result<()> {
+        let f = match self.frames.entry(vcid) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(create(
+                &self.dir.join(format!("frames/vcid-{vcid:02}.bin")),
+            )?),
+        };
+        Ok(f.write_all(data)?)
+    }
+
+    fn packet(&mut self, apid: u16, data: &[u8]) -> Result<()> {
+        let f = match self.packets.entry(apid) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(create(
+                &self.dir.join(format!("packets/apid-{apid:04}.pkts")),
+            )?),
+        };
+        Ok(f.write_all(data)?)
+    }
+
+    /// Flushes and fsyncs every file and its directory.
+    fn sync(self) -> Result<()> {
+        let all = self
+            .cadus
+            .into_iter()
+            .chain(self.frames.into_values())
+            .chain(self.packets.into_values());
+        for f in all {
+            let f = f.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+        }
+        for d in ["frames", "packets"] {
+            if self.dir.join(d).is_dir() {
+                archive::sync_dir(&self.dir.join(d).join("x"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes merged frames (final decoder) into the writer.
+fn take_events(dec: &mut Decoder, w: &mut Writer, frames: bool) -> Result<()> {
+    while let Some(ev) = dec.poll() {
+        match ev {
+            Event::Frame(f) if frames => w.frame(f.header.vcid, &f.data)?,
+            Event::Packet { packet, .. } => w.packet(packet.header.apid, &packet.data)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// What [`merge_passes`] needs besides the passes.
+pub struct MergeSpec<'a> {
+    /// The spacecraft profile (the station passes' own).
+    pub profile: &'a Profile,
+    /// The merged pass's id.
+    pub id: &'a str,
+    /// The station that merges (tagged on the merged record).
+    pub station: Option<&'a crate::config::StationConfig>,
+    /// 1 for a first merge, one more for each re-merge.
+    pub version: u64,
+}
+
+/// Merges `passes` into a new pass directory `staging` (which must not exist); returns its
+/// record (already written as `staging/pass.json`). Passes of another spacecraft than the
+/// first pass with a decoded frame are refused by the caller ([`mergeable`]); frames of another
+/// SCID inside a copy are counted, never merged.
+pub fn merge_passes(
+    passes: &[StationPass],
+    spec: &MergeSpec<'_>,
+    staging: &Path,
+) -> Result<PassRecord> {
+    let Some(scid) = passes.iter().find_map(|p| p.record.scid) else {
+        bail!("none of the passes has a decoded frame (no spacecraft id)");
+    };
+    std::fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
+    let profile = spec.profile;
+    let raw_mode = passes.iter().all(StationPass::has_raw);
+    let mut w = Writer {
+        dir: staging.to_owned(),
+        cadus: None,
+        frames: BTreeMap::new(),
+        packets: BTreeMap::new(),
+    };
+    let mut stats = MergeStats {
+        inputs: vec![Default::default(); passes.len()],
+        ..MergeStats::default()
+    };
+    let mut rejected: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); passes.len()];
+    let mut truncated_bits = vec![0u64; passes.len()];
+    let mut read_bytes = vec![0u64; passes.len()];
+    let opts = DecoderOptions {
+        raw_cadus: false,
+        frames: raw_mode,
+        fill_frames: false,
+        packets: true,
+    };
+    let counters = if raw_mode {
+        let mut sources = passes
+            .iter()
+            .map(|p| Source::new(profile, InputFormat::Cadu, &p.raw()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut m = Merger::new(passes.len(), scid, DEFAULT_WINDOW, DEFAULT_REORDER);
+        let mut dec = Decoder::new(profile, InputFormat::Cadu, opts)?;
+        w.cadus = Some(create(&staging.join("cadus.raw"))?);
+        drive(&mut m, &mut sources, |x| {
+            if let Some(c) = &mut w.cadus {
+                c.write_all(&x.copy.payload)?;
+            }
+            dec.push(&x.copy.payload);
+            take_events(&mut dec, &mut w, true)
+        })?;
+        dec.finish();
+        take_events(&mut dec, &mut w, true)?;
+        stats = m.stats().clone();
+        for (k, s) in sources.iter().enumerate() {
+            note_source(s, k, &mut rejected, &mut truncated_bits, &mut read_bytes);
+        }
+        dec.stats()
+    } else {
+        // Frames per VC: merge each virtual channel on its own, then decode them in VC order
+        // (as the products job re-decodes a pass without raw CADUs).
+        let mut vcids: Vec<u8> = Vec::new();
+        for p in passes {
+            if let Ok(rd) = std::fs::read_dir(p.dir.join("frames")) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if let Some(v) = name
+                        .strip_prefix("vcid-")
+                        .and_then(|n| n.strip_suffix(".bin"))
+                        .and_then(|n| n.parse::<u8>().ok())
+                    {
+                        vcids.push(v);
+                    }
+                }
+            }
+        }
+        vcids.sort_unstable();
+        vcids.dedup();
+        let mut dec = Decoder::new(profile, InputFormat::Frames, opts)?;
+        for v in vcids {
+            let file = format!("frames/vcid-{v:02}.bin");
+            let mut present = Vec::new();
+            let mut sources = Vec::new();
+            for (k, p) in passes.iter().enumerate() {
+                let path = p.dir.join(&file);
+                if path.is_file() {
+                    present.push(k);
+                    sources.push(Source::new(profile, InputFormat::Frames, &path)?);
+                }
+            }
+            let mut m = Merger::new(sources.len(), scid, DEFAULT_WINDOW, DEFAULT_REORDER);
+            drive(&mut m, &mut sources, |x| {
+                w.frame(v, &x.copy.payload)?;
+                dec.push(&x.copy.payload);
+                take_events(&mut dec, &mut w, false)
+            })?;
+            let s = m.stats();
+            for (j, &k) in present.iter().enumerate() {
+                if let (Some(dst), Some(src)) = (stats.inputs.get_mut(k), s.inputs.get(j)) {
+                    add_counts(dst, src);
+                }
+                if let Some(src) = sources.get(j) {
+                    note_source(src, k, &mut rejected, &mut truncated_bits, &mut read_bytes);
+                }
+            }
+            stats.keys += s.keys;
+            stats.duplicate_keys += s.duplicate_keys;
+            stats.conflict_keys += s.conflict_keys;
+        }
+        dec.finish();
+        take_events(&mut dec, &mut w, false)?;
+        dec.stats()
+    };
+    w.sync()?;
+
+    let gaps_left: u64 = counters.frames.missing_by_vcid.values().sum();
+    let mut contributions = serde_json::Map::new();
+    let mut labels: Vec<String> = Vec::new();
+    for (k, p) in passes.iter().enumerate() {
+        let mut label = p.label();
+        if labels.contains(&label) {
+            label = p.record.id.clone();
+        }
+        labels.push(label.clone());
+        let c = stats.inputs.get(k).copied().unwrap_or_default();
+        let rej = rejected.get(k).cloned().unwrap_or_default();
+        let mut explained = Vec::new();
+        if c.wrong_scid > 0 {
+            explained.push(format!(
+                "{} frames of another spacecraft than SCID {scid}: never merged",
+                c.wrong_scid
+            ));
+        }
+        if p.record.scid.is_some_and(|s| s != scid) {
+            explained.push(format!(
+                "this copy is of SCID {}, the merged pass of SCID {scid}",
+                p.record.scid.unwrap_or_default()
+            ));
+        }
+        for (reason, n) in &rej {
+            explained.push(match reason.as_str() {
+                FILL => format!("{n} fill (idle) frames: they carry no data and are not merged"),
+                _ => format!("{n} frames rejected in this copy ({reason})"),
+            });
+        }
+        let tb = truncated_bits.get(k).copied().unwrap_or(0);
+        if tb > 0 {
+            explained.push(format!(
+                "the copy ends in {tb} bits of a CADU cut short (truncated)"
+            ));
+        }
+        if c.late > 0 {
+            explained.push(format!(
+                "{} frames arrived out of order beyond the reorder window: dropped",
+                c.late
+            ));
+        }
+        if c.conflicts > 0 {
+            explained.push(format!(
+                "{} frames differ from another copy after RS: the better-scored copy was kept",
+                c.conflicts
+            ));
+        }
+        contributions.insert(
+            label,
+            serde_json::json!({
+                "pass": p.record.id,
+                "station": p.record.station,
+                "input": p.record.input,
+                "frames": c.pushed,
+                "unique": c.unique,
+                "duplicates": c.duplicates,
+                "conflicts": c.conflicts,
+                "chosen": c.chosen,
+                "wrong_scid": c.wrong_scid,
+                "late": c.late,
+                "repeats": c.repeats,
+                "rejected": rej,
+                "truncated_bits": tb,
+                "bytes_read": read_bytes.get(k).copied().unwrap_or(0),
+                "explained": explained,
+            }),
+        );
+    }
+    contributions.insert("gaps_left".into(), gaps_left.into());
+    contributions.insert("frames".into(), stats.keys.into());
+    contributions.insert("duplicate_frames".into(), stats.duplicate_keys.into());
+    contributions.insert("conflict_frames".into(), stats.conflict_keys.into());
+    contributions.insert(
+        "source".into(),
+        if raw_mode { "cadus.raw" } else { "frames" }.into(),
+    );
+
+    let aos = passes.iter().filter_map(|p| p.record.aos_time()).min();
+    let los = passes
+        .iter()
+        .filter_map(|p| {
+            p.record
+                .los
+                .as_deref()
+                .and_then(|l| humantime::parse_rfc3339_weak(l).ok())
+        })
+        .max();
+    let mut record = PassRecord {
+        id: spec.id.to_owned(),
+        input: MERGED_INPUT.into(),
+        profile: profile.name.clone(),
+        spacecraft: Some(
+            profile
+                .spacecraft_name(scid)
+                .map_or_else(|| format!("SCID {scid}"), str::to_owned),
+        ),
+        scid: Some(scid),
+        counters: serde_json::to_value(&counters)?,
+        suspect: Some(false),
+        archive: Some(ArchiveSection {
+            state: ArchiveState::Complete,
+            io_errors: BTreeMap::new(),
+            not_archived: Unarchived::default(),
+            poisoned: false,
+        }),
+        archive_io_errors: Some(0),
+        counters_source: Some(format!(
+            "merged from {} station passes ({}); counted by decoding the merged frames",
+            passes.len(),
+            if raw_mode {
+                "raw CADUs, best Reed-Solomon outcome per frame"
+            } else {
+                "archived frames"
+            }
+        )),
+        station: spec.station.map(|s| s.name.clone()),
+        station_location: spec.station.and_then(archive::record::StationLocation::of),
+        merged_from: passes.iter().map(|p| p.record.id.clone()).collect(),
+        contributions: Some(serde_json::Value::Object(contributions)),
+        merge_version: Some(spec.version),
+        ..PassRecord::default()
+    };
+    let now = SystemTime::now();
+    let aos = aos.unwrap_or(now);
+    record.set_times(aos, los.unwrap_or(aos));
+    record.extra.insert("merged_at".into(), rfc3339(now).into());
+    let text = serde_json::to_vec_pretty(&record)?;
+    archive::write_atomic(staging.join("pass.json"), &text)?;
+    Ok(record)
+}
+
+fn add_counts(dst: &mut decoder::merge::InputCounts, src: &decoder::merge::InputCounts) {
+    dst.pushed += src.pushed;
+    dst.unique += src.unique;
+    dst.duplicates += src.duplicates;
+    dst.conflicts += src.conflicts;
+    dst.chosen += src.chosen;
+    dst.wrong_scid += src.wrong_scid;
+    dst.late += src.late;
+    dst.repeats += src.repeats;
+}
+
+fn note_source(
+    s: &Source,
+    k: usize,
+    rejected: &mut [BTreeMap<String, u64>],
+    truncated: &mut [u64],
+    bytes: &mut [u64],
+) {
+    let st = s.dec.stats();
+    let r = &st.frames.rejected;
+    if let Some(map) = rejected.get_mut(k) {
+        for (name, n) in [
+            ("rs_uncorrectable", r.rs_uncorrectable),
+            ("crc_failed", r.crc_failed),
+            ("bad_version", r.bad_version),
+            ("unexpected_scid", r.unexpected_scid),
+            ("too_short", r.too_short),
+            ("unknown_vcid", r.unknown_vcid),
+        ] {
+            if n > 0 {
+                *map.entry(name.to_owned()).or_default() += n;
+            }
+        }
+    }
+    if let Some(t) = truncated.get_mut(k) {
+        *t += st.sync.truncated_bits;
+    }
+    if let Some(b) = bytes.get_mut(k) {
+        *b += s.bytes;
+    }
+    if let Some(map) = rejected.get_mut(k) {
+        if st.frames.fill > 0 {
+            *map.entry(FILL.to_owned()).or_default() += st.frames.fill;
+        }
+    }
+}
+
+/// Whether two pass records are copies of one pass: same spacecraft, times overlapping
+/// (AOS..LOS, with `slack` either side).
+pub fn same_pass(a: &PassRecord, b: &PassRecord, slack: std::time::Duration) -> bool {
+    let span = |r: &PassRecord| -> Option<(SystemTime, SystemTime)> {
+        let aos = r.aos_time()?;
+        let los = r
+            .los
+            .as_deref()
+            .and_then(|l| humantime::parse_rfc3339_weak(l).ok())
+            .unwrap_or(aos);
+        Some((aos, los))
+    };
+    let (Some(sa), Some(sb)) = (a.scid, b.scid) else {
+        return false;
+    };
+    let (Some((a0, a1)), Some((b0, b1))) = (span(a), span(b)) else {
+        return false;
+    };
+    sa == sb && a0 <= b1 + slack && b0 <= a1 + slack
+}
+
+/// Replaces (or creates) pass directory `dest` with `staging`: the old one is moved aside,
+/// the new one renamed into place, the parent directory fsynced, then the old one removed.
+/// A reader sees the old pass or the new one, each whole.
+pub fn publish(staging: &Path, dest: &Path) -> Result<()> {
+    let parent = dest.parent().context("pass directory without a parent")?;
+    let old = dest.with_extension(format!("{}.replaced", std::process::id()));
+    if dest.exists() {
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(dest, &old).with_context(|| format!("moving {} aside", dest.display()))?;
+    }
+    std::fs::rename(staging, dest)
+        .with_context(|| format!("renaming {} to {}", staging.display(), dest.display()))?;
+    archive::sync_dir(&parent.join("x"))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("removing the replaced {}", old.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn rec(scid: u16, aos: &str, los: &str) -> PassRecord {
+        PassRecord {
+            scid: Some(scid),
+            aos: Some(aos.into()),
+            los: Some(los.into()),
+            ..PassRecord::default()
+        }
+    }
+
+    #[test]
+    fn same_pass_needs_the_same_spacecraft_and_overlapping_times() {
+        let a = rec(157, "2026-12-06T10:00:00Z", "2026-12-06T10:10:00Z");
+        let b = rec(157, "2026-12-06T10:06:00Z", "2026-12-06T10:14:00Z");
+        let other = rec(154, "2026-12-06T10:00:00Z", "2026-12-06T10:10:00Z");
+        let later = rec(157, "2026-12-06T11:40:00Z", "2026-12-06T11:50:00Z");
+        let s = Duration::from_secs(60);
+        assert!(same_pass(&a, &b, s));
+        assert!(same_pass(&b, &a, s));
+        assert!(
+            !same_pass(&a, &other, s),
+            "another satellite at the same time"
+        );
+        assert!(!same_pass(&a, &later, s), "the next orbit");
+    }
+}
