@@ -78,9 +78,11 @@ fn validate(path: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Write;
     let cfg = config::Config::load(path)?;
     let notes = cfg.check_host(path)?;
+    let catalog = downlink::catalog_backend::check(&cfg.catalog, &cfg.archive.path)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}: ok", path.display())?;
     writeln!(out, "  archive  {}", cfg.archive.path.display())?;
+    writeln!(out, "  catalog  {catalog}")?;
     writeln!(out, "  http     {}", cfg.http.listen)?;
     writeln!(out, "  pass     los_timeout {:?}", cfg.pass.los_timeout)?;
     for i in &cfg.input {

@@ -46,6 +46,9 @@ use super::store::{
     local_href, AssetRef, Catalog, CatalogError, CatalogStats, SearchPage, SearchParams, MAX_LIST,
 };
 
+/// Connection settings (host, port or socket directory, user, password, database …).
+pub use postgres::Config as ConnectConfig;
+
 /// The pgstac schema version this backend is written and tested against
 /// (`pypgstac[psycopg]==0.9.12`, tests/clients/requirements-pgstac.txt).
 pub const PGSTAC_VERSION: &str = "0.9.12";
@@ -130,19 +133,24 @@ impl PgstacCatalog {
     /// queryables. Fails when the database cannot be reached or pgstac is missing or at
     /// another version.
     pub fn open(config: postgres::Config) -> Result<Self, CatalogError> {
-        let cat = Self {
-            config,
-            idle: Mutex::new(Vec::new()),
-            write_failures: AtomicU64::new(0),
-            reopened: AtomicU64::new(0),
-            connected_once: std::sync::atomic::AtomicBool::new(false),
-        };
+        let cat = Self::unconnected(config);
         let problems = cat.verify()?;
         if let Some(p) = problems.into_iter().next() {
             return Err(CatalogError::Pgstac(p));
         }
         cat.with_client(register_queryables)?;
         Ok(cat)
+    }
+
+    /// A catalog that connects on first use, checking nothing (see [`Self::verify`]).
+    pub fn unconnected(config: postgres::Config) -> Self {
+        Self {
+            config,
+            idle: Mutex::new(Vec::new()),
+            write_failures: AtomicU64::new(0),
+            reopened: AtomicU64::new(0),
+            connected_once: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// What stops this database from serving as the catalog: pgstac missing or at another

@@ -1,0 +1,58 @@
+//! Which catalog the daemon uses (`[catalog]`): SQLite in the archive (the default) or a
+//! PostgreSQL database with pgstac (`catalog.url`), and `downlink validate`'s check of the
+//! latter (reachable, pgstac at [`PGSTAC_VERSION`], the user's rights).
+//!
+//! The password comes from `catalog.password_file`, else `PGPASSWORD`, else the URL; logs
+//! and messages show the URL with its password masked.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use config::CatalogConfig;
+use storage::catalog::pgstac::{parse_url, ConnectConfig, PGSTAC_VERSION};
+use storage::catalog::{Catalog, PgstacCatalog};
+
+/// The connection settings of `catalog.url` with the configured password, if it is set.
+fn pg_config(cfg: &CatalogConfig) -> Result<Option<(ConnectConfig, String)>> {
+    let Some(url) = &cfg.url else {
+        return Ok(None);
+    };
+    let password = cfg
+        .password()
+        .map_err(|e| anyhow!("catalog.password_file: {e}"))?;
+    let pc = parse_url(url.expose(), password.as_deref())
+        .map_err(|e| anyhow!("catalog.url {url}: {e}"))?;
+    Ok(Some((pc, url.to_string())))
+}
+
+/// Opens the configured catalog: pgstac at `catalog.url`, else `ARCHIVE/catalog.sqlite`.
+pub fn open(cfg: &CatalogConfig, archive: &Path) -> Result<Arc<dyn Catalog>> {
+    match pg_config(cfg)? {
+        Some((pc, shown)) => {
+            let cat = PgstacCatalog::open(pc)
+                .with_context(|| format!("opening the pgstac catalog {shown}"))?;
+            tracing::info!(url = %shown, pgstac = PGSTAC_VERSION, "catalog: pgstac");
+            Ok(Arc::new(cat))
+        }
+        None => Ok(Arc::new(crate::archive_catalog::open(archive)?)),
+    }
+}
+
+/// `validate`'s check: one line describing the catalog, or why it cannot be used.
+pub fn check(cfg: &CatalogConfig, archive: &Path) -> Result<String> {
+    let Some((pc, shown)) = pg_config(cfg)? else {
+        return Ok(format!(
+            "sqlite {}",
+            crate::archive_catalog::path(archive).display()
+        ));
+    };
+    let cat = PgstacCatalog::unconnected(pc);
+    let problems = cat
+        .verify()
+        .with_context(|| format!("catalog.url {shown}: the database cannot be reached"))?;
+    if !problems.is_empty() {
+        return Err(anyhow!("catalog.url {shown}: {}", problems.join("; ")));
+    }
+    Ok(format!("pgstac {PGSTAC_VERSION} at {shown}"))
+}
