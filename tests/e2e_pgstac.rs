@@ -134,6 +134,8 @@ fn pass_catalogued_in_pgstac_seen_by_a_second_daemon_and_survives_a_postgres_out
         });
         let (code, _, _) = http(port, "GET", "/api/v1/health", &[], b"");
         assert_eq!(code, 503);
+        let (code, _, _) = http(port, "GET", "/stac/search", &[], b"");
+        assert_eq!(code, 503, "search while the database is down");
     }
     // A pass received meanwhile: its products are made, the catalog refuses them (counted),
     // and the job waits for a retry.

@@ -83,6 +83,17 @@ fn invalid(item: &Item, reason: impl Into<String>) -> CatalogError {
     }
 }
 
+impl CatalogError {
+    /// Whether this is the database being unreachable (connection refused, lost, timed out),
+    /// not a refusal of the request: worth retrying later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            CatalogError::Postgres { source, .. } => source.as_db_error().is_none(),
+            _ => false,
+        }
+    }
+}
+
 /// pgstac-backed catalog.
 pub struct PgstacCatalog {
     config: postgres::Config,
