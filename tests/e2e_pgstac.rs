@@ -188,3 +188,70 @@ fn pass_catalogued_in_pgstac_seen_by_a_second_daemon_and_survives_a_postgres_out
     eprintln!("pgstac e2e: {} item(s) for 2 passes: {want:?}", after.len());
     station.stop();
 }
+
+/// `downlink validate` with `[catalog] url`: ok against a pgstac database (saying so), and a
+/// clear refusal for an unreachable server, a database without pgstac and a user without
+/// pgstac's rights; the password (from `password_file`) is never printed.
+#[test]
+fn validate_checks_the_pgstac_database() {
+    let Some(cluster) = pgstac_cluster::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let db = url
+        .split('/')
+        .nth(3)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    cluster.psql(&db, "CREATE ROLE reader LOGIN");
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pgpassword");
+    std::fs::write(&pw, "not-shown-anywhere\n").unwrap();
+    let validate = |catalog_url: &str| {
+        let cfg = dir.path().join("downlink.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[archive]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[catalog]\n\
+                 url = \"{catalog_url}\"\npassword_file = \"{}\"\n[[input]]\nname = \"a\"\n\
+                 listen = \"udp://127.0.0.1:0\"\nformat = \"frames\"\nprofile = \"meteor-lrpt\"\n",
+                dir.path().join("archive").display(),
+                pw.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_downlink"))
+            .args(["validate", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains("not-shown-anywhere"), "{text}");
+        (out.status.success(), text)
+    };
+    let (ok, text) = validate(&url);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("catalog  pgstac 0.9.12 at postgresql://"),
+        "{text}"
+    );
+    let (ok, text) = validate(&url.replace("host=", "host=/nonexistent"));
+    assert!(!ok);
+    assert!(text.contains("the database cannot be reached"), "{text}");
+    let (ok, text) = validate(&cluster.url("postgres"));
+    assert!(!ok);
+    assert!(text.contains("pgstac is not installed"), "{text}");
+    let (ok, text) = validate(&url.replace("postgres@", "reader@"));
+    assert!(!ok);
+    assert!(text.contains("GRANT pgstac_ingest"), "{text}");
+    cluster.psql(&db, "GRANT pgstac_ingest TO reader");
+    let (ok, text) = validate(&url.replace("postgres@", "reader@"));
+    assert!(ok, "{text}");
+}
