@@ -22,6 +22,15 @@ use common::*;
 #[path = "../storage/tests/common/pgstac.rs"]
 mod pgstac_cluster;
 
+/// The tests stop and start the one cluster of this process: one test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn status(port: u16) -> serde_json::Value {
     json_of(port, "/api/v1/status")
 }
@@ -64,6 +73,7 @@ fn rows(url: &str) -> Vec<(String, String, i64)> {
 
 #[test]
 fn pass_catalogued_in_pgstac_seen_by_a_second_daemon_and_survives_a_postgres_outage() {
+    let _one = serial();
     let Some(cluster) = pgstac_cluster::cluster() else {
         return;
     };
@@ -194,6 +204,7 @@ fn pass_catalogued_in_pgstac_seen_by_a_second_daemon_and_survives_a_postgres_out
 /// pgstac's rights; the password (from `password_file`) is never printed.
 #[test]
 fn validate_checks_the_pgstac_database() {
+    let _one = serial();
     let Some(cluster) = pgstac_cluster::cluster() else {
         return;
     };
@@ -254,4 +265,45 @@ fn validate_checks_the_pgstac_database() {
     cluster.psql(&db, "GRANT pgstac_ingest TO reader");
     let (ok, text) = validate(&url.replace("postgres@", "reader@"));
     assert!(ok, "{text}");
+}
+
+/// A daemon started while PostgreSQL is down runs with its catalog degraded (STAC API 503) and
+/// takes it up, verified, once PostgreSQL is there.
+#[test]
+fn daemon_started_before_postgres_recovers_its_catalog() {
+    let _one = serial();
+    let Some(cluster) = pgstac_cluster::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let script = pgstac_cluster::script();
+    let cluster_ctl = |what: &str| {
+        let st = Command::new(&script)
+            .arg(what)
+            .arg(&cluster.dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "pgstac-cluster.sh {what}");
+    };
+    cluster_ctl("stop");
+    let d = Daemon::start_full(
+        "udp",
+        "meteor-lrpt",
+        "frames",
+        "",
+        &format!("[catalog]\nurl = \"{url}\"\n"),
+    );
+    within(Duration::from_secs(15), "catalog degraded", || {
+        status(d.http)["health"]["problems"]["catalog"].is_string()
+    });
+    let (code, _, _) = http(d.http, "GET", "/stac/search", &[], b"");
+    assert_eq!(code, 503);
+    cluster_ctl("restart");
+    within(Duration::from_secs(15), "catalog healthy", || {
+        status(d.http)["health"]["problems"]
+            .get("catalog")
+            .is_none()
+    });
+    let v = json_of(d.http, "/stac/search");
+    assert_eq!(v["features"].as_array().unwrap().len(), 0);
 }

@@ -30,8 +30,18 @@ fn pg_config(cfg: &CatalogConfig) -> Result<Option<(ConnectConfig, String)>> {
 pub fn open(cfg: &CatalogConfig, archive: &Path) -> Result<Arc<dyn Catalog>> {
     match pg_config(cfg)? {
         Some((pc, shown)) => {
-            let cat = PgstacCatalog::open(pc)
-                .with_context(|| format!("opening the pgstac catalog {shown}"))?;
+            let cat = match PgstacCatalog::open(pc.clone()) {
+                Ok(cat) => cat,
+                // Down at start (PostgreSQL starting after us): the catalog is degraded until
+                // the database is reachable and verified (the health watcher's check).
+                Err(e) if e.is_unavailable() => {
+                    tracing::error!(url = %shown, error = %e, "catalog: pgstac unreachable at start; retrying");
+                    PgstacCatalog::unconnected(pc)
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("opening the pgstac catalog {shown}"))
+                }
+            };
             tracing::info!(url = %shown, pgstac = PGSTAC_VERSION, "catalog: pgstac");
             Ok(Arc::new(cat))
         }

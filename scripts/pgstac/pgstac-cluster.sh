@@ -3,7 +3,7 @@
 #
 # usage: pgstac-cluster.sh start DIR     initdb DIR/data, start it, install pgstac; prints the URL
 #        pgstac-cluster.sh stop DIR      stop it (DIR is left for the caller to remove)
-#        pgstac-cluster.sh restart DIR   stop and start again (same data)
+#        pgstac-cluster.sh restart DIR   stop (if running) and start again (same data)
 #        pgstac-cluster.sh url DIR       the URL of a started cluster
 #
 # The server listens only on a Unix socket in DIR (no TCP), trust authentication, database
@@ -88,7 +88,11 @@ case "$CMD" in
     if [ -f "$DIR/data/postmaster.pid" ]; then pg_ctl_ stop -m fast >/dev/null; fi
     ;;
   restart)
-    pg_ctl_ restart -m fast >/dev/null
+    if [ -f "$DIR/data/postmaster.pid" ]; then
+      pg_ctl_ restart -m fast >/dev/null
+    else
+      pg_ctl_ start >/dev/null
+    fi
     ;;
   url)
     echo "$URL"

@@ -101,6 +101,8 @@ pub struct PgstacCatalog {
     write_failures: AtomicU64,
     reopened: AtomicU64,
     connected_once: std::sync::atomic::AtomicBool,
+    /// The database was verified and the queryables registered.
+    prepared: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PgstacCatalog {
@@ -145,15 +147,27 @@ impl PgstacCatalog {
     /// another version.
     pub fn open(config: postgres::Config) -> Result<Self, CatalogError> {
         let cat = Self::unconnected(config);
-        let problems = cat.verify()?;
-        if let Some(p) = problems.into_iter().next() {
-            return Err(CatalogError::Pgstac(p));
-        }
-        cat.with_client(register_queryables)?;
+        cat.prepare()?;
         Ok(cat)
     }
 
-    /// A catalog that connects on first use, checking nothing (see [`Self::verify`]).
+    /// Verifies the database ([`Self::verify`]) and registers the numeric queryables, once:
+    /// [`Catalog::check`] keeps failing until this has succeeded (a catalog made with
+    /// [`Self::unconnected`] while the database was down is prepared when it comes up).
+    fn prepare(&self) -> Result<(), CatalogError> {
+        if self.prepared.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Some(p) = self.verify()?.into_iter().next() {
+            return Err(CatalogError::Pgstac(p));
+        }
+        self.with_client(register_queryables)?;
+        self.prepared.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// A catalog that connects on first use; its first successful [`Catalog::check`] verifies
+    /// the database as [`Self::open`] does.
     pub fn unconnected(config: postgres::Config) -> Self {
         Self {
             config,
@@ -161,6 +175,7 @@ impl PgstacCatalog {
             write_failures: AtomicU64::new(0),
             reopened: AtomicU64::new(0),
             connected_once: std::sync::atomic::AtomicBool::new(false),
+            prepared: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -634,6 +649,7 @@ impl Catalog for PgstacCatalog {
     }
 
     fn check(&self) -> Result<(), CatalogError> {
+        self.prepare()?;
         self.with_client(|c| {
             c.simple_query("SELECT 1")
                 .map(|_| ())
