@@ -130,6 +130,32 @@ fn pass_catalogued_in_pgstac_seen_by_a_second_daemon_and_survives_a_postgres_out
     assert_eq!(code, 200, "{path}");
     assert!(!body.is_empty());
 
+    // The collection's extent is the item's (widened in the item's transaction); sortby,
+    // filter and fields go through the pgstac search.
+    let c = json_of(api.http, &format!("/stac/collections/{coll}"));
+    assert_eq!(
+        c["extent"]["temporal"]["interval"][0][0], item["properties"]["start_datetime"],
+        "{c}"
+    );
+    assert!(c["extent"]["temporal"]["interval"][0][0].is_string(), "{c}");
+    let bbox = c["extent"]["spatial"]["bbox"][0].as_array().unwrap();
+    assert!(
+        bbox.iter().all(|v| v.as_f64().unwrap().abs() < 180.0),
+        "{c}"
+    );
+    let v = json_of(
+        api.http,
+        "/stac/search?sortby=-datetime&fields=id&filter=view:sun_elevation%20%3E%20-90&filter-lang=cql2-text",
+    );
+    let f = &v["features"][0];
+    assert_eq!(f["id"], item_id.as_str(), "{v}");
+    assert!(f.get("assets").is_none(), "{v}");
+    let v = json_of(
+        api.http,
+        "/stac/search?filter=view:sun_elevation%20%3E%2090&filter-lang=cql2-text",
+    );
+    assert_eq!(v["features"].as_array().unwrap().len(), 0, "{v}");
+
     // PostgreSQL goes away: both daemons say the catalog is degraded.
     let script = pgstac_cluster::script();
     let st = Command::new(&script)
