@@ -46,6 +46,9 @@ fn start() -> Result<Cluster, String> {
         .output()
         .map_err(|e| format!("running {}: {e}", script().display()))?;
     if !out.status.success() {
+        // Nothing started, so no watchdog: stop whatever did start and remove the directory.
+        let _ = Command::new(script()).arg("stop").arg(&dir).status();
+        let _ = std::fs::remove_dir_all(&dir);
         return Err(format!(
             "pgstac-cluster.sh start failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
