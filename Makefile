@@ -5,8 +5,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DATA ?= ../shared/data
 APT_PKGS := build-essential pkg-config systemd libgdal-dev gdal-bin python3-gdal python3-numpy libsqlite3-dev
-# Only for `make test`: the web map's browser test and the STAC validators' venv.
-TEST_APT_PKGS := chromium python3-venv curl qgis python3-qgis python3-gdal
+# Only for `make test`: the web map's browser test and the STAC validators' venv; PostgreSQL +
+# PostGIS for the pgstac catalog tests (scripts/pgstac/pgstac-cluster.sh).
+TEST_APT_PKGS := chromium python3-venv curl qgis python3-qgis python3-gdal postgresql-15 postgresql-15-postgis-3
 
 .PHONY: run demo-replay unit-file test deps test-deps web build release fmt lint unit fuzz-corpus fuzz bench bench-data clean landmask
 

@@ -1,4 +1,6 @@
-//! Real SQLite in a tempdir, ~200 synthetic items; results checked against brute force.
+//! The catalog contract, run against both backends: real SQLite in a tempdir and real
+//! PostgreSQL + PostGIS + pgstac (a throwaway cluster, see common/pgstac.rs); ~200 synthetic
+//! items, results checked against brute force.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -6,11 +8,16 @@
     clippy::print_stdout
 )]
 
-use archive::catalog::empty_extent_collection;
-use archive::catalog::{Catalog, DatetimeFilter, SearchParams, SqliteCatalog};
+use archive::catalog::{
+    empty_extent_collection, Catalog, DatetimeFilter, Direction, PgstacCatalog, SearchParams,
+    SortBy, SqliteCatalog,
+};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 use stac::{Bbox, Item};
+
+#[path = "common/pgstac.rs"]
+mod pgstac_cluster;
 
 struct Syn {
     id: String,
@@ -63,9 +70,26 @@ fn to_item(s: &Syn) -> Item {
     it
 }
 
-fn open() -> (tempfile::TempDir, SqliteCatalog, Vec<Syn>) {
+/// What keeps a backend's storage alive during a test.
+enum Guard {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Database,
+}
+
+fn sqlite() -> (Guard, Box<dyn Catalog>) {
     let dir = tempfile::tempdir().unwrap();
     let cat = SqliteCatalog::open(dir.path().join("db/catalog.sqlite")).unwrap();
+    (Guard::Dir(dir), Box::new(cat))
+}
+
+/// A pgstac catalog on a fresh database; `None` when the test cluster is unavailable outside CI.
+fn pgstac() -> Option<(Guard, Box<dyn Catalog>)> {
+    let url = pgstac_cluster::cluster()?.fresh_database();
+    let cfg = archive::catalog::pgstac::parse_url(&url, None).unwrap();
+    Some((Guard::Database, Box::new(PgstacCatalog::open(cfg).unwrap())))
+}
+
+fn fill(cat: &dyn Catalog) -> Vec<Syn> {
     for c in ["c-a", "c-b", "c-c"] {
         cat.upsert_collection(&empty_extent_collection(c, "test").unwrap())
             .unwrap();
@@ -74,7 +98,7 @@ fn open() -> (tempfile::TempDir, SqliteCatalog, Vec<Syn>) {
     for s in &items {
         cat.upsert_item(&to_item(s)).unwrap();
     }
-    (dir, cat, items)
+    items
 }
 
 /// Expected order: start desc, id asc (ids unique across collections here).
@@ -84,7 +108,7 @@ fn expected(items: &[Syn], pred: impl Fn(&Syn) -> bool) -> Vec<String> {
     v.into_iter().map(|s| s.id.clone()).collect()
 }
 
-fn all_pages(cat: &SqliteCatalog, mut p: SearchParams) -> (Vec<String>, Option<u64>, usize) {
+fn all_pages(cat: &dyn Catalog, mut p: SearchParams) -> (Vec<String>, Option<u64>, usize) {
     let mut ids = Vec::new();
     let mut pages = 0;
     let mut matched = None;
@@ -121,13 +145,11 @@ fn overlaps_lon(b: [f64; 4], w: f64, e: f64) -> bool {
         .any(|p| q.iter().any(|r| p.0 <= r.1 && r.0 <= p.1))
 }
 
-#[test]
-fn pagination_walks_every_item_once_in_stable_order() {
-    let (_d, cat, items) = open();
-    let want = expected(&items, |_| true);
+fn pagination_walks_every_item_once_in_stable_order(cat: &dyn Catalog, items: &[Syn]) {
+    let want = expected(items, |_| true);
     assert_eq!(want.len(), 200);
     let (got, matched, pages) = all_pages(
-        &cat,
+        cat,
         SearchParams {
             limit: Some(7),
             ..Default::default()
@@ -166,19 +188,17 @@ fn pagination_walks_every_item_once_in_stable_order() {
         .is_err());
 }
 
-#[test]
-fn bbox_including_antimeridian() {
-    let (_d, cat, items) = open();
+fn bbox_including_antimeridian(cat: &dyn Catalog, items: &[Syn]) {
     for q in [
         [-10.0, -20.0, 30.0, 40.0],
         [170.0, -90.0, -170.0, 90.0],
         [100.0, 0.0, 120.0, 10.0],
     ] {
-        let want = expected(&items, |s| {
+        let want = expected(items, |s| {
             overlaps_lon(s.bbox, q[0], q[2]) && s.bbox[1] <= q[3] && q[1] <= s.bbox[3]
         });
         let (got, matched, _) = all_pages(
-            &cat,
+            cat,
             SearchParams {
                 bbox: Some(q),
                 limit: Some(9),
@@ -203,9 +223,7 @@ fn bbox_including_antimeridian() {
     assert!(page.items.len() >= n_split);
 }
 
-#[test]
-fn intersects_point_polygon_multipolygon_exact() {
-    let (_d, cat, items) = open();
+fn intersects_point_polygon_multipolygon_exact(cat: &dyn Catalog, items: &[Syn]) {
     // A point inside one specific item.
     let s = &items[42];
     let pt = json!({"type":"Point","coordinates":[s.bbox[0] + 0.7, s.bbox[1] + 0.7]});
@@ -217,7 +235,7 @@ fn intersects_point_polygon_multipolygon_exact() {
         })
         .unwrap();
     assert!(got.items.iter().any(|i| i.id == s.id));
-    let want = expected(&items, |x| {
+    let want = expected(items, |x| {
         overlaps_lon(x.bbox, s.bbox[0] + 0.7, s.bbox[0] + 0.7)
             && x.bbox[1] <= s.bbox[1] + 0.7
             && s.bbox[1] + 0.7 <= x.bbox[3]
@@ -258,12 +276,12 @@ fn intersects_point_polygon_multipolygon_exact() {
     let mp = json!({"type":"MultiPolygon","coordinates":[
         [[[-10.0,-10.0],[10.0,-10.0],[10.0,10.0],[-10.0,10.0],[-10.0,-10.0]]],
         [[[100.0,40.0],[120.0,40.0],[120.0,50.0],[100.0,50.0],[100.0,40.0]]]]});
-    let want = expected(&items, |x| {
+    let want = expected(items, |x| {
         (overlaps_lon(x.bbox, -10.0, 10.0) && x.bbox[1] <= 10.0 && -10.0 <= x.bbox[3])
             || (overlaps_lon(x.bbox, 100.0, 120.0) && x.bbox[1] <= 50.0 && 40.0 <= x.bbox[3])
     });
     let (got, _, _) = all_pages(
-        &cat,
+        cat,
         SearchParams {
             intersects: Some(mp),
             limit: Some(4),
@@ -279,9 +297,7 @@ fn intersects_point_polygon_multipolygon_exact() {
         .is_err());
 }
 
-#[test]
-fn datetime_instants_and_ranges() {
-    let (_d, cat, items) = open();
+fn datetime_instants_and_ranges(cat: &dyn Catalog, items: &[Syn]) {
     let s = &items[10];
     // Instant inside an item's 30-min range.
     let inst = s.start + Duration::minutes(10);
@@ -297,7 +313,7 @@ fn datetime_instants_and_ranges() {
         .into_iter()
         .map(|i| i.id)
         .collect();
-    assert_eq!(got, expected(&items, |x| x.start <= inst && inst <= x.end));
+    assert_eq!(got, expected(items, |x| x.start <= inst && inst <= x.end));
     assert!(got.contains(&s.id));
     let base = Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap();
     let a = base + Duration::hours(1000);
@@ -321,14 +337,14 @@ fn datetime_instants_and_ranges() {
         ),
     ] {
         let (got, matched, _) = all_pages(
-            &cat,
+            cat,
             SearchParams {
                 datetime: Some(DatetimeFilter::parse(&q).unwrap()),
                 limit: Some(13),
                 ..Default::default()
             },
         );
-        let want = expected(&items, pred);
+        let want = expected(items, pred);
         println!("datetime {q}: {}", want.len());
         assert!(!want.is_empty() && want.len() < 200);
         assert_eq!(got, want, "{q}");
@@ -343,16 +359,14 @@ fn datetime_instants_and_ranges() {
     assert_eq!(cat.search(&p).unwrap().items.len(), 1);
 }
 
-#[test]
-fn collections_ids_combined_and_crud() {
-    let (_d, cat, items) = open();
+fn collections_ids_combined_and_crud(cat: &dyn Catalog, items: &[Syn]) {
     let p = SearchParams {
         collections: Some(vec!["c-b".into()]),
         limit: Some(11),
         ..Default::default()
     };
-    let (got, matched, _) = all_pages(&cat, p);
-    assert_eq!(got, expected(&items, |x| x.coll == "c-b"));
+    let (got, matched, _) = all_pages(cat, p);
+    assert_eq!(got, expected(items, |x| x.coll == "c-b"));
     assert_eq!(matched, Some(67));
     let ids = vec!["item-005".to_string(), "item-150".into(), "item-999".into()];
     let page = cat
@@ -370,10 +384,10 @@ fn collections_ids_combined_and_crud() {
         ..Default::default()
     };
     let t0 = Utc.with_ymd_and_hms(2022, 3, 1, 0, 0, 0).unwrap();
-    let (got, _, _) = all_pages(&cat, combo);
+    let (got, _, _) = all_pages(cat, combo);
     assert_eq!(
         got,
-        expected(&items, |x| x.coll != "c-b"
+        expected(items, |x| x.coll != "c-b"
             && x.bbox[3] >= 0.0
             && x.end >= t0)
     );
@@ -426,7 +440,6 @@ fn collections_ids_combined_and_crud() {
     it.collection = Some("c-a".into());
     it.id = "../evil".into();
     assert!(cat.upsert_item(&it).is_err());
-    assert_eq!(cat.schema_version().unwrap(), 2);
 }
 
 #[test]
@@ -446,4 +459,157 @@ fn reopen_keeps_data_and_wal() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+/// `sortby` on a numeric property every item has, with a CQL2 filter on it and on the
+/// collection, paged: each match once, in order, and the count exact.
+fn sortby_and_filter_page_in_order(cat: &dyn Catalog, items: &[Syn]) {
+    // Re-publish every item with a cloud cover (0..99, ties broken by id).
+    let cloud = |s: &Syn| -> i64 { (s.id[5..].parse::<i64>().unwrap() * 37) % 100 };
+    for s in items {
+        let mut it = to_item(s);
+        it.properties
+            .additional_fields
+            .insert("eo:cloud_cover".into(), cloud(s).into());
+        cat.upsert_item(&it).unwrap();
+    }
+    let mut want: Vec<&Syn> = items
+        .iter()
+        .filter(|s| cloud(s) < 50 && s.coll != "c-b")
+        .collect();
+    want.sort_by(|a, b| cloud(b).cmp(&cloud(a)).then(a.id.cmp(&b.id)));
+    let want: Vec<String> = want.into_iter().map(|s| s.id.clone()).collect();
+    let p = SearchParams {
+        limit: Some(6),
+        sortby: vec![SortBy {
+            field: "properties.eo:cloud_cover".into(),
+            direction: Direction::Desc,
+        }],
+        filter: Some(
+            "eo:cloud_cover < 50 AND collection IN ('c-a', 'c-c')"
+                .parse()
+                .unwrap(),
+        ),
+        ..Default::default()
+    };
+    let (got, matched, _) = all_pages(cat, p);
+    assert!(want.len() > 20);
+    assert_eq!(got, want);
+    assert_eq!(matched, Some(want.len() as u64));
+    // Ascending by id.
+    let (got, _, _) = all_pages(
+        cat,
+        SearchParams {
+            limit: Some(50),
+            sortby: vec![SortBy {
+                field: "id".into(),
+                direction: Direction::Asc,
+            }],
+            ..Default::default()
+        },
+    );
+    let mut ids: Vec<String> = items.iter().map(|s| s.id.clone()).collect();
+    ids.sort();
+    assert_eq!(got, ids);
+    // Unsupported operators are refused, not ignored.
+    assert!(cat
+        .search(&SearchParams {
+            filter: Some("eo:cloud_cover + 1 > 2".parse().unwrap()),
+            ..Default::default()
+        })
+        .is_err());
+}
+
+/// insert_item refuses a taken id; the asset lookup follows items.
+fn insert_refuses_taken_ids_and_assets_follow_items(cat: &dyn Catalog, items: &[Syn]) {
+    let mut it = to_item(&items[7]);
+    let err = cat.insert_item(&it).unwrap_err();
+    assert!(
+        matches!(err, archive::catalog::CatalogError::ItemExists { .. }),
+        "{err}"
+    );
+    it.id = "fresh".into();
+    let mut a = stac::Asset::new("passes/fresh/products/ch1.tif");
+    a.r#type = Some("image/tiff".into());
+    it.assets.insert("data".into(), a);
+    it.assets.insert(
+        "remote".into(),
+        stac::Asset::new("https://example.com/x.tif"),
+    );
+    cat.insert_item(&it).unwrap();
+    let got = cat.asset("passes/fresh/products/ch1.tif").unwrap().unwrap();
+    assert_eq!(
+        (got.collection.as_str(), got.item.as_str(), got.key.as_str()),
+        (it.collection.as_deref().unwrap(), "fresh", "data")
+    );
+    assert_eq!(got.media_type.as_deref(), Some("image/tiff"));
+    assert!(cat.asset("https://example.com/x.tif").unwrap().is_none());
+    assert!(cat
+        .asset("passes/fresh/products/ch2.tif")
+        .unwrap()
+        .is_none());
+    assert!(cat
+        .delete_item(it.collection.as_deref().unwrap(), "fresh")
+        .unwrap());
+    assert!(cat
+        .asset("passes/fresh/products/ch1.tif")
+        .unwrap()
+        .is_none());
+    // Collections: listed by id, re-upserting one keeps the extent its items made.
+    let before = cat.collection("c-a").unwrap().unwrap().extent;
+    cat.upsert_collection(&empty_extent_collection("c-a", "again").unwrap())
+        .unwrap();
+    let after = cat.collection("c-a").unwrap().unwrap();
+    assert_eq!(after.extent.temporal.interval, before.temporal.interval);
+    assert_eq!(after.description, "again");
+    let ids: Vec<String> = cat
+        .collections()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, ["c-a", "c-b", "c-c"]);
+    assert!(cat.collection("nope").unwrap().is_none());
+    assert!(cat.item("c-a", "nope").unwrap().is_none());
+}
+
+/// One `#[test]` per backend for each contract test above.
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            use super::*;
+            $(#[test]
+            fn $name() {
+                let (_guard, cat) = sqlite();
+                let items = fill(&*cat);
+                super::$name(&*cat, &items);
+            })*
+        }
+        mod pgstac_backend {
+            use super::*;
+            $(#[test]
+            fn $name() {
+                let Some((_guard, cat)) = pgstac() else { return };
+                let items = fill(&*cat);
+                super::$name(&*cat, &items);
+            })*
+        }
+    };
+}
+
+contract_tests!(
+    pagination_walks_every_item_once_in_stable_order,
+    bbox_including_antimeridian,
+    intersects_point_polygon_multipolygon_exact,
+    datetime_instants_and_ranges,
+    collections_ids_combined_and_crud,
+    sortby_and_filter_page_in_order,
+    insert_refuses_taken_ids_and_assets_follow_items,
+);
+
+#[test]
+fn sqlite_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = SqliteCatalog::open(dir.path().join("c.sqlite")).unwrap();
+    assert_eq!(cat.schema_version().unwrap(), 2);
 }

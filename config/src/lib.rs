@@ -127,6 +127,8 @@ pub struct Config {
     pub alerts: Vec<AlertsConfig>,
     /// `[station]`: which ground station this daemon is (tagged on every pass it records).
     pub station: StationConfig,
+    /// `[catalog]`: where the STAC catalog lives (default: SQLite in the archive).
+    pub catalog: CatalogConfig,
 }
 
 /// `[station]`: the identity and location of this ground station. Every pass record and STAC
@@ -150,6 +152,97 @@ impl Default for StationConfig {
             location: None,
             alt_m: None,
         }
+    }
+}
+
+/// `[catalog]`: the STAC catalog's store. Read at start.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct CatalogConfig {
+    /// `url` (default absent: `ARCHIVE/catalog.sqlite`): a PostgreSQL database with pgstac
+    /// installed, `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (or
+    /// `postgresql://USER@/DATABASE?host=/run/postgresql` for a Unix socket).
+    pub url: Option<DatabaseUrl>,
+    /// `password_file` (default none): a file whose content (one line) is the database
+    /// password. Without it the password is `PGPASSWORD` from the environment, or the URL's.
+    pub password_file: Option<PathBuf>,
+}
+
+/// A database URL; its `Debug` and `Display` never show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as written, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The parts of `scheme://[user[:password]@][host][:port]/database[?k=v&…]`.
+struct UrlParts<'a> {
+    scheme: &'a str,
+    user: &'a str,
+    password: Option<&'a str>,
+    host: &'a str,
+    database: &'a str,
+    query: &'a str,
+}
+
+fn url_parts(text: &str) -> Option<UrlParts<'_>> {
+    let (scheme, rest) = text.split_once("://")?;
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (userinfo, hostpath) = main.rsplit_once('@').unwrap_or(("", main));
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (userinfo, None),
+    };
+    let (host, database) = hostpath.split_once('/').unwrap_or((hostpath, ""));
+    Some(UrlParts {
+        scheme,
+        user,
+        password,
+        host,
+        database,
+        query,
+    })
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match url_parts(&self.0) {
+            Some(p) if p.password.is_some() => {
+                write!(f, "{}://{}:***@{}/{}", p.scheme, p.user, p.host, p.database)?;
+                if !p.query.is_empty() {
+                    write!(f, "?{}", p.query)?;
+                }
+                Ok(())
+            }
+            Some(_) => f.write_str(&self.0),
+            None => f.write_str("<not a URL>"),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+impl CatalogConfig {
+    /// The password to connect with: `password_file`'s first line, else `PGPASSWORD`, else
+    /// none (the URL's, if it has one). The error names the file, never its content.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        if let Some(p) = &self.password_file {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+            if line.is_empty() {
+                return Err(format!("{} is empty", p.display()));
+            }
+            return Ok(Some(line.to_owned()));
+        }
+        Ok(std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()))
     }
 }
 
@@ -675,6 +768,11 @@ impl Config {
                 ),
             }
         }
+        if self.catalog.url.is_some() {
+            if let Err(msg) = self.catalog.password() {
+                pr.push("catalog.password_file", msg);
+            }
+        }
         for (i, hook) in self.webhook.iter().enumerate() {
             if let Err(msg) = check_webhook_url(&hook.url) {
                 pr.push(format!("webhook[{i}].url"), msg);
@@ -797,6 +895,7 @@ struct RawConfig {
     alerts: Vec<RawAlerts>,
     #[serde(default)]
     station: RawStation,
+    catalog: RawCatalog,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -806,6 +905,13 @@ struct RawStation {
     lat: Option<f64>,
     lon: Option<f64>,
     alt_m: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    url: Option<String>,
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -992,7 +1098,9 @@ const TOP_KEYS: &[(&str, Kind)] = &[
     ("webhook", Kind::TableList),
     ("alerts", Kind::TableList),
     ("station", Kind::Table),
+    ("catalog", Kind::Table),
 ];
+const CATALOG_KEYS: &[(&str, Kind)] = &[("url", Kind::Str), ("password_file", Kind::Str)];
 const ARCHIVE_KEYS: &[(&str, Kind)] = &[
     ("path", Kind::Str),
     ("fsync_interval", Kind::Duration),
@@ -1065,6 +1173,7 @@ fn section_keys(section: &str) -> &'static [(&'static str, Kind)] {
         "webhook" => WEBHOOK_KEYS,
         "alerts" => ALERTS_KEYS,
         "station" => STATION_KEYS,
+        "catalog" => CATALOG_KEYS,
         _ => TOP_KEYS,
     }
 }
@@ -1360,6 +1469,7 @@ impl RawConfig {
         let imaging = resolve_imaging(&mut pr, &self.imaging, base);
         let alerts = resolve_alerts(&mut pr, &self.alerts, base);
         let station = resolve_station(&mut pr, &self.station);
+        let catalog = resolve_catalog(&mut pr, &self.catalog, base);
 
         let assembled = (|| {
             Some(Config {
@@ -1371,6 +1481,7 @@ impl RawConfig {
                 webhook: webhooks.into_iter().collect::<Option<Vec<_>>>()?,
                 alerts,
                 station,
+                catalog,
             })
         })();
         match assembled {
@@ -1424,6 +1535,46 @@ fn resolve_archive(pr: &mut Problems, raw: RawArchive, base: &Path) -> Option<Ar
         fsync_bytes,
         keep_raw_cadus: raw.keep_raw_cadus.unwrap_or(DEFAULT_KEEP_RAW_CADUS),
     })
+}
+
+fn resolve_catalog(pr: &mut Problems, raw: &RawCatalog, base: &Path) -> CatalogConfig {
+    let url = raw.url.as_deref().and_then(|text| {
+        let shown = DatabaseUrl(text.to_owned());
+        let problem = match url_parts(text) {
+            None => Some("is not a URL".to_owned()),
+            Some(u) if !matches!(u.scheme, "postgresql" | "postgres") => Some(format!(
+                "must be a postgresql:// URL (a PostgreSQL database with pgstac), got scheme {:?}",
+                u.scheme
+            )),
+            Some(u) if u.database.is_empty() => {
+                Some("names no database (postgresql://user@host/DATABASE)".to_owned())
+            }
+            Some(u) if u.user.is_empty() => {
+                Some("names no user (postgresql://USER@host/database)".to_owned())
+            }
+            Some(u)
+                if u.host.is_empty() && !u.query.split('&').any(|kv| kv.starts_with("host=")) =>
+            {
+                Some("names no host (HOST, or ?host=/socket/directory)".to_owned())
+            }
+            Some(_) => None,
+        };
+        match problem {
+            Some(p) => {
+                pr.push("catalog.url", format!("{p}, got {shown}"));
+                None
+            }
+            None => Some(shown),
+        }
+    });
+    let password_file = raw.password_file.as_deref().map(|p| resolve_path(base, p));
+    if password_file.is_some() && url.is_none() && raw.url.is_none() {
+        pr.push(
+            "catalog.password_file",
+            "has no effect without catalog.url (the SQLite catalog has no password)",
+        );
+    }
+    CatalogConfig { url, password_file }
 }
 
 fn resolve_alerts(pr: &mut Problems, raw: &[RawAlerts], base: &Path) -> Vec<AlertsConfig> {
@@ -3848,5 +3999,61 @@ url = \"http://[::1]/h\"
         let p = problems(&format!("{ISSUE_CONFIG}\n[station]\nalt_m = 5.0\n"));
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].path, "station.alt_m");
+    }
+
+    #[test]
+    fn catalog_url_is_checked_and_its_password_never_shown() {
+        let c = parse(ISSUE_CONFIG).unwrap();
+        assert_eq!(c.catalog, CatalogConfig::default());
+        let c = parse(&format!(
+            "{ISSUE_CONFIG}[catalog]\nurl = \"postgresql://dl:s3cret@db.example:5433/stac\"\n"
+        ))
+        .unwrap();
+        let url = c.catalog.url.clone().unwrap();
+        assert_eq!(url.expose(), "postgresql://dl:s3cret@db.example:5433/stac");
+        assert_eq!(url.to_string(), "postgresql://dl:***@db.example:5433/stac");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(parse(&format!(
+            "{ISSUE_CONFIG}[catalog]\nurl = \"postgresql://dl@/stac?host=/run/postgresql\"\n"
+        ))
+        .is_ok());
+        for (url, want) in [
+            ("mysql://u:pw@h/db", "got scheme \"mysql\""),
+            ("postgresql://u:pw@h/", "names no database"),
+            ("postgresql://h/db", "names no user"),
+            ("postgresql://u:pw@/db", "names no host"),
+            ("db.example", "is not a URL"),
+        ] {
+            let p = problems(&format!("{ISSUE_CONFIG}[catalog]\nurl = \"{url}\"\n"));
+            assert_eq!(p.len(), 1, "{url}: {p:?}");
+            assert_eq!(p[0].path, "catalog.url");
+            assert!(p[0].message.contains(want), "{url}: {}", p[0].message);
+            assert!(!p[0].message.contains("pw@"), "{}", p[0].message);
+        }
+        let p = problems(&format!(
+            "{ISSUE_CONFIG}[catalog]\npassword_file = \"pw\"\nuser = \"x\"\n"
+        ));
+        assert!(p.iter().any(|x| x.path == "catalog.password_file"), "{p:?}");
+        assert!(p.iter().any(|x| x.path == "catalog.user"), "{p:?}");
+    }
+
+    #[test]
+    fn catalog_password_file_wins_and_is_checked_on_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pgpassword");
+        std::fs::write(&pw, "hunter2\n").unwrap();
+        let cfg = CatalogConfig {
+            url: Some(DatabaseUrl("postgresql://u@h/db".into())),
+            password_file: Some(pw.clone()),
+        };
+        assert_eq!(cfg.password().unwrap().as_deref(), Some("hunter2"));
+        std::fs::write(&pw, "").unwrap();
+        assert!(cfg.password().unwrap_err().contains("is empty"));
+        let missing = CatalogConfig {
+            password_file: Some(dir.path().join("nope")),
+            ..cfg
+        };
+        let e = missing.password().unwrap_err();
+        assert!(e.contains("cannot read") && !e.contains("hunter2"), "{e}");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod archive_catalog;
+pub mod catalog_backend;
 pub use ::config;
 pub mod merge;
 pub mod replay;

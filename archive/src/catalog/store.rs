@@ -33,6 +33,18 @@ pub enum CatalogError {
         #[source]
         source: rusqlite::Error,
     },
+    /// PostgreSQL failed (the pgstac backend).
+    #[error("postgresql: {context}: {source}")]
+    Postgres {
+        /// What was being done.
+        context: &'static str,
+        /// The error.
+        #[source]
+        source: postgres::Error,
+    },
+    /// The pgstac database is not usable as it is (version, permissions).
+    #[error("pgstac: {0}")]
+    Pgstac(String),
     /// JSON (de)serialisation of stored documents.
     #[error("json: {context}: {source}")]
     Json {
@@ -297,8 +309,7 @@ pub struct SearchPage {
 }
 
 /// A STAC catalog store. Blocking; call it from `spawn_blocking` in async code.
-/// Implemented by [`super::sqlite::SqliteCatalog`]; a pgstac backend can implement the
-/// same trait.
+/// Implemented by [`super::sqlite::SqliteCatalog`] and [`super::pgstac::PgstacCatalog`].
 pub trait Catalog: Send + Sync {
     /// Insert or replace a collection. An existing collection's extent is kept as the
     /// union with the new one.

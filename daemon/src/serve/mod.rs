@@ -631,8 +631,8 @@ impl Daemon {
             })),
             webhooks: webhook::Webhooks::new(&cfg.webhook, rt.handle().clone()),
             products: products::Queue::default(),
-            catalog: match crate::archive_catalog::open(&cfg.archive.path) {
-                Ok(c) => Some(Arc::new(c)),
+            catalog: match crate::catalog_backend::open(&cfg.catalog, &cfg.archive.path) {
+                Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %crate::config::error_chain(e.as_ref()), "catalog unavailable: STAC API and product registration are off");
                     None
@@ -731,6 +731,11 @@ impl Daemon {
                 self.cfg.archive.path.display(),
                 new.archive.path.display()
             )));
+        }
+        if new.catalog != self.cfg.catalog {
+            return Err(ServeError::NeedsRestart(
+                "[catalog] changed: restart the daemon to open the other catalog".into(),
+            ));
         }
         // 1. Bind what is new; nothing running is touched yet.
         let keep_listen = |l: &Listen| self.inputs.iter().any(|w| &w.cfg.listen == l);

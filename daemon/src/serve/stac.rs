@@ -115,6 +115,13 @@ impl From<CatalogError> for ApiError {
                     "the catalog is unavailable: its archive directory is missing".into(),
                 )
             }
+            _ if e.is_unavailable() => {
+                tracing::warn!(error = %e, "catalog");
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the catalog is unavailable: its database cannot be reached".into(),
+                )
+            }
             _ => {
                 tracing::error!(error = %e, "catalog");
                 ApiError(StatusCode::INTERNAL_SERVER_ERROR, "catalog error".into())
