@@ -53,6 +53,9 @@ enum AlertsAction {
 }
 
 /// `downlink alerts …`.
+/// GDAL block cache of `downlink alerts run` (MB) unless `GDAL_CACHEMAX` is set.
+const ALERTS_GDAL_CACHEMAX: &str = "256";
+
 pub(crate) fn run(args: &AlertsArgs) -> Result<()> {
     let AlertsAction::Run {
         collection,
@@ -110,6 +113,12 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<()> {
                 .with_context(|| format!("--since must be RFC 3339, got {s:?}"))
         })
         .transpose()?;
+    // The engine reads and writes each block once: a small GDAL block cache is enough, and
+    // GDAL's default (5 % of RAM) would only grow the process with the scene.
+    if std::env::var_os("GDAL_CACHEMAX").is_none() {
+        gdal::config::set_config_option("GDAL_CACHEMAX", ALERTS_GDAL_CACHEMAX)
+            .context("setting GDAL_CACHEMAX")?;
+    }
     let catalog = downlink::archive_catalog::open(&archive)?;
     let published = alerts::run(&catalog, &archive, &cfg, &alerts::RunOptions { since })
         .map_err(|e| anyhow::anyhow!("alerts over {:?}: {e}", cfg.collection))?;

@@ -753,18 +753,16 @@ impl Scratch {
         self.write_window(win.0, win.1, v)
     }
 
+    /// Reads whole rows (read once, top to bottom: dropped from GDAL's block cache after).
     fn read<T: gdal::raster::GdalType + Copy>(
-        &self,
+        &mut self,
         row0: usize,
         rows: usize,
         width: usize,
     ) -> Result<Vec<T>> {
-        let b = gd(self.ds.rasterband(1), || "band 1".into())?;
-        let buf = gd(
-            b.read_as::<T>((0, row0 as isize), (width, rows), (width, rows), None),
-            || format!("reading rows {row0}..{}", row0 + rows),
-        )?;
-        Ok(buf.into_shape_and_vec().1)
+        let v = self.read_window((0, row0), (width, rows))?;
+        gd(self.ds.flush_cache(), || "flushing a scratch raster".into())?;
+        Ok(v)
     }
 }
 
@@ -922,8 +920,14 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
     };
     drop(gds);
 
-    let inputs = open_inputs(&scenes, &grid, work)?;
-    let mask = match &params.mask {
+    let mut inputs = open_inputs(&scenes, &grid, work)?;
+    // Block height of each input: its cached blocks are dropped once the pass is past them.
+    let input_block_rows: Vec<usize> = inputs
+        .datasets
+        .iter()
+        .map(|d| d.rasterband(1).map_or(1, |b| b.block_size().1.max(1)))
+        .collect();
+    let mut mask = match &params.mask {
         Some(m) => Some(rasterize_mask(m, &grid, work)?),
         None => None,
     };
@@ -990,7 +994,7 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
         let mut first = vec![0u16; npx];
         let mut last = vec![0u16; npx];
         let mut dnew = vec![f32::NAN; npx];
-        let inmask = match &mask {
+        let inmask = match &mut mask {
             Some(m) => m.read::<u8>(row0, rows, width)?,
             None => vec![1u8; npx],
         };
@@ -1149,6 +1153,12 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
         s_label.write(row0, width, lab)?;
         s_dnew.write(row0, width, dnew)?;
         row0 += rows;
+        // Input blocks wholly above the next block are not read again.
+        for (d, &bh) in inputs.datasets.iter_mut().zip(&input_block_rows) {
+            if row0 % bh == 0 || row0 == height {
+                gd(d.flush_cache(), || "flushing an input".into())?;
+            }
+        }
     }
     drop(s_dnew);
 
