@@ -125,8 +125,10 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<()> {
     for w in &published.warnings {
         tracing::warn!("{w}");
     }
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a pretty FeatureCollection has a line per number.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, &published.features)?;
     writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
