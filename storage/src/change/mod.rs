@@ -630,19 +630,27 @@ fn classify(
     (Why::Valid, ndvi as f32)
 }
 
+/// Reads rows into `out` (resized; its allocation is reused from block to block).
 fn read_rows(
     ds: &Dataset,
     band: usize,
-    row0: usize,
-    rows: usize,
+    (row0, rows): (usize, usize),
     width: usize,
-) -> Result<Vec<f64>> {
+    out: &mut Vec<f64>,
+) -> Result<()> {
     let b = gd(ds.rasterband(band), || format!("band {band}"))?;
-    let buf = gd(
-        b.read_as::<f64>((0, row0 as isize), (width, rows), (width, rows), None),
+    reset(out, rows * width, 0.0);
+    gd(
+        b.read_into_slice((0, row0 as isize), (width, rows), (width, rows), out, None),
         || format!("reading rows {row0}..{}", row0 + rows),
-    )?;
-    Ok(buf.into_shape_and_vec().1)
+    )
+}
+
+/// `v` as `n` copies of `x`, keeping its allocation (blocks reuse their buffers: fresh
+/// multi-MB allocations per block cost a page fault per page).
+fn reset<T: Copy>(v: &mut Vec<T>, n: usize, x: T) {
+    v.clear();
+    v.resize(n, x);
 }
 
 /// Temporary rasters on the target grid.
@@ -694,14 +702,16 @@ impl Scratch {
 
     /// Writes whole rows and flushes them out of GDAL's block cache (the rows are written
     /// once, top to bottom: caching them would only fill the cache).
+    /// Gives `data` back for reuse.
     fn write<T: gdal::raster::GdalType + Copy>(
         &mut self,
         row0: usize,
         width: usize,
         data: Vec<T>,
-    ) -> Result<()> {
-        self.write_window((0, row0), (width, data.len() / width.max(1)), data)?;
-        gd(self.ds.flush_cache(), || "flushing a scratch raster".into())
+    ) -> Result<Vec<T>> {
+        let data = self.write_window((0, row0), (width, data.len() / width.max(1)), data)?;
+        gd(self.ds.flush_cache(), || "flushing a scratch raster".into())?;
+        Ok(data)
     }
 
     fn write_window<T: gdal::raster::GdalType + Copy>(
@@ -709,13 +719,14 @@ impl Scratch {
         (col0, row0): (usize, usize),
         (cols, rows): (usize, usize),
         data: Vec<T>,
-    ) -> Result<()> {
+    ) -> Result<Vec<T>> {
         let mut b = gd(self.ds.rasterband(1), || "band 1".into())?;
         let mut buf = Buffer::new((cols, rows), data);
         gd(
             b.write((col0 as isize, row0 as isize), (cols, rows), &mut buf),
             || format!("writing rows {row0}..{}", row0 + rows),
-        )
+        )?;
+        Ok(buf.into_shape_and_vec().1)
     }
 
     fn read_window<T: gdal::raster::GdalType + Copy>(
@@ -765,19 +776,24 @@ impl Scratch {
                 *x = 0;
             }
         }
-        self.write_window(win.0, win.1, v)
+        self.write_window(win.0, win.1, v).map(drop)
     }
 
     /// Reads whole rows (read once, top to bottom: dropped from GDAL's block cache after).
-    fn read<T: gdal::raster::GdalType + Copy>(
+    fn read<T: gdal::raster::GdalType + Copy + Default>(
         &mut self,
         row0: usize,
         rows: usize,
         width: usize,
-    ) -> Result<Vec<T>> {
-        let v = self.read_window((0, row0), (width, rows))?;
-        gd(self.ds.flush_cache(), || "flushing a scratch raster".into())?;
-        Ok(v)
+        out: &mut Vec<T>,
+    ) -> Result<()> {
+        reset(out, rows * width, T::default());
+        let b = gd(self.ds.rasterband(1), || "band 1".into())?;
+        gd(
+            b.read_into_slice((0, row0 as isize), (width, rows), (width, rows), out, None),
+            || format!("reading rows {row0}..{}", row0 + rows),
+        )?;
+        gd(self.ds.flush_cache(), || "flushing a scratch raster".into())
     }
 }
 
@@ -997,23 +1013,29 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
         ))
     };
 
+    // Per-block buffers, allocated once.
+    let (mut hist, mut hist_e, mut hist_n) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut code, mut base, mut dfirst) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut first, mut last, mut dnew) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut inmask, mut red, mut nir) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut nd, mut guard, mut lab) = (Vec::new(), Vec::new(), Vec::new());
     let mut row0 = 0;
     while row0 < height {
         let rows = params.block_rows.min(height - row0);
         let npx = rows * width;
-        let mut hist = vec![0f32; npx * looks];
-        let mut hist_e = vec![0u16; npx * looks];
-        let mut hist_n = vec![0u8; npx];
-        let mut code = vec![0u8; npx];
-        let mut base = vec![f32::NAN; npx];
-        let mut dfirst = vec![f32::NAN; npx];
-        let mut first = vec![0u16; npx];
-        let mut last = vec![0u16; npx];
-        let mut dnew = vec![f32::NAN; npx];
-        let inmask = match &mut mask {
-            Some(m) => m.read::<u8>(row0, rows, width)?,
-            None => vec![1u8; npx],
-        };
+        reset(&mut hist, npx * looks, 0f32);
+        reset(&mut hist_e, npx * looks, 0u16);
+        reset(&mut hist_n, npx, 0u8);
+        reset(&mut code, npx, 0u8);
+        reset(&mut base, npx, f32::NAN);
+        reset(&mut dfirst, npx, f32::NAN);
+        reset(&mut first, npx, 0u16);
+        reset(&mut last, npx, 0u16);
+        reset(&mut dnew, npx, f32::NAN);
+        match &mut mask {
+            Some(m) => m.read::<u8>(row0, rows, width, &mut inmask)?,
+            None => reset(&mut inmask, npx, 1u8),
+        }
         let mut scratch = vec![0f32; looks];
         for (e, (scene, open)) in scenes.iter().zip(&inputs.scenes).enumerate() {
             let halo = if open.warped { params.shift_px } else { 0 };
@@ -1026,10 +1048,10 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
             ) else {
                 return Err(ChangeError::Input("internal: dataset index".into()));
             };
-            let red = read_rows(rds, open.red.band, r_lo, nrows, width)?;
-            let nir = read_rows(nds, open.nir.band, r_lo, nrows, width)?;
+            read_rows(rds, open.red.band, (r_lo, nrows), width, &mut red)?;
+            read_rows(nds, open.nir.band, (r_lo, nrows), width, &mut nir)?;
             let st = &mut stats[e];
-            let mut nd = vec![f32::NAN; nrows * width];
+            reset(&mut nd, nrows * width, f32::NAN);
             // Count only the block's own rows (not the halo).
             let own = (row0 - r_lo) * width..(row0 - r_lo + rows) * width;
             for (i, (r, n)) in red.iter().zip(&nir).enumerate() {
@@ -1045,14 +1067,13 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
                 }
                 nd[i] = v;
             }
-            drop(red);
-            drop(nir);
             // Baseline contribution of a warped scene: where its neighbourhood (±`shift_px`)
             // spans an edge (max − min ≥ drop), the neighbourhood minimum, i.e. the largest
             // (least negative) ΔNDVI over shifts of up to `shift_px` pixels; elsewhere the
             // pixel itself (texture inside a stand must not shrink real clearings).
-            let ndguard: Option<Vec<f32>> = (halo > 0).then(|| {
-                let mut out = vec![f32::NAN; npx];
+            let ndguard: Option<&[f32]> = (halo > 0).then(|| {
+                let out = &mut guard;
+                reset(out, npx, f32::NAN);
                 for r in 0..rows {
                     let ar = row0 + r - r_lo;
                     for c in 0..width {
@@ -1070,7 +1091,7 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
                         out[r * width + c] = if hi - lo >= params.drop as f32 { lo } else { v };
                     }
                 }
-                out
+                &guard[..]
             });
             let detect_ok = e >= 1 && params.since.is_none_or(|s| scene.datetime >= s);
             let newest_e = e + 1 == ne;
@@ -1138,12 +1159,11 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
                 }
             }
         }
-        drop((hist, hist_e, hist_n));
         // Components: label the block's rows, carrying each pixel's figures into its
         // component; the label raster keeps `label << 2 | code`.
         let areas = pixel_areas(&grid, &to_ea, row0, rows)?;
         let chunks = areas.len() / rows.max(1);
-        let mut lab = vec![0u32; npx];
+        reset(&mut lab, npx, 0u32);
         for r in 0..rows {
             let o = r * width;
             let row_areas = &areas[r * chunks..(r + 1) * chunks];
@@ -1166,8 +1186,8 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
                 }
             }
         }
-        s_label.write(row0, width, lab)?;
-        s_dnew.write(row0, width, dnew)?;
+        lab = s_label.write(row0, width, std::mem::take(&mut lab))?;
+        dnew = s_dnew.write(row0, width, std::mem::take(&mut dnew))?;
         row0 += rows;
         // Input blocks wholly above the next block are not read again.
         for (d, &bh) in inputs.datasets.iter_mut().zip(&input_block_rows) {
@@ -1205,12 +1225,13 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
     // Candidate numbers (for the polygons) and the loss codes, candidates only.
     let mut s_id = Scratch::create::<u32>(&work.join("id.tif"), &grid, None, PACKED)?;
     let mut s_loss = Scratch::create::<u8>(&work.join("loss.tif"), &grid, None, PACKED)?;
+    let (mut ids, mut loss) = (Vec::new(), Vec::new());
     let mut row0 = 0;
     while row0 < height {
         let rows = params.block_rows.min(height - row0);
-        let lab = s_label.read::<u32>(row0, rows, width)?;
-        let mut ids = vec![0u32; lab.len()];
-        let mut loss = vec![0u8; lab.len()];
+        s_label.read::<u32>(row0, rows, width, &mut lab)?;
+        reset(&mut ids, lab.len(), 0u32);
+        reset(&mut loss, lab.len(), 0u8);
         for ((v, id), l) in lab.iter().zip(&mut ids).zip(&mut loss) {
             if *v != 0 {
                 let k = map.get((*v >> 2) as usize).copied().unwrap_or(0);
@@ -1220,8 +1241,8 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
                 }
             }
         }
-        s_id.write(row0, width, ids)?;
-        s_loss.write(row0, width, loss)?;
+        ids = s_id.write(row0, width, std::mem::take(&mut ids))?;
+        loss = s_loss.write(row0, width, std::mem::take(&mut loss))?;
         row0 += rows;
     }
     drop(map);
