@@ -58,7 +58,7 @@ for c in $cases; do
     touch "$arch/.imported"
   fi
   read -r W H _ < <(gdalinfo "$d/new.tif" | awk '/^Size is/ {gsub(",","",$3); print $3, $4}')
-  echo "== $c: ${W} × ${H}, $runs runs each"
+  echo "== $c: ${W} × ${H}, $runs runs each; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   for i in $(seq 1 "$runs"); do
     /usr/bin/time -v -o "$d/ours-$i.time" "$bin" alerts run --collection "bench-$c" \
       --drop 0.3 --mmu-ha 0.5 --archive "$arch" > "$d/ours.geojson"
@@ -68,6 +68,7 @@ for c in $cases; do
         > "$d/ref-$cc.out" 2> /dev/null
     done
   done
+  echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
   ours_n=$($py -c "import json,sys; f=json.load(open(sys.argv[1]))['features']; print(len(f), round(sum(x['properties']['area_ha'] for x in f),2))" "$d/ours.geojson")
   ow=$(med "$d/ours" 1); orss=$(med "$d/ours" 2); ocpu=$(med "$d/ours" 3)
   printf '%-8s %-16s wall %7.2f s  cpu %7.2f s  peak RSS %6.0f MiB  alerts/ha %s\n' \

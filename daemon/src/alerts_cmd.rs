@@ -53,6 +53,9 @@ enum AlertsAction {
 }
 
 /// `downlink alerts …`.
+/// GDAL block cache of `downlink alerts run` (MB) unless `GDAL_CACHEMAX` is set.
+const ALERTS_GDAL_CACHEMAX: &str = "256";
+
 pub(crate) fn run(args: &AlertsArgs) -> Result<()> {
     let AlertsAction::Run {
         collection,
@@ -110,14 +113,17 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<()> {
                 .with_context(|| format!("--since must be RFC 3339, got {s:?}"))
         })
         .transpose()?;
+    raster::change::cap_block_cache(ALERTS_GDAL_CACHEMAX).context("setting GDAL_CACHEMAX")?;
     let catalog = downlink::archive_catalog::open(&archive)?;
     let published = alerts::run(&catalog, &archive, &cfg, &alerts::RunOptions { since })
         .map_err(|e| anyhow::anyhow!("alerts over {:?}: {e}", cfg.collection))?;
     for w in &published.warnings {
         tracing::warn!("{w}");
     }
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a pretty FeatureCollection has a line per number.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, &published.features)?;
     writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
