@@ -31,6 +31,7 @@ use crate::vc::{Continuity, VcTracker};
 
 /// What the input bytes are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum InputFormat {
     /// Unaligned bit stream (hard decisions, MSB first) containing ASM-prefixed CADUs.
     Bits,
@@ -142,6 +143,7 @@ pub struct Frame {
 
 /// Why a frame was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RejectReason {
     /// A Reed-Solomon codeword was beyond correction.
     RsUncorrectable,
@@ -185,6 +187,7 @@ pub fn drop_label(r: DropReason) -> &'static str {
 
 /// Something that happened on the link.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// Synchronization acquired.
     Locked {

@@ -13,6 +13,7 @@ use std::ops::Range;
 /// Which CCSDS data link protocol a frame follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum FrameKind {
     /// TM (CCSDS 132.0), transfer frame version number 0 (binary 00).
     Tm,

@@ -39,6 +39,7 @@ use serde::Serialize;
 
 /// Reed-Solomon outcome of one copy of a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Quality {
     /// Every codeword had a zero syndrome.
     Clean,

@@ -60,6 +60,7 @@ pub struct CaduSpec {
 /// Reed-Solomon basis as written in profiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum BasisSpec {
     /// CCSDS dual basis (Berlekamp).
     Dual,

@@ -59,6 +59,7 @@ pub struct InnerSpec {
 /// Inner code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum InnerCode {
     /// CCSDS k=7 r=1/2 convolutional code, G1=171o, G2=133o.
     Conv,
@@ -69,6 +70,7 @@ pub enum InnerCode {
 /// Channel interleaver.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum InterleaverKind {
     /// None.
     #[default]
@@ -80,6 +82,7 @@ pub enum InterleaverKind {
 
 /// How soft symbols arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SoftFormat {
     /// One signed byte per channel bit, positive = 1, (I, Q) pairs.
     SoftI8,
@@ -222,6 +225,7 @@ impl InnerCounters {
 
 /// Something the soft front end reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SoftEvent {
     /// The phase (or the 80k marker) locked at this soft-bit position.
     PhaseLocked {

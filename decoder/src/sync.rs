@@ -226,6 +226,7 @@ pub enum SyncError {
 
 /// Synchronizer state, see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SyncState {
     /// Looking for a marker at any offset.
     Search,
@@ -258,6 +259,7 @@ pub struct SyncedFrame {
 
 /// What [`Synchronizer::poll`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SyncEvent {
     /// A frame.
     Frame(SyncedFrame),

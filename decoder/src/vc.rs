@@ -10,6 +10,7 @@
 
 /// What a frame's counter says about the frames before it on its virtual channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Continuity {
     /// First frame seen on this virtual channel.
     First,

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 /// Why bytes were discarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DropReason {
     /// A packet in progress was broken by a lost/uncorrectable frame: dropped, never merged
     /// with later bytes.
@@ -26,6 +27,7 @@ pub enum DropReason {
 
 /// Output of the assemblers.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PacketEvent {
     /// A complete packet (never an idle packet).
     Packet(Packet),

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 /// Packet sequence flags (CCSDS 133.0-B-2, Packet Sequence Control field).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SequenceFlags {
     /// `00`: continuation segment of user data.
     Continuation,

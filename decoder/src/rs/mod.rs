@@ -54,6 +54,7 @@ const N: usize = 255;
 
 /// How symbols are represented on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Basis {
     /// Berlekamp dual basis (CCSDS 131.0-B-4 Annex F) — every CCSDS mission.
     Dual,
@@ -142,6 +143,7 @@ pub enum RsError {
 
 /// What happened to one codeword of a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CodewordOutcome {
     /// All syndromes zero: nothing to correct.
     Clean,
