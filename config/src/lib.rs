@@ -895,6 +895,7 @@ struct RawConfig {
     alerts: Vec<RawAlerts>,
     #[serde(default)]
     station: RawStation,
+    #[serde(default)]
     catalog: RawCatalog,
 }
 
