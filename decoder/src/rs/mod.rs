@@ -143,7 +143,6 @@ pub enum RsError {
 
 /// What happened to one codeword of a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum CodewordOutcome {
     /// All syndromes zero: nothing to correct.
     Clean,
