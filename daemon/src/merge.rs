@@ -546,8 +546,12 @@ fn note_source(
 }
 
 /// Whether two pass records are copies of one pass: same spacecraft, times overlapping
-/// (AOS..LOS, with `slack` either side).
+/// (AOS..LOS, with `slack` either side), received by different antennas (station and input):
+/// one antenna's passes follow each other, however close, and are never copies of one another.
 pub fn same_pass(a: &PassRecord, b: &PassRecord, slack: std::time::Duration) -> bool {
+    if a.station == b.station && a.input == b.input {
+        return false;
+    }
     let span = |r: &PassRecord| -> Option<(SystemTime, SystemTime)> {
         let aos = r.aos_time()?;
         let los = r
@@ -594,6 +598,7 @@ mod tests {
 
     fn rec(scid: u16, aos: &str, los: &str) -> PassRecord {
         PassRecord {
+            input: format!("ant-{aos}"),
             scid: Some(scid),
             aos: Some(aos.into()),
             los: Some(los.into()),
@@ -615,5 +620,13 @@ mod tests {
             "another satellite at the same time"
         );
         assert!(!same_pass(&a, &later, s), "the next orbit");
+        let again = PassRecord {
+            input: a.input.clone(),
+            ..b.clone()
+        };
+        assert!(
+            !same_pass(&a, &again, s),
+            "two passes of one antenna, however close, are not copies"
+        );
     }
 }

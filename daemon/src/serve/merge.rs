@@ -255,6 +255,16 @@ fn merge_now(shared: &Shared, c: &Closed) -> anyhow::Result<Option<String>> {
         .filter(|p| p.record.id == c.record.id || same_pass(&p.record, &c.record, SLACK))
         .cloned()
         .collect();
+    // One copy per antenna (station, input): the one whose AOS is nearest this pass's.
+    let mut group = group;
+    let dist = |p: &StationPass| {
+        p.record.aos_time().map_or(Duration::MAX, |t| {
+            t.duration_since(aos).unwrap_or_else(|e| e.duration())
+        })
+    };
+    group.sort_by_key(|p| (p.record.id != c.record.id, dist(p)));
+    let mut seen = std::collections::BTreeSet::new();
+    group.retain(|p| seen.insert((p.record.station.clone(), p.record.input.clone())));
     if group.len() < 2 {
         return Ok(None);
     }
