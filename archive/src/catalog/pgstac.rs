@@ -43,7 +43,8 @@ use super::geom::{rings_to_geojson, Shape};
 use super::layout::validate_id;
 use super::sqlite::extend_extent;
 use super::store::{
-    local_href, AssetRef, Catalog, CatalogError, CatalogStats, SearchPage, SearchParams, MAX_LIST,
+    invalid, item_times, local_href, AssetRef, Catalog, CatalogError, CatalogStats, ItemTimes,
+    SearchPage, SearchParams, MAX_LIST,
 };
 
 /// Connection settings (host, port or socket directory, user, password, database …).
@@ -74,13 +75,6 @@ fn pg(context: &'static str) -> impl FnOnce(postgres::Error) -> CatalogError {
 
 fn js(context: &'static str) -> impl FnOnce(serde_json::Error) -> CatalogError {
     move |source| CatalogError::Json { context, source }
-}
-
-fn invalid(item: &Item, reason: impl Into<String>) -> CatalogError {
-    CatalogError::InvalidItem {
-        id: item.id.clone(),
-        reason: reason.into(),
-    }
 }
 
 impl CatalogError {
@@ -368,16 +362,7 @@ type Time = chrono::DateTime<chrono::Utc>;
 /// The bbox and time range an item adds to its collection's extent (checked as SQLite checks
 /// them: a datetime or start_datetime, an end not before the start, a geometry or bbox).
 fn item_extent(item: &Item) -> Result<([f64; 4], Time, Time), CatalogError> {
-    let p = &item.properties;
-    let sort = p
-        .datetime
-        .or(p.start_datetime)
-        .ok_or_else(|| invalid(item, "no datetime and no start_datetime"))?;
-    let start = p.start_datetime.or(p.datetime).unwrap_or(sort);
-    let end = p.end_datetime.or(p.datetime).unwrap_or(sort);
-    if end < start {
-        return Err(invalid(item, "end_datetime before start_datetime"));
-    }
+    let ItemTimes { start, end, .. } = item_times(item)?;
     let bbox = match (&item.bbox, &item.geometry) {
         (Some(b), _) => [b.xmin(), b.ymin(), b.xmax(), b.ymax()],
         (None, Some(g)) => {

@@ -45,7 +45,8 @@ use super::cql;
 use super::geom::Shape;
 use super::layout::validate_id;
 use super::store::{
-    local_href, AssetRef, Catalog, CatalogError, CatalogStats, SearchPage, SearchParams, MAX_LIST,
+    invalid, item_times, local_href, AssetRef, Catalog, CatalogError, CatalogStats, ItemTimes,
+    SearchPage, SearchParams, MAX_LIST,
 };
 
 const SCHEMA_VERSION: i64 = 2;
@@ -147,24 +148,8 @@ struct Indexed {
     boxes: Vec<[f64; 4]>,
 }
 
-fn invalid(item: &Item, reason: impl Into<String>) -> CatalogError {
-    CatalogError::InvalidItem {
-        id: item.id.clone(),
-        reason: reason.into(),
-    }
-}
-
 fn index_item(item: &Item) -> Result<Indexed, CatalogError> {
-    let p = &item.properties;
-    let sort = p
-        .datetime
-        .or(p.start_datetime)
-        .ok_or_else(|| invalid(item, "no datetime and no start_datetime"))?;
-    let start = p.start_datetime.or(p.datetime).unwrap_or(sort);
-    let end = p.end_datetime.or(p.datetime).unwrap_or(sort);
-    if end < start {
-        return Err(invalid(item, "end_datetime before start_datetime"));
-    }
+    let ItemTimes { sort, start, end } = item_times(item)?;
     let bbox = item.bbox.map(|b| [b.xmin(), b.ymin(), b.xmax(), b.ymax()]);
     let geometry = match (&item.geometry, bbox) {
         (Some(g), _) => serde_json::to_value(g).map_err(js("item geometry"))?,

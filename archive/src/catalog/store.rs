@@ -360,6 +360,37 @@ impl std::fmt::Debug for dyn Catalog {
     }
 }
 
+/// The error for an item a backend refuses.
+pub(crate) fn invalid(item: &Item, reason: impl Into<String>) -> CatalogError {
+    CatalogError::InvalidItem {
+        id: item.id.clone(),
+        reason: reason.into(),
+    }
+}
+
+/// An item's sort key and time range.
+pub(crate) struct ItemTimes {
+    pub sort: DateTime<Utc>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// An item's times, checked the same way by every backend: a `datetime` or `start_datetime` is
+/// required, and the end may not come before the start.
+pub(crate) fn item_times(item: &Item) -> Result<ItemTimes, CatalogError> {
+    let p = &item.properties;
+    let sort = p
+        .datetime
+        .or(p.start_datetime)
+        .ok_or_else(|| invalid(item, "no datetime and no start_datetime"))?;
+    let start = p.start_datetime.or(p.datetime).unwrap_or(sort);
+    let end = p.end_datetime.or(p.datetime).unwrap_or(sort);
+    if end < start {
+        return Err(invalid(item, "end_datetime before start_datetime"));
+    }
+    Ok(ItemTimes { sort, start, end })
+}
+
 /// A collection with an empty extent, for callers that build collections themselves.
 pub fn empty_extent_collection(id: &str, description: &str) -> Result<Collection, LayoutError> {
     super::layout::validate_id("collection", id)?;
