@@ -21,37 +21,18 @@
 //! crash leaves behind is removed with [`remove_stale_staging`] at the next start.
 
 pub mod catalog;
+mod error;
 pub mod pass;
 pub mod pass_index;
 pub mod record;
 pub mod tle;
 
+pub use error::{Error, Result};
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Errors of durable file writes.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// An IO operation failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On which path.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// An earlier failure poisoned this writer.
-    #[error("writer for {path} is poisoned by an earlier failure")]
-    Poisoned {
-        /// Final path of the poisoned writer.
-        path: PathBuf,
-    },
-}
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
     move |source| Error::Io {

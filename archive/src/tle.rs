@@ -14,6 +14,8 @@ use imagery::orbit::Propagator;
 use imagery::tle::{TleRecord, TleSet};
 use serde::Serialize;
 
+use crate::Error;
+
 /// One stored element set.
 #[derive(Clone, Debug, Serialize)]
 pub struct StoredTle {
@@ -29,23 +31,6 @@ pub struct StoredTle {
     pub new: bool,
 }
 
-/// Why an import was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TleImportError {
-    /// Bad sets; nothing stored.
-    #[error("{}", .0.join("; "))]
-    Invalid(Vec<String>),
-    /// Storing failed.
-    #[error("{path}: {message}")]
-    Io {
-        /// File.
-        path: PathBuf,
-        /// Problem.
-        message: String,
-    },
-}
-
 /// The store directory of an archive.
 pub fn dir(archive: &Path) -> PathBuf {
     archive.join("tle")
@@ -58,7 +43,7 @@ fn epoch_of(rec: &TleRecord) -> Result<DateTime<Utc>, String> {
 }
 
 /// Checks every set of `text` and stores them; nothing is stored if any set is bad.
-pub fn import(archive: &Path, text: &str) -> Result<Vec<StoredTle>, TleImportError> {
+pub fn import(archive: &Path, text: &str) -> Result<Vec<StoredTle>, Error> {
     let (set, errors) = TleSet::parse_lenient(text);
     let mut problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
     if set.is_empty() && problems.is_empty() {
@@ -72,12 +57,13 @@ pub fn import(archive: &Path, text: &str) -> Result<Vec<StoredTle>, TleImportErr
         }
     }
     if !problems.is_empty() {
-        return Err(TleImportError::Invalid(problems));
+        return Err(Error::TleInvalid(problems));
     }
     let dir = dir(archive);
-    std::fs::create_dir_all(&dir).map_err(|e| TleImportError::Io {
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        op: "creating",
         path: dir.clone(),
-        message: e.to_string(),
+        source,
     })?;
     let mut out = Vec::new();
     for (rec, epoch) in checked {
@@ -90,10 +76,7 @@ pub fn import(archive: &Path, text: &str) -> Result<Vec<StoredTle>, TleImportErr
         if new {
             let name = rec.name.as_deref().unwrap_or("");
             let body = format!("{name}\n{}\n{}\n", rec.line1, rec.line2);
-            crate::write_atomic(&path, body.as_bytes()).map_err(|e| TleImportError::Io {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            crate::write_atomic(&path, body.as_bytes())?;
         }
         out.push(StoredTle {
             norad_id: rec.norad_id,

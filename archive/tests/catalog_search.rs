@@ -524,10 +524,7 @@ fn sortby_and_filter_page_in_order(cat: &dyn Catalog, items: &[Syn]) {
 fn insert_refuses_taken_ids_and_assets_follow_items(cat: &dyn Catalog, items: &[Syn]) {
     let mut it = to_item(&items[7]);
     let err = cat.insert_item(&it).unwrap_err();
-    assert!(
-        matches!(err, archive::catalog::CatalogError::ItemExists { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, archive::Error::ItemExists { .. }), "{err}");
     it.id = "fresh".into();
     let mut a = stac::Asset::new("passes/fresh/products/ch1.tif");
     a.r#type = Some("image/tiff".into());

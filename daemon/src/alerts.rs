@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use archive::catalog::layout::{item_dir, validate_id};
 use archive::catalog::{local_href, Catalog, SearchParams};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -66,12 +66,12 @@ pub struct RunError {
     /// Bounded reason.
     pub reason: FailReason,
     /// What happened.
-    pub error: anyhow::Error,
+    pub error: Error,
 }
 
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.error)
+        write!(f, "{}", self.error)
     }
 }
 
@@ -185,21 +185,25 @@ fn find_band(
             }
             match found {
                 Some(f) => f,
-                None => bail!(
+                None => return Err(Error::AlertsInput(format!(
                     "item {id} has no band with eo:common_name {common:?} (name it with `archive add --bands`, or set `{common} = \"ASSET:BAND\"` in [[alerts]])"
-                ),
+                ))),
             }
         }
     };
     let Some(asset) = assets.and_then(|a| a.get(&key)) else {
-        bail!("item {id} has no asset {key:?} (configured as {common})");
+        return Err(Error::AlertsInput(format!(
+            "item {id} has no asset {key:?} (configured as {common})"
+        )));
     };
     let href = asset
         .get("href")
         .and_then(Value::as_str)
         .unwrap_or_default();
     let Some(path) = local_path(archive, href) else {
-        bail!("item {id}: asset {key:?} ({href}) is not a file in the archive");
+        return Err(Error::AlertsInput(format!(
+            "item {id}: asset {key:?} ({href}) is not a file in the archive"
+        )));
     };
     let bands = bands_of(asset);
     let (scale, offset) = bands
@@ -228,11 +232,11 @@ pub fn run(
     cfg: &AlertsConfig,
     opts: &RunOptions,
 ) -> std::result::Result<Published, RunError> {
-    let input = |error: anyhow::Error| RunError {
+    let input = |error: Error| RunError {
         reason: FailReason::Input,
         error,
     };
-    let io = |error: anyhow::Error| RunError {
+    let io = |error: Error| RunError {
         reason: FailReason::Io,
         error,
     };
@@ -241,10 +245,10 @@ pub fn run(
     if items.len() < 2 {
         return Err(RunError {
             reason: FailReason::TooFewItems,
-            error: anyhow::anyhow!(
+            error: Error::AlertsInput(format!(
                 "collection {src:?} has {} item(s); change alerts need at least two acquisitions",
                 items.len()
-            ),
+            )),
         });
     }
     let mut scenes = Vec::with_capacity(items.len());
@@ -253,7 +257,10 @@ pub fn run(
             .context("serializing an item")
             .map_err(io)?;
         let Some(dt) = it.properties.datetime.or(it.properties.start_datetime) else {
-            return Err(input(anyhow::anyhow!("item {} has no datetime", it.id)));
+            return Err(input(Error::AlertsInput(format!(
+                "item {} has no datetime",
+                it.id
+            ))));
         };
         let red = find_band(&v, &it.id, archive, "red", cfg.red.as_deref()).map_err(input)?;
         let nir = find_band(&v, &it.id, archive, "nir", cfg.nir.as_deref()).map_err(input)?;
@@ -266,7 +273,7 @@ pub fn run(
     }
     scenes.sort_by(|a, b| a.datetime.cmp(&b.datetime).then(a.id.cmp(&b.id)));
     let (Some(oldest), Some(newest)) = (scenes.first().cloned(), scenes.last().cloned()) else {
-        return Err(input(anyhow::anyhow!("no scenes")));
+        return Err(input(Error::AlertsInput("no scenes".into())));
     };
     let params = Params {
         drop: cfg.drop,
@@ -298,7 +305,7 @@ pub fn run(
     let outcome = change::run(&scenes, &params, &work, staging.path());
     let _ = std::fs::remove_dir_all(&work);
     let outcome = outcome.map_err(|e| match e {
-        change::ChangeError::Input(_) => input(e.into()),
+        raster::Error::ChangeInput(_) => input(e.into()),
         other => io(other.into()),
     })?;
 
@@ -395,7 +402,10 @@ pub fn run(
     };
     if let Err(e) = commit() {
         let _ = std::fs::remove_dir_all(&published_dir);
-        return Err(io(e.context("catalog upsert of the alerts item")));
+        return Err(io(Error::Step {
+            step: "catalog upsert of the alerts item".into(),
+            source: Box::new(e),
+        }));
     }
     // Earlier runs of this item are superseded. Another run (the daemon's watcher beside a
     // `downlink alerts run`) may have committed after this one, or still be writing: remove only

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 use archive::catalog::layout::COLLECTIONS_DIR;
 use archive::catalog::{Catalog, SearchParams, SqliteCatalog};
 use raster::catalog::import::{import_item, remove_item_files, ImportSpec, Imported};
@@ -185,10 +185,10 @@ pub fn add_pass(archive: &Path, dir: &Path, replace: bool) -> Result<Imported> {
     } else if dir.join("products").join("products.json").is_file() {
         dir.join("products")
     } else {
-        anyhow::bail!(
+        return Err(Error::Item(format!(
             "{}: no products.json (give the output directory of `downlink image`, or a pass directory)",
             dir.display()
-        );
+        )));
     };
     let listing_path = src.join("products.json");
     let text = std::fs::read_to_string(&listing_path)
@@ -199,10 +199,10 @@ pub fn add_pass(archive: &Path, dir: &Path, replace: bool) -> Result<Imported> {
     let catalog = open(archive)?;
     let old = catalog.item(&cid, &listing.pass_id)?;
     if old.is_some() && !replace {
-        anyhow::bail!(
+        return Err(Error::Item(format!(
             "item {:?} already exists in collection {cid:?}: give --replace to replace it (its old files are removed once the new item is committed)",
             listing.pass_id
-        );
+        )));
     }
     let archive_abs = std::fs::canonicalize(archive)
         .with_context(|| format!("resolving {}", archive.display()))?;
@@ -274,7 +274,10 @@ fn copy_product_set(src: &Path, listing_text: &str, dst: &Path) -> Result<()> {
             };
             let from = src.join(&name);
             if !from.is_file() {
-                anyhow::bail!("{}: listed in products.json but missing", from.display());
+                return Err(Error::Item(format!(
+                    "{}: listed in products.json but missing",
+                    from.display()
+                )));
             }
             std::fs::copy(&from, staging.path().join(&name))
                 .with_context(|| format!("copying {}", from.display()))?;
@@ -358,22 +361,28 @@ pub fn remove(archive: &Path, id: &str, collection: Option<&str>) -> Result<Remo
         ..Default::default()
     })?;
     let item = match found.items.as_slice() {
-        [] => anyhow::bail!(
-            "no item {id:?}{} in the catalog",
-            collection.map_or(String::new(), |c| format!(" in collection {c:?}"))
-        ),
+        [] => {
+            return Err(Error::Item(format!(
+                "no item {id:?}{} in the catalog",
+                collection.map_or(String::new(), |c| format!(" in collection {c:?}"))
+            )))
+        }
         [one] => one.clone(),
-        many => anyhow::bail!(
-            "item id {id:?} is in several collections ({}): give --collection",
-            many.iter()
-                .filter_map(|i| i.collection.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        many => {
+            return Err(Error::Item(format!(
+                "item id {id:?} is in several collections ({}): give --collection",
+                many.iter()
+                    .filter_map(|i| i.collection.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
     };
     let cid = item.collection.clone().unwrap_or_default();
     if !catalog.delete_item(&cid, id)? {
-        anyhow::bail!("item {id:?} disappeared from collection {cid:?} while removing it");
+        return Err(Error::Item(format!(
+            "item {id:?} disappeared from collection {cid:?} while removing it"
+        )));
     }
     let mut imported = item.clone();
     imported.assets.retain(|_, a| {

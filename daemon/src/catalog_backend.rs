@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
+use crate::error::{Context, Error, Result};
 use archive::catalog::pgstac::{parse_url, ConnectConfig, PGSTAC_VERSION};
 use archive::catalog::{Catalog, PgstacCatalog};
 use config::CatalogConfig;
@@ -20,9 +20,9 @@ fn pg_config(cfg: &CatalogConfig) -> Result<Option<(ConnectConfig, String)>> {
     };
     let password = cfg
         .password()
-        .map_err(|e| anyhow!("catalog.password_file: {e}"))?;
+        .map_err(|e| Error::CatalogConfig(format!("catalog.password_file: {e}")))?;
     let pc = parse_url(url.expose(), password.as_deref())
-        .map_err(|e| anyhow!("catalog.url {url}: {e}"))?;
+        .map_err(|e| Error::CatalogConfig(format!("catalog.url {url}: {e}")))?;
     Ok(Some((pc, url.to_string())))
 }
 
@@ -62,7 +62,10 @@ pub fn check(cfg: &CatalogConfig, archive: &Path) -> Result<String> {
         .verify()
         .with_context(|| format!("catalog.url {shown}: the database cannot be reached"))?;
     if !problems.is_empty() {
-        return Err(anyhow!("catalog.url {shown}: {}", problems.join("; ")));
+        return Err(Error::CatalogConfig(format!(
+            "catalog.url {shown}: {}",
+            problems.join("; ")
+        )));
     }
     Ok(format!("pgstac {PGSTAC_VERSION} at {shown}"))
 }

@@ -5,10 +5,13 @@
 pub mod alerts;
 pub mod archive_catalog;
 pub mod catalog_backend;
+pub mod error;
 pub use ::config;
 pub mod merge;
 pub mod replay;
 pub mod serve;
+
+pub use error::{Error, Result};
 
 #[cfg(test)]
 mod tests {

@@ -73,6 +73,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::error::Error;
+
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub mod soft;
@@ -161,42 +163,9 @@ pub enum Encode {
     Conv,
 }
 
-/// Everything that can go wrong in a replay.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    /// `--rate` could not be parsed or is out of range.
-    #[error("invalid rate {input:?}: {reason}")]
-    Rate {
-        /// The text given.
-        input: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
-    /// `--to` could not be parsed.
-    #[error("invalid target {input:?}: {reason}")]
-    Target {
-        /// The text given.
-        input: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
-    /// Any other argument out of range.
-    #[error("invalid argument: {0}")]
-    Argument(String),
-    /// A file or socket operation failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ReplayError {
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let what = what.into();
-    move |source| ReplayError::Io { what, source }
+    move |source| Error::Io { what, source }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,8 +183,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ReplayError {
 /// Examples: `400Mbit` = 400 000 000, `1.5Gbit`, `10kbit`, `100000`, `50MB/s` = 400 000 000.
 /// The result is rounded to whole bit/s and must be at least 1 and fit in a `u64`; zero,
 /// negative, NaN/inf, unknown units and trailing garbage are errors.
-pub fn parse_rate(s: &str) -> Result<u64, ReplayError> {
-    let err = |reason| ReplayError::Rate {
+pub fn parse_rate(s: &str) -> Result<u64, Error> {
+    let err = |reason| Error::Rate {
         input: s.to_owned(),
         reason,
     };
@@ -302,8 +271,8 @@ impl fmt::Display for Target {
 /// Parses `udp://IP:PORT` or `tcp://IP:PORT` (scheme case-insensitive; IPv6 in brackets;
 /// `localhost` means 127.0.0.1; host names are not resolved). Port 0 and unspecified addresses
 /// (`0.0.0.0`, `::`) are rejected, as is a multicast address for TCP.
-pub fn parse_target(s: &str) -> Result<Target, ReplayError> {
-    let err = |reason| ReplayError::Target {
+pub fn parse_target(s: &str) -> Result<Target, Error> {
+    let err = |reason| Error::Target {
         input: s.to_owned(),
         reason,
     };
@@ -766,13 +735,13 @@ enum Sink {
 }
 
 impl Sink {
-    fn create(path: &std::path::Path) -> Result<Self, ReplayError> {
+    fn create(path: &std::path::Path) -> Result<Self, Error> {
         let shown = path.display().to_string();
         let f = File::create(path).map_err(io_err(format!("creating {shown}")))?;
         Ok(Sink::File(io::BufWriter::with_capacity(1 << 20, f), shown))
     }
 
-    fn connect(target: Target) -> Result<Self, ReplayError> {
+    fn connect(target: Target) -> Result<Self, Error> {
         match target {
             Target::Udp(addr) => {
                 let local: SocketAddr = if addr.is_ipv4() {
@@ -796,7 +765,7 @@ impl Sink {
     }
 
     /// Sends one datagram / chunk. `Ok(false)`: refused by the peer (UDP only).
-    fn send(&mut self, d: &[u8]) -> Result<bool, ReplayError> {
+    fn send(&mut self, d: &[u8]) -> Result<bool, Error> {
         match self {
             Sink::Udp(s) => loop {
                 match s.send(d) {
@@ -817,7 +786,7 @@ impl Sink {
         }
     }
 
-    fn close(self) -> Result<(), ReplayError> {
+    fn close(self) -> Result<(), Error> {
         match self {
             Sink::Tcp(mut s) => {
                 s.flush().map_err(io_err("flushing the TCP connection"))?;
@@ -847,13 +816,13 @@ struct Plan {
     passes: Option<u64>,
 }
 
-fn plan(args: &ReplayArgs) -> Result<Plan, ReplayError> {
+fn plan(args: &ReplayArgs) -> Result<Plan, Error> {
     let bits_per_s = parse_rate(&args.rate)?;
     let target = match (&args.to, &args.output) {
         (Some(to), None) => Some(parse_target(to)?),
         (None, Some(_)) => None,
         _ => {
-            return Err(ReplayError::Argument(
+            return Err(Error::Argument(
                 "give exactly one of --to and --output".into(),
             ))
         }
@@ -865,7 +834,7 @@ fn plan(args: &ReplayArgs) -> Result<Plan, ReplayError> {
         None => (MAX_TCP_CHUNK, "a file".into()),
     };
     if args.datagram_size == 0 || args.datagram_size > max {
-        return Err(ReplayError::Argument(format!(
+        return Err(Error::Argument(format!(
             "--datagram-size {} must be 1..={max} for {dest}",
             args.datagram_size
         )));
@@ -873,15 +842,13 @@ fn plan(args: &ReplayArgs) -> Result<Plan, ReplayError> {
     check_encode_args(args)?;
     if let Some(p) = args.ber {
         if !(0.0..=1.0).contains(&p) {
-            return Err(ReplayError::Argument(format!(
+            return Err(Error::Argument(format!(
                 "--ber {p} must be a probability in 0..=1"
             )));
         }
     }
     if args.slip_every == Some(0) {
-        return Err(ReplayError::Argument(
-            "--slip-every must be at least 1".into(),
-        ));
+        return Err(Error::Argument("--slip-every must be at least 1".into()));
     }
     let passes = match args.r#loop {
         None => Some(1),
@@ -898,8 +865,8 @@ fn plan(args: &ReplayArgs) -> Result<Plan, ReplayError> {
 
 /// The `--encode` options: only with `--encode`, in range, and not mixed with the bit
 /// impairments.
-fn check_encode_args(args: &ReplayArgs) -> Result<(), ReplayError> {
-    let arg = |m: String| Err(ReplayError::Argument(m));
+fn check_encode_args(args: &ReplayArgs) -> Result<(), Error> {
+    let arg = |m: String| Err(Error::Argument(m));
     if args.encode.is_none() {
         let given = [
             ("--ebn0", args.ebn0.is_some()),
@@ -1022,7 +989,7 @@ struct Sender {
 }
 
 impl Sender {
-    fn send(&mut self, d: &[u8]) -> Result<(), ReplayError> {
+    fn send(&mut self, d: &[u8]) -> Result<(), Error> {
         let start = *self.start.get_or_insert_with(Instant::now);
         if !matches!(self.sink, Sink::File(..)) {
             let now = wait_until_ready(&self.pacer, start);
@@ -1038,7 +1005,7 @@ impl Sender {
     }
 
     /// Sends every whole datagram in `buf` and keeps the remainder (at the front).
-    fn send_whole(&mut self, buf: &mut Vec<u8>, size: usize) -> Result<(), ReplayError> {
+    fn send_whole(&mut self, buf: &mut Vec<u8>, size: usize) -> Result<(), Error> {
         let mut chunks = buf.chunks_exact(size);
         for d in &mut chunks {
             self.send(d)?;
@@ -1053,7 +1020,7 @@ impl Sender {
 /// Replays `args.file` to `args.to` as described in the module docs and returns the summary.
 /// Shows a progress bar on stderr when it is a terminal and `--quiet` is not given; prints
 /// nothing else (see [`run_and_report`]).
-pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
+pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, Error> {
     let plan = plan(args)?;
     let path = args.file.display().to_string();
     let mut file = File::open(&args.file).map_err(io_err(format!("opening {path}")))?;
@@ -1062,7 +1029,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         .map_err(io_err(format!("reading metadata of {path}")))?
         .len();
     if file_len == 0 && plan.passes.is_none() {
-        return Err(ReplayError::Argument(format!(
+        return Err(Error::Argument(format!(
             "{path} is empty: nothing to --loop"
         )));
     }
@@ -1088,7 +1055,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
     let sink = match (plan.target, &args.output) {
         (Some(t), _) => Sink::connect(t)?,
         (None, Some(p)) => Sink::create(p)?,
-        (None, None) => return Err(ReplayError::Argument("no destination".into())),
+        (None, None) => return Err(Error::Argument("no destination".into())),
     };
     let mut sender = Sender {
         sink,
@@ -1169,7 +1136,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
 }
 
 /// [`run`], then the one-line summary on stdout (what `downlink replay` does).
-pub fn run_and_report(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
+pub fn run_and_report(args: &ReplayArgs) -> Result<ReplaySummary, Error> {
     let summary = run(args)?;
     writeln!(io::stdout().lock(), "{summary}").map_err(io_err("writing the summary"))?;
     Ok(summary)
@@ -1288,7 +1255,7 @@ mod tests {
             "10Mbit extra",
         ] {
             let e = parse_rate(s).unwrap_err();
-            assert!(matches!(e, ReplayError::Rate { .. }), "{s}: {e}");
+            assert!(matches!(e, Error::Rate { .. }), "{s}: {e}");
         }
     }
 
@@ -1329,7 +1296,7 @@ mod tests {
             "",
         ] {
             let e = parse_target(s).unwrap_err();
-            assert!(matches!(e, ReplayError::Target { .. }), "{s}: {e}");
+            assert!(matches!(e, Error::Target { .. }), "{s}: {e}");
         }
     }
 

@@ -5,44 +5,13 @@
 //! Any north-up EPSG:4326 Byte raster with the same 0/1 meaning works; a raster spanning
 //! exactly 360° of longitude is treated as global and windows may cross the antimeridian.
 
+use crate::Error;
 use std::path::{Path, PathBuf};
 
-use gdal::errors::GdalError;
 use gdal::raster::GdalDataType;
 use gdal::{Dataset, Metadata};
-use thiserror::Error;
 
 pub use imagery::qa::{estimate_offset, grid, EstimatorParams, GeoGrid, Grid, OffsetReport};
-
-/// Errors from the land-mask reader.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum LandMaskError {
-    /// A GDAL call failed.
-    #[error("GDAL error while {context} ({path}): {source}")]
-    Gdal {
-        /// What was being done.
-        context: &'static str,
-        /// The mask file.
-        path: PathBuf,
-        /// The GDAL error.
-        source: GdalError,
-    },
-    /// The file is not a usable land mask.
-    #[error("{path} is not a usable land mask: {reason}")]
-    Format {
-        /// The mask file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The requested window is invalid or does not intersect the mask.
-    #[error("bad window request: {0}")]
-    Window(String),
-    /// Building the output grid failed.
-    #[error(transparent)]
-    Grid(#[from] imagery::Error),
-}
 
 /// An opened land mask.
 pub struct LandMask {
@@ -58,17 +27,16 @@ const MAX_SUPERSAMPLE: usize = 16;
 
 impl LandMask {
     /// Open a mask GeoTIFF and check that it is a north-up lon/lat Byte raster.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, LandMaskError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let gerr = |context: &'static str, path: &Path| {
             let path = path.to_path_buf();
-            move |source| LandMaskError::Gdal {
-                context,
-                path,
+            move |source| Error::Gdal {
+                context: format!("{context} ({})", path.display()),
                 source,
             }
         };
-        let fmt = |reason: String| LandMaskError::Format {
+        let fmt = |reason: String| Error::LandMask {
             path: path.clone(),
             reason,
         };
@@ -128,23 +96,17 @@ impl LandMask {
     /// For a global mask `west`/`east` may lie outside -180..180 (e.g. 170..190 crosses the
     /// antimeridian); the returned grid keeps the requested longitude frame. For a
     /// non-global mask the window is clipped to the raster.
-    pub fn window(
-        &self,
-        west: f64,
-        south: f64,
-        east: f64,
-        north: f64,
-    ) -> Result<Grid<u8>, LandMaskError> {
+    pub fn window(&self, west: f64, south: f64, east: f64, north: f64) -> Result<Grid<u8>, Error> {
         if ![west, south, east, north].iter().all(|v| v.is_finite()) {
-            return Err(LandMaskError::Window("non-finite bounds".into()));
+            return Err(Error::Window("non-finite bounds".into()));
         }
         if west >= east || south >= north {
-            return Err(LandMaskError::Window(format!(
+            return Err(Error::Window(format!(
                 "empty bounds W{west} S{south} E{east} N{north}"
             )));
         }
         if east - west > 360.0 {
-            return Err(LandMaskError::Window("wider than 360 degrees".into()));
+            return Err(Error::Window("wider than 360 degrees".into()));
         }
         let g = &self.geo;
         const EPS: f64 = 1e-7;
@@ -161,21 +123,17 @@ impl LandMask {
             c1 = c0 + w;
         }
         if r1 <= r0 || c1 <= c0 {
-            return Err(LandMaskError::Window(format!(
+            return Err(Error::Window(format!(
                 "W{west} S{south} E{east} N{north} does not intersect the mask"
             )));
         }
         let out_w = (c1 - c0) as usize;
         let out_h = (r1 - r0) as usize;
         let mut data = vec![0u8; out_w * out_h];
-        let band = self
-            .ds
-            .rasterband(1)
-            .map_err(|source| LandMaskError::Gdal {
-                context: "opening band 1",
-                path: self.path.clone(),
-                source,
-            })?;
+        let band = self.ds.rasterband(1).map_err(|source| Error::Gdal {
+            context: format!("opening band 1 ({})", self.path.display()),
+            source,
+        })?;
         let mut start = c0;
         while start < c1 {
             let src_c = start.rem_euclid(w);
@@ -187,9 +145,8 @@ impl LandMask {
                     (seg, out_h),
                     None,
                 )
-                .map_err(|source| LandMaskError::Gdal {
-                    context: "reading window",
-                    path: self.path.clone(),
+                .map_err(|source| Error::Gdal {
+                    context: format!("reading window ({})", self.path.display()),
                     source,
                 })?;
             let off = (start - c0) as usize;
@@ -216,7 +173,7 @@ impl LandMask {
     /// (0 = all water, 255 = all land), by point-supersampling each target pixel on a
     /// k×k lattice (k ≈ 2× the ratio of target to mask pixel size, at most 16).
     /// Pixels outside a non-global mask count as water.
-    pub fn resample_to(&self, target: &GeoGrid) -> Result<Grid<u8>, LandMaskError> {
+    pub fn resample_to(&self, target: &GeoGrid) -> Result<Grid<u8>, Error> {
         target.validate()?;
         let (w, e) = target.lon_bounds();
         let (s, n) = target.lat_bounds();

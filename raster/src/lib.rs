@@ -14,9 +14,11 @@
 
 pub mod catalog;
 pub mod change;
+mod error;
 pub mod landmask;
 pub mod products;
 pub mod scene;
 pub mod tiles;
 
 pub use archive::{sync_dir, sync_file, unique_suffix, write_atomic};
+pub use error::{Error, Result};

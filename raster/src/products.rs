@@ -42,7 +42,7 @@
 //! `&Dataset` must be called from the thread that owns it. The path-based
 //! writers are independent and may run on different threads concurrently.
 
-use std::path::PathBuf;
+use crate::Error;
 
 mod atomic;
 mod cog;
@@ -88,124 +88,8 @@ pub struct Band<'a> {
     pub description: &'a str,
 }
 
-/// Errors of the product writers.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProductError {
-    /// Zero or absurd image dimensions.
-    #[error("invalid image dimensions {width}x{height}: {reason}")]
-    InvalidDimensions {
-        /// Width in pixels.
-        width: usize,
-        /// Height in lines.
-        height: usize,
-        /// Why they were rejected.
-        reason: &'static str,
-    },
-    /// An input slice does not have `width * height` (or `4 *`) elements.
-    #[error("{what}: expected {expected} elements, got {actual}")]
-    SizeMismatch {
-        /// Which input.
-        what: String,
-        /// Expected length.
-        expected: usize,
-        /// Actual length.
-        actual: usize,
-    },
-    /// A product needs at least one band (or exactly N bands).
-    #[error("wrong number of bands: {0}")]
-    BandCount(String),
-    /// A ground control point is unusable.
-    #[error("GCP #{index} invalid: {reason}")]
-    InvalidGcp {
-        /// Index in the input slice.
-        index: usize,
-        /// Why.
-        reason: String,
-    },
-    /// Not enough GCPs for the requested transform.
-    #[error("{count} GCPs is too few: the {transform} transform needs at least {needed}")]
-    TooFewGcps {
-        /// GCPs available.
-        count: usize,
-        /// GCPs needed.
-        needed: usize,
-        /// Transform name.
-        transform: &'static str,
-    },
-    /// The GCP longitudes span more than 180° even after unwrapping at the
-    /// antimeridian, so no continuous longitude range exists.
-    #[error("GCP longitudes span {span_deg:.1} degrees; cannot form a continuous longitude range")]
-    LongitudeSpan {
-        /// Span in degrees.
-        span_deg: f64,
-    },
-    /// Metadata key rejected (must be `[A-Za-z0-9_.-]+`).
-    #[error("invalid metadata key {0:?} (allowed: A-Z a-z 0-9 _ . -)")]
-    InvalidMetadataKey(String),
-    /// A parameter is out of range.
-    #[error("invalid parameter {name}: {reason}")]
-    InvalidParameter {
-        /// Parameter name.
-        name: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// A path is not valid UTF-8 (GDAL takes C strings; we require UTF-8).
-    #[error("path is not valid UTF-8 or contains NUL: {0:?}")]
-    BadPath(PathBuf),
-    /// Error returned by the `gdal` crate.
-    #[error("GDAL error while {context}: {source}")]
-    Gdal {
-        /// What we were doing.
-        context: String,
-        /// Underlying error.
-        #[source]
-        source: gdal::errors::GdalError,
-    },
-    /// Error from a raw GDAL C call (see `gdal_ffi`).
-    #[error("GDAL {call} failed: {message}")]
-    GdalCall {
-        /// C function name.
-        call: &'static str,
-        /// `CPLGetLastErrorMsg()` text, or our own description.
-        message: String,
-    },
-    /// Dataset content not as expected (wrong type, no GCPs, ...).
-    #[error("unexpected dataset content: {0}")]
-    Dataset(String),
-    /// PNG encoding failed.
-    #[error("PNG encoding {path:?}: {source}")]
-    Png {
-        /// Destination.
-        path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: image::ImageError,
-    },
-    /// File system error.
-    #[error("I/O error while {context} {path:?}: {source}")]
-    Io {
-        /// What we were doing.
-        context: &'static str,
-        /// Path concerned.
-        path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not a valid Cloud Optimized GeoTIFF.
-    #[error("{path:?} is not a valid COG: {}", problems.join("; "))]
-    NotCog {
-        /// File checked.
-        path: PathBuf,
-        /// Every problem found.
-        problems: Vec<String>,
-    },
-}
-
 /// Shorthand used throughout the module.
-pub type Result<T> = std::result::Result<T, ProductError>;
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// Adds context to `gdal` crate errors.
 pub(crate) trait GdalContext<T> {
@@ -214,7 +98,7 @@ pub(crate) trait GdalContext<T> {
 
 impl<T> GdalContext<T> for std::result::Result<T, gdal::errors::GdalError> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| ProductError::Gdal {
+        self.map_err(|source| Error::Gdal {
             context: context(),
             source,
         })
@@ -224,7 +108,7 @@ impl<T> GdalContext<T> for std::result::Result<T, gdal::errors::GdalError> {
 /// Checks `width`/`height` and returns `width * height`.
 pub(crate) fn checked_area(width: usize, height: usize) -> Result<usize> {
     if width == 0 || height == 0 {
-        return Err(ProductError::InvalidDimensions {
+        return Err(Error::InvalidDimensions {
             width,
             height,
             reason: "zero size",
@@ -232,19 +116,17 @@ pub(crate) fn checked_area(width: usize, height: usize) -> Result<usize> {
     }
     // GDAL and PNG both take 32-bit signed sizes.
     if width > i32::MAX as usize || height > i32::MAX as usize {
-        return Err(ProductError::InvalidDimensions {
+        return Err(Error::InvalidDimensions {
             width,
             height,
             reason: "dimension exceeds i32::MAX",
         });
     }
-    width
-        .checked_mul(height)
-        .ok_or(ProductError::InvalidDimensions {
-            width,
-            height,
-            reason: "pixel count overflows usize",
-        })
+    width.checked_mul(height).ok_or(Error::InvalidDimensions {
+        width,
+        height,
+        reason: "pixel count overflows usize",
+    })
 }
 
 /// Checks one band's slices against `area`.
@@ -261,7 +143,7 @@ pub(crate) fn check_len(
     if actual == expected {
         Ok(())
     } else {
-        Err(ProductError::SizeMismatch {
+        Err(Error::SizeMismatch {
             what: what(),
             expected,
             actual,
@@ -273,7 +155,7 @@ pub(crate) fn check_len(
 pub(crate) fn path_str(path: &std::path::Path) -> Result<&str> {
     match path.to_str() {
         Some(s) if !s.contains('\0') => Ok(s),
-        _ => Err(ProductError::BadPath(path.to_path_buf())),
+        _ => Err(Error::BadPath(path.to_path_buf())),
     }
 }
 

@@ -10,6 +10,7 @@
 //! Everything runs on the calling thread: GDAL datasets are `Send` but not `Sync`, so one thread
 //! owns them from creation to drop. The daemon calls this from a dedicated worker thread.
 
+use crate::Error;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,66 +33,14 @@ use imagery::time::DayClock;
 use imagery::tle::{TleRecord, TleSet};
 use serde::Serialize;
 
-/// Errors of the imaging chain. Each names what it was doing.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ImagingError {
-    /// The profile has no `[imaging]` section.
-    #[error("profile {0} has no imaging instrument ([imaging] section)")]
-    NoInstrument(String),
-    /// No image packet could be placed.
-    #[error("no {instrument} image data in the input ({packets} packets on imaging APIDs)")]
-    NoImage {
-        /// Instrument.
-        instrument: String,
-        /// Packets seen on the instrument's APIDs.
-        packets: u64,
-    },
-    /// No TLE for the spacecraft.
-    #[error("no TLE for NORAD {norad_id}: {detail}")]
-    NoTle {
-        /// Catalogue number wanted.
-        norad_id: u32,
-        /// What was searched.
-        detail: String,
-    },
-    /// A TLE file could not be read or parsed.
-    #[error("TLE {path}: {message}")]
-    Tle {
-        /// File.
-        path: PathBuf,
-        /// Problem.
-        message: String,
-    },
-    /// Orbit propagation or geolocation failed.
-    #[error("geolocation: {0}")]
-    Geolocation(String),
-    /// Writing a product failed.
-    #[error("{step}: {source}")]
-    Product {
-        /// Which product.
-        step: String,
-        /// Why.
-        source: prod::ProductError,
-    },
-    /// Creating the output directory or the listing failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// Path.
-        path: PathBuf,
-        /// OS error.
-        source: std::io::Error,
-    },
-    /// The decoder refused the profile or input format.
-    #[error("decoder: {0}")]
-    Decoder(#[from] decoder::Error),
-}
+type Result<T, E = Error> = std::result::Result<T, E>;
 
-type Result<T, E = ImagingError> = std::result::Result<T, E>;
-
-fn product_err(step: impl Into<String>) -> impl FnOnce(prod::ProductError) -> ImagingError {
+fn product_err(step: impl Into<String>) -> impl FnOnce(Error) -> Error {
     let step = step.into();
-    move |source| ImagingError::Product { step, source }
+    move |source| Error::Step {
+        step,
+        source: Box::new(source),
+    }
 }
 
 /// How the instrument's time of day becomes a UTC instant.
@@ -122,7 +71,7 @@ pub fn collect_packets(
     let spec = profile
         .imaging
         .as_ref()
-        .ok_or_else(|| ImagingError::NoInstrument(profile.name.clone()))?;
+        .ok_or_else(|| Error::NoInstrument(profile.name.clone()))?;
     let wanted: Vec<u16> = spec.channels.iter().map(|c| c.apid).collect();
     let options = DecoderOptions {
         raw_cadus: false,
@@ -143,7 +92,8 @@ pub fn collect_packets(
     };
     let mut buf = vec![0u8; 1 << 20];
     for path in files {
-        let io = |source| ImagingError::Io {
+        let io = |source| Error::Io {
+            context: "reading",
             path: path.clone(),
             source,
         };
@@ -176,7 +126,7 @@ pub fn choose_tle(
     let mut seen = 0usize;
     let mut problems = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(path).map_err(|e| ImagingError::Tle {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Tle {
             path: path.clone(),
             message: e.to_string(),
         })?;
@@ -186,7 +136,7 @@ pub fn choose_tle(
             let message = errors
                 .first()
                 .map_or_else(|| "no TLE in the file".to_owned(), ToString::to_string);
-            return Err(ImagingError::Tle {
+            return Err(Error::Tle {
                 path: path.clone(),
                 message,
             });
@@ -203,7 +153,7 @@ pub fn choose_tle(
             }
         }
     }
-    best.map(|(_, r)| r).ok_or_else(|| ImagingError::NoTle {
+    best.map(|(_, r)| r).ok_or_else(|| Error::NoTle {
         norad_id,
         detail: if problems.is_empty() {
             format!(
@@ -486,8 +436,9 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
         .profile
         .imaging
         .as_ref()
-        .ok_or_else(|| ImagingError::NoInstrument(req.profile.name.clone()))?;
-    std::fs::create_dir_all(work_dir).map_err(|source| ImagingError::Io {
+        .ok_or_else(|| Error::NoInstrument(req.profile.name.clone()))?;
+    std::fs::create_dir_all(work_dir).map_err(|source| Error::Io {
+        context: "creating",
         path: work_dir.to_owned(),
         source,
     })?;
@@ -506,7 +457,7 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
         .filter(|a| img.channel(*a).is_some_and(|c| c.valid.iter().any(|v| *v)))
         .collect();
     if channels.is_empty() || img.height == 0 {
-        return Err(ImagingError::NoImage {
+        return Err(Error::NoImage {
             instrument: spec.instrument.clone(),
             packets: req.pass.packets.len() as u64,
         });
@@ -516,7 +467,7 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
     // 2. Line times and geolocation.
     let times = line_times(&img, req.date);
     let propagator =
-        Propagator::new(&req.tle.elements).map_err(|e| ImagingError::Geolocation(e.to_string()))?;
+        Propagator::new(&req.tle.elements).map_err(|e| Error::Geolocation(e.to_string()))?;
     let tle_epoch = propagator.epoch();
     let geo = Geolocator::new(propagator, ScanGeometry::MSU_MR_LRPT);
     let mid_time = times
@@ -527,14 +478,14 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
         Some(t) => geo.scan_adaptive_columns(*t, 56, GCP_TOLERANCE_PX),
         None => Ok(Vec::new()),
     }
-    .map_err(|e| ImagingError::Geolocation(e.to_string()))?;
+    .map_err(|e| Error::Geolocation(e.to_string()))?;
     // GCP rows: every 16 lines or sparser, so a thin-plate spline through all GCPs stays a
     // few seconds' solve for users (its cost grows with the cube of the count).
     let gcp_rows = (GCP_BUDGET / gcp_columns.len().max(1)).max(2);
     let step_lines = (img.height / gcp_rows).max(LRPT_LINES_PER_ROW * 2);
     let gcps = geo
         .gcp_grid_at_columns(&times, img.width, step_lines, &gcp_columns)
-        .map_err(|e| ImagingError::Geolocation(e.to_string()))?;
+        .map_err(|e| Error::Geolocation(e.to_string()))?;
     let gcps: Vec<prod::Gcp> = gcps
         .iter()
         .map(|g| prod::Gcp {
@@ -546,7 +497,7 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
         .collect();
     let arrays = geo
         .geolocation_arrays(&times, img.width, GEOLOC_PIXEL_STEP, GEOLOC_LINE_STEP)
-        .map_err(|e| ImagingError::Geolocation(e.to_string()))?;
+        .map_err(|e| Error::Geolocation(e.to_string()))?;
     let geolocation = prod::Geolocation {
         width: arrays.width,
         height: arrays.height,
@@ -667,9 +618,9 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
 
     // 4. One warp of all channels onto the EPSG:4326 grid.
     let all = out(".swath.gcp.tif".into());
-    let arrays_ref = arrays_path.to_str().ok_or_else(|| ImagingError::Product {
+    let arrays_ref = arrays_path.to_str().ok_or_else(|| Error::Step {
         step: "swath GeoTIFF".into(),
-        source: prod::ProductError::BadPath(arrays_path.clone()),
+        source: Box::new(Error::BadPath(arrays_path.clone())),
     })?;
     prod::write_raw_gcp_tiff_with_geolocation(
         &all,
@@ -682,12 +633,9 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
     )
     .map_err(product_err("swath GCP GeoTIFF"))?;
     let warped = {
-        let src = gdal::Dataset::open(&all).map_err(|e| ImagingError::Product {
-            step: "opening the swath".into(),
-            source: prod::ProductError::Gdal {
-                context: all.display().to_string(),
-                source: e,
-            },
+        let src = gdal::Dataset::open(&all).map_err(|e| Error::Gdal {
+            context: format!("opening the swath {}", all.display()),
+            source: e,
         })?;
         prod::warp_to_epsg4326_mem(&src, &warp_options())
             .map_err(product_err("warp to EPSG:4326"))?
@@ -708,12 +656,9 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
     // 5. Geolocation QA per channel.
     let mut qa = Vec::new();
     if let Some(mask_path) = req.landmask {
-        let mask = LandMask::open(mask_path).map_err(|e| ImagingError::Product {
+        let mask = LandMask::open(mask_path).map_err(|e| Error::Step {
             step: "land mask".into(),
-            source: prod::ProductError::InvalidParameter {
-                name: "landmask",
-                reason: e.to_string(),
-            },
+            source: Box::new(e),
         })?;
         let reference = mask
             .source()
@@ -870,14 +815,8 @@ pub fn make_products_in(req: &ImageRequest<'_>, work_dir: &Path) -> Result<Listi
         timing_ms: steps.ms,
     };
     let json_path = work_dir.join("products.json");
-    let text = serde_json::to_vec_pretty(&listing).map_err(|e| ImagingError::Io {
-        path: json_path.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    archive::write_atomic(&json_path, &text).map_err(|e| ImagingError::Io {
-        path: json_path.clone(),
-        source: std::io::Error::other(e),
-    })?;
+    let text = serde_json::to_vec_pretty(&listing)?;
+    archive::write_atomic(&json_path, &text)?;
     Ok(listing)
 }
 

@@ -15,7 +15,8 @@ use std::process::Command;
 use archive::catalog::{Catalog, SearchParams, SqliteCatalog};
 use chrono::{TimeZone, Utc};
 use raster::catalog::item::empty_extent_collection;
-use raster::catalog::raster::{import_raster, inspect, validate_cog, RasterError};
+use raster::catalog::raster::{import_raster, inspect, validate_cog};
+use raster::Error;
 
 /// Shared data root (single constant; the lead may change it).
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
@@ -102,10 +103,7 @@ fn bboxes_match_gdalinfo() {
 #[test]
 fn rotated_without_crs_is_refused_and_with_crs_footprint_is_rotated() {
     let src = geotiff("rotated.tif");
-    assert!(matches!(
-        inspect(&src),
-        Err(RasterError::NotGeoreferenced(_))
-    ));
+    assert!(matches!(inspect(&src), Err(Error::NotGeoreferenced(_))));
     // Same rotated geotransform, scaled to metres in UTM 18N so it lands on Earth.
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("rotated_utm.tif");

@@ -12,6 +12,7 @@ use std::process::Command;
 use gdal::raster::{ColorInterpretation, GdalDataType};
 use gdal::{Dataset, Metadata};
 use raster::products::*;
+use raster::Error;
 
 /// GDAL's COG validator (Debian python3-gdal).
 const COG_VALIDATOR: &str =
@@ -348,7 +349,7 @@ fn warp_cog_ndvi_composite_pipeline() {
     assert_eq!(a.data(), bands[1].pixels.as_slice());
     // A plain tiled GeoTIFF is not a COG.
     match validate_cog(&warped_path) {
-        Err(ProductError::NotCog { problems, .. }) => {
+        Err(Error::NotCog { problems, .. }) => {
             println!("plain GeoTIFF rejected: {problems:?}");
             assert!(problems.iter().any(|p| p.contains("ghost area")));
         }
@@ -546,15 +547,15 @@ fn bad_inputs_are_errors_not_panics() {
     ];
     assert!(matches!(
         write_raw_gcp_tiff(&p, 4, 4, &[band], &gcps, &[]),
-        Err(ProductError::SizeMismatch { .. })
+        Err(Error::SizeMismatch { .. })
     ));
     assert!(matches!(
         write_raw_gcp_tiff(&p, 5, 4, &[], &gcps, &[]),
-        Err(ProductError::BandCount(_))
+        Err(Error::BandCount(_))
     ));
     assert!(matches!(
         write_raw_gcp_tiff(&p, 5, 4, &[band], &gcps, &[("BAD KEY", "x")]),
-        Err(ProductError::InvalidMetadataKey(_))
+        Err(Error::InvalidMetadataKey(_))
     ));
     assert!(!p.exists());
     write_raw_gcp_tiff(&p, 5, 4, &[band], &gcps, &[]).unwrap();
@@ -567,7 +568,7 @@ fn bad_inputs_are_errors_not_panics() {
                 ..WarpOptions::default()
             }
         ),
-        Err(ProductError::TooFewGcps {
+        Err(Error::TooFewGcps {
             count: 3,
             needed: 6,
             ..
@@ -581,7 +582,7 @@ fn bad_inputs_are_errors_not_panics() {
                 ..WarpOptions::default()
             }
         ),
-        Err(ProductError::InvalidParameter { .. })
+        Err(Error::InvalidParameter { .. })
     ));
     // A dataset without GCPs.
     let mem = gdal::DriverManager::get_driver_by_name("MEM")
@@ -590,11 +591,11 @@ fn bad_inputs_are_errors_not_panics() {
         .unwrap();
     assert!(matches!(
         warp_to_epsg4326_mem(&mem, &WarpOptions::default()),
-        Err(ProductError::TooFewGcps { count: 0, .. })
+        Err(Error::TooFewGcps { count: 0, .. })
     ));
     // Missing file for validation is an I/O error.
     assert!(matches!(
         validate_cog(&dir.path().join("nope.tif")),
-        Err(ProductError::Io { .. })
+        Err(Error::Io { .. })
     ));
 }

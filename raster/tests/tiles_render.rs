@@ -6,6 +6,7 @@ use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::{Dataset, DriverManager};
 use raster::tiles::render::*;
 use raster::tiles::tms::TileId;
+use raster::Error;
 use std::future::Future;
 
 /// Shared sample data (one constant so the lead can move it).
@@ -254,7 +255,7 @@ fn pool_async_and_blocking() {
             Format::Png,
         )
         .wait();
-    assert!(matches!(err, Err(RenderError::Gdal { .. })));
+    assert!(matches!(err, Err(Error::Gdal { .. })));
     drop(pool);
 
     // A bounded queue: one renderer, one waiting slot. A burst of 40 submitted faster than a
@@ -264,7 +265,7 @@ fn pool_async_and_blocking() {
     let (mut busy, mut done) = (0, 0);
     for f in futs {
         match f.wait() {
-            Err(RenderError::Busy) => busy += 1,
+            Err(Error::Busy) => busy += 1,
             Ok(Encoded::Image { .. }) => done += 1,
             other => panic!("{other:?}"),
         }

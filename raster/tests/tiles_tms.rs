@@ -2,6 +2,7 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use raster::tiles::tms::*;
+use raster::Error;
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol
@@ -13,23 +14,23 @@ fn validation() {
     assert!(TileId::new(24, (1 << 24) - 1, (1 << 24) - 1).is_ok());
     assert!(matches!(
         TileId::new(25, 0, 0),
-        Err(TmsError::Zoom { z: 25, .. })
+        Err(Error::Zoom { z: 25, .. })
     ));
     assert!(matches!(
         TileId::new(u64::MAX, 0, 0),
-        Err(TmsError::Zoom { .. })
+        Err(Error::Zoom { .. })
     ));
     assert!(matches!(
         TileId::new(0, 1, 0),
-        Err(TmsError::Column { x: 1, n: 1, .. })
+        Err(Error::Column { x: 1, n: 1, .. })
     ));
     assert!(matches!(
         TileId::new(3, 0, 8),
-        Err(TmsError::Row { y: 8, n: 8, .. })
+        Err(Error::Row { y: 8, n: 8, .. })
     ));
     assert!(matches!(
         TileId::new(24, 1 << 24, 0),
-        Err(TmsError::Column { .. })
+        Err(Error::Column { .. })
     ));
     assert!(TileId::new(5, u64::MAX, 0).is_err());
 }

@@ -19,10 +19,11 @@ use cql2::Expr;
 use rusqlite::types::Value as SqlValue;
 
 use super::geom::Shape;
-use super::store::{CatalogError, SortBy};
+use super::store::SortBy;
+use crate::Error;
 
-fn unsupported(reason: impl Into<String>) -> CatalogError {
-    CatalogError::InvalidParams {
+fn unsupported(reason: impl Into<String>) -> Error {
+    Error::InvalidParams {
         param: "filter",
         reason: reason.into(),
     }
@@ -66,7 +67,7 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// The column of a property name (`properties.` prefix allowed).
-pub(crate) fn column(name: &str, param: &'static str) -> Result<Column, CatalogError> {
+pub(crate) fn column(name: &str, param: &'static str) -> Result<Column, Error> {
     let n = name.strip_prefix("properties.").unwrap_or(name);
     Ok(match n {
         "id" => Column::Text("id"),
@@ -77,7 +78,7 @@ pub(crate) fn column(name: &str, param: &'static str) -> Result<Column, CatalogE
         "geometry" => Column::Geometry,
         _ if valid_name(n) => Column::Json(n.to_owned()),
         _ => {
-            return Err(CatalogError::InvalidParams {
+            return Err(Error::InvalidParams {
                 param,
                 reason: format!("{name:?} is not a property name"),
             })
@@ -107,7 +108,7 @@ pub(crate) struct Sql {
     pub args: Vec<SqlValue>,
 }
 
-fn instant(s: &str) -> Result<DateTime<Utc>, CatalogError> {
+fn instant(s: &str) -> Result<DateTime<Utc>, Error> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -125,7 +126,7 @@ fn literal_text(e: &Expr) -> Option<&str> {
     }
 }
 
-fn operand(e: &Expr) -> Result<Operand, CatalogError> {
+fn operand(e: &Expr) -> Result<Operand, Error> {
     let value = |sql: &str, args: Vec<SqlValue>| Operand::Value {
         sql: sql.to_owned(),
         args,
@@ -163,7 +164,7 @@ fn operand(e: &Expr) -> Result<Operand, CatalogError> {
 }
 
 /// An operand as a plain SQL value.
-fn plain(o: Operand) -> Result<(String, Vec<SqlValue>), CatalogError> {
+fn plain(o: Operand) -> Result<(String, Vec<SqlValue>), Error> {
     Ok(match o {
         Operand::Col(Column::Geometry) => {
             return Err(unsupported(
@@ -182,8 +183,8 @@ fn plain(o: Operand) -> Result<(String, Vec<SqlValue>), CatalogError> {
 }
 
 /// Two operands side by side in one comparable form.
-fn pair(a: Operand, b: Operand) -> Result<(String, String, Vec<SqlValue>), CatalogError> {
-    let micros = |o: Operand| -> Result<(String, Vec<SqlValue>), CatalogError> {
+fn pair(a: Operand, b: Operand) -> Result<(String, String, Vec<SqlValue>), Error> {
+    let micros = |o: Operand| -> Result<(String, Vec<SqlValue>), Error> {
         match o {
             Operand::Col(Column::Time(c)) => Ok((c.to_owned(), Vec::new())),
             Operand::Instant(t) => Ok(("?".into(), vec![SqlValue::Integer(t.timestamp_micros())])),
@@ -197,7 +198,7 @@ fn pair(a: Operand, b: Operand) -> Result<(String, String, Vec<SqlValue>), Catal
             )),
         }
     };
-    let julian = |o: Operand| -> Result<(String, Vec<SqlValue>), CatalogError> {
+    let julian = |o: Operand| -> Result<(String, Vec<SqlValue>), Error> {
         match o {
             Operand::Col(Column::Json(_)) => {
                 let (s, a) = plain(o)?;
@@ -219,7 +220,7 @@ fn pair(a: Operand, b: Operand) -> Result<(String, String, Vec<SqlValue>), Catal
     Ok((sa, sb, aa))
 }
 
-fn compare(a: &Expr, b: &Expr, op: &str) -> Result<Sql, CatalogError> {
+fn compare(a: &Expr, b: &Expr, op: &str) -> Result<Sql, Error> {
     let (sa, sb, args) = pair(operand(a)?, operand(b)?)?;
     Ok(Sql {
         text: format!("({sa} {op} {sb})"),
@@ -257,7 +258,7 @@ fn push_glob_literal(out: &mut String, c: char) {
 }
 
 /// A literal geometry (GeoJSON, WKT or BBOX) as GeoJSON text, checked.
-fn geometry_literal(e: &Expr) -> Result<String, CatalogError> {
+fn geometry_literal(e: &Expr) -> Result<String, Error> {
     let v = match e {
         Expr::Geometry(g) => serde_json::to_value(g)
             .map_err(|err| unsupported(format!("geometry literal: {err}")))?,
@@ -290,7 +291,7 @@ fn geometry_literal(e: &Expr) -> Result<String, CatalogError> {
     Ok(v.to_string())
 }
 
-fn spatial(args: &[Box<Expr>], negate: bool) -> Result<Sql, CatalogError> {
+fn spatial(args: &[Box<Expr>], negate: bool) -> Result<Sql, Error> {
     let [a, b] = args else {
         return Err(unsupported("a spatial function takes two arguments"));
     };
@@ -315,7 +316,7 @@ fn spatial(args: &[Box<Expr>], negate: bool) -> Result<Sql, CatalogError> {
 }
 
 /// `t_intersects(time property, instant | interval)`.
-fn t_intersects(args: &[Box<Expr>]) -> Result<Sql, CatalogError> {
+fn t_intersects(args: &[Box<Expr>]) -> Result<Sql, Error> {
     let [a, b] = args else {
         return Err(unsupported("t_intersects takes two arguments"));
     };
@@ -323,7 +324,7 @@ fn t_intersects(args: &[Box<Expr>]) -> Result<Sql, CatalogError> {
         Operand::Col(Column::Time(c)) => c,
         _ => return Err(unsupported("t_intersects takes a datetime property first")),
     };
-    let bound = |e: &Expr| -> Result<Option<i64>, CatalogError> {
+    let bound = |e: &Expr| -> Result<Option<i64>, Error> {
         match e {
             Expr::Literal(s) if s == ".." => Ok(None),
             Expr::Literal(s) => Ok(Some(instant(s)?.timestamp_micros())),
@@ -368,7 +369,7 @@ fn t_intersects(args: &[Box<Expr>]) -> Result<Sql, CatalogError> {
 }
 
 /// A CQL2 expression as an SQL condition on the `items` table.
-pub(crate) fn to_sql(e: &Expr) -> Result<Sql, CatalogError> {
+pub(crate) fn to_sql(e: &Expr) -> Result<Sql, Error> {
     let (op, args) = match e {
         Expr::Bool(b) => {
             return Ok(Sql {
@@ -384,7 +385,7 @@ pub(crate) fn to_sql(e: &Expr) -> Result<Sql, CatalogError> {
             )))
         }
     };
-    let join = |sep: &str| -> Result<Sql, CatalogError> {
+    let join = |sep: &str| -> Result<Sql, Error> {
         if args.is_empty() {
             return Err(unsupported(format!("{op} without arguments")));
         }
@@ -398,7 +399,7 @@ pub(crate) fn to_sql(e: &Expr) -> Result<Sql, CatalogError> {
         out.text = format!("({})", parts.join(sep));
         Ok(out)
     };
-    let two = || -> Result<(&Expr, &Expr), CatalogError> {
+    let two = || -> Result<(&Expr, &Expr), Error> {
         match args {
             [a, b] => Ok((a, b)),
             _ => Err(unsupported(format!("{op} takes two arguments"))),
@@ -502,18 +503,18 @@ pub(crate) struct OrderKey {
 
 /// The ORDER BY keys of a search: the given sort (default `datetime` descending), then `id` and
 /// `collection` ascending so that the order is total (keyset paging needs it).
-pub(crate) fn order(sortby: &[SortBy]) -> Result<Vec<OrderKey>, CatalogError> {
+pub(crate) fn order(sortby: &[SortBy]) -> Result<Vec<OrderKey>, Error> {
     let mut keys: Vec<OrderKey> = Vec::new();
     for s in sortby {
         let column = column(&s.field, "sortby")?;
         if column == Column::Geometry {
-            return Err(CatalogError::InvalidParams {
+            return Err(Error::InvalidParams {
                 param: "sortby",
                 reason: "cannot sort by geometry".into(),
             });
         }
         if keys.iter().any(|k| k.column == column) {
-            return Err(CatalogError::InvalidParams {
+            return Err(Error::InvalidParams {
                 param: "sortby",
                 reason: format!("{:?} given twice", s.field),
             });
@@ -557,9 +558,9 @@ pub(crate) fn order_by(keys: &[OrderKey]) -> String {
 
 /// The rows strictly after the row whose keys were `last` (keyset paging), in the order of
 /// [`order_by`].
-pub(crate) fn after(keys: &[OrderKey], last: &[SqlValue]) -> Result<Sql, CatalogError> {
+pub(crate) fn after(keys: &[OrderKey], last: &[SqlValue]) -> Result<Sql, Error> {
     if keys.len() != last.len() {
-        return Err(CatalogError::InvalidToken);
+        return Err(Error::InvalidToken);
     }
     let mut ors = Vec::new();
     let mut args = Vec::new();
@@ -618,21 +619,21 @@ pub(crate) fn token(last: &[SqlValue]) -> String {
 }
 
 /// Decodes a token made by [`token`].
-pub(crate) fn from_token(t: &str) -> Result<Vec<SqlValue>, CatalogError> {
-    let hex = t.strip_prefix("k2").ok_or(CatalogError::InvalidToken)?;
+pub(crate) fn from_token(t: &str) -> Result<Vec<SqlValue>, Error> {
+    let hex = t.strip_prefix("k2").ok_or(Error::InvalidToken)?;
     if hex.len() % 2 != 0 || hex.len() > 4096 {
-        return Err(CatalogError::InvalidToken);
+        return Err(Error::InvalidToken);
     }
     let bytes = (0..hex.len())
         .step_by(2)
         .map(|i| {
             hex.get(i..i + 2)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or(CatalogError::InvalidToken)
+                .ok_or(Error::InvalidToken)
         })
         .collect::<Result<Vec<u8>, _>>()?;
     let v: Vec<serde_json::Value> =
-        serde_json::from_slice(&bytes).map_err(|_| CatalogError::InvalidToken)?;
+        serde_json::from_slice(&bytes).map_err(|_| Error::InvalidToken)?;
     v.into_iter()
         .map(|x| match x {
             serde_json::Value::Null => Ok(SqlValue::Null),
@@ -640,9 +641,9 @@ pub(crate) fn from_token(t: &str) -> Result<Vec<SqlValue>, CatalogError> {
             serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
                 (Some(i), _) => Ok(SqlValue::Integer(i)),
                 (None, Some(f)) => Ok(SqlValue::Real(f)),
-                _ => Err(CatalogError::InvalidToken),
+                _ => Err(Error::InvalidToken),
             },
-            _ => Err(CatalogError::InvalidToken),
+            _ => Err(Error::InvalidToken),
         })
         .collect()
 }

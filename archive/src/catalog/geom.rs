@@ -9,17 +9,10 @@
 
 use serde_json::{json, Value};
 
+use crate::Error;
+
 /// A lon/lat position.
 pub type Pos = [f64; 2];
-
-/// Why a GeoJSON geometry could not be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GeomError {
-    /// Not a GeoJSON geometry object we understand.
-    #[error("unsupported or malformed GeoJSON geometry: {0}")]
-    Malformed(String),
-}
 
 /// One polygon: exterior ring and holes, each ring closed or not (closing is implied).
 #[derive(Debug, Clone, PartialEq)]
@@ -44,43 +37,39 @@ pub enum Shape {
     Collection(Vec<Shape>),
 }
 
-fn pos(v: &Value) -> Result<Pos, GeomError> {
+fn pos(v: &Value) -> Result<Pos, Error> {
     let a = v
         .as_array()
-        .ok_or_else(|| GeomError::Malformed("position is not an array".into()))?;
+        .ok_or_else(|| Error::Geometry("position is not an array".into()))?;
     let x = a.first().and_then(Value::as_f64);
     let y = a.get(1).and_then(Value::as_f64);
     match (x, y) {
         (Some(x), Some(y)) if x.is_finite() && y.is_finite() => Ok([x, y]),
-        _ => Err(GeomError::Malformed(
-            "position needs two finite numbers".into(),
-        )),
+        _ => Err(Error::Geometry("position needs two finite numbers".into())),
     }
 }
 
-fn line(v: &Value) -> Result<Vec<Pos>, GeomError> {
+fn line(v: &Value) -> Result<Vec<Pos>, Error> {
     v.as_array()
-        .ok_or_else(|| GeomError::Malformed("expected an array of positions".into()))?
+        .ok_or_else(|| Error::Geometry("expected an array of positions".into()))?
         .iter()
         .map(pos)
         .collect()
 }
 
-fn polygon(v: &Value) -> Result<Polygon, GeomError> {
+fn polygon(v: &Value) -> Result<Polygon, Error> {
     let rings: Vec<Vec<Pos>> = v
         .as_array()
-        .ok_or_else(|| GeomError::Malformed("polygon is not an array of rings".into()))?
+        .ok_or_else(|| Error::Geometry("polygon is not an array of rings".into()))?
         .iter()
         .map(line)
         .collect::<Result<_, _>>()?;
     let mut it = rings.into_iter();
     let exterior = it
         .next()
-        .ok_or_else(|| GeomError::Malformed("polygon without exterior ring".into()))?;
+        .ok_or_else(|| Error::Geometry("polygon without exterior ring".into()))?;
     if exterior.len() < 3 {
-        return Err(GeomError::Malformed(
-            "ring with fewer than 3 positions".into(),
-        ));
+        return Err(Error::Geometry("ring with fewer than 3 positions".into()));
     }
     Ok(Polygon {
         exterior,
@@ -90,16 +79,16 @@ fn polygon(v: &Value) -> Result<Polygon, GeomError> {
 
 impl Shape {
     /// Parse a GeoJSON geometry object.
-    pub fn from_geojson(v: &Value) -> Result<Shape, GeomError> {
+    pub fn from_geojson(v: &Value) -> Result<Shape, Error> {
         let ty = v
             .get("type")
             .and_then(Value::as_str)
-            .ok_or_else(|| GeomError::Malformed("missing \"type\"".into()))?;
+            .ok_or_else(|| Error::Geometry("missing \"type\"".into()))?;
         if ty == "GeometryCollection" {
             let g = v
                 .get("geometries")
                 .and_then(Value::as_array)
-                .ok_or_else(|| GeomError::Malformed("missing \"geometries\"".into()))?;
+                .ok_or_else(|| Error::Geometry("missing \"geometries\"".into()))?;
             return Ok(Shape::Collection(
                 g.iter()
                     .map(Shape::from_geojson)
@@ -108,10 +97,10 @@ impl Shape {
         }
         let c = v
             .get("coordinates")
-            .ok_or_else(|| GeomError::Malformed("missing \"coordinates\"".into()))?;
+            .ok_or_else(|| Error::Geometry("missing \"coordinates\"".into()))?;
         let arr = || {
             c.as_array()
-                .ok_or_else(|| GeomError::Malformed("coordinates is not an array".into()))
+                .ok_or_else(|| Error::Geometry("coordinates is not an array".into()))
         };
         match ty {
             "Point" => Ok(Shape::Points(vec![pos(c)?])),
@@ -124,7 +113,7 @@ impl Shape {
             "MultiPolygon" => Ok(Shape::Polygons(
                 arr()?.iter().map(polygon).collect::<Result<_, _>>()?,
             )),
-            other => Err(GeomError::Malformed(format!("geometry type {other:?}"))),
+            other => Err(Error::Geometry(format!("geometry type {other:?}"))),
         }
     }
 

@@ -15,6 +15,6 @@ pub mod store;
 pub use pgstac::PgstacCatalog;
 pub use sqlite::SqliteCatalog;
 pub use store::{
-    empty_extent_collection, local_href, AssetRef, Catalog, CatalogError, CatalogStats,
-    DatetimeFilter, Direction, SearchPage, SearchParams, SortBy,
+    empty_extent_collection, local_href, AssetRef, Catalog, CatalogStats, DatetimeFilter,
+    Direction, SearchPage, SearchParams, SortBy,
 };

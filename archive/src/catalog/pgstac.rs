@@ -43,9 +43,10 @@ use super::geom::{rings_to_geojson, Shape};
 use super::layout::validate_id;
 use super::sqlite::extend_extent;
 use super::store::{
-    invalid, item_times, local_href, AssetRef, Catalog, CatalogError, CatalogStats, ItemTimes,
-    SearchPage, SearchParams, MAX_LIST,
+    invalid, item_times, local_href, AssetRef, Catalog, CatalogStats, ItemTimes, SearchPage,
+    SearchParams, MAX_LIST,
 };
+use crate::Error;
 
 /// Connection settings (host, port or socket directory, user, password, database …).
 pub use postgres::Config as ConnectConfig;
@@ -69,23 +70,12 @@ pub const NUMERIC_QUERYABLES: &[&str] = &[
 const POOL: usize = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn pg(context: &'static str) -> impl FnOnce(postgres::Error) -> CatalogError {
-    move |source| CatalogError::Postgres { context, source }
+fn pg(context: &'static str) -> impl FnOnce(postgres::Error) -> Error {
+    move |source| Error::Postgres { context, source }
 }
 
-fn js(context: &'static str) -> impl FnOnce(serde_json::Error) -> CatalogError {
-    move |source| CatalogError::Json { context, source }
-}
-
-impl CatalogError {
-    /// Whether this is the database being unreachable (connection refused, lost, timed out),
-    /// not a refusal of the request: worth retrying later.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            CatalogError::Postgres { source, .. } => source.as_db_error().is_none(),
-            _ => false,
-        }
-    }
+fn js(context: &'static str) -> impl FnOnce(serde_json::Error) -> Error {
+    move |source| Error::Json { context, source }
 }
 
 /// pgstac-backed catalog.
@@ -139,7 +129,7 @@ impl PgstacCatalog {
     /// Connects, checks the pgstac version ([`PGSTAC_VERSION`]) and registers the numeric
     /// queryables. Fails when the database cannot be reached or pgstac is missing or at
     /// another version.
-    pub fn open(config: postgres::Config) -> Result<Self, CatalogError> {
+    pub fn open(config: postgres::Config) -> Result<Self, Error> {
         let cat = Self::unconnected(config);
         cat.prepare()?;
         Ok(cat)
@@ -148,12 +138,12 @@ impl PgstacCatalog {
     /// Verifies the database ([`Self::verify`]) and registers the numeric queryables, once:
     /// [`Catalog::check`] keeps failing until this has succeeded (a catalog made with
     /// [`Self::unconnected`] while the database was down is prepared when it comes up).
-    fn prepare(&self) -> Result<(), CatalogError> {
+    fn prepare(&self) -> Result<(), Error> {
         if self.prepared.load(Ordering::Acquire) {
             return Ok(());
         }
         if let Some(p) = self.verify()?.into_iter().next() {
-            return Err(CatalogError::Pgstac(p));
+            return Err(Error::Pgstac(p));
         }
         self.with_client(register_queryables)?;
         self.prepared.store(true, Ordering::Release);
@@ -176,7 +166,7 @@ impl PgstacCatalog {
     /// What stops this database from serving as the catalog: pgstac missing or at another
     /// version, or the user lacking the rights to read and write it (each a sentence). An
     /// unreachable database is the `Err`.
-    pub fn verify(&self) -> Result<Vec<String>, CatalogError> {
+    pub fn verify(&self) -> Result<Vec<String>, Error> {
         self.with_client(|c| {
             let mut out = Vec::new();
             let installed: bool = c
@@ -245,7 +235,7 @@ impl PgstacCatalog {
         })
     }
 
-    fn connect(&self) -> Result<Client, CatalogError> {
+    fn connect(&self) -> Result<Client, Error> {
         let mut c = self.config.connect(NoTls).map_err(pg("connect"))?;
         // pgstac's functions talk a lot at NOTICE level; some of its triggers name its tables
         // unqualified (pgstac's documented setup puts pgstac on the search path).
@@ -267,9 +257,9 @@ impl PgstacCatalog {
     /// more on a new one.
     fn with_client<T>(
         &self,
-        mut f: impl FnMut(&mut Client) -> Result<T, CatalogError>,
-    ) -> Result<T, CatalogError> {
-        let pooled = self.idle.lock().map_err(|_| CatalogError::Poisoned)?.pop();
+        mut f: impl FnMut(&mut Client) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let pooled = self.idle.lock().map_err(|_| Error::LockPoisoned)?.pop();
         let fresh = pooled.is_none();
         let mut client = match pooled {
             Some(c) if !c.is_closed() => c,
@@ -281,7 +271,7 @@ impl PgstacCatalog {
             out = f(&mut client);
         }
         if !client.is_closed() {
-            let mut idle = self.idle.lock().map_err(|_| CatalogError::Poisoned)?;
+            let mut idle = self.idle.lock().map_err(|_| Error::LockPoisoned)?;
             if idle.len() < POOL {
                 idle.push(client);
             }
@@ -290,10 +280,7 @@ impl PgstacCatalog {
     }
 
     /// A write: counted when it fails.
-    fn write<T>(
-        &self,
-        f: impl FnMut(&mut Client) -> Result<T, CatalogError>,
-    ) -> Result<T, CatalogError> {
+    fn write<T>(&self, f: impl FnMut(&mut Client) -> Result<T, Error>) -> Result<T, Error> {
         let out = self.with_client(f);
         if out.is_err() {
             self.write_failures.fetch_add(1, Ordering::Relaxed);
@@ -301,7 +288,7 @@ impl PgstacCatalog {
         out
     }
 
-    fn put_item(&self, item: &Item, replace: bool) -> Result<(), CatalogError> {
+    fn put_item(&self, item: &Item, replace: bool) -> Result<(), Error> {
         validate_id("item", &item.id)?;
         let cid = item
             .collection
@@ -313,7 +300,7 @@ impl PgstacCatalog {
         self.write(|c| {
             let mut tx = c.transaction().map_err(pg("begin"))?;
             let mut coll = locked_collection(&mut tx, &cid)?
-                .ok_or_else(|| CatalogError::NoSuchCollection(cid.clone()))?;
+                .ok_or_else(|| Error::NoSuchCollection(cid.clone()))?;
             let exists = tx
                 .query_opt(
                     "SELECT 1 FROM pgstac.items WHERE collection = $1 AND id = $2",
@@ -322,7 +309,7 @@ impl PgstacCatalog {
                 .map_err(pg("find item"))?
                 .is_some();
             if exists && !replace {
-                return Err(CatalogError::ItemExists {
+                return Err(Error::ItemExists {
                     collection: cid.clone(),
                     id: item.id.clone(),
                 });
@@ -343,10 +330,7 @@ impl PgstacCatalog {
 }
 
 /// The collection, its row locked until the transaction ends.
-fn locked_collection(
-    tx: &mut Transaction<'_>,
-    id: &str,
-) -> Result<Option<Collection>, CatalogError> {
+fn locked_collection(tx: &mut Transaction<'_>, id: &str) -> Result<Option<Collection>, Error> {
     let row = tx
         .query_opt(
             "SELECT content FROM pgstac.collections WHERE id = $1 FOR UPDATE",
@@ -361,7 +345,7 @@ type Time = chrono::DateTime<chrono::Utc>;
 
 /// The bbox and time range an item adds to its collection's extent (checked as SQLite checks
 /// them: a datetime or start_datetime, an end not before the start, a geometry or bbox).
-fn item_extent(item: &Item) -> Result<([f64; 4], Time, Time), CatalogError> {
+fn item_extent(item: &Item) -> Result<([f64; 4], Time, Time), Error> {
     let ItemTimes { start, end, .. } = item_times(item)?;
     let bbox = match (&item.bbox, &item.geometry) {
         (Some(b), _) => [b.xmin(), b.ymin(), b.xmax(), b.ymax()],
@@ -377,7 +361,7 @@ fn item_extent(item: &Item) -> Result<([f64; 4], Time, Time), CatalogError> {
 }
 
 /// Registers [`NUMERIC_QUERYABLES`] that `pgstac.queryables` does not name yet.
-fn register_queryables(c: &mut Client) -> Result<(), CatalogError> {
+fn register_queryables(c: &mut Client) -> Result<(), Error> {
     let names: Vec<String> = NUMERIC_QUERYABLES.iter().map(|s| (*s).to_owned()).collect();
     c.execute(
         "INSERT INTO pgstac.queryables (name, definition, property_wrapper)
@@ -390,11 +374,11 @@ fn register_queryables(c: &mut Client) -> Result<(), CatalogError> {
 }
 
 /// A search as pgstac's `search(jsonb)` takes it.
-fn search_body(p: &SearchParams, limit: u32) -> Result<Value, CatalogError> {
+fn search_body(p: &SearchParams, limit: u32) -> Result<Value, Error> {
     let mut body = serde_json::Map::new();
-    let list = |list: &[String], what: &'static str| -> Result<Value, CatalogError> {
+    let list = |list: &[String], what: &'static str| -> Result<Value, Error> {
         if list.len() > MAX_LIST {
-            return Err(CatalogError::InvalidParams {
+            return Err(Error::InvalidParams {
                 param: what,
                 reason: format!("more than {MAX_LIST} entries"),
             });
@@ -434,7 +418,7 @@ fn search_body(p: &SearchParams, limit: u32) -> Result<Value, CatalogError> {
     if let Some(f) = &p.filter {
         // The same operators as the SQLite catalog, refused the same way.
         cql::to_sql(f)?;
-        ands.push(f.to_value().map_err(|e| CatalogError::InvalidParams {
+        ands.push(f.to_value().map_err(|e| Error::InvalidParams {
             param: "filter",
             reason: e.to_string(),
         })?);
@@ -482,17 +466,17 @@ fn search_body(p: &SearchParams, limit: u32) -> Result<Value, CatalogError> {
 }
 
 /// A pgstac `next:COLLECTION:ID` token whose ids follow the archive id rules.
-fn check_token(t: &str) -> Result<&str, CatalogError> {
-    let rest = t.strip_prefix("next:").ok_or(CatalogError::InvalidToken)?;
-    let (c, i) = rest.split_once(':').ok_or(CatalogError::InvalidToken)?;
+fn check_token(t: &str) -> Result<&str, Error> {
+    let rest = t.strip_prefix("next:").ok_or(Error::InvalidToken)?;
+    let (c, i) = rest.split_once(':').ok_or(Error::InvalidToken)?;
     if validate_id("collection", c).is_err() || validate_id("item", i).is_err() {
-        return Err(CatalogError::InvalidToken);
+        return Err(Error::InvalidToken);
     }
     Ok(t)
 }
 
 impl Catalog for PgstacCatalog {
-    fn upsert_collection(&self, collection: &Collection) -> Result<(), CatalogError> {
+    fn upsert_collection(&self, collection: &Collection) -> Result<(), Error> {
         validate_id("collection", &collection.id)?;
         self.write(|conn| {
             let mut tx = conn.transaction().map_err(pg("begin"))?;
@@ -513,7 +497,7 @@ impl Catalog for PgstacCatalog {
         })
     }
 
-    fn collection(&self, id: &str) -> Result<Option<Collection>, CatalogError> {
+    fn collection(&self, id: &str) -> Result<Option<Collection>, Error> {
         let v: Option<Value> = self.with_client(|c| {
             c.query_one("SELECT pgstac.get_collection($1)", &[&id])
                 .map_err(pg("get collection"))
@@ -523,7 +507,7 @@ impl Catalog for PgstacCatalog {
             .transpose()
     }
 
-    fn collections(&self) -> Result<Vec<Collection>, CatalogError> {
+    fn collections(&self) -> Result<Vec<Collection>, Error> {
         let rows = self.with_client(|c| {
             c.query("SELECT content FROM pgstac.collections ORDER BY id", &[])
                 .map_err(pg("list collections"))
@@ -533,15 +517,15 @@ impl Catalog for PgstacCatalog {
             .collect()
     }
 
-    fn upsert_item(&self, item: &Item) -> Result<(), CatalogError> {
+    fn upsert_item(&self, item: &Item) -> Result<(), Error> {
         self.put_item(item, true)
     }
 
-    fn insert_item(&self, item: &Item) -> Result<(), CatalogError> {
+    fn insert_item(&self, item: &Item) -> Result<(), Error> {
         self.put_item(item, false)
     }
 
-    fn item(&self, collection: &str, id: &str) -> Result<Option<Item>, CatalogError> {
+    fn item(&self, collection: &str, id: &str) -> Result<Option<Item>, Error> {
         let v: Option<Value> = self.with_client(|c| {
             c.query_one("SELECT pgstac.get_item($1, $2)", &[&id, &collection])
                 .map_err(pg("get item"))
@@ -551,7 +535,7 @@ impl Catalog for PgstacCatalog {
             .transpose()
     }
 
-    fn delete_item(&self, collection: &str, id: &str) -> Result<bool, CatalogError> {
+    fn delete_item(&self, collection: &str, id: &str) -> Result<bool, Error> {
         self.write(|c| {
             let mut tx = c.transaction().map_err(pg("begin"))?;
             let exists = tx
@@ -570,7 +554,7 @@ impl Catalog for PgstacCatalog {
         })
     }
 
-    fn search(&self, p: &SearchParams) -> Result<SearchPage, CatalogError> {
+    fn search(&self, p: &SearchParams) -> Result<SearchPage, Error> {
         let limit = p.effective_limit()?;
         let body = search_body(p, limit)?;
         let out: Value = self.with_client(|c| {
@@ -606,7 +590,7 @@ impl Catalog for PgstacCatalog {
         })
     }
 
-    fn asset(&self, href: &str) -> Result<Option<AssetRef>, CatalogError> {
+    fn asset(&self, href: &str) -> Result<Option<AssetRef>, Error> {
         let Some(href) = local_href(href) else {
             return Ok(None);
         };
@@ -633,7 +617,7 @@ impl Catalog for PgstacCatalog {
         }))
     }
 
-    fn check(&self) -> Result<(), CatalogError> {
+    fn check(&self) -> Result<(), Error> {
         self.prepare()?;
         self.with_client(|c| {
             c.simple_query("SELECT 1")

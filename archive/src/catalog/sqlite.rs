@@ -23,7 +23,7 @@
 //! moved while the daemon runs): SQLite would go on writing into the unlinked file and lose
 //! everything. Every write, and every read, first compares the (device, inode) of the file at
 //! the path with the one opened. A missing file in a missing directory refuses the call
-//! ([`CatalogError::Gone`], counted); once the directory exists again, or another file is at
+//! ([`Error::Gone`], counted); once the directory exists again, or another file is at
 //! the path, the database is reopened there (created empty if need be: the entries of the
 //! vanished file are not carried over, they went with the files they described).
 //!
@@ -45,9 +45,10 @@ use super::cql;
 use super::geom::Shape;
 use super::layout::validate_id;
 use super::store::{
-    invalid, item_times, local_href, AssetRef, Catalog, CatalogError, CatalogStats, ItemTimes,
-    SearchPage, SearchParams, MAX_LIST,
+    invalid, item_times, local_href, AssetRef, Catalog, CatalogStats, ItemTimes, SearchPage,
+    SearchParams, MAX_LIST,
 };
+use crate::Error;
 
 const SCHEMA_VERSION: i64 = 2;
 const READER_POOL: usize = 4;
@@ -78,11 +79,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX assets_href ON assets(href);",
 ];
 
-fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> CatalogError {
-    move |source| CatalogError::Sqlite { context, source }
+fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |source| Error::Sqlite { context, source }
 }
-fn js(context: &'static str) -> impl FnOnce(serde_json::Error) -> CatalogError {
-    move |source| CatalogError::Json { context, source }
+fn js(context: &'static str) -> impl FnOnce(serde_json::Error) -> Error {
+    move |source| Error::Json { context, source }
 }
 
 /// SQLite-backed catalog.
@@ -120,7 +121,7 @@ struct Readers {
 }
 
 /// Opens the database file read-write (creating it), WAL, migrated.
-fn open_writer(path: &Path) -> Result<Writer, CatalogError> {
+fn open_writer(path: &Path) -> Result<Writer, Error> {
     let mut conn = Connection::open(path).map_err(sql("open"))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sql("busy_timeout"))?;
@@ -132,8 +133,9 @@ fn open_writer(path: &Path) -> Result<Writer, CatalogError> {
         .map_err(sql("foreign_keys"))?;
     migrate(&mut conn)?;
     cql::register_functions(&conn).map_err(sql("register functions"))?;
-    let file = file_id(path).map_err(|source| CatalogError::Io {
-        context: format!("stat {}", path.display()),
+    let file = file_id(path).map_err(|source| Error::Io {
+        op: "stat",
+        path: path.to_path_buf(),
         source,
     })?;
     Ok(Writer { conn, file })
@@ -148,7 +150,7 @@ struct Indexed {
     boxes: Vec<[f64; 4]>,
 }
 
-fn index_item(item: &Item) -> Result<Indexed, CatalogError> {
+fn index_item(item: &Item) -> Result<Indexed, Error> {
     let ItemTimes { sort, start, end } = item_times(item)?;
     let bbox = item.bbox.map(|b| [b.xmin(), b.ymin(), b.xmax(), b.ymax()]);
     let geometry = match (&item.geometry, bbox) {
@@ -246,11 +248,12 @@ pub fn extend_extent(
 
 impl SqliteCatalog {
     /// Open (creating if needed) a catalog database, switch it to WAL and run migrations.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, CatalogError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io {
-                context: format!("creating {}", dir.display()),
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                op: "creating",
+                path: dir.to_path_buf(),
                 source,
             })?;
         }
@@ -269,7 +272,7 @@ impl SqliteCatalog {
     }
 
     /// Schema version of the open database.
-    pub fn schema_version(&self) -> Result<i64, CatalogError> {
+    pub fn schema_version(&self) -> Result<i64, Error> {
         self.read(|c| {
             c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))
                 .map_err(sql("schema version"))
@@ -278,8 +281,8 @@ impl SqliteCatalog {
 
     /// Makes sure `w` has the file at the path open: refuses when the file and its directory
     /// are gone, reopens when the directory is back (or another file is at the path).
-    fn ensure_current(&self, w: &mut Writer) -> Result<(), CatalogError> {
-        let gone = |reason: &str| CatalogError::Gone {
+    fn ensure_current(&self, w: &mut Writer) -> Result<(), Error> {
+        let gone = |reason: &str| Error::Gone {
             path: self.path.display().to_string(),
             reason: reason.to_owned(),
         };
@@ -296,8 +299,9 @@ impl SqliteCatalog {
                 }
             }
             Err(source) => {
-                return Err(CatalogError::Io {
-                    context: format!("stat {}", self.path.display()),
+                return Err(Error::Io {
+                    op: "stat",
+                    path: self.path.clone(),
                     source,
                 })
             }
@@ -306,7 +310,7 @@ impl SqliteCatalog {
         let file = fresh.file;
         // The old connections still point at the vanished file: drop them all.
         *w = fresh;
-        let mut pool = self.readers.lock().map_err(|_| CatalogError::Poisoned)?;
+        let mut pool = self.readers.lock().map_err(|_| Error::LockPoisoned)?;
         pool.conns.clear();
         pool.file = file;
         self.reopened.fetch_add(1, Ordering::Relaxed);
@@ -315,12 +319,9 @@ impl SqliteCatalog {
 
     /// Runs a write on the writer connection, after [`Self::ensure_current`]; a failure is
     /// counted.
-    fn write<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, CatalogError>,
-    ) -> Result<T, CatalogError> {
+    fn write<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
         let out = (|| {
-            let mut w = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
+            let mut w = self.writer.lock().map_err(|_| Error::LockPoisoned)?;
             self.ensure_current(&mut w)?;
             f(&mut w.conn)
         })();
@@ -330,13 +331,10 @@ impl SqliteCatalog {
         out
     }
 
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, CatalogError>,
-    ) -> Result<T, CatalogError> {
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
         let on_disk = file_id(&self.path).ok();
         let (pooled, file) = {
-            let mut pool = self.readers.lock().map_err(|_| CatalogError::Poisoned)?;
+            let mut pool = self.readers.lock().map_err(|_| Error::LockPoisoned)?;
             if on_disk == Some(pool.file) {
                 (pool.conns.pop(), pool.file)
             } else {
@@ -347,7 +345,7 @@ impl SqliteCatalog {
             file
         } else {
             // The file at the path changed: reopen (or refuse) under the writer lock.
-            let mut w = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
+            let mut w = self.writer.lock().map_err(|_| Error::LockPoisoned)?;
             self.ensure_current(&mut w)?;
             w.file
         };
@@ -366,7 +364,7 @@ impl SqliteCatalog {
             }
         };
         let out = f(&conn);
-        let mut pool = self.readers.lock().map_err(|_| CatalogError::Poisoned)?;
+        let mut pool = self.readers.lock().map_err(|_| Error::LockPoisoned)?;
         if pool.file == file && pool.conns.len() < READER_POOL {
             pool.conns.push(conn);
         }
@@ -377,7 +375,7 @@ impl SqliteCatalog {
 impl SqliteCatalog {
     /// Insert (or with `replace`, insert or replace) an item and widen its collection's
     /// extent in one transaction.
-    fn put_item(&self, item: &Item, replace: bool) -> Result<(), CatalogError> {
+    fn put_item(&self, item: &Item, replace: bool) -> Result<(), Error> {
         validate_id("item", &item.id)?;
         let cid = item
             .collection
@@ -391,7 +389,7 @@ impl SqliteCatalog {
         self.write(|conn| {
         let tx = conn.transaction().map_err(sql("begin"))?;
         let mut coll = load_collection(&tx, &cid)?
-            .ok_or_else(|| CatalogError::NoSuchCollection(cid.clone()))?;
+            .ok_or_else(|| Error::NoSuchCollection(cid.clone()))?;
         let old: Option<i64> = tx
             .query_row(
                 "SELECT rowid FROM items WHERE collection = ?1 AND id = ?2",
@@ -402,7 +400,7 @@ impl SqliteCatalog {
             .map_err(sql("find item"))?;
         if let Some(rowid) = old {
             if !replace {
-                return Err(CatalogError::ItemExists {
+                return Err(Error::ItemExists {
                     collection: cid.clone(),
                     id: item.id.clone(),
                 });
@@ -460,7 +458,7 @@ impl SqliteCatalog {
 }
 
 /// Version 2: the asset index of the items stored before it.
-fn backfill_assets(tx: &rusqlite::Transaction<'_>) -> Result<(), CatalogError> {
+fn backfill_assets(tx: &rusqlite::Transaction<'_>) -> Result<(), Error> {
     let rows: Vec<(i64, String)> = {
         let mut st = tx
             .prepare("SELECT rowid, json FROM items")
@@ -478,7 +476,7 @@ fn backfill_assets(tx: &rusqlite::Transaction<'_>) -> Result<(), CatalogError> {
 }
 
 /// The item's local asset hrefs into `assets` (replacing its previous rows).
-fn index_assets(conn: &Connection, rowid: i64, item: &Item) -> Result<(), CatalogError> {
+fn index_assets(conn: &Connection, rowid: i64, item: &Item) -> Result<(), Error> {
     conn.execute("DELETE FROM assets WHERE item_rowid = ?1", [rowid])
         .map_err(sql("delete assets"))?;
     for (key, a) in &item.assets {
@@ -494,7 +492,7 @@ fn index_assets(conn: &Connection, rowid: i64, item: &Item) -> Result<(), Catalo
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
+fn migrate(conn: &mut Connection) -> Result<(), Error> {
     let tx = conn.transaction().map_err(sql("migrate begin"))?;
     tx.execute(
         "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)",
@@ -514,7 +512,7 @@ fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
         }
     };
     if current > SCHEMA_VERSION {
-        return Err(CatalogError::InvalidParams {
+        return Err(Error::InvalidParams {
             param: "database",
             reason: format!("schema version {current} is newer than this build ({SCHEMA_VERSION})"),
         });
@@ -533,7 +531,7 @@ fn migrate(conn: &mut Connection) -> Result<(), CatalogError> {
     tx.commit().map_err(sql("migrate commit"))
 }
 
-fn load_collection(conn: &Connection, id: &str) -> Result<Option<Collection>, CatalogError> {
+fn load_collection(conn: &Connection, id: &str) -> Result<Option<Collection>, Error> {
     let json: Option<String> = conn
         .query_row("SELECT json FROM collections WHERE id = ?1", [id], |r| {
             r.get(0)
@@ -545,7 +543,7 @@ fn load_collection(conn: &Connection, id: &str) -> Result<Option<Collection>, Ca
 }
 
 impl Catalog for SqliteCatalog {
-    fn upsert_collection(&self, collection: &Collection) -> Result<(), CatalogError> {
+    fn upsert_collection(&self, collection: &Collection) -> Result<(), Error> {
         validate_id("collection", &collection.id)?;
         self.write(|conn| {
             let tx = conn.transaction().map_err(sql("begin"))?;
@@ -570,11 +568,11 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    fn collection(&self, id: &str) -> Result<Option<Collection>, CatalogError> {
+    fn collection(&self, id: &str) -> Result<Option<Collection>, Error> {
         self.read(|c| load_collection(c, id))
     }
 
-    fn collections(&self) -> Result<Vec<Collection>, CatalogError> {
+    fn collections(&self) -> Result<Vec<Collection>, Error> {
         self.read(|c| {
             let mut st = c
                 .prepare("SELECT json FROM collections ORDER BY id")
@@ -591,15 +589,15 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    fn upsert_item(&self, item: &Item) -> Result<(), CatalogError> {
+    fn upsert_item(&self, item: &Item) -> Result<(), Error> {
         self.put_item(item, true)
     }
 
-    fn insert_item(&self, item: &Item) -> Result<(), CatalogError> {
+    fn insert_item(&self, item: &Item) -> Result<(), Error> {
         self.put_item(item, false)
     }
 
-    fn item(&self, collection: &str, id: &str) -> Result<Option<Item>, CatalogError> {
+    fn item(&self, collection: &str, id: &str) -> Result<Option<Item>, Error> {
         self.read(|c| {
             let j: Option<String> = c
                 .query_row(
@@ -614,7 +612,7 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    fn delete_item(&self, collection: &str, id: &str) -> Result<bool, CatalogError> {
+    fn delete_item(&self, collection: &str, id: &str) -> Result<bool, Error> {
         self.write(|conn| {
             let tx = conn.transaction().map_err(sql("begin"))?;
             let rowid: Option<i64> = tx
@@ -639,7 +637,7 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    fn asset(&self, href: &str) -> Result<Option<AssetRef>, CatalogError> {
+    fn asset(&self, href: &str) -> Result<Option<AssetRef>, Error> {
         let Some(href) = local_href(href) else {
             return Ok(None);
         };
@@ -663,8 +661,8 @@ impl Catalog for SqliteCatalog {
         })
     }
 
-    fn check(&self) -> Result<(), CatalogError> {
-        let mut w = self.writer.lock().map_err(|_| CatalogError::Poisoned)?;
+    fn check(&self) -> Result<(), Error> {
+        let mut w = self.writer.lock().map_err(|_| Error::LockPoisoned)?;
         self.ensure_current(&mut w)
     }
 
@@ -675,7 +673,7 @@ impl Catalog for SqliteCatalog {
         }
     }
 
-    fn search(&self, p: &SearchParams) -> Result<SearchPage, CatalogError> {
+    fn search(&self, p: &SearchParams) -> Result<SearchPage, Error> {
         let limit = p.effective_limit()? as usize;
         let shapes = p.spatial_filters()?;
         let keys = cql::order(&p.sortby)?;
@@ -686,7 +684,7 @@ impl Catalog for SqliteCatalog {
         let mut args: Vec<SqlValue> = Vec::new();
         let mut in_list = |col: &str, list: &[String], what: &'static str| {
             if list.len() > MAX_LIST {
-                return Err(CatalogError::InvalidParams {
+                return Err(Error::InvalidParams {
                     param: what,
                     reason: format!("more than {MAX_LIST} entries"),
                 });
@@ -749,7 +747,7 @@ impl Catalog for SqliteCatalog {
                 format!("WHERE {}", w.join(" AND "))
             }
         };
-        let exact = |geom: &str| -> Result<bool, CatalogError> {
+        let exact = |geom: &str| -> Result<bool, Error> {
             if shapes.is_empty() {
                 return Ok(true);
             }
@@ -946,16 +944,13 @@ mod tests {
         let err = cat
             .upsert_item(&item("b", &[("data", "passes/b/ch1.tif")]))
             .unwrap_err();
-        assert!(matches!(err, CatalogError::Gone { .. }), "{err}");
-        assert!(matches!(
-            cat.delete_item("c", "a"),
-            Err(CatalogError::Gone { .. })
-        ));
+        assert!(matches!(err, Error::Gone { .. }), "{err}");
+        assert!(matches!(cat.delete_item("c", "a"), Err(Error::Gone { .. })));
         assert!(matches!(
             cat.asset("passes/a/ch1.tif"),
-            Err(CatalogError::Gone { .. })
+            Err(Error::Gone { .. })
         ));
-        assert!(matches!(cat.check(), Err(CatalogError::Gone { .. })));
+        assert!(matches!(cat.check(), Err(Error::Gone { .. })));
         assert_eq!(cat.stats().write_failures, 2);
         assert_eq!(contents(&mut db), db0, "written into the unlinked database");
         assert_eq!(contents(&mut wal), wal0, "written into the unlinked WAL");

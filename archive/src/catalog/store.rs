@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stac::{Collection, Item};
 
-use super::geom::{GeomError, Shape};
-use super::layout::LayoutError;
+use super::geom::Shape;
+use crate::Error;
 
 /// Default page size (STAC API default).
 pub const DEFAULT_LIMIT: u32 = 10;
@@ -19,99 +19,6 @@ pub const DEFAULT_LIMIT: u32 = 10;
 pub const MAX_LIMIT: u32 = 10_000;
 /// Most entries accepted in `ids` or `collections`.
 pub const MAX_LIST: usize = 10_000;
-
-/// Every way a catalog call can fail.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CatalogError {
-    /// SQLite failed.
-    #[error("sqlite: {context}: {source}")]
-    Sqlite {
-        /// What was being done.
-        context: &'static str,
-        /// The error.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// PostgreSQL failed (the pgstac backend).
-    #[error("postgresql: {context}: {source}")]
-    Postgres {
-        /// What was being done.
-        context: &'static str,
-        /// The error.
-        #[source]
-        source: postgres::Error,
-    },
-    /// The pgstac database is not usable as it is (version, permissions).
-    #[error("pgstac: {0}")]
-    Pgstac(String),
-    /// JSON (de)serialisation of stored documents.
-    #[error("json: {context}: {source}")]
-    Json {
-        /// What was being done.
-        context: &'static str,
-        /// The error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A stored or submitted document is not usable.
-    #[error("invalid item {id:?}: {reason}")]
-    InvalidItem {
-        /// The item id.
-        id: String,
-        /// Why.
-        reason: String,
-    },
-    /// An id breaks the archive id rules.
-    #[error(transparent)]
-    Id(#[from] LayoutError),
-    /// The item names a collection that does not exist.
-    #[error("no such collection {0:?}")]
-    NoSuchCollection(String),
-    /// Bad search parameters.
-    #[error("invalid search parameter {param}: {reason}")]
-    InvalidParams {
-        /// Parameter name.
-        param: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// The pagination token could not be decoded.
-    #[error("invalid pagination token")]
-    InvalidToken,
-    /// Bad geometry in a search or item.
-    #[error(transparent)]
-    Geometry(#[from] GeomError),
-    /// Filesystem problem (opening the database directory).
-    #[error("io: {context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// An insert found the item id taken.
-    #[error("item {id:?} already exists in collection {collection:?}")]
-    ItemExists {
-        /// Collection id.
-        collection: String,
-        /// Item id.
-        id: String,
-    },
-    /// A lock was poisoned by a panicking thread.
-    #[error("catalog lock poisoned")]
-    Poisoned,
-    /// The database file the catalog had open is no longer at its path (its directory was
-    /// deleted or moved): reads and writes are refused until the directory returns.
-    #[error("catalog database {path} is gone ({reason}): refused until its directory returns")]
-    Gone {
-        /// The database path.
-        path: String,
-        /// What was found instead.
-        reason: String,
-    },
-}
 
 /// Where a catalogued asset belongs: what `/stac/assets/…` may serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,12 +66,12 @@ pub struct DatetimeFilter {
 
 impl DatetimeFilter {
     /// Parse `instant`, `a/b`, `../b`, `a/..`, `/b`, `a/` (RFC 3339 date-times).
-    pub fn parse(s: &str) -> Result<Self, CatalogError> {
-        let bad = |reason: String| CatalogError::InvalidParams {
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let bad = |reason: String| Error::InvalidParams {
             param: "datetime",
             reason,
         };
-        let one = |p: &str| -> Result<Option<DateTime<Utc>>, CatalogError> {
+        let one = |p: &str| -> Result<Option<DateTime<Utc>>, Error> {
             let p = p.trim();
             if p.is_empty() || p == ".." {
                 return Ok(None);
@@ -264,10 +171,10 @@ impl Direction {
 
 impl SearchParams {
     /// Effective page size, validated.
-    pub fn effective_limit(&self) -> Result<u32, CatalogError> {
+    pub fn effective_limit(&self) -> Result<u32, Error> {
         match self.limit {
             None => Ok(DEFAULT_LIMIT),
-            Some(0) => Err(CatalogError::InvalidParams {
+            Some(0) => Err(Error::InvalidParams {
                 param: "limit",
                 reason: "must be at least 1".into(),
             }),
@@ -276,14 +183,14 @@ impl SearchParams {
     }
 
     /// Validated spatial filter: bbox and intersects combined (both must hold).
-    pub fn spatial_filters(&self) -> Result<Vec<Shape>, CatalogError> {
+    pub fn spatial_filters(&self) -> Result<Vec<Shape>, Error> {
         let mut out = Vec::new();
         if let Some(b) = self.bbox {
             let [w, s, e, n] = b;
             let ok_lon = |x: f64| (-180.0..=180.0).contains(&x);
             let ok_lat = |y: f64| (-90.0..=90.0).contains(&y);
             if !(ok_lon(w) && ok_lon(e) && ok_lat(s) && ok_lat(n) && s <= n) {
-                return Err(CatalogError::InvalidParams {
+                return Err(Error::InvalidParams {
                     param: "bbox",
                     reason: format!("{b:?} is not [w,s,e,n] in degrees"),
                 });
@@ -313,21 +220,21 @@ pub struct SearchPage {
 pub trait Catalog: Send + Sync {
     /// Insert or replace a collection. An existing collection's extent is kept as the
     /// union with the new one.
-    fn upsert_collection(&self, collection: &Collection) -> Result<(), CatalogError>;
+    fn upsert_collection(&self, collection: &Collection) -> Result<(), Error>;
     /// One collection.
-    fn collection(&self, id: &str) -> Result<Option<Collection>, CatalogError>;
+    fn collection(&self, id: &str) -> Result<Option<Collection>, Error>;
     /// All collections, by id.
-    fn collections(&self) -> Result<Vec<Collection>, CatalogError>;
+    fn collections(&self) -> Result<Vec<Collection>, Error>;
     /// Insert or replace an item (its `collection` must exist) and widen the collection
     /// extent, in one transaction: this is the commit point of publishing.
-    fn upsert_item(&self, item: &Item) -> Result<(), CatalogError>;
+    fn upsert_item(&self, item: &Item) -> Result<(), Error>;
     /// Insert a new item like [`Catalog::upsert_item`], refusing with
-    /// [`CatalogError::ItemExists`] when its id is taken in its collection. The default checks
+    /// [`Error::ItemExists`] when its id is taken in its collection. The default checks
     /// then upserts; a backend with transactions makes it one step.
-    fn insert_item(&self, item: &Item) -> Result<(), CatalogError> {
+    fn insert_item(&self, item: &Item) -> Result<(), Error> {
         let cid = item.collection.clone().unwrap_or_default();
         if self.item(&cid, &item.id)?.is_some() {
-            return Err(CatalogError::ItemExists {
+            return Err(Error::ItemExists {
                 collection: cid,
                 id: item.id.clone(),
             });
@@ -335,17 +242,17 @@ pub trait Catalog: Send + Sync {
         self.upsert_item(item)
     }
     /// One item.
-    fn item(&self, collection: &str, id: &str) -> Result<Option<Item>, CatalogError>;
+    fn item(&self, collection: &str, id: &str) -> Result<Option<Item>, Error>;
     /// Delete an item; `true` if it existed. Collection extents are not shrunk.
-    fn delete_item(&self, collection: &str, id: &str) -> Result<bool, CatalogError>;
+    fn delete_item(&self, collection: &str, id: &str) -> Result<bool, Error>;
     /// Search items.
-    fn search(&self, params: &SearchParams) -> Result<SearchPage, CatalogError>;
+    fn search(&self, params: &SearchParams) -> Result<SearchPage, Error>;
     /// The item asset whose href is `href` (archive-relative, see [`local_href`]), if a
     /// catalogued item references it: the only files the asset routes serve.
-    fn asset(&self, href: &str) -> Result<Option<AssetRef>, CatalogError>;
+    fn asset(&self, href: &str) -> Result<Option<AssetRef>, Error>;
     /// Checks that the store is still usable (for SQLite: the open database is still the file
     /// at its path; when the file is replaced or its directory returns, it is reopened there).
-    fn check(&self) -> Result<(), CatalogError> {
+    fn check(&self) -> Result<(), Error> {
         Ok(())
     }
     /// Failure and recovery counters.
@@ -361,8 +268,8 @@ impl std::fmt::Debug for dyn Catalog {
 }
 
 /// The error for an item a backend refuses.
-pub(crate) fn invalid(item: &Item, reason: impl Into<String>) -> CatalogError {
-    CatalogError::InvalidItem {
+pub(crate) fn invalid(item: &Item, reason: impl Into<String>) -> Error {
+    Error::InvalidItem {
         id: item.id.clone(),
         reason: reason.into(),
     }
@@ -377,7 +284,7 @@ pub(crate) struct ItemTimes {
 
 /// An item's times, checked the same way by every backend: a `datetime` or `start_datetime` is
 /// required, and the end may not come before the start.
-pub(crate) fn item_times(item: &Item) -> Result<ItemTimes, CatalogError> {
+pub(crate) fn item_times(item: &Item) -> Result<ItemTimes, Error> {
     let p = &item.properties;
     let sort = p
         .datetime
@@ -392,7 +299,7 @@ pub(crate) fn item_times(item: &Item) -> Result<ItemTimes, CatalogError> {
 }
 
 /// A collection with an empty extent, for callers that build collections themselves.
-pub fn empty_extent_collection(id: &str, description: &str) -> Result<Collection, LayoutError> {
+pub fn empty_extent_collection(id: &str, description: &str) -> Result<Collection, Error> {
     super::layout::validate_id("collection", id)?;
     let mut c = Collection::new(id, description);
     c.license = "other".into();

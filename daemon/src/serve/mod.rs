@@ -50,6 +50,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::error::Error;
+
 use serde::Serialize;
 
 use crate::config::{Config, Listen};
@@ -384,41 +386,6 @@ impl Shared {
     }
 }
 
-/// Errors that stop `serve` from starting.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServeError {
-    /// A socket could not be bound.
-    #[error("input {input}: cannot bind {addr}: {source}")]
-    Bind {
-        /// Input name.
-        input: String,
-        /// Address.
-        addr: String,
-        /// OS error.
-        source: std::io::Error,
-    },
-    /// Archive directory problems.
-    #[error("archive {path}: {source}")]
-    Archive {
-        /// Path.
-        path: PathBuf,
-        /// OS error.
-        source: std::io::Error,
-    },
-    /// HTTP listener.
-    #[error("http {addr}: {source}")]
-    Http {
-        /// Address.
-        addr: String,
-        /// OS error.
-        source: std::io::Error,
-    },
-    /// A reload that needs a restart.
-    #[error("{0}")]
-    NeedsRestart(String),
-}
-
 /// The two threads of one input.
 struct InputWorker {
     cfg: crate::config::InputConfig,
@@ -503,9 +470,9 @@ impl HttpServer {
     fn bind(
         cfg: &crate::config::HttpConfig,
         rt: &tokio::runtime::Runtime,
-    ) -> Result<tokio::net::TcpListener, ServeError> {
+    ) -> Result<tokio::net::TcpListener, Error> {
         rt.block_on(tokio::net::TcpListener::bind(cfg.listen))
-            .map_err(|source| ServeError::Http {
+            .map_err(|source| Error::Http {
                 addr: cfg.listen.to_string(),
                 source,
             })
@@ -574,10 +541,10 @@ struct Daemon {
 }
 
 /// A fresh socket for `input`.
-fn bind_input(input: &crate::config::InputConfig) -> Result<ingest::Source, ServeError> {
+fn bind_input(input: &crate::config::InputConfig) -> Result<ingest::Source, Error> {
     let bind_err = |addr: &std::net::SocketAddr| {
         let (input, addr) = (input.name.clone(), addr.to_string());
-        move |source| ServeError::Bind {
+        move |source| Error::Bind {
             input,
             addr,
             source,
@@ -592,7 +559,7 @@ fn bind_input(input: &crate::config::InputConfig) -> Result<ingest::Source, Serv
         }
         Listen::TcpConnect(target) => ingest::Source::TcpConnect(target.clone(), None),
         Listen::Systemd(name) => {
-            ingest::take_systemd(input, name).map_err(|source| ServeError::Bind {
+            ingest::take_systemd(input, name).map_err(|source| Error::Bind {
                 input: input.name.clone(),
                 addr: format!("systemd://{name}"),
                 source,
@@ -603,9 +570,9 @@ fn bind_input(input: &crate::config::InputConfig) -> Result<ingest::Source, Serv
 
 impl Daemon {
     /// Binds everything first (a bad address fails here, before anything runs), then starts.
-    fn start(cfg: &Config, rt: &tokio::runtime::Runtime) -> Result<Daemon, ServeError> {
+    fn start(cfg: &Config, rt: &tokio::runtime::Runtime) -> Result<Daemon, Error> {
         let passes_dir = cfg.archive.path.join("passes");
-        std::fs::create_dir_all(&passes_dir).map_err(|source| ServeError::Archive {
+        std::fs::create_dir_all(&passes_dir).map_err(|source| Error::ArchiveDir {
             path: passes_dir.clone(),
             source,
         })?;
@@ -634,7 +601,7 @@ impl Daemon {
             catalog: match crate::catalog_backend::open(&cfg.catalog, &cfg.archive.path) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::error!(error = %crate::config::error_chain(e.as_ref()), "catalog unavailable: STAC API and product registration are off");
+                    tracing::error!(error = %crate::config::error_chain(&e), "catalog unavailable: STAC API and product registration are off");
                     None
                 }
             },
@@ -724,16 +691,16 @@ impl Daemon {
     /// and new threads read on from the same socket, so nothing the kernel accepted is lost
     /// and the port is never unbound. Everything new is bound before anything is stopped: if a
     /// bind fails, nothing changes.
-    fn reload(&mut self, new: &Config, rt: &tokio::runtime::Runtime) -> Result<(), ServeError> {
+    fn reload(&mut self, new: &Config, rt: &tokio::runtime::Runtime) -> Result<(), Error> {
         if new.archive.path != self.cfg.archive.path {
-            return Err(ServeError::NeedsRestart(format!(
+            return Err(Error::NeedsRestart(format!(
                 "archive.path changed ({} -> {}): restart the daemon to move the archive",
                 self.cfg.archive.path.display(),
                 new.archive.path.display()
             )));
         }
         if new.catalog != self.cfg.catalog {
-            return Err(ServeError::NeedsRestart(
+            return Err(Error::NeedsRestart(
                 "[catalog] changed: restart the daemon to open the other catalog".into(),
             ));
         }
@@ -929,12 +896,12 @@ impl Daemon {
 /// config; a valid one is applied in place ([`Daemon::reload`]): what did not change keeps
 /// running, so a reload that leaves an input as it was does not touch its pass or its socket.
 /// Counters are process-lifetime and never decrease across reloads.
-pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), ServeError> {
+pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|source| ServeError::Http {
+        .map_err(|source| Error::Http {
             addr: cfg.http.listen.to_string(),
             source,
         })?;

@@ -13,6 +13,8 @@
 use std::sync::Once;
 use std::time::{Duration, SystemTime};
 
+use crate::error::Error;
+
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
@@ -53,16 +55,6 @@ const BER_RANGE: (f64, f64) = (1e-5, 0.5);
 #[derive(Clone, Debug, Default)]
 pub struct Timeline {
     seconds: Vec<Second>,
-}
-
-/// Drawing the plot failed (a plotters backend or font error, or PNG encoding).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PlotError {
-    #[error("drawing the pass plot: {0}")]
-    Draw(String),
-    #[error("encoding the pass plot: {0}")]
-    Encode(#[from] image::ImageError),
 }
 
 /// A run of seconds `[start_s, end_s)` since AOS.
@@ -223,13 +215,13 @@ impl Timeline {
         los: SystemTime,
         width: u32,
         height: u32,
-    ) -> Result<image::RgbImage, PlotError> {
+    ) -> Result<image::RgbImage, Error> {
         register_font();
         let (w, h) = (width.max(320), height.max(200));
         let mut buf = vec![255u8; w as usize * h as usize * 3];
-        draw(self, aos, los, &mut buf, (w, h)).map_err(|e| PlotError::Draw(e.to_string()))?;
+        draw(self, aos, los, &mut buf, (w, h)).map_err(|e| Error::PlotDraw(e.to_string()))?;
         image::RgbImage::from_raw(w, h, buf)
-            .ok_or_else(|| PlotError::Draw("buffer size does not match the image".into()))
+            .ok_or_else(|| Error::PlotDraw("buffer size does not match the image".into()))
     }
 
     /// PNG bytes of [`Timeline::render`].
@@ -239,7 +231,7 @@ impl Timeline {
         los: SystemTime,
         width: u32,
         height: u32,
-    ) -> Result<Vec<u8>, PlotError> {
+    ) -> Result<Vec<u8>, Error> {
         let mut out = std::io::Cursor::new(Vec::new());
         self.render(aos, los, width, height)?
             .write_to(&mut out, image::ImageFormat::Png)?;

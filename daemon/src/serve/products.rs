@@ -48,6 +48,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TryS
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::error::{Error, Result};
+
 use decoder::{InputFormat, Profile};
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +59,7 @@ use super::events::{
 };
 use super::{Health, Shared};
 use crate::config::ImagingConfig;
-use raster::scene::{self, ImageRequest, ImagingError, PassDate};
+use raster::scene::{self, ImageRequest, PassDate};
 
 /// Passes waiting for products in memory at most; more are deferred (record kept on disk).
 pub const QUEUE: usize = 8;
@@ -152,21 +154,24 @@ impl Record {
         }
     }
 
-    fn save(&self, dir: &Path, name: &str) -> anyhow::Result<()> {
+    fn save(&self, dir: &Path, name: &str) -> Result<()> {
         let text = serde_json::to_vec_pretty(self)?;
         archive::write_atomic(dir.join(name), &text)?;
         Ok(())
     }
 
     /// The record in `dir`, `None` if there is none.
-    fn load(dir: &Path) -> anyhow::Result<Option<Record>> {
+    fn load(dir: &Path) -> Result<Option<Record>> {
         let path = dir.join(RECORD);
         match std::fs::read(&path) {
             Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| {
-                anyhow::anyhow!("{}: not a product job record: {e}", path.display())
+                Error::ProductJob(format!("{}: not a product job record: {e}", path.display()))
             })?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+            Err(e) => Err(Error::Step {
+                step: format!("reading {}", path.display()),
+                source: Box::new(e.into()),
+            }),
         }
     }
 }
@@ -291,7 +296,7 @@ pub fn retry_delay(failed: u32) -> Duration {
 
 /// Why an attempt failed.
 struct Failure {
-    error: anyhow::Error,
+    error: Error,
     /// The products were made; the catalog refused them.
     catalog: bool,
 }
@@ -300,8 +305,8 @@ impl Failure {
     /// Trying again cannot help: the pass has no image (or the profile no instrument).
     fn is_final(&self) -> bool {
         matches!(
-            self.error.downcast_ref::<ImagingError>(),
-            Some(ImagingError::NoImage { .. } | ImagingError::NoInstrument(_))
+            self.error.root(),
+            Error::Raster(raster::Error::NoImage { .. } | raster::Error::NoInstrument(_))
         )
     }
 }
@@ -413,11 +418,11 @@ impl Worker<'_> {
             rec.attempts = 0;
         }
         if rec.attempts >= MAX_ATTEMPTS {
-            let err = anyhow::anyhow!(
+            let err = Error::ProductJob(format!(
                 "{} attempts started, the last one interrupted (last error: {})",
                 rec.attempts,
                 rec.last_error.as_deref().unwrap_or("none")
-            );
+            ));
             self.give_up(
                 dir,
                 rec,
@@ -436,7 +441,7 @@ impl Worker<'_> {
         match run_job(self.cfg, self.archive, self.catalog, dir, &rec) {
             Ok(done) => {
                 if let Err(e) = std::fs::remove_file(dir.join(RECORD))
-                    .map_err(anyhow::Error::from)
+                    .map_err(Error::from)
                     .and_then(|()| Ok(archive::sync_dir(&dir.join(RECORD))?))
                 {
                     tracing::warn!(pass = %rec.pass_id, error = %format!("{e:#}"), "cannot remove the job record: the pass will be checked again at start");
@@ -723,15 +728,15 @@ fn make(
     rec: &Record,
     out: &Path,
     work: &Path,
-) -> anyhow::Result<scene::Listing> {
+) -> Result<scene::Listing> {
     let spec = rec
         .profile
         .imaging
         .as_ref()
-        .ok_or_else(|| ImagingError::NoInstrument(rec.profile.name.clone()))?;
+        .ok_or_else(|| raster::Error::NoInstrument(rec.profile.name.clone()))?;
     let (format, files) = archived_input(dir)?;
     let aos = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(rec.aos_unix_ms)
-        .ok_or_else(|| anyhow::anyhow!("AOS {} ms out of range", rec.aos_unix_ms))?;
+        .ok_or_else(|| Error::ProductJob(format!("AOS {} ms out of range", rec.aos_unix_ms)))?;
     let (date, near) = match rec.date {
         Some(d) => (
             PassDate::Date(d),
@@ -756,7 +761,7 @@ fn make(
 }
 
 /// What to re-decode: raw CADUs if kept, else frames per VC (VC order), else packet files.
-fn archived_input(dir: &Path) -> anyhow::Result<(InputFormat, Vec<PathBuf>)> {
+fn archived_input(dir: &Path) -> Result<(InputFormat, Vec<PathBuf>)> {
     let raw = dir.join("cadus.raw");
     let non_empty = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0);
     if non_empty(&raw) {
@@ -778,7 +783,10 @@ fn archived_input(dir: &Path) -> anyhow::Result<(InputFormat, Vec<PathBuf>)> {
             }
         }
     }
-    anyhow::bail!("{}: no archived CADUs, frames or packets", dir.display())
+    Err(Error::ProductJob(format!(
+        "{}: no archived CADUs, frames or packets",
+        dir.display()
+    )))
 }
 
 #[cfg(test)]
@@ -1030,7 +1038,7 @@ mod tests {
     #[test]
     fn a_pass_without_image_data_is_not_retried() {
         let no_image = Failure {
-            error: ImagingError::NoImage {
+            error: raster::Error::NoImage {
                 instrument: "msu-mr".into(),
                 packets: 0,
             }
@@ -1039,7 +1047,7 @@ mod tests {
         };
         assert!(no_image.is_final());
         let io = Failure {
-            error: anyhow::anyhow!("disk full"),
+            error: Error::ProductJob("disk full".into()),
             catalog: false,
         };
         assert!(!io.is_final());

@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use archive::catalog::{Catalog, CatalogError, DatetimeFilter, Direction, SearchParams, SortBy};
+use archive::catalog::{Catalog, DatetimeFilter, Direction, SearchParams, SortBy};
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -100,15 +100,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<CatalogError> for ApiError {
-    fn from(e: CatalogError) -> Self {
+impl From<archive::Error> for ApiError {
+    fn from(e: archive::Error) -> Self {
         match e {
-            CatalogError::InvalidParams { .. }
-            | CatalogError::InvalidToken
-            | CatalogError::Geometry(_)
-            | CatalogError::Id(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
-            CatalogError::NoSuchCollection(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
-            CatalogError::Gone { .. } => {
+            _ if e.is_bad_request() => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+            archive::Error::NoSuchCollection(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            archive::Error::Gone { .. } => {
                 tracing::warn!(error = %e, "catalog");
                 ApiError(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -17,7 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use raster::tiles::render::{Colormap, Encoded, Expression, Format, RenderError, RenderOptions};
+use raster::tiles::render::{Colormap, Encoded, Expression, Format, RenderOptions};
 use raster::tiles::tms::{self, TileId};
 use serde_json::Value;
 
@@ -355,7 +355,7 @@ pub(super) async fn render_cached(
         .await
         .map_err(|e| match e {
             // Capped concurrency: the render queue is bounded (TILE_QUEUE_MAX).
-            RenderError::Busy => {
+            raster::Error::Busy => {
                 super::events::emit(super::events::TileRenderBusy { shared });
                 ApiError(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -363,10 +363,10 @@ pub(super) async fn render_cached(
                 )
             }
             // Client mistakes, said without server paths.
-            RenderError::Band { band, count, .. } => bad(format!(
+            raster::Error::Band { band, count, .. } => bad(format!(
                 "band {band} does not exist (the asset has {count})"
             )),
-            RenderError::Options(msg) => bad(msg),
+            raster::Error::RenderOptions(msg) => bad(msg),
             other => {
                 tracing::warn!(error = %other, "tile render failed");
                 ApiError(

@@ -24,6 +24,7 @@
 //!   item is committed (the catalog write is the commit point), and the new files are written
 //!   into a fresh directory so the old item stays whole until then.
 
+use crate::Error;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -40,9 +41,9 @@ use super::item::{EO_EXT, FILE_EXT};
 use super::layout::{item_dir, validate_id, COLLECTIONS_DIR, MAX_ID_LEN};
 use super::raster::{
     footprint_of_pixel_ring, gd, io, raster_info, validate_cog, write_visual, ConfigGuard,
-    RasterError, RasterInfo, COG_MEDIA_TYPE, PROJ_EXT,
+    RasterInfo, COG_MEDIA_TYPE, PROJ_EXT,
 };
-use super::store::{local_href, Catalog, CatalogError};
+use super::store::{local_href, Catalog};
 
 /// The `eo:common_name` a band description names: the whole description (`"nir"`), or the one
 /// word of it that is a common name (`"B04 red 665nm"` → `red`). None when no word or more
@@ -174,15 +175,15 @@ fn color_common_name(ci: &ColorInterpretation) -> Option<&'static str> {
     }
 }
 
-fn request(msg: String) -> RasterError {
-    RasterError::Request(msg)
+fn request(msg: String) -> Error {
+    Error::Request(msg)
 }
 
 /// Decide the analytic assets: which bands, their names and keys.
 fn plan_bands(
     datasets: &[(PathBuf, Dataset, RasterInfo)],
     names: Option<&[String]>,
-) -> Result<Vec<BandPlan>, RasterError> {
+) -> Result<Vec<BandPlan>, Error> {
     let mut plan = Vec::new();
     for (f, (_, ds, _)) in datasets.iter().enumerate() {
         let count = ds.raster_count();
@@ -265,7 +266,7 @@ fn single_band_vrt(
     src: &Path,
     info: &RasterInfo,
     band: usize,
-) -> Result<String, RasterError> {
+) -> Result<String, Error> {
     let b = ds.rasterband(band).map_err(gd("band"))?;
     let srcname = xml_escape(&src.to_string_lossy());
     let g = info.geo_transform;
@@ -310,7 +311,7 @@ fn write_band_cog(
     band: usize,
     tmp: &Path,
     dst: &Path,
-) -> Result<(), RasterError> {
+) -> Result<(), Error> {
     let cog = DriverManager::get_driver_by_name("COG").map_err(gd("COG driver"))?;
     let mut opts = gdal::cpl::CslStringList::new();
     for (k, v) in [
@@ -333,8 +334,8 @@ fn write_band_cog(
     }
     .map_err(gd(format!("analytic COG {}", tmp.display())))?;
     validate_cog(tmp)?;
-    crate::sync_file(tmp).map_err(|e| RasterError::Stac(e.to_string()))?;
-    std::fs::rename(tmp, dst).map_err(io(format!("rename onto {}", dst.display())))?;
+    crate::sync_file(tmp).map_err(|e| Error::Stac(e.to_string()))?;
+    std::fs::rename(tmp, dst).map_err(io("renaming onto", dst))?;
     Ok(())
 }
 
@@ -385,7 +386,7 @@ pub fn asset_proj_fields(info: &RasterInfo) -> Map<String, Value> {
 
 /// The STAC 1.1 band object of band `band` of an analytic COG: data type, nodata, GDAL's
 /// approximate statistics (from overviews), scale/offset when declared.
-pub fn band_metadata(ds: &Dataset, band: usize) -> Result<Map<String, Value>, RasterError> {
+pub fn band_metadata(ds: &Dataset, band: usize) -> Result<Map<String, Value>, Error> {
     let b = ds.rasterband(band).map_err(gd("band"))?;
     let mut m = Map::new();
     let dt = super::raster::stac_data_type_name(&b.band_type().name());
@@ -436,7 +437,7 @@ pub fn valid_data_footprint(
     ds: &Dataset,
     info: &RasterInfo,
     path: &Path,
-) -> Result<Option<Footprint>, RasterError> {
+) -> Result<Option<Footprint>, Error> {
     let b = ds.rasterband(1).map_err(gd("band"))?;
     let flags = b.mask_flags().map_err(gd("mask flags"))?;
     if flags.is_all_valid() {
@@ -508,7 +509,7 @@ pub fn valid_data_footprint(
 
 /// An RGBA PNG of at most [`THUMBNAIL_SIZE`] pixels a side from a 3-band 8-bit raster with a
 /// mask (the visual COG: its overviews are read).
-pub fn write_thumbnail(visual: &Path, dst: &Path) -> Result<(), RasterError> {
+pub fn write_thumbnail(visual: &Path, dst: &Path) -> Result<(), Error> {
     let ds = Dataset::open(visual).map_err(gd(format!("open {}", visual.display())))?;
     let (w, h) = ds.raster_size();
     let f = (w.max(h) as f64 / THUMBNAIL_SIZE as f64).max(1.0);
@@ -549,11 +550,11 @@ pub fn write_thumbnail(visual: &Path, dst: &Path) -> Result<(), RasterError> {
         rgba.extend([r, get(2, i).unwrap_or(r), get(3, i).unwrap_or(r), a]);
     }
     let img = image::RgbaImage::from_raw(tw as u32, th as u32, rgba)
-        .ok_or_else(|| RasterError::Stac("thumbnail buffer size".into()))?;
+        .ok_or_else(|| Error::Stac("thumbnail buffer size".into()))?;
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| RasterError::Stac(format!("thumbnail PNG: {e}")))?;
-    crate::write_atomic(dst, &png).map_err(|e| RasterError::Stac(e.to_string()))?;
+        .map_err(|e| Error::Stac(format!("thumbnail PNG: {e}")))?;
+    crate::write_atomic(dst, &png).map_err(|e| Error::Stac(e.to_string()))?;
     Ok(())
 }
 
@@ -563,12 +564,7 @@ fn file_size(p: &Path) -> Option<u64> {
 
 /// A fresh directory for the item's files: its layout directory, or when that already exists
 /// (the item being replaced, or a leftover), a sibling with a unique suffix.
-fn fresh_dir(
-    root: &Path,
-    collection: &str,
-    id: &str,
-    dt: DateTime<Utc>,
-) -> Result<PathBuf, RasterError> {
+fn fresh_dir(root: &Path, collection: &str, id: &str, dt: DateTime<Utc>) -> Result<PathBuf, Error> {
     let base = root.join(item_dir(collection, id, dt)?);
     if !base.exists() {
         return Ok(base);
@@ -586,7 +582,7 @@ pub fn import_item(
     catalog: &dyn Catalog,
     root: &Path,
     spec: &ImportSpec<'_>,
-) -> Result<Imported, RasterError> {
+) -> Result<Imported, Error> {
     validate_id("collection", spec.collection)?;
     let first = spec
         .files
@@ -603,7 +599,7 @@ pub fn import_item(
     validate_id("item", &id)?;
     let old = catalog.item(spec.collection, &id)?;
     if old.is_some() && !spec.replace {
-        return Err(RasterError::Exists {
+        return Err(Error::Exists {
             collection: spec.collection.to_owned(),
             id,
         });
@@ -621,7 +617,7 @@ pub fn import_item(
     let plan = plan_bands(&datasets, spec.bands)?;
 
     let dir = fresh_dir(root, spec.collection, &id, spec.datetime)?;
-    std::fs::create_dir_all(&dir).map_err(io(format!("mkdir {}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
     let written = write_item_files(&datasets, &plan, &dir, root, spec, &id);
     let item = match written {
         Ok(item) => item,
@@ -638,7 +634,7 @@ pub fn import_item(
     if let Err(e) = committed {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(match e {
-            CatalogError::ItemExists { collection, id } => RasterError::Exists { collection, id },
+            archive::Error::ItemExists { collection, id } => Error::Exists { collection, id },
             e => e.into(),
         });
     }
@@ -661,7 +657,7 @@ fn write_item_files(
     root: &Path,
     spec: &ImportSpec<'_>,
     id: &str,
-) -> Result<Item, RasterError> {
+) -> Result<Item, Error> {
     let href = |p: &Path| {
         p.strip_prefix(root)
             .unwrap_or(p)
@@ -702,8 +698,9 @@ fn write_item_files(
             Some(c) => format!("{c} ({file_name} band {})", p.band),
             None => format!("{file_name} band {}", p.band),
         });
-        a.bands = vec![serde_json::from_value(Value::Object(bm))
-            .map_err(|e| RasterError::Stac(e.to_string()))?];
+        a.bands =
+            vec![serde_json::from_value(Value::Object(bm))
+                .map_err(|e| Error::Stac(e.to_string()))?];
         a.additional_fields.extend(asset_proj_fields(&oinfo));
         if let Some(g) = gsd(&oinfo) {
             a.additional_fields.insert("gsd".into(), json!(g));
@@ -723,8 +720,8 @@ fn write_item_files(
     let tmp_v = dir.join(".visual.tif.tmp");
     write_visual(first_ds, first_src, first_info, &tmp_v)?;
     validate_cog(&tmp_v)?;
-    crate::sync_file(&tmp_v).map_err(|e| RasterError::Stac(e.to_string()))?;
-    std::fs::rename(&tmp_v, &visual).map_err(io("rename visual"))?;
+    crate::sync_file(&tmp_v).map_err(|e| Error::Stac(e.to_string()))?;
+    std::fs::rename(&tmp_v, &visual).map_err(io("renaming onto", &visual))?;
     let vds = Dataset::open(&visual).map_err(gd("open visual"))?;
     let vinfo = raster_info(&vds, &visual)?;
     let mut va = Asset::new(href(&visual)).role("visual");
@@ -745,7 +742,7 @@ fn write_item_files(
     };
     item.geometry = Some(
         serde_json::from_value(rings_to_geojson(&footprint))
-            .map_err(|e| RasterError::Stac(e.to_string()))?,
+            .map_err(|e| Error::Stac(e.to_string()))?,
     );
     let [w, s, e, n] = bbox;
     item.bbox = Some(stac::Bbox::new(w, s, e, n));
@@ -780,7 +777,7 @@ fn write_item_files(
                 .unwrap_or_default())
             .collect::<Vec<_>>()),
     );
-    crate::sync_dir(&visual).map_err(|e| RasterError::Stac(e.to_string()))?;
+    crate::sync_dir(&visual).map_err(|e| Error::Stac(e.to_string()))?;
     Ok(item)
 }
 

@@ -10,6 +10,7 @@
 //! ch2 0.70–1.10, ch3 1.60–1.80, ch4 3.50–4.10, ch5 10.5–11.5, ch6 11.5–12.5.
 //! Common names from the eo extension v2.0.0 table.
 
+use crate::Error;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -20,7 +21,7 @@ use stac::{Asset, Collection, Item, Link};
 
 use super::geom::rings_to_geojson;
 use super::import::{asset_proj_fields, band_metadata, gsd};
-use super::layout::{validate_id, LayoutError};
+use super::layout::validate_id;
 use super::raster::{COG_MEDIA_TYPE, PROJ_EXT};
 
 /// eo extension v2.0.0.
@@ -29,21 +30,6 @@ pub const EO_EXT: &str = "https://stac-extensions.github.io/eo/v2.0.0/schema.jso
 pub const VIEW_EXT: &str = "https://stac-extensions.github.io/view/v1.0.0/schema.json";
 /// file extension v2.1.0 (`file:size`).
 pub const FILE_EXT: &str = "https://stac-extensions.github.io/file/v2.1.0/schema.json";
-
-/// Item builder errors.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ItemError {
-    /// Bad id.
-    #[error(transparent)]
-    Layout(#[from] LayoutError),
-    /// Listing inconsistent.
-    #[error("listing: {0}")]
-    Listing(String),
-    /// JSON conversion.
-    #[error("json: {0}")]
-    Json(#[from] serde_json::Error),
-}
 
 /// One product of a pass listing.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -107,7 +93,7 @@ pub struct SunAngles {
 
 impl PassListing {
     /// Read `products.json`.
-    pub fn from_json(s: &str) -> Result<Self, ItemError> {
+    pub fn from_json(s: &str) -> Result<Self, Error> {
         Ok(serde_json::from_str(s)?)
     }
 }
@@ -168,7 +154,7 @@ pub fn asset_key(p: &Product) -> Option<String> {
 pub fn item_for_product(
     listing: &PassListing,
     asset_hrefs: &BTreeMap<String, String>,
-) -> Result<Item, ItemError> {
+) -> Result<Item, Error> {
     validate_id("item", &listing.pass_id)?;
     let cid = collection_id(&listing.spacecraft, &listing.instrument);
     validate_id("collection", &cid)?;
@@ -182,7 +168,7 @@ pub fn item_for_product(
         w += 360.0;
     }
     if !(s <= n && (-90.0..=90.0).contains(&s) && (-90.0..=90.0).contains(&n)) {
-        return Err(ItemError::Listing(format!("bad bbox {:?}", listing.bbox)));
+        return Err(Error::Listing(format!("bad bbox {:?}", listing.bbox)));
     }
     let mut item = Item::new(&listing.pass_id);
     item.collection = Some(cid.clone());
@@ -321,7 +307,7 @@ fn add_raster_metadata(a: &mut Asset, path: &Path) {
 
 /// A new collection for a pass listing's spacecraft/instrument; extent is filled by
 /// `Catalog::upsert_item`.
-pub fn collection_for_listing(listing: &PassListing) -> Result<Collection, ItemError> {
+pub fn collection_for_listing(listing: &PassListing) -> Result<Collection, Error> {
     let cid = collection_id(&listing.spacecraft, &listing.instrument);
     validate_id("collection", &cid)?;
     let mut c = Collection::new(

@@ -10,6 +10,7 @@
 //! Non-Byte bands are stretched 2 %–98 % (GDAL histogram) to 1..255 through a VRT `LUT`,
 //! which clamps outside the range.
 
+use crate::Error;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -19,8 +20,8 @@ use serde_json::{json, Map, Value};
 use stac::Item;
 
 use super::geom::{footprint_bbox, split_antimeridian, Pos};
-use super::layout::{validate_id, LayoutError};
-use super::store::{Catalog, CatalogError};
+use super::layout::validate_id;
+use super::store::Catalog;
 
 /// COG media type.
 pub const COG_MEDIA_TYPE: &str = "image/tiff; application=geotiff; profile=cloud-optimized";
@@ -32,76 +33,20 @@ pub const EDGE_SAMPLES: usize = 8;
 pub const COG_VALIDATOR: &str =
     "/usr/lib/python3/dist-packages/osgeo_utils/samples/validate_cloud_optimized_geotiff.py";
 
-/// Import errors.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RasterError {
-    /// GDAL call failed.
-    #[error("gdal: {context}: {source}")]
-    Gdal {
-        /// What was being done.
-        context: String,
-        /// The error.
-        #[source]
-        source: gdal::errors::GdalError,
-    },
-    /// The raster has no CRS (or no geotransform), so it cannot be placed on the globe.
-    #[error("{0}: not georeferenced (no CRS or geotransform)")]
-    NotGeoreferenced(PathBuf),
-    /// Fewer than 3 footprint points could be transformed to EPSG:4326.
-    #[error("{0}: footprint could not be transformed to EPSG:4326")]
-    Footprint(PathBuf),
-    /// No raster bands.
-    #[error("{0}: no raster bands")]
-    NoBands(PathBuf),
-    /// Filesystem.
-    #[error("io: {context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The COG validator refused an output.
-    #[error("{path}: not a valid COG: {report}")]
-    InvalidCog {
-        /// The file.
-        path: PathBuf,
-        /// Validator output.
-        report: String,
-    },
-    /// Bad id or path component.
-    #[error(transparent)]
-    Layout(#[from] LayoutError),
-    /// Catalog upsert failed.
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    /// Building the STAC item failed.
-    #[error("stac: {0}")]
-    Stac(String),
-    /// The item id is taken and replacing was not asked for.
-    #[error("item {id:?} already exists in collection {collection:?}: give --replace to replace it (its old files are removed once the new item is committed), or --id for another id")]
-    Exists {
-        /// Collection id.
-        collection: String,
-        /// Item id.
-        id: String,
-    },
-    /// The import request does not fit the files (band names, file list).
-    #[error("{0}")]
-    Request(String),
-}
-
-pub(crate) fn gd(
-    context: impl Into<String>,
-) -> impl FnOnce(gdal::errors::GdalError) -> RasterError {
+pub(crate) fn gd(context: impl Into<String>) -> impl FnOnce(gdal::errors::GdalError) -> Error {
     let context = context.into();
-    move |source| RasterError::Gdal { context, source }
+    move |source| Error::Gdal { context, source }
 }
-pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RasterError {
-    let context = context.into();
-    move |source| RasterError::Io { context, source }
+pub(crate) fn io(
+    context: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io {
+        context,
+        path,
+        source,
+    }
 }
 
 /// What import and the item builder need to know about a raster.
@@ -184,15 +129,15 @@ pub fn stac_data_type_name(gdal_type: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
-fn wgs84() -> Result<SpatialRef, RasterError> {
+fn wgs84() -> Result<SpatialRef, Error> {
     let mut s = SpatialRef::from_epsg(4326).map_err(gd("EPSG:4326"))?;
     s.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     Ok(s)
 }
 
 /// Read size, CRS, geotransform, bands and the EPSG:4326 footprint of an open dataset.
-pub fn raster_info(ds: &Dataset, path: &Path) -> Result<RasterInfo, RasterError> {
-    let not_geo = || RasterError::NotGeoreferenced(path.to_path_buf());
+pub fn raster_info(ds: &Dataset, path: &Path) -> Result<RasterInfo, Error> {
+    let not_geo = || Error::NotGeoreferenced(path.to_path_buf());
     let mut srs = ds.spatial_ref().map_err(|_| not_geo())?;
     let wkt = srs.to_wkt().map_err(gd("to_wkt"))?;
     if wkt.is_empty() {
@@ -217,7 +162,7 @@ pub fn raster_info(ds: &Dataset, path: &Path) -> Result<RasterInfo, RasterError>
         }
     }
     if band_types.is_empty() {
-        return Err(RasterError::NoBands(path.to_path_buf()));
+        return Err(Error::NoBands(path.to_path_buf()));
     }
 
     // Sample the pixel-space boundary clockwise from the top-left corner.
@@ -262,7 +207,7 @@ pub(crate) fn footprint_of_pixel_ring(
     gt: &[f64; 6],
     pix: &[(f64, f64)],
     path: &Path,
-) -> Result<(Vec<Vec<Pos>>, [f64; 4]), RasterError> {
+) -> Result<(Vec<Vec<Pos>>, [f64; 4]), Error> {
     let ct = CoordTransform::new(srs, &wgs84()?).map_err(gd("CoordTransform"))?;
     let mut ring: Vec<Pos> = Vec::with_capacity(pix.len());
     for &(px, py) in pix {
@@ -277,7 +222,7 @@ pub(crate) fn footprint_of_pixel_ring(
         }
     }
     if ring.len() < 3 {
-        return Err(RasterError::Footprint(path.to_path_buf()));
+        return Err(Error::Footprint(path.to_path_buf()));
     }
     // Make the ring counter-clockwise (RFC 7946 §3.1.6) before closing it.
     let area2: f64 = (0..ring.len())
@@ -291,13 +236,12 @@ pub(crate) fn footprint_of_pixel_ring(
         ring.reverse();
     }
     let footprint = split_antimeridian(&ring);
-    let bbox =
-        footprint_bbox(&footprint).ok_or_else(|| RasterError::Footprint(path.to_path_buf()))?;
+    let bbox = footprint_bbox(&footprint).ok_or_else(|| Error::Footprint(path.to_path_buf()))?;
     Ok((footprint, bbox))
 }
 
 /// Open a raster and read its [`RasterInfo`].
-pub fn inspect(path: &Path) -> Result<RasterInfo, RasterError> {
+pub fn inspect(path: &Path) -> Result<RasterInfo, Error> {
     let ds = Dataset::open(path).map_err(gd(format!("open {}", path.display())))?;
     raster_info(&ds, path)
 }
@@ -310,12 +254,12 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// 2 % and 98 % points of a band from a 1024-bucket GDAL histogram (nodata excluded).
-fn percentile_stretch(ds: &Dataset, band: usize) -> Result<(f64, f64), RasterError> {
+fn percentile_stretch(ds: &Dataset, band: usize) -> Result<(f64, f64), Error> {
     let b = ds.rasterband(band).map_err(gd("band"))?;
     let st = b
         .get_statistics(true, true)
         .map_err(gd("statistics"))?
-        .ok_or_else(|| RasterError::Stac("no statistics".into()))?;
+        .ok_or_else(|| Error::Stac("no statistics".into()))?;
     if !(st.min.is_finite() && st.max.is_finite()) || st.max <= st.min {
         return Ok((st.min, st.min + 1.0));
     }
@@ -360,7 +304,7 @@ fn across_antimeridian(info: &RasterInfo) -> Option<(&'static str, u32)> {
 
 /// VRT (XML) that turns `src` into 3 Byte bands (+ per-dataset mask from the source's
 /// band-1 mask when the source has nodata).
-fn visual_vrt(ds: &Dataset, src: &Path, info: &RasterInfo) -> Result<String, RasterError> {
+fn visual_vrt(ds: &Dataset, src: &Path, info: &RasterInfo) -> Result<String, Error> {
     let srcname = xml_escape(&src.to_string_lossy());
     let g = info.geo_transform;
     let srs = across_antimeridian(info).map_or_else(|| info.wkt.clone(), |(w, _)| w.to_owned());
@@ -410,7 +354,7 @@ fn visual_vrt(ds: &Dataset, src: &Path, info: &RasterInfo) -> Result<String, Ras
     Ok(x)
 }
 
-fn cog_options(pairs: &[(&str, &str)]) -> Result<gdal::cpl::CslStringList, RasterError> {
+fn cog_options(pairs: &[(&str, &str)]) -> Result<gdal::cpl::CslStringList, Error> {
     let mut o = gdal::cpl::CslStringList::new();
     for (k, v) in pairs {
         o.set_name_value(k, v).map_err(gd("creation option"))?;
@@ -419,16 +363,16 @@ fn cog_options(pairs: &[(&str, &str)]) -> Result<gdal::cpl::CslStringList, Raste
 }
 
 /// Run the GDAL COG validator on `path`.
-pub fn validate_cog(path: &Path) -> Result<(), RasterError> {
+pub fn validate_cog(path: &Path) -> Result<(), Error> {
     let out = std::process::Command::new("/usr/bin/python3")
         .arg(COG_VALIDATOR)
         .arg(path)
         .output()
-        .map_err(io("running COG validator"))?;
+        .map_err(io("running the COG validator", COG_VALIDATOR))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(RasterError::InvalidCog {
+        Err(Error::InvalidCog {
             path: path.to_path_buf(),
             report: format!(
                 "{}{}",
@@ -458,18 +402,14 @@ pub struct CogPair {
 
 /// Write `<stem>.tif` (analytic) and `<stem>.visual.tif` into `dir` via temp names +
 /// rename, and validate both.
-pub fn write_cogs(
-    src: &Path,
-    dir: &Path,
-    stem: &str,
-) -> Result<(CogPair, RasterInfo), RasterError> {
+pub fn write_cogs(src: &Path, dir: &Path, stem: &str) -> Result<(CogPair, RasterInfo), Error> {
     validate_id("file", stem)?;
     // Statistics must not leave .aux.xml files next to the (read-only, shared) source.
     gdal::config::set_thread_local_config_option("GDAL_PAM_ENABLED", "NO").map_err(gd("config"))?;
     let _guard = ConfigGuard("GDAL_PAM_ENABLED");
     let ds = Dataset::open(src).map_err(gd(format!("open {}", src.display())))?;
     let info = raster_info(&ds, src)?;
-    std::fs::create_dir_all(dir).map_err(io(format!("mkdir {}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let cog = DriverManager::get_driver_by_name("COG").map_err(gd("COG driver"))?;
 
     let analytic = dir.join(format!("{stem}.tif"));
@@ -491,15 +431,15 @@ pub fn write_cogs(
     write_visual(&ds, src, &info, &tmp_v)?;
     validate_cog(&tmp_a)?;
     validate_cog(&tmp_v)?;
-    std::fs::rename(&tmp_a, &analytic).map_err(io("rename analytic"))?;
-    std::fs::rename(&tmp_v, &visual).map_err(io("rename visual"))?;
+    std::fs::rename(&tmp_a, &analytic).map_err(io("renaming onto", &analytic))?;
+    std::fs::rename(&tmp_v, &visual).map_err(io("renaming onto", &visual))?;
     Ok((CogPair { analytic, visual }, info))
 }
 
 /// Writes only the visual web-optimized COG of `src` at `dst` (temp name, validation,
 /// rename): 8-bit, EPSG:3857 GoogleMapsCompatible tiling, JPEG with an internal mask, so a
 /// map tile is one block read.
-pub fn write_visual_cog(src: &Path, dst: &Path) -> Result<RasterInfo, RasterError> {
+pub fn write_visual_cog(src: &Path, dst: &Path) -> Result<RasterInfo, Error> {
     gdal::config::set_thread_local_config_option("GDAL_PAM_ENABLED", "NO").map_err(gd("config"))?;
     let _guard = ConfigGuard("GDAL_PAM_ENABLED");
     let ds = Dataset::open(src).map_err(gd(format!("open {}", src.display())))?;
@@ -514,7 +454,7 @@ pub fn write_visual_cog(src: &Path, dst: &Path) -> Result<RasterInfo, RasterErro
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, dst).map_err(io("rename visual"))?;
+    std::fs::rename(&tmp, dst).map_err(io("renaming onto", dst))?;
     Ok(info)
 }
 
@@ -523,7 +463,7 @@ pub(crate) fn write_visual(
     src: &Path,
     info: &RasterInfo,
     tmp_v: &Path,
-) -> Result<(), RasterError> {
+) -> Result<(), Error> {
     let cog = DriverManager::get_driver_by_name("COG").map_err(gd("COG driver"))?;
     let vrt_xml = visual_vrt(ds, src, info)?;
     let vrt = Dataset::open(&vrt_xml).map_err(gd("open visual VRT"))?;
@@ -556,7 +496,7 @@ pub fn import_raster(
     src_path: &Path,
     collection: &str,
     datetime: DateTime<Utc>,
-) -> Result<Item, RasterError> {
+) -> Result<Item, Error> {
     let files = [src_path.to_path_buf()];
     let spec = super::import::ImportSpec {
         files: &files,

@@ -48,6 +48,7 @@
 //! cache as they are written. What grows is per component (a label, its sums: about 60 bytes)
 //! and per alert (its polygon), not per pixel.
 
+use crate::Error;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -58,7 +59,7 @@ use gdal::vector::{FieldDefn, Geometry, LayerAccess, LayerOptions, OGRFieldType}
 use gdal::{Dataset, DriverManager, GeoTransform};
 use serde_json::{json, Value};
 
-use crate::products::{gdal_warp, polygonize, write_cog_from_path, CogOptions, ProductError};
+use crate::products::{gdal_warp, polygonize, write_cog_from_path, CogOptions};
 
 mod components;
 mod geojson;
@@ -74,30 +75,10 @@ const AREA_CHUNK: usize = 512;
 /// measured as polygons (the per-pixel area is an approximation of the polygon's).
 const MMU_MARGIN: f64 = 0.02;
 
-/// Errors of the change engine.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ChangeError {
-    /// Bad parameters or inputs (the message says which and why).
-    #[error("{0}")]
-    Input(String),
-    /// A GDAL call failed.
-    #[error("GDAL error while {context}: {source}")]
-    Gdal {
-        /// What was being done.
-        context: String,
-        /// The error.
-        source: gdal::errors::GdalError,
-    },
-    /// Writing a product failed.
-    #[error(transparent)]
-    Product(#[from] ProductError),
-}
-
-type Result<T> = std::result::Result<T, ChangeError>;
+type Result<T> = std::result::Result<T, Error>;
 
 fn gd<T>(r: gdal::errors::Result<T>, context: impl FnOnce() -> String) -> Result<T> {
-    r.map_err(|source| ChangeError::Gdal {
+    r.map_err(|source| Error::Gdal {
         context: context(),
         source,
     })
@@ -223,7 +204,7 @@ impl Params {
         if bad.is_empty() {
             Ok(())
         } else {
-            Err(ChangeError::Input(bad.join("; ")))
+            Err(Error::ChangeInput(bad.join("; ")))
         }
     }
 }
@@ -425,7 +406,7 @@ fn same_grid(ds: &Dataset, grid: &Grid) -> bool {
 
 fn path_str(p: &Path) -> Result<&str> {
     p.to_str()
-        .ok_or_else(|| ChangeError::Input(format!("path {} is not UTF-8", p.display())))
+        .ok_or_else(|| Error::ChangeInput(format!("path {} is not UTF-8", p.display())))
 }
 
 /// Bounding box of a grid in another SRS (corner points), `[xmin, ymin, xmax, ymax]`.
@@ -479,7 +460,7 @@ fn open_inputs(scenes: &[Scene], grid: &Grid, work: &Path) -> Result<Inputs> {
             })?;
             let count = src.raster_count();
             if b.band == 0 || b.band > count {
-                return Err(ChangeError::Input(format!(
+                return Err(Error::ChangeInput(format!(
                     "item {}: {what} is band {} of {}, which has {count} band(s)",
                     s.id,
                     b.band,
@@ -508,7 +489,7 @@ fn open_inputs(scenes: &[Scene], grid: &Grid, work: &Path) -> Result<Inputs> {
                 Some(&v) => v,
                 None => {
                     let src_srs = src.spatial_ref().map_err(|_| {
-                        ChangeError::Input(format!(
+                        Error::ChangeInput(format!(
                             "item {}: {} has no coordinate reference system",
                             s.id,
                             b.path.display()
@@ -529,7 +510,7 @@ fn open_inputs(scenes: &[Scene], grid: &Grid, work: &Path) -> Result<Inputs> {
                             && y0 < sy[0].max(sy[1])
                             && y1 > sy[0].min(sy[1]);
                         if !overlap {
-                            return Err(ChangeError::Input(format!(
+                            return Err(Error::ChangeInput(format!(
                                 "item {}: {} does not overlap the newest scene's grid (different place or CRS mismatch)",
                                 s.id,
                                 b.path.display()
@@ -581,7 +562,7 @@ fn open_inputs(scenes: &[Scene], grid: &Grid, work: &Path) -> Result<Inputs> {
             let _ = warped;
         }
         let (Some(nir), Some(red)) = (bands.pop(), bands.pop()) else {
-            return Err(ChangeError::Input("internal: band list".into()));
+            return Err(Error::ChangeInput("internal: band list".into()));
         };
         let warped = by_path.get(&s.red.path).is_some_and(|v| v.1)
             || by_path.get(&s.nir.path).is_some_and(|v| v.1);
@@ -858,7 +839,7 @@ fn percentile(vals: &mut [f32], p: f64) -> f32 {
 /// Opens the mask file, transforms its polygons to the grid's CRS and burns them (1) into a
 /// scratch raster.
 fn rasterize_mask(mask: &Path, grid: &Grid, work: &Path) -> Result<Scratch> {
-    let bad = |why: String| ChangeError::Input(format!("mask {}: {why}", mask.display()));
+    let bad = |why: String| Error::ChangeInput(format!("mask {}: {why}", mask.display()));
     let vds = Dataset::open_ex(
         mask,
         gdal::DatasetOptions {
@@ -916,7 +897,7 @@ pub fn cap_block_cache(value: &str) -> std::result::Result<(), gdal::errors::Gda
 pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Result<Outcome> {
     params.validate()?;
     if scenes.len() < 2 {
-        return Err(ChangeError::Input(format!(
+        return Err(Error::ChangeInput(format!(
             "change detection needs at least two scenes, got {}",
             scenes.len()
         )));
@@ -925,11 +906,11 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
     order.sort_by(|a, b| a.datetime.cmp(&b.datetime).then(a.id.cmp(&b.id)));
     let scenes: Vec<Scene> = order.into_iter().cloned().collect();
     let Some(newest) = scenes.last() else {
-        return Err(ChangeError::Input("no scenes".into()));
+        return Err(Error::ChangeInput("no scenes".into()));
     };
     for p in [work, out_dir] {
         std::fs::create_dir_all(p)
-            .map_err(|e| ChangeError::Input(format!("creating {}: {e}", p.display())))?;
+            .map_err(|e| Error::ChangeInput(format!("creating {}: {e}", p.display())))?;
     }
 
     // The newest scene's red band defines the grid.
@@ -937,7 +918,7 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
         format!("opening {}", newest.red.path.display())
     })?;
     let srs = gds.spatial_ref().map_err(|_| {
-        ChangeError::Input(format!(
+        Error::ChangeInput(format!(
             "item {}: {} has no coordinate reference system",
             newest.id,
             newest.red.path.display()
@@ -947,7 +928,7 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
         "geotransform of the newest scene".into()
     })?;
     if gt[2] != 0.0 || gt[4] != 0.0 {
-        return Err(ChangeError::Input(format!(
+        return Err(Error::ChangeInput(format!(
             "item {}: rotated grids are not supported",
             newest.id
         )));
@@ -1019,7 +1000,7 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
     let mut loss_px_before = 0u64;
     let mut labeller = Labeller::new(width);
     let too_many = |_| {
-        ChangeError::Input(format!(
+        Error::ChangeInput(format!(
             "more than {MAX_LABEL} provisional loss components: raise drop or use a mask"
         ))
     };
@@ -1057,7 +1038,7 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
                 inputs.datasets.get(open.red.ds),
                 inputs.datasets.get(open.nir.ds),
             ) else {
-                return Err(ChangeError::Input("internal: dataset index".into()));
+                return Err(Error::ChangeInput("internal: dataset index".into()));
             };
             read_rows(rds, open.red.band, (r_lo, nrows), width, &mut red)?;
             read_rows(nds, open.nir.band, (r_lo, nrows), width, &mut nir)?;
@@ -1352,7 +1333,7 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
         let geometry: Value = match geojson::geometry(ll) {
             Some(g) => g,
             None => gd(ll.json(), || "GeoJSON".into()).and_then(|s| {
-                serde_json::from_str(&s).map_err(|e| ChangeError::Input(e.to_string()))
+                serde_json::from_str(&s).map_err(|e| Error::ChangeInput(e.to_string()))
             })?,
         };
         let env = ll.envelope();

@@ -2,9 +2,10 @@
 //! GDAL) writes and closes a uniquely named hidden file; [`TempOutput::commit`] fsyncs it,
 //! renames it onto the final name and fsyncs the directory, as the pass archive does.
 
+use crate::Error;
 use std::path::{Path, PathBuf};
 
-use super::{ProductError, Result};
+use super::Result;
 
 /// A hidden temporary path next to the destination. Dropped without
 /// [`TempOutput::commit`], it deletes the temporary file (and a GDAL
@@ -21,7 +22,7 @@ impl TempOutput {
         let file_name = dst
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| ProductError::BadPath(dst.to_path_buf()))?;
+            .ok_or_else(|| Error::BadPath(dst.to_path_buf()))?;
         let (stem, ext) = match file_name.rsplit_once('.') {
             Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
             _ => (file_name, String::new()),
@@ -43,7 +44,7 @@ impl TempOutput {
     /// fsyncs the directory.
     pub(crate) fn commit(mut self) -> Result<()> {
         crate::sync_file(&self.tmp).map_err(durable("syncing", &self.tmp))?;
-        std::fs::rename(&self.tmp, &self.dst).map_err(|source| ProductError::Io {
+        std::fs::rename(&self.tmp, &self.dst).map_err(|source| Error::Io {
             context: "renaming temporary output onto",
             path: self.dst.clone(),
             source,
@@ -52,7 +53,7 @@ impl TempOutput {
         let aux = aux_path(&self.tmp);
         if aux.exists() {
             crate::sync_file(&aux).map_err(durable("syncing", &aux))?;
-            std::fs::rename(&aux, aux_path(&self.dst)).map_err(|source| ProductError::Io {
+            std::fs::rename(&aux, aux_path(&self.dst)).map_err(|source| Error::Io {
                 context: "renaming GDAL sidecar",
                 path: aux,
                 source,
@@ -73,9 +74,9 @@ impl Drop for TempOutput {
 }
 
 /// A storage durability error as a product error about `path`.
-fn durable(context: &'static str, path: &Path) -> impl FnOnce(archive::Error) -> ProductError {
+fn durable(context: &'static str, path: &Path) -> impl FnOnce(archive::Error) -> Error {
     let path = path.to_path_buf();
-    move |e| ProductError::Io {
+    move |e| Error::Io {
         context,
         path,
         source: std::io::Error::other(e),

@@ -8,13 +8,14 @@
 //! that matter for our products (tiling, overviews, IFDs before data,
 //! ghost-area flags); the tests additionally run that script.
 
+use crate::Error;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use gdal::{Dataset, DriverManager, Metadata};
 
 use super::atomic::TempOutput;
-use super::{creation_options, GdalContext, ProductError, Result};
+use super::{creation_options, GdalContext, Result};
 
 /// Lossless compression codec for analytic COGs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +102,7 @@ pub struct CogReport {
 /// one tile). Returns the validation report of the written file.
 pub fn write_cog(src: &Dataset, dst: &Path, opts: &CogOptions) -> Result<CogReport> {
     if opts.block_size < 128 || !opts.block_size.is_multiple_of(16) || opts.block_size > 4096 {
-        return Err(ProductError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "block_size",
             reason: format!("{} not a multiple of 16 in 128..=4096", opts.block_size),
         });
@@ -143,7 +144,7 @@ pub fn write_cog(src: &Dataset, dst: &Path, opts: &CogOptions) -> Result<CogRepo
     out.close()
         .ctx(|| format!("closing COG {}", dst.display()))?;
     let report = validate_cog(tmp.path()).map_err(|e| match e {
-        ProductError::NotCog { problems, .. } => ProductError::NotCog {
+        Error::NotCog { problems, .. } => Error::NotCog {
             path: dst.to_path_buf(),
             problems,
         },
@@ -166,7 +167,7 @@ pub fn write_cog_from_path(src: &Path, dst: &Path, opts: &CogOptions) -> Result<
 /// first IFD right after it; GDAL reports `LAYOUT=COG`; every band and
 /// overview tiled; overviews present down to one tile when the image is
 /// larger than one tile. All problems are collected into
-/// [`ProductError::NotCog`].
+/// [`Error::NotCog`].
 pub fn validate_cog(path: &Path) -> Result<CogReport> {
     let mut problems = Vec::new();
     let header = read_prefix(path, 2048)?;
@@ -244,7 +245,7 @@ pub fn validate_cog(path: &Path) -> Result<CogReport> {
             bigtiff,
         })
     } else {
-        Err(ProductError::NotCog {
+        Err(Error::NotCog {
             path: path.to_path_buf(),
             problems,
         })
@@ -252,7 +253,7 @@ pub fn validate_cog(path: &Path) -> Result<CogReport> {
 }
 
 fn read_prefix(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let io_err = |source| ProductError::Io {
+    let io_err = |source| Error::Io {
         context: "reading header of",
         path: PathBuf::from(path),
         source,

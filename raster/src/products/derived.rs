@@ -1,6 +1,7 @@
 //! Products derived on the warped EPSG:4326 grid: count NDVI (Float32),
 //! RGB + alpha composite, PNG thumbnail.
 
+use crate::Error;
 use std::path::Path;
 
 use gdal::raster::{Buffer, ColorInterpretation, GdalDataType, GdalType};
@@ -10,7 +11,7 @@ use gdal::{Dataset, DriverManager, Metadata};
 use super::atomic::TempOutput;
 use super::cog::{write_cog, CogOptions};
 use super::png::write_png_rgba;
-use super::{check_band, checked_area, creation_options, Band, GdalContext, ProductError, Result};
+use super::{check_band, checked_area, creation_options, Band, GdalContext, Result};
 
 /// Nodata of the NDVI product: NaN.
 ///
@@ -68,7 +69,7 @@ pub enum RasterFormat {
 pub fn read_grid_bands(ds: &Dataset) -> Result<(GeoGrid, Vec<GridBand>)> {
     let srs = ds.spatial_ref().ctx(|| "reading grid SRS".into())?;
     if srs.auth_code().ok() != Some(4326) {
-        return Err(ProductError::Dataset(format!(
+        return Err(Error::Dataset(format!(
             "grid SRS is not EPSG:4326 (authority code {:?})",
             srs.auth_code().ok()
         )));
@@ -87,7 +88,7 @@ pub fn read_grid_bands(ds: &Dataset) -> Result<(GeoGrid, Vec<GridBand>)> {
             .rasterband(index)
             .ctx(|| format!("opening band {index}"))?;
         if band.band_type() != GdalDataType::UInt8 {
-            return Err(ProductError::Dataset(format!(
+            return Err(Error::Dataset(format!(
                 "band {index} is {:?}, expected UInt8",
                 band.band_type()
             )));
@@ -296,7 +297,7 @@ pub fn write_rgb_thumbnail(
         check_band(band, area, name)?;
     }
     if max_side == 0 {
-        return Err(ProductError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "max_side",
             reason: "must be > 0".into(),
         });
@@ -396,7 +397,7 @@ fn check_grid(grid: &GeoGrid) -> Result<usize> {
         || gt[2] != 0.0
         || gt[4] != 0.0
     {
-        return Err(ProductError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "geo_transform",
             reason: format!("{gt:?} is not a finite north-up grid"),
         });
@@ -424,7 +425,7 @@ fn set_metadata(ds: &mut Dataset, metadata: &[(&str, &str)]) -> Result<()> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if !ok {
-            return Err(ProductError::InvalidMetadataKey((*key).to_owned()));
+            return Err(Error::InvalidMetadataKey((*key).to_owned()));
         }
         ds.set_metadata_item(key, value, "")
             .ctx(|| format!("setting metadata item {key}"))?;

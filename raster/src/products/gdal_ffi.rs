@@ -21,13 +21,14 @@
 //!   to `gdal::Dataset`, whose `Drop` calls `GDALClose()`.
 #![allow(unsafe_code)]
 
+use crate::Error;
 use std::ffi::{c_int, CStr, CString};
 use std::ptr;
 
 use gdal::cpl::CslStringList;
 use gdal::Dataset;
 
-use super::{GdalContext, ProductError, Result};
+use super::{GdalContext, Result};
 
 /// Owner of a `GDALWarpAppOptions*`.
 struct WarpAppOptions(ptr::NonNull<gdal_sys::GDALWarpAppOptions>);
@@ -78,7 +79,7 @@ pub(crate) fn gdal_warp(src: &Dataset, dest: &str, args: &[String]) -> Result<Da
         .windows(2)
         .any(|w| matches!(w, [flag, fmt] if flag == "-of" && fmt.eq_ignore_ascii_case("VRT")))
     {
-        return Err(ProductError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "warp output format",
             reason: "VRT output would borrow the source dataset".into(),
         });
@@ -88,7 +89,7 @@ pub(crate) fn gdal_warp(src: &Dataset, dest: &str, args: &[String]) -> Result<Da
         argv.add_string(arg)
             .ctx(|| format!("passing warp argument {arg:?}"))?;
     }
-    let c_dest = CString::new(dest).map_err(|_| ProductError::BadPath(dest.into()))?;
+    let c_dest = CString::new(dest).map_err(|_| Error::BadPath(dest.into()))?;
 
     reset_cpl_error();
     // SAFETY: `argv.as_ptr()` is a NULL-terminated CSL list (or NULL when
@@ -100,7 +101,7 @@ pub(crate) fn gdal_warp(src: &Dataset, dest: &str, args: &[String]) -> Result<Da
     let opts = match ptr::NonNull::new(raw_opts) {
         Some(p) => WarpAppOptions(p),
         None => {
-            return Err(ProductError::GdalCall {
+            return Err(Error::GdalCall {
                 call: "GDALWarpAppOptionsNew",
                 message: last_cpl_error("invalid warp arguments"),
             })
@@ -132,7 +133,7 @@ pub(crate) fn gdal_warp(src: &Dataset, dest: &str, args: &[String]) -> Result<Da
     };
     drop(opts);
     if handle.is_null() {
-        return Err(ProductError::GdalCall {
+        return Err(Error::GdalCall {
             call: "GDALWarp",
             message: last_cpl_error(if usage_error != 0 {
                 "usage error in warp arguments"
@@ -147,7 +148,7 @@ pub(crate) fn gdal_warp(src: &Dataset, dest: &str, args: &[String]) -> Result<Da
     let ds = unsafe { Dataset::from_c_dataset(handle) };
     if usage_error != 0 {
         // Should not happen with a non-null result; `ds` is closed on return.
-        return Err(ProductError::GdalCall {
+        return Err(Error::GdalCall {
             call: "GDALWarp",
             message: last_cpl_error("usage error in warp arguments"),
         });
@@ -193,7 +194,7 @@ pub(crate) fn polygonize<L: gdal::vector::LayerAccess>(
         )
     };
     if err != gdal_sys::CPLErr::CE_None {
-        return Err(ProductError::GdalCall {
+        return Err(Error::GdalCall {
             call: "GDALPolygonize",
             message: last_cpl_error("polygonize failed"),
         });

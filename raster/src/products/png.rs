@@ -1,5 +1,6 @@
 //! 8-bit PNG quick looks (grey+alpha and RGBA) with the `image` crate.
 
+use crate::Error;
 use std::io::BufWriter;
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 
 use super::atomic::TempOutput;
-use super::{check_len, checked_area, ProductError, Result};
+use super::{check_len, checked_area, Result};
 
 /// Writes an 8-bit grey + alpha PNG: alpha is 255 where `valid`, 0 where not
 /// (the grey value of invalid pixels is written as 0).
@@ -36,7 +37,7 @@ pub fn write_png_gray(
 /// bytes).
 pub fn write_png_rgba(path: &Path, width: usize, height: usize, rgba: &[u8]) -> Result<()> {
     let area = checked_area(width, height)?;
-    let expected = area.checked_mul(4).ok_or(ProductError::InvalidDimensions {
+    let expected = area.checked_mul(4).ok_or(Error::InvalidDimensions {
         width,
         height,
         reason: "RGBA byte count overflows usize",
@@ -55,7 +56,7 @@ fn encode(
     // checked_area() already bounded both by i32::MAX.
     let (w, h) = (width as u32, height as u32);
     let tmp = TempOutput::new(path)?;
-    let io_err = |context, source| ProductError::Io {
+    let io_err = |context, source| Error::Io {
         context,
         path: path.to_path_buf(),
         source,
@@ -67,7 +68,7 @@ fn encode(
     // still within ~10 % of the default level on imagery.
     PngEncoder::new_with_quality(&mut writer, CompressionType::Fast, FilterType::Adaptive)
         .write_image(data, w, h, color)
-        .map_err(|source| ProductError::Png {
+        .map_err(|source| Error::Png {
             path: path.to_path_buf(),
             source,
         })?;
@@ -109,7 +110,7 @@ mod tests {
         assert_eq!(img.get_pixel(1, 0).0, [4, 5, 6, 0]);
         assert!(matches!(
             write_png_rgba(&p, 3, 1, &rgba),
-            Err(ProductError::SizeMismatch {
+            Err(Error::SizeMismatch {
                 expected: 12,
                 actual: 8,
                 ..
@@ -117,7 +118,7 @@ mod tests {
         ));
         assert!(matches!(
             write_png_gray(&p, 0, 1, &[], &[]),
-            Err(ProductError::InvalidDimensions { .. })
+            Err(Error::InvalidDimensions { .. })
         ));
     }
 }

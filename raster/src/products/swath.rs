@@ -1,5 +1,6 @@
 //! Raw swath-geometry GeoTIFF with ground control points.
 
+use crate::Error;
 use std::path::Path;
 
 use gdal::raster::Buffer;
@@ -7,7 +8,7 @@ use gdal::spatial_ref::{AxisMappingStrategy, SpatialRef};
 use gdal::{DriverManager, Metadata};
 
 use super::atomic::TempOutput;
-use super::{check_band, checked_area, creation_options, Band, GdalContext, ProductError, Result};
+use super::{check_band, checked_area, creation_options, Band, GdalContext, Result};
 
 /// Nodata value of the raw (and warped) Byte products.
 ///
@@ -59,7 +60,7 @@ impl Geolocation<'_> {
         let area = checked_area(self.width, self.height)?;
         for (what, v) in [("geolocation lon", self.lon), ("geolocation lat", self.lat)] {
             if v.len() != area {
-                return Err(ProductError::SizeMismatch {
+                return Err(Error::SizeMismatch {
                     what: what.into(),
                     expected: area,
                     actual: v.len(),
@@ -72,7 +73,7 @@ impl Geolocation<'_> {
         if !covers(self.width, self.pixel_step, raster_width)
             || !covers(self.height, self.line_step, raster_height)
         {
-            return Err(ProductError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "geolocation",
                 reason: format!(
                     "{}x{} samples every {} columns / {} lines do not cover {raster_width}x{raster_height}",
@@ -86,7 +87,7 @@ impl Geolocation<'_> {
             .zip(self.lat)
             .position(|(lon, lat)| !(lon.is_finite() && lat.is_finite() && lat.abs() <= 90.0));
         if let Some(i) = bad {
-            return Err(ProductError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "geolocation",
                 reason: format!("sample {i} is not a valid longitude/latitude"),
             });
@@ -204,7 +205,7 @@ pub fn write_raw_gcp_tiff_with_geolocation(
     }
     let area = checked_area(width, height)?;
     if bands.is_empty() {
-        return Err(ProductError::BandCount("at least one band required".into()));
+        return Err(Error::BandCount("at least one band required".into()));
     }
     for (i, band) in bands.iter().enumerate() {
         check_band(band, area, &format!("band {}", i + 1))?;
@@ -302,13 +303,13 @@ fn check_metadata_key(key: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(ProductError::InvalidMetadataKey(key.to_owned()))
+        Err(Error::InvalidMetadataKey(key.to_owned()))
     }
 }
 
 fn validate_gcps(gcps: &[Gcp], width: usize, height: usize) -> Result<()> {
     if gcps.len() < 3 {
-        return Err(ProductError::TooFewGcps {
+        return Err(Error::TooFewGcps {
             count: gcps.len(),
             needed: 3,
             transform: "any GCP",
@@ -331,7 +332,7 @@ fn validate_gcps(gcps: &[Gcp], width: usize, height: usize) -> Result<()> {
             None
         };
         if let Some(reason) = reason {
-            return Err(ProductError::InvalidGcp { index, reason });
+            return Err(Error::InvalidGcp { index, reason });
         }
     }
     Ok(())
@@ -373,7 +374,7 @@ pub(crate) fn continuous_longitudes(gcps: &[Gcp]) -> Result<Vec<f64>> {
     if shifted_span < 180.0 {
         Ok(shifted)
     } else {
-        Err(ProductError::LongitudeSpan {
+        Err(Error::LongitudeSpan {
             span_deg: shifted_span.min(plain_span),
         })
     }
@@ -400,7 +401,7 @@ mod tests {
         assert_eq!(same, vec![-10.0, 5.0, 20.0]);
         assert!(matches!(
             continuous_longitudes(&[g(-170.0), g(-10.0), g(60.0), g(150.0)]),
-            Err(ProductError::LongitudeSpan { .. })
+            Err(Error::LongitudeSpan { .. })
         ));
     }
 
@@ -453,19 +454,19 @@ mod tests {
         assert!(validate_gcps(&ok, 10, 10).is_ok());
         assert!(matches!(
             validate_gcps(&ok[..2], 10, 10),
-            Err(ProductError::TooFewGcps { count: 2, .. })
+            Err(Error::TooFewGcps { count: 2, .. })
         ));
         let mut bad = ok;
         bad[1].pixel = 11.0;
         assert!(matches!(
             validate_gcps(&bad, 10, 10),
-            Err(ProductError::InvalidGcp { index: 1, .. })
+            Err(Error::InvalidGcp { index: 1, .. })
         ));
         let mut bad = ok;
         bad[2].lat = f64::NAN;
         assert!(matches!(
             validate_gcps(&bad, 10, 10),
-            Err(ProductError::InvalidGcp { index: 2, .. })
+            Err(Error::InvalidGcp { index: 2, .. })
         ));
     }
 }

@@ -36,13 +36,14 @@
 //! Doc: <https://gdal.org/programs/gdalwarp.html>,
 //! <https://gdal.org/api/gdal_alg.html> (GDALCreateGenImgProjTransformer2).
 
+use crate::Error;
 use std::path::Path;
 
 use gdal::{Dataset, Metadata};
 
 use super::atomic::TempOutput;
 use super::gdal_ffi::gdal_warp;
-use super::{path_str, GdalContext, ProductError, Result};
+use super::{path_str, GdalContext, Result};
 
 /// Resampling kernel of the warp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -176,9 +177,7 @@ fn build_args(src: &Dataset, opts: &WarpOptions) -> Result<Vec<String>> {
     let (needed, name, method_flag) = match opts.transform {
         GcpTransform::GeolocationArrays => {
             if src.metadata_domain("GEOLOCATION").is_none() {
-                return Err(ProductError::Dataset(
-                    "source has no GEOLOCATION metadata".into(),
-                ));
+                return Err(Error::Dataset("source has no GEOLOCATION metadata".into()));
             }
             (0, "geolocation array", vec!["-geoloc".to_owned()])
         }
@@ -192,21 +191,21 @@ fn build_args(src: &Dataset, opts: &WarpOptions) -> Result<Vec<String>> {
             )
         }
         GcpTransform::Polynomial(order) => {
-            return Err(ProductError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "polynomial order",
                 reason: format!("{order} not in 1..=3"),
             })
         }
     };
     if gcp_count < needed {
-        return Err(ProductError::TooFewGcps {
+        return Err(Error::TooFewGcps {
             count: gcp_count,
             needed,
             transform: name,
         });
     }
     if src.raster_count() == 0 {
-        return Err(ProductError::Dataset("source has no raster bands".into()));
+        return Err(Error::Dataset("source has no raster bands".into()));
     }
 
     let mut args: Vec<String> = vec!["-t_srs".into(), "EPSG:4326".into()];
@@ -239,7 +238,7 @@ fn build_args(src: &Dataset, opts: &WarpOptions) -> Result<Vec<String>> {
 
     if let Some(res) = opts.resolution_deg {
         if !(res.is_finite() && res > 0.0 && res < 10.0) {
-            return Err(ProductError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "resolution_deg",
                 reason: format!("{res} not in (0, 10)"),
             });
@@ -249,13 +248,13 @@ fn build_args(src: &Dataset, opts: &WarpOptions) -> Result<Vec<String>> {
             args.push("-tap".into());
         }
     } else if opts.target_aligned_pixels {
-        return Err(ProductError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "target_aligned_pixels",
             reason: "requires resolution_deg".into(),
         });
     }
     if !(opts.error_threshold_px.is_finite() && opts.error_threshold_px >= 0.0) {
-        return Err(ProductError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "error_threshold_px",
             reason: format!("{} must be >= 0", opts.error_threshold_px),
         });

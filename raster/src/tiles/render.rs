@@ -43,6 +43,7 @@
 //! need libwebp).
 
 use super::tms::{self, TileId, TILE_SIZE};
+use crate::Error;
 use gdal::raster::{ColorInterpretation, GdalDataType, RasterBand};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::Dataset;
@@ -69,37 +70,6 @@ const EPS_PX: f64 = 1e-6;
 /// Largest source window (pixels per axis) read in one go; bigger windows are decimated by
 /// GDAL RasterIO (nearest) — only hit for rasters without overviews at low zoom.
 const MAX_WINDOW: usize = 2048;
-
-/// Errors of opening, rendering and encoding.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RenderError {
-    #[error("GDAL error on {path}: {source}")]
-    Gdal {
-        path: String,
-        #[source]
-        source: gdal::errors::GdalError,
-    },
-    #[error("{path}: band {band} does not exist (dataset has {count})")]
-    Band {
-        path: String,
-        band: usize,
-        count: usize,
-    },
-    #[error("{path}: {msg}")]
-    Unsupported { path: String, msg: String },
-    #[error("bad render options: {0}")]
-    Options(String),
-    #[error("encoding {format:?}: {msg}")]
-    Encode { format: Format, msg: String },
-    #[error("tile pool: {0}")]
-    Pool(String),
-    /// Every queue slot of the pool is taken: the caller should answer "busy, retry".
-    #[error("tile queue full")]
-    Busy,
-    #[error(transparent)]
-    Tms(#[from] tms::TmsError),
-}
 
 /// Resampling used by the general path (the fast path never resamples).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -290,11 +260,11 @@ pub struct SourceInfo {
 
 impl SourceInfo {
     /// (minzoom, maxzoom) as advertised in TileJSON.
-    pub fn zoom_range(&self) -> Result<(u8, u8), RenderError> {
+    pub fn zoom_range(&self) -> Result<(u8, u8), Error> {
         if let (Some(lo), Some(hi)) = (self.web_min_zoom, self.web_max_zoom) {
             return Ok((lo, hi));
         }
-        Ok(tms::zoom_range(self.res_3857, self.width, self.height)?)
+        tms::zoom_range(self.res_3857, self.width, self.height)
     }
 }
 
@@ -318,9 +288,9 @@ pub struct TileSource {
     inv_gt: [f64; 6],
 }
 
-fn gerr(path: &str) -> impl Fn(gdal::errors::GdalError) -> RenderError + '_ {
-    move |source| RenderError::Gdal {
-        path: path.to_string(),
+fn gerr(path: &str) -> impl Fn(gdal::errors::GdalError) -> Error + '_ {
+    move |source| Error::Gdal {
+        context: format!("reading {path}"),
         source,
     }
 }
@@ -354,19 +324,19 @@ fn is_3857(srs: &SpatialRef) -> bool {
 
 impl TileSource {
     /// Opens a raster read-only and inspects its layout.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, RenderError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let p = path.as_ref().display().to_string();
         let ds = Dataset::open(path.as_ref()).map_err(gerr(&p))?;
         let (width, height) = ds.raster_size();
         let band_count = ds.raster_count();
         if band_count == 0 || width == 0 || height == 0 {
-            return Err(RenderError::Unsupported {
+            return Err(Error::Unsupported {
                 path: p,
                 msg: "no raster bands".into(),
             });
         }
         let gt = ds.geo_transform().map_err(gerr(&p))?;
-        let inv_gt = invert_gt(&gt).ok_or_else(|| RenderError::Unsupported {
+        let inv_gt = invert_gt(&gt).ok_or_else(|| Error::Unsupported {
             path: p.clone(),
             msg: "singular geotransform".into(),
         })?;
@@ -506,23 +476,23 @@ impl TileSource {
         }
     }
 
-    fn resolve_bands(&self, opts: &RenderOptions) -> Result<Vec<usize>, RenderError> {
+    fn resolve_bands(&self, opts: &RenderOptions) -> Result<Vec<usize>, Error> {
         let n = self.info.band_count;
         if let Some(ex) = &opts.expression {
             if !opts.bidx.is_empty() {
-                return Err(RenderError::Options(
+                return Err(Error::RenderOptions(
                     "expression and bidx exclude each other".into(),
                 ));
             }
             if opts.rescale.len() > 1 {
-                return Err(RenderError::Options(
+                return Err(Error::RenderOptions(
                     "an expression takes one rescale range".into(),
                 ));
             }
             let bands = ex.bands();
             for b in bands {
                 if b == 0 || b > n {
-                    return Err(RenderError::Band {
+                    return Err(Error::Band {
                         path: self.path.clone(),
                         band: b,
                         count: n,
@@ -545,7 +515,7 @@ impl TileSource {
         };
         for b in &bands {
             if *b == 0 || *b > n {
-                return Err(RenderError::Band {
+                return Err(Error::Band {
                     path: self.path.clone(),
                     band: *b,
                     count: n,
@@ -553,18 +523,18 @@ impl TileSource {
             }
         }
         if bands.len() != 1 && bands.len() != 3 {
-            return Err(RenderError::Options(format!(
+            return Err(Error::RenderOptions(format!(
                 "need 1 or 3 bands, got {}",
                 bands.len()
             )));
         }
         if opts.colormap.is_some() && bands.len() != 1 {
-            return Err(RenderError::Options(
+            return Err(Error::RenderOptions(
                 "colormap needs exactly one band".into(),
             ));
         }
         if opts.rescale.len() > 1 && opts.rescale.len() != bands.len() {
-            return Err(RenderError::Options(format!(
+            return Err(Error::RenderOptions(format!(
                 "{} rescale ranges for {} bands",
                 opts.rescale.len(),
                 bands.len()
@@ -572,18 +542,18 @@ impl TileSource {
         }
         for (lo, hi) in &opts.rescale {
             if !(lo.is_finite() && hi.is_finite()) || lo == hi {
-                return Err(RenderError::Options(format!("bad rescale {lo},{hi}")));
+                return Err(Error::RenderOptions(format!("bad rescale {lo},{hi}")));
             }
         }
         Ok(bands)
     }
 
-    fn band(&self, i: usize) -> Result<RasterBand<'_>, RenderError> {
+    fn band(&self, i: usize) -> Result<RasterBand<'_>, Error> {
         self.ds.rasterband(i).map_err(gerr(&self.path))
     }
 
     /// Renders one tile to RGBA.
-    pub fn render(&self, tile: &TileId, opts: &RenderOptions) -> Result<Tile, RenderError> {
+    pub fn render(&self, tile: &TileId, opts: &RenderOptions) -> Result<Tile, Error> {
         self.render_via(tile, opts, self.path_for(tile))
     }
 
@@ -594,7 +564,7 @@ impl TileSource {
         tile: &TileId,
         opts: &RenderOptions,
         path: RenderPath,
-    ) -> Result<Tile, RenderError> {
+    ) -> Result<Tile, Error> {
         let bands = self.resolve_bands(opts)?;
         let path = if self.path_for(tile) == RenderPath::Fast {
             path
@@ -623,7 +593,7 @@ impl TileSource {
         tile: &TileId,
         opts: &RenderOptions,
         format: Format,
-    ) -> Result<Encoded, RenderError> {
+    ) -> Result<Encoded, Error> {
         match self.render(tile, opts)? {
             Tile::Empty => Ok(Encoded::Empty),
             Tile::Rgba(px) => Ok(Encoded::Image {
@@ -642,7 +612,7 @@ impl TileSource {
         off: (isize, isize),
         win: (usize, usize),
         buf: (usize, usize),
-    ) -> Result<Vec<f32>, RenderError> {
+    ) -> Result<Vec<f32>, Error> {
         let band = self.band(b)?;
         let band = match ovr {
             Some(i) => band.overview(i).map_err(gerr(&self.path))?,
@@ -660,7 +630,7 @@ impl TileSource {
         off: (isize, isize),
         win: (usize, usize),
         buf: (usize, usize),
-    ) -> Result<Vec<u8>, RenderError> {
+    ) -> Result<Vec<u8>, Error> {
         let band = self.band(1)?;
         let band = match ovr {
             Some(i) => band.overview(i).map_err(gerr(&self.path))?,
@@ -682,7 +652,7 @@ impl TileSource {
         off: (isize, isize),
         win: (usize, usize),
         buf: (usize, usize),
-    ) -> Result<(Vec<Vec<f32>>, Vec<bool>), RenderError> {
+    ) -> Result<(Vec<Vec<f32>>, Vec<bool>), Error> {
         let n = buf.0 * buf.1;
         let mut vals = Vec::with_capacity(bands.len());
         for b in bands {
@@ -734,7 +704,7 @@ impl TileSource {
         Ok((vals, valid))
     }
 
-    fn read_fast(&self, tile: &TileId, bands: &[usize]) -> Result<Option<RawTile>, RenderError> {
+    fn read_fast(&self, tile: &TileId, bands: &[usize]) -> Result<Option<RawTile>, Error> {
         let Some(l) = &self.web else {
             return Ok(None);
         };
@@ -945,7 +915,7 @@ impl TileSource {
         tile: &TileId,
         bands: &[usize],
         resampling: Resampling,
-    ) -> Result<Option<RawTile>, RenderError> {
+    ) -> Result<Option<RawTile>, Error> {
         // 1. Grid of tile-edge positions (pixel units) → source full-res pixel coordinates.
         let tgt = tile.geo_transform();
         let g = GRID_N;
@@ -1262,7 +1232,7 @@ impl RawTile {
 }
 
 /// Encodes a 256×256 RGBA buffer.
-pub fn encode(rgba: &[u8], format: Format) -> Result<Vec<u8>, RenderError> {
+pub fn encode(rgba: &[u8], format: Format) -> Result<Vec<u8>, Error> {
     encode_sized(rgba, TILE_SIZE, TILE_SIZE, format)
 }
 
@@ -1272,18 +1242,18 @@ pub fn encode_sized(
     width: u32,
     height: u32,
     format: Format,
-) -> Result<Vec<u8>, RenderError> {
+) -> Result<Vec<u8>, Error> {
     use image::codecs::{jpeg::JpegEncoder, png, webp::WebPEncoder};
     use image::{ExtendedColorType, ImageEncoder};
     let want = width as usize * height as usize * 4;
     if rgba.len() != want || want == 0 {
-        return Err(RenderError::Encode {
+        return Err(Error::Encode {
             format,
             msg: format!("buffer has {} bytes, want {want}", rgba.len()),
         });
     }
     let mut out = Vec::with_capacity(32 * 1024);
-    let e = |m: image::ImageError| RenderError::Encode {
+    let e = |m: image::ImageError| Error::Encode {
         format,
         msg: m.to_string(),
     };
@@ -1327,7 +1297,7 @@ pub enum Encoded {
 // ---------------------------------------------------------------- pool
 
 struct Slot {
-    value: Option<Result<Encoded, RenderError>>,
+    value: Option<Result<Encoded, Error>>,
     waker: Option<Waker>,
 }
 
@@ -1343,12 +1313,12 @@ pub struct TileFuture {
 
 impl TileFuture {
     /// Blocks the calling thread until the tile is ready.
-    pub fn wait(self) -> Result<Encoded, RenderError> {
+    pub fn wait(self) -> Result<Encoded, Error> {
         let mut g = self
             .shared
             .slot
             .lock()
-            .map_err(|_| RenderError::Pool("poisoned".into()))?;
+            .map_err(|_| Error::Pool("poisoned".into()))?;
         loop {
             if let Some(v) = g.value.take() {
                 return v;
@@ -1357,16 +1327,16 @@ impl TileFuture {
                 .shared
                 .cv
                 .wait(g)
-                .map_err(|_| RenderError::Pool("poisoned".into()))?;
+                .map_err(|_| Error::Pool("poisoned".into()))?;
         }
     }
 }
 
 impl Future for TileFuture {
-    type Output = Result<Encoded, RenderError>;
+    type Output = Result<Encoded, Error>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.shared.slot.lock() {
-            Err(_) => Poll::Ready(Err(RenderError::Pool("poisoned".into()))),
+            Err(_) => Poll::Ready(Err(Error::Pool("poisoned".into()))),
             Ok(mut g) => match g.value.take() {
                 Some(v) => Poll::Ready(v),
                 None => {
@@ -1378,7 +1348,7 @@ impl Future for TileFuture {
     }
 }
 
-fn fulfil(shared: &Shared, v: Result<Encoded, RenderError>) {
+fn fulfil(shared: &Shared, v: Result<Encoded, Error>) {
     if let Ok(mut g) = shared.slot.lock() {
         g.value = Some(v);
         if let Some(w) = g.waker.take() {
@@ -1406,8 +1376,8 @@ pub struct TilePool {
 impl TilePool {
     /// `threads` renderers, `max_open` datasets kept open per thread, and at most
     /// `max_queued` tiles waiting: beyond that [`TilePool::submit`] answers
-    /// [`RenderError::Busy`] at once, so a burst of requests cannot pile up unbounded work.
-    pub fn new(threads: usize, max_open: usize, max_queued: usize) -> Result<Self, RenderError> {
+    /// [`Error::Busy`] at once, so a burst of requests cannot pile up unbounded work.
+    pub fn new(threads: usize, max_open: usize, max_queued: usize) -> Result<Self, Error> {
         let (tx, rx) = mpsc::sync_channel::<Job>(max_queued.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let mut workers = Vec::with_capacity(threads.max(1));
@@ -1416,7 +1386,7 @@ impl TilePool {
             let h = std::thread::Builder::new()
                 .name(format!("tile-render-{i}"))
                 .spawn(move || worker(&rx, max_open.max(1)))
-                .map_err(|e| RenderError::Pool(e.to_string()))?;
+                .map_err(|e| Error::Pool(e.to_string()))?;
             workers.push(h);
         }
         Ok(Self {
@@ -1426,7 +1396,7 @@ impl TilePool {
     }
 
     /// Queues a tile; never blocks. A full queue resolves the future to
-    /// [`RenderError::Busy`]; a job whose future was dropped before a worker took it is
+    /// [`Error::Busy`]; a job whose future was dropped before a worker took it is
     /// skipped (a map client cancels tiles it panned away from).
     pub fn submit(
         &self,
@@ -1452,12 +1422,12 @@ impl TilePool {
         match &self.tx {
             Some(tx) => match tx.try_send(job) {
                 Ok(()) => {}
-                Err(mpsc::TrySendError::Full(job)) => fulfil(&job.reply, Err(RenderError::Busy)),
+                Err(mpsc::TrySendError::Full(job)) => fulfil(&job.reply, Err(Error::Busy)),
                 Err(mpsc::TrySendError::Disconnected(job)) => {
-                    fulfil(&job.reply, Err(RenderError::Pool("workers gone".into())));
+                    fulfil(&job.reply, Err(Error::Pool("workers gone".into())));
                 }
             },
-            None => fulfil(&shared, Err(RenderError::Pool("pool closed".into()))),
+            None => fulfil(&shared, Err(Error::Pool("pool closed".into()))),
         }
         TileFuture { shared }
     }
@@ -1501,7 +1471,7 @@ fn worker(rx: &Mutex<mpsc::Receiver<Job>>, max_open: usize) {
         };
         let out = res.and_then(|()| match cache.front() {
             Some((_, src)) => src.render_encoded(&job.tile, &job.opts, job.format),
-            None => Err(RenderError::Pool("cache empty".into())),
+            None => Err(Error::Pool("cache empty".into())),
         });
         fulfil(&job.reply, out);
     }

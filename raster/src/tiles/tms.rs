@@ -14,6 +14,7 @@
 //!   ResourceURL*; in Dimension ows:Identifier, ows:UOM, Default, Current, Value+.
 //!   Well-known scale set `urn:ogc:def:wkss:OGC:1.0:GoogleMapsCompatible` (Annex E.4).
 
+use crate::Error;
 use std::fmt::Write as _;
 
 /// Half the EPSG:3857 world width in metres (π × 6378137).
@@ -27,24 +28,6 @@ pub const MAX_LAT: f64 = 85.051_128_779_806_59;
 /// Standardized rendering pixel size (m) used by WMTS scale denominators.
 pub const WMTS_PIXEL_SIZE: f64 = 0.000_28;
 
-/// Errors of tile-matrix math and document builders.
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[non_exhaustive]
-pub enum TmsError {
-    #[error("zoom {z} out of range 0..={max}")]
-    Zoom { z: u32, max: u8 },
-    #[error("tile column {x} out of range at zoom {z} (must be < {n})")]
-    Column { z: u8, x: u64, n: u64 },
-    #[error("tile row {y} out of range at zoom {z} (must be < {n})")]
-    Row { z: u8, y: u64, n: u64 },
-    #[error("invalid bounding box {0:?}: {1}")]
-    BBox([f64; 4], &'static str),
-    #[error("invalid resolution {0}")]
-    Resolution(f64),
-    #[error("invalid document parameter: {0}")]
-    Param(String),
-}
-
 /// A validated WebMercatorQuad tile address (XYZ, row 0 at the top).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TileId {
@@ -56,26 +39,26 @@ pub struct TileId {
 impl TileId {
     /// Validates z in 0..=24 and x, y < 2^z. Accepts wide integers so that HTTP path
     /// parameters can be passed without a prior lossy cast.
-    pub fn new(z: u64, x: u64, y: u64) -> Result<Self, TmsError> {
+    pub fn new(z: u64, x: u64, y: u64) -> Result<Self, Error> {
         let zz = u8::try_from(z)
             .ok()
             .filter(|v| *v <= MAX_ZOOM)
-            .ok_or(TmsError::Zoom {
+            .ok_or(Error::Zoom {
                 z: u32::try_from(z).unwrap_or(u32::MAX),
                 max: MAX_ZOOM,
             })?;
         let n = 1u64 << zz;
         if x >= n {
-            return Err(TmsError::Column { z: zz, x, n });
+            return Err(Error::Column { z: zz, x, n });
         }
         if y >= n {
-            return Err(TmsError::Row { z: zz, y, n });
+            return Err(Error::Row { z: zz, y, n });
         }
         // n <= 2^24 so both fit in u32.
         Ok(Self {
             z: zz,
-            x: u32::try_from(x).map_err(|_| TmsError::Column { z: zz, x, n })?,
-            y: u32::try_from(y).map_err(|_| TmsError::Row { z: zz, y, n })?,
+            x: u32::try_from(x).map_err(|_| Error::Column { z: zz, x, n })?,
+            y: u32::try_from(y).map_err(|_| Error::Row { z: zz, y, n })?,
         })
     }
 
@@ -191,22 +174,22 @@ fn lat_to_row(lat: f64, n: u32) -> u32 {
 /// Tiles at zoom `z` intersecting a lon/lat box (west, south, east, north). A box with
 /// west > east crosses the antimeridian and yields two ranges. Latitudes are clamped to the
 /// WebMercatorQuad limit. Edges exactly on a tile boundary do not pull in the next tile.
-pub fn tiles_for_bbox(bbox: [f64; 4], z: u8) -> Result<Vec<TileRange>, TmsError> {
+pub fn tiles_for_bbox(bbox: [f64; 4], z: u8) -> Result<Vec<TileRange>, Error> {
     let [w, s, e, n] = bbox;
     if !bbox.iter().all(|v| v.is_finite()) {
-        return Err(TmsError::BBox(bbox, "non-finite value"));
+        return Err(Error::BBox(bbox, "non-finite value"));
     }
     if z > MAX_ZOOM {
-        return Err(TmsError::Zoom {
+        return Err(Error::Zoom {
             z: u32::from(z),
             max: MAX_ZOOM,
         });
     }
     if s > n {
-        return Err(TmsError::BBox(bbox, "south > north"));
+        return Err(Error::BBox(bbox, "south > north"));
     }
     if !(-180.0..=180.0).contains(&w) || !(-180.0..=180.0).contains(&e) {
-        return Err(TmsError::BBox(bbox, "longitude outside -180..180"));
+        return Err(Error::BBox(bbox, "longitude outside -180..180"));
     }
     let cnt = 1u32 << z;
     // Nudge max edges inward so that an edge on a tile boundary stays in the lower tile.
@@ -229,9 +212,9 @@ pub fn tiles_for_bbox(bbox: [f64; 4], z: u8) -> Result<Vec<TileRange>, TmsError>
 
 /// Zoom whose resolution is nearest (in log scale) to `res_m` metres/pixel, clamped to 0..=24.
 /// Mirrors morecantile's `zoom_for_res(..., zoom_level_strategy="auto")`.
-pub fn zoom_for_resolution(res_m: f64) -> Result<u8, TmsError> {
+pub fn zoom_for_resolution(res_m: f64) -> Result<u8, Error> {
     if !(res_m.is_finite() && res_m > 0.0) {
-        return Err(TmsError::Resolution(res_m));
+        return Err(Error::Resolution(res_m));
     }
     let zf = (resolution(0) / res_m).log2();
     Ok(zf.round().clamp(0.0, f64::from(MAX_ZOOM)) as u8)
@@ -240,7 +223,7 @@ pub fn zoom_for_resolution(res_m: f64) -> Result<u8, TmsError> {
 /// minzoom/maxzoom for a raster of `width`×`height` pixels whose pixel size in EPSG:3857 is
 /// about `res_m`: maxzoom is the zoom nearest the native resolution; minzoom is the zoom at
 /// which the whole raster is about one tile wide (never above maxzoom).
-pub fn zoom_range(res_m: f64, width: usize, height: usize) -> Result<(u8, u8), TmsError> {
+pub fn zoom_range(res_m: f64, width: usize, height: usize) -> Result<(u8, u8), Error> {
     let maxzoom = zoom_for_resolution(res_m)?;
     let extent_px = width.max(height).max(1) as f64;
     let minres = res_m * extent_px / f64::from(TILE_SIZE);
@@ -263,21 +246,21 @@ pub struct TileJsonParams {
 }
 
 /// Builds a TileJSON 3.0.0 document; `center` is the bounds centre at `minzoom` (as TiTiler).
-pub fn tilejson(p: &TileJsonParams) -> Result<serde_json::Value, TmsError> {
+pub fn tilejson(p: &TileJsonParams) -> Result<serde_json::Value, Error> {
     for key in ["{z}", "{x}", "{y}"] {
         if !p.tiles_url.contains(key) {
-            return Err(TmsError::Param(format!("tiles_url lacks {key}")));
+            return Err(Error::TileParam(format!("tiles_url lacks {key}")));
         }
     }
     if p.minzoom > p.maxzoom || p.maxzoom > MAX_ZOOM {
-        return Err(TmsError::Param(format!(
+        return Err(Error::TileParam(format!(
             "zoom range {}..={}",
             p.minzoom, p.maxzoom
         )));
     }
     let [w, s, e, n] = p.bounds;
     if !p.bounds.iter().all(|v| v.is_finite()) || s > n {
-        return Err(TmsError::BBox(p.bounds, "bad TileJSON bounds"));
+        return Err(Error::BBox(p.bounds, "bad TileJSON bounds"));
     }
     let mut cx = (w + e) / 2.0;
     if w > e {
@@ -360,29 +343,29 @@ const TMS_ID: &str = "WebMercatorQuad";
 /// Builds a WMTS 1.0.0 GetCapabilities (RESTful) document with one WebMercatorQuad
 /// TileMatrixSet covering zoom 0..=max(layer.maxzoom), per-layer TileMatrixSetLimits and a
 /// `Time` dimension for layers with times.
-pub fn wmts_capabilities(svc: &WmtsService, layers: &[WmtsLayer]) -> Result<String, TmsError> {
+pub fn wmts_capabilities(svc: &WmtsService, layers: &[WmtsLayer]) -> Result<String, Error> {
     let e = xml_escape;
     let mut top_zoom = 0u8;
     for l in layers {
         if l.minzoom > l.maxzoom || l.maxzoom > MAX_ZOOM {
-            return Err(TmsError::Param(format!(
+            return Err(Error::TileParam(format!(
                 "layer {}: zoom range {}..={}",
                 l.identifier, l.minzoom, l.maxzoom
             )));
         }
         if l.identifier.is_empty() {
-            return Err(TmsError::Param("empty layer identifier".into()));
+            return Err(Error::TileParam("empty layer identifier".into()));
         }
         for key in ["{TileMatrix}", "{TileCol}", "{TileRow}"] {
             if !l.url_template.contains(key) {
-                return Err(TmsError::Param(format!(
+                return Err(Error::TileParam(format!(
                     "layer {}: url_template lacks {key}",
                     l.identifier
                 )));
             }
         }
         if !l.times.is_empty() && !l.url_template.contains("{Time}") {
-            return Err(TmsError::Param(format!(
+            return Err(Error::TileParam(format!(
                 "layer {} has times but url_template lacks {{Time}}",
                 l.identifier
             )));

@@ -7,11 +7,12 @@
 //! at a tile budget), rendered by the tile renderer (and its cache), and each output pixel
 //! centre takes the nearest tile pixel. Pure maths: no IO, no GDAL.
 
+use crate::Error;
 use std::collections::HashMap;
 
 use super::tms::{
-    self, lonlat_to_mercator, mercator_to_lonlat, resolution, TileId, TmsError, MAX_LAT,
-    ORIGIN_SHIFT, TILE_SIZE,
+    self, lonlat_to_mercator, mercator_to_lonlat, resolution, TileId, MAX_LAT, ORIGIN_SHIFT,
+    TILE_SIZE,
 };
 
 const TS: usize = TILE_SIZE as usize;
@@ -45,20 +46,20 @@ impl MapWindow {
         width: u32,
         height: u32,
         max_side: u32,
-    ) -> Result<Self, TmsError> {
+    ) -> Result<Self, Error> {
         let [x0, y0, x1, y1] = bbox;
         if !bbox.iter().all(|v| v.is_finite()) || x0 >= x1 || y0 >= y1 {
-            return Err(TmsError::Param(format!(
+            return Err(Error::TileParam(format!(
                 "bbox must be minx,miny,maxx,maxy with min < max, got {x0},{y0},{x1},{y1}"
             )));
         }
         if crs == MapCrs::Wgs84 && (x0 < -360.0 || x1 > 360.0 || y0 < -90.0 || y1 > 90.0) {
-            return Err(TmsError::Param(format!(
+            return Err(Error::TileParam(format!(
                 "bbox in degrees out of range: {x0},{y0},{x1},{y1}"
             )));
         }
         if width == 0 || height == 0 || width > max_side || height > max_side {
-            return Err(TmsError::Param(format!(
+            return Err(Error::TileParam(format!(
                 "width and height must be 1..={max_side}, got {width}x{height}"
             )));
         }
