@@ -333,3 +333,106 @@ fn daemon_started_before_postgres_recovers_its_catalog() {
     let v = json_of(d.http, "/stac/search");
     assert_eq!(v["features"].as_array().unwrap().len(), 0);
 }
+
+/// `downlink archive …` and `downlink alerts run` with `--config` use the configured catalog:
+/// with `[catalog] url`, items go to pgstac (not to a SQLite file in the archive), are listed
+/// from there, and an API node on that database serves them.
+#[test]
+fn archive_and_alerts_commands_use_the_configured_pgstac_catalog() {
+    let _one = serial();
+    let Some(cluster) = pgstac_cluster::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let cfg = dir.path().join("downlink.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[archive]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[catalog]\nurl = \"{url}\"\n",
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_downlink"))
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "downlink {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (file, when) in [
+        (
+            "change/muri-ag/S2_L2A_T32TMT_20200807_red_nir.tif",
+            "2020-08-07T10:30:00Z",
+        ),
+        (
+            "change/muri-ag/S2_L2A_T32TMT_20210812_red_nir.tif",
+            "2021-08-12T10:30:00Z",
+        ),
+    ] {
+        let f = data(file);
+        cli(&[
+            "archive",
+            "add",
+            f.to_str().unwrap(),
+            "--collection",
+            "muri",
+            "--datetime",
+            when,
+            "--bands",
+            "red,nir",
+        ]);
+    }
+    assert!(
+        !archive.join("catalog.sqlite").exists(),
+        "the CLI wrote a SQLite catalog beside the configured pgstac one"
+    );
+    let in_db = rows(&url);
+    assert_eq!(
+        in_db.iter().filter(|(c, _, _)| c == "muri").count(),
+        2,
+        "{in_db:?}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli(&["archive", "list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+
+    let mask = data("change/muri-ag/forest_wa.geojson");
+    let fc: serde_json::Value = serde_json::from_str(&cli(&[
+        "alerts",
+        "run",
+        "--collection",
+        "muri",
+        "--mask",
+        mask.to_str().unwrap(),
+        "--drop",
+        "0.3",
+        "--mmu-ha",
+        "0.5",
+    ]))
+    .unwrap();
+    assert_eq!(fc["features"].as_array().unwrap().len(), 2, "{fc}");
+    let in_db = rows(&url);
+    assert_eq!(
+        in_db.iter().filter(|(c, _, _)| c == "alerts-muri").count(),
+        1,
+        "{in_db:?}"
+    );
+    assert!(!archive.join("catalog.sqlite").exists());
+
+    // An API node on the same database serves what the commands published.
+    let node = Daemon::launch(serve_cmd(&cfg), dir, archive);
+    within(Duration::from_secs(30), "the items on the API node", || {
+        let ids = search_ids(node.http);
+        ids.len() == 3 && ids.iter().any(|i| i.ends_with("-alerts"))
+    });
+}

@@ -68,14 +68,14 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<()> {
         config,
         archive,
     } = &args.action;
-    let (archive, configured) = match (config, archive) {
+    let (archive, configured, catalog_cfg) = match (config, archive) {
         (Some(c), _) => {
             let cfg = Config::load(c)?;
             let a = cfg.alerts.into_iter().find(|a| &a.collection == collection);
-            (cfg.archive.path, a)
+            (cfg.archive.path, a, cfg.catalog)
         }
-        (None, Some(a)) => (a.clone(), None),
-        (None, None) => (PathBuf::from("var/downlink"), None),
+        (None, Some(a)) => (a.clone(), None, Default::default()),
+        (None, None) => (PathBuf::from("var/downlink"), None, Default::default()),
     };
     let mut cfg = configured.unwrap_or(AlertsConfig {
         collection: collection.clone(),
@@ -114,9 +114,15 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<()> {
         })
         .transpose()?;
     raster::change::cap_block_cache(ALERTS_GDAL_CACHEMAX).context("setting GDAL_CACHEMAX")?;
-    let catalog = downlink::archive_catalog::open(&archive)?;
-    let published = alerts::run(&catalog, &archive, &cfg, &alerts::RunOptions { since })
-        .map_err(|e| anyhow::anyhow!("alerts over {:?}: {e}", cfg.collection))?;
+    // The configured catalog (pgstac when `[catalog] url` is set), else the archive's SQLite.
+    let catalog = downlink::catalog_backend::open(&catalog_cfg, &archive)?;
+    let published = alerts::run(
+        catalog.as_ref(),
+        &archive,
+        &cfg,
+        &alerts::RunOptions { since },
+    )
+    .map_err(|e| anyhow::anyhow!("alerts over {:?}: {e}", cfg.collection))?;
     for w in &published.warnings {
         tracing::warn!("{w}");
     }

@@ -159,8 +159,11 @@ fn station_provenance(item: &mut stac::Item, pass_dir: &Path) {
 
 /// `downlink archive add`: imports georeferenced rasters as one item of `spec.collection`
 /// (created if missing); see [`raster::catalog::import`].
-pub fn add_rasters(archive: &Path, spec: &ImportSpec<'_>) -> Result<Imported> {
-    let catalog = open(archive)?;
+pub fn add_rasters(
+    catalog: &dyn Catalog,
+    archive: &Path,
+    spec: &ImportSpec<'_>,
+) -> Result<Imported> {
     let collection = spec.collection;
     if catalog.collection(collection)?.is_none() {
         catalog.upsert_collection(&empty_extent_collection(
@@ -168,7 +171,7 @@ pub fn add_rasters(archive: &Path, spec: &ImportSpec<'_>) -> Result<Imported> {
             &format!("Rasters imported into this Downlink station's archive ({collection})"),
         )?)?;
     }
-    Ok(import_item(&catalog, archive, spec)?)
+    Ok(import_item(catalog, archive, spec)?)
 }
 
 /// `downlink archive add-pass DIR`: catalogues a recorded pass's product set as the daemon
@@ -179,7 +182,12 @@ pub fn add_rasters(archive: &Path, spec: &ImportSpec<'_>) -> Result<Imported> {
 /// listing's paths rewritten; one inside the archive is catalogued where it is. An item of the
 /// same pass id is refused unless `replace`; the replaced item's files are removed only after
 /// the new item is committed.
-pub fn add_pass(archive: &Path, dir: &Path, replace: bool) -> Result<Imported> {
+pub fn add_pass(
+    catalog: &dyn Catalog,
+    archive: &Path,
+    dir: &Path,
+    replace: bool,
+) -> Result<Imported> {
     let src = if dir.join("products.json").is_file() {
         dir.to_path_buf()
     } else if dir.join("products").join("products.json").is_file() {
@@ -196,7 +204,6 @@ pub fn add_pass(archive: &Path, dir: &Path, replace: bool) -> Result<Imported> {
     let listing = PassListing::from_json(&text)
         .with_context(|| format!("parsing {}", listing_path.display()))?;
     let cid = collection_id(&listing.spacecraft, &listing.instrument);
-    let catalog = open(archive)?;
     let old = catalog.item(&cid, &listing.pass_id)?;
     if old.is_some() && !replace {
         return Err(Error::Item(format!(
@@ -224,7 +231,7 @@ pub fn add_pass(archive: &Path, dir: &Path, replace: bool) -> Result<Imported> {
     };
     // The commit point: an insert (a concurrent one of the same id is refused, not
     // replaced), or a replacement when asked.
-    let committed = pass_item(&catalog, &archive_abs, &products_dir).and_then(|item| {
+    let committed = pass_item(catalog, &archive_abs, &products_dir).and_then(|item| {
         if old.is_some() {
             catalog.upsert_item(&item)?;
         } else {
@@ -311,8 +318,7 @@ pub struct Listed {
 }
 
 /// Every item of the archive's catalog (or of one collection), newest first.
-pub fn list(archive: &Path, collection: Option<&str>) -> Result<Vec<Listed>> {
-    let catalog = open(archive)?;
+pub fn list(catalog: &dyn Catalog, collection: Option<&str>) -> Result<Vec<Listed>> {
     let mut params = SearchParams {
         collections: collection.map(|c| vec![c.to_owned()]),
         limit: Some(archive::catalog::store::MAX_LIMIT),
@@ -352,8 +358,12 @@ pub struct Removed {
 /// Removes item `id` (of `collection`, or of the only collection that has it): the catalog
 /// entry first (the commit point), then its files under `collections/`. A received pass's
 /// files under `passes/` are the station's pass record and stay.
-pub fn remove(archive: &Path, id: &str, collection: Option<&str>) -> Result<Removed> {
-    let catalog = open(archive)?;
+pub fn remove(
+    catalog: &dyn Catalog,
+    archive: &Path,
+    id: &str,
+    collection: Option<&str>,
+) -> Result<Removed> {
     let found = catalog.search(&SearchParams {
         ids: Some(vec![id.to_owned()]),
         collections: collection.map(|c| vec![c.to_owned()]),

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use downlink::archive_catalog;
 use downlink::config::Config;
+use downlink::{archive_catalog, catalog_backend};
 use raster::catalog::import::ImportSpec;
 
 /// Arguments of `downlink archive`.
@@ -104,11 +104,17 @@ fn report_replaced(done: &raster::catalog::import::Imported) {
 
 /// `downlink archive …`.
 pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
-    let archive = match (&args.config, &args.archive) {
-        (Some(c), _) => Config::load(c)?.archive.path,
-        (None, Some(a)) => a.clone(),
-        (None, None) => PathBuf::from("var/downlink"),
+    // The configured catalog (pgstac when `[catalog] url` is set), else the archive's SQLite.
+    let (archive, catalog_cfg) = match (&args.config, &args.archive) {
+        (Some(c), _) => {
+            let cfg = Config::load(c)?;
+            (cfg.archive.path, cfg.catalog)
+        }
+        (None, Some(a)) => (a.clone(), Default::default()),
+        (None, None) => (PathBuf::from("var/downlink"), Default::default()),
     };
+    let catalog = catalog_backend::open(&catalog_cfg, &archive)?;
+    let catalog = catalog.as_ref();
     let mut out = std::io::stdout().lock();
     match &args.action {
         ArchiveAction::Add {
@@ -131,21 +137,21 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
                 replace: *replace,
             };
             let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-            let done = archive_catalog::add_rasters(&archive, &spec)
+            let done = archive_catalog::add_rasters(catalog, &archive, &spec)
                 .with_context(|| format!("importing {}", names.join(" ")))?;
             report_replaced(&done);
             serde_json::to_writer_pretty(&mut out, &done.item)?;
             writeln!(out)?;
         }
         ArchiveAction::AddPass { dir, replace } => {
-            let done = archive_catalog::add_pass(&archive, dir, *replace)
+            let done = archive_catalog::add_pass(catalog, &archive, dir, *replace)
                 .with_context(|| format!("cataloguing the pass in {}", dir.display()))?;
             report_replaced(&done);
             serde_json::to_writer_pretty(&mut out, &done.item)?;
             writeln!(out)?;
         }
         ArchiveAction::List { collection, json } => {
-            let items = archive_catalog::list(&archive, collection.as_deref())?;
+            let items = archive_catalog::list(catalog, collection.as_deref())?;
             if *json {
                 serde_json::to_writer_pretty(&mut out, &items)?;
                 writeln!(out)?;
@@ -164,7 +170,7 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
             }
         }
         ArchiveAction::Remove { id, collection } => {
-            let r = archive_catalog::remove(&archive, id, collection.as_deref())?;
+            let r = archive_catalog::remove(catalog, &archive, id, collection.as_deref())?;
             for (p, e) in &r.not_removed {
                 let _ = writeln!(
                     std::io::stderr(),

@@ -255,7 +255,7 @@ pub struct MergeSpec<'a> {
 
 /// Merges `passes` into a new pass directory `staging` (which must not exist); returns its
 /// record (already written as `staging/pass.json`). Passes of another spacecraft than the
-/// first pass with a decoded frame are refused by the caller ([`mergeable`]); frames of another
+/// first pass with a decoded frame are refused by the caller (`mergeable`); frames of another
 /// SCID inside a copy are counted, never merged.
 pub fn merge_passes(
     passes: &[StationPass],

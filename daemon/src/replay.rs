@@ -98,7 +98,7 @@ const MAX_TCP_CHUNK: usize = 16 * 1024 * 1024;
 pub struct ReplayArgs {
     /// Capture to replay (raw bytes, sent as they are).
     pub file: PathBuf,
-    /// Destination: udp://IP:PORT or tcp://IP:PORT (IPv6 as udp://[::1]:PORT; `localhost` is
+    /// Destination: udp://IP:PORT or tcp://IP:PORT (IPv6 as `udp://[::1]:PORT`; `localhost` is
     /// 127.0.0.1; no DNS).
     #[arg(long, required_unless_present = "output")]
     pub to: Option<String>,

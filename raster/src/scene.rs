@@ -405,7 +405,7 @@ const GCP_BUDGET: usize = 1600;
 pub const GEOLOCATION_FILE: &str = "geolocation.tif";
 
 /// How the swath is warped onto the analytic grid: through the geolocation arrays (exact
-/// to the scan model), onto [`GRID_DEG`] aligned pixels, with GDAL's approximating
+/// to the scan model), onto `GRID_DEG` aligned pixels, with GDAL's approximating
 /// transformer held to 1/8 output pixel.
 pub fn warp_options() -> WarpOptions {
     WarpOptions {

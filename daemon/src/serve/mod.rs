@@ -893,7 +893,7 @@ impl Daemon {
 ///
 /// SIGHUP re-reads `config_path` with the same validation as `downlink validate`: an invalid
 /// file is reported (log, `/api/v1/status` `reloads`) and the daemon keeps running on the old
-/// config; a valid one is applied in place ([`Daemon::reload`]): what did not change keeps
+/// config; a valid one is applied in place (`Daemon::reload`): what did not change keeps
 /// running, so a reload that leaves an input as it was does not touch its pass or its socket.
 /// Counters are process-lifetime and never decrease across reloads.
 pub fn run(cfg: &Config, config_path: Option<&std::path::Path>) -> Result<(), Error> {

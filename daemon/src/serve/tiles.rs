@@ -1,7 +1,7 @@
 //! XYZ map tiles per item and per collection (a mosaic of the newest item with data), TileJSON
 //! per item and WMTS 1.0.0 capabilities per collection, under `/stac/collections/…`.
 //!
-//! A collection is offered as several layers ([`Render`]): `visual`, each band of its data
+//! A collection is offered as several layers (`Render`): `visual`, each band of its data
 //! assets with a rescale from the asset's statistics (else a 2 %–98 % stretch read from the
 //! file's overviews), and `ndvi` (the NDVI asset, or red and NIR bands of one asset) with the
 //! RdYlGn colormap. WMTS and WMS (`super::wms`) name them `COLLECTION` (the first: visual

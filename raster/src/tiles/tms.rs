@@ -6,7 +6,7 @@
 //!   256×256 tiles, 2^z × 2^z matrix, scale denominator of zoom 0 = 559082264.0287178
 //!   (cell size 156543.03392804097 m / 0.28 mm standardized rendering pixel).
 //! - TileJSON 3.0.0 (github.com/mapbox/tilejson-spec/tree/master/3.0.0): `tilejson`, `tiles`
-//!   required; `bounds` [w,s,e,n], `center` [lon,lat,zoom], `minzoom`, `maxzoom` optional.
+//!   required; `bounds` `[w,s,e,n]`, `center` `[lon,lat,zoom]`, `minzoom`, `maxzoom` optional.
 //! - OGC WMTS 1.0.0 Implementation Standard (OGC 07-057r7) §7.1 (ServiceMetadata / Contents /
 //!   Layer / Dimension / TileMatrixSet / ResourceURL) and the schema
 //!   `wmtsGetCapabilities_response.xsd`: element order in Layer is ows:Title, ows:Abstract,
