@@ -80,8 +80,9 @@ impl std::fmt::Display for RunError {
 pub struct Published {
     /// The alerts item.
     pub item: stac::Item,
-    /// The FeatureCollection (each feature with `collection`).
-    pub features: Value,
+    /// The published FeatureCollection file (`alerts.geojson`, each feature with
+    /// `collection`), written feature by feature rather than held in memory.
+    pub geojson: PathBuf,
     /// Alerts by confidence: low, high, contradicted.
     pub counts: [usize; 3],
     /// Warnings of the engine (ignored nodata, …).
@@ -314,24 +315,13 @@ pub fn run(
         .as_ref()
         .and_then(|m| m.file_name())
         .map(|n| n.to_string_lossy().into_owned());
-    let mut fc = change::feature_collection(&outcome.alerts, mask_name.as_deref());
-    if let Some(fs) = fc.get_mut("features").and_then(Value::as_array_mut) {
-        for f in fs {
-            if let Some(p) = f.get_mut("properties").and_then(Value::as_object_mut) {
-                p.insert("collection".into(), json!(src));
-            }
-            if let Some(id) = f.get("id").and_then(Value::as_str).map(str::to_owned) {
-                // Feature ids unique across runs and collections.
-                let full = format!("{item_id}-{id}");
-                f["id"] = json!(full);
-                f["properties"]["id"] = json!(full);
-            }
-        }
-    }
-    let text = serde_json::to_vec_pretty(&fc)
-        .context("serializing alerts")
-        .map_err(io)?;
-    archive::write_atomic(staging.path().join("alerts.geojson"), &text)
+    // Feature ids unique across runs and collections: `<item id>-<alert id>`.
+    let fopts = change::FeatureOptions {
+        mask: mask_name.as_deref(),
+        collection: Some(src),
+        id_prefix: Some(&item_id),
+    };
+    write_geojson(&staging.path().join(GEOJSON_FILE), &outcome.alerts, &fopts)
         .context("writing alerts.geojson")
         .map_err(io)?;
     let published_dir = staging.publish().context("publishing").map_err(io)?;
@@ -369,7 +359,7 @@ pub fn run(
     );
     // `updated` versions the item (tile cache keys, ETags).
     item.properties.updated = Some(Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true));
-    let mut a = stac::Asset::new(href("alerts.geojson")).role("data");
+    let mut a = stac::Asset::new(href(GEOJSON_FILE)).role("data");
     a.r#type = Some("application/geo+json".into());
     a.title = Some("vegetation-loss alerts (RFC 7946 FeatureCollection)".into());
     item.assets.insert(GEOJSON_ASSET.into(), a);
@@ -434,10 +424,36 @@ pub fn run(
     }
     Ok(Published {
         item,
-        features: fc,
+        geojson: published_dir.join(GEOJSON_FILE),
         counts,
         warnings: outcome.warnings,
     })
+}
+
+/// File name of the FeatureCollection asset.
+const GEOJSON_FILE: &str = "alerts.geojson";
+
+/// Writes the FeatureCollection durably (temp, fsync, rename), streaming the features.
+fn write_geojson(
+    path: &Path,
+    alerts: &[change::Alert],
+    opts: &change::FeatureOptions<'_>,
+) -> Result<()> {
+    /// `io::Write` over the archive's atomic file.
+    struct Sink(archive::AtomicFile);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write_all(buf).map_err(std::io::Error::other)?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut sink = Sink(archive::AtomicFile::with_buffer(path, 1 << 20)?);
+    change::write_feature_collection(alerts, opts, &mut sink)?;
+    sink.0.commit()?;
+    Ok(())
 }
 
 /// Query of `GET /api/v1/alerts`.

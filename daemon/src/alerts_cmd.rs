@@ -126,10 +126,11 @@ pub(crate) fn run(args: &AlertsArgs) -> Result<()> {
     for w in &published.warnings {
         tracing::warn!("{w}");
     }
-    // Buffered: stdout is line-buffered, and a pretty FeatureCollection has a line per number.
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    serde_json::to_writer_pretty(&mut out, &published.features)?;
-    writeln!(out)?;
+    // The published file as it is: the features are not held in memory twice.
+    let mut file = std::fs::File::open(&published.geojson)
+        .with_context(|| format!("reading {}", published.geojson.display()))?;
+    let mut out = std::io::stdout().lock();
+    std::io::copy(&mut file, &mut out)?;
     out.flush()?;
     Ok(())
 }

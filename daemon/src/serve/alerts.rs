@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::alerts::{self, FailReason};
 use crate::config::{AlertsConfig, WebhookEvent};
@@ -175,12 +175,23 @@ async fn run_one(
     let archive = shared.archive.clone();
     let c = cfg.clone();
     let result = tokio::task::spawn_blocking(move || {
-        alerts::run(&*cat, &archive, &c, &alerts::RunOptions::default())
+        alerts::run(&*cat, &archive, &c, &alerts::RunOptions::default()).map(|p| {
+            // The webhook carries the features: read back from the published file.
+            let features = std::fs::read(&p.geojson)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
+                .map(|mut fc| fc["features"].take());
+            (p, features)
+        })
     })
     .await;
     let coll = cfg.collection.as_str();
     match result {
-        Ok(Ok(p)) => {
+        Ok(Ok((p, features))) => {
+            let features = features.unwrap_or_else(|e| {
+                tracing::warn!(collection = coll, error = %e, "alerts webhook: cannot read the published features back");
+                Value::Null
+            });
             for w in &p.warnings {
                 tracing::warn!(collection = coll, "{w}");
             }
@@ -206,7 +217,7 @@ async fn run_one(
                     "alerts_collection": alerts::alerts_collection(coll),
                     "item": p.item.id,
                     "counts": counts,
-                    "features": p.features["features"],
+                    "features": features,
                 }),
             );
         }

@@ -4,42 +4,61 @@
 //! per-pixel pass on scenes with tens of thousands of alerts.
 
 use gdal::vector::{Geometry, OGRwkbGeometryType};
-use serde_json::{json, Value};
 
-/// The geometry as GeoJSON, or `None` when it is not a 2-D polygon or multipolygon (the
-/// caller falls back to OGR's export).
-pub(crate) fn geometry(g: &Geometry) -> Option<Value> {
+/// The geometry as RFC 7946 GeoJSON text (compact, keys in `serde_json`'s order:
+/// `coordinates` then `type`), or `None` when it is not a 2-D polygon or multipolygon (the
+/// caller falls back to OGR's export). Written straight from the ring points: no
+/// `serde_json::Value` per coordinate.
+pub(crate) fn geometry(g: &Geometry) -> Option<String> {
+    let mut out = Vec::with_capacity(64);
     match g.geometry_type() {
-        OGRwkbGeometryType::wkbPolygon => Some(json!({
-            "type": "Polygon",
-            "coordinates": polygon(g)?,
-        })),
-        OGRwkbGeometryType::wkbMultiPolygon => {
-            let parts = (0..g.geometry_count())
-                .map(|i| polygon(&g.get_geometry(i)))
-                .collect::<Option<Vec<_>>>()?;
-            Some(json!({ "type": "MultiPolygon", "coordinates": parts }))
+        OGRwkbGeometryType::wkbPolygon => {
+            out.extend_from_slice(b"{\"coordinates\":");
+            polygon(g, &mut out)?;
+            out.extend_from_slice(b",\"type\":\"Polygon\"}");
         }
-        _ => None,
+        OGRwkbGeometryType::wkbMultiPolygon => {
+            out.extend_from_slice(b"{\"coordinates\":[");
+            for i in 0..g.geometry_count() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                polygon(&g.get_geometry(i), &mut out)?;
+            }
+            out.extend_from_slice(b"],\"type\":\"MultiPolygon\"}");
+        }
+        _ => return None,
     }
+    String::from_utf8(out).ok()
 }
 
-fn polygon(p: &Geometry) -> Option<Value> {
+fn polygon(p: &Geometry, out: &mut Vec<u8>) -> Option<()> {
     if p.geometry_type() != OGRwkbGeometryType::wkbPolygon {
         return None;
     }
     let mut pts = Vec::new();
-    let mut rings = Vec::with_capacity(p.geometry_count());
+    out.push(b'[');
     for i in 0..p.geometry_count() {
+        if i > 0 {
+            out.push(b',');
+        }
         pts.clear();
         p.get_geometry(i).get_points(&mut pts);
-        let ring = pts
-            .iter()
-            .map(|&(x, y, _)| Some(json!([coord(x)?, coord(y)?])))
-            .collect::<Option<Vec<_>>>()?;
-        rings.push(Value::Array(ring));
+        out.push(b'[');
+        for (k, &(x, y, _)) in pts.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            serde_json::to_writer(&mut *out, &coord(x)?).ok()?;
+            out.push(b',');
+            serde_json::to_writer(&mut *out, &coord(y)?).ok()?;
+            out.push(b']');
+        }
+        out.push(b']');
     }
-    Some(Value::Array(rings))
+    out.push(b']');
+    Some(())
 }
 
 /// One coordinate as OGR writes it (`OGRFormatDouble` at precision 15), read back.
@@ -113,6 +132,7 @@ fn roundup(s: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// Same numbers as OGR's own export, on values that hit each branch of `intelliround`.
     #[test]
@@ -143,6 +163,23 @@ mod tests {
         let mut poly = Geometry::empty(OGRwkbGeometryType::wkbPolygon).unwrap();
         poly.add_geometry(ring).unwrap();
         let ogr: Value = serde_json::from_str(&poly.json().unwrap()).unwrap();
-        assert_eq!(geometry(&poly).unwrap(), ogr);
+        let ours: Value = serde_json::from_str(&geometry(&poly).unwrap()).unwrap();
+        assert_eq!(ours, ogr);
+        // A multipolygon of it and a shifted copy with a hole.
+        let mut multi = Geometry::empty(OGRwkbGeometryType::wkbMultiPolygon).unwrap();
+        multi.add_geometry(poly.clone()).unwrap();
+        let mut outer = Geometry::empty(OGRwkbGeometryType::wkbLinearRing).unwrap();
+        let mut hole = Geometry::empty(OGRwkbGeometryType::wkbLinearRing).unwrap();
+        for (x, y) in [(10.0, 10.0), (11.0, 10.0), (11.0, 11.0), (10.0, 10.0)] {
+            outer.add_point_2d((x + 0.123_456_789_012_345, y));
+            hole.add_point_2d((x * 0.5 + 5.2, y * 0.5 + 5.2));
+        }
+        let mut p2 = Geometry::empty(OGRwkbGeometryType::wkbPolygon).unwrap();
+        p2.add_geometry(outer).unwrap();
+        p2.add_geometry(hole).unwrap();
+        multi.add_geometry(p2).unwrap();
+        let ogr: Value = serde_json::from_str(&multi.json().unwrap()).unwrap();
+        let ours: Value = serde_json::from_str(&geometry(&multi).unwrap()).unwrap();
+        assert_eq!(ours, ogr);
     }
 }

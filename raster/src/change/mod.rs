@@ -57,7 +57,8 @@ use gdal::raster::{Buffer, GdalDataType, RasterCreationOptions};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::vector::{FieldDefn, Geometry, LayerAccess, LayerOptions, OGRFieldType};
 use gdal::{Dataset, DriverManager, GeoTransform};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::products::{gdal_warp, polygonize, write_cog_from_path, CogOptions};
 
@@ -253,8 +254,9 @@ pub struct Alert {
     pub baseline_ndvi: f64,
     /// Items that went into it (baseline looks, detection, later looks).
     pub source_items: Vec<String>,
-    /// RFC 7946 geometry (lon/lat).
-    pub geometry: Value,
+    /// RFC 7946 geometry (lon/lat), as compact JSON text: a `Value` per coordinate took
+    /// ~120 bytes per vertex, and scenes give tens of thousands of alerts.
+    pub geometry: String,
     /// `[w, s, e, n]`.
     pub bbox: [f64; 4],
 }
@@ -299,38 +301,94 @@ pub struct Outcome {
     pub size: (usize, usize),
 }
 
+/// What a feature says beyond the alert itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FeatureOptions<'a> {
+    /// The mask used (file name), or `null`.
+    pub mask: Option<&'a str>,
+    /// The source collection, as a `collection` property when given.
+    pub collection: Option<&'a str>,
+    /// Prefix of feature ids (`PREFIX-<alert id>`), making them unique across runs.
+    pub id_prefix: Option<&'a str>,
+}
+
+/// A feature's properties as written (keys in alphabetical order, as `serde_json` maps keep
+/// them).
+#[derive(Serialize)]
+struct PropertiesOut<'a> {
+    area_ha: f64,
+    baseline_ndvi: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collection: Option<&'a str>,
+    confidence: &'static str,
+    first_detected: String,
+    id: &'a str,
+    last_observed: String,
+    mask: Option<&'a str>,
+    mean_dndvi: f64,
+    n_px: u64,
+    source_items: &'a [String],
+}
+
 impl Alert {
-    /// The alert as an RFC 7946 Feature. `mask` names the mask used (or `null`).
-    pub fn to_feature(&self, mask: Option<&str>) -> Value {
+    /// Writes the alert as one compact RFC 7946 Feature.
+    pub fn write_feature(
+        &self,
+        w: &mut impl std::io::Write,
+        opts: &FeatureOptions<'_>,
+    ) -> std::io::Result<()> {
         let t = |d: &DateTime<Utc>| d.to_rfc3339_opts(SecondsFormat::Secs, true);
         let r4 = |x: f64| (x * 1e4).round() / 1e4;
-        json!({
-            "type": "Feature",
-            "id": self.id,
-            "bbox": self.bbox,
-            "geometry": self.geometry,
-            "properties": {
-                "id": self.id,
-                "area_ha": r4(self.area_ha),
-                "n_px": self.n_px,
-                "first_detected": t(&self.first_detected),
-                "last_observed": t(&self.last_observed),
-                "confidence": self.confidence.as_str(),
-                "mean_dndvi": r4(self.mean_dndvi),
-                "baseline_ndvi": r4(self.baseline_ndvi),
-                "source_items": self.source_items,
-                "mask": mask,
-            }
-        })
+        let id = match opts.id_prefix {
+            Some(p) => format!("{p}-{}", self.id),
+            None => self.id.clone(),
+        };
+        let properties = PropertiesOut {
+            area_ha: r4(self.area_ha),
+            baseline_ndvi: r4(self.baseline_ndvi),
+            collection: opts.collection,
+            confidence: self.confidence.as_str(),
+            first_detected: t(&self.first_detected),
+            id: &id,
+            last_observed: t(&self.last_observed),
+            mask: opts.mask,
+            mean_dndvi: r4(self.mean_dndvi),
+            n_px: self.n_px,
+            source_items: &self.source_items,
+        };
+        // The geometry is already JSON text: written as it is, between serialized parts.
+        w.write_all(b"{\"bbox\":")?;
+        serde_json::to_writer(&mut *w, &self.bbox).map_err(std::io::Error::other)?;
+        w.write_all(b",\"geometry\":")?;
+        w.write_all(self.geometry.as_bytes())?;
+        w.write_all(b",\"id\":")?;
+        serde_json::to_writer(&mut *w, &id).map_err(std::io::Error::other)?;
+        w.write_all(b",\"properties\":")?;
+        serde_json::to_writer(&mut *w, &properties).map_err(std::io::Error::other)?;
+        w.write_all(b",\"type\":\"Feature\"}")
+    }
+
+    /// The alert as an RFC 7946 Feature value.
+    pub fn to_feature(&self, opts: &FeatureOptions<'_>) -> std::io::Result<Value> {
+        let mut buf = Vec::new();
+        self.write_feature(&mut buf, opts)?;
+        serde_json::from_slice(&buf).map_err(std::io::Error::other)
     }
 }
 
-/// The alerts as an RFC 7946 FeatureCollection.
-pub fn feature_collection(alerts: &[Alert], mask: Option<&str>) -> Value {
-    json!({
-        "type": "FeatureCollection",
-        "features": alerts.iter().map(|a| a.to_feature(mask)).collect::<Vec<_>>(),
-    })
+/// Writes the alerts as an RFC 7946 FeatureCollection, one feature per line, without holding
+/// the collection in memory.
+pub fn write_feature_collection(
+    alerts: &[Alert],
+    opts: &FeatureOptions<'_>,
+    w: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    w.write_all(b"{\"features\":[")?;
+    for (i, a) in alerts.iter().enumerate() {
+        w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        a.write_feature(w, opts)?;
+    }
+    w.write_all(b"\n],\"type\":\"FeatureCollection\"}\n")
 }
 
 /// The target grid.
@@ -1312,8 +1370,9 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
     drop(s_id);
     kept.sort_by(|a, b| b.0.total_cmp(&a.0));
 
-    let mut alerts = Vec::new();
-    for (m2, ll, a) in &kept {
+    let mut alerts = Vec::with_capacity(kept.len());
+    // Each OGR polygon is freed once its alert holds the geometry text.
+    for (m2, ll, a) in kept {
         if a.n == 0 {
             continue;
         }
@@ -1330,11 +1389,9 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
         let le = usize::from(a.last).min(ne - 1);
         let from = fe.saturating_sub(looks);
         let source_items = scenes[from..=le].iter().map(|s| s.id.clone()).collect();
-        let geometry: Value = match geojson::geometry(ll) {
+        let geometry = match geojson::geometry(&ll) {
             Some(g) => g,
-            None => gd(ll.json(), || "GeoJSON".into()).and_then(|s| {
-                serde_json::from_str(&s).map_err(|e| Error::ChangeInput(e.to_string()))
-            })?,
+            None => gd(ll.json(), || "GeoJSON".into())?,
         };
         let env = ll.envelope();
         let first_detected = scenes[fe].datetime;
@@ -1352,7 +1409,6 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
             bbox: [env.MinX, env.MinY, env.MaxX, env.MaxY],
         });
     }
-    drop(kept);
     // Products.
     let dndvi_cog = out_dir.join("dndvi.tif");
     let loss_cog = out_dir.join("loss.tif");
@@ -1391,4 +1447,70 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
         loss_cog,
         size: (width, height),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn alert(id: &str) -> Alert {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        Alert {
+            id: id.into(),
+            area_ha: 1.234_567,
+            n_px: 42,
+            first_detected: t("2021-08-12T10:30:00Z"),
+            last_observed: t("2021-09-01T10:30:00Z"),
+            confidence: Confidence::High,
+            mean_dndvi: -0.456_78,
+            baseline_ndvi: 0.812_34,
+            source_items: vec!["a".into(), "b \"quoted\"".into()],
+            geometry: r#"{"coordinates":[[[8.3,47.2],[8.4,47.2],[8.4,47.3],[8.3,47.2]]],"type":"Polygon"}"#
+                .into(),
+            bbox: [8.3, 47.2, 8.4, 47.3],
+        }
+    }
+
+    /// The streamed FeatureCollection is one RFC 7946 document with a feature per line, each
+    /// with its prefixed id, properties and the geometry as given.
+    #[test]
+    fn streamed_feature_collection_parses_back() {
+        let alerts = [alert("20210812-1"), alert("20210812-2")];
+        let opts = FeatureOptions {
+            mask: Some("forest.geojson"),
+            collection: Some("muri"),
+            id_prefix: Some("item-alerts"),
+        };
+        let mut out = Vec::new();
+        write_feature_collection(&alerts, &opts, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        let fc: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(fc["type"], "FeatureCollection");
+        let fs = fc["features"].as_array().unwrap();
+        assert_eq!(fs.len(), 2);
+        let f = &fs[1];
+        assert_eq!(f["type"], "Feature");
+        assert_eq!(f["id"], "item-alerts-20210812-2");
+        assert_eq!(f["properties"]["id"], "item-alerts-20210812-2");
+        assert_eq!(f["properties"]["collection"], "muri");
+        assert_eq!(f["properties"]["mask"], "forest.geojson");
+        assert_eq!(f["properties"]["confidence"], "high");
+        assert_eq!(f["properties"]["area_ha"], 1.2346);
+        assert_eq!(f["properties"]["source_items"][1], "b \"quoted\"");
+        assert_eq!(f["geometry"]["type"], "Polygon");
+        assert_eq!(f["geometry"]["coordinates"][0][2][1], 47.3);
+        assert_eq!(f["bbox"][3], 47.3);
+        // Without options: plain ids, no collection, mask null.
+        let v = alerts[0].to_feature(&FeatureOptions::default()).unwrap();
+        assert_eq!(v["id"], "20210812-1");
+        assert!(v["properties"].get("collection").is_none());
+        assert!(v["properties"]["mask"].is_null());
+        // An empty run is a valid, empty collection.
+        let mut out = Vec::new();
+        write_feature_collection(&[], &opts, &mut out).unwrap();
+        let fc: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(fc["features"].as_array().unwrap().len(), 0);
+    }
 }
