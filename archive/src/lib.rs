@@ -23,6 +23,7 @@
 pub mod catalog;
 pub mod pass;
 pub mod pass_index;
+pub mod pass_store;
 pub mod record;
 pub mod tle;
 

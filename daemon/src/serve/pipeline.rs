@@ -17,7 +17,7 @@ use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use decoder::{Decoder, DecoderOptions, Event};
+use decoder::{Decoder, DecoderOptions, Event, InputFormat};
 
 use super::events::{emit, ArchiveIoFailed, BytesWithoutPass, PassClosed, PassOpened};
 use super::plot::Timeline;
@@ -241,7 +241,9 @@ impl Pipeline<'_> {
             &archive_cfg.path,
             aos,
             &input.name,
-            archive_cfg.keep_raw_cadus,
+            // Frame and packet inputs have no CADUs: their frames (or packets) are the data kept.
+            archive_cfg.keep_raw_cadus
+                && !matches!(input.format, InputFormat::Frames | InputFormat::Packets),
             archive_cfg.fsync_interval,
             archive_cfg.fsync_bytes,
         ) {
@@ -362,15 +364,15 @@ impl Pipeline<'_> {
                         p.archive
                             .as_mut()
                             .filter(|_| writable)
-                            .map(|a| a.frame(f.header.vcid, &f.data)),
+                            .map(|a| a.frame(f.header.vcid, f.header.vc_count, &f.data)),
                     ))
                 }
-                Event::Packet { packet, .. } => Some((
+                Event::Packet { packet, vcid } => Some((
                     "packet",
                     p.archive
                         .as_mut()
                         .filter(|_| writable)
-                        .map(|a| a.packet(packet.header.apid, &packet.data)),
+                        .map(|a| a.packet(packet.header.apid, *vcid, &packet.data)),
                 )),
                 Event::Locked { .. } => {
                     self.w

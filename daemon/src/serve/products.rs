@@ -755,30 +755,14 @@ fn make(
     )?)
 }
 
-/// What to re-decode: raw CADUs if kept, else frames per VC (VC order), else packet files.
+/// What to re-decode: raw CADUs if kept, else the frames (`frames.raw`, or the per-VC files of
+/// a pass archived before store-once, VC order), else the packets.
 fn archived_input(dir: &Path) -> anyhow::Result<(InputFormat, Vec<PathBuf>)> {
-    let raw = dir.join("cadus.raw");
-    let non_empty = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0);
-    if non_empty(&raw) {
-        return Ok((InputFormat::Cadu, vec![raw]));
+    let (format, files) = archive::pass_store::StoredPass::open(dir).whole_input();
+    if files.is_empty() {
+        anyhow::bail!("{}: no archived CADUs, frames or packets", dir.display())
     }
-    for (sub, format) in [
-        ("frames", InputFormat::Frames),
-        ("packets", InputFormat::Packets),
-    ] {
-        if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
-            let mut files: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| non_empty(p))
-                .collect();
-            files.sort();
-            if !files.is_empty() {
-                return Ok((format, files));
-            }
-        }
-    }
-    anyhow::bail!("{}: no archived CADUs, frames or packets", dir.display())
+    Ok((format, files))
 }
 
 #[cfg(test)]
