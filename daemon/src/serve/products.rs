@@ -2,9 +2,9 @@
 //! imaging inputs into products (the same chain as `downlink image`), so the decoder threads
 //! never wait for GDAL.
 //!
-//! The worker re-reads the pass from the archive — `cadus.raw` when kept, else the frames of
-//! each virtual channel, else the packet files — so products are made from exactly what was
-//! archived, and a pass can be re-made later by hand with `downlink image`.
+//! The worker re-reads the pass from the archive — `cadus.raw` when kept, else `frames.raw`
+//! (or the per-VC frame files of a pass archived before store-once), else the packets — so
+//! products are made from exactly what was archived, and a pass can be re-made later by hand with `downlink image`.
 //!
 //! # Every pass gets its whole product set once, whatever happens
 //!
