@@ -604,7 +604,8 @@ impl StoredPass {
             spans: spans.into(),
             dec,
             want,
-            out: VecDeque::new(),
+            out: Vec::new(),
+            taken: 0,
             expect,
             got: 0,
             done: false,
@@ -683,7 +684,9 @@ struct Extract {
     spans: VecDeque<(u64, u64)>,
     dec: Option<Decoder>,
     want: Want,
-    out: VecDeque<u8>,
+    /// Extracted bytes not yet read; `taken` of them already handed out.
+    out: Vec<u8>,
+    taken: usize,
     expect: Option<u64>,
     got: u64,
     done: bool,
@@ -701,7 +704,8 @@ impl Extract {
             spans: VecDeque::new(),
             dec: None,
             want,
-            out: VecDeque::new(),
+            out: Vec::new(),
+            taken: 0,
             expect: None,
             got: 0,
             done: true,
@@ -726,12 +730,12 @@ impl Extract {
                         )));
                     }
                     if f.header.vcid == v {
-                        self.out.extend(f.data.iter());
+                        self.out.extend_from_slice(&f.data);
                         self.got += 1;
                     }
                 }
                 (Event::Packet { packet, .. }, Want::Packets(a)) if packet.header.apid == a => {
-                    self.out.extend(packet.data.iter());
+                    self.out.extend_from_slice(&packet.data);
                     self.got += 1;
                 }
                 (Event::Frame(f), Want::All) => {
@@ -785,7 +789,7 @@ impl Extract {
                 }
                 (Some(d), None) => d.push(piece),
                 (None, _) if n as u64 == take => {
-                    self.out.extend(piece.iter());
+                    self.out.extend_from_slice(piece);
                     self.got += 1;
                 }
                 (None, _) => {}
@@ -836,13 +840,19 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 
 impl Read for Extract {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.out.is_empty() && !self.done {
-            self.fill()?;
+        if self.taken >= self.out.len() {
+            self.out.clear();
+            self.taken = 0;
+            while self.out.is_empty() && !self.done {
+                self.fill()?;
+            }
         }
-        let n = buf.len().min(self.out.len());
-        for (d, s) in buf.iter_mut().zip(self.out.drain(..n)) {
-            *d = s;
+        let rest = self.out.get(self.taken..).unwrap_or_default();
+        let n = buf.len().min(rest.len());
+        if let (Some(d), Some(s)) = (buf.get_mut(..n), rest.get(..n)) {
+            d.copy_from_slice(s);
         }
+        self.taken += n;
         Ok(n)
     }
 }
