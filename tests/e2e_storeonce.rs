@@ -246,3 +246,74 @@ fn a_crashed_pass_gets_its_indexes_rebuilt_from_cadus_raw() {
     assert!(!packets.is_empty());
     assert_served(&d, &id, &packets, &by_vc);
 }
+
+/// SIGHUP, then waits until the configuration generation moved past `from`.
+fn reload(d: &Daemon, from: u64) {
+    let pid = d.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    loop {
+        let s: serde_json::Value = serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+        if s["reloads"]["generation"].as_u64().unwrap() > from {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "reload not applied: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `archive.keep_raw_cadus` switched by a reload while a decoder waits for its next pass: the
+/// pass is archived as that decoder delivers it (raw CADUs or frames), every frame of it.
+#[test]
+fn keep_raw_cadus_switched_by_reloads_between_passes_loses_no_frame() {
+    let d = Daemon::start("eos", "");
+    let capture = data("cadu/aqua.20241206T175646.dat");
+    let bytes = std::fs::read(&capture).unwrap();
+    let (packets, by_vc) = decode_reference(&capture, "bits");
+    let cfg = std::fs::read_to_string(&d.config).unwrap();
+    let generation = |d: &Daemon| {
+        let s: serde_json::Value = serde_json::from_str(&d.get("/api/v1/status").unwrap()).unwrap();
+        s["reloads"]["generation"].as_u64().unwrap()
+    };
+    let mut kept = Vec::new();
+    for (n, keep) in [(1, false), (2, true)] {
+        let g = generation(&d);
+        std::fs::write(
+            &d.config,
+            cfg.replace(
+                "[archive]\n",
+                &format!("[archive]\nkeep_raw_cadus = {keep}\n"),
+            ),
+        )
+        .unwrap();
+        reload(&d, g);
+        d.send(&random_datagrams(&bytes, 40 + n));
+        let recs = d.wait_passes(n as usize);
+        let rec = recs.last().unwrap();
+        let id = rec["id"].as_str().unwrap();
+        let dir = d.archive.join("passes").join(id);
+        assert_eq!(rec["archive"]["not_archived"]["frames"], 0, "{rec}");
+        assert_eq!(rec["archive"]["not_archived"]["packets"], 0, "{rec}");
+        let c = &rec["counters"];
+        let frames = c["frames"]["good"].as_u64().unwrap() - c["frames"]["fill"].as_u64().unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.join("frames.idx")).unwrap().len(),
+            8 * frames
+        );
+        kept.push((
+            std::fs::metadata(dir.join("cadus.raw")).is_ok_and(|m| m.len() > 0),
+            dir.join("frames.raw").exists(),
+        ));
+        assert_served(&d, id, &packets, &by_vc);
+    }
+    // Pass 1: its decoder was built before the reload, with raw CADUs. Pass 2: its decoder was
+    // built after the first reload (at LOS), without them, so it keeps frames.
+    assert_eq!(kept, vec![(true, false), (false, true)]);
+}

@@ -231,7 +231,7 @@ impl Pipeline<'_> {
         });
     }
 
-    fn open_pass(&mut self) -> Pass {
+    fn open_pass(&mut self, raw_cadus: bool) -> Pass {
         let (input, shared) = (self.input, &self.w.shared);
         let archive_cfg = &self.settings.archive;
         let aos = SystemTime::now();
@@ -242,8 +242,7 @@ impl Pipeline<'_> {
             aos,
             &input.name,
             // Frame and packet inputs have no CADUs: their frames (or packets) are the data kept.
-            archive_cfg.keep_raw_cadus
-                && !matches!(input.format, InputFormat::Frames | InputFormat::Packets),
+            raw_cadus && !matches!(input.format, InputFormat::Frames | InputFormat::Packets),
             archive_cfg.fsync_interval,
             archive_cfg.fsync_bytes,
         ) {
@@ -324,7 +323,9 @@ impl Pipeline<'_> {
                     | Event::RawCadu { .. }
             );
             if opens && self.pass.is_none() {
-                self.pass = Some(self.open_pass());
+                // The archive keeps raw CADUs exactly when this decoder delivers them (a reload
+                // may have changed archive.keep_raw_cadus since it was built).
+                self.pass = Some(self.open_pass(dec.options().raw_cadus));
             }
             let Some(p) = self.pass.as_mut() else {
                 continue;
