@@ -21,6 +21,7 @@ use common::*;
 
 /// AOS frame data length of the `eos` profile (1020-byte frame, RS(255,223) I=4 parity off).
 const EOS_FRAME: u64 = 892;
+const EOS_CADU: u64 = 1024;
 
 fn mount(args: &[&str]) -> bool {
     Command::new("mount")
@@ -109,16 +110,17 @@ fn listed(d: &Daemon) -> Vec<serde_json::Value> {
     v["passes"].as_array().unwrap().clone()
 }
 
-/// Frames in the pass's frame files (fixed-length frames).
+/// Frames archived: the records of the pass's frame index (8 bytes per frame), each naming a
+/// whole record of `cadus.raw` (or of `frames.raw` when raw CADUs are not kept).
 fn frames_on_disk(pass_dir: &Path) -> u64 {
-    std::fs::read_dir(pass_dir.join("frames"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.metadata().unwrap().len())
-                .sum::<u64>()
-        })
-        .unwrap_or(0)
-        / EOS_FRAME
+    let idx = std::fs::read(pass_dir.join("frames.idx")).unwrap_or_default();
+    let len = |name: &str| std::fs::metadata(pass_dir.join(name)).map_or(0, |m| m.len());
+    let cadus = len("cadus.raw") / EOS_CADU + len("frames.raw") / EOS_FRAME;
+    for r in idx.chunks_exact(8) {
+        let record = u64::from(u32::from_le_bytes(r[..4].try_into().unwrap()));
+        assert!(record < cadus, "frames.idx names CADU {record} of {cadus}");
+    }
+    idx.len() as u64 / 8
 }
 
 /// The record's claim: frames delivered (fill frames are never archived) minus those it says

@@ -115,7 +115,7 @@ fn only_catalogued_assets_and_listed_products_are_served() {
     }
     let raw: Vec<&&String> = hidden
         .iter()
-        .filter(|f| f.ends_with("cadus.raw") || f.contains("/frames/"))
+        .filter(|f| f.ends_with("cadus.raw") || f.ends_with("frames.raw") || f.contains("/frames/"))
         .collect();
     assert!(!raw.is_empty(), "no raw pass data in {all:?}");
 

@@ -24,6 +24,7 @@ pub mod catalog;
 mod error;
 pub mod pass;
 pub mod pass_index;
+pub mod pass_store;
 pub mod record;
 pub mod tle;
 

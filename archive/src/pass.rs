@@ -1,12 +1,17 @@
 //! The raw archive of one pass, in a documented layout:
 //!
 //! ```text
-//! ARCHIVE/passes/<pass-id>/cadus.raw           every synchronized CADU as received (ASM + frame,
-//!                                              polarity corrected, before PN/RS), in order
-//! ARCHIVE/passes/<pass-id>/frames/vcid-NN.bin  good frames of VC NN after RS (parity removed)
-//! ARCHIVE/passes/<pass-id>/packets/apid-NNNN.pkts  space packets of each APID, in order
-//! ARCHIVE/passes/<pass-id>/pass.json           the pass record, written last (temp + rename)
+//! ARCHIVE/passes/<pass-id>/cadus.raw    every synchronized CADU as received (ASM + frame,
+//!                                       polarity corrected, before PN/RS), in order
+//! ARCHIVE/passes/<pass-id>/frames.raw   good frames after RS, once each, in order: only when
+//!                                       raw CADUs are not kept (or the input is frames)
+//! ARCHIVE/passes/<pass-id>/packets.raw  packets in order: packet-stream inputs only
+//! ARCHIVE/passes/<pass-id>/frames.idx   8 bytes per good frame: where it is, its VC and count
+//! ARCHIVE/passes/<pass-id>/packets.idx  8 bytes per packet: its APID, VC and frame
+//! ARCHIVE/passes/<pass-id>/pass.json    the pass record, written last (temp + rename)
 //! ```
+//! Each received byte is stored once: the frames of a VC and the packets of an APID are read
+//! through the indexes and extracted again on demand ([`crate::pass_store`]).
 //! `<pass-id>` is `YYYYMMDDTHHMMSSZ-<input>` from the AOS time (`YYYYMMDDTHHMMSSZ_N-<input>` if
 //! another pass of that input began in the same second). Data files are appended through
 //! buffers that are handed to the kernel every `archive.fsync_bytes`; a per-pass syncer thread
@@ -15,7 +20,6 @@
 //! writes are refused and counted, never silently lost. `pass.json` appears only once the pass
 //! is closed and everything is synced.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -39,28 +43,11 @@ pub fn valid_pass_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Appends `data` to the file of `key`, opening it (at `path`) on first use.
-fn append_keyed<K: Ord>(
-    files: &mut BTreeMap<K, BufWriter<File>>,
-    key: K,
-    path: &Path,
-    syncer: &Syncer,
-    data: &[u8],
-) -> std::io::Result<()> {
-    let f = match files.entry(key) {
-        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-        std::collections::btree_map::Entry::Vacant(v) => v.insert(append(path, syncer)?),
-    };
-    f.write_all(data)
-}
-
 /// Open files of one pass.
 #[derive(Debug)]
 pub struct PassArchive {
     dir: PathBuf,
-    cadus: Option<BufWriter<File>>,
-    frames: BTreeMap<u8, BufWriter<File>>,
-    packets: BTreeMap<u16, BufWriter<File>>,
+    files: crate::pass_store::PassFiles,
     unsynced: u64,
     last_sync: Instant,
     fsync_interval: Duration,
@@ -118,14 +105,6 @@ impl Syncer {
         }
     }
 
-    fn add(&self, f: &File) -> std::io::Result<()> {
-        let clone = f.try_clone()?;
-        if let Ok(mut l) = self.files.lock() {
-            l.push(clone);
-        }
-        Ok(())
-    }
-
     fn finish(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -138,15 +117,6 @@ impl Drop for Syncer {
     fn drop(&mut self) {
         self.finish();
     }
-}
-
-fn append(path: &Path, syncer: &Syncer) -> std::io::Result<BufWriter<File>> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let f = OpenOptions::new().create(true).append(true).open(path)?;
-    syncer.add(&f)?;
-    Ok(BufWriter::with_capacity(256 * 1024, f))
 }
 
 impl PassArchive {
@@ -179,16 +149,14 @@ impl PassArchive {
         };
         crate::sync_dir(&dir).map_err(std::io::Error::other)?;
         let syncer = Syncer::start(fsync_interval);
-        let cadus = if keep_raw {
-            Some(append(&dir.join("cadus.raw"), &syncer)?)
-        } else {
-            None
-        };
+        let mut files =
+            crate::pass_store::PassFiles::new(&dir, keep_raw, Some(syncer.files.clone()));
+        if keep_raw {
+            files.open_cadus()?;
+        }
         Ok(Self {
             dir,
-            cadus,
-            frames: BTreeMap::new(),
-            packets: BTreeMap::new(),
+            files,
             unsynced: 0,
             last_sync: Instant::now(),
             fsync_interval,
@@ -228,39 +196,34 @@ impl PassArchive {
         Ok(())
     }
 
-    /// Appends a raw CADU.
+    /// Appends a raw CADU (kept only when the archive keeps raw CADUs).
     pub fn cadu(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.check_poisoned()?;
-        if let Some(f) = &mut self.cadus {
-            f.write_all(data)?;
-            self.note(data.len());
-        }
-        Ok(())
-    }
-
-    /// Appends a good frame of `vcid`.
-    pub fn frame(&mut self, vcid: u8, data: &[u8]) -> std::io::Result<()> {
-        let path = self.dir.join(format!("frames/vcid-{vcid:02}.bin"));
-        self.check_poisoned()?;
-        append_keyed(&mut self.frames, vcid, &path, &self.syncer, data)?;
+        self.files.cadu(data)?;
         self.note(data.len());
         Ok(())
     }
 
-    /// Appends a packet of `apid`.
-    pub fn packet(&mut self, apid: u16, data: &[u8]) -> std::io::Result<()> {
-        let path = self.dir.join(format!("packets/apid-{apid:04}.pkts"));
+    /// Archives a good non-fill frame of `vcid` with VC frame count `vc_count`: an index
+    /// record naming its CADU (offered just before), or, without raw CADUs, the frame itself.
+    pub fn frame(&mut self, vcid: u8, vc_count: u32, data: &[u8]) -> std::io::Result<()> {
         self.check_poisoned()?;
-        append_keyed(&mut self.packets, apid, &path, &self.syncer, data)?;
-        self.note(data.len());
+        let n = self.files.frame(vcid, vc_count, data)?;
+        self.note(n);
+        Ok(())
+    }
+
+    /// Archives a packet of `apid` that came on `vcid` (`None`: a packet-stream input): an
+    /// index record, and the packet itself only for a packet stream.
+    pub fn packet(&mut self, apid: u16, vcid: Option<u8>, data: &[u8]) -> std::io::Result<()> {
+        self.check_poisoned()?;
+        let n = self.files.packet(apid, vcid, data)?;
+        self.note(n);
         Ok(())
     }
 
     fn files(&mut self) -> impl Iterator<Item = &mut BufWriter<File>> {
-        self.cadus
-            .iter_mut()
-            .chain(self.frames.values_mut())
-            .chain(self.packets.values_mut())
+        self.files.writers()
     }
 
     /// Hands buffered data to the kernel when a batch is due (`fsync_bytes` or
@@ -307,12 +270,6 @@ impl PassArchive {
         self.sync()?;
         for (name, bytes) in side_files {
             crate::write_atomic(self.dir.join(name), bytes).map_err(std::io::Error::other)?;
-        }
-        for d in ["frames", "packets"] {
-            let p = self.dir.join(d);
-            if p.exists() {
-                crate::sync_dir(&p.join("x")).map_err(std::io::Error::other)?;
-            }
         }
         let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
         crate::write_atomic(self.dir.join("pass.json"), &text).map_err(std::io::Error::other)
@@ -378,61 +335,34 @@ pub fn recover_interrupted(cfg: &config::Config) -> Vec<Recovery> {
 }
 
 /// Rebuilds the record of an interrupted pass: counters and spacecraft (the SCID of its first
-/// good frame) from re-decoding `cadus.raw`, AOS from the pass id (to the second: the AOS the
-/// directory was named after), LOS from the last write to the pass's data (`cadus.raw`'s
-/// mtime, or the directory's when there is no raw file).
+/// good frame) from re-decoding its data (`cadus.raw`, else `frames.raw` or `packets.raw`),
+/// which also rebuilds its indexes ([`crate::pass_store::rebuild`]); AOS from the pass id (to
+/// the second: the AOS the directory was named after), LOS from the last write to the pass's
+/// data (the data file's mtime, or the directory's when there is none). A pass in the layout
+/// before store-once has its `cadus.raw` decoded for the counters and is otherwise left as it is.
 fn recover_one(
     dir: &Path,
     id: &str,
     input: &config::InputConfig,
     station: &config::StationConfig,
 ) -> std::io::Result<u64> {
-    use std::io::Read;
-    let raw = dir.join("cadus.raw");
-    let cadu = input.profile.cadu.length as u64;
-    let mut counters = serde_json::Value::Null;
-    let mut trimmed = 0;
-    let mut good = 0;
-    let mut scid = None;
+    use crate::pass_store::{CADUS, FRAMES, PACKETS};
     let mut last_write = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
-    if let Ok(md) = std::fs::metadata(&raw) {
-        last_write = md.modified().ok().or(last_write);
-        let whole = md.len() / cadu * cadu;
-        trimmed = md.len() - whole;
-        if trimmed > 0 {
-            OpenOptions::new().write(true).open(&raw)?.set_len(whole)?;
+    for name in [CADUS, FRAMES, PACKETS] {
+        if let Ok(md) = std::fs::metadata(dir.join(name)) {
+            last_write = md.modified().ok().or(last_write);
+            break;
         }
-        let opts = decoder::DecoderOptions {
-            raw_cadus: false,
-            frames: true,
-            fill_frames: false,
-            packets: true,
-        };
-        let mut dec = decoder::Decoder::new(&input.profile, decoder::InputFormat::Cadu, opts)
-            .map_err(std::io::Error::other)?;
-        let mut f = File::open(&raw)?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut drain = |dec: &mut decoder::Decoder| {
-            while let Some(ev) = dec.poll() {
-                if let decoder::Event::Frame(fr) = ev {
-                    scid.get_or_insert(fr.header.scid);
-                }
-            }
-        };
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            dec.push(buf.get(..n).unwrap_or_default());
-            drain(&mut dec);
-        }
-        dec.finish();
-        drain(&mut dec);
-        let stats = dec.stats();
-        good = stats.frames.good;
-        counters = serde_json::to_value(&stats).map_err(std::io::Error::other)?;
     }
+    let (stats, scid, trimmed) = match crate::pass_store::rebuild(dir, &input.profile)? {
+        Some(r) => (Some(r.stats), r.scid, r.trimmed),
+        None => legacy_decode(&dir.join(CADUS), &input.profile)?,
+    };
+    let good = stats.as_ref().map_or(0, |s| s.frames.good);
+    let counters = match &stats {
+        Some(s) => serde_json::to_value(s).map_err(std::io::Error::other)?,
+        None => serde_json::Value::Null,
+    };
     let now = SystemTime::now();
     let mut record = crate::record::PassRecord {
         id: id.to_owned(),
@@ -449,7 +379,7 @@ fn recover_one(
         recovered_at: Some(humantime::format_rfc3339_seconds(now).to_string()),
         counters,
         counters_source: Some(
-            "re-decoded from cadus.raw after a crash; datagram drops unknown".into(),
+            "re-decoded from the archived data after a crash; datagram drops unknown".into(),
         ),
         raw_trimmed_bytes: Some(trimmed),
         station: Some(station.name.clone()),
@@ -461,6 +391,52 @@ fn recover_one(
     let text = serde_json::to_vec_pretty(&record).map_err(std::io::Error::other)?;
     crate::write_atomic(dir.join("pass.json"), &text).map_err(std::io::Error::other)?;
     Ok(good)
+}
+
+type Decoded = (Option<decoder::Stats>, Option<u16>, u64);
+
+/// The counters of an interrupted pass in the layout before store-once: its `cadus.raw` (if
+/// any, a torn CADU at the end trimmed) decoded.
+fn legacy_decode(raw: &Path, profile: &decoder::Profile) -> std::io::Result<Decoded> {
+    use std::io::Read;
+    let Ok(md) = std::fs::metadata(raw) else {
+        return Ok((None, None, 0));
+    };
+    let cadu = profile.cadu.length as u64;
+    let whole = md.len() / cadu.max(1) * cadu;
+    let trimmed = md.len() - whole;
+    if trimmed > 0 {
+        OpenOptions::new().write(true).open(raw)?.set_len(whole)?;
+    }
+    let opts = decoder::DecoderOptions {
+        raw_cadus: false,
+        frames: true,
+        fill_frames: false,
+        packets: true,
+    };
+    let mut dec = decoder::Decoder::new(profile, decoder::InputFormat::Cadu, opts)
+        .map_err(std::io::Error::other)?;
+    let mut f = File::open(raw)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut scid = None;
+    let mut drain = |dec: &mut decoder::Decoder| {
+        while let Some(ev) = dec.poll() {
+            if let decoder::Event::Frame(fr) = ev {
+                scid.get_or_insert(fr.header.scid);
+            }
+        }
+    };
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        dec.push(buf.get(..n).unwrap_or_default());
+        drain(&mut dec);
+    }
+    dec.finish();
+    drain(&mut dec);
+    Ok((Some(dec.stats()), scid, trimmed))
 }
 
 #[cfg(test)]

@@ -294,8 +294,9 @@ pub struct ArchiveConfig {
     /// `fsync_bytes` (default `"4MiB"`, 1 B..=1 GiB): unsynced bytes that trigger an early
     /// fsync, whichever of the two limits comes first.
     pub fsync_bytes: u64,
-    /// `keep_raw_cadus` (default `true`): also archive the CADUs as received (before PN and
-    /// Reed-Solomon), so a pass can be re-decoded later. Only `bits` and `cadu` inputs have any.
+    /// `keep_raw_cadus` (default `true`): archive the CADUs as received (before PN and
+    /// Reed-Solomon), so a pass can be re-decoded later; false keeps the good frames after RS
+    /// instead (`frames.raw`). Only `bits`, `cadu`, `soft-i8` and `hard` inputs have CADUs.
     pub keep_raw_cadus: bool,
 }
 

@@ -4,19 +4,20 @@
 //!
 //! What is read: each station pass's `cadus.raw` (the CADUs as received) when every pass has
 //! one, so each copy's Reed-Solomon outcome is known and the best copy is chosen per frame;
-//! else each pass's `frames/vcid-NN.bin` (good frames after RS), merged virtual channel by
-//! virtual channel. Each copy is decoded by the ordinary decoder (frames only), lazily, in
+//! else each pass's good frames of each virtual channel (after RS, read through
+//! [`archive::pass_store::StoredPass::frames`]), merged virtual channel by virtual channel. Each copy is decoded by the ordinary decoder (frames only), lazily, in
 //! 64 KiB reads: nothing holds a whole pass.
 //!
-//! What is written: a pass directory like any other (`cadus.raw` of the chosen CADUs, or the
-//! merged `frames/`; `frames/`, `packets/`, `pass.json`), whose counters come from decoding the
+//! What is written: a pass directory like any other in the store-once layout (`cadus.raw` of
+//! the chosen CADUs, or `frames.raw` of the merged frames in VC order; `frames.idx`,
+//! `packets.idx`, `pass.json`), whose counters come from decoding the
 //! merged frame sequence with the ordinary decoder (so packets broken in one copy and whole in
 //! the other come out whole), with `merged_from` and `contributions`. It is written into a
 //! staging directory and published by renames ([`publish`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -77,7 +78,7 @@ impl StationPass {
 
 /// One station copy, decoded lazily into frames.
 struct Source {
-    file: Option<File>,
+    file: Option<Box<dyn Read + Send>>,
     dec: Decoder,
     raw: Option<Bytes>,
     queue: VecDeque<FrameCopy<Bytes>>,
@@ -87,7 +88,7 @@ struct Source {
 }
 
 impl Source {
-    fn new(profile: &Profile, format: InputFormat, path: &Path) -> Result<Source> {
+    fn new(profile: &Profile, format: InputFormat, file: Box<dyn Read + Send>) -> Result<Source> {
         let opts = DecoderOptions {
             raw_cadus: format == InputFormat::Cadu,
             frames: true,
@@ -96,7 +97,7 @@ impl Source {
             packets: false,
         };
         Ok(Source {
-            file: Some(File::open(path).with_context(|| format!("opening {}", path.display()))?),
+            file: Some(file),
             dec: Decoder::new(profile, format, opts)?,
             raw: None,
             queue: VecDeque::new(),
@@ -170,62 +171,15 @@ fn drive(
     }
 }
 
-/// The files of a pass being written (staged).
+/// The files of a pass being written (staged), in the store-once layout.
 struct Writer {
-    dir: PathBuf,
-    cadus: Option<BufWriter<File>>,
-    frames: BTreeMap<u8, BufWriter<File>>,
-    packets: BTreeMap<u16, BufWriter<File>>,
-}
-
-fn create(path: &Path) -> Result<BufWriter<File>> {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p)?;
-    }
-    Ok(BufWriter::with_capacity(
-        256 * 1024,
-        File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    ))
+    files: archive::pass_store::PassFiles,
 }
 
 impl Writer {
-    fn frame(&mut self, vcid: u8, data: &[u8]) -> Result<()> {
-        let f = match self.frames.entry(vcid) {
-            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => v.insert(create(
-                &self.dir.join(format!("frames/vcid-{vcid:02}.bin")),
-            )?),
-        };
-        Ok(f.write_all(data)?)
-    }
-
-    fn packet(&mut self, apid: u16, data: &[u8]) -> Result<()> {
-        let f = match self.packets.entry(apid) {
-            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => v.insert(create(
-                &self.dir.join(format!("packets/apid-{apid:04}.pkts")),
-            )?),
-        };
-        Ok(f.write_all(data)?)
-    }
-
-    /// Flushes and fsyncs every file and its directory.
-    fn sync(self) -> Result<()> {
-        let all = self
-            .cadus
-            .into_iter()
-            .chain(self.frames.into_values())
-            .chain(self.packets.into_values());
-        for f in all {
-            let f = f.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-        }
-        for d in ["frames", "packets"] {
-            if self.dir.join(d).is_dir() {
-                archive::sync_dir(&self.dir.join(d).join("x"))?;
-            }
-        }
-        Ok(())
+    /// Flushes and fsyncs every file and the directory.
+    fn sync(mut self) -> Result<()> {
+        Ok(self.files.sync_all()?)
     }
 }
 
@@ -233,8 +187,13 @@ impl Writer {
 fn take_events(dec: &mut Decoder, w: &mut Writer, frames: bool) -> Result<()> {
     while let Some(ev) = dec.poll() {
         match ev {
-            Event::Frame(f) if frames => w.frame(f.header.vcid, &f.data)?,
-            Event::Packet { packet, .. } => w.packet(packet.header.apid, &packet.data)?,
+            Event::RawCadu { data, .. } => w.files.cadu(&data)?,
+            Event::Frame(f) if frames => {
+                w.files.frame(f.header.vcid, f.header.vc_count, &f.data)?;
+            }
+            Event::Packet { packet, vcid } => {
+                w.files.packet(packet.header.apid, vcid, &packet.data)?;
+            }
             _ => {}
         }
     }
@@ -269,10 +228,7 @@ pub fn merge_passes(
     let profile = spec.profile;
     let raw_mode = passes.iter().all(StationPass::has_raw);
     let mut w = Writer {
-        dir: staging.to_owned(),
-        cadus: None,
-        frames: BTreeMap::new(),
-        packets: BTreeMap::new(),
+        files: archive::pass_store::PassFiles::new(staging, raw_mode, None),
     };
     let mut stats = MergeStats {
         inputs: vec![Default::default(); passes.len()],
@@ -282,23 +238,27 @@ pub fn merge_passes(
     let mut truncated_bits = vec![0u64; passes.len()];
     let mut read_bytes = vec![0u64; passes.len()];
     let opts = DecoderOptions {
-        raw_cadus: false,
-        frames: raw_mode,
+        // The chosen CADUs are archived as the final decoder synchronizes them, so that each
+        // frame's index record names its own CADU.
+        raw_cadus: raw_mode,
+        // Merged frames are archived as the final decoder delivers them (with their packets).
+        frames: true,
         fill_frames: false,
         packets: true,
     };
     let counters = if raw_mode {
         let mut sources = passes
             .iter()
-            .map(|p| Source::new(profile, InputFormat::Cadu, &p.raw()))
+            .map(|p| {
+                let path = p.raw();
+                let f = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                Source::new(profile, InputFormat::Cadu, Box::new(f))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut m = Merger::new(passes.len(), scid, DEFAULT_WINDOW, DEFAULT_REORDER);
         let mut dec = Decoder::new(profile, InputFormat::Cadu, opts)?;
-        w.cadus = Some(create(&staging.join("cadus.raw"))?);
+        w.files.open_cadus()?;
         drive(&mut m, &mut sources, |x| {
-            if let Some(c) = &mut w.cadus {
-                c.write_all(&x.copy.payload)?;
-            }
             dec.push(&x.copy.payload);
             take_events(&mut dec, &mut w, true)
         })?;
@@ -312,40 +272,38 @@ pub fn merge_passes(
     } else {
         // Frames per VC: merge each virtual channel on its own, then decode them in VC order
         // (as the products job re-decodes a pass without raw CADUs).
-        let mut vcids: Vec<u8> = Vec::new();
-        for p in passes {
-            if let Ok(rd) = std::fs::read_dir(p.dir.join("frames")) {
-                for e in rd.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if let Some(v) = name
-                        .strip_prefix("vcid-")
-                        .and_then(|n| n.strip_suffix(".bin"))
-                        .and_then(|n| n.parse::<u8>().ok())
-                    {
-                        vcids.push(v);
-                    }
-                }
-            }
+        let stored: Vec<archive::pass_store::StoredPass> = passes
+            .iter()
+            .map(|p| archive::pass_store::StoredPass::open(&p.dir))
+            .collect();
+        let mut per_pass: Vec<Vec<u8>> = Vec::new();
+        for (p, st) in passes.iter().zip(&stored) {
+            per_pass.push(
+                st.vcids(profile)
+                    .with_context(|| format!("reading {}", p.dir.display()))?,
+            );
         }
+        let mut vcids: Vec<u8> = per_pass.iter().flatten().copied().collect();
         vcids.sort_unstable();
         vcids.dedup();
         let mut dec = Decoder::new(profile, InputFormat::Frames, opts)?;
         for v in vcids {
-            let file = format!("frames/vcid-{v:02}.bin");
             let mut present = Vec::new();
             let mut sources = Vec::new();
-            for (k, p) in passes.iter().enumerate() {
-                let path = p.dir.join(&file);
-                if path.is_file() {
+            for (k, (st, has)) in stored.iter().zip(&per_pass).enumerate() {
+                if has.contains(&v) {
                     present.push(k);
-                    sources.push(Source::new(profile, InputFormat::Frames, &path)?);
+                    sources.push(Source::new(
+                        profile,
+                        InputFormat::Frames,
+                        st.frames(profile, v)?,
+                    )?);
                 }
             }
             let mut m = Merger::new(sources.len(), scid, DEFAULT_WINDOW, DEFAULT_REORDER);
             drive(&mut m, &mut sources, |x| {
-                w.frame(v, &x.copy.payload)?;
                 dec.push(&x.copy.payload);
-                take_events(&mut dec, &mut w, false)
+                take_events(&mut dec, &mut w, true)
             })?;
             let s = m.stats();
             for (j, &k) in present.iter().enumerate() {
@@ -361,7 +319,7 @@ pub fn merge_passes(
             stats.conflict_keys += s.conflict_keys;
         }
         dec.finish();
-        take_events(&mut dec, &mut w, false)?;
+        take_events(&mut dec, &mut w, true)?;
         dec.stats()
     };
     w.sync()?;

@@ -117,16 +117,7 @@ fn make_products(
         .context("the merged pass has no AOS")?
         .into();
     let tle = scene::choose_tle(tle, spec.norad_id, Some(aos))?;
-    let (format, files) = if dir.join("cadus.raw").is_file() {
-        (decoder::InputFormat::Cadu, vec![dir.join("cadus.raw")])
-    } else {
-        let mut f: Vec<PathBuf> = std::fs::read_dir(dir.join("frames"))?
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        f.sort();
-        (decoder::InputFormat::Frames, f)
-    };
+    let (format, files) = archive::pass_store::StoredPass::open(dir).whole_input();
     let pass = scene::collect_packets(profile, format, &files)?;
     scene::make_products(&ImageRequest {
         profile,

@@ -490,6 +490,11 @@ impl Decoder {
         &self.profile
     }
 
+    /// The options it was built with.
+    pub fn options(&self) -> DecoderOptions {
+        self.options
+    }
+
     /// Feeds input bytes. Nothing is decoded until `poll`.
     pub fn push(&mut self, data: &[u8]) {
         if self.finished {

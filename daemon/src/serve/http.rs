@@ -32,7 +32,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared.clone())
         .merge(super::stac::router(shared.clone()))
         .merge(super::tiles::router(shared.clone()))
-        .merge(super::wms::router(shared))
+        .merge(super::wms::router(shared.clone()))
+        .merge(super::pass_data::router(shared))
         .merge(super::web::router())
 }
 

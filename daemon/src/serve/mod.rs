@@ -25,6 +25,7 @@ pub mod http;
 pub mod http_server;
 pub mod ingest;
 pub mod merge;
+pub mod pass_data;
 pub mod pipeline;
 pub mod plot;
 pub mod products;

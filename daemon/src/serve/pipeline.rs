@@ -17,7 +17,7 @@ use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use decoder::{Decoder, DecoderOptions, Event};
+use decoder::{Decoder, DecoderOptions, Event, InputFormat};
 
 use super::events::{emit, ArchiveIoFailed, BytesWithoutPass, PassClosed, PassOpened};
 use super::plot::Timeline;
@@ -231,7 +231,7 @@ impl Pipeline<'_> {
         });
     }
 
-    fn open_pass(&mut self) -> Pass {
+    fn open_pass(&mut self, raw_cadus: bool) -> Pass {
         let (input, shared) = (self.input, &self.w.shared);
         let archive_cfg = &self.settings.archive;
         let aos = SystemTime::now();
@@ -241,7 +241,8 @@ impl Pipeline<'_> {
             &archive_cfg.path,
             aos,
             &input.name,
-            archive_cfg.keep_raw_cadus,
+            // Frame and packet inputs have no CADUs: their frames (or packets) are the data kept.
+            raw_cadus && !matches!(input.format, InputFormat::Frames | InputFormat::Packets),
             archive_cfg.fsync_interval,
             archive_cfg.fsync_bytes,
         ) {
@@ -322,7 +323,9 @@ impl Pipeline<'_> {
                     | Event::RawCadu { .. }
             );
             if opens && self.pass.is_none() {
-                self.pass = Some(self.open_pass());
+                // The archive keeps raw CADUs exactly when this decoder delivers them (a reload
+                // may have changed archive.keep_raw_cadus since it was built).
+                self.pass = Some(self.open_pass(dec.options().raw_cadus));
             }
             let Some(p) = self.pass.as_mut() else {
                 continue;
@@ -362,15 +365,15 @@ impl Pipeline<'_> {
                         p.archive
                             .as_mut()
                             .filter(|_| writable)
-                            .map(|a| a.frame(f.header.vcid, &f.data)),
+                            .map(|a| a.frame(f.header.vcid, f.header.vc_count, &f.data)),
                     ))
                 }
-                Event::Packet { packet, .. } => Some((
+                Event::Packet { packet, vcid } => Some((
                     "packet",
                     p.archive
                         .as_mut()
                         .filter(|_| writable)
-                        .map(|a| a.packet(packet.header.apid, &packet.data)),
+                        .map(|a| a.packet(packet.header.apid, *vcid, &packet.data)),
                 )),
                 Event::Locked { .. } => {
                     self.w

@@ -2,9 +2,9 @@
 //! imaging inputs into products (the same chain as `downlink image`), so the decoder threads
 //! never wait for GDAL.
 //!
-//! The worker re-reads the pass from the archive — `cadus.raw` when kept, else the frames of
-//! each virtual channel, else the packet files — so products are made from exactly what was
-//! archived, and a pass can be re-made later by hand with `downlink image`.
+//! The worker re-reads the pass from the archive — `cadus.raw` when kept, else `frames.raw`
+//! (or the per-VC frame files of a pass archived before store-once), else the packets — so
+//! products are made from exactly what was archived, and a pass can be re-made later by hand with `downlink image`.
 //!
 //! # Every pass gets its whole product set once, whatever happens
 //!
@@ -760,33 +760,17 @@ fn make(
     )?)
 }
 
-/// What to re-decode: raw CADUs if kept, else frames per VC (VC order), else packet files.
+/// What to re-decode: raw CADUs if kept, else the frames (`frames.raw`, or the per-VC files of
+/// a pass archived before store-once, VC order), else the packets.
 fn archived_input(dir: &Path) -> Result<(InputFormat, Vec<PathBuf>)> {
-    let raw = dir.join("cadus.raw");
-    let non_empty = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0);
-    if non_empty(&raw) {
-        return Ok((InputFormat::Cadu, vec![raw]));
+    let (format, files) = archive::pass_store::StoredPass::open(dir).whole_input();
+    if files.is_empty() {
+        return Err(Error::ProductJob(format!(
+            "{}: no archived CADUs, frames or packets",
+            dir.display()
+        )));
     }
-    for (sub, format) in [
-        ("frames", InputFormat::Frames),
-        ("packets", InputFormat::Packets),
-    ] {
-        if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
-            let mut files: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| non_empty(p))
-                .collect();
-            files.sort();
-            if !files.is_empty() {
-                return Ok((format, files));
-            }
-        }
-    }
-    Err(Error::ProductJob(format!(
-        "{}: no archived CADUs, frames or packets",
-        dir.display()
-    )))
+    Ok((format, files))
 }
 
 #[cfg(test)]
