@@ -276,6 +276,7 @@ pub fn start(
                 health: &shared.health,
                 catalog: shared.catalog.as_deref(),
                 pending: Vec::new(),
+                uploads: Some(&shared.uploads),
             };
             w.run(&rx);
         })
@@ -315,6 +316,8 @@ struct Worker<'a> {
     catalog: Option<&'a dyn archive::catalog::Catalog>,
     /// Pass directories taken up from records or waiting for a retry, and when they are due.
     pending: Vec<(PathBuf, Instant)>,
+    /// Told when a pass's products are settled (made, or given up): it uploads the pass.
+    uploads: Option<&'a super::upload::Uploads>,
 }
 
 impl Worker<'_> {
@@ -456,6 +459,9 @@ impl Worker<'_> {
                 if self.health.clear("products") {
                     tracing::info!("products: a pass succeeded again");
                 }
+                if let Some(u) = self.uploads {
+                    u.notify(dir);
+                }
             }
             Err(f) => {
                 let msg = format!(
@@ -511,6 +517,9 @@ impl Worker<'_> {
         }
         if !f.is_final() {
             let _ = self.health.set("products", msg.clone());
+        }
+        if let Some(u) = self.uploads {
+            u.notify(dir);
         }
         self.queue.update(|status| {
             emit(ProductJobGivenUp {
@@ -897,6 +906,7 @@ mod tests {
             health,
             catalog: None,
             pending: Vec::new(),
+            uploads: None,
         }
     }
 
