@@ -348,3 +348,64 @@ fn store_down_during_the_pass_then_kill9_then_back_uploads_everything() {
     assert_eq!(st["store"]["queued_bytes"], 0);
     assert!(d.log_text().contains("object store reachable again"));
 }
+
+#[test]
+fn a_big_pass_found_at_start_goes_up_in_parts_verified() {
+    let Some(g) = Garage::start(BUCKET) else {
+        return;
+    };
+    // A closed pass already in the archive when the daemon starts (received before the store
+    // was configured): 20 MiB + 1 byte of raw data (three parts) and an index in a subdirectory.
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let id = "20200101T000000Z-xband";
+    let pass = archive.join("passes").join(id);
+    std::fs::create_dir_all(pass.join("frames")).unwrap();
+    let mut rng = Rng(0x5eed_1234_5678_9abc);
+    let raw: Vec<u8> = (0..20 * 1024 * 1024 + 1)
+        .map(|_| rng.below(256) as u8)
+        .collect();
+    std::fs::write(pass.join("cadus.raw"), &raw).unwrap();
+    std::fs::write(pass.join("frames/vc1.idx"), b"index").unwrap();
+    std::fs::write(
+        pass.join("pass.json"),
+        format!(r#"{{"id": "{id}", "input": "xband", "profile": "eos"}}"#),
+    )
+    .unwrap();
+    let cfg = eos_udp_config(&archive, "").replace(
+        "fsync_interval = \"100ms\"\n",
+        &format!(
+            "fsync_interval = \"100ms\"\nstore = \"s3://{BUCKET}\"\n[archive.s3]\nendpoint = \"{}\"\nregion = \"garage\"\nallow_http = true\n",
+            g.endpoint()
+        ),
+    );
+    let path = dir.path().join("downlink.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let mut cmd = serve_cmd(&path);
+    cmd.env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret);
+    let d = Daemon::launch(cmd, dir, archive);
+    within(Duration::from_secs(60), "the old pass uploaded", || {
+        let s = status(&d)["store"].clone();
+        s["uploaded_passes"] == 1 && s["queued_passes"] == 0
+    });
+    let st = status(&d)["store"].clone();
+    assert_eq!(st["taken_up"], 1, "{st}");
+    assert_eq!(st["uploaded_objects"], 3, "{st}");
+    let remote = g.get(&format!("passes/{id}/cadus.raw")).unwrap().unwrap();
+    assert!(remote == raw, "cadus.raw differs: {} bytes", remote.len());
+    assert_eq!(
+        g.get(&format!("passes/{id}/frames/vc1.idx"))
+            .unwrap()
+            .unwrap(),
+        b"index"
+    );
+    // The manifest holds the store's multipart ETag (checked against the parts' MD5s) and
+    // the SHA-256 of the whole file.
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pass.join("uploaded.json")).unwrap()).unwrap();
+    let obj = &m["objects"]["cadus.raw"];
+    assert!(obj["etag"].as_str().unwrap().ends_with("-3"), "{obj}");
+    assert_eq!(obj["size"], raw.len() as u64);
+    assert_eq!(obj["sha256"].as_str().unwrap().len(), 64);
+}
