@@ -381,6 +381,40 @@ fn a_big_pass_found_at_start_goes_up_in_parts_verified() {
     );
     let path = dir.path().join("downlink.toml");
     std::fs::write(&path, cfg).unwrap();
+    // `downlink validate` writes, reads and deletes a probe object; a wrong secret fails it
+    // and the message names the field, not the secret.
+    let validate = |secret: &str| {
+        Command::new(env!("CARGO_BIN_EXE_downlink"))
+            .args(["validate", "--config"])
+            .arg(&path)
+            .env("AWS_ACCESS_KEY_ID", &g.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .output()
+            .unwrap()
+    };
+    let ok = validate(&g.secret);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success()
+            && text.contains(&format!(
+                "store    s3://{BUCKET} (probe object written, read and deleted)"
+            )),
+        "{text}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        g.list("").iter().all(|(k, _)| !k.contains("probe")),
+        "probe left behind"
+    );
+    let bad = validate("0000000000000000000000000000000000000000000000000000000000000bad");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success()
+            && err.contains("archive.store s3://")
+            && err.contains("probe")
+            && !err.contains("0bad"),
+        "{err}"
+    );
     let mut cmd = serve_cmd(&path);
     cmd.env("AWS_ACCESS_KEY_ID", &g.key_id)
         .env("AWS_SECRET_ACCESS_KEY", &g.secret);

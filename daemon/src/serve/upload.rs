@@ -214,6 +214,53 @@ pub fn open_store(cfg: &ArchiveConfig) -> Result<Option<Arc<dyn ObjectStore>>, S
     }
 }
 
+/// `downlink validate`'s check of `archive.store`: a probe object is put, read back and
+/// deleted (so the store is reachable, the bucket exists and the credentials may write).
+/// `Ok` describes the store; `Err` says what failed, never a secret.
+pub fn check(cfg: &ArchiveConfig) -> Result<String, String> {
+    let url = cfg.store.url(&cfg.path);
+    let Some(store) = open_store(cfg)? else {
+        return Ok(format!("{url} (the local archive)"));
+    };
+    let prefix = key_prefix(cfg);
+    let name = format!(
+        ".downlink-probe-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let key = if prefix.is_empty() {
+        name
+    } else {
+        format!("{prefix}/{name}")
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let path = StorePath::from(key.as_str());
+    rt.block_on(async {
+        let fail = |what: &str, e: object_store::Error| {
+            let f = Failure::store(&key, &e);
+            format!("{what} a probe object failed ({}): {}", f.reason, f.error)
+        };
+        store
+            .put(&path, PutPayload::from_static(b"downlink probe"))
+            .await
+            .map_err(|e| fail("writing", e))?;
+        let read = store.get(&path).await.map_err(|e| fail("reading", e))?;
+        let bytes = read.bytes().await.map_err(|e| fail("reading", e))?;
+        store.delete(&path).await.map_err(|e| fail("deleting", e))?;
+        if bytes.as_ref() != b"downlink probe" {
+            return Err(format!(
+                "{key}: the probe object read back is not what was written"
+            ));
+        }
+        Ok(format!("{url} (probe object written, read and deleted)"))
+    })
+}
+
 /// The key prefix of the store (`s3://bucket/PREFIX`), as a store path.
 fn key_prefix(cfg: &ArchiveConfig) -> String {
     match &cfg.store {
