@@ -217,7 +217,45 @@ fn pass_raw_files_and_cogs_land_in_garage_byte_identical() {
     assert_eq!(metric(&d, "downlink_degraded{component=\"store\"}"), 0);
     assert!(d.log_text().contains("pass uploaded to the store"));
 
-    // GDAL reads the COG straight from the bucket.
+    // The STAC item's assets carry their object as an `s3` alternate (alternate assets
+    // extension), once the pass is uploaded.
+    let items = json_of(d.http, "/stac/collections/meteor-m2-msu-mr/items");
+    let item = &items["features"][0];
+    assert!(
+        item["stac_extensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("alternate-assets")),
+        "{}",
+        item["stac_extensions"]
+    );
+    let assets = item["assets"].as_object().unwrap();
+    let mut alternates = Vec::new();
+    for (key, a) in assets {
+        let Some(href) = a["alternate"]["s3"]["href"].as_str() else {
+            continue;
+        };
+        let object = href
+            .strip_prefix(&format!("s3://{BUCKET}/"))
+            .unwrap_or_else(|| panic!("{key}: {href}"));
+        assert!(
+            object.starts_with(&format!("{PREFIX}/passes/{id}/")),
+            "{key}: {href}"
+        );
+        assert!(
+            g.get(object).unwrap().is_some(),
+            "{key}: {href} not in the bucket"
+        );
+        alternates.push(object.to_owned());
+    }
+    assert!(alternates.len() >= 3, "{assets:?}");
+    assert!(
+        alternates.contains(&cog),
+        "{cog} not an alternate: {alternates:?}"
+    );
+
+    // GDAL reads the COG straight from the bucket, at its alternate href.
     let gdalinfo = Path::new("/usr/bin/gdalinfo");
     if need(gdalinfo, "apt-get install gdal-bin") {
         let out = Command::new(gdalinfo)

@@ -66,7 +66,17 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// The worker looks through `passes/` this often for passes it was not told about.
 pub const RESCAN: Duration = Duration::from_secs(300);
 /// Why an upload failed (metric label values).
-pub const FAILURE_REASONS: [&str; 5] = ["unreachable", "denied", "verify", "store", "local_io"];
+pub const FAILURE_REASONS: [&str; 6] = [
+    "unreachable",
+    "denied",
+    "verify",
+    "store",
+    "local_io",
+    "catalog",
+];
+/// The STAC alternate assets extension: an S3 store's product assets get an `s3` alternate.
+pub const ALTERNATE_EXT: &str =
+    "https://stac-extensions.github.io/alternate-assets/v1.2.0/schema.json";
 
 /// What operators see in `/api/v1/status` (`store`) and `/metrics`.
 #[derive(Clone, Debug, Serialize)]
@@ -304,6 +314,11 @@ pub fn start(cfg: &ArchiveConfig, shared: &Arc<Shared>) -> Option<std::thread::J
         store,
         rt,
         verify_etag: matches!(cfg.store, ArchiveStore::S3(_)),
+        s3_base: match &cfg.store {
+            ArchiveStore::S3(s3) if s3.prefix.is_empty() => Some(format!("s3://{}", s3.bucket)),
+            ArchiveStore::S3(s3) => Some(format!("s3://{}/{}", s3.bucket, s3.prefix)),
+            _ => None,
+        },
         url: cfg.store.url(&cfg.path),
         prefix: key_prefix(cfg),
         passes: cfg.path.join("passes"),
@@ -509,6 +524,8 @@ struct Worker {
     rt: tokio::runtime::Runtime,
     /// Check S3 ETags (MD5-based) against what was sent.
     verify_etag: bool,
+    /// `s3://bucket[/prefix]`: the catalog item of an uploaded pass gets `s3` alternates.
+    s3_base: Option<String>,
     url: String,
     prefix: String,
     passes: PathBuf,
@@ -754,11 +771,57 @@ impl Worker {
         self.rt
             .block_on(async move { store.put(&path, payload).await })
             .map_err(|e| Failure::store(&key, &e))?;
+        if manifest.products {
+            self.add_alternates(pass)?;
+        }
         archive::write_atomic(dir.join(MANIFEST), &text).map_err(|e| Failure {
             reason: "local_io",
             error: e.to_string(),
         })?;
         Ok(Outcome::Done { objects, bytes })
+    }
+
+    /// The catalog item of the pass's product set gets, on every asset of the pass, an `s3`
+    /// alternate (STAC alternate assets extension) naming its object, so GDAL `/vsis3/` users
+    /// read the store directly. The upsert replaces the item by id: repeating it is harmless.
+    fn add_alternates(&self, pass: &str) -> Result<(), Failure> {
+        let (Some(base), Some(cat)) = (&self.s3_base, self.shared.catalog.as_deref()) else {
+            return Ok(());
+        };
+        let fail = |e: archive::catalog::CatalogError| Failure {
+            reason: "catalog",
+            error: format!("{pass}: {e}"),
+        };
+        let listing = format!("passes/{pass}/{}/products.json", super::products::PRODUCTS);
+        let Some(at) = cat.asset(&listing).map_err(fail)? else {
+            // Not catalogued (products given up, or no catalog when they were made).
+            return Ok(());
+        };
+        let Some(mut item) = cat.item(&at.collection, &at.item).map_err(fail)? else {
+            return Ok(());
+        };
+        let mine = format!("passes/{pass}/");
+        let mut changed = false;
+        for asset in item.assets.values_mut() {
+            let Some(rel) = archive::catalog::local_href(&asset.href) else {
+                continue;
+            };
+            if !rel.starts_with(&mine) {
+                continue;
+            }
+            let want = serde_json::json!({ "s3": { "href": format!("{base}/{rel}") } });
+            if asset.additional_fields.get("alternate") != Some(&want) {
+                asset.additional_fields.insert("alternate".into(), want);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+        if !item.extensions.iter().any(|e| e == ALTERNATE_EXT) {
+            item.extensions.push(ALTERNATE_EXT.to_owned());
+        }
+        cat.upsert_item(&item).map_err(fail)
     }
 
     /// Uploads one file and verifies it; `None` when shutdown interrupted it.
