@@ -481,3 +481,50 @@ fn a_big_pass_found_at_start_goes_up_in_parts_verified() {
     assert_eq!(obj["size"], raw.len() as u64);
     assert_eq!(obj["sha256"].as_str().unwrap().len(), 64);
 }
+
+#[test]
+fn a_file_store_in_another_directory_gets_a_verified_copy() {
+    // `store = "file:///DIR"` naming another directory (a mounted share): no server needed.
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let share = dir.path().join("share");
+    let id = "20200102T000000Z-xband";
+    let pass = archive.join("passes").join(id);
+    std::fs::create_dir_all(&pass).unwrap();
+    let mut rng = Rng(0x0dd_ba11_cafe_f00d);
+    let raw: Vec<u8> = (0..9 * 1024 * 1024).map(|_| rng.below(256) as u8).collect();
+    std::fs::write(pass.join("cadus.raw"), &raw).unwrap();
+    std::fs::write(
+        pass.join("pass.json"),
+        format!(r#"{{"id": "{id}", "input": "xband", "profile": "eos"}}"#),
+    )
+    .unwrap();
+    let cfg = eos_udp_config(&archive, "").replace(
+        "fsync_interval = \"100ms\"\n",
+        &format!(
+            "fsync_interval = \"100ms\"\nstore = \"file://{}\"\n",
+            share.display()
+        ),
+    );
+    let path = dir.path().join("downlink.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::launch(serve_cmd(&path), dir, archive);
+    within(Duration::from_secs(60), "the pass copied", || {
+        let s = status(&d)["store"].clone();
+        s["uploaded_passes"] == 1 && s["queued_passes"] == 0
+    });
+    let copy = share.join("passes").join(id);
+    assert!(std::fs::read(copy.join("cadus.raw")).unwrap() == raw);
+    assert_eq!(
+        std::fs::read(copy.join("pass.json")).unwrap(),
+        std::fs::read(pass.join("pass.json")).unwrap()
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copy.join("uploaded.json")).unwrap()).unwrap();
+    assert_eq!(m["complete"], true);
+    assert_eq!(m["store"], format!("file://{}", share.display()));
+    assert_eq!(
+        status(&d)["store"]["uploaded_bytes"],
+        raw.len() as u64 + std::fs::metadata(pass.join("pass.json")).unwrap().len()
+    );
+}

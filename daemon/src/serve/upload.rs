@@ -593,12 +593,43 @@ impl Worker {
         });
     }
 
-    /// A notified pass: queued if it is ready and not uploaded as it is now.
+    /// A notified pass: queued if it is ready and the store does not hold it as it is now
+    /// (every file is compared with the manifest: a product set made again is uploaded
+    /// again). One that is uploaded already has its catalog item's alternates checked, since
+    /// cataloguing a set again replaces the item.
     fn add(&mut self, dir: PathBuf) {
-        if ready(&dir) && needs_upload(&dir, &self.url) {
-            let bytes = bytes_to_upload(&dir, &self.url);
+        if !ready(&dir) || self.pending.contains_key(&dir) {
+            return;
+        }
+        let bytes = bytes_to_upload(&dir, &self.url);
+        if bytes > 0 || needs_upload(&dir, &self.url) {
             self.pending.insert(dir, bytes);
             self.set_queued();
+            return;
+        }
+        let Some(pass) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            return;
+        };
+        if let Err(f) = self.add_alternates(&pass) {
+            // Uploaded, but the item lacks its alternates: the pass goes through again (its
+            // objects are skipped, the catalog step is retried).
+            let mut m = Manifest::load(&dir).unwrap_or_default();
+            m.complete = false;
+            if save_manifest(&dir, &m).is_ok() {
+                self.pending.insert(dir, 0);
+                self.set_queued();
+            }
+            self.shared.uploads.update(|status| {
+                emit(UploadFailed {
+                    status,
+                    store: &self.url,
+                    pass: &pass,
+                    reason: f.reason,
+                    error: f.error,
+                    retry_in: Duration::ZERO,
+                    newly_degraded: false,
+                });
+            });
         }
     }
 
