@@ -528,3 +528,100 @@ fn a_file_store_in_another_directory_gets_a_verified_copy() {
         raw.len() as u64 + std::fs::metadata(pass.join("pass.json")).unwrap().len()
     );
 }
+
+#[test]
+fn kill9_mid_upload_resumes_from_the_manifest() {
+    let Some(g) = Garage::start(BUCKET) else {
+        return;
+    };
+    // A closed pass of 16 files of 9 MiB + 1 (two parts each) and its record.
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let id = "20200103T000000Z-xband";
+    let pass = archive.join("passes").join(id);
+    std::fs::create_dir_all(&pass).unwrap();
+    let mut rng = Rng(0x1234_abcd_5678_ef01);
+    let base: Vec<u8> = (0..9 * 1024 * 1024 + 1)
+        .map(|_| rng.below(256) as u8)
+        .collect();
+    let mut files = Vec::new();
+    for i in 0..16u8 {
+        let mut b = base.clone();
+        b[..64].fill(i);
+        let name = format!("part-{i:02}.bin");
+        std::fs::write(pass.join(&name), &b).unwrap();
+        files.push((name, b));
+    }
+    let record = format!(r#"{{"id": "{id}", "input": "xband", "profile": "eos"}}"#);
+    std::fs::write(pass.join("pass.json"), &record).unwrap();
+    files.push(("pass.json".into(), record.into_bytes()));
+    let cfg = eos_udp_config(&archive, "").replace(
+        "fsync_interval = \"100ms\"\n",
+        &format!(
+            "fsync_interval = \"100ms\"\nstore = \"s3://{BUCKET}/{PREFIX}\"\n[archive.s3]\nendpoint = \"{}\"\nregion = \"garage\"\nallow_http = true\n",
+            g.endpoint()
+        ),
+    );
+    let path = dir.path().join("downlink.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let cmd = || {
+        let mut c = serve_cmd(&path);
+        c.env("AWS_ACCESS_KEY_ID", &g.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &g.secret);
+        c
+    };
+    let mut d = Daemon::launch(cmd(), dir, archive);
+    // Killed as soon as the first object is in: the pass is half uploaded.
+    let t0 = Instant::now();
+    loop {
+        let s = status(&d)["store"].clone();
+        if s["uploaded_objects"].as_u64().unwrap() >= 1 {
+            assert_eq!(
+                s["uploaded_passes"], 0,
+                "the whole pass went up before the kill: {s}"
+            );
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no object uploaded: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pass.join("uploaded.json")).unwrap()).unwrap();
+    assert_eq!(m["complete"], false);
+    let done_before = m["objects"].as_object().unwrap().len();
+    assert!((1..files.len()).contains(&done_before), "{done_before}");
+
+    // The restart takes the pass up and sends only what the manifest does not hold.
+    d.respawn(cmd());
+    within(
+        Duration::from_secs(120),
+        "the pass uploaded after the restart",
+        || {
+            let s = status(&d)["store"].clone();
+            s["uploaded_passes"] == 1 && s["queued_passes"] == 0
+        },
+    );
+    let s = status(&d)["store"].clone();
+    assert_eq!(s["taken_up"], 1, "{s}");
+    assert_eq!(
+        s["uploaded_objects"].as_u64().unwrap() as usize,
+        files.len() - done_before,
+        "{s}"
+    );
+    for (name, bytes) in &files {
+        let remote = g.get(&format!("{PREFIX}/passes/{id}/{name}")).unwrap();
+        assert!(
+            remote.as_deref() == Some(bytes.as_slice()),
+            "{name} differs"
+        );
+    }
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pass.join("uploaded.json")).unwrap()).unwrap();
+    assert_eq!(m["complete"], true);
+    assert_eq!(m["objects"].as_object().unwrap().len(), files.len());
+}
