@@ -5,7 +5,9 @@
 //! from the bucket (`/vsis3/`), and the counters say so. Then the faults: Garage down during
 //! and after the pass (failures counted by reason, `store` degraded, retried with backoff),
 //! the daemon killed (-9) before the upload could complete and restarted (the pass is taken up
-//! again), Garage back: the pass is uploaded, nothing lost, health clear.
+//! again), Garage back: the pass is uploaded, nothing lost, health clear; a kill -9 in the
+//! middle of a pass's upload resumes from its manifest. Also: multipart uploads and their
+//! ETags, `downlink validate`'s probe object, STAC `s3` alternates, a `file://` store.
 //! Without the `garage` binary this is skipped with a message, except under `CI=true`.
 #![allow(
     clippy::unwrap_used,
