@@ -387,6 +387,30 @@ fn store_down_during_the_pass_then_kill9_then_back_uploads_everything() {
     assert_eq!(metric(&d, "downlink_degraded{component=\"store\"}"), 0);
     assert_eq!(st["store"]["queued_bytes"], 0);
     assert!(d.log_text().contains("object store reachable again"));
+
+    // Idle, the store is probed: down again with nothing to upload, `store` is degraded
+    // within a probe interval and clears once it is back.
+    let failures = |d: &Daemon| {
+        status(d)["store"]["failures"]["unreachable"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = failures(&d);
+    g.stop();
+    within(
+        Duration::from_secs(40),
+        "the idle store probe failing",
+        || status(&d)["health"]["problems"]["store"].is_string(),
+    );
+    assert!(failures(&d) > before);
+    assert_eq!(status(&d)["store"]["state"], "failing");
+    g.resume();
+    within(
+        Duration::from_secs(40),
+        "the idle store probe passing",
+        || status(&d)["health"]["problems"]["store"].is_null(),
+    );
+    assert_eq!(status(&d)["store"]["state"], "ok");
 }
 
 #[test]

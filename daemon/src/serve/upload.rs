@@ -30,6 +30,8 @@
 //!   1 s after a failure, doubling up to [`BACKOFF_MAX`], then starts again with the pass that
 //!   failed. The `store` health component is degraded from the first failure until a pass is
 //!   uploaded again.
+//! - **Idle.** While no pass waits, the store is probed every [`PROBE`] (a HEAD request): the
+//!   `store` health component follows the store even between passes.
 //! - **Full queue.** [`QUEUE`] passes wait to be looked at; a notification that finds the queue
 //!   full sets a flag, and the worker looks through `passes/` when it is idle.
 //!
@@ -63,6 +65,9 @@ pub const PARTS_IN_FLIGHT: usize = 2;
 pub const MANIFEST: &str = "uploaded.json";
 /// Longest wait between two attempts while the store fails.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// While nothing waits for upload, the store is probed this often (a HEAD request), so the
+/// `store` health component follows it even when no pass is due.
+pub const PROBE: Duration = Duration::from_secs(10);
 /// The worker looks through `passes/` this often for passes it was not told about.
 pub const RESCAN: Duration = Duration::from_secs(300);
 /// Why an upload failed (metric label values).
@@ -541,6 +546,7 @@ impl Worker {
     fn run(&mut self, rx: &Receiver<PathBuf>) {
         self.scan(true);
         let mut last_scan = Instant::now();
+        let mut last_probe = Instant::now();
         loop {
             if self.shared.stopping() {
                 break;
@@ -561,6 +567,11 @@ impl Worker {
                     continue;
                 }
             }
+            if self.pending.is_empty() && last_probe.elapsed() >= PROBE {
+                self.probe();
+                last_probe = Instant::now();
+                continue;
+            }
             let wait = if self.pending.is_empty() {
                 Duration::from_secs(1)
             } else {
@@ -579,6 +590,44 @@ impl Worker {
                 passes = self.pending.len(),
                 "uploads left for the next start"
             );
+        }
+    }
+
+    /// Idle: is the store still there? A HEAD of a key that need not exist (404 = reachable).
+    fn probe(&mut self) {
+        let key = if self.prefix.is_empty() {
+            ".downlink-reachable".to_owned()
+        } else {
+            format!("{}/.downlink-reachable", self.prefix)
+        };
+        let (store, path) = (self.store.clone(), StorePath::from(key.as_str()));
+        match self.rt.block_on(async move { store.head(&path).await }) {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+                self.failures_in_row = 0;
+                self.shared.uploads.update(|st| st.state = "ok");
+                if self.shared.health.clear("store") {
+                    emit(StoreRecovered { store: &self.url });
+                }
+            }
+            Err(e) => {
+                let f = Failure::store(&key, &e);
+                let newly = self
+                    .shared
+                    .health
+                    .set("store", format!("{} ({}): {}", self.url, f.reason, f.error));
+                self.shared.uploads.update(|status| {
+                    status.state = "failing";
+                    emit(UploadFailed {
+                        status,
+                        store: &self.url,
+                        pass: "(reachability probe)",
+                        reason: f.reason,
+                        error: f.error,
+                        retry_in: PROBE,
+                        newly_degraded: newly,
+                    });
+                });
+            }
         }
     }
 
