@@ -1766,6 +1766,12 @@ fn resolve_store(
                     ArchiveStore::Local
                 } else if path.is_none_or(|p| resolve_path(base, dir) == p) {
                     ArchiveStore::Local
+                } else if path.is_some_and(|p| resolve_path(base, dir).starts_with(p)) {
+                    pr.push(
+                        "archive.store",
+                        format!("must not be inside archive.path, got {text:?}"),
+                    );
+                    ArchiveStore::Local
                 } else {
                     ArchiveStore::Directory(resolve_path(base, dir))
                 }
@@ -4554,6 +4560,11 @@ url = \"http://[::1]/h\"
         let cases: &[(&str, &str, &str)] = &[
             ("store = \"ftp://x\"", "archive.store", "must be"),
             ("store = \"file://relative\"", "archive.store", "absolute"),
+            (
+                "store = \"file:///var/lib/downlink/mirror\"",
+                "archive.store",
+                "inside archive.path",
+            ),
             ("store = \"s3://Bad_Bucket\"", "archive.store", "valid bucket"),
             ("store = \"s3://AKIA:hunter2@bucket\"", "archive.store", "credentials"),
             ("store = \"s3://bucket/a//b\"", "archive.store", "prefix"),
