@@ -868,16 +868,18 @@ impl Worker {
         let (Some(base), Some(cat)) = (&self.s3_base, self.shared.catalog.as_deref()) else {
             return Ok(());
         };
-        let fail = |e: archive::catalog::CatalogError| Failure {
-            reason: "catalog",
-            error: format!("{pass}: {e}"),
-        };
+        fn fail<E: std::fmt::Display>(pass: &str) -> impl Fn(E) -> Failure + '_ {
+            move |e| Failure {
+                reason: "catalog",
+                error: format!("{pass}: {e}"),
+            }
+        }
         let listing = format!("passes/{pass}/{}/products.json", super::products::PRODUCTS);
-        let Some(at) = cat.asset(&listing).map_err(fail)? else {
+        let Some(at) = cat.asset(&listing).map_err(fail(pass))? else {
             // Not catalogued (products given up, or no catalog when they were made).
             return Ok(());
         };
-        let Some(mut item) = cat.item(&at.collection, &at.item).map_err(fail)? else {
+        let Some(mut item) = cat.item(&at.collection, &at.item).map_err(fail(pass))? else {
             return Ok(());
         };
         let mine = format!("passes/{pass}/");
@@ -901,7 +903,7 @@ impl Worker {
         if !item.extensions.iter().any(|e| e == ALTERNATE_EXT) {
             item.extensions.push(ALTERNATE_EXT.to_owned());
         }
-        cat.upsert_item(&item).map_err(fail)
+        cat.upsert_item(&item).map_err(fail(pass))
     }
 
     /// Uploads one file and verifies it; `None` when shutdown interrupted it.
