@@ -9,6 +9,11 @@ APT_PKGS := build-essential pkg-config systemd libgdal-dev gdal-bin python3-gdal
 # PostGIS for the pgstac catalog tests (scripts/pgstac/pgstac-cluster.sh).
 TEST_APT_PKGS := chromium python3-venv curl qgis python3-qgis python3-gdal postgresql-15 postgresql-15-postgis-3
 
+# Garage, the S3-compatible object store of the archive.store tests (tests/common/garage.rs):
+# built once from crates.io (about 20 minutes on 2 cores) and cached in ~/.cargo/bin.
+GARAGE ?= $(HOME)/.cargo/bin/garage
+GARAGE_VERSION := 2.5.0
+
 .PHONY: run demo-replay unit-file test deps test-deps web build release fmt lint unit fuzz-corpus fuzz bench bench-data clean landmask
 
 deps:
@@ -23,13 +28,16 @@ deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
 
-test-deps: deps
+test-deps: deps $(GARAGE)
 	@missing=""; for p in $(TEST_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+$(GARAGE):
+	$(CARGO) install garage --version $(GARAGE_VERSION) --locked
 
 # The web map's JavaScript dependencies (MapLibre GL JS; the offline basemap: world-atlas and
 # topojson-client; playwright-core for its test), exactly as web/package-lock.json pins them. The

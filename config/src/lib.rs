@@ -298,6 +298,145 @@ pub struct ArchiveConfig {
     /// Reed-Solomon), so a pass can be re-decoded later; false keeps the good frames after RS
     /// instead (`frames.raw`). Only `bits`, `cadu`, `soft-i8` and `hard` inputs have CADUs.
     pub keep_raw_cadus: bool,
+    /// `store` (default `"file://"` + `path`: the local archive) and `[archive.s3]`: where the
+    /// bytes the archive keeps (raw passes, products) are kept for good. Read at start.
+    pub store: ArchiveStore,
+}
+
+/// `archive.store`: where closed passes and their products are uploaded. `archive.path` stays
+/// the local spool: a pass is received there (crash-safe) and uploaded after LOS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArchiveStore {
+    /// `file://` naming `archive.path` (the default): the local archive is the store, nothing
+    /// is uploaded.
+    Local,
+    /// `file:///DIR` naming another directory (a mounted network share): each closed pass is
+    /// copied there.
+    Directory(PathBuf),
+    /// `s3://BUCKET[/PREFIX]`: an S3-compatible object store, reached as `[archive.s3]` says.
+    S3(S3Store),
+}
+
+impl ArchiveStore {
+    /// The store as configured (`file:///…`, `s3://bucket/prefix`), for logs and the API.
+    pub fn url(&self, archive: &Path) -> String {
+        match self {
+            Self::Local => format!("file://{}", archive.display()),
+            Self::Directory(d) => format!("file://{}", d.display()),
+            Self::S3(s) if s.prefix.is_empty() => format!("s3://{}", s.bucket),
+            Self::S3(s) => format!("s3://{}/{}", s.bucket, s.prefix),
+        }
+    }
+}
+
+/// An S3-compatible store: `archive.store = "s3://BUCKET[/PREFIX]"` and `[archive.s3]`.
+/// Requests are path-style (`ENDPOINT/BUCKET/KEY`), which every S3-compatible server takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Store {
+    /// The bucket (must exist).
+    pub bucket: String,
+    /// Key prefix, without leading or trailing `/` (empty: the bucket's root).
+    pub prefix: String,
+    /// `endpoint` (default absent: AWS S3 of `region`): `http(s)://HOST[:PORT]` of the server.
+    pub endpoint: Option<String>,
+    /// `region` (default `"us-east-1"`): the region requests are signed for (Garage: its
+    /// `s3_region`, often `"garage"`).
+    pub region: String,
+    /// `allow_http` (default `false`): allow an `http://` endpoint (unencrypted; loopback or a
+    /// trusted network only).
+    pub allow_http: bool,
+    /// `credentials_file` (default absent: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` from
+    /// the environment): an AWS shared-credentials file (`aws_access_key_id = …`,
+    /// `aws_secret_access_key = …`, in `[default]` or before any section). Keys never go in
+    /// this configuration file.
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// S3 credentials, read at start; `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    /// Access key id.
+    pub key_id: String,
+    /// Secret access key.
+    pub secret: String,
+    /// Session token (temporary credentials), if any.
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "S3Credentials({}, ***)", self.key_id)
+    }
+}
+
+/// Default `archive.s3.region`.
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
+
+impl S3Store {
+    /// The credentials to sign with: `credentials_file`, else `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) from the environment. An error names
+    /// the file or the variables, never a secret.
+    pub fn credentials(&self) -> Result<S3Credentials, String> {
+        if let Some(p) = &self.credentials_file {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            return parse_credentials_file(&text).map_err(|e| format!("{}: {e}", p.display()));
+        }
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            (Some(key_id), Some(secret)) => Ok(S3Credentials {
+                key_id,
+                secret,
+                token: var("AWS_SESSION_TOKEN"),
+            }),
+            _ => Err(
+                "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the \
+                      daemon's environment (systemd: EnvironmentFile=), or name a \
+                      credentials_file"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// `aws_access_key_id`, `aws_secret_access_key` (and `aws_session_token`) of the `[default]`
+/// profile, or of the lines before any section, of an AWS shared-credentials file.
+fn parse_credentials_file(text: &str) -> Result<S3Credentials, String> {
+    let (mut key_id, mut secret, mut token) = (None, None, None);
+    let mut in_default = true;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            in_default = section.trim() == "default";
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        if !in_default {
+            continue;
+        }
+        let v = v.trim().to_owned();
+        match k.trim() {
+            "aws_access_key_id" => key_id = Some(v),
+            "aws_secret_access_key" => secret = Some(v),
+            "aws_session_token" => token = Some(v),
+            _ => {}
+        }
+    }
+    match (key_id, secret) {
+        (Some(key_id), Some(secret)) if !key_id.is_empty() && !secret.is_empty() => {
+            Ok(S3Credentials {
+                key_id,
+                secret,
+                token: token.filter(|t| !t.is_empty()),
+            })
+        }
+        _ => Err("has no aws_access_key_id and aws_secret_access_key (in [default] or before any section)".into()),
+    }
 }
 
 /// `[http]`: the status, metrics (`/metrics`) and API endpoint.
@@ -769,6 +908,23 @@ impl Config {
                 ),
             }
         }
+        if let ArchiveStore::S3(s3) = &self.archive.store {
+            if let Err(msg) = s3.credentials() {
+                let at = if s3.credentials_file.is_some() {
+                    "archive.s3.credentials_file"
+                } else {
+                    "archive.store"
+                };
+                pr.push(at, msg);
+            }
+        }
+        if let ArchiveStore::Directory(dir) = &self.archive.store {
+            let mut store_pr = Problems::default();
+            check_archive_writable(&mut store_pr, dir);
+            for p in store_pr.0 {
+                pr.push("archive.store", p.message);
+            }
+        }
         if self.catalog.url.is_some() {
             if let Err(msg) = self.catalog.password() {
                 pr.push("catalog.password_file", msg);
@@ -945,6 +1101,17 @@ struct RawArchive {
     fsync_interval: Option<Scalar>,
     fsync_bytes: Option<Scalar>,
     keep_raw_cadus: Option<bool>,
+    store: Option<String>,
+    s3: Option<RawS3>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    endpoint: Option<String>,
+    region: Option<String>,
+    allow_http: Option<bool>,
+    credentials_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1108,6 +1275,14 @@ const ARCHIVE_KEYS: &[(&str, Kind)] = &[
     ("fsync_interval", Kind::Duration),
     ("fsync_bytes", Kind::Size),
     ("keep_raw_cadus", Kind::Bool),
+    ("store", Kind::Str),
+    ("s3", Kind::Table),
+];
+const ARCHIVE_S3_KEYS: &[(&str, Kind)] = &[
+    ("endpoint", Kind::Str),
+    ("region", Kind::Str),
+    ("allow_http", Kind::Bool),
+    ("credentials_file", Kind::Str),
 ];
 const HTTP_KEYS: &[(&str, Kind)] = &[
     ("listen", Kind::Str),
@@ -1176,6 +1351,7 @@ fn section_keys(section: &str) -> &'static [(&'static str, Kind)] {
         "alerts" => ALERTS_KEYS,
         "station" => STATION_KEYS,
         "catalog" => CATALOG_KEYS,
+        "s3" => ARCHIVE_S3_KEYS,
         _ => TOP_KEYS,
     }
 }
@@ -1217,7 +1393,29 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row.last().copied().unwrap_or(0)
 }
 
+/// A key name that says it holds a secret (access keys, passwords, tokens).
+fn looks_like_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "secret",
+        "password",
+        "access_key",
+        "key_id",
+        "token",
+        "credential",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
 fn unknown_key_message(section: &str, key: &str) -> String {
+    if section == "s3" && looks_like_secret(key) {
+        return "is not a key: credentials never go in the configuration file; set \
+                AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the daemon's environment \
+                (systemd: EnvironmentFile=) or name an AWS credentials file with \
+                `credentials_file`"
+            .to_owned();
+    }
     let keys = section_keys(section);
     let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
     let nearest = names
@@ -1234,6 +1432,7 @@ fn unknown_key_message(section: &str, key: &str) -> String {
                [[webhook]] and [[alerts]]"
             .to_owned(),
         "input" | "webhook" | "alerts" => format!("[[{section}]] takes {}", names.join(", ")),
+        "s3" => format!("[archive.s3] takes {}", names.join(", ")),
         _ => format!("[{section}] takes {}", names.join(", ")),
     };
     format!("is not a known key{hint}; {place}")
@@ -1531,12 +1730,198 @@ fn resolve_archive(pr: &mut Problems, raw: RawArchive, base: &Path) -> Option<Ar
         1,
         MAX_FSYNC_BYTES,
     );
+    let store = resolve_store(
+        pr,
+        raw.store.as_deref(),
+        raw.s3.as_ref(),
+        path.as_deref(),
+        base,
+    );
     Some(ArchiveConfig {
         path: path?,
         fsync_interval,
         fsync_bytes,
         keep_raw_cadus: raw.keep_raw_cadus.unwrap_or(DEFAULT_KEEP_RAW_CADUS),
+        store,
     })
+}
+
+/// `archive.store` and `[archive.s3]`; `path` is `archive.path`, resolved (if valid).
+fn resolve_store(
+    pr: &mut Problems,
+    store: Option<&str>,
+    s3: Option<&RawS3>,
+    path: Option<&Path>,
+    base: &Path,
+) -> ArchiveStore {
+    let resolved = match store.map(str::trim) {
+        None => ArchiveStore::Local,
+        Some(text) => match text.split_once("://") {
+            Some(("file", dir)) => {
+                let dir = Path::new(dir);
+                if !dir.is_absolute() {
+                    pr.push(
+                        "archive.store",
+                        format!("must name an absolute directory (file:///DIR), got {text:?}"),
+                    );
+                    ArchiveStore::Local
+                } else if path.is_none_or(|p| resolve_path(base, dir) == p) {
+                    ArchiveStore::Local
+                } else if path.is_some_and(|p| resolve_path(base, dir).starts_with(p)) {
+                    pr.push(
+                        "archive.store",
+                        format!("must not be inside archive.path, got {text:?}"),
+                    );
+                    ArchiveStore::Local
+                } else {
+                    ArchiveStore::Directory(resolve_path(base, dir))
+                }
+            }
+            Some(("s3", rest)) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                let prefix = prefix.trim_matches('/');
+                if bucket.contains('@') || bucket.contains(':') {
+                    pr.push(
+                        "archive.store",
+                        "must not hold credentials or a port (s3://BUCKET/PREFIX; the \
+                         server goes in archive.s3.endpoint, credentials in the environment \
+                         or archive.s3.credentials_file)",
+                    );
+                } else if let Err(why) = check_bucket(bucket) {
+                    pr.push("archive.store", format!("{why}, got {text:?}"));
+                } else if let Some(bad) = prefix
+                    .split('/')
+                    .filter(|_| !prefix.is_empty())
+                    .find(|c| c.is_empty() || *c == "." || *c == "..")
+                {
+                    pr.push(
+                        "archive.store",
+                        format!("has an empty, `.` or `..` prefix component {bad:?}, got {text:?}"),
+                    );
+                }
+                ArchiveStore::S3(resolve_s3(pr, bucket, prefix, s3, base))
+            }
+            _ => {
+                pr.push(
+                    "archive.store",
+                    format!(
+                        "must be \"file:///DIR\" (the local archive, the default) or \
+                         \"s3://BUCKET[/PREFIX]\", got {text:?}"
+                    ),
+                );
+                ArchiveStore::Local
+            }
+        },
+    };
+    if s3.is_some() && !matches!(resolved, ArchiveStore::S3(_)) {
+        pr.push(
+            "archive.s3",
+            "has no effect unless archive.store is \"s3://BUCKET[/PREFIX]\"",
+        );
+    }
+    resolved
+}
+
+/// S3 bucket naming rules: 3 to 63 of `a-z 0-9 . -`, starting and ending with a letter or digit.
+fn check_bucket(bucket: &str) -> Result<(), String> {
+    let ok_chars = bucket
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&bucket.len())
+        || !ok_chars
+        || !ends_ok(bucket.chars().next())
+        || !ends_ok(bucket.chars().last())
+    {
+        return Err(
+            "names no valid bucket (3 to 63 of a-z, 0-9, '.' and '-', starting and \
+                    ending with a letter or digit)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn resolve_s3(
+    pr: &mut Problems,
+    bucket: &str,
+    prefix: &str,
+    raw: Option<&RawS3>,
+    base: &Path,
+) -> S3Store {
+    let empty = RawS3::default();
+    let raw = raw.unwrap_or(&empty);
+    let allow_http = raw.allow_http.unwrap_or(false);
+    let endpoint = raw.endpoint.as_deref().and_then(|text| {
+        let problem = match Url::parse(text) {
+            Err(e) => Some(format!("is not a URL ({e})")),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                Some("must be an http:// or https:// URL".to_owned())
+            }
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => Some(
+                "must not hold credentials: set them in the environment or credentials_file"
+                    .to_owned(),
+            ),
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => Some("names no host".to_owned()),
+            Ok(u) if u.path() != "/" || u.query().is_some() => Some(
+                "must be only http(s)://HOST[:PORT] (the bucket goes in archive.store)".to_owned(),
+            ),
+            Ok(u) if u.scheme() == "http" && !allow_http => Some(
+                "is unencrypted http://: set archive.s3.allow_http = true to allow it".to_owned(),
+            ),
+            Ok(_) => None,
+        };
+        match problem {
+            Some(p) => {
+                // Never echo a URL that may hold a secret.
+                let shown =
+                    Url::parse(text).map_or_else(|_| "<not a URL>".to_owned(), |u| redact(&u));
+                pr.push("archive.s3.endpoint", format!("{p}, got {shown}"));
+                None
+            }
+            None => Some(text.trim_end_matches('/').to_owned()),
+        }
+    });
+    if allow_http
+        && raw
+            .endpoint
+            .as_deref()
+            .is_none_or(|e| !e.starts_with("http://"))
+    {
+        pr.push(
+            "archive.s3.allow_http",
+            "has no effect without an http:// archive.s3.endpoint",
+        );
+    }
+    let region = match raw.region.as_deref() {
+        None => DEFAULT_S3_REGION.to_owned(),
+        Some(r)
+            if !r.is_empty()
+                && r.len() <= 64
+                && r.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            r.to_owned()
+        }
+        Some(r) => {
+            pr.push(
+                "archive.s3.region",
+                format!("must be 1 to 64 of a-z, 0-9, '-' and '_', got {r:?}"),
+            );
+            DEFAULT_S3_REGION.to_owned()
+        }
+    };
+    S3Store {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        endpoint,
+        region,
+        allow_http,
+        credentials_file: raw
+            .credentials_file
+            .as_deref()
+            .map(|p| resolve_path(base, p)),
+    }
 }
 
 fn resolve_catalog(pr: &mut Problems, raw: &RawCatalog, base: &Path) -> CatalogConfig {
@@ -2664,6 +3049,7 @@ profile = "jpss"
                 fsync_interval: Duration::from_secs(1),
                 fsync_bytes: 4 * 1024 * 1024,
                 keep_raw_cadus: true,
+                store: ArchiveStore::Local,
             }
         );
         assert_eq!(
@@ -2886,7 +3272,22 @@ profile = "jpss"
                     || example.contains(&format!("[[{section}]]")),
                 "example.toml does not document [{section}]"
             );
-            for (key, _) in section_keys(section) {
+            for (key, kind) in section_keys(section) {
+                if *kind == Kind::Table {
+                    // A sub-table (`[archive.s3]`): its header and each of its keys.
+                    assert!(
+                        example.contains(&format!("[{section}.{key}]")),
+                        "example.toml does not document [{section}.{key}]"
+                    );
+                    for (sub, _) in section_keys(key) {
+                        assert!(
+                            example.contains(&format!("\n{sub} = ")),
+                            "example.toml does not document {section}.{key}.{sub}"
+                        );
+                        checked += 1;
+                    }
+                    continue;
+                }
                 if REMOVED_KEYS.contains(&(*section, *key)) {
                     assert!(
                         !example.contains(&format!("\n{key} = ")),
@@ -2925,13 +3326,24 @@ profile = "jpss"
             }
         };
         let mut text = String::new();
+        let mut sub_tables = Vec::new();
         for (section, kind) in TOP_KEYS {
             text.push_str(&match kind {
                 Kind::TableList => format!("[[{section}]]\n"),
                 _ => format!("[{section}]\n"),
             });
             for (key, kind) in section_keys(section) {
+                if *kind == Kind::Table {
+                    sub_tables.push((*section, *key));
+                    continue;
+                }
                 text.push_str(&format!("{key} = {}\n", sample(*kind)));
+            }
+        }
+        for (section, key) in &sub_tables {
+            text.push_str(&format!("[{section}.{key}]\n"));
+            for (sub, kind) in section_keys(key) {
+                text.push_str(&format!("{sub} = {}\n", sample(*kind)));
             }
         }
         let table: toml::Table = text.parse().unwrap();
@@ -2972,6 +3384,35 @@ profile = "jpss"
             a.sort();
             b.sort();
             assert_eq!(a, b, "[{section}]");
+        }
+        for (section, key) in sub_tables {
+            let table: toml::Table = format!("[{section}.{key}]\nzz_probe = 1\n")
+                .parse()
+                .unwrap();
+            let msg = toml::Value::Table(table)
+                .try_into::<RawConfig>()
+                .unwrap_err()
+                .to_string();
+            let list = msg
+                .split("expected ")
+                .nth(1)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap();
+            let mut a: Vec<String> = list
+                .trim_start_matches("one of ")
+                .replace(" or ", ", ")
+                .split(", ")
+                .map(|k| k.trim().trim_matches('`').to_owned())
+                .collect();
+            let mut b: Vec<String> = section_keys(key)
+                .iter()
+                .map(|(k, _)| (*k).to_owned())
+                .collect();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "[{section}.{key}]");
         }
     }
 
@@ -4057,5 +4498,178 @@ url = \"http://[::1]/h\"
         };
         let e = missing.password().unwrap_err();
         assert!(e.contains("cannot read") && !e.contains("hunter2"), "{e}");
+    }
+
+    fn with_archive(extra: &str) -> String {
+        ISSUE_CONFIG.replace(
+            "path = \"/var/lib/downlink\"\n",
+            &format!("path = \"/var/lib/downlink\"\n{extra}\n"),
+        )
+    }
+
+    #[test]
+    fn archive_store_defaults_to_the_local_archive() {
+        assert_eq!(
+            parse(ISSUE_CONFIG).unwrap().archive.store,
+            ArchiveStore::Local
+        );
+        let same = parse(&with_archive("store = \"file:///var/lib/downlink\"")).unwrap();
+        assert_eq!(same.archive.store, ArchiveStore::Local);
+        let other = parse(&with_archive("store = \"file:///mnt/share/downlink\"")).unwrap();
+        assert_eq!(
+            other.archive.store,
+            ArchiveStore::Directory(PathBuf::from("/mnt/share/downlink"))
+        );
+    }
+
+    #[test]
+    fn archive_store_s3_is_parsed() {
+        let c = parse(&with_archive(
+            "store = \"s3://downlink-archive/station-1/\"\n[archive.s3]\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\nallow_http = true\ncredentials_file = \"s3.ini\"",
+        ))
+        .unwrap();
+        let ArchiveStore::S3(s3) = &c.archive.store else {
+            panic!("{:?}", c.archive.store)
+        };
+        assert_eq!(s3.bucket, "downlink-archive");
+        assert_eq!(s3.prefix, "station-1");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(s3.region, "garage");
+        assert!(s3.allow_http);
+        assert_eq!(
+            s3.credentials_file.as_deref(),
+            Some(Path::new("/etc/downlink/s3.ini"))
+        );
+        assert_eq!(
+            c.archive.store.url(&c.archive.path),
+            "s3://downlink-archive/station-1"
+        );
+        // No [archive.s3] at all: AWS S3 with the default region.
+        let c = parse(&with_archive("store = \"s3://bucket\"")).unwrap();
+        let ArchiveStore::S3(s3) = &c.archive.store else {
+            panic!()
+        };
+        assert_eq!(
+            (s3.prefix.as_str(), s3.region.as_str()),
+            ("", DEFAULT_S3_REGION)
+        );
+        assert_eq!(s3.endpoint, None);
+    }
+
+    #[test]
+    fn archive_store_problems_name_the_field_and_never_a_secret() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("store = \"ftp://x\"", "archive.store", "must be"),
+            ("store = \"file://relative\"", "archive.store", "absolute"),
+            (
+                "store = \"file:///var/lib/downlink/mirror\"",
+                "archive.store",
+                "inside archive.path",
+            ),
+            ("store = \"s3://Bad_Bucket\"", "archive.store", "valid bucket"),
+            ("store = \"s3://AKIA:hunter2@bucket\"", "archive.store", "credentials"),
+            ("store = \"s3://bucket/a//b\"", "archive.store", "prefix"),
+            (
+                "store = \"s3://bucket\"\n[archive.s3]\nendpoint = \"http://127.0.0.1:3900\"",
+                "archive.s3.endpoint",
+                "allow_http",
+            ),
+            (
+                "store = \"s3://bucket\"\n[archive.s3]\nendpoint = \"https://u:hunter2@h\"",
+                "archive.s3.endpoint",
+                "credentials",
+            ),
+            (
+                "store = \"s3://bucket\"\n[archive.s3]\nendpoint = \"https://h/bucket\"",
+                "archive.s3.endpoint",
+                "HOST",
+            ),
+            (
+                "store = \"s3://bucket\"\n[archive.s3]\nendpoint = \"https://h\"\nallow_http = true",
+                "archive.s3.allow_http",
+                "no effect",
+            ),
+            (
+                "store = \"s3://bucket\"\n[archive.s3]\nregion = \"eu west\"",
+                "archive.s3.region",
+                "must be",
+            ),
+            (
+                "[archive.s3]\nregion = \"garage\"",
+                "archive.s3",
+                "no effect",
+            ),
+            (
+                "store = \"s3://bucket\"\n[archive.s3]\nsecret_access_key = \"hunter2\"",
+                "archive.s3.secret_access_key",
+                "credentials never go in the configuration",
+            ),
+            (
+                "store = \"s3://bucket\"\n[archive.s3]\naws_access_key_id = \"AKIA\"",
+                "archive.s3.aws_access_key_id",
+                "credentials never go in the configuration",
+            ),
+            (
+                "store = \"s3://bucket\"\n[archive.s3]\nbucket = \"x\"",
+                "archive.s3.bucket",
+                "[archive.s3] takes endpoint",
+            ),
+        ];
+        for (extra, path, says) in cases {
+            let pr = problems(&with_archive(extra));
+            let p = pr
+                .iter()
+                .find(|p| p.path == *path)
+                .unwrap_or_else(|| panic!("{extra}: no problem at {path}: {pr:?}"));
+            assert!(p.message.contains(says), "{extra}: {}", p.message);
+            assert!(!p.message.contains("hunter2"), "{extra}: {}", p.message);
+        }
+    }
+
+    #[test]
+    fn s3_credentials_come_from_a_file_or_the_environment_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("creds");
+        std::fs::write(
+            &file,
+            "[other]\naws_access_key_id = NOPE\n[default]\naws_access_key_id = GK123\naws_secret_access_key = hunter2\n",
+        )
+        .unwrap();
+        let store = S3Store {
+            bucket: "b".into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: DEFAULT_S3_REGION.into(),
+            allow_http: false,
+            credentials_file: Some(file.clone()),
+        };
+        let c = store.credentials().unwrap();
+        assert_eq!((c.key_id.as_str(), c.secret.as_str()), ("GK123", "hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        std::fs::write(&file, "aws_access_key_id = GK123\n").unwrap();
+        let e = store.credentials().unwrap_err();
+        assert!(
+            e.contains("aws_secret_access_key") && e.contains("creds"),
+            "{e}"
+        );
+        // check_host names the field when the credentials are missing.
+        let cfg = format!(
+            "[archive]\npath = \"{}\"\nstore = \"s3://bucket\"\n[archive.s3]\ncredentials_file = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("a").display(),
+            dir.path().join("missing").display()
+        );
+        let c = parse(&cfg).unwrap();
+        match c.check_host(Path::new("x.toml")) {
+            Err(ConfigError::Invalid { problems, .. }) => {
+                assert!(
+                    problems
+                        .iter()
+                        .any(|p| p.path == "archive.s3.credentials_file"
+                            && p.message.contains("cannot read")),
+                    "{problems:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

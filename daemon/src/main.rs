@@ -83,6 +83,12 @@ fn validate(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = config::Config::load(path)?;
     let notes = cfg.check_host(path)?;
     let catalog = downlink::catalog_backend::check(&cfg.catalog, &cfg.archive.path)?;
+    let store = downlink::serve::upload::check(&cfg.archive).map_err(|e| {
+        anyhow::anyhow!(
+            "archive.store {}: {e}",
+            cfg.archive.store.url(&cfg.archive.path)
+        )
+    })?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}: ok", path.display())?;
     let role = match cfg.input.len() {
@@ -93,6 +99,7 @@ fn validate(path: &std::path::Path) -> anyhow::Result<()> {
     writeln!(out, "  role     {role}")?;
     writeln!(out, "  archive  {}", cfg.archive.path.display())?;
     writeln!(out, "  catalog  {catalog}")?;
+    writeln!(out, "  store    {store}")?;
     writeln!(out, "  http     {}", cfg.http.listen)?;
     writeln!(out, "  pass     los_timeout {:?}", cfg.pass.los_timeout)?;
     for i in &cfg.input {

@@ -677,3 +677,6 @@ pub fn centroid(item: &serde_json::Value) -> (f64, f64) {
     });
     (sum.0 / n, sum.1 / n)
 }
+
+/// A single-node Garage on loopback (the S3-compatible store of `archive.store` tests).
+pub mod garage;

@@ -43,6 +43,10 @@
 //! | [`TileRenderBusy`] | WARN, rate-limited | `tile_cache.refused_busy` (`downlink_tiles_refused_busy_total`) |
 //! | [`ConfigReloaded`] / [`ConfigReloadRefused`] | INFO / ERROR | `reloads.ok` / `reloads.failed` (`downlink_reloads_total{result}`) |
 //! | [`AlertRunPublished`] / [`AlertRunFailed`] | INFO / ERROR | `alerts.runs` / `alerts.failures{reason}` (`downlink_alert_run*_total`) |
+//! | [`PassUploaded`] | INFO | `store.uploaded_passes` (`downlink_store_uploaded_passes_total`; objects and bytes are counted per object) |
+//! | [`UploadFailed`] | ERROR when the store becomes degraded, then WARN rate-limited per reason | `store.failures{reason}` (`downlink_store_upload_failures_total{reason}`) |
+//! | [`UploadsTakenUp`] | INFO | `store.taken_up` (`downlink_store_passes_taken_up_total`) |
+//! | [`StoreRecovered`] | INFO | — (`downlink_degraded{component="store"}` back to 0) |
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +56,7 @@ use std::time::{Duration, Instant};
 use super::alerts::CollectionStatus;
 use super::http_server::{HttpStats, Refuse, Timeout};
 use super::products::ProductsStatus;
+use super::upload::UploadStatus;
 use super::webhook::DeliveryCounters;
 use super::{DropReason, InputState, InputStatus, Reloads, Shared};
 
@@ -971,6 +976,111 @@ impl InternalEvent for AlertRunFailed<'_> {
         tracing::error!(collection = self.collection, reason, error = %self.error, "change alerts not published");
         *self.status.failures.entry(reason).or_default() += 1;
         self.status.last_error = Some(self.error);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Object store uploads
+
+/// Every file of a pass is in the object store, verified, and the pass marked uploaded.
+pub struct PassUploaded<'a> {
+    /// The uploader's counters (the caller holds their lock).
+    pub status: &'a mut UploadStatus,
+    /// Pass id.
+    pub pass: &'a str,
+    /// Objects uploaded by this attempt (earlier attempts may have sent others).
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Seconds the attempt took.
+    pub seconds: f64,
+}
+
+impl InternalEvent for PassUploaded<'_> {
+    fn emit(self) {
+        tracing::info!(
+            pass = self.pass,
+            objects = self.objects,
+            bytes = self.bytes,
+            seconds = self.seconds,
+            "pass uploaded to the store"
+        );
+        self.status.uploaded_passes += 1;
+        self.status.last = Some(serde_json::json!({
+            "pass": self.pass, "objects": self.objects, "bytes": self.bytes,
+            "seconds": self.seconds,
+        }));
+    }
+}
+
+/// An upload attempt failed; the pass stays queued and is retried after `retry_in`.
+pub struct UploadFailed<'a> {
+    /// The uploader's counters.
+    pub status: &'a mut UploadStatus,
+    /// The store.
+    pub store: &'a str,
+    /// Pass id.
+    pub pass: &'a str,
+    /// One of [`super::upload::FAILURE_REASONS`].
+    pub reason: &'static str,
+    /// What happened.
+    pub error: String,
+    /// Wait before the next attempt.
+    pub retry_in: Duration,
+    /// The `store` health component was healthy until now.
+    pub newly_degraded: bool,
+}
+
+impl InternalEvent for UploadFailed<'_> {
+    fn emit(self) {
+        let (pass, reason, error) = (self.pass, self.reason, &self.error);
+        let retry_in_s = self.retry_in.as_secs();
+        if self.newly_degraded {
+            tracing::error!(store = self.store, pass, reason, error = %error, retry_in_s, "upload to the store failed: passes wait in the local archive and are retried");
+        } else if let Some(failures) = throttled("upload_failed", reason, 1) {
+            tracing::warn!(store = self.store, pass, reason, error = %error, retry_in_s, failures, "upload to the store failed again (logged at most every 10 s)");
+        }
+        *self.status.failures.entry(reason).or_default() += 1;
+        self.status.last_error = Some(self.error);
+    }
+}
+
+/// Closed passes found not uploaded yet (at start, or by a rescan of the archive).
+pub struct UploadsTakenUp<'a> {
+    /// The uploader's counters.
+    pub status: &'a mut UploadStatus,
+    /// The store.
+    pub store: &'a str,
+    /// Passes queued.
+    pub passes: u64,
+    /// Their bytes not yet in the store.
+    pub bytes: u64,
+}
+
+impl InternalEvent for UploadsTakenUp<'_> {
+    fn emit(self) {
+        tracing::info!(
+            store = self.store,
+            passes = self.passes,
+            bytes = self.bytes,
+            "uploads taken up from the archive"
+        );
+        self.status.taken_up += self.passes;
+    }
+}
+
+/// The store accepts uploads again after failures.
+pub struct StoreRecovered<'a> {
+    /// The store.
+    pub store: &'a str,
+}
+
+impl InternalEvent for StoreRecovered<'_> {
+    fn emit(self) {
+        tracing::info!(
+            store = self.store,
+            "object store reachable again: uploads resume"
+        );
     }
 }
 

@@ -81,6 +81,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
             "recovered_passes": shared.recovered_passes.lock().map(|r| r.clone()).unwrap_or_default(),
         },
         "products": shared.products.status.lock().map(|s| s.clone()).unwrap_or_default(),
+        "store": shared.uploads.status.lock().map(|s| serde_json::to_value(&*s).unwrap_or_default()).unwrap_or_default(),
         "tile_cache": tile_cache_json(&shared),
         "wms_exceptions": wms_exceptions(&shared),
         "catalog": catalog_json(&shared),
@@ -610,6 +611,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         p.ok, p.failed, p.dropped, p.deferred, p.recovered, p.retried, p.catalog_failed, p.cleaned,
         p.queued + p.pending
     );
+    store_metrics(&mut m, &shared);
     let c = shared
         .catalog
         .as_ref()
@@ -739,5 +741,35 @@ async fn alerts(
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// The uploader's counters (`archive.store`): zero while the local archive is the store.
+fn store_metrics(m: &mut String, shared: &Shared) {
+    let Ok(u) = shared.uploads.status.lock().map(|s| s.clone()) else {
+        return;
+    };
+    let _ = writeln!(
+        m,
+        "# HELP downlink_store_queued_passes Closed passes not yet uploaded to the object store.\n# TYPE downlink_store_queued_passes gauge\n\
+         downlink_store_queued_passes {}\n\
+         # HELP downlink_store_queued_bytes Bytes of those passes not yet in the object store.\n# TYPE downlink_store_queued_bytes gauge\n\
+         downlink_store_queued_bytes {}\n\
+         # HELP downlink_store_uploaded_passes_total Passes uploaded, verified and marked uploaded.\n# TYPE downlink_store_uploaded_passes_total counter\n\
+         downlink_store_uploaded_passes_total {}\n\
+         # HELP downlink_store_uploaded_objects_total Objects uploaded and verified (size, ETag).\n# TYPE downlink_store_uploaded_objects_total counter\n\
+         downlink_store_uploaded_objects_total {}\n\
+         # HELP downlink_store_uploaded_bytes_total Bytes of those objects.\n# TYPE downlink_store_uploaded_bytes_total counter\n\
+         downlink_store_uploaded_bytes_total {}\n\
+         # HELP downlink_store_passes_taken_up_total Passes found not uploaded at start or by a rescan.\n# TYPE downlink_store_passes_taken_up_total counter\n\
+         downlink_store_passes_taken_up_total {}\n\
+         # HELP downlink_store_upload_failures_total Failed upload attempts (each retried), by reason.\n# TYPE downlink_store_upload_failures_total counter",
+        u.queued_passes, u.queued_bytes, u.uploaded_passes, u.uploaded_objects, u.uploaded_bytes, u.taken_up
+    );
+    for (reason, n) in &u.failures {
+        let _ = writeln!(
+            m,
+            "downlink_store_upload_failures_total{{reason=\"{reason}\"}} {n}"
+        );
     }
 }

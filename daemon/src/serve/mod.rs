@@ -32,6 +32,7 @@ pub mod products;
 pub mod stac;
 pub mod tile_cache;
 pub mod tiles;
+pub mod upload;
 pub mod web;
 pub mod webhook;
 pub mod wms;
@@ -62,7 +63,7 @@ pub use archive::record::{DropReason, SyncState};
 use archive::{pass_index, record};
 
 /// Components that can be degraded ([`Health`]; metric label values).
-pub const HEALTH_COMPONENTS: [&str; 4] = ["archive", "catalog", "products", "http"];
+pub const HEALTH_COMPONENTS: [&str; 5] = ["archive", "catalog", "products", "http", "store"];
 
 /// What an operator sees about one input.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -329,6 +330,8 @@ pub struct Shared {
     pub pass_index: pass_index::PassIndex,
     /// `[[alerts]]`: the change-alert runs the catalog watcher starts.
     pub alerts: alerts::Alerts,
+    /// Uploads of closed passes to `archive.store` (idle for the local archive).
+    pub uploads: upload::Uploads,
 }
 
 impl Shared {
@@ -538,6 +541,7 @@ struct Daemon {
     /// Decoder threads of inputs that a reload changed, finishing their queue and pass.
     retiring: Vec<std::thread::JoinHandle<()>>,
     product_worker: Option<std::thread::JoinHandle<()>>,
+    upload_worker: Option<std::thread::JoinHandle<()>>,
     http: HttpServer,
 }
 
@@ -626,6 +630,7 @@ impl Daemon {
             pending_records: Mutex::default(),
             pass_index: pass_index::PassIndex::new(cfg.archive.path.join("passes")),
             alerts: alerts::Alerts::new(&cfg.alerts),
+            uploads: upload::Uploads::new(&cfg.archive),
         });
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs,
         // before the product worker looks for passes that need products.
@@ -650,6 +655,7 @@ impl Daemon {
             cfg.input.iter().any(|i| i.profile.imaging.is_some()),
             &shared,
         );
+        let upload_worker = upload::start(&cfg.archive, &shared);
         merge::start_watcher(
             &shared,
             cfg.input.iter().map(|i| i.profile.clone()).collect(),
@@ -682,6 +688,7 @@ impl Daemon {
             inputs,
             retiring: Vec::new(),
             product_worker,
+            upload_worker,
             http,
         })
     }
@@ -699,6 +706,11 @@ impl Daemon {
                 self.cfg.archive.path.display(),
                 new.archive.path.display()
             )));
+        }
+        if new.archive.store != self.cfg.archive.store {
+            return Err(Error::NeedsRestart(
+                "archive.store or [archive.s3] changed: restart the daemon to upload to the other store".into(),
+            ));
         }
         if new.catalog != self.cfg.catalog {
             return Err(Error::NeedsRestart(
@@ -881,6 +893,14 @@ impl Daemon {
         if let Some(t) = self.product_worker.take() {
             if t.join().is_err() {
                 tracing::error!("the product worker panicked");
+            }
+        }
+        // Uploads stop between objects (an object in flight is abandoned): what is left is
+        // taken up at the next start.
+        self.shared.uploads.close();
+        if let Some(t) = self.upload_worker.take() {
+            if t.join().is_err() {
+                tracing::error!("the upload worker panicked");
             }
         }
         // LOS and pass-record notifications of the passes just closed.

@@ -680,6 +680,10 @@ impl Pipeline<'_> {
                 });
             }
         }
+        // After the product job is recorded: the uploader waits for it when there is one.
+        if let Some(dir) = record_path.parent() {
+            shared.uploads.notify(dir);
+        }
     }
 }
 

@@ -281,6 +281,7 @@ pub fn start(
                 health: &shared.health,
                 catalog: shared.catalog.as_deref(),
                 pending: Vec::new(),
+                uploads: Some(&shared.uploads),
             };
             w.run(&rx);
         })
@@ -320,6 +321,8 @@ struct Worker<'a> {
     catalog: Option<&'a dyn archive::catalog::Catalog>,
     /// Pass directories taken up from records or waiting for a retry, and when they are due.
     pending: Vec<(PathBuf, Instant)>,
+    /// Told when a pass's products are settled (made, or given up): it uploads the pass.
+    uploads: Option<&'a super::upload::Uploads>,
 }
 
 impl Worker<'_> {
@@ -461,6 +464,9 @@ impl Worker<'_> {
                 if self.health.clear("products") {
                     tracing::info!("products: a pass succeeded again");
                 }
+                if let Some(u) = self.uploads {
+                    u.notify(dir);
+                }
             }
             Err(f) => {
                 let msg = format!(
@@ -516,6 +522,9 @@ impl Worker<'_> {
         }
         if !f.is_final() {
             let _ = self.health.set("products", msg.clone());
+        }
+        if let Some(u) = self.uploads {
+            u.notify(dir);
         }
         self.queue.update(|status| {
             emit(ProductJobGivenUp {
@@ -889,6 +898,7 @@ mod tests {
             health,
             catalog: None,
             pending: Vec::new(),
+            uploads: None,
         }
     }
 
