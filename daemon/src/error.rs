@@ -22,6 +22,9 @@ pub enum Error {
     /// JSON (de)serialisation.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// The decoder refused a profile or input format.
+    #[error(transparent)]
+    Decoder(#[from] decoder::Error),
     /// A step of a longer job failed; `step` says which.
     #[error("{step}: {source}")]
     Step {

@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use bytes::Bytes;
 use decoder::merge::{FrameCopy, MergeStats, Merger, Quality, DEFAULT_REORDER, DEFAULT_WINDOW};
 use decoder::{Decoder, DecoderOptions, Event, InputFormat, Profile};
@@ -222,7 +222,9 @@ pub fn merge_passes(
     staging: &Path,
 ) -> Result<PassRecord> {
     let Some(scid) = passes.iter().find_map(|p| p.record.scid) else {
-        bail!("none of the passes has a decoded frame (no spacecraft id)");
+        return Err(Error::Merge(
+            "none of the passes has a decoded frame (no spacecraft id)".into(),
+        ));
     };
     std::fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
     let profile = spec.profile;

@@ -35,7 +35,7 @@ pub(crate) fn run(args: &MergeArgs) -> Result<()> {
         .passes
         .iter()
         .map(|p| StationPass::open(p))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, downlink::Error>>()?;
     let first = passes.first().context("no pass given")?;
     let profile = load_profile(args.profile.as_deref().unwrap_or(&first.record.profile))?;
     let out = match &args.out {

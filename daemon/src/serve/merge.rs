@@ -194,13 +194,14 @@ fn nearby(passes: &Path, near: std::time::SystemTime) -> Vec<StationPass> {
 
 /// Holds `passes/.merge.lock` (an exclusive `flock`): daemons sharing the archive merge one
 /// at a time, so the second finds the first's merged pass instead of writing its own.
-fn lock_archive(passes: &Path) -> anyhow::Result<std::fs::File> {
+fn lock_archive(passes: &Path) -> crate::error::Result<std::fs::File> {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(passes.join(".merge.lock"))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(std::io::Error::from)?;
     Ok(f)
 }
 
@@ -241,7 +242,7 @@ pub fn recover_leftovers(passes: &Path) -> usize {
     n
 }
 
-fn merge_now(shared: &Shared, c: &Closed) -> anyhow::Result<Option<String>> {
+fn merge_now(shared: &Shared, c: &Closed) -> crate::error::Result<Option<String>> {
     let passes_dir = shared.archive.join("passes");
     let _lock = lock_archive(&passes_dir)?;
     recover_leftovers(&passes_dir);
