@@ -944,7 +944,7 @@ impl Worker {
             };
             loop {
                 let mut buf = vec![0u8; PART];
-                let n = match read_full(&mut file, &mut buf) {
+                let n = match crate::replay::read_full(&mut file, &mut buf) {
                     Ok(n) => n,
                     Err(e) => return failed(w, Failure::local(&f.path, &e)),
                 };
@@ -1021,23 +1021,6 @@ fn save_manifest(dir: &Path, m: &Manifest) -> Result<(), Failure> {
         })
 }
 
-/// Reads until `buf` is full or the file ends; the bytes read.
-fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while let Some(rest) = buf.get_mut(n..) {
-        if rest.is_empty() {
-            break;
-        }
-        match f.read(rest) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut s, b| {
@@ -1101,10 +1084,10 @@ mod tests {
         std::fs::write(d.path().join("f"), vec![1u8; 10]).unwrap();
         let mut f = std::fs::File::open(d.path().join("f")).unwrap();
         let mut buf = [0u8; 4];
-        assert_eq!(read_full(&mut f, &mut buf).unwrap(), 4);
+        assert_eq!(crate::replay::read_full(&mut f, &mut buf).unwrap(), 4);
         let mut big = [0u8; 16];
-        assert_eq!(read_full(&mut f, &mut big).unwrap(), 6);
-        assert_eq!(read_full(&mut f, &mut big).unwrap(), 0);
+        assert_eq!(crate::replay::read_full(&mut f, &mut big).unwrap(), 6);
+        assert_eq!(crate::replay::read_full(&mut f, &mut big).unwrap(), 0);
     }
 
     #[test]
