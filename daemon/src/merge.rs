@@ -9,9 +9,9 @@
 //! its own, in 1 MiB reads, handing its frames to the merge in batches over a bounded channel;
 //! from `cadus.raw` the merged frames go on to a writer thread (the final decode and the
 //! files) the same way: nothing holds a whole pass, and the copies' decoding, the merge and
-//! the writing run in parallel. Each copy of a frame is
-//! Reed-Solomon-decoded once: the final decode of the chosen CADUs takes the chosen copy's
-//! frame and outcome ([`Decoder::push_decoded`]) instead of decoding it again.
+//! the writing run in parallel. Each copy of a frame is Reed-Solomon-decoded once: the final
+//! decode of the chosen CADUs takes the chosen copy's frame and outcome
+//! ([`Decoder::push_decoded`]) instead of decoding it again.
 //!
 //! What is written: a pass directory like any other (`cadus.raw` of the chosen CADUs, or the
 //! merged `frames/`; `frames/`, `packets/`, `pass.json`), whose counters come from decoding the
