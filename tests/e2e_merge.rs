@@ -733,3 +733,67 @@ fn a_station_pass_copied_in_late_is_merged() {
     assert_eq!(c["gaps_left"], lost);
     assert_same_frames_and_packets(&m["counters"], &truth);
 }
+
+/// `downlink merge` takes the merge lock of the archive's passes/, the one the daemon's merge
+/// after LOS holds (`downlink::merge::lock_passes`): while another merge holds it the command
+/// says so, waits and writes nothing; once it is released the command merges.
+#[test]
+fn the_merge_command_waits_while_another_merge_holds_the_lock() {
+    use std::io::BufRead;
+    let split = Split::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let passes = tmp.path().join("passes");
+    let mut dirs = Vec::new();
+    for (id, range, burst) in [
+        ("20241206T173815Z-a", &split.a, &split.burst_a),
+        ("20241206T173815Z-b", &split.b, &split.burst_b),
+    ] {
+        let dir = passes.join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cadus.raw"), split.copy(range, burst)).unwrap();
+        let rec = serde_json::json!({
+            "id": id, "input": &id[17..], "profile": "jpss", "scid": 157, "station": "s",
+            "aos": "2024-12-06T17:38:15Z", "los": "2024-12-06T17:48:15Z",
+        });
+        std::fs::write(dir.join("pass.json"), rec.to_string()).unwrap();
+        dirs.push(dir);
+    }
+    let held =
+        downlink::merge::lock_passes(&passes, |p| panic!("nothing else holds {}", p.display()))
+            .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .arg("merge")
+        .args(&dirs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("waiting for") && line.contains(".merge.lock"),
+        "the command says it waits for the lock: {line:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the command must not merge while the lock is held"
+    );
+    let written: Vec<String> = std::fs::read_dir(&passes)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("merged"))
+        .collect();
+    assert!(
+        written.is_empty(),
+        "nothing written while waiting: {written:?}"
+    );
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], "20241206T173815Z-merged");
+    assert!(passes.join("20241206T173815Z-merged/pass.json").is_file());
+}

@@ -5,11 +5,13 @@
 //! - [`ccsds_peer`]: drives the `ccsds` crate (0.1.0-beta.25) over such a stream from memory,
 //!   on the calling thread only.
 //! - [`downlink_decode_bytes`]: the same input through Downlink's decoder.
+//! - [`merge_pair`]: two station copies of a synthetic X-band pass, for the merge benchmarks.
 #![deny(clippy::indexing_slicing)]
 #![cfg_attr(test, allow(clippy::indexing_slicing))]
 
 pub mod cadu_stream;
 pub mod ccsds_peer;
+pub mod merge_pair;
 pub mod soft_chain;
 
 pub use cadu_stream::{extract_aligned_cadus, make_cadu_stream};

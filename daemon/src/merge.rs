@@ -5,8 +5,14 @@
 //! What is read: each station pass's `cadus.raw` (the CADUs as received) when every pass has
 //! one, so each copy's Reed-Solomon outcome is known and the best copy is chosen per frame;
 //! else each pass's good frames of each virtual channel (after RS, read through
-//! [`archive::pass_store::StoredPass::frames`]), merged virtual channel by virtual channel. Each copy is decoded by the ordinary decoder (frames only), lazily, in
-//! 64 KiB reads: nothing holds a whole pass.
+//! [`archive::pass_store::StoredPass::frames`]), merged virtual channel by virtual channel.
+//! Each copy is decoded by the ordinary decoder (frames only) on a thread of its own, in 1 MiB
+//! reads, handing its frames to the merge in batches over a bounded channel; from `cadus.raw`
+//! the merged frames go on to a writer thread (the final decode and the files) the same way:
+//! nothing holds a whole pass, and the copies' decoding, the merge and the writing run in
+//! parallel. Each copy of a frame is Reed-Solomon-decoded once: the final decode of the chosen
+//! CADUs takes the chosen copy's frame and outcome ([`Decoder::push_decoded`]) instead of
+//! decoding it again.
 //!
 //! What is written: a pass directory like any other in the store-once layout (`cadus.raw` of
 //! the chosen CADUs, or `frames.raw` of the merged frames in VC order; `frames.idx`,
@@ -19,12 +25,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::SystemTime;
 
 use crate::error::{Context, Error, Result};
 use bytes::Bytes;
 use decoder::merge::{FrameCopy, MergeStats, Merger, Quality, DEFAULT_REORDER, DEFAULT_WINDOW};
-use decoder::{Decoder, DecoderOptions, Event, InputFormat, Profile};
+use decoder::rs::BlockOutcome;
+use decoder::{DecodedCadu, Decoder, DecoderOptions, Event, InputFormat, Profile};
 
 use archive::record::{rfc3339, ArchiveSection, ArchiveState, PassRecord, Unarchived};
 
@@ -35,7 +43,12 @@ pub const MERGED_INPUT: &str = "merged";
 const FILL: &str = "fill_not_merged";
 
 /// Read size of the station copies.
-const READ: usize = 64 * 1024;
+const READ: usize = 1024 * 1024;
+
+/// Frames a copy's reader hands over at once, and batches it may run ahead of the merge (the
+/// memory bound of the readers: about 2 MiB per copy).
+const BATCH: usize = 256;
+const BATCHES_AHEAD: usize = 4;
 
 /// One station pass to merge.
 #[derive(Clone, Debug)]
@@ -76,15 +89,31 @@ impl StationPass {
     }
 }
 
+/// What the merge keeps of a copy of a frame besides the frame: its bytes as read (the raw
+/// CADU, or the frame itself when reading `frames/`) and its Reed-Solomon outcome.
+#[derive(Clone, Debug)]
+struct Payload {
+    bytes: Bytes,
+    rs: Option<BlockOutcome>,
+}
+
+type CopyFrame = FrameCopy<Payload>;
+
 /// One station copy, decoded lazily into frames.
 struct Source {
     file: Option<Box<dyn Read + Send>>,
     dec: Decoder,
     raw: Option<Bytes>,
-    queue: VecDeque<FrameCopy<Bytes>>,
+    queue: VecDeque<CopyFrame>,
     buf: Vec<u8>,
     bytes: u64,
     keep_raw: bool,
+}
+
+/// A copy's counters once it is read to the end.
+struct SourceEnd {
+    stats: decoder::Stats,
+    bytes: u64,
 }
 
 impl Source {
@@ -108,7 +137,7 @@ impl Source {
     }
 
     /// The next good frame of this copy (with its raw CADU when reading `cadus.raw`).
-    fn next(&mut self) -> Result<Option<FrameCopy<Bytes>>> {
+    fn next(&mut self) -> Result<Option<CopyFrame>> {
         loop {
             if let Some(c) = self.queue.pop_front() {
                 return Ok(Some(c));
@@ -131,7 +160,7 @@ impl Source {
                     Event::Frame(fr) if fr.fill => self.raw = None,
                     Event::Frame(fr) => {
                         let raw = self.raw.take();
-                        let payload = match (self.keep_raw, raw) {
+                        let bytes = match (self.keep_raw, raw) {
                             (true, Some(r)) => r,
                             (true, None) => continue,
                             (false, _) => fr.data.clone(),
@@ -143,7 +172,7 @@ impl Source {
                             modulus: fr.header.vc_count_modulus,
                             quality: Quality::of(fr.rs.as_ref()),
                             frame: fr.data,
-                            payload,
+                            payload: Payload { bytes, rs: fr.rs },
                         });
                     }
                     _ => {}
@@ -151,24 +180,178 @@ impl Source {
             }
         }
     }
-}
 
-/// Runs `m` over `sources`, handing each merged frame to `out`.
-fn drive(
-    m: &mut Merger<Bytes>,
-    sources: &mut [Source],
-    mut out: impl FnMut(decoder::merge::Merged<Bytes>) -> Result<()>,
-) -> Result<()> {
-    loop {
-        while let Some(x) = m.poll() {
-            out(x)?;
-        }
-        let Some(i) = m.wants() else { return Ok(()) };
-        match sources.get_mut(i).map(Source::next).transpose()?.flatten() {
-            Some(c) => m.push(i, c),
-            None => m.finish(i),
+    /// Reads the copy to the end, handing its frames over in batches; the last message is its
+    /// counters (or the error that ended it). Stops early when the merge hangs up.
+    fn run(mut self, tx: &std::sync::mpsc::SyncSender<Batch>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            match self.next() {
+                Ok(Some(c)) => {
+                    batch.push(c);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if tx.send(Batch::Frames(full)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    if !batch.is_empty() && tx.send(Batch::Frames(batch)).is_err() {
+                        return;
+                    }
+                    let _ = tx.send(Batch::End(Box::new(SourceEnd {
+                        stats: self.dec.stats(),
+                        bytes: self.bytes,
+                    })));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Batch::Failed(e));
+                    return;
+                }
+            }
         }
     }
+}
+
+/// What a copy's reader hands to the merge.
+enum Batch {
+    Frames(Vec<CopyFrame>),
+    End(Box<SourceEnd>),
+    Failed(Error),
+}
+
+/// The merge's end of a copy's reader.
+struct Remote {
+    rx: Receiver<Batch>,
+    frames: std::vec::IntoIter<CopyFrame>,
+    end: Option<SourceEnd>,
+}
+
+impl Remote {
+    fn next(&mut self) -> Result<Option<CopyFrame>> {
+        loop {
+            if let Some(c) = self.frames.next() {
+                return Ok(Some(c));
+            }
+            if self.end.is_some() {
+                return Ok(None);
+            }
+            match self.rx.recv() {
+                Ok(Batch::Frames(f)) => self.frames = f.into_iter(),
+                Ok(Batch::End(e)) => self.end = Some(*e),
+                Ok(Batch::Failed(e)) => return Err(e),
+                Err(_) => {
+                    return Err(Error::Merge(
+                        "the reader of a station copy stopped without a word".into(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Reads `sources` on a thread each and runs `m` over them, handing each merged frame to
+/// `out`; returns each copy's counters, in order.
+fn drive(
+    m: &mut Merger<Payload>,
+    sources: Vec<Source>,
+    mut out: impl FnMut(decoder::merge::Merged<Payload>) -> Result<()>,
+) -> Result<Vec<SourceEnd>> {
+    std::thread::scope(|scope| {
+        let mut remotes = Vec::with_capacity(sources.len());
+        for (k, s) in sources.into_iter().enumerate() {
+            let (tx, rx) = sync_channel(BATCHES_AHEAD);
+            std::thread::Builder::new()
+                .name(format!("merge-read-{k}"))
+                .spawn_scoped(scope, move || s.run(&tx))
+                .context("starting a station copy's reader")?;
+            remotes.push(Remote {
+                rx,
+                frames: Vec::new().into_iter(),
+                end: None,
+            });
+        }
+        // On an error the receivers drop here, before the scope joins: the readers stop.
+        loop {
+            while let Some(x) = m.poll() {
+                out(x)?;
+            }
+            let Some(i) = m.wants() else { break };
+            match remotes.get_mut(i).map(Remote::next).transpose()?.flatten() {
+                Some(c) => m.push(i, c),
+                None => m.finish(i),
+            }
+        }
+        remotes
+            .into_iter()
+            .map(|r| {
+                r.end.ok_or_else(|| {
+                    Error::Merge("a station copy's reader ended before its end of file".into())
+                })
+            })
+            .collect()
+    })
+}
+
+/// The merge of raw CADUs in three stages, each handing batches to the next over a bounded
+/// channel: the copies' readers (a thread each: read, decode), the merge (this thread), and
+/// the final decode of the chosen CADUs with the writing of the files (a thread: `dec` and
+/// `w`, given back with the counters).
+fn merge_raw(
+    sources: Vec<Source>,
+    scid: u16,
+    mut dec: Decoder,
+    mut w: Writer,
+) -> Result<(Writer, MergeStats, Vec<SourceEnd>, decoder::Stats)> {
+    let mut m = Merger::new(sources.len(), scid, DEFAULT_WINDOW, DEFAULT_REORDER);
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Vec<decoder::merge::Merged<Payload>>>(BATCHES_AHEAD);
+        let writer = std::thread::Builder::new()
+            .name("merge-write".into())
+            .spawn_scoped(scope, move || -> Result<(Writer, decoder::Stats)> {
+                for batch in rx {
+                    for x in batch {
+                        // Decoded once already (by the copy's reader): not derandomized and
+                        // RS-decoded again.
+                        dec.push_decoded(DecodedCadu {
+                            raw: x.copy.payload.bytes,
+                            frame: x.copy.frame,
+                            rs: x.copy.payload.rs,
+                        });
+                        take_events(&mut dec, &mut w, true)?;
+                    }
+                }
+                dec.finish();
+                take_events(&mut dec, &mut w, true)?;
+                Ok((w, dec.stats()))
+            })
+            .context("starting the merge's writer")?;
+        let mut batch = Vec::with_capacity(BATCH);
+        let merged = drive(&mut m, sources, |x| {
+            batch.push(x);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                tx.send(full)
+                    .map_err(|_| Error::Merge("the merge's writer stopped".into()))?;
+            }
+            Ok(())
+        })
+        .and_then(|ends| {
+            if !batch.is_empty() {
+                tx.send(batch)
+                    .map_err(|_| Error::Merge("the merge's writer stopped".into()))?;
+            }
+            Ok(ends)
+        });
+        drop(tx);
+        // The writer's own error first: a failed send above only says that it stopped.
+        let (w, counters) = writer
+            .join()
+            .map_err(|_| Error::Merge("the merge's writer panicked".into()))??;
+        Ok((w, m.stats().clone(), merged?, counters))
+    })
 }
 
 /// The files of a pass being written (staged), in the store-once layout.
@@ -249,7 +432,7 @@ pub fn merge_passes(
         packets: true,
     };
     let counters = if raw_mode {
-        let mut sources = passes
+        let sources = passes
             .iter()
             .map(|p| {
                 let path = p.raw();
@@ -257,20 +440,19 @@ pub fn merge_passes(
                 Source::new(profile, InputFormat::Cadu, Box::new(f))
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut m = Merger::new(passes.len(), scid, DEFAULT_WINDOW, DEFAULT_REORDER);
-        let mut dec = Decoder::new(profile, InputFormat::Cadu, opts)?;
         w.files.open_cadus()?;
-        drive(&mut m, &mut sources, |x| {
-            dec.push(&x.copy.payload);
-            take_events(&mut dec, &mut w, true)
-        })?;
-        dec.finish();
-        take_events(&mut dec, &mut w, true)?;
-        stats = m.stats().clone();
-        for (k, s) in sources.iter().enumerate() {
+        let (written, merge_stats, ends, counters) = merge_raw(
+            sources,
+            scid,
+            Decoder::new(profile, InputFormat::Cadu, opts)?,
+            w,
+        )?;
+        w = written;
+        stats = merge_stats;
+        for (k, s) in ends.iter().enumerate() {
             note_source(s, k, &mut rejected, &mut truncated_bits, &mut read_bytes);
         }
-        dec.stats()
+        counters
     } else {
         // Frames per VC: merge each virtual channel on its own, then decode them in VC order
         // (as the products job re-decodes a pass without raw CADUs).
@@ -303,8 +485,8 @@ pub fn merge_passes(
                 }
             }
             let mut m = Merger::new(sources.len(), scid, DEFAULT_WINDOW, DEFAULT_REORDER);
-            drive(&mut m, &mut sources, |x| {
-                dec.push(&x.copy.payload);
+            let ends = drive(&mut m, sources, |x| {
+                dec.push(&x.copy.payload.bytes);
                 take_events(&mut dec, &mut w, true)
             })?;
             let s = m.stats();
@@ -312,7 +494,7 @@ pub fn merge_passes(
                 if let (Some(dst), Some(src)) = (stats.inputs.get_mut(k), s.inputs.get(j)) {
                     add_counts(dst, src);
                 }
-                if let Some(src) = sources.get(j) {
+                if let Some(src) = ends.get(j) {
                     note_source(src, k, &mut rejected, &mut truncated_bits, &mut read_bytes);
                 }
             }
@@ -470,13 +652,13 @@ fn add_counts(dst: &mut decoder::merge::InputCounts, src: &decoder::merge::Input
 }
 
 fn note_source(
-    s: &Source,
+    s: &SourceEnd,
     k: usize,
     rejected: &mut [BTreeMap<String, u64>],
     truncated: &mut [u64],
     bytes: &mut [u64],
 ) {
-    let st = s.dec.stats();
+    let st = &s.stats;
     let r = &st.frames.rejected;
     if let Some(map) = rejected.get_mut(k) {
         for (name, n) in [
@@ -528,6 +710,36 @@ pub fn same_pass(a: &PassRecord, b: &PassRecord, slack: std::time::Duration) -> 
         return false;
     };
     sa == sb && a0 <= b1 + slack && b0 <= a1 + slack
+}
+
+/// The lock file of merges into a passes directory.
+pub const MERGE_LOCK: &str = ".merge.lock";
+
+/// Holds `dir/.merge.lock` (an exclusive `flock`) until the file is dropped: merges into one
+/// passes directory (the daemon's after LOS, other daemons sharing the archive, `downlink
+/// merge`) run one at a time, so a merge finds the merged pass of the one before instead of
+/// writing its own. When another merge holds it, `waiting` is called once, then this blocks.
+pub fn lock_passes(dir: &Path, waiting: impl FnOnce(&Path)) -> Result<File> {
+    use rustix::fs::{flock, FlockOperation};
+    let path = dir.join(MERGE_LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => return Ok(f),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => waiting(&path),
+        Err(e) => {
+            return Err(std::io::Error::from(e))
+                .with_context(|| format!("locking {}", path.display()))
+        }
+    }
+    flock(&f, FlockOperation::LockExclusive)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(f)
 }
 
 /// Replaces (or creates) pass directory `dest` with `staging`: the old one is moved aside,

@@ -2,12 +2,12 @@
 //! (see `downlink::merge`).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use archive::pass::pass_id;
 use clap::Args;
-use downlink::merge::{merge_passes, publish, MergeSpec, StationPass, MERGED_INPUT};
+use downlink::merge::{lock_passes, merge_passes, publish, MergeSpec, StationPass, MERGED_INPUT};
 
 use crate::decode::load_profile;
 
@@ -48,6 +48,42 @@ pub(crate) fn run(args: &MergeArgs) -> Result<()> {
             .context("cannot tell where the first pass lies")?,
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // The merge lock of the directory written and of each station pass's directory (the
+    // archive's passes/, where a daemon merges the same passes after LOS), taken in path
+    // order so that two merges never wait on each other. A station pass's directory that
+    // cannot be written (a read-only copy) is where no merge writes: no lock there.
+    let canonical = |d: PathBuf| {
+        let d = if d.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            d
+        };
+        d.canonicalize().unwrap_or(d)
+    };
+    let writable = |d: &PathBuf| rustix::fs::access(d, rustix::fs::Access::WRITE_OK).is_ok();
+    let mut lock_dirs: Vec<PathBuf> = std::iter::once(canonical(out.clone()))
+        .chain(
+            args.passes
+                .iter()
+                .filter_map(|p| p.parent().map(Path::to_owned))
+                .map(canonical)
+                .filter(writable),
+        )
+        .collect();
+    lock_dirs.sort();
+    lock_dirs.dedup();
+    let _locks = lock_dirs
+        .iter()
+        .map(|d| {
+            lock_passes(d, |p| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "downlink: waiting for {}: another merge is running",
+                    p.display()
+                );
+            })
+        })
+        .collect::<Result<Vec<_>, downlink::Error>>()?;
     let aos = passes
         .iter()
         .filter_map(|p| p.record.aos_time())

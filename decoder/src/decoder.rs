@@ -109,6 +109,23 @@ impl Default for DecoderOptions {
     }
 }
 
+/// A CADU and its decoding, known beforehand ([`Decoder::push_decoded`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedCadu {
+    /// The CADU as received: marker and frame, polarity corrected (an [`Event::RawCadu`]).
+    pub raw: Bytes,
+    /// The frame after Reed-Solomon, parity removed ([`Frame::data`]).
+    pub frame: Bytes,
+    /// The Reed-Solomon outcome ([`Frame::rs`]; `None` on a link without RS).
+    pub rs: Option<BlockOutcome>,
+}
+
+/// Known decodings held for frames the synchronizer has not reached yet.
+const MAX_KNOWN: usize = 1024;
+
+/// [`Event::RawCadu`]s carved from one allocation.
+const RAW_PER_POOL: usize = 64;
+
 /// How a frame was synchronized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameSync {
@@ -344,6 +361,11 @@ pub struct Decoder {
     sequences: SequenceTracker,
     scratch: Vec<PacketEvent>,
     events: VecDeque<Event>,
+    /// CADUs pushed with their decoding known ([`Decoder::push_decoded`]), by the stream bit
+    /// of their marker.
+    known: VecDeque<(u64, DecodedCadu)>,
+    /// Where [`Event::RawCadu`]s are carved from.
+    raw_pool: BytesMut,
     finished: bool,
     flushed: bool,
     // counters kept here (others live in the stages and are gathered by `stats`)
@@ -450,6 +472,8 @@ impl Decoder {
             sequences: SequenceTracker::default(),
             scratch: Vec::new(),
             events: VecDeque::new(),
+            known: VecDeque::new(),
+            raw_pool: BytesMut::new(),
             finished: false,
             flushed: false,
             bytes_in: 0,
@@ -514,6 +538,47 @@ impl Decoder {
                 self.scratch = out;
             }
         }
+    }
+
+    /// Feeds one CADU whose decoding is already known, e.g. the copy of a frame another decoder
+    /// of the same profile decoded (a merge re-decodes the frames it chose). The result is what
+    /// `push(&cadu.raw)` gives, events and counters alike, except that when the synchronizer
+    /// finds this CADU (its marker where it was pushed, the same bytes after it) the known
+    /// frame and Reed-Solomon outcome stand in for derandomizing and decoding it again. Any
+    /// other frame (the synchronizer slipped, a CADU that does not match) is decoded as usual.
+    /// Only for byte-aligned CADU input; with any other input format it is `push`.
+    pub fn push_decoded(&mut self, cadu: DecodedCadu) {
+        let at = self.bytes_in * 8;
+        self.push(&cadu.raw);
+        if self.finished || !matches!(self.front, Front::Sync(_)) {
+            return;
+        }
+        // Bounded: hints the synchronizer never reached (it has not locked yet) are dropped,
+        // and those frames simply decoded.
+        if self.known.len() >= MAX_KNOWN {
+            self.known.pop_front();
+        }
+        self.known.push_back((at, cadu));
+    }
+
+    /// The known decoding of the frame synchronized at `stream_bit` with `data` (after the
+    /// marker), if [`Decoder::push_decoded`] gave one.
+    fn take_known(&mut self, stream_bit: u64, data: &[u8]) -> Option<DecodedCadu> {
+        while self.known.front().is_some_and(|(b, _)| *b < stream_bit) {
+            self.known.pop_front();
+        }
+        let (b, k) = self.known.front()?;
+        let asm = self.asm_bytes.len();
+        let data_len = self.rs.as_ref().map_or(data.len(), ReedSolomon::data_len);
+        let same = *b == stream_bit
+            && k.raw.get(asm..) == Some(data)
+            && k.raw.get(..asm) == Some(&self.asm_bytes[..])
+            && k.frame.len() == data_len
+            && k.rs.is_some() == self.rs.is_some();
+        if !same {
+            return None;
+        }
+        self.known.pop_front().map(|(_, k)| k)
     }
 
     /// Marks the end of the input; `poll` then drains everything, including partial packets.
@@ -586,7 +651,7 @@ impl Decoder {
                     let at = *pos;
                     *pos += (*len as u64) * 8;
                     self.cadus += 1;
-                    self.on_decoded(data, None, None, Some(at));
+                    self.on_decoded(data.freeze(), None, None, Some(at));
                     true
                 } else if self.finished && !buf.is_empty() {
                     let bits = buf.len() as u64 * 8;
@@ -671,16 +736,41 @@ impl Decoder {
             flywheel: f.flywheel,
             asm_bit_errors: f.asm_bit_errors,
         };
-        let mut data = f.data;
+        let known = if self.known.is_empty() {
+            None
+        } else {
+            self.take_known(f.stream_bit, &f.data)
+        };
         if self.options.raw_cadus {
-            let mut raw = BytesMut::with_capacity(self.asm_bytes.len() + data.len());
-            raw.extend_from_slice(&self.asm_bytes);
-            raw.extend_from_slice(&data);
+            let data = match &known {
+                Some(k) => k.raw.clone(),
+                None => {
+                    // Carved from a block of CADUs: one allocation per RAW_PER_POOL CADUs.
+                    let len = self.asm_bytes.len() + f.data.len();
+                    if self.raw_pool.capacity() < len {
+                        self.raw_pool.reserve(len * RAW_PER_POOL);
+                    }
+                    self.raw_pool.extend_from_slice(&self.asm_bytes);
+                    self.raw_pool.extend_from_slice(&f.data);
+                    self.raw_pool.split_to(len).freeze()
+                }
+            };
             self.events.push_back(Event::RawCadu {
                 stream_bit: f.stream_bit,
-                data: raw.freeze(),
+                data,
             });
         }
+        let stream_bit = Some(sync.stream_bit);
+        if let Some(k) = known {
+            // Derandomized and decoded before: the same bytes, the same outcome.
+            if let Some(o) = &k.rs {
+                if !self.count_rs(o, f.stream_bit) {
+                    return;
+                }
+            }
+            return self.on_decoded(k.frame, k.rs, Some(sync), stream_bit);
+        }
+        let mut data = f.data;
         if let Some(pn) = &self.pn {
             pn.apply(&mut data);
         }
@@ -694,37 +784,46 @@ impl Decoder {
                     return;
                 }
             };
-            let mut frame_has = (false, false);
-            for c in o.codewords() {
-                match c {
-                    CodewordOutcome::Clean => self.rs_counts.clean += 1,
-                    CodewordOutcome::Corrected { symbols } => {
-                        self.rs_counts.corrected += 1;
-                        self.rs_counts.corrected_symbols += u64::from(*symbols);
-                        frame_has.0 = true;
-                    }
-                    CodewordOutcome::Uncorrectable => {
-                        self.rs_counts.uncorrectable += 1;
-                        frame_has.1 = true;
-                    }
-                }
-            }
-            // Under cfg(fuzzing) frames go on despite RS so the fuzzer reaches the later stages.
-            if frame_has.1 && !cfg!(fuzzing) {
-                self.rs_counts.frames_uncorrectable += 1;
-                self.reject(Some(f.stream_bit), RejectReason::RsUncorrectable);
+            let data_len = rs.data_len();
+            if !self.count_rs(&o, f.stream_bit) {
                 return;
             }
-            if frame_has.0 {
-                self.rs_counts.frames_corrected += 1;
-            } else {
-                self.rs_counts.frames_clean += 1;
-            }
-            data.truncate(rs.data_len());
+            data.truncate(data_len);
             outcome = Some(o);
         }
-        let stream_bit = Some(sync.stream_bit);
-        self.on_decoded(data, outcome, Some(sync), stream_bit);
+        self.on_decoded(data.freeze(), outcome, Some(sync), stream_bit);
+    }
+
+    /// Counts a frame's Reed-Solomon outcome; false (the frame rejected) when a codeword was
+    /// uncorrectable.
+    fn count_rs(&mut self, o: &BlockOutcome, stream_bit: u64) -> bool {
+        let mut frame_has = (false, false);
+        for c in o.codewords() {
+            match c {
+                CodewordOutcome::Clean => self.rs_counts.clean += 1,
+                CodewordOutcome::Corrected { symbols } => {
+                    self.rs_counts.corrected += 1;
+                    self.rs_counts.corrected_symbols += u64::from(*symbols);
+                    frame_has.0 = true;
+                }
+                CodewordOutcome::Uncorrectable => {
+                    self.rs_counts.uncorrectable += 1;
+                    frame_has.1 = true;
+                }
+            }
+        }
+        // Under cfg(fuzzing) frames go on despite RS so the fuzzer reaches the later stages.
+        if frame_has.1 && !cfg!(fuzzing) {
+            self.rs_counts.frames_uncorrectable += 1;
+            self.reject(Some(stream_bit), RejectReason::RsUncorrectable);
+            return false;
+        }
+        if frame_has.0 {
+            self.rs_counts.frames_corrected += 1;
+        } else {
+            self.rs_counts.frames_clean += 1;
+        }
+        true
     }
 
     fn reject(&mut self, stream_bit: Option<u64>, reason: RejectReason) {
@@ -743,7 +842,7 @@ impl Decoder {
 
     fn on_decoded(
         &mut self,
-        data: BytesMut,
+        data: Bytes,
         rs: Option<BlockOutcome>,
         sync: Option<FrameSync>,
         stream_bit: Option<u64>,
@@ -824,7 +923,7 @@ impl Decoder {
         if self.options.frames && (!fill || self.options.fill_frames) {
             self.events.push_back(Event::Frame(Frame {
                 header,
-                data: data.freeze(),
+                data,
                 rs,
                 sync,
                 continuity,

@@ -17,7 +17,7 @@ pub mod sync;
 pub mod vc;
 
 pub use crate::decoder::{
-    Decoder, DecoderOptions, Event, Frame, FrameSync, InputFormat, RejectReason,
+    DecodedCadu, Decoder, DecoderOptions, Event, Frame, FrameSync, InputFormat, RejectReason,
 };
 pub use crate::error::Error;
 pub use crate::profile::Profile;

@@ -292,3 +292,105 @@ fn garbage_only_never_locks_and_never_panics() {
         }
     }
 }
+
+/// Runs `cadus` one by one through a decoder with raw CADUs on, `known` choosing per CADU
+/// whether it goes in by `push_decoded` (with that decoding) or by `push`.
+fn decode_cadus(
+    cadus: &[Vec<u8>],
+    known: &dyn Fn(usize) -> Option<decoder::DecodedCadu>,
+) -> (Vec<Event>, decoder::Stats) {
+    let p = decoder::Profile::builtin("eos").unwrap();
+    let opts = decoder::DecoderOptions {
+        raw_cadus: true,
+        ..decoder::DecoderOptions::default()
+    };
+    let mut d = decoder::Decoder::new(&p, InputFormat::Cadu, opts).unwrap();
+    let mut events = Vec::new();
+    for (k, c) in cadus.iter().enumerate() {
+        match known(k) {
+            Some(kd) => {
+                assert_eq!(kd.raw, c[..]);
+                d.push_decoded(kd);
+            }
+            None => d.push(c),
+        }
+        while let Some(e) = d.poll() {
+            events.push(e);
+        }
+    }
+    d.finish();
+    while let Some(e) = d.poll() {
+        events.push(e);
+    }
+    (events, d.stats())
+}
+
+/// `push_decoded` (what a merge feeds the final decode with: the chosen copies' frames as
+/// another decoder made them) gives exactly the events and counters of decoding the CADUs:
+/// clean, corrected and uncorrectable frames, a CADU whose marker has bit errors (its known
+/// decoding does not match the marker the synchronizer sees, so it is decoded), and the known
+/// frame really stands in for Reed-Solomon (a deliberately different one shows through).
+#[test]
+fn known_decodings_give_the_events_and_counters_of_decoding() {
+    let mut cadus = aqua_cadus();
+    let mut rng = Rng(0x5eed);
+    for (k, c) in cadus.iter_mut().enumerate() {
+        match k % 10 {
+            3 => corrupt(c, 5, &mut rng, &[0, 2]),
+            7 => corrupt(c, 17, &mut rng, &[1]),
+            _ => {}
+        }
+    }
+    cadus[500][1] ^= 0x01;
+    // What a first decoder made of each CADU: its raw bytes, frame and RS outcome.
+    let (first, _) = decode_cadus(&cadus, &|_| None);
+    let mut known: Vec<Option<decoder::DecodedCadu>> = vec![None; cadus.len()];
+    let mut raw = None;
+    for e in &first {
+        match e {
+            Event::RawCadu { stream_bit, data } => raw = Some((*stream_bit, data.clone())),
+            Event::Frame(f) => {
+                let (bit, data) = raw.take().unwrap();
+                known[(bit / 8 / CADU as u64) as usize] = Some(decoder::DecodedCadu {
+                    raw: data,
+                    frame: f.data.clone(),
+                    rs: f.rs,
+                });
+            }
+            _ => {}
+        }
+    }
+    assert!(known[3].as_ref().unwrap().rs.is_some_and(|o| !o.is_clean()));
+    assert!(known[7].is_none(), "uncorrectable: no frame");
+    // The CADU with marker bit errors: its raw CADU carries the ideal marker, so what is
+    // pushed differs from the CADU as stored; give it the stored bytes with the known frame.
+    if let Some(k) = known[500].as_mut() {
+        k.raw = bytes::Bytes::from(cadus[500].clone());
+    }
+    let with = |k: usize| {
+        known[k].clone().or_else(|| {
+            (k % 10 == 7).then(|| decoder::DecodedCadu {
+                raw: bytes::Bytes::from(cadus[k].clone()),
+                frame: bytes::Bytes::from(vec![0u8; 1]),
+                rs: None,
+            })
+        })
+    };
+    let (events, stats) = decode_cadus(&cadus, &with);
+    assert_eq!(stats, decode_cadus(&cadus, &|_| None).1);
+    assert_eq!(events, first);
+    assert!(stats.rs.frames_corrected > 0 && stats.rs.frames_uncorrectable > 0);
+
+    // A known frame that is not what RS would give shows through: it was not decoded again.
+    let mut lie = known[4].clone().unwrap();
+    let mut f = lie.frame.to_vec();
+    f[100] ^= 0xff;
+    lie.frame = bytes::Bytes::from(f.clone());
+    let (events, _) = decode_cadus(&cadus, &|k| if k == 4 { Some(lie.clone()) } else { None });
+    let frame4: Vec<&decoder::Frame> = frames(&events)
+        .into_iter()
+        .filter(|x| x.sync.is_some_and(|s| s.stream_bit == 4 * CADU as u64 * 8))
+        .collect();
+    assert_eq!(frame4.len(), 1);
+    assert_eq!(frame4[0].data[..], f[..]);
+}

@@ -8,7 +8,7 @@
 //! and item made again (the item's `updated` changes).
 //!
 //! Merges run one at a time (an exclusive `flock` on `passes/.merge.lock`, so also across
-//! daemons sharing the archive) on their own thread, never on a decoder thread. Each is counted
+//! daemons sharing the archive and with `downlink merge`) on their own thread, never on a decoder thread. Each is counted
 //! (`/metrics` `downlink_merges_total{result}`, `/api/v1/status` `merges`); a failure is logged
 //! and counted, and leaves the station passes as they are.
 
@@ -20,7 +20,9 @@ use std::time::Duration;
 use decoder::Profile;
 
 use super::Shared;
-use crate::merge::{merge_passes, publish, same_pass, MergeSpec, StationPass, MERGED_INPUT};
+use crate::merge::{
+    lock_passes, merge_passes, publish, same_pass, MergeSpec, StationPass, MERGED_INPUT,
+};
 use archive::pass::{pass_id, valid_pass_id};
 use archive::record::{aos_of_id, PassRecord};
 
@@ -192,19 +194,6 @@ fn nearby(passes: &Path, near: std::time::SystemTime) -> Vec<StationPass> {
     out
 }
 
-/// Holds `passes/.merge.lock` (an exclusive `flock`): daemons sharing the archive merge one
-/// at a time, so the second finds the first's merged pass instead of writing its own.
-fn lock_archive(passes: &Path) -> crate::error::Result<std::fs::File> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(passes.join(".merge.lock"))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(std::io::Error::from)?;
-    Ok(f)
-}
-
 /// What a merge cut short by a crash left (call with the archive lock held, so no merge is in
 /// progress): staging directories are removed; a pass moved aside for replacement goes back
 /// when its replacement never arrived, else it is removed. How many entries were handled.
@@ -244,7 +233,9 @@ pub fn recover_leftovers(passes: &Path) -> usize {
 
 fn merge_now(shared: &Shared, c: &Closed) -> crate::error::Result<Option<String>> {
     let passes_dir = shared.archive.join("passes");
-    let _lock = lock_archive(&passes_dir)?;
+    let _lock = lock_passes(&passes_dir, |p| {
+        tracing::info!(lock = %p.display(), "another merge holds the archive's merge lock: waiting");
+    })?;
     recover_leftovers(&passes_dir);
     let Some(aos) = c.record.aos_time() else {
         return Ok(None);
