@@ -742,6 +742,25 @@ pub fn lock_passes(dir: &Path, waiting: impl FnOnce(&Path)) -> Result<File> {
     Ok(f)
 }
 
+/// Holds `dir/.merge.lock` shared (a shared `flock`) until the file is dropped: the products
+/// job of a merged pass holds it, so a re-merge (which takes it exclusive and replaces the
+/// pass directory whole) waits for the job instead of moving the directory away under it, and
+/// the job waits for a re-merge in progress. Blocks while a merge holds it.
+pub fn share_passes(dir: &Path) -> Result<File> {
+    use rustix::fs::{flock, FlockOperation};
+    let path = dir.join(MERGE_LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    flock(&f, FlockOperation::LockShared)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("locking {} (shared)", path.display()))?;
+    Ok(f)
+}
+
 /// Replaces (or creates) pass directory `dest` with `staging`: the old one is moved aside,
 /// the new one renamed into place, the parent directory fsynced, then the old one removed.
 /// A reader sees the old pass or the new one, each whole.
@@ -767,6 +786,44 @@ pub fn publish(staging: &Path, dest: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_merge_waits_for_products_holding_the_lock_shared_and_they_share_it() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().to_path_buf();
+        let job = share_passes(&dir).unwrap();
+        // A second products job (another daemon's) shares it without waiting.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.clone();
+        std::thread::spawn(move || {
+            let l = share_passes(&d);
+            tx.send(l.is_ok()).unwrap();
+        });
+        assert!(rx.recv_timeout(Duration::from_secs(30)).unwrap());
+        // A merge finds it held, says so, and waits until the job lets go.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.clone();
+        let merge = std::thread::spawn(move || {
+            let waiting = tx.clone();
+            let l = lock_passes(&d, move |_| waiting.send("waiting").unwrap()).unwrap();
+            tx.send("locked").unwrap();
+            l
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), "waiting");
+        drop(job);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), "locked");
+        let held = merge.join().unwrap();
+        // And a products job waits for a merge in progress.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.clone();
+        std::thread::spawn(move || {
+            let _l = share_passes(&d).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        drop(held);
+        rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
 
     fn rec(scid: u16, aos: &str, los: &str) -> PassRecord {
         PassRecord {

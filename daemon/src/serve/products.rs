@@ -415,6 +415,16 @@ impl Worker<'_> {
 
     /// One attempt at the job of pass directory `dir`.
     fn attempt(&mut self, dir: &Path, mut rec: Record) {
+        // A merged pass is replaced whole by a re-merge: its products are made under the
+        // passes directory's merge lock, shared, so the two never overlap. After a wait the
+        // directory may hold the new merge: its products are made from that (the re-merge's
+        // own job then finds the set complete and only catalogues it).
+        let _merge_lock = match (rec.pass_id.strip_suffix(crate::merge::MERGED_INPUT), dir.parent()) {
+            (Some(p), Some(passes)) if p.ends_with('-') => crate::merge::share_passes(passes)
+                .map_err(|e| tracing::warn!(pass = %rec.pass_id, error = %format!("{e:#}"), "products of a merged pass without the merge lock"))
+                .ok(),
+            _ => None,
+        };
         if rec.gave_up {
             tracing::info!(pass = %rec.pass_id, "product job re-submitted by the operator: attempts start over");
             rec.gave_up = false;
