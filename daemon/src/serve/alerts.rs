@@ -33,6 +33,9 @@ pub struct CollectionStatus {
     pub last_counts: Option<BTreeMap<&'static str, usize>>,
     /// Why the last run failed (cleared by a success).
     pub last_error: Option<String>,
+    /// Published runs whose webhook went out without its features: the published
+    /// `alerts.geojson` could not be read back (the payload says why in `features_error`).
+    pub webhook_features_missing: u64,
     #[serde(skip)]
     signature: Option<String>,
 }
@@ -188,10 +191,16 @@ async fn run_one(
     let coll = cfg.collection.as_str();
     match result {
         Ok(Ok((p, features))) => {
-            let features = features.unwrap_or_else(|e| {
-                tracing::warn!(collection = coll, error = %e, "alerts webhook: cannot read the published features back");
-                Value::Null
-            });
+            let (features, features_error) = match features {
+                Ok(f) => (f, None),
+                Err(e) => {
+                    tracing::warn!(collection = coll, error = %e, "alerts webhook: cannot read the published features back; it goes out without them");
+                    shared
+                        .alerts
+                        .with_status(coll, |st| st.webhook_features_missing += 1);
+                    (Value::Null, Some(format!("reading {}: {e}", p.geojson.display())))
+                }
+            };
             for w in &p.warnings {
                 tracing::warn!(collection = coll, "{w}");
             }
@@ -210,16 +219,17 @@ async fn run_one(
                     counts: &counts,
                 });
             });
-            shared.webhooks.notify(
-                WebhookEvent::Alert,
-                json!({
-                    "collection": coll,
-                    "alerts_collection": alerts::alerts_collection(coll),
-                    "item": p.item.id,
-                    "counts": counts,
-                    "features": features,
-                }),
-            );
+            let mut payload = json!({
+                "collection": coll,
+                "alerts_collection": alerts::alerts_collection(coll),
+                "item": p.item.id,
+                "counts": counts,
+                "features": features,
+            });
+            if let (Some(e), Some(o)) = (features_error, payload.as_object_mut()) {
+                o.insert("features_error".into(), Value::String(e));
+            }
+            shared.webhooks.notify(WebhookEvent::Alert, payload);
         }
         // Logged once per change of the collection (the watcher runs again only then).
         Ok(Err(e)) => shared.alerts.with_status(coll, |status| {
