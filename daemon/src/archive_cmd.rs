@@ -137,7 +137,14 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
         json,
     } = &args.action
     {
-        return migrate(args, to.as_deref(), catalog.as_deref(), *dry_run, *verify_only, *json);
+        return migrate(
+            args,
+            to.as_deref(),
+            catalog.as_deref(),
+            *dry_run,
+            *verify_only,
+            *json,
+        );
     }
     // The configured catalog (pgstac when `[catalog] url` is set), else the archive's SQLite.
     let (archive, catalog_cfg) = match (&args.config, &args.archive) {
@@ -231,8 +238,8 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
 fn migrate_config(args: &ArchiveArgs, to: Option<&str>, catalog: Option<&str>) -> Result<Config> {
     let (mut table, source) = match &args.config {
         Some(c) => {
-            let text = std::fs::read_to_string(c)
-                .with_context(|| format!("reading {}", c.display()))?;
+            let text =
+                std::fs::read_to_string(c).with_context(|| format!("reading {}", c.display()))?;
             let table: toml::Table =
                 toml::from_str(&text).with_context(|| format!("parsing {}", c.display()))?;
             (table, c.clone())
@@ -324,12 +331,20 @@ fn migrate(
             s.passes,
             s.passes_not_ready.len()
         )?;
-        writeln!(out, "item files   {} item(s) with files outside passes/", s.item_file_sets)?;
+        writeln!(
+            out,
+            "item files   {} item(s) with files outside passes/",
+            s.item_file_sets
+        )?;
         writeln!(out, "objects      {} ({} bytes)", s.objects, s.bytes)?;
         writeln!(
             out,
             "  {what} {} ({} bytes); skipped, already verified {} ({} bytes); uploaded again {}",
-            s.uploaded_objects, s.uploaded_bytes, s.skipped_objects, s.skipped_bytes, s.repaired_objects
+            s.uploaded_objects,
+            s.uploaded_bytes,
+            s.skipped_objects,
+            s.skipped_bytes,
+            s.repaired_objects
         )?;
         writeln!(
             out,

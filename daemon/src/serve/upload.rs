@@ -573,20 +573,26 @@ impl Worker {
             format!("{}/.downlink-reachable", self.target.prefix)
         };
         let (store, path) = (self.target.store.clone(), StorePath::from(key.as_str()));
-        match self.target.rt.block_on(async move { store.head(&path).await }) {
+        match self
+            .target
+            .rt
+            .block_on(async move { store.head(&path).await })
+        {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {
                 self.failures_in_row = 0;
                 self.shared.uploads.update(|st| st.state = "ok");
                 if self.shared.health.clear("store") {
-                    emit(StoreRecovered { store: &self.target.url });
+                    emit(StoreRecovered {
+                        store: &self.target.url,
+                    });
                 }
             }
             Err(e) => {
                 let f = Failure::store(&key, &e);
-                let newly = self
-                    .shared
-                    .health
-                    .set("store", format!("{} ({}): {}", self.target.url, f.reason, f.error));
+                let newly = self.shared.health.set(
+                    "store",
+                    format!("{} ({}): {}", self.target.url, f.reason, f.error),
+                );
                 self.shared.uploads.update(|status| {
                     status.state = "failing";
                     emit(UploadFailed {
@@ -662,7 +668,10 @@ impl Worker {
         };
         let (mut passes, mut bytes) = (0u64, 0u64);
         for dir in dirs {
-            if self.pending.contains_key(&dir) || !ready(&dir) || !needs_upload(&dir, &self.target.url) {
+            if self.pending.contains_key(&dir)
+                || !ready(&dir)
+                || !needs_upload(&dir, &self.target.url)
+            {
                 continue;
             }
             let b = bytes_to_upload(&dir, &self.target.url);
@@ -706,7 +715,9 @@ impl Worker {
                     });
                 });
                 if self.shared.health.clear("store") {
-                    emit(StoreRecovered { store: &self.target.url });
+                    emit(StoreRecovered {
+                        store: &self.target.url,
+                    });
                 }
             }
             Ok(Outcome::NotReady) => {
@@ -719,10 +730,10 @@ impl Worker {
                 let exp = self.failures_in_row.saturating_sub(1).min(5);
                 let delay = Duration::from_secs(1u64 << exp).min(BACKOFF_MAX);
                 self.next_try = Instant::now() + delay;
-                let newly = self
-                    .shared
-                    .health
-                    .set("store", format!("{} ({}): {}", self.target.url, f.reason, f.error));
+                let newly = self.shared.health.set(
+                    "store",
+                    format!("{} ({}): {}", self.target.url, f.reason, f.error),
+                );
                 // The bytes still to send, now that some objects may have gone.
                 if let Some(b) = self.pending.get_mut(dir) {
                     *b = bytes_to_upload(dir, &self.target.url);
@@ -883,9 +894,7 @@ impl Target {
             rt,
             verify_etag: matches!(cfg.store, ArchiveStore::S3(_)),
             s3_base: match &cfg.store {
-                ArchiveStore::S3(s3) if s3.prefix.is_empty() => {
-                    Some(format!("s3://{}", s3.bucket))
-                }
+                ArchiveStore::S3(s3) if s3.prefix.is_empty() => Some(format!("s3://{}", s3.bucket)),
                 ArchiveStore::S3(s3) => Some(format!("s3://{}/{}", s3.bucket, s3.prefix)),
                 _ => None,
             },
