@@ -272,8 +272,11 @@ fn lock(archive: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// The pass directories of the archive: (closed ones, ids of the others).
-fn pass_dirs(archive: &Path) -> Result<(Vec<(String, PathBuf)>, Vec<String>)> {
+/// Closed pass directories (id, directory), and the ids of the others.
+type PassDirs = (Vec<(String, PathBuf)>, Vec<String>);
+
+/// The pass directories of the archive, by id.
+fn pass_dirs(archive: &Path) -> Result<PassDirs> {
     let passes = archive.join("passes");
     let mut ready_ones = Vec::new();
     let mut not_ready = Vec::new();
@@ -863,4 +866,84 @@ fn verify(
         }
     }
     Ok(Checked { result: v, bad })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn passes_are_closed_directories_not_staging_or_locks() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("passes");
+        for (name, closed) in [
+            ("20200101T000000Z-a", true),
+            ("20200102T000000Z-b", false),
+            ("20200103T000000Z-c.4242.replaced", true),
+            ("20200104T000000Z-d.tmp-1-2", true),
+            (".hidden", true),
+        ] {
+            std::fs::create_dir_all(p.join(name)).unwrap();
+            if closed {
+                std::fs::write(p.join(name).join("pass.json"), b"{}").unwrap();
+            }
+        }
+        std::fs::write(p.join(".merge.lock"), b"").unwrap();
+        let (ready, not_ready) = pass_dirs(d.path()).unwrap();
+        let ids: Vec<&str> = ready.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["20200101T000000Z-a"]);
+        assert_eq!(not_ready, ["20200102T000000Z-b"]);
+        // No passes directory at all: nothing to do.
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(pass_dirs(empty.path()).unwrap(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn an_items_files_outside_passes_and_a_missing_one() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("collections/c/2021/08/12/i");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("b.tif"), b"tif").unwrap();
+        let mut item = stac::Item::new("i");
+        item.collection = Some("c".into());
+        item.assets
+            .insert("a".into(), stac::Asset::new("passes/P/products/a.tif"));
+        item.assets.insert(
+            "b".into(),
+            stac::Asset::new("collections/c/2021/08/12/i/b.tif"),
+        );
+        item.assets
+            .insert("w".into(), stac::Asset::new("https://example.com/w.tif"));
+        let files = item_files(d.path(), &item).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].rel, "collections/c/2021/08/12/i/b.tif");
+        assert_eq!(files[0].size, 3);
+        item.assets.insert(
+            "gone".into(),
+            stac::Asset::new("collections/c/2021/08/12/i/gone.tif"),
+        );
+        let why = item_files(d.path(), &item).unwrap_err();
+        assert!(why.contains("item c/i: asset \"gone\""), "{why}");
+        let failed: BTreeSet<String> = ["pass P".to_owned()].into();
+        assert!(!item_units_ok(&item, &failed));
+        assert!(item_units_ok(&item, &BTreeSet::new()));
+    }
+
+    #[test]
+    fn a_summary_is_ok_only_verified_without_problems() {
+        let mut s = Summary::default();
+        assert!(!s.ok(), "not verified");
+        s.verification = Some(Verification::default());
+        assert!(s.ok());
+        s.problems.push("pass x: not closed".into());
+        assert!(!s.ok());
+        s.problems.clear();
+        s.verification
+            .as_mut()
+            .unwrap()
+            .mismatches
+            .push("k: differs".into());
+        assert!(!s.ok());
+    }
 }

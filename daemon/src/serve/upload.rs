@@ -353,6 +353,7 @@ impl Manifest {
 }
 
 /// A local file of a pass.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct LocalFile {
     pub(crate) rel: String,
     pub(crate) path: PathBuf,
@@ -1181,6 +1182,40 @@ mod tests {
         let mut big = [0u8; 16];
         assert_eq!(crate::replay::read_full(&mut f, &mut big).unwrap(), 6);
         assert_eq!(crate::replay::read_full(&mut f, &mut big).unwrap(), 0);
+    }
+
+    #[test]
+    fn alternates_name_the_objects_of_local_files_only() {
+        let mut item = stac::Item::new("i");
+        item.assets
+            .insert("a".into(), stac::Asset::new("passes/P/products/a.tif"));
+        item.assets.insert(
+            "b".into(),
+            stac::Asset::new("collections/c/2021/08/12/i/b.tif"),
+        );
+        item.assets
+            .insert("w".into(), stac::Asset::new("https://example.com/w.tif"));
+        assert!(set_alternates(&mut item, "s3://bk/pre", "passes/P/"));
+        let alt = |i: &stac::Item, k: &str| i.assets[k].additional_fields.get("alternate").cloned();
+        assert_eq!(
+            alt(&item, "a"),
+            Some(serde_json::json!({"s3": {"href": "s3://bk/pre/passes/P/products/a.tif"}}))
+        );
+        assert_eq!(alt(&item, "b"), None, "outside the pass");
+        assert_eq!(item.extensions, [ALTERNATE_EXT]);
+        assert!(
+            !set_alternates(&mut item, "s3://bk/pre", "passes/P/"),
+            "idempotent"
+        );
+        assert!(set_alternates(&mut item, "s3://bk/pre", ""));
+        assert_eq!(
+            alt(&item, "b"),
+            Some(
+                serde_json::json!({"s3": {"href": "s3://bk/pre/collections/c/2021/08/12/i/b.tif"}})
+            )
+        );
+        assert_eq!(alt(&item, "w"), None, "not a local file");
+        assert_eq!(item.extensions.len(), 1);
     }
 
     #[test]
