@@ -253,7 +253,8 @@ fn migrate_config(args: &ArchiveArgs, to: Option<&str>, catalog: Option<&str>) -
             archive.insert("path".into(), dir.to_string_lossy().into_owned().into());
             let mut table = toml::Table::new();
             table.insert("archive".into(), archive.into());
-            (table, std::env::current_dir()?.join("downlink.toml"))
+            // Relative paths resolve against the working directory.
+            (table, std::env::current_dir()?.join("(command line)"))
         }
     };
     let mut set = |section: &str, key: &str, value: &str| {
