@@ -339,12 +339,16 @@ fn a_local_archive_migrates_to_garage_and_pgstac_resumable_and_verified() {
         assert!(path.is_file(), "{} gone", path.display());
     }
 
-    // A third run has nothing to send or publish.
-    let (out, s, err) = migrate(&g, &migrated, &[]);
+    // A third run has nothing to send or publish; the catalog named on the command line.
+    let no_catalog = migrated.with_file_name("no-catalog.toml");
+    let text = std::fs::read_to_string(&migrated).unwrap();
+    std::fs::write(&no_catalog, &text[..text.find("[catalog]").unwrap()]).unwrap();
+    let (out, s, err) = migrate(&g, &no_catalog, &["--catalog", &db]);
     assert!(out.status.success(), "{err}");
     assert_eq!(n(&s, "uploaded_objects"), 0, "{s}");
     assert_eq!(n(&s, "skipped_objects"), files.len() as u64, "{s}");
     assert_eq!(n(&s, "items_unchanged"), 2, "{s}");
+    assert_eq!(s["catalog"], db.as_str(), "{s}");
 
     // A daemon on the migrated configuration: the same search results, alternates naming the
     // objects, nothing left to upload, the same tile (its COGs still read from local files).
