@@ -320,7 +320,7 @@ fn migrate(
         let what = if dry_run {
             "would upload"
         } else if verify_only {
-            "verify only; to upload"
+            "verify only; not yet uploaded"
         } else {
             "uploaded"
         };

@@ -93,7 +93,7 @@ pub struct Summary {
     pub objects: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// Objects uploaded (and verified) by this run (dry run: that would be).
+    /// Objects uploaded (and verified) by this run (dry run and verify-only: not yet).
     pub uploaded_objects: u64,
     /// Their bytes.
     pub uploaded_bytes: u64,
@@ -467,7 +467,7 @@ pub fn run(req: &Request<'_>, progress: &mut dyn FnMut(&str)) -> Result<Summary>
             if in_manifest(m.as_ref(), f) {
                 s.skipped_objects += 1;
                 s.skipped_bytes += f.size;
-            } else if req.dry_run {
+            } else if req.dry_run || req.verify_only {
                 s.uploaded_objects += 1;
                 s.uploaded_bytes += f.size;
             }
