@@ -71,6 +71,31 @@ enum ArchiveAction {
         #[arg(long)]
         json: bool,
     },
+    /// Move the local archive (raw passes, product files, imported rasters, its SQLite
+    /// catalog's items and collections) into an object store and the target catalog, as a
+    /// station configured with that store would have published them: resumable (manifests;
+    /// objects already verified are not sent again) and verified (per pass: objects, bytes and
+    /// checksums; the target catalog's items). Local data is never deleted. Prints a summary;
+    /// exits non-zero listing every mismatch. S3 settings and credentials come from
+    /// [archive.s3] of --config and the environment, as for `serve`.
+    Migrate {
+        /// The store, s3://BUCKET[/PREFIX] (default: archive.store of --config).
+        #[arg(long)]
+        to: Option<String>,
+        /// The target catalog, postgresql://… (default: [catalog] url of --config, else the
+        /// archive's SQLite catalog).
+        #[arg(long)]
+        catalog: Option<String>,
+        /// Only say what would be uploaded and published.
+        #[arg(long)]
+        dry_run: bool,
+        /// Upload nothing: verify the store and the target catalog against the archive.
+        #[arg(long, conflicts_with = "dry_run")]
+        verify_only: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove an item: its catalog entry first, then its imported files (a received pass's
     /// files under passes/ stay).
     Remove {
@@ -104,6 +129,23 @@ fn report_replaced(done: &raster::catalog::import::Imported) {
 
 /// `downlink archive …`.
 pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
+    if let ArchiveAction::Migrate {
+        to,
+        catalog,
+        dry_run,
+        verify_only,
+        json,
+    } = &args.action
+    {
+        return migrate(
+            args,
+            to.as_deref(),
+            catalog.as_deref(),
+            *dry_run,
+            *verify_only,
+            *json,
+        );
+    }
     // The configured catalog (pgstac when `[catalog] url` is set), else the archive's SQLite.
     let (archive, catalog_cfg) = match (&args.config, &args.archive) {
         (Some(c), _) => {
@@ -169,6 +211,7 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
                 }
             }
         }
+        ArchiveAction::Migrate { .. } => {}
         ArchiveAction::Remove { id, collection } => {
             let r = archive_catalog::remove(catalog, &archive, id, collection.as_deref())?;
             for (p, e) in &r.not_removed {
@@ -186,6 +229,155 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
                 r.files.len()
             )?;
         }
+    }
+    Ok(())
+}
+
+/// The configuration `migrate` works with: --config (or an archive directory alone), with
+/// `archive.store` set to --to and `catalog.url` to --catalog, validated as `serve` would.
+fn migrate_config(args: &ArchiveArgs, to: Option<&str>, catalog: Option<&str>) -> Result<Config> {
+    let (mut table, source) = match &args.config {
+        Some(c) => {
+            let text =
+                std::fs::read_to_string(c).with_context(|| format!("reading {}", c.display()))?;
+            let table: toml::Table =
+                toml::from_str(&text).with_context(|| format!("parsing {}", c.display()))?;
+            (table, c.clone())
+        }
+        None => {
+            let dir = args
+                .archive
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("var/downlink"));
+            let mut archive = toml::Table::new();
+            archive.insert("path".into(), dir.to_string_lossy().into_owned().into());
+            let mut table = toml::Table::new();
+            table.insert("archive".into(), archive.into());
+            // Relative paths resolve against the working directory.
+            (table, std::env::current_dir()?.join("(command line)"))
+        }
+    };
+    let mut set = |section: &str, key: &str, value: &str| {
+        let entry = table
+            .entry(section.to_owned())
+            .or_insert_with(|| toml::Table::new().into());
+        if let Some(t) = entry.as_table_mut() {
+            t.insert(key.to_owned(), value.into());
+        }
+    };
+    if let Some(to) = to {
+        set("archive", "store", to);
+    }
+    if let Some(url) = catalog {
+        set("catalog", "url", url);
+    }
+    let text = toml::to_string(&table)?;
+    Ok(Config::from_toml_str(&text, &source)?)
+}
+
+/// `downlink archive migrate`.
+fn migrate(
+    args: &ArchiveArgs,
+    to: Option<&str>,
+    catalog: Option<&str>,
+    dry_run: bool,
+    verify_only: bool,
+    json: bool,
+) -> Result<()> {
+    let cfg = migrate_config(args, to, catalog)?;
+    let archive = &cfg.archive.path;
+    let sqlite = downlink::archive_catalog::path(archive);
+    let source = if sqlite.is_file() {
+        Some(
+            archive::catalog::SqliteCatalog::open(&sqlite)
+                .with_context(|| format!("opening the archive's catalog {}", sqlite.display()))?,
+        )
+    } else {
+        None
+    };
+    let target = catalog_backend::open(&cfg.catalog, archive)?;
+    let catalog_name = match &cfg.catalog.url {
+        Some(u) => u.to_string(),
+        None => format!("sqlite {}", sqlite.display()),
+    };
+    let req = downlink::migrate::Request {
+        archive: &cfg.archive,
+        source: source.as_ref().map(|s| s as &dyn archive::catalog::Catalog),
+        catalog: target.as_ref(),
+        catalog_name,
+        dry_run,
+        verify_only,
+    };
+    let mut progress = |line: &str| {
+        let _ = writeln!(std::io::stderr(), "downlink: migrate: {line}");
+    };
+    let s = downlink::migrate::run(&req, &mut progress)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &s)?;
+        writeln!(out)?;
+    } else {
+        let what = if dry_run {
+            "would upload"
+        } else if verify_only {
+            "verify only; not yet uploaded"
+        } else {
+            "uploaded"
+        };
+        writeln!(out, "store        {}", s.store)?;
+        writeln!(out, "catalog      {}", s.catalog)?;
+        writeln!(
+            out,
+            "passes       {} ({} not closed, left out)",
+            s.passes,
+            s.passes_not_ready.len()
+        )?;
+        writeln!(
+            out,
+            "item files   {} item(s) with files outside passes/",
+            s.item_file_sets
+        )?;
+        writeln!(out, "objects      {} ({} bytes)", s.objects, s.bytes)?;
+        writeln!(
+            out,
+            "  {what} {} ({} bytes); skipped, already verified {} ({} bytes); uploaded again {}",
+            s.uploaded_objects,
+            s.uploaded_bytes,
+            s.skipped_objects,
+            s.skipped_bytes,
+            s.repaired_objects
+        )?;
+        writeln!(
+            out,
+            "items        {} in {} collection(s): {} written, {} already published",
+            s.items, s.collections, s.items_upserted, s.items_unchanged
+        )?;
+        if let Some(v) = &s.verification {
+            writeln!(
+                out,
+                "verified     {} object(s), {} bytes ({} by ETag, the others by SHA-256); {} item(s) in the target catalog; {} mismatch(es)",
+                v.objects, v.bytes, v.by_etag, v.target_items, v.mismatches.len()
+            )?;
+        }
+    }
+    drop(out);
+    let mut err = std::io::stderr().lock();
+    for p in &s.problems {
+        let _ = writeln!(err, "downlink: problem: {p}");
+    }
+    let mismatches = s.verification.as_ref().map_or(0, |v| v.mismatches.len());
+    for m in s.verification.iter().flat_map(|v| &v.mismatches) {
+        let _ = writeln!(err, "downlink: mismatch: {m}");
+    }
+    if dry_run && s.problems.is_empty() {
+        return Ok(());
+    }
+    if !s.ok() {
+        anyhow::bail!(
+            "the migration to {} is not verified: {mismatches} mismatch(es), {} problem(s) (listed above)",
+            s.store,
+            s.problems.len()
+        );
     }
     Ok(())
 }

@@ -49,6 +49,9 @@ pub enum Error {
     /// A product job cannot run on this pass.
     #[error("{0}")]
     ProductJob(String),
+    /// `downlink archive migrate` cannot start (store, archive, lock).
+    #[error("{0}")]
+    Migrate(String),
 
     // ---- serve startup
     /// A socket could not be bound.

@@ -8,6 +8,7 @@ pub mod catalog_backend;
 pub mod error;
 pub use ::config;
 pub mod merge;
+pub mod migrate;
 pub mod replay;
 pub mod serve;
 

@@ -287,8 +287,8 @@ fn key_prefix(cfg: &ArchiveConfig) -> String {
 /// Starts the upload worker when `archive.store` is not the local archive. A store that
 /// cannot even be configured (no credentials) is logged and degrades `store` health.
 pub fn start(cfg: &ArchiveConfig, shared: &Arc<Shared>) -> Option<std::thread::JoinHandle<()>> {
-    let store = match open_store(cfg) {
-        Ok(Some(s)) => s,
+    let target = match Target::open(cfg) {
+        Ok(Some(t)) => t,
         Ok(None) => return None,
         Err(e) => {
             let msg = format!("store {}: {e}", cfg.store.url(&cfg.path));
@@ -303,29 +303,8 @@ pub fn start(cfg: &ArchiveConfig, shared: &Arc<Shared>) -> Option<std::thread::J
         .tx
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = Some(tx);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("upload-io")
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the upload worker");
-            return None;
-        }
-    };
     let mut w = Worker {
-        store,
-        rt,
-        verify_etag: matches!(cfg.store, ArchiveStore::S3(_)),
-        s3_base: match &cfg.store {
-            ArchiveStore::S3(s3) if s3.prefix.is_empty() => Some(format!("s3://{}", s3.bucket)),
-            ArchiveStore::S3(s3) => Some(format!("s3://{}/{}", s3.bucket, s3.prefix)),
-            _ => None,
-        },
-        url: cfg.store.url(&cfg.path),
-        prefix: key_prefix(cfg),
+        target,
         passes: cfg.path.join("passes"),
         shared: shared.clone(),
         pending: BTreeMap::new(),
@@ -341,48 +320,49 @@ pub fn start(cfg: &ArchiveConfig, shared: &Arc<Shared>) -> Option<std::thread::J
 
 /// `passes/ID/uploaded.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Manifest {
+pub(crate) struct Manifest {
     /// The store the objects are in (another store: the pass is uploaded again).
-    store: String,
+    pub(crate) store: String,
     /// Pass id.
-    pass: String,
+    pub(crate) pass: String,
     /// Every file of the pass was uploaded and verified.
-    complete: bool,
+    pub(crate) complete: bool,
     /// The pass had a `products/` set when it was marked complete.
     #[serde(default)]
-    products: bool,
+    pub(crate) products: bool,
     /// By path relative to the pass directory.
-    objects: BTreeMap<String, Object>,
+    pub(crate) objects: BTreeMap<String, Object>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct Object {
-    key: String,
-    size: u64,
+pub(crate) struct Object {
+    pub(crate) key: String,
+    pub(crate) size: u64,
     /// Modification time of the local file when it was uploaded (ns since the epoch).
-    mtime_ns: u128,
-    sha256: String,
+    pub(crate) mtime_ns: u128,
+    pub(crate) sha256: String,
     /// The store's ETag (S3: MD5-based, checked).
-    etag: Option<String>,
+    pub(crate) etag: Option<String>,
 }
 
 impl Manifest {
-    fn load(dir: &Path) -> Option<Manifest> {
+    pub(crate) fn load(dir: &Path) -> Option<Manifest> {
         let bytes = std::fs::read(dir.join(MANIFEST)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 }
 
 /// A local file of a pass.
-struct LocalFile {
-    rel: String,
-    path: PathBuf,
-    size: u64,
-    mtime_ns: u128,
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct LocalFile {
+    pub(crate) rel: String,
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: u128,
 }
 
 /// Whether a pass directory's file or subdirectory name is left out of the upload.
-fn skipped(name: &str) -> bool {
+pub(crate) fn skipped(name: &str) -> bool {
     name.starts_with('.')
         || name == MANIFEST
         || name == super::products::RECORD
@@ -391,7 +371,7 @@ fn skipped(name: &str) -> bool {
 }
 
 /// Every regular file under `dir` that is uploaded, sorted by path.
-fn list_files(dir: &Path) -> std::io::Result<Vec<LocalFile>> {
+pub(crate) fn list_files(dir: &Path) -> std::io::Result<Vec<LocalFile>> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<LocalFile>) -> std::io::Result<()> {
         for e in std::fs::read_dir(dir)? {
             let e = e?;
@@ -426,7 +406,7 @@ fn list_files(dir: &Path) -> std::io::Result<Vec<LocalFile>> {
     Ok(out)
 }
 
-fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -434,7 +414,7 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
 }
 
 /// A pass whose files will not change any more: closed, products settled.
-fn ready(dir: &Path) -> bool {
+pub(crate) fn ready(dir: &Path) -> bool {
     dir.join("pass.json").is_file() && !dir.join(super::products::RECORD).exists()
 }
 
@@ -461,7 +441,7 @@ fn bytes_to_upload(dir: &Path, url: &str) -> u64 {
     })
 }
 
-fn in_manifest(m: Option<&Manifest>, f: &LocalFile) -> bool {
+pub(crate) fn in_manifest(m: Option<&Manifest>, f: &LocalFile) -> bool {
     m.and_then(|m| m.objects.get(&f.rel))
         .is_some_and(|o| o.size == f.size && o.mtime_ns == f.mtime_ns)
 }
@@ -476,14 +456,14 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn local(path: &Path, e: &std::io::Error) -> Failure {
+    pub(crate) fn local(path: &Path, e: &std::io::Error) -> Failure {
         Failure {
             reason: "local_io",
             error: format!("{}: {e}", path.display()),
         }
     }
 
-    fn store(key: &str, e: &object_store::Error) -> Failure {
+    pub(crate) fn store(key: &str, e: &object_store::Error) -> Failure {
         use object_store::Error as E;
         let text = crate::config::error_chain(e);
         let reason = match e {
@@ -515,7 +495,7 @@ fn is_unreachable(text: &str) -> bool {
 }
 
 /// The outcome of one attempt at a pass.
-enum Outcome {
+pub(crate) enum Outcome {
     /// Every file is in the store; the manifest says so.
     Done { objects: u64, bytes: u64 },
     /// Not closed or its products not settled yet: it will be notified again.
@@ -525,14 +505,7 @@ enum Outcome {
 }
 
 struct Worker {
-    store: Arc<dyn ObjectStore>,
-    rt: tokio::runtime::Runtime,
-    /// Check S3 ETags (MD5-based) against what was sent.
-    verify_etag: bool,
-    /// `s3://bucket[/prefix]`: the catalog item of an uploaded pass gets `s3` alternates.
-    s3_base: Option<String>,
-    url: String,
-    prefix: String,
+    target: Target,
     passes: PathBuf,
     shared: Arc<Shared>,
     /// Pass directories to upload (oldest first: ids start with the AOS time), with the bytes
@@ -595,31 +568,37 @@ impl Worker {
 
     /// Idle: is the store still there? A HEAD of a key that need not exist (404 = reachable).
     fn probe(&mut self) {
-        let key = if self.prefix.is_empty() {
+        let key = if self.target.prefix.is_empty() {
             ".downlink-reachable".to_owned()
         } else {
-            format!("{}/.downlink-reachable", self.prefix)
+            format!("{}/.downlink-reachable", self.target.prefix)
         };
-        let (store, path) = (self.store.clone(), StorePath::from(key.as_str()));
-        match self.rt.block_on(async move { store.head(&path).await }) {
+        let (store, path) = (self.target.store.clone(), StorePath::from(key.as_str()));
+        match self
+            .target
+            .rt
+            .block_on(async move { store.head(&path).await })
+        {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {
                 self.failures_in_row = 0;
                 self.shared.uploads.update(|st| st.state = "ok");
                 if self.shared.health.clear("store") {
-                    emit(StoreRecovered { store: &self.url });
+                    emit(StoreRecovered {
+                        store: &self.target.url,
+                    });
                 }
             }
             Err(e) => {
                 let f = Failure::store(&key, &e);
-                let newly = self
-                    .shared
-                    .health
-                    .set("store", format!("{} ({}): {}", self.url, f.reason, f.error));
+                let newly = self.shared.health.set(
+                    "store",
+                    format!("{} ({}): {}", self.target.url, f.reason, f.error),
+                );
                 self.shared.uploads.update(|status| {
                     status.state = "failing";
                     emit(UploadFailed {
                         status,
-                        store: &self.url,
+                        store: &self.target.url,
                         pass: "(reachability probe)",
                         reason: f.reason,
                         error: f.error,
@@ -632,14 +611,7 @@ impl Worker {
     }
 
     fn set_queued(&self) {
-        let (n, bytes) = (
-            self.pending.len() as u64,
-            self.pending.values().sum::<u64>(),
-        );
-        self.shared.uploads.update(|st| {
-            st.queued_passes = n;
-            st.queued_bytes = bytes;
-        });
+        set_queued(&self.shared, &self.pending);
     }
 
     /// A notified pass: queued if it is ready and the store does not hold it as it is now
@@ -650,8 +622,8 @@ impl Worker {
         if !ready(&dir) || self.pending.contains_key(&dir) {
             return;
         }
-        let bytes = bytes_to_upload(&dir, &self.url);
-        if bytes > 0 || needs_upload(&dir, &self.url) {
+        let bytes = bytes_to_upload(&dir, &self.target.url);
+        if bytes > 0 || needs_upload(&dir, &self.target.url) {
             self.pending.insert(dir, bytes);
             self.set_queued();
             return;
@@ -671,7 +643,7 @@ impl Worker {
             self.shared.uploads.update(|status| {
                 emit(UploadFailed {
                     status,
-                    store: &self.url,
+                    store: &self.target.url,
                     pass: &pass,
                     reason: f.reason,
                     error: f.error,
@@ -697,10 +669,13 @@ impl Worker {
         };
         let (mut passes, mut bytes) = (0u64, 0u64);
         for dir in dirs {
-            if self.pending.contains_key(&dir) || !ready(&dir) || !needs_upload(&dir, &self.url) {
+            if self.pending.contains_key(&dir)
+                || !ready(&dir)
+                || !needs_upload(&dir, &self.target.url)
+            {
                 continue;
             }
-            let b = bytes_to_upload(&dir, &self.url);
+            let b = bytes_to_upload(&dir, &self.target.url);
             self.pending.insert(dir, b);
             passes += 1;
             bytes += b;
@@ -710,7 +685,7 @@ impl Worker {
             self.shared.uploads.update(|status| {
                 emit(UploadsTakenUp {
                     status,
-                    store: &self.url,
+                    store: &self.target.url,
                     passes,
                     bytes,
                 });
@@ -741,7 +716,9 @@ impl Worker {
                     });
                 });
                 if self.shared.health.clear("store") {
-                    emit(StoreRecovered { store: &self.url });
+                    emit(StoreRecovered {
+                        store: &self.target.url,
+                    });
                 }
             }
             Ok(Outcome::NotReady) => {
@@ -754,20 +731,20 @@ impl Worker {
                 let exp = self.failures_in_row.saturating_sub(1).min(5);
                 let delay = Duration::from_secs(1u64 << exp).min(BACKOFF_MAX);
                 self.next_try = Instant::now() + delay;
-                let newly = self
-                    .shared
-                    .health
-                    .set("store", format!("{} ({}): {}", self.url, f.reason, f.error));
+                let newly = self.shared.health.set(
+                    "store",
+                    format!("{} ({}): {}", self.target.url, f.reason, f.error),
+                );
                 // The bytes still to send, now that some objects may have gone.
                 if let Some(b) = self.pending.get_mut(dir) {
-                    *b = bytes_to_upload(dir, &self.url);
+                    *b = bytes_to_upload(dir, &self.target.url);
                 }
                 self.set_queued();
                 self.shared.uploads.update(|status| {
                     status.state = "failing";
                     emit(UploadFailed {
                         status,
-                        store: &self.url,
+                        store: &self.target.url,
                         pass: &pass,
                         reason: f.reason,
                         error: f.error,
@@ -779,15 +756,180 @@ impl Worker {
         }
     }
 
-    fn key(&self, pass: &str, rel: &str) -> String {
+    fn upload_pass(&mut self, dir: &Path, pass: &str) -> Result<Outcome, Failure> {
+        let Worker {
+            target,
+            shared,
+            pending,
+            ..
+        } = self;
+        let mut sent = |size: u64| {
+            shared.uploads.update(|st| {
+                st.uploaded_objects += 1;
+                st.uploaded_bytes += size;
+            });
+            if let Some(b) = pending.get_mut(dir) {
+                *b = b.saturating_sub(size);
+                set_queued(shared, pending);
+            }
+        };
+        let catalog = shared.catalog.clone();
+        target.upload_pass(dir, pass, &|| shared.stopping(), &mut sent, &mut || {
+            add_alternates(target.s3_base.as_deref(), catalog.as_deref(), pass)
+        })
+    }
+
+    fn add_alternates(&self, pass: &str) -> Result<(), Failure> {
+        add_alternates(
+            self.target.s3_base.as_deref(),
+            self.shared.catalog.as_deref(),
+            pass,
+        )
+    }
+}
+
+fn set_queued(shared: &Shared, pending: &BTreeMap<PathBuf, u64>) {
+    let (n, bytes) = (pending.len() as u64, pending.values().sum::<u64>());
+    shared.uploads.update(|st| {
+        st.queued_passes = n;
+        st.queued_bytes = bytes;
+    });
+}
+
+/// Sets, on every asset of `item` whose href is a file of the archive under `under` (an
+/// archive-relative path prefix; empty: every local file), an `s3` alternate (STAC alternate
+/// assets extension) naming its object under `base` (`s3://bucket[/prefix]`), so GDAL
+/// `/vsis3/` users read the store directly. `true` when the item changed. The station's
+/// uploader and `downlink archive migrate` publish items through this one rule.
+pub fn set_alternates(item: &mut stac::Item, base: &str, under: &str) -> bool {
+    let mut changed = false;
+    for asset in item.assets.values_mut() {
+        let Some(rel) = archive::catalog::local_href(&asset.href) else {
+            continue;
+        };
+        if !rel.starts_with(under) {
+            continue;
+        }
+        let want = serde_json::json!({ "s3": { "href": format!("{base}/{rel}") } });
+        if asset.additional_fields.get("alternate") != Some(&want) {
+            asset.additional_fields.insert("alternate".into(), want);
+            changed = true;
+        }
+    }
+    if changed && !item.extensions.iter().any(|e| e == ALTERNATE_EXT) {
+        item.extensions.push(ALTERNATE_EXT.to_owned());
+    }
+    changed
+}
+
+/// The catalog item of the pass's product set gets, on every asset of the pass, an `s3`
+/// alternate ([`set_alternates`]). The upsert replaces the item by id: repeating it is harmless.
+fn add_alternates(
+    s3_base: Option<&str>,
+    catalog: Option<&dyn archive::catalog::Catalog>,
+    pass: &str,
+) -> Result<(), Failure> {
+    let (Some(base), Some(cat)) = (s3_base, catalog) else {
+        return Ok(());
+    };
+    fn fail<E: std::fmt::Display>(pass: &str) -> impl Fn(E) -> Failure + '_ {
+        move |e| Failure {
+            reason: "catalog",
+            error: format!("{pass}: {e}"),
+        }
+    }
+    let listing = format!("passes/{pass}/{}/products.json", super::products::PRODUCTS);
+    let Some(at) = cat.asset(&listing).map_err(fail(pass))? else {
+        // Not catalogued (products given up, or no catalog when they were made).
+        return Ok(());
+    };
+    let Some(mut item) = cat.item(&at.collection, &at.item).map_err(fail(pass))? else {
+        return Ok(());
+    };
+    if !set_alternates(&mut item, base, &format!("passes/{pass}/")) {
+        return Ok(());
+    }
+    cat.upsert_item(&item).map_err(fail(pass))
+}
+
+/// One store and what sending to it needs: the station's uploader and `downlink archive
+/// migrate` upload and verify objects, and keep their manifests, through this one type.
+pub struct Target {
+    /// The store client.
+    pub store: Arc<dyn ObjectStore>,
+    /// The runtime its requests run on.
+    pub rt: tokio::runtime::Runtime,
+    /// Check S3 ETags (MD5-based) against what was sent.
+    pub verify_etag: bool,
+    /// `s3://bucket[/prefix]`: catalog items get `s3` alternates naming their objects.
+    pub s3_base: Option<String>,
+    /// The store as configured ([`ArchiveStore::url`]): manifests name it.
+    pub url: String,
+    /// The key prefix (`s3://bucket/PREFIX`).
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// A target for `cfg`'s store: `Ok(None)` for the local archive; `Err` says what failed,
+    /// never a secret.
+    pub fn open(cfg: &ArchiveConfig) -> Result<Option<Target>, String> {
+        let Some(store) = open_store(cfg)? else {
+            return Ok(None);
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("upload-io")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the upload runtime: {e}"))?;
+        Ok(Some(Target {
+            store,
+            rt,
+            verify_etag: matches!(cfg.store, ArchiveStore::S3(_)),
+            s3_base: match &cfg.store {
+                ArchiveStore::S3(s3) if s3.prefix.is_empty() => Some(format!("s3://{}", s3.bucket)),
+                ArchiveStore::S3(s3) => Some(format!("s3://{}/{}", s3.bucket, s3.prefix)),
+                _ => None,
+            },
+            url: cfg.store.url(&cfg.path),
+            prefix: key_prefix(cfg),
+        }))
+    }
+
+    /// The key of the archive-relative path `rel` (`passes/ID/…`, `collections/…`): the
+    /// store keeps the archive's own layout under its prefix.
+    pub fn key(&self, rel: &str) -> String {
         if self.prefix.is_empty() {
-            format!("passes/{pass}/{rel}")
+            rel.to_owned()
         } else {
-            format!("{}/passes/{pass}/{rel}", self.prefix)
+            format!("{}/{rel}", self.prefix)
         }
     }
 
-    fn upload_pass(&mut self, dir: &Path, pass: &str) -> Result<Outcome, Failure> {
+    fn pass_key(&self, pass: &str, rel: &str) -> String {
+        self.key(&format!("passes/{pass}/{rel}"))
+    }
+
+    /// Uploads every file of the pass in `dir` not yet in its manifest (`uploaded.json`,
+    /// rewritten after each verified object; `sent` is told each object's size), then puts the
+    /// manifest in the store, calls `before_complete` when the pass has products (the catalog
+    /// step), and marks the pass complete locally. `stop` is asked before each object.
+    pub(crate) fn upload_pass(
+        &self,
+        dir: &Path,
+        pass: &str,
+        stop: &dyn Fn() -> bool,
+        sent: &mut dyn FnMut(u64),
+        before_complete: &mut dyn FnMut() -> Result<(), Failure>,
+    ) -> Result<Outcome, Failure> {
         if !ready(dir) {
             return Ok(Outcome::NotReady);
         }
@@ -804,11 +946,11 @@ impl Worker {
             if in_manifest(Some(&manifest), f) {
                 continue;
             }
-            if self.shared.stopping() {
+            if stop() {
                 return Ok(Outcome::Interrupted);
             }
-            let key = self.key(pass, &f.rel);
-            let Some(obj) = self.upload_file(&key, f)? else {
+            let key = self.pass_key(pass, &f.rel);
+            let Some(obj) = self.upload_file(&key, f, stop)? else {
                 return Ok(Outcome::Interrupted);
             };
             manifest.complete = false;
@@ -816,14 +958,7 @@ impl Worker {
             save_manifest(dir, &manifest)?;
             objects += 1;
             bytes += f.size;
-            self.shared.uploads.update(|st| {
-                st.uploaded_objects += 1;
-                st.uploaded_bytes += f.size;
-            });
-            if let Some(b) = self.pending.get_mut(dir) {
-                *b = b.saturating_sub(f.size);
-                self.set_queued();
-            }
+            sent(f.size);
         }
         // The files may have changed while they were uploaded (products made meanwhile): the
         // pass is complete only if it is still ready and nothing is missing.
@@ -844,7 +979,7 @@ impl Worker {
             error: e.to_string(),
         })?;
         // The manifest goes to the store first, then marks the pass locally.
-        let key = self.key(pass, MANIFEST);
+        let key = self.pass_key(pass, MANIFEST);
         let store = self.store.clone();
         let path = StorePath::from(key.as_str());
         let payload = PutPayload::from(text.clone());
@@ -852,7 +987,7 @@ impl Worker {
             .block_on(async move { store.put(&path, payload).await })
             .map_err(|e| Failure::store(&key, &e))?;
         if manifest.products {
-            self.add_alternates(pass)?;
+            before_complete()?;
         }
         archive::write_atomic(dir.join(MANIFEST), &text).map_err(|e| Failure {
             reason: "local_io",
@@ -861,58 +996,17 @@ impl Worker {
         Ok(Outcome::Done { objects, bytes })
     }
 
-    /// The catalog item of the pass's product set gets, on every asset of the pass, an `s3`
-    /// alternate (STAC alternate assets extension) naming its object, so GDAL `/vsis3/` users
-    /// read the store directly. The upsert replaces the item by id: repeating it is harmless.
-    fn add_alternates(&self, pass: &str) -> Result<(), Failure> {
-        let (Some(base), Some(cat)) = (&self.s3_base, self.shared.catalog.as_deref()) else {
-            return Ok(());
-        };
-        fn fail<E: std::fmt::Display>(pass: &str) -> impl Fn(E) -> Failure + '_ {
-            move |e| Failure {
-                reason: "catalog",
-                error: format!("{pass}: {e}"),
-            }
-        }
-        let listing = format!("passes/{pass}/{}/products.json", super::products::PRODUCTS);
-        let Some(at) = cat.asset(&listing).map_err(fail(pass))? else {
-            // Not catalogued (products given up, or no catalog when they were made).
-            return Ok(());
-        };
-        let Some(mut item) = cat.item(&at.collection, &at.item).map_err(fail(pass))? else {
-            return Ok(());
-        };
-        let mine = format!("passes/{pass}/");
-        let mut changed = false;
-        for asset in item.assets.values_mut() {
-            let Some(rel) = archive::catalog::local_href(&asset.href) else {
-                continue;
-            };
-            if !rel.starts_with(&mine) {
-                continue;
-            }
-            let want = serde_json::json!({ "s3": { "href": format!("{base}/{rel}") } });
-            if asset.additional_fields.get("alternate") != Some(&want) {
-                asset.additional_fields.insert("alternate".into(), want);
-                changed = true;
-            }
-        }
-        if !changed {
-            return Ok(());
-        }
-        if !item.extensions.iter().any(|e| e == ALTERNATE_EXT) {
-            item.extensions.push(ALTERNATE_EXT.to_owned());
-        }
-        cat.upsert_item(&item).map_err(fail(pass))
-    }
-
-    /// Uploads one file and verifies it; `None` when shutdown interrupted it.
-    fn upload_file(&self, key: &str, f: &LocalFile) -> Result<Option<Object>, Failure> {
+    /// Uploads one file and verifies it; `None` when `stop` interrupted it.
+    pub(crate) fn upload_file(
+        &self,
+        key: &str,
+        f: &LocalFile,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Object>, Failure> {
         let path = StorePath::from(key);
         let store = self.store.clone();
         let mut file = std::fs::File::open(&f.path).map_err(|e| Failure::local(&f.path, &e))?;
         let mut sha = sha2::Sha256::new();
-        let stop = || self.shared.stopping();
         let (result, expected_etag) = if f.size <= PART as u64 {
             let mut buf = Vec::with_capacity(f.size as usize);
             file.read_to_end(&mut buf)
@@ -1008,7 +1102,7 @@ impl Worker {
     }
 }
 
-fn save_manifest(dir: &Path, m: &Manifest) -> Result<(), Failure> {
+pub(crate) fn save_manifest(dir: &Path, m: &Manifest) -> Result<(), Failure> {
     let text = serde_json::to_vec_pretty(m).map_err(|e| Failure {
         reason: "local_io",
         error: e.to_string(),
@@ -1021,7 +1115,7 @@ fn save_manifest(dir: &Path, m: &Manifest) -> Result<(), Failure> {
         })
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -1088,6 +1182,40 @@ mod tests {
         let mut big = [0u8; 16];
         assert_eq!(crate::replay::read_full(&mut f, &mut big).unwrap(), 6);
         assert_eq!(crate::replay::read_full(&mut f, &mut big).unwrap(), 0);
+    }
+
+    #[test]
+    fn alternates_name_the_objects_of_local_files_only() {
+        let mut item = stac::Item::new("i");
+        item.assets
+            .insert("a".into(), stac::Asset::new("passes/P/products/a.tif"));
+        item.assets.insert(
+            "b".into(),
+            stac::Asset::new("collections/c/2021/08/12/i/b.tif"),
+        );
+        item.assets
+            .insert("w".into(), stac::Asset::new("https://example.com/w.tif"));
+        assert!(set_alternates(&mut item, "s3://bk/pre", "passes/P/"));
+        let alt = |i: &stac::Item, k: &str| i.assets[k].additional_fields.get("alternate").cloned();
+        assert_eq!(
+            alt(&item, "a"),
+            Some(serde_json::json!({"s3": {"href": "s3://bk/pre/passes/P/products/a.tif"}}))
+        );
+        assert_eq!(alt(&item, "b"), None, "outside the pass");
+        assert_eq!(item.extensions, [ALTERNATE_EXT]);
+        assert!(
+            !set_alternates(&mut item, "s3://bk/pre", "passes/P/"),
+            "idempotent"
+        );
+        assert!(set_alternates(&mut item, "s3://bk/pre", ""));
+        assert_eq!(
+            alt(&item, "b"),
+            Some(
+                serde_json::json!({"s3": {"href": "s3://bk/pre/collections/c/2021/08/12/i/b.tif"}})
+            )
+        );
+        assert_eq!(alt(&item, "w"), None, "not a local file");
+        assert_eq!(item.extensions.len(), 1);
     }
 
     #[test]
