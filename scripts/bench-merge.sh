@@ -2,7 +2,7 @@
 # Merge speed: `downlink merge` (release) over two station copies of a synthetic Suomi-NPP
 # X-band pass (`merge_input`: A missing the first 40 %, B the last 40 %) vs the sequential read
 # speed of the same two files on the same machine, alternating runs, medians.
-# usage: scripts/bench-merge.sh [DIR=target/bench/merge] [FRAMES=500000]   (RUNS=5)
+# usage: scripts/bench-merge.sh [DIR=target/bench/merge] [FRAMES=500000]   (RUNS=5, BIN_DIR)
 # MB/s are input bytes (A + B) per second. The merge reads the copies from the page cache (they
 # were just written, or read by the previous run); `dd iflag=direct` reads them from the disk,
 # `cat` from the page cache. CPU MB/s = input / (user + sys time). Prints a Markdown table.
@@ -11,8 +11,13 @@ dir="${1:-target/bench/merge}"
 frames="${2:-500000}"
 runs="${RUNS:-5}"
 tgt="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p downlink --bin downlink -p downlink-bench --bin merge_input
-bin="$tgt/release"
+# BIN_DIR: binaries already built (downlink, merge_input), e.g. a frozen copy; else built here.
+if [ -n "${BIN_DIR:-}" ]; then
+  bin="$BIN_DIR"
+else
+  cargo build --release -q -p downlink --bin downlink -p downlink-bench --bin merge_input
+  bin="$tgt/release"
+fi
 a="$dir/passes/20241206T173815Z-a"; b="$dir/passes/20241206T173815Z-b"
 [ -f "$b/cadus.raw" ] || "$bin/merge_input" "$dir" "$frames" >/dev/null
 bytes=$(( $(stat -c %s "$a/cadus.raw") + $(stat -c %s "$b/cadus.raw") ))

@@ -307,6 +307,7 @@ fn a_local_archive_migrates_to_garage_and_pgstac_resumable_and_verified() {
     assert_eq!(n(v, "bytes"), total_bytes, "{s}");
     assert!(n(v, "by_etag") > 0, "{s}");
     assert_eq!(n(v, "target_items"), 2, "{s}");
+    assert_eq!(n(v, "other_items"), 0, "{s}");
     let after = objects(&g);
     for k in &early_keys {
         assert_eq!(after[k], early[k], "{k} was uploaded again");
@@ -416,6 +417,26 @@ fn a_local_archive_migrates_to_garage_and_pgstac_resumable_and_verified() {
             "{key} not repaired"
         );
     }
+    // Another station's item in the shared catalog: counted, not a mismatch.
+    {
+        use archive::catalog::{empty_extent_collection, Catalog, PgstacCatalog};
+        let cat =
+            PgstacCatalog::open(archive::catalog::pgstac::parse_url(&db, None).unwrap()).unwrap();
+        cat.upsert_collection(
+            &empty_extent_collection("other-station", "another station").unwrap(),
+        )
+        .unwrap();
+        let mut it = stac::Item::new("20261201T101010Z-other");
+        it.collection = Some("other-station".into());
+        it.bbox = Some(stac::Bbox::new(-60.0, -25.0, -58.0, -23.0));
+        it.geometry = Some(
+            serde_json::from_value(serde_json::json!({"type": "Polygon", "coordinates":
+                [[[-60.0, -25.0], [-58.0, -25.0], [-58.0, -23.0], [-60.0, -23.0], [-60.0, -25.0]]]}))
+            .unwrap(),
+        );
+        it.properties.datetime = Some("2026-12-01T10:10:10Z".parse().unwrap());
+        cat.upsert_item(&it).unwrap();
+    }
     // The summary people read.
     let out = migrate_cmd(&g, &migrated, &["--verify-only"])
         .output()
@@ -427,6 +448,7 @@ fn a_local_archive_migrates_to_garage_and_pgstac_resumable_and_verified() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("0 mismatch(es)"), "{text}");
+    assert!(text.contains("(1 not from this archive)"), "{text}");
 }
 
 /// Items in the pgstac database.

@@ -355,8 +355,8 @@ fn migrate(
         if let Some(v) = &s.verification {
             writeln!(
                 out,
-                "verified     {} object(s), {} bytes ({} by ETag, the others by SHA-256); {} item(s) in the target catalog; {} mismatch(es)",
-                v.objects, v.bytes, v.by_etag, v.target_items, v.mismatches.len()
+                "verified     {} object(s), {} bytes ({} by ETag, the others by SHA-256); {} item(s) in the target catalog ({} not from this archive); {} mismatch(es)",
+                v.objects, v.bytes, v.by_etag, v.target_items, v.other_items, v.mismatches.len()
             )?;
         }
     }

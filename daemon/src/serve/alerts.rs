@@ -198,7 +198,10 @@ async fn run_one(
                     shared
                         .alerts
                         .with_status(coll, |st| st.webhook_features_missing += 1);
-                    (Value::Null, Some(format!("reading {}: {e}", p.geojson.display())))
+                    (
+                        Value::Null,
+                        Some(format!("reading {}: {e}", p.geojson.display())),
+                    )
                 }
             };
             for w in &p.warnings {
