@@ -483,7 +483,7 @@ impl Failure {
         }
     }
 
-    fn store(key: &str, e: &object_store::Error) -> Failure {
+    pub(super) fn store(key: &str, e: &object_store::Error) -> Failure {
         use object_store::Error as E;
         let text = crate::config::error_chain(e);
         let reason = match e {
