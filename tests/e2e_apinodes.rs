@@ -413,6 +413,67 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
         );
     }
 
+    // A second pass (stac-api-validator pages with limit=1), then the validators against an
+    // API node, offline schemas, as tests/e2e_serve.rs runs them.
+    send_pass(&st, 8);
+    within(
+        Duration::from_secs(180),
+        "the second pass on the API node",
+        || search_ids(b.http).len() == 2,
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/stac-validate/stac-validate.sh"))
+        .arg(repo.join("target/stac-validate"))
+        .arg(format!("http://127.0.0.1:{}/stac", b.http))
+        .arg(COLL)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The one thing the offline schema mirror cannot check: the alternate assets extension
+    // the uploader adds (its schema is in no pinned PyPI distribution). Every other check
+    // passes, and every asset the validator fetched came through the API node from the store.
+    const NO_OFFLINE_SCHEMA: &str = "alternate-assets/v1.2.0/schema.json";
+    for class in [
+        "Validating STAC API - Core conformance class",
+        "Validating STAC API - Features conformance class",
+        "Validating STAC API - Item Search conformance class",
+        "Validating STAC API - Item Search - Filter Extension - CQL2-Text conformance class",
+    ] {
+        assert!(log.contains(class), "{class} not validated:\n{log}\n{err}");
+    }
+    let errors_at = log
+        .lines()
+        .position(|l| l.starts_with("Errors:"))
+        .unwrap_or_else(|| panic!("no stac-api-validator verdict:\n{log}\n{err}"));
+    let errors: Vec<&str> = log
+        .lines()
+        .skip(errors_at + 1)
+        .take_while(|l| l.starts_with("- "))
+        .collect();
+    for e in &errors {
+        assert!(e.contains(NO_OFFLINE_SCHEMA), "stac-api-validator: {e}");
+    }
+    for l in log.lines().filter(|l| l.contains("\"error_message\"")) {
+        assert!(l.contains(NO_OFFLINE_SCHEMA), "stac-validator: {l}");
+    }
+    let mut fetched_assets = 0;
+    for part in log.split("\"assets_validated\"").skip(1) {
+        let valid = part.split("\"request_valid\"").nth(1).unwrap();
+        let (valid, invalid) = valid.split_once("\"request_invalid\"").unwrap();
+        fetched_assets += valid.matches("/stac/assets/").count();
+        let invalid = invalid.split(']').next().unwrap();
+        assert!(
+            !invalid.contains("/stac/assets/"),
+            "assets not served: {invalid}"
+        );
+    }
+    assert!(
+        fetched_assets >= 8,
+        "{fetched_assets} assets fetched:\n{log}"
+    );
+
     // An object the store lost is a 404 (counted), not a 503.
     let gone = item["assets"]
         .as_object()
@@ -484,7 +545,7 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
         .log_text()
         .contains("reading from the object store failed"));
     // The catalog still answers: search works while the store is down.
-    assert_eq!(search_ids(a.http), vec![id.clone()]);
+    assert_eq!(search_ids(a.http).len(), 2);
 
     // Back: reads work again and the degradation clears.
     g.resume();
