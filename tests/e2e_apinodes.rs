@@ -546,6 +546,17 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
         .contains("reading from the object store failed"));
     // The catalog still answers: search works while the store is down.
     assert_eq!(search_ids(a.http).len(), 2);
+    // The second pass's COG, never opened by this node: its open fails too.
+    let id2 = search_ids(a.http).into_iter().find(|i| *i != id).unwrap();
+    let tile2 = tile(6).replace(&id, &id2);
+    let (code, head, _) = http(a.http, "GET", &tile2, &[], b"");
+    assert_eq!(code, 503, "{head}");
+    assert!(
+        json_of(a.http, "/api/v1/status")["store_reads"]["failures"]["gdal"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
 
     // Back: reads work again and the degradation clears.
     g.resume();
@@ -559,4 +570,17 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
             .get("store")
             .is_none()
     });
+    // Nothing of the outage sticks in GDAL's caches: both tiles draw now, as on the other node.
+    within(
+        Duration::from_secs(30),
+        "tiles from the store again",
+        || {
+            http(a.http, "GET", &tile(9), &[], b"").0 == 200
+                && http(a.http, "GET", &tile2, &[], b"").0 == 200
+        },
+    );
+    assert_eq!(
+        http(a.http, "GET", &tile2, &[], b"").2,
+        http(b.http, "GET", &tile2, &[], b"").2
+    );
 }

@@ -123,6 +123,14 @@ impl StoreReader {
     pub fn is_store_path(&self, p: &std::path::Path) -> bool {
         p.starts_with(&self.gdal_root)
     }
+
+    /// After GDAL failed to read `p` from the store: GDAL's `/vsicurl/` cache forgets the
+    /// store's files, so the next request tries the store again instead of the cached failure.
+    pub fn gdal_failed(&self, p: &std::path::Path) {
+        if self.is_store_path(p) && self.gdal_root.starts_with("/vsis3") {
+            raster::tiles::vsi::forget(&self.gdal_root.display().to_string());
+        }
+    }
 }
 
 /// Reading from the store: the client (None for the local archive, or when the store could

@@ -395,6 +395,9 @@ pub(super) async fn render_cached(
                     .as_ref()
                     .is_some_and(|r| r.is_store_path(&path)) =>
             {
+                if let Some(r) = &shared.store_reads.reader {
+                    r.gdal_failed(&path);
+                }
                 shared.store_reads.failed(
                     shared,
                     &path.display().to_string(),

@@ -31,6 +31,17 @@ pub fn set_path_option(prefix: &str, key: &str, value: &str) -> Result<(), Error
     Ok(())
 }
 
+/// Forgets what GDAL's `/vsicurl/` caches (file sizes, existence, downloaded regions) hold for
+/// paths under `prefix`. After a failed read (the store down) GDAL would otherwise keep
+/// answering from its cache that the file cannot be read, after the store is back.
+pub fn forget(prefix: &str) {
+    let Ok(p) = CString::new(prefix) else {
+        return;
+    };
+    // SAFETY: a valid NUL-terminated string that outlives the call; GDAL only reads it.
+    unsafe { gdal_sys::VSICurlPartialClearCache(p.as_ptr()) };
+}
+
 /// The `/vsis3/` options of an S3-compatible store: `endpoint` as `http(s)://HOST[:PORT]`
 /// (None: AWS S3 of `region`), path-style requests, and the credentials. Key names are GDAL's
 /// (`AWS_S3_ENDPOINT`, `AWS_HTTPS`, `AWS_VIRTUAL_HOSTING`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
