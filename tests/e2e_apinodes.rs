@@ -391,6 +391,23 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
     let layers = wmts(&a);
     assert!(layers.contains(&COLL.to_owned()), "{layers:?}");
     assert_eq!(layers, wmts(&local_node));
+    // WMS GetMap (the same renderer, several tiles stitched) too.
+    let getmap = format!(
+        "/wms?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetMap&LAYERS={COLL}&STYLES=&CRS=CRS:84\
+         &BBOX={},{},{},{}&WIDTH=300&HEIGHT=200&FORMAT=image/png&TRANSPARENT=TRUE",
+        lon - 3.0,
+        lat - 2.0,
+        lon + 3.0,
+        lat + 2.0
+    );
+    let (code, head, wa) = http(a.http, "GET", &getmap, &[], b"");
+    assert_eq!(code, 200, "{getmap}: {head}");
+    assert!(
+        header(&head, "content-type") == Some("image/png") && wa.len() > 1000,
+        "{head}: {} bytes",
+        wa.len()
+    );
+    assert_eq!(wa, http(local_node.http, "GET", &getmap, &[], b"").2);
 
     // GDAL reads the COG straight from the bucket.
     let gdalinfo = Path::new("/usr/bin/gdalinfo");
@@ -539,7 +556,7 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
     assert_eq!(metric(a.http, "downlink_degraded{component=\"store\"}"), 1);
     let (code, _, _) = http(a.http, "GET", "/api/v1/health", &[], b"");
     assert_eq!(code, 503);
-    let (code, head, _) = http(a.http, "GET", &tile(9), &[], b"");
+    let (code, head, _) = http(b.http, "GET", &tile(9), &[], b"");
     assert_eq!(code, 503, "{head}");
     assert!(a
         .log_text()
@@ -551,12 +568,14 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
     let tile2 = tile(6).replace(&id, &id2);
     let (code, head, _) = http(a.http, "GET", &tile2, &[], b"");
     assert_eq!(code, 503, "{head}");
-    assert!(
-        json_of(a.http, "/api/v1/status")["store_reads"]["failures"]["gdal"]
-            .as_u64()
-            .unwrap()
-            >= 2
-    );
+    for n in [&a, &b] {
+        assert!(
+            json_of(n.http, "/api/v1/status")["store_reads"]["failures"]["gdal"]
+                .as_u64()
+                .unwrap()
+                >= 1
+        );
+    }
 
     // Back: reads work again and the degradation clears.
     g.resume();
@@ -575,12 +594,26 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
         Duration::from_secs(30),
         "tiles from the store again",
         || {
-            http(a.http, "GET", &tile(9), &[], b"").0 == 200
+            http(b.http, "GET", &tile(9), &[], b"").0 == 200
                 && http(a.http, "GET", &tile2, &[], b"").0 == 200
         },
     );
     assert_eq!(
         http(a.http, "GET", &tile2, &[], b"").2,
         http(b.http, "GET", &tile2, &[], b"").2
+    );
+    assert_eq!(
+        http(a.http, "GET", &tile(9), &[], b"").2,
+        http(b.http, "GET", &tile(9), &[], b"").2
+    );
+    // A tile drawn from the store clears what the failed ones degraded.
+    within(
+        Duration::from_secs(5),
+        "store health clear on the other node",
+        || {
+            json_of(b.http, "/api/v1/status")["health"]["problems"]
+                .get("store")
+                .is_none()
+        },
     );
 }

@@ -191,7 +191,7 @@ impl StoreReads {
     }
 
     /// A read succeeded: a `store` degradation that reads caused is cleared.
-    fn succeeded(&self, shared: &Shared) {
+    pub fn succeeded(&self, shared: &Shared) {
         if self.degraded.swap(false, Ordering::Relaxed) && shared.health.clear("store") {
             emit(super::events::StoreRecovered {
                 store: self.reader.as_ref().map_or("", |r| r.url.as_str()),

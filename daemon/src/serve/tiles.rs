@@ -417,6 +417,11 @@ pub(super) async fn render_cached(
                 )
             }
         })?;
+    if let Some(r) = &shared.store_reads.reader {
+        if r.is_store_path(&path) {
+            shared.store_reads.succeeded(shared);
+        }
+    }
     shared.tile_cache.put(key.to_owned(), enc.clone());
     Ok(enc)
 }
