@@ -5,10 +5,12 @@
 //! own empty `archive.path`), started before the pass, serve it without a restart: the item
 //! in `/stac/search` of both, tiles byte-identical from both and equal to the tile drawn from
 //! the station's local files, HTTP Range reads of the COG proxied from the store equal to the
-//! station's file, HEAD/416/304 answers, WMTS layers, a deleted object answered 404, and
-//! `gdalinfo /vsis3/…` reading the COG straight from the bucket. Then Garage stops: an API
+//! station's file, HEAD/416/304 answers, WMTS layers and WMS maps equal to the local files',
+//! stac-api-validator and stac-validator against an API node, a deleted object answered 404,
+//! and `gdalinfo /vsis3/…` reading the COG straight from the bucket. Then Garage stops: an API
 //! node answers asset (and uncached tile) requests 503 at once, counted by reason, `store`
-//! degraded; Garage back, the reads work again and the degradation clears.
+//! degraded; Garage back, the reads and tiles work again and the degradation clears. A SIGHUP
+//! asking the station for an HTTP listener is refused (it needs a restart).
 //! Without Garage or PostgreSQL + PostGIS this is skipped with a message, except under
 //! `CI=true`.
 #![allow(
@@ -111,6 +113,7 @@ fn api_node(g: &Garage, db: &str) -> Daemon {
 struct Station {
     child: Child,
     log: PathBuf,
+    config: PathBuf,
     archive: PathBuf,
     udp: u16,
     _dir: tempfile::TempDir,
@@ -168,6 +171,7 @@ fn station(g: &Garage, db: &str) -> Station {
     let st = Station {
         child,
         log,
+        config,
         archive,
         udp,
         _dir: dir,
@@ -606,6 +610,24 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
         http(a.http, "GET", &tile(9), &[], b"").2,
         http(b.http, "GET", &tile(9), &[], b"").2
     );
+    // Opening an HTTP listener needs a restart: a SIGHUP that asks for one is refused and the
+    // station keeps running as it was.
+    let text = std::fs::read_to_string(&st.config).unwrap();
+    std::fs::write(
+        &st.config,
+        text.replace("enabled = false\n", "enabled = true\n"),
+    )
+    .unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &st.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    within(Duration::from_secs(10), "the reload refused", || {
+        std::fs::read_to_string(&st.log)
+            .is_ok_and(|t| t.contains("reload refused") && t.contains("http.enabled changed"))
+    });
+
     // A tile drawn from the store clears what the failed ones degraded.
     within(
         Duration::from_secs(5),
