@@ -279,6 +279,12 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
         "{}",
         item["assets"]["visual"]
     );
+    // The pass record the item links to comes from the store too.
+    let (code, _, record) = http(b.http, "GET", &format!("/api/v1/passes/{id}"), &[], b"");
+    assert_eq!(code, 200);
+    assert!(
+        record == std::fs::read(st.archive.join("passes").join(&id).join("pass.json")).unwrap()
+    );
     let local = std::fs::read(st.archive.join(&rel)).unwrap();
     let size = local.len();
     assert!(size > 10_000, "{rel}: {size} bytes");
@@ -489,6 +495,11 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
             !invalid.contains("/stac/assets/"),
             "assets not served: {invalid}"
         );
+    }
+    // Links too (the pass record the item links to is read from the store).
+    for part in log.split("\"request_invalid\": [").skip(1) {
+        let invalid = part.split(']').next().unwrap();
+        assert!(!invalid.contains("http"), "not served: {invalid}");
     }
     assert!(
         fetched_assets >= 8,

@@ -230,7 +230,12 @@ async fn pass_file(shared: &Shared, id: &str, name: &str, content_type: &'static
         .is_ok_and(|m| m.file_type().is_file());
     match tokio::fs::read(&path).await {
         Ok(bytes) if regular => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
-        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+        // Not in the local archive (an API node): the store's copy, if it has one.
+        _ => match super::store_read::small_file(shared, &format!("passes/{id}/{name}")).await {
+            Ok(Some(bytes)) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+            Ok(None) => (StatusCode::NOT_FOUND, "not found").into_response(),
+            Err(unavailable) => unavailable,
+        },
     }
 }
 

@@ -346,6 +346,45 @@ fn unavailable(url: &str) -> Response {
         .into_response()
 }
 
+/// The largest pass file [`small_file`] reads whole (records, timelines, plots, listings).
+pub const SMALL_FILE_MAX: u64 = 16 << 20;
+
+/// A small file of the archive (archive-relative `rel`: a pass record, its timeline or plot)
+/// read whole from the store, for the pass routes of a node that does not hold the pass:
+/// `Ok(None)` when the store does not hold it (or there is no store, or it is larger than
+/// [`SMALL_FILE_MAX`]), `Err` (a 503, counted) when the store cannot be read.
+pub async fn small_file(shared: &Shared, rel: &str) -> Result<Option<bytes::Bytes>, Response> {
+    let reads = &shared.store_reads;
+    let Some(r) = reads.reader.as_ref() else {
+        return Ok(None);
+    };
+    let key = r.key(rel);
+    let fail = |e: &object_store::Error| {
+        let f = Failure::store(key.as_ref(), e);
+        reads.failed(shared, rel, f.reason, f.error);
+        unavailable(&r.url)
+    };
+    let got = match r.store.get(&key).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => {
+            reads.succeeded(shared);
+            reads.update(|s| s.not_found += 1);
+            return Ok(None);
+        }
+        Err(e) => return Err(fail(&e)),
+    };
+    if got.meta.size > SMALL_FILE_MAX {
+        return Ok(None);
+    }
+    let bytes = got.bytes().await.map_err(|e| fail(&e))?;
+    reads.succeeded(shared);
+    reads.update(|s| {
+        s.assets += 1;
+        s.bytes += bytes.len() as u64;
+    });
+    Ok(Some(bytes))
+}
+
 /// Answers `req` for archive-relative `href` from the store (the asset route, when the file is
 /// not under `archive.path`).
 pub async fn serve(
