@@ -470,6 +470,11 @@ pub struct HttpConfig {
     /// API from another site, each `"https://host[:port]"` (scheme and host, no path), or
     /// `["*"]` for any origin. Answers CORS preflight (`OPTIONS`) requests for them.
     pub cors_origins: Vec<String>,
+    /// `enabled` (default `true`): `false` makes a station with no HTTP listener at all (it
+    /// receives, archives, makes products and uploads them; API nodes on the same store and
+    /// catalog serve them). Needs at least one `[[input]]`; no other `[http]` key may be set.
+    /// Read at start.
+    pub enabled: bool,
 }
 
 /// `[pass]`: how a pass is delimited and judged.
@@ -1125,6 +1130,7 @@ struct RawHttp {
     max_requests_per_connection: Option<i64>,
     tile_cache: Option<Scalar>,
     cors_origins: Option<Vec<String>>,
+    enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1293,6 +1299,7 @@ const HTTP_KEYS: &[(&str, Kind)] = &[
     ("idle_timeout", Kind::Duration),
     ("max_requests_per_connection", Kind::Int),
     ("cors_origins", Kind::StrList),
+    ("enabled", Kind::Bool),
 ];
 const PASS_KEYS: &[(&str, Kind)] = &[("los_timeout", Kind::Duration), ("min_frames", Kind::Int)];
 const IMAGING_KEYS: &[(&str, Kind)] = &[
@@ -1660,7 +1667,8 @@ impl RawConfig {
             inputs.push(resolve_input(&mut pr, i, raw, base));
         }
         check_input_names(&mut pr, &self.input);
-        check_conflicts(&mut pr, &inputs, http.as_ref());
+        check_http_disabled(&mut pr, &self.http, self.input.len());
+        check_conflicts(&mut pr, &inputs, http.as_ref().filter(|h| h.enabled));
 
         let mut webhooks = Vec::with_capacity(self.webhook.len());
         for (i, raw) in self.webhook.iter().enumerate() {
@@ -2150,7 +2158,41 @@ fn resolve_http(pr: &mut Problems, raw: &RawHttp) -> Option<HttpConfig> {
         max_requests_per_connection,
         tile_cache,
         cors_origins,
+        enabled: raw.enabled.unwrap_or(true),
     })
+}
+
+/// `http.enabled = false`: the other `[http]` keys would have no effect, and a daemon with
+/// neither inputs nor HTTP would do nothing.
+fn check_http_disabled(pr: &mut Problems, raw: &RawHttp, inputs: usize) {
+    if raw.enabled != Some(false) {
+        return;
+    }
+    if inputs == 0 {
+        pr.push(
+            "http.enabled",
+            "is false and there is no [[input]]: the daemon would neither receive nor serve",
+        );
+    }
+    let set = [
+        ("listen", raw.listen.is_some()),
+        ("max_concurrency", raw.max_concurrency.is_some()),
+        ("max_connections", raw.max_connections.is_some()),
+        ("header_timeout", raw.header_timeout.is_some()),
+        ("idle_timeout", raw.idle_timeout.is_some()),
+        (
+            "max_requests_per_connection",
+            raw.max_requests_per_connection.is_some(),
+        ),
+        ("tile_cache", raw.tile_cache.is_some()),
+        ("cors_origins", raw.cors_origins.is_some()),
+    ];
+    for (key, _) in set.iter().filter(|(_, is_set)| *is_set) {
+        pr.push(
+            format!("http.{key}"),
+            "has no effect with http.enabled = false (no HTTP listener)",
+        );
+    }
 }
 
 /// `http.cors_origins`: `["*"]`, or origins `scheme://host[:port]` (http or https, no path,
@@ -3063,6 +3105,7 @@ profile = "jpss"
                 max_requests_per_connection: 1000,
                 tile_cache: 64 << 20,
                 cors_origins: Vec::new(),
+                enabled: true,
             }
         );
         assert_eq!(
@@ -4671,5 +4714,53 @@ url = \"http://[::1]/h\"
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod http_enabled_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, Path::new("/etc/downlink/downlink.toml"))
+    }
+
+    const INPUT: &str = "[[input]]\nname = \"xband\"\nlisten = \"udp://0.0.0.0:5000\"\n\
+                         format = \"bits\"\nprofile = \"jpss\"\n";
+
+    #[test]
+    fn a_missing_http_table_is_the_default_listener() {
+        let c = parse(&format!("[archive]\npath = \"/a\"\n{INPUT}")).unwrap();
+        assert!(c.http.enabled);
+        assert_eq!(c.http.listen.to_string(), DEFAULT_HTTP_LISTEN);
+    }
+
+    #[test]
+    fn a_station_without_http() {
+        let c = parse(&format!(
+            "[archive]\npath = \"/a\"\n[http]\nenabled = false\n{INPUT}"
+        ))
+        .unwrap();
+        assert!(!c.http.enabled);
+    }
+
+    #[test]
+    fn disabled_http_refuses_its_other_keys_and_needs_an_input() {
+        let Err(ConfigError::Invalid { problems, .. }) = parse(
+            "[archive]\npath = \"/a\"\n[http]\nenabled = false\nlisten = \"127.0.0.1:1\"\n\
+             tile_cache = \"1MiB\"\n",
+        ) else {
+            panic!("accepted");
+        };
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let all = text.join("\n");
+        assert!(all.contains("http.enabled"), "{all}");
+        assert!(all.contains("no [[input]]"), "{all}");
+        assert!(
+            all.contains("http.listen") && all.contains("has no effect"),
+            "{all}"
+        );
+        assert!(all.contains("http.tile_cache"), "{all}");
+        assert_eq!(problems.len(), 3, "{all}");
     }
 }

@@ -92,6 +92,11 @@ fn validate(path: &std::path::Path) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}: ok", path.display())?;
     let role = match cfg.input.len() {
+        _ if !cfg.http.enabled => format!(
+            "station ({} input{}, no HTTP)",
+            cfg.input.len(),
+            if cfg.input.len() == 1 { "" } else { "s" }
+        ),
         0 => "API node (HTTP, no inputs)".to_owned(),
         1 => "station and API (1 input, HTTP)".to_owned(),
         n => format!("station and API ({n} inputs, HTTP)"),
@@ -100,7 +105,11 @@ fn validate(path: &std::path::Path) -> anyhow::Result<()> {
     writeln!(out, "  archive  {}", cfg.archive.path.display())?;
     writeln!(out, "  catalog  {catalog}")?;
     writeln!(out, "  store    {store}")?;
-    writeln!(out, "  http     {}", cfg.http.listen)?;
+    if cfg.http.enabled {
+        writeln!(out, "  http     {}", cfg.http.listen)?;
+    } else {
+        writeln!(out, "  http     off (http.enabled = false)")?;
+    }
     writeln!(out, "  pass     los_timeout {:?}", cfg.pass.los_timeout)?;
     for i in &cfg.input {
         writeln!(

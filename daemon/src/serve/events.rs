@@ -47,6 +47,7 @@
 //! | [`UploadFailed`] | ERROR when the store becomes degraded, then WARN rate-limited per reason | `store.failures{reason}` (`downlink_store_upload_failures_total{reason}`) |
 //! | [`UploadsTakenUp`] | INFO | `store.taken_up` (`downlink_store_passes_taken_up_total`) |
 //! | [`StoreRecovered`] | INFO | — (`downlink_degraded{component="store"}` back to 0) |
+//! | [`StoreReadFailed`] | ERROR when the store becomes degraded, then WARN rate-limited per reason | `store_reads.failures{reason}` (`downlink_store_read_failures_total{reason}`) |
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +57,7 @@ use std::time::{Duration, Instant};
 use super::alerts::CollectionStatus;
 use super::http_server::{HttpStats, Refuse, Timeout};
 use super::products::ProductsStatus;
+use super::store_read::ReadStatus;
 use super::upload::UploadStatus;
 use super::webhook::DeliveryCounters;
 use super::{DropReason, InputState, InputStatus, Reloads, Shared};
@@ -1081,6 +1083,36 @@ impl InternalEvent for StoreRecovered<'_> {
             store = self.store,
             "object store reachable again: uploads resume"
         );
+    }
+}
+
+/// A read of an asset or tile source from the object store failed; the request was
+/// answered 503.
+pub struct StoreReadFailed<'a> {
+    /// The readers' counters.
+    pub status: &'a mut ReadStatus,
+    /// The store.
+    pub store: &'a str,
+    /// The archive-relative path (or GDAL path) read.
+    pub what: &'a str,
+    /// One of [`super::store_read::READ_FAILURE_REASONS`].
+    pub reason: &'static str,
+    /// What happened.
+    pub error: String,
+    /// The `store` health component was healthy until now.
+    pub newly_degraded: bool,
+}
+
+impl InternalEvent for StoreReadFailed<'_> {
+    fn emit(self) {
+        let (what, reason, error) = (self.what, self.reason, &self.error);
+        if self.newly_degraded {
+            tracing::error!(store = self.store, what, reason, error = %error, "reading from the object store failed: assets and tiles of passes not in the local archive answer 503");
+        } else if let Some(failures) = throttled("store_read_failed", reason, 1) {
+            tracing::warn!(store = self.store, what, reason, error = %error, failures, "reading from the object store failed again (logged at most every 10 s)");
+        }
+        *self.status.failures.entry(reason).or_default() += 1;
+        self.status.last_error = Some(self.error);
     }
 }
 

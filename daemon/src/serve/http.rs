@@ -82,6 +82,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         },
         "products": shared.products.status.lock().map(|s| s.clone()).unwrap_or_default(),
         "store": shared.uploads.status.lock().map(|s| serde_json::to_value(&*s).unwrap_or_default()).unwrap_or_default(),
+        "store_reads": shared.store_reads.status.lock().map(|s| serde_json::to_value(&*s).unwrap_or_default()).unwrap_or_default(),
         "tile_cache": tile_cache_json(&shared),
         "wms_exceptions": wms_exceptions(&shared),
         "catalog": catalog_json(&shared),
@@ -229,7 +230,12 @@ async fn pass_file(shared: &Shared, id: &str, name: &str, content_type: &'static
         .is_ok_and(|m| m.file_type().is_file());
     match tokio::fs::read(&path).await {
         Ok(bytes) if regular => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
-        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+        // Not in the local archive (an API node): the store's copy, if it has one.
+        _ => match super::store_read::small_file(shared, &format!("passes/{id}/{name}")).await {
+            Ok(Some(bytes)) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+            Ok(None) => (StatusCode::NOT_FOUND, "not found").into_response(),
+            Err(unavailable) => unavailable,
+        },
     }
 }
 
@@ -612,6 +618,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         p.queued + p.pending
     );
     store_metrics(&mut m, &shared);
+    store_read_metrics(&mut m, &shared);
     let c = shared
         .catalog
         .as_ref()
@@ -770,6 +777,30 @@ fn store_metrics(m: &mut String, shared: &Shared) {
         let _ = writeln!(
             m,
             "downlink_store_upload_failures_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+}
+
+/// Reads from the object store (assets and tile sources not under `archive.path`).
+fn store_read_metrics(m: &mut String, shared: &Shared) {
+    let Ok(r) = shared.store_reads.status.lock().map(|s| s.clone()) else {
+        return;
+    };
+    let _ = writeln!(
+        m,
+        "# HELP downlink_store_read_assets_total Asset requests answered from the object store.\n# TYPE downlink_store_read_assets_total counter\n\
+         downlink_store_read_assets_total {}\n\
+         # HELP downlink_store_read_bytes_total Body bytes of those answers.\n# TYPE downlink_store_read_bytes_total counter\n\
+         downlink_store_read_bytes_total {}\n\
+         # HELP downlink_store_read_not_found_total Asset requests for objects the store does not hold.\n# TYPE downlink_store_read_not_found_total counter\n\
+         downlink_store_read_not_found_total {}\n\
+         # HELP downlink_store_read_failures_total Reads from the object store that failed (answered 503), by reason.\n# TYPE downlink_store_read_failures_total counter",
+        r.assets, r.bytes, r.not_found
+    );
+    for (reason, n) in &r.failures {
+        let _ = writeln!(
+            m,
+            "downlink_store_read_failures_total{{reason=\"{reason}\"}} {n}"
         );
     }
 }

@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod products;
 pub mod stac;
+pub mod store_read;
 pub mod tile_cache;
 pub mod tiles;
 pub mod upload;
@@ -332,6 +333,8 @@ pub struct Shared {
     pub alerts: alerts::Alerts,
     /// Uploads of closed passes to `archive.store` (idle for the local archive).
     pub uploads: upload::Uploads,
+    /// Reads of assets and tile sources from the object store (`archive.store`).
+    pub store_reads: store_read::StoreReads,
 }
 
 impl Shared {
@@ -542,7 +545,8 @@ struct Daemon {
     retiring: Vec<std::thread::JoinHandle<()>>,
     product_worker: Option<std::thread::JoinHandle<()>>,
     upload_worker: Option<std::thread::JoinHandle<()>>,
-    http: HttpServer,
+    /// `None` for a station with `http.enabled = false`.
+    http: Option<HttpServer>,
 }
 
 /// A fresh socket for `input`.
@@ -631,6 +635,7 @@ impl Daemon {
             pass_index: pass_index::PassIndex::new(cfg.archive.path.join("passes")),
             alerts: alerts::Alerts::new(&cfg.alerts),
             uploads: upload::Uploads::new(&cfg.archive),
+            store_reads: store_read::StoreReads::open(&cfg.archive),
         });
         // Passes cut short by a crash (no pass.json) get their record rebuilt from the raw CADUs,
         // before the product worker looks for passes that need products.
@@ -665,7 +670,11 @@ impl Daemon {
             .iter()
             .map(bind_input)
             .collect::<Result<Vec<_>, _>>()?;
-        let listener = HttpServer::bind(&cfg.http, rt)?;
+        let listener = if cfg.http.enabled {
+            Some(HttpServer::bind(&cfg.http, rt)?)
+        } else {
+            None
+        };
         let inputs = cfg
             .input
             .iter()
@@ -674,10 +683,13 @@ impl Daemon {
             .map(|((i, src), st)| InputWorker::start(i, src, &shared, st))
             .collect();
         // The address actually bound (`http.listen` may ask for port 0).
-        let http_bound = listener
-            .local_addr()
-            .map_or_else(|_| cfg.http.listen.to_string(), |a| a.to_string());
-        let http = HttpServer::start(&cfg.http, Arc::new(listener), &shared, rt);
+        let http_bound = match &listener {
+            Some(l) => l
+                .local_addr()
+                .map_or_else(|_| cfg.http.listen.to_string(), |a| a.to_string()),
+            None => "off (http.enabled = false)".to_owned(),
+        };
+        let http = listener.map(|l| HttpServer::start(&cfg.http, Arc::new(l), &shared, rt));
         // Once per process: the catalog is watched for its archive directory disappearing.
         rt.spawn(crate::archive_catalog::watch(Arc::downgrade(&shared)));
         rt.spawn(alerts::watch(Arc::downgrade(&shared)));
@@ -717,6 +729,12 @@ impl Daemon {
                 "[catalog] changed: restart the daemon to open the other catalog".into(),
             ));
         }
+        if new.http.enabled != self.cfg.http.enabled {
+            return Err(Error::NeedsRestart(
+                "http.enabled changed: restart the daemon to open or close its HTTP listener"
+                    .into(),
+            ));
+        }
         // 1. Bind what is new; nothing running is touched yet.
         let keep_listen = |l: &Listen| self.inputs.iter().any(|w| &w.cfg.listen == l);
         let mut fresh: BTreeMap<usize, ingest::Source> = BTreeMap::new();
@@ -726,7 +744,7 @@ impl Daemon {
                 fresh.insert(i, bind_input(input)?);
             }
         }
-        let listener = if new.http.listen == self.cfg.http.listen {
+        let listener = if !new.http.enabled || new.http.listen == self.cfg.http.listen {
             None
         } else {
             Some(HttpServer::bind(&new.http, rt)?)
@@ -855,21 +873,21 @@ impl Daemon {
             .tile_cache
             .set_capacity(usize::try_from(new.http.tile_cache).unwrap_or(usize::MAX));
         let same_limits = HttpConfigCmp(&new.http) == HttpConfigCmp(&self.cfg.http);
-        if let Some(listener) = listener {
+        if let (Some(listener), Some(http)) = (listener, self.http.as_mut()) {
             if let Ok(a) = listener.local_addr() {
                 tracing::info!(http = %a, "http listening on its new address");
             }
             let old = std::mem::replace(
-                &mut self.http,
+                http,
                 HttpServer::start(&new.http, Arc::new(listener), &self.shared, rt),
             );
             old.stop(rt);
-        } else if !same_limits {
+        } else if let (false, Some(http)) = (same_limits, self.http.as_mut()) {
             // Same address, new limits: a new server takes over the listening socket before the
             // old one stops accepting, so the port is never unbound and no client is refused.
-            let listener = self.http.listener.clone();
+            let listener = http.listener.clone();
             let old = std::mem::replace(
-                &mut self.http,
+                http,
                 HttpServer::start(&new.http, listener, &self.shared, rt),
             );
             old.stop(rt);
@@ -887,7 +905,9 @@ impl Daemon {
         std::mem::take(&mut self.retiring)
             .into_iter()
             .for_each(join_decoder);
-        self.http.stop(rt);
+        if let Some(http) = self.http.take() {
+            http.stop(rt);
+        }
         // Every pass is closed now: let the product worker finish the queued ones.
         self.shared.products.close();
         if let Some(t) = self.product_worker.take() {

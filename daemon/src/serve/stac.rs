@@ -1441,7 +1441,8 @@ pub(super) fn query<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// `GET /stac/assets/{href}`: the file of a catalogued asset, with HTTP Range and
-/// Last-Modified, typed by the asset's media type; 404 for any path no item references.
+/// Last-Modified, typed by the asset's media type; 404 for any path no item references. A file
+/// not under `archive.path` is read from the object store (`super::store_read`).
 async fn asset(
     State(shared): State<Arc<Shared>>,
     href: Result<Path<String>, PathRejection>,
@@ -1465,7 +1466,16 @@ async fn asset(
     let Some(found) = found else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
-    serve_file(shared.archive.join(&href), found.media_type.as_deref(), req).await
+    let local = shared.archive.join(&href);
+    let here = tokio::fs::symlink_metadata(&local)
+        .await
+        .is_ok_and(|m| m.file_type().is_file());
+    if !here && shared.store_reads.reader.is_some() {
+        // Not in the local archive (an API node, or a pass spooled elsewhere): the store's.
+        return super::store_read::serve(shared.clone(), &href, found.media_type.as_deref(), req)
+            .await;
+    }
+    serve_file(local, found.media_type.as_deref(), req).await
 }
 
 /// Sends one regular file (no symlinks, no directories) with HTTP Range, conditional requests

@@ -243,18 +243,25 @@ pub(super) fn tile_key(
     )
 }
 
-/// The file behind an item's asset when it is a local file inside the archive. `asset` may
-/// list several assets (`red,nir`): the source is then a VRT (GDAL opens its XML as the
-/// "path") whose band N is band 1 of the Nth asset, for expressions across single-band
-/// assets. Blocking (the files are inspected once per version, then cached).
-pub(super) fn local_asset(
-    archive: &std::path::Path,
+/// The file behind an item's asset when it is a file of the archive: under `archive.path`, or
+/// else, with an object store, the store's object as GDAL opens it (`/vsis3/…`, see
+/// `super::store_read`). `asset` may list several assets (`red,nir`): the source is then a VRT
+/// (GDAL opens its XML as the "path") whose band N is band 1 of the Nth asset, for
+/// expressions across single-band assets. Blocking (the files are inspected once per version,
+/// then cached).
+pub(super) fn asset_source(
+    shared: &Shared,
     item: &stac::Item,
     asset: &str,
 ) -> Option<std::path::PathBuf> {
     let one = |key: &str| {
         let a = item.assets.get(key)?;
-        archive::catalog::local_href(&a.href).map(|h| archive.join(h))
+        let h = archive::catalog::local_href(&a.href)?;
+        let local = shared.archive.join(h);
+        match &shared.store_reads.reader {
+            Some(r) if !local.is_file() => Some(r.gdal_path(h)),
+            _ => Some(local),
+        }
     };
     if !asset.contains(',') {
         return one(asset);
@@ -270,13 +277,8 @@ fn stacked(paths: &[std::path::PathBuf]) -> Option<String> {
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut key = String::new();
     for p in paths {
-        let m = std::fs::metadata(p).ok()?;
-        let t = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        key.push_str(&format!("{}|{}|{t};", p.display(), m.len()));
+        key.push_str(&version_key(p)?);
+        key.push(';');
     }
     if let Some(x) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Some(x);
@@ -291,7 +293,25 @@ fn stacked(paths: &[std::path::PathBuf]) -> Option<String> {
     Some(xml)
 }
 
-/// The local file of an item's asset (inside the archive).
+/// A cache key for the version of a tile source: path, size and modification time of a local
+/// file; the path alone for a file in the object store (written once: the uploader's keys are
+/// the archive's paths); None for a local file that is not there.
+fn version_key(p: &std::path::Path) -> Option<String> {
+    match std::fs::metadata(p) {
+        Ok(m) => {
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            Some(format!("{}|{}|{t}", p.display(), m.len()))
+        }
+        Err(_) if p.starts_with("/vsis3") => Some(p.display().to_string()),
+        Err(_) => None,
+    }
+}
+
+/// The file of an item's asset (in the archive, or in the object store).
 async fn asset_path(
     shared: &Arc<Shared>,
     cid: String,
@@ -305,8 +325,8 @@ async fn asset_path(
     if let Some(missing) = asset.split(',').find(|a| !it.assets.contains_key(*a)) {
         return Err(bad(format!("item has no asset {missing:?}")));
     }
-    let (archive, it2, a2) = (shared.archive.clone(), it.clone(), asset.clone());
-    let path = blocking(move || Ok(local_asset(&archive, &it2, &a2)))
+    let (sh, it2, a2) = (shared.clone(), it.clone(), asset.clone());
+    let path = blocking(move || Ok(asset_source(&sh, &it2, &a2)))
         .await?
         .ok_or_else(|| bad("asset is not a local file (or assets on different grids)"))?;
     Ok((path, it))
@@ -351,7 +371,7 @@ pub(super) async fn render_cached(
         .clone()
         .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "tiles unavailable".into()))?;
     let enc = pool
-        .submit(path, t, opts, format)
+        .submit(path.clone(), t, opts, format)
         .await
         .map_err(|e| match e {
             // Capped concurrency: the render queue is bounded (TILE_QUEUE_MAX).
@@ -367,6 +387,28 @@ pub(super) async fn render_cached(
                 "band {band} does not exist (the asset has {count})"
             )),
             raster::Error::RenderOptions(msg) => bad(msg),
+            // GDAL could not read a source in the object store: the store's trouble, not ours.
+            other
+                if shared
+                    .store_reads
+                    .reader
+                    .as_ref()
+                    .is_some_and(|r| r.is_store_path(&path)) =>
+            {
+                if let Some(r) = &shared.store_reads.reader {
+                    r.gdal_failed(&path);
+                }
+                shared.store_reads.failed(
+                    shared,
+                    &path.display().to_string(),
+                    "gdal",
+                    other.to_string(),
+                );
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the object store cannot be read now: retry later".into(),
+                )
+            }
             other => {
                 tracing::warn!(error = %other, "tile render failed");
                 ApiError(
@@ -375,6 +417,11 @@ pub(super) async fn render_cached(
                 )
             }
         })?;
+    if let Some(r) = &shared.store_reads.reader {
+        if r.is_store_path(&path) {
+            shared.store_reads.succeeded(shared);
+        }
+    }
     shared.tile_cache.put(key.to_owned(), enc.clone());
     Ok(enc)
 }
@@ -529,11 +576,11 @@ async fn mosaic_tile(
     })
     .await?;
     let asset = q.asset();
-    let (archive, items, a2) = (shared.archive.clone(), page.items.clone(), asset.clone());
+    let (sh, items, a2) = (shared.clone(), page.items.clone(), asset.clone());
     let paths = blocking(move || {
         Ok(items
             .iter()
-            .map(|it| local_asset(&archive, it, &a2))
+            .map(|it| asset_source(&sh, it, &a2))
             .collect::<Vec<_>>())
     })
     .await?;
@@ -661,7 +708,7 @@ pub(super) async fn collection_layers(
 ) -> Result<CollectionLayers, ApiError> {
     let cat = catalog(shared)?;
     let c2 = cid.to_owned();
-    let archive = shared.archive.clone();
+    let sh = shared.clone();
     let cid = cid.to_owned();
     blocking(move || {
         let col = cat
@@ -700,7 +747,7 @@ pub(super) async fn collection_layers(
                 .assets
                 .keys()
                 .filter_map(|k| {
-                    let path = local_asset(&archive, newest, k)?;
+                    let path = asset_source(&sh, newest, k)?;
                     Some((k.clone(), asset_facts(&path, true)?))
                 })
                 .collect();
@@ -709,7 +756,7 @@ pub(super) async fn collection_layers(
                 let asset = asset.split(',').next().unwrap_or_default();
                 let maxzoom = items
                     .iter()
-                    .filter_map(|it| local_asset(&archive, it, asset))
+                    .filter_map(|it| asset_source(&sh, it, asset))
                     .filter_map(|p| asset_facts(&p, false))
                     .map(|f| f.maxzoom)
                     .max()
@@ -762,13 +809,7 @@ const FACTS_CACHE_MAX: usize = 4096;
 /// The facts of a local raster (blocking: GDAL reads); `stretch` computes the per-band
 /// stretch too. None when the file cannot be read as a raster.
 pub(super) fn asset_facts(path: &std::path::Path, stretch: bool) -> Option<Arc<AssetFacts>> {
-    let meta = std::fs::metadata(path).ok()?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    let key = format!("{}|{}|{mtime}", path.display(), meta.len());
+    let key = version_key(path)?;
     let cached = facts_cache().lock().ok().and_then(|c| c.get(&key).cloned());
     if let Some(f) = &cached {
         if !stretch || f.stretch.is_some() {

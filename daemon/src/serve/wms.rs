@@ -32,7 +32,7 @@ use raster::tiles::window::{MapCrs, MapWindow};
 
 use super::stac::{base_url, blocking, catalog, ApiError};
 use super::tiles::{
-    collection_layers, instant_widened, local_asset, render_cached, tile_key, Layer,
+    asset_source, collection_layers, instant_widened, render_cached, tile_key, Layer,
 };
 use super::Shared;
 
@@ -557,11 +557,11 @@ async fn draw_layer(
     let items = blocking(move || Ok(cat.search(&params)?.items)).await?;
     // Encoded tiles per tile id, newest item first.
     let mut parts: Vec<(TileId, Vec<Vec<u8>>)> = Vec::with_capacity(tiles.len());
-    let (archive, its, a2) = (shared.archive.clone(), items.clone(), asset.clone());
+    let (sh, its, a2) = (shared.clone(), items.clone(), asset.clone());
     let paths = blocking(move || {
         Ok(its
             .iter()
-            .map(|it| local_asset(&archive, it, &a2))
+            .map(|it| asset_source(&sh, it, &a2))
             .collect::<Vec<_>>())
     })
     .await?;

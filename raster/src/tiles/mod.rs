@@ -2,4 +2,5 @@
 pub mod inspect;
 pub mod render;
 pub mod tms;
+pub mod vsi;
 pub mod window;
