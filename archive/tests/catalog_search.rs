@@ -608,5 +608,5 @@ contract_tests!(
 fn sqlite_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     let cat = SqliteCatalog::open(dir.path().join("c.sqlite")).unwrap();
-    assert_eq!(cat.schema_version().unwrap(), 2);
+    assert_eq!(cat.schema_version().unwrap(), 3);
 }

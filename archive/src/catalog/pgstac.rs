@@ -320,10 +320,15 @@ impl PgstacCatalog {
                 "SELECT pgstac.create_item($1)"
             };
             tx.execute(f, &[&doc]).map_err(pg("pgstac item write"))?;
+            let was = serde_json::to_value(&coll).map_err(js("collection to json"))?;
             extend_extent(&mut coll, bbox, start, end);
             let cj = serde_json::to_value(&coll).map_err(js("collection to json"))?;
-            tx.execute("SELECT pgstac.update_collection($1)", &[&cj])
-                .map_err(pg("update extent"))?;
+            // Only when the extent grew: pgstac's update_collection rewrites the collection
+            // (and checks its partitions), which cost more than the item itself.
+            if cj != was {
+                tx.execute("SELECT pgstac.update_collection($1)", &[&cj])
+                    .map_err(pg("update extent"))?;
+            }
             tx.commit().map_err(pg("commit item"))
         })
     }

@@ -1,7 +1,7 @@
 //! SQLite implementation of [`Catalog`].
 //!
 //! WAL journal, one writer connection behind a `Mutex`, a small pool of read-only
-//! connections (readers never block the writer in WAL mode). Schema (version 2):
+//! connections (readers never block the writer in WAL mode). Schema (version 3):
 //!
 //! ```sql
 //! schema_version(version INTEGER NOT NULL)
@@ -17,6 +17,8 @@
 //! assets(item_rowid INTEGER NOT NULL, key TEXT NOT NULL, href TEXT NOT NULL,  -- version 2:
 //!        media_type TEXT, PRIMARY KEY(item_rowid, key))      -- local hrefs, what may be served
 //! assets_href ON assets(href)
+//! items_id ON items(id)                                      -- version 3
+//! items_coll_sort ON items(collection, datetime_us DESC, id)  -- version 3
 //! ```
 //!
 //! The database file can vanish under the open connections (the archive directory deleted or
@@ -50,7 +52,7 @@ use super::store::{
 };
 use crate::Error;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 const READER_POOL: usize = 4;
 
 const MIGRATIONS: &[&str] = &[
@@ -77,6 +79,10 @@ const MIGRATIONS: &[&str] = &[
         media_type TEXT,
         PRIMARY KEY(item_rowid, key));
      CREATE INDEX assets_href ON assets(href);",
+    // version 3: a search by ids, and the newest items of a collection, without scanning or
+    // sorting every item (27 ms and 225 ms at 100k items before, `scripts/bench-catalog.sh`).
+    "CREATE INDEX items_id ON items(id);
+     CREATE INDEX items_coll_sort ON items(collection, datetime_us DESC, id);",
 ];
 
 fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -920,7 +926,7 @@ mod tests {
             tx.commit().unwrap();
         }
         let cat = SqliteCatalog::open(&path).unwrap();
-        assert_eq!(cat.schema_version().unwrap(), 2);
+        assert_eq!(cat.schema_version().unwrap(), SCHEMA_VERSION);
         let a = cat.asset("collections/c/old.tif").unwrap().unwrap();
         assert_eq!(a.item, "old");
     }
