@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod archive_catalog;
 pub mod catalog_backend;
 pub mod error;
+pub mod lockfile;
 pub use ::config;
 pub mod merge;
 pub mod migrate;

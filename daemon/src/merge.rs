@@ -720,26 +720,12 @@ pub const MERGE_LOCK: &str = ".merge.lock";
 /// merge`) run one at a time, so a merge finds the merged pass of the one before instead of
 /// writing its own. When another merge holds it, `waiting` is called once, then this blocks.
 pub fn lock_passes(dir: &Path, waiting: impl FnOnce(&Path)) -> Result<File> {
-    use rustix::fs::{flock, FlockOperation};
     let path = dir.join(MERGE_LOCK);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match flock(&f, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => return Ok(f),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => waiting(&path),
-        Err(e) => {
-            return Err(std::io::Error::from(e))
-                .with_context(|| format!("locking {}", path.display()))
-        }
+    if let Some(f) = crate::lockfile::try_exclusive(&path)? {
+        return Ok(f);
     }
-    flock(&f, FlockOperation::LockExclusive)
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("locking {}", path.display()))?;
-    Ok(f)
+    waiting(&path);
+    crate::lockfile::wait(&path, false)
 }
 
 /// Holds `dir/.merge.lock` shared (a shared `flock`) until the file is dropped: the products
@@ -747,18 +733,7 @@ pub fn lock_passes(dir: &Path, waiting: impl FnOnce(&Path)) -> Result<File> {
 /// pass directory whole) waits for the job instead of moving the directory away under it, and
 /// the job waits for a re-merge in progress. Blocks while a merge holds it.
 pub fn share_passes(dir: &Path) -> Result<File> {
-    use rustix::fs::{flock, FlockOperation};
-    let path = dir.join(MERGE_LOCK);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    flock(&f, FlockOperation::LockShared)
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("locking {} (shared)", path.display()))?;
-    Ok(f)
+    crate::lockfile::wait(&dir.join(MERGE_LOCK), true)
 }
 
 /// Replaces (or creates) pass directory `dest` with `staging`: the old one is moved aside,

@@ -255,25 +255,14 @@ fn item_name(i: &stac::Item) -> String {
 
 /// Holds `ARCHIVE/.migrate.lock` while a migration runs.
 fn lock(archive: &Path) -> Result<std::fs::File> {
-    use rustix::fs::{flock, FlockOperation};
     let path = archive.join(LOCK);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match flock(&f, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(f),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(Error::Migrate(format!(
+    crate::lockfile::try_exclusive(&path)?.ok_or_else(|| {
+        Error::Migrate(format!(
             "another migration of {} is running ({} is locked)",
             archive.display(),
             path.display()
-        ))),
-        Err(e) => {
-            Err(std::io::Error::from(e)).with_context(|| format!("locking {}", path.display()))
-        }
-    }
+        ))
+    })
 }
 
 /// Closed pass directories (id, directory), and the ids of the others.
