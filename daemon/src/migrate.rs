@@ -5,7 +5,7 @@
 //! # What goes where
 //!
 //! - **Passes.** Every closed pass directory (`passes/ID`, products settled) goes up through
-//!   the station's own uploader ([`Target::upload_pass`]): the same keys
+//!   the station's own uploader (`Target::upload_pass`): the same keys
 //!   (`PREFIX/passes/ID/…`), the same verification (size, S3 ETag) and the same manifest
 //!   (`passes/ID/uploaded.json`), so a station later configured with this store finds the
 //!   passes uploaded and sends nothing again.
