@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use crate::error::Error;
-use crate::frame::{FrameHeader, FrameLayout, HeaderError};
+use crate::frame::{FrameHeader, FrameLayout};
 use crate::packet::{
     DropReason, Packet, PacketAssembler, PacketEvent, PacketStream, SequenceTracker,
 };
@@ -867,7 +867,7 @@ impl Decoder {
         }
         let header = match FrameHeader::parse(&self.layout, &data) {
             Ok(h) => h,
-            Err(HeaderError::Version { .. }) => {
+            Err(Error::FrameVersion { .. }) => {
                 return self.reject(stream_bit, RejectReason::BadVersion)
             }
             Err(_) => return self.reject(stream_bit, RejectReason::TooShort),

@@ -8,6 +8,7 @@
 //! [`FrameLayout`] is derived once from a profile; [`FrameHeader::parse`] checks the length once and
 //! every range it hands out is in bounds of a frame of that layout.
 
+use crate::error::Error;
 use std::ops::Range;
 
 /// Which CCSDS data link protocol a frame follows.
@@ -54,28 +55,6 @@ pub struct FrameLayout {
     pub ocf: bool,
     /// A 2-byte frame error control field (CRC-16/IBM-3740) ends the frame.
     pub fecf: bool,
-}
-
-/// Why a frame's header could not be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
-#[non_exhaustive]
-pub enum HeaderError {
-    /// The frame is shorter than its header and trailer need.
-    #[error("frame of {got} bytes is shorter than the {need} bytes its layout needs")]
-    TooShort {
-        /// Bytes the layout needs.
-        need: usize,
-        /// Bytes present.
-        got: usize,
-    },
-    /// The transfer frame version number does not match the profile.
-    #[error("transfer frame version {found}, expected {expected}")]
-    Version {
-        /// Version found on the wire.
-        found: u8,
-        /// Version the profile expects.
-        expected: u8,
-    },
 }
 
 impl FrameLayout {
@@ -142,19 +121,19 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 impl FrameHeader {
     /// Parses the header of `frame` (RS parity already stripped) under `layout`.
-    pub fn parse(layout: &FrameLayout, frame: &[u8]) -> Result<Self, HeaderError> {
-        let too_short = HeaderError::TooShort {
+    pub fn parse(layout: &FrameLayout, frame: &[u8]) -> Result<Self, Error> {
+        let too_short = || Error::FrameTooShort {
             need: layout.min_len(),
             got: frame.len(),
         };
         if frame.len() < layout.min_len() {
-            return Err(too_short);
+            return Err(too_short());
         }
-        let w0 = be16(frame, 0).ok_or(too_short)?;
+        let w0 = be16(frame, 0).ok_or_else(too_short)?;
         let version = (w0 >> 14) as u8;
         let expected = layout.kind.version_number();
         if version != expected {
-            return Err(HeaderError::Version {
+            return Err(Error::FrameVersion {
                 found: version,
                 expected,
             });
@@ -165,19 +144,19 @@ impl FrameHeader {
                 let scid = (w0 >> 4) & 0x3FF;
                 let vcid = ((w0 >> 1) & 0x7) as u8;
                 let ocf_flag = w0 & 1 == 1;
-                let mc = *frame.get(2).ok_or(too_short)?;
-                let vc = *frame.get(3).ok_or(too_short)?;
-                let status = be16(frame, 4).ok_or(too_short)?;
+                let mc = *frame.get(2).ok_or_else(too_short)?;
+                let vc = *frame.get(3).ok_or_else(too_short)?;
+                let status = be16(frame, 4).ok_or_else(too_short)?;
                 let secondary = status & 0x8000 != 0;
                 let fhp = status & 0x07FF;
                 let mut start = 6;
                 if secondary {
-                    let id = *frame.get(6).ok_or(too_short)?;
+                    let id = *frame.get(6).ok_or_else(too_short)?;
                     start += usize::from(id & 0x3F) + 1;
                 }
                 let trailer = layout.trailer_len(ocf_flag);
                 if start + trailer + 1 > end {
-                    return Err(HeaderError::TooShort {
+                    return Err(Error::FrameTooShort {
                         need: start + trailer + 1,
                         got: end,
                     });
@@ -202,9 +181,9 @@ impl FrameHeader {
             FrameKind::Aos => {
                 let scid = (w0 >> 6) & 0xFF;
                 let vcid = (w0 & 0x3F) as u8;
-                let c = frame.get(2..5).ok_or(too_short)?;
+                let c = frame.get(2..5).ok_or_else(too_short)?;
                 let mut count = c.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
-                let signalling = *frame.get(5).ok_or(too_short)?;
+                let signalling = *frame.get(5).ok_or_else(too_short)?;
                 let replay = signalling & 0x80 != 0;
                 let mut modulus = 1 << 24;
                 if signalling & 0x40 != 0 {
@@ -215,7 +194,7 @@ impl FrameHeader {
                 let iz_end = iz_start + layout.insert_zone_len;
                 let trailer = layout.trailer_len(layout.ocf);
                 let data_end = end - trailer;
-                let fhp = be16(frame, iz_end).ok_or(too_short)? & 0x07FF;
+                let fhp = be16(frame, iz_end).ok_or_else(too_short)? & 0x07FF;
                 Ok(FrameHeader {
                     kind: FrameKind::Aos,
                     scid,
@@ -306,7 +285,7 @@ mod tests {
         let mut f = vec![0u8; 892];
         assert_eq!(
             FrameHeader::parse(&l, &f),
-            Err(HeaderError::Version {
+            Err(Error::FrameVersion {
                 found: 0,
                 expected: 1
             })
@@ -315,7 +294,7 @@ mod tests {
         for n in 0..l.min_len() {
             assert!(matches!(
                 FrameHeader::parse(&l, &f[..n]),
-                Err(HeaderError::TooShort { .. })
+                Err(Error::FrameTooShort { .. })
             ));
         }
         // TM with a secondary header that claims more than the frame holds.
@@ -329,7 +308,7 @@ mod tests {
         t[6] = 0x3F;
         assert!(matches!(
             FrameHeader::parse(&tm, &t),
-            Err(HeaderError::TooShort { .. })
+            Err(Error::FrameTooShort { .. })
         ));
     }
 

@@ -85,6 +85,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use crate::error::Error;
 use bytes::BytesMut;
 use memchr::memmem;
 
@@ -163,9 +164,9 @@ impl Default for SyncParams {
 
 impl SyncParams {
     /// Checks every field; the first problem found is returned.
-    pub fn validate(&self) -> Result<(), SyncError> {
+    pub fn validate(&self) -> Result<(), Error> {
         let bad = |field: &'static str, value: u64, expected: &'static str| {
-            Err(SyncError::InvalidParam {
+            Err(Error::SyncParam {
                 field,
                 value,
                 expected,
@@ -206,22 +207,6 @@ impl SyncParams {
     pub fn period_bits(&self) -> u64 {
         u64::from(self.asm_bits) + 8 * self.frame_len as u64
     }
-}
-
-/// Misuse or bad configuration (bad input data is never an error).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SyncError {
-    /// A [`SyncParams`] field is out of range.
-    #[error("sync parameter `{field}` must be {expected}, got {value}")]
-    InvalidParam {
-        /// Field name in [`SyncParams`].
-        field: &'static str,
-        /// The rejected value.
-        value: u64,
-        /// What would have been accepted.
-        expected: &'static str,
-    },
 }
 
 /// Synchronizer state, see the module documentation.
@@ -721,7 +706,7 @@ impl fmt::Debug for Synchronizer {
 
 impl Synchronizer {
     /// Validates `p` and builds a synchronizer in SEARCH.
-    pub fn new(p: SyncParams) -> Result<Self, SyncError> {
+    pub fn new(p: SyncParams) -> Result<Self, Error> {
         p.validate()?;
         let search = Matcher::new(p.asm, p.asm_bits, p.search_tolerance, p.allow_inverted);
         let finders = (p.byte_aligned && p.search_tolerance == 0 && p.asm_bits.is_multiple_of(8))
@@ -2474,7 +2459,7 @@ mod tests {
         ];
         for (p, f, v) in cases {
             match Synchronizer::new(p) {
-                Err(SyncError::InvalidParam { field, value, .. }) => {
+                Err(Error::SyncParam { field, value, .. }) => {
                     assert_eq!((field, value), (f, v));
                 }
                 other => panic!("{f}: {other:?}"),

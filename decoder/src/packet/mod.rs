@@ -26,7 +26,7 @@ mod tests;
 mod view;
 
 pub use mpdu::{AssemblerStats, DropReason, PacketAssembler, PacketEvent, PacketStream};
-pub use view::{Packet, PacketError, PrimaryHeader, SequenceFlags, SpacePacket};
+pub use view::{Packet, PrimaryHeader, SequenceFlags, SpacePacket};
 
 use std::collections::BTreeMap;
 

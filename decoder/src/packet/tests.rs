@@ -1,4 +1,5 @@
 use super::*;
+use crate::Error;
 use bytes::Bytes;
 use std::collections::BTreeSet;
 
@@ -283,18 +284,18 @@ fn checked_view_errors() {
     let viirs = std::fs::read(VIIRS).unwrap();
     assert_eq!(
         SpacePacket::new_checked(&viirs[..5]).unwrap_err(),
-        PacketError::TooShort { need: 6, got: 5 }
+        Error::PacketTooShort { need: 6, got: 5 }
     );
     assert_eq!(
         SpacePacket::new_checked(&viirs[..9317]).unwrap_err(),
-        PacketError::LengthMismatch {
+        Error::PacketLengthMismatch {
             header_says: 9318,
             got: 9317
         }
     );
     assert_eq!(
         SpacePacket::new_checked(&viirs[..9319]).unwrap_err(),
-        PacketError::LengthMismatch {
+        Error::PacketLengthMismatch {
             header_says: 9318,
             got: 9319
         }

@@ -2,6 +2,7 @@
 //! view of one space packet.
 
 use super::{IDLE_APID, PRIMARY_HEADER_LEN};
+use crate::error::Error;
 use bytes::Bytes;
 
 /// Packet sequence flags (CCSDS 133.0-B-2, Packet Sequence Control field).
@@ -38,28 +39,6 @@ impl SequenceFlags {
             Self::Unsegmented => 3,
         }
     }
-}
-
-/// Errors from [`SpacePacket::new_checked`].
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PacketError {
-    /// The buffer is shorter than a primary header.
-    #[error("space packet too short: need {need} bytes, got {got}")]
-    TooShort {
-        /// Bytes needed.
-        need: usize,
-        /// Bytes available.
-        got: usize,
-    },
-    /// The buffer length differs from the length in the primary header.
-    #[error("space packet length mismatch: header says {header_says} bytes, buffer has {got}")]
-    LengthMismatch {
-        /// Total packet length according to the primary header.
-        header_says: usize,
-        /// Buffer length.
-        got: usize,
-    },
 }
 
 /// The decoded 6-byte packet primary header.
@@ -138,14 +117,14 @@ pub struct SpacePacket<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> SpacePacket<T> {
     /// Wraps `buf`, which must hold exactly one packet (6 + data length field + 1 bytes).
     /// The version number is not checked; see [`SpacePacket::version`].
-    pub fn new_checked(buf: T) -> Result<Self, PacketError> {
+    pub fn new_checked(buf: T) -> Result<Self, Error> {
         let bytes = buf.as_ref();
-        let header = PrimaryHeader::parse(bytes).ok_or(PacketError::TooShort {
+        let header = PrimaryHeader::parse(bytes).ok_or(Error::PacketTooShort {
             need: PRIMARY_HEADER_LEN,
             got: bytes.len(),
         })?;
         if header.total_len() != bytes.len() {
-            return Err(PacketError::LengthMismatch {
+            return Err(Error::PacketLengthMismatch {
                 header_says: header.total_len(),
                 got: bytes.len(),
             });

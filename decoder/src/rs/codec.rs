@@ -8,7 +8,7 @@ use super::gf::{
     apow, enc_row, gexp, glog, gmul, nib_hi, nib_lo, wire, zexp, zlog, Row, SyndTables, BETA_LOG,
     DUAL_TABLES, IDENTITY, K, LOG_ZERO, MAX_E, MAX_ROOTS,
 };
-use super::{Basis, BlockOutcome, CodewordOutcome, RsError, RsParams, MAX_INTERLEAVE, N};
+use super::{Basis, BlockOutcome, CodewordOutcome, Error, RsParams, MAX_INTERLEAVE, N};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kernel {
@@ -68,7 +68,7 @@ impl core::fmt::Debug for ReedSolomon {
 
 impl ReedSolomon {
     /// Validates `p` and precomputes the tables (~17 KiB).
-    pub fn new(p: RsParams) -> Result<Self, RsError> {
+    pub fn new(p: RsParams) -> Result<Self, Error> {
         p.validate()?;
         let e = usize::from(p.e);
         let nroots = 2 * e;
@@ -156,12 +156,12 @@ impl ReedSolomon {
             .unwrap_or(&self.generator)
     }
 
-    fn check_len(&self, got: usize) -> Result<(), RsError> {
+    fn check_len(&self, got: usize) -> Result<(), Error> {
         let expected = self.block_len();
         if got == expected {
             Ok(())
         } else {
-            Err(RsError::WrongLength { expected, got })
+            Err(Error::RsWrongLength { expected, got })
         }
     }
 
@@ -170,7 +170,7 @@ impl ReedSolomon {
     /// has been verified (locator degree ≤ E and equal to the number of its roots among the
     /// transmitted positions, non-zero error values, and the error pattern reproducing all 2E
     /// syndromes). `Err` only for a wrong block length.
-    pub fn decode(&self, block: &mut [u8]) -> Result<BlockOutcome, RsError> {
+    pub fn decode(&self, block: &mut [u8]) -> Result<BlockOutcome, Error> {
         self.decode_with(block, self.kernel)
     }
 
@@ -178,7 +178,7 @@ impl ReedSolomon {
         &self,
         block: &mut [u8],
         kernel: Kernel,
-    ) -> Result<BlockOutcome, RsError> {
+    ) -> Result<BlockOutcome, Error> {
         self.check_len(block.len())?;
         let mut synd = [[0u8; MAX_ROOTS]; MAX_INTERLEAVE];
         let nonzero = self.syndromes(block, &mut synd, kernel);
@@ -431,7 +431,7 @@ impl ReedSolomon {
 
     /// Compute the parity of the data part of `block` (the first [`Self::data_len`] bytes,
     /// interleaved like the rest) and write it into the last [`Self::parity_len`] bytes.
-    pub fn encode(&self, block: &mut [u8]) -> Result<(), RsError> {
+    pub fn encode(&self, block: &mut [u8]) -> Result<(), Error> {
         self.check_len(block.len())?;
         let il = self.interleave;
         let enc = &self.synd.enc;

@@ -35,7 +35,7 @@
 //! Every correction is re-verified against all 2E syndromes before it is applied, so both
 //! paths give the same outcome: the unique codeword within distance E, or Uncorrectable.
 
-use thiserror::Error;
+pub use crate::error::Error;
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
@@ -85,17 +85,17 @@ impl RsParams {
     }
 
     /// Checks the parameters (what [`ReedSolomon::new`] checks), reporting the first problem.
-    pub fn validate(&self) -> Result<(), RsError> {
+    pub fn validate(&self) -> Result<(), Error> {
         let Some(max) = Self::max_virtual_fill(self.e) else {
-            return Err(RsError::InvalidE { e: self.e });
+            return Err(Error::RsInvalidE { e: self.e });
         };
         if !(1..=MAX_INTERLEAVE as u8).contains(&self.interleave) {
-            return Err(RsError::InvalidInterleave {
+            return Err(Error::RsInvalidInterleave {
                 interleave: self.interleave,
             });
         }
         if self.virtual_fill > max {
-            return Err(RsError::InvalidVirtualFill {
+            return Err(Error::RsInvalidVirtualFill {
                 virtual_fill: self.virtual_fill,
                 max,
                 e: self.e,
@@ -103,42 +103,6 @@ impl RsParams {
         }
         Ok(())
     }
-}
-
-/// Misuse or bad configuration. Corrupt data is never an error: see [`CodewordOutcome`].
-#[derive(Debug, Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RsError {
-    /// E is not 8 or 16.
-    #[error("Reed-Solomon E must be 8 or 16, got {e}")]
-    InvalidE {
-        /// The value given.
-        e: u8,
-    },
-    /// Interleave depth outside 1..=8.
-    #[error("Reed-Solomon interleave depth must be 1..=8, got {interleave}")]
-    InvalidInterleave {
-        /// The value given.
-        interleave: u8,
-    },
-    /// Virtual fill would leave no data symbol.
-    #[error("Reed-Solomon virtual fill must be 0..={max} for E={e}, got {virtual_fill}")]
-    InvalidVirtualFill {
-        /// The value given.
-        virtual_fill: u8,
-        /// The largest allowed for this E.
-        max: u8,
-        /// The E it was checked against.
-        e: u8,
-    },
-    /// The block handed to decode/encode has the wrong length.
-    #[error("Reed-Solomon block must be {expected} bytes, got {got}")]
-    WrongLength {
-        /// I·(255 − virtual fill).
-        expected: usize,
-        /// The length given.
-        got: usize,
-    },
 }
 
 /// What happened to one codeword of a block.

@@ -650,14 +650,14 @@ fn wrong_lengths_and_bad_params_are_errors() {
         let mut b = vec![0u8; len];
         assert_eq!(
             rs.decode(&mut b),
-            Err(RsError::WrongLength {
+            Err(Error::RsWrongLength {
                 expected: 1020,
                 got: len
             })
         );
         assert_eq!(
             rs.encode(&mut b),
-            Err(RsError::WrongLength {
+            Err(Error::RsWrongLength {
                 expected: 1020,
                 got: len
             })
@@ -670,7 +670,7 @@ fn wrong_lengths_and_bad_params_are_errors() {
     let mut b = vec![0u8; 3 * 255];
     assert_eq!(
         short.decode(&mut b),
-        Err(RsError::WrongLength {
+        Err(Error::RsWrongLength {
             expected: 735,
             got: 765
         })
@@ -678,21 +678,21 @@ fn wrong_lengths_and_bad_params_are_errors() {
 
     assert_eq!(
         ReedSolomon::new(params(10, 4, 0, Basis::Dual)).err(),
-        Some(RsError::InvalidE { e: 10 })
+        Some(Error::RsInvalidE { e: 10 })
     );
     assert_eq!(
         ReedSolomon::new(params(0, 4, 0, Basis::Dual)).err(),
-        Some(RsError::InvalidE { e: 0 })
+        Some(Error::RsInvalidE { e: 0 })
     );
     for il in [0u8, 9, 255] {
         assert_eq!(
             ReedSolomon::new(params(16, il, 0, Basis::Dual)).err(),
-            Some(RsError::InvalidInterleave { interleave: il })
+            Some(Error::RsInvalidInterleave { interleave: il })
         );
     }
     assert_eq!(
         ReedSolomon::new(params(16, 1, 223, Basis::Dual)).err(),
-        Some(RsError::InvalidVirtualFill {
+        Some(Error::RsInvalidVirtualFill {
             virtual_fill: 223,
             max: 222,
             e: 16
@@ -700,7 +700,7 @@ fn wrong_lengths_and_bad_params_are_errors() {
     );
     assert_eq!(
         ReedSolomon::new(params(8, 1, 239, Basis::Dual)).err(),
-        Some(RsError::InvalidVirtualFill {
+        Some(Error::RsInvalidVirtualFill {
             virtual_fill: 239,
             max: 238,
             e: 8
@@ -708,7 +708,7 @@ fn wrong_lengths_and_bad_params_are_errors() {
     );
     assert!(ReedSolomon::new(params(8, 8, 238, Basis::Conventional)).is_ok());
     assert_eq!(
-        RsError::InvalidInterleave { interleave: 9 }.to_string(),
+        Error::RsInvalidInterleave { interleave: 9 }.to_string(),
         "Reed-Solomon interleave depth must be 1..=8, got 9"
     );
     let rs = ReedSolomon::new(params(16, 4, 3, Basis::Conventional)).unwrap();
