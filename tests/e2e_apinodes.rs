@@ -68,14 +68,6 @@ fn tile_at(lon: f64, lat: f64, z: u32) -> (u32, u32) {
     (x as u32, y as u32)
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `[archive]` on `g`'s bucket and `[catalog]` on `db`.
 fn shared_sections(archive: &Path, g: &Garage, db: &str) -> String {
     format!(
@@ -136,13 +128,12 @@ fn station(g: &Garage, db: &str) -> Station {
     std::fs::write(&tle, meteor_tle_for_todays_pass()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
-    let udp = free_udp_port();
     let config = dir.path().join("downlink.toml");
     std::fs::write(
         &config,
         format!(
             "{}[http]\nenabled = false\n[pass]\nlos_timeout = \"700ms\"\n[imaging]\ntle = [\"{}\"]\n\
-             [[input]]\nname = \"xband\"\nlisten = \"udp://127.0.0.1:{udp}\"\nformat = \"frames\"\n\
+             [[input]]\nname = \"xband\"\nlisten = \"udp://127.0.0.1:0\"\nformat = \"frames\"\n\
              profile = \"meteor-lrpt\"\n",
             shared_sections(&archive, g, db),
             tle.display()
@@ -168,12 +159,12 @@ fn station(g: &Garage, db: &str) -> Station {
     );
     let log = dir.path().join("daemon.log");
     let child = spawn_logged(&mut with_creds(serve_cmd(&config), g), &log);
-    let st = Station {
+    let mut st = Station {
         child,
         log,
         config,
         archive,
-        udp,
+        udp: 0,
         _dir: dir,
         _tle: tle_dir,
     };
@@ -182,6 +173,12 @@ fn station(g: &Garage, db: &str) -> Station {
     });
     let text = std::fs::read_to_string(&st.log).unwrap();
     assert!(text.contains("http.enabled = false"), "{text}");
+    // With no HTTP to ask, the station's start-up line names the port it bound for port 0.
+    let listening = logged_field(&text, "downlink serving", "listening").unwrap();
+    st.udp = listening
+        .strip_prefix("xband=udp://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("listening={listening}"));
     st
 }
 

@@ -33,12 +33,31 @@ pub fn garage_bin() -> PathBuf {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// Three distinct ports for a node, drawn below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, 32768–60999 by default), so that no socket bound to port 0
+/// by this or another test can take one of them. Garage binds its own ports from its config:
+/// two nodes drawing the same port make the second fail to start, and [`Garage::start`] draws
+/// again. Nothing is bound and released here.
+fn draw_ports(attempt: u64) -> (u16, u16, u16) {
+    let mut rng = super::Rng(seed(attempt));
+    let mut draw = || 20_000 + rng.below(12_000) as u16;
+    loop {
+        let (a, b, c) = (draw(), draw(), draw());
+        if a != b && b != c && a != c {
+            return (a, b, c);
+        }
+    }
+}
+
+/// A seed that differs between processes, calls and `salt`s (never 0, which xorshift keeps).
+fn seed(salt: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .subsec_nanos();
+    ((u64::from(std::process::id()) << 32 | u64::from(nanos))
+        ^ salt.wrapping_add(1).wrapping_mul(0x9e37_79b9))
+        | 1
 }
 
 impl Garage {
@@ -53,45 +72,36 @@ impl Garage {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let (rpc, s3, admin) = (free_port(), free_port(), free_port());
         let config = dir.path().join("garage.toml");
+        // A secret of its own: a node never joins another test's node.
+        let mut rng = super::Rng(seed(u64::MAX / 2));
         let secret: String = (0..4)
-            .map(|i| format!("{:016x}", super::Rng(0x9e37_79b9 + i).below(u64::MAX)))
+            .map(|_| format!("{:016x}", rng.below(u64::MAX)))
             .collect();
-        std::fs::write(
-            &config,
-            format!(
-                r#"metadata_dir = "{d}/meta"
-data_dir = "{d}/data"
-db_engine = "sqlite"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:{rpc}"
-rpc_public_addr = "127.0.0.1:{rpc}"
-rpc_secret = "{secret}"
-
-[s3_api]
-s3_region = "garage"
-api_bind_addr = "127.0.0.1:{s3}"
-
-[admin]
-api_bind_addr = "127.0.0.1:{admin}"
-"#,
-                d = dir.path().display()
-            ),
-        )
-        .unwrap();
         let mut g = Garage {
             bin,
             dir,
             config,
-            s3_addr: format!("127.0.0.1:{s3}"),
+            s3_addr: String::new(),
             bucket: bucket.to_owned(),
             key_id: String::new(),
             secret: String::new(),
             region: "garage".into(),
             child: None,
         };
-        g.resume();
+        for attempt in 0.. {
+            let (rpc, s3, admin) = draw_ports(attempt);
+            g.write_config(rpc, s3, admin, &secret);
+            if g.try_start() {
+                break;
+            }
+            // A port was taken (the node exited): draw again, a few times.
+            assert!(
+                attempt < 5,
+                "garage did not start:\n{}",
+                super::tail(&g.dir.path().join("garage.log"), 30)
+            );
+        }
         let id = g.cli(&["node", "id", "-q"]);
         let id = id.trim().split('@').next().unwrap().to_owned();
         g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
@@ -158,8 +168,37 @@ api_bind_addr = "127.0.0.1:{admin}"
         }
     }
 
-    /// Starts the server (again) on the same ports and data, and waits until it answers.
-    pub fn resume(&mut self) {
+    /// The node's config on these ports (a fresh node: metadata and data are removed).
+    fn write_config(&mut self, rpc: u16, s3: u16, admin: u16, secret: &str) {
+        let d = self.dir.path();
+        let _ = std::fs::remove_dir_all(d.join("meta"));
+        let _ = std::fs::remove_dir_all(d.join("data"));
+        std::fs::write(
+            &self.config,
+            format!(
+                r#"metadata_dir = "{d}/meta"
+data_dir = "{d}/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "{secret}"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:{s3}"
+
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+"#,
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        self.s3_addr = format!("127.0.0.1:{s3}");
+    }
+
+    fn spawn_server(&mut self) {
         assert!(self.child.is_none(), "garage is running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -176,6 +215,49 @@ api_bind_addr = "127.0.0.1:{admin}"
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// Starts a fresh node: true once it answers `garage status` with all its listeners bound;
+    /// false when a port of its config was taken (Garage logs it, and may keep running without
+    /// that listener) or the node exited.
+    fn try_start(&mut self) -> bool {
+        self.spawn_server();
+        let log = self.dir.path().join("garage.log");
+        let port_taken =
+            || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("Address already in use"));
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().unwrap().is_some());
+            if exited || port_taken() {
+                self.stop();
+                let _ = std::fs::remove_file(&log);
+                return false;
+            }
+            let ok = Command::new(&self.bin)
+                .arg("-c")
+                .arg(&self.config)
+                .arg("status")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            // Every listener binds at start-up, before the RPC answers: a port taken has been
+            // logged by now.
+            if ok && !port_taken() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        panic!(
+            "garage neither answered nor exited in 30 s:\n{}",
+            super::tail(&self.dir.path().join("garage.log"), 30)
+        );
+    }
+
+    /// Starts the server (again) on the same ports and data, and waits until it answers.
+    pub fn resume(&mut self) {
+        self.spawn_server();
         self.cli(&["status"]);
         if !self.key_id.is_empty() {
             self.wait_s3();

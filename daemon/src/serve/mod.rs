@@ -670,6 +670,26 @@ impl Daemon {
             .iter()
             .map(bind_input)
             .collect::<Result<Vec<_>, _>>()?;
+        // The input addresses actually bound (a listen address may ask for port 0, or come from
+        // systemd), for the start-up line: an operator sees what the daemon listens on.
+        let listening = cfg
+            .input
+            .iter()
+            .zip(&sources)
+            .map(|(i, src)| {
+                let addr = match src {
+                    ingest::Source::Udp(s, _) => s.local_addr().map(|a| format!("udp://{a}")),
+                    ingest::Source::Tcp(l, _) => l.local_addr().map(|a| format!("tcp://{a}")),
+                    ingest::Source::TcpConnect(t, _) => Ok(format!("tcp-connect://{t}")),
+                };
+                format!(
+                    "{}={}",
+                    i.name,
+                    addr.unwrap_or_else(|e| format!("unknown({e})"))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
         let listener = if cfg.http.enabled {
             Some(HttpServer::bind(&cfg.http, rt)?)
         } else {
@@ -693,7 +713,7 @@ impl Daemon {
         // Once per process: the catalog is watched for its archive directory disappearing.
         rt.spawn(crate::archive_catalog::watch(Arc::downgrade(&shared)));
         rt.spawn(alerts::watch(Arc::downgrade(&shared)));
-        tracing::info!(http = %http_bound, inputs = cfg.input.len(), "downlink serving");
+        tracing::info!(http = %http_bound, inputs = cfg.input.len(), listening = %listening, "downlink serving");
         Ok(Daemon {
             cfg: cfg.clone(),
             shared,
