@@ -11,7 +11,9 @@
 //! buffered whole: `206` with `Content-Range`, `416` with `Content-Range: bytes */SIZE` for a
 //! range past the end, `200` for no (or a multi-range, or a malformed) `Range`, `304` for a
 //! matching `If-None-Match`, `If-Range` honoured; `Accept-Ranges`, `ETag`, `Last-Modified` and
-//! `Content-Length` always. A HEAD request is answered from the store's HEAD alone.
+//! `Content-Length` always. A HEAD request is answered from the store's HEAD alone. The GET
+//! carries the HEAD's ETag as `If-Match`, so an object replaced in between is never sent under
+//! the other version's headers: the answer is worked out again once, then `503` (`changed`).
 //! An object the store does not hold is a `404`. A store that cannot be reached (or refuses
 //! our credentials, or fails) is a `503` with `Retry-After` saying so; each such failure is
 //! counted by reason ([`READ_FAILURE_REASONS`], `/api/v1/status` `store_reads`, metric
@@ -40,11 +42,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use archive::record;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use object_store::path::Path as StorePath;
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore};
 use serde::Serialize;
@@ -56,7 +61,7 @@ use crate::config::{ArchiveConfig, ArchiveStore};
 
 /// Why a read from the store failed (metric label values): the uploader's reasons for the
 /// store's answer, and `gdal` for a tile source GDAL could not read from the store.
-pub const READ_FAILURE_REASONS: [&str; 4] = ["unreachable", "denied", "store", "gdal"];
+pub const READ_FAILURE_REASONS: [&str; 5] = ["unreachable", "denied", "store", "gdal", "changed"];
 
 /// What operators see in `/api/v1/status` (`store_reads`) and `/metrics`.
 #[derive(Clone, Debug, Serialize)]
@@ -144,6 +149,8 @@ pub struct StoreReads {
     /// The `store` health component was degraded by a failed read (a successful read clears
     /// it then, and only then: an upload failure is the uploader's to clear).
     degraded: AtomicBool,
+    /// When the store's passes were last listed (held while a listing runs).
+    listed: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl StoreReads {
@@ -385,41 +392,167 @@ pub async fn small_file(shared: &Shared, rel: &str) -> Result<Option<bytes::Byte
     Ok(Some(bytes))
 }
 
+/// How often the store's passes are listed in the background (and once at start).
+pub const PASS_LISTING: Duration = Duration::from_secs(30);
+/// A `/api/v1/passes` request lists the store's passes first when the last listing is older.
+pub const PASS_LISTING_FRESH: Duration = Duration::from_secs(5);
+/// Records read at once while listing.
+const RECORDS_IN_FLIGHT: usize = 8;
+
+/// Lists the passes in the store (`PREFIX/passes/ID/`) and adds the records of those the pass
+/// index does not list yet (`PREFIX/passes/ID/pass.json`), so that `/api/v1/passes` of an API
+/// node lists what the stations uploaded. Returns how many were added; a store that cannot be
+/// listed or read is counted and degrades `store` as any failed read.
+pub async fn list_passes(shared: &Shared) -> usize {
+    let reads = &shared.store_reads;
+    let Some(r) = reads.reader.as_ref() else {
+        return 0;
+    };
+    let dir = r.key("passes");
+    let listing = match r.store.list_with_delimiter(Some(&dir)).await {
+        Ok(l) => l,
+        Err(object_store::Error::NotFound { .. }) => return 0,
+        Err(e) => {
+            let f = Failure::store(dir.as_ref(), &e);
+            reads.failed(shared, "the pass listing", f.reason, f.error);
+            return 0;
+        }
+    };
+    reads.succeeded(shared);
+    let ids: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_owned))
+        .filter(|id| archive::pass::valid_pass_id(id))
+        .collect();
+    let new = shared.pass_index.unlisted(ids);
+    let records = futures::stream::iter(new)
+        .map(|id| async move {
+            let rel = format!("passes/{id}/pass.json");
+            // Ok(None): not uploaded yet (the record goes up with the pass), or too large.
+            match small_file(shared, &rel).await {
+                Ok(Some(b)) => serde_json::from_slice::<record::PassRecord>(&b)
+                    .map_err(|e| tracing::warn!(pass = %id, error = %e, "pass record in the store is not valid: not listed"))
+                    .ok()
+                    .map(|mut rec| {
+                        if rec.id.is_empty() {
+                            rec.id = id;
+                        }
+                        rec
+                    }),
+                _ => None,
+            }
+        })
+        .buffer_unordered(RECORDS_IN_FLIGHT)
+        .filter_map(std::future::ready)
+        .collect::<Vec<_>>()
+        .await;
+    for rec in &records {
+        shared.pass_index.insert_from_store(rec);
+    }
+    records.len()
+}
+
+/// [`list_passes`] unless it ran less than `fresh` ago, or runs now (then the index is used as
+/// it is: concurrent requests never list at once).
+pub async fn list_passes_unless_fresh(shared: &Shared, fresh: Duration) {
+    if shared.store_reads.reader.is_none() {
+        return;
+    }
+    let Ok(mut last) = shared.store_reads.listed.try_lock() else {
+        return;
+    };
+    if last.is_some_and(|t| t.elapsed() < fresh) {
+        return;
+    }
+    let added = list_passes(shared).await;
+    if added > 0 {
+        tracing::debug!(added, "passes listed from the object store");
+    }
+    *last = Some(std::time::Instant::now());
+}
+
+/// Lists the store's passes at start and every [`PASS_LISTING`] while the daemon runs (only
+/// for a node with an object store).
+pub async fn watch_passes(shared: std::sync::Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        if s.stopping() || s.store_reads.reader.is_none() {
+            return;
+        }
+        list_passes_unless_fresh(&s, PASS_LISTING_FRESH).await;
+        drop(s);
+        tokio::time::sleep(PASS_LISTING).await;
+    }
+}
+
 /// Answers `req` for archive-relative `href` from the store (the asset route, when the file is
 /// not under `archive.path`).
+///
+/// The GET that follows the HEAD carries the HEAD's ETag as `If-Match`: an object replaced
+/// between the two (a re-merged pass's products) is never sent with the other version's
+/// headers. The answer is then worked out again from a new HEAD, once; a second change in a row
+/// answers 503.
 pub async fn serve(
     shared: Arc<Shared>,
     href: &str,
     media_type: Option<&str>,
     req: Request,
 ) -> Response {
+    // The request's head only (a body is not `Sync`, and a GET has none).
+    let (head, _) = req.into_parts();
+    for _ in 0..2 {
+        if let Some(answer) = serve_once(&shared, href, media_type, &head).await {
+            return answer;
+        }
+    }
+    let reads = &shared.store_reads;
+    let url = reads.reader.as_ref().map_or("", |r| r.url.as_str());
+    reads.failed(
+        &shared,
+        href,
+        "changed",
+        format!("{href}: the object changed between HEAD and GET twice in a row"),
+    );
+    unavailable(url)
+}
+
+/// [`serve`] on one HEAD; `None` when the object changed before the GET (`If-Match` failed).
+async fn serve_once(
+    shared: &Arc<Shared>,
+    href: &str,
+    media_type: Option<&str>,
+    req: &axum::http::request::Parts,
+) -> Option<Response> {
     let reads = &shared.store_reads;
     let Some(r) = reads.reader.as_ref() else {
-        return (StatusCode::NOT_FOUND, "not found").into_response();
+        return Some((StatusCode::NOT_FOUND, "not found").into_response());
     };
     let key = r.key(href);
     let fail = |e: &object_store::Error| {
         let f = Failure::store(key.as_ref(), e);
-        reads.failed(&shared, href, f.reason, f.error);
+        reads.failed(shared, href, f.reason, f.error);
         unavailable(&r.url)
     };
     let meta = match r.store.head(&key).await {
         Ok(m) => m,
         Err(object_store::Error::NotFound { .. }) => {
-            reads.succeeded(&shared);
+            reads.succeeded(shared);
             reads.update(|s| s.not_found += 1);
-            return (StatusCode::NOT_FOUND, "not found").into_response();
+            return Some((StatusCode::NOT_FOUND, "not found").into_response());
         }
-        Err(e) => return fail(&e),
+        Err(e) => return Some(fail(&e)),
     };
-    let headers = req.headers();
+    let headers = &req.headers;
     let mut out = object_headers(&meta, media_type);
     let etag = meta.e_tag.as_deref().map(quoted);
     if etag.as_deref().is_some_and(|t| none_match(headers, t)) {
-        reads.succeeded(&shared);
+        reads.succeeded(shared);
         reads.update(|s| s.assets += 1);
         out.remove(header::CONTENT_TYPE);
-        return (StatusCode::NOT_MODIFIED, out).into_response();
+        return Some((StatusCode::NOT_MODIFIED, out).into_response());
     }
     // If-Range: the range applies only to the version the client names.
     let if_range_ok = headers
@@ -440,49 +573,51 @@ pub async fn serve(
             (StatusCode::PARTIAL_CONTENT, a, b)
         }
         Want::Unsatisfiable => {
-            reads.succeeded(&shared);
+            reads.succeeded(shared);
             reads.update(|s| s.assets += 1);
             out.remove(header::CONTENT_TYPE);
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 out.insert(header::CONTENT_RANGE, v);
             }
-            return (StatusCode::RANGE_NOT_SATISFIABLE, out).into_response();
+            return Some((StatusCode::RANGE_NOT_SATISFIABLE, out).into_response());
         }
     };
     let len = end - start;
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if req.method() == Method::HEAD || len == 0 {
-        reads.succeeded(&shared);
+    if req.method == Method::HEAD || len == 0 {
+        reads.succeeded(shared);
         reads.update(|s| s.assets += 1);
-        return (status, out).into_response();
+        return Some((status, out).into_response());
     }
     let opts = GetOptions {
         range: (status == StatusCode::PARTIAL_CONTENT).then_some(GetRange::Bounded(start..end)),
+        if_match: meta.e_tag.clone(),
         ..GetOptions::default()
     };
     let got = match r.store.get_opts(&key, opts).await {
         Ok(g) => g,
         Err(object_store::Error::NotFound { .. }) => {
             reads.update(|s| s.not_found += 1);
-            return (StatusCode::NOT_FOUND, "not found").into_response();
+            return Some((StatusCode::NOT_FOUND, "not found").into_response());
         }
-        Err(e) => return fail(&e),
+        Err(object_store::Error::Precondition { .. }) => return None,
+        Err(e) => return Some(fail(&e)),
     };
     if got.range != (start..end) {
         let e = format!(
             "asked for bytes {start}..{end}, the store sent {:?}",
             got.range
         );
-        reads.failed(&shared, href, "store", e);
-        return unavailable(&r.url);
+        reads.failed(shared, href, "store", e);
+        return Some(unavailable(&r.url));
     }
-    reads.succeeded(&shared);
+    reads.succeeded(shared);
     reads.update(|s| {
         s.assets += 1;
         s.bytes += len;
     });
     let body = Body::from_stream(got.into_stream());
-    (status, out, body).into_response()
+    Some((status, out, body).into_response())
 }
 
 #[cfg(test)]
