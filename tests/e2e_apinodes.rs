@@ -282,6 +282,66 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
     assert!(
         record == std::fs::read(st.archive.join("passes").join(&id).join("pass.json")).unwrap()
     );
+    // Both nodes list the pass (its record is only in the store), with the station's figures.
+    let station_record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    for node in [&a, &b] {
+        within(
+            Duration::from_secs(20),
+            "the pass in /api/v1/passes",
+            || {
+                json_of(node.http, "/api/v1/passes")["passes"]
+                    .as_array()
+                    .is_some_and(|l| !l.is_empty())
+            },
+        );
+        let list = json_of(node.http, "/api/v1/passes");
+        assert_eq!(list["total"], 1, "{list}");
+        let listed = &list["passes"][0];
+        assert_eq!(listed["id"], id.as_str(), "{list}");
+        assert_eq!(listed["aos"], station_record["aos"], "{list}");
+        assert_eq!(
+            listed["frames_good"], station_record["counters"]["frames"]["good"],
+            "{list}"
+        );
+    }
+    // Its product files come from the store through the pass routes too, byte-identical.
+    let listing = json_of(b.http, &format!("/api/v1/passes/{id}/products"));
+    let files: Vec<String> = listing["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["path"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(files.len() >= 2, "{listing}");
+    for f in &files {
+        let (code, head, body) = http(
+            b.http,
+            "GET",
+            &format!("/api/v1/passes/{id}/products/{f}"),
+            &[],
+            b"",
+        );
+        assert_eq!(code, 200, "{f}: {head}");
+        let local =
+            std::fs::read(st.archive.join("passes").join(&id).join("products").join(f)).unwrap();
+        assert!(body == local, "{f} differs from the station's file");
+    }
+    let (code, head, _) = http(
+        b.http,
+        "GET",
+        &format!("/api/v1/passes/{id}/products/{}", files[0]),
+        &[("Range", "bytes=0-9")],
+        b"",
+    );
+    assert_eq!(code, 206, "{head}");
     let local = std::fs::read(st.archive.join(&rel)).unwrap();
     let size = local.len();
     assert!(size > 10_000, "{rel}: {size} bytes");

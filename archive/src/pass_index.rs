@@ -5,6 +5,9 @@
 //! directory's mtime or link count moved (another process added or removed a pass directory),
 //! its names are listed and only new ones are read; pass directories still without a record
 //! (a pass in progress) are checked for one on each request. A request never parses every record.
+//! A node with an object store also lists the passes whose records are only in the store
+//! ([`PassIndex::insert_from_store`]: an API node, or other stations' passes); a record on disk
+//! for the same id wins.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -40,6 +43,9 @@ struct Inner {
     without_record: BTreeSet<String>,
     /// Pass directories whose `pass.json` could not be read (logged once, not listed).
     unreadable: BTreeSet<String>,
+    /// Passes listed from records in the object store, with no directory here (an API node,
+    /// or another station's passes): kept when the directory is listed.
+    in_store: BTreeSet<String>,
 }
 
 /// One page of `/api/v1/passes`, newest first.
@@ -101,6 +107,8 @@ impl Inner {
                 }
                 let key = (rec.sort_key().0, id.to_owned());
                 self.insert(key, rec.summary());
+                // The record on disk wins over the store's copy.
+                self.in_store.remove(id);
             }
             Err(e) => {
                 self.without_record.remove(id);
@@ -131,6 +139,30 @@ impl PassIndex {
         inner.insert(rec.sort_key(), rec.summary());
     }
 
+    /// The ids of `ids` the index does not list (to be read from the store).
+    pub fn unlisted(&self, ids: Vec<String>) -> Vec<String> {
+        let inner = self.lock();
+        ids.into_iter()
+            .filter(|id| {
+                !inner.key_of.contains_key(id)
+                    && !inner.without_record.contains(id)
+                    && !inner.unreadable.contains(id)
+            })
+            .collect()
+    }
+
+    /// A record read from the object store, of a pass with no directory here: listed like the
+    /// others until a record for it appears on disk, which then wins.
+    pub fn insert_from_store(&self, rec: &PassRecord) {
+        let mut inner = self.lock();
+        let on_disk = inner.key_of.contains_key(&rec.id) && !inner.in_store.contains(&rec.id);
+        if on_disk || inner.without_record.contains(&rec.id) || !valid_pass_id(&rec.id) {
+            return;
+        }
+        inner.in_store.insert(rec.id.clone());
+        inner.insert(rec.sort_key(), rec.summary());
+    }
+
     /// Brings the index up to date with the disk (blocking: call off the async runtime).
     pub fn refresh(&self) {
         use std::os::unix::fs::MetadataExt;
@@ -154,14 +186,14 @@ impl PassIndex {
                 .keys()
                 .chain(inner.without_record.iter())
                 .chain(inner.unreadable.iter())
-                .filter(|id| !names.contains(*id))
+                .filter(|id| !names.contains(*id) && !inner.in_store.contains(*id))
                 .cloned()
                 .collect();
             for id in gone {
                 inner.remove(&id);
             }
             for name in names {
-                if !inner.key_of.contains_key(&name)
+                if (!inner.key_of.contains_key(&name) || inner.in_store.contains(&name))
                     && !inner.without_record.contains(&name)
                     && !inner.unreadable.contains(&name)
                 {
@@ -291,5 +323,69 @@ mod tests {
         assert_eq!(p.passes[1].id, "20261201T000000Z-x");
         assert!(idx.resolve("20261101T083000Z-x").is_none());
         assert!(idx.resolve("1.../x").is_none());
+    }
+
+    fn record(id: &str, aos: &str, good: u64) -> PassRecord {
+        serde_json::from_value(serde_json::json!({"id": id, "input": "x", "aos": aos,
+            "los": aos, "counters": {"frames": {"good": good}}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn passes_from_the_store_are_listed_kept_and_yield_to_the_disk() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("passes");
+        write(&dir, "20261101T083000Z-x", "2026-11-01T08:30:00.000Z");
+        let idx = PassIndex::new(dir.clone());
+        idx.refresh();
+        let ids = |idx: &PassIndex| -> Vec<String> {
+            idx.page(None, 100, vec![])
+                .passes
+                .into_iter()
+                .map(|p| p.id)
+                .collect()
+        };
+        let listed = vec![
+            "20261101T083000Z-x".to_owned(),
+            "20261102T083000Z-y".to_owned(),
+        ];
+        assert_eq!(idx.unlisted(listed.clone()), vec!["20261102T083000Z-y"]);
+        // The disk's pass is not replaced by the store's record of the same id.
+        idx.insert_from_store(&record("20261101T083000Z-x", "2026-11-01T08:30:00.000Z", 7));
+        idx.insert_from_store(&record("20261102T083000Z-y", "2026-11-02T08:30:00.000Z", 5));
+        idx.insert_from_store(&record("../etc", "2026-11-02T08:30:00.000Z", 5));
+        assert_eq!(ids(&idx), ["20261102T083000Z-y", "20261101T083000Z-x"]);
+        assert!(idx.unlisted(listed).is_empty());
+        // A directory listing (another pass arrives) keeps the store's pass.
+        write(&dir, "20261103T083000Z-x", "2026-11-03T08:30:00.000Z");
+        idx.refresh();
+        assert_eq!(
+            ids(&idx),
+            [
+                "20261103T083000Z-x",
+                "20261102T083000Z-y",
+                "20261101T083000Z-x"
+            ]
+        );
+        // The store's pass copied here: the disk's record (4 good frames) wins.
+        write(&dir, "20261102T083000Z-y", "2026-11-02T08:30:00.000Z");
+        let d = dir.join("20261102T083000Z-y").join("pass.json");
+        let text = std::fs::read_to_string(&d)
+            .unwrap()
+            .replace("\"good\":1", "\"good\":4");
+        std::fs::write(&d, text).unwrap();
+        idx.refresh();
+        let p = idx.page(None, 100, vec![]);
+        assert_eq!(p.total, 3);
+        let y = p
+            .passes
+            .iter()
+            .find(|s| s.id == "20261102T083000Z-y")
+            .unwrap();
+        assert_eq!(serde_json::to_value(y).unwrap()["frames_good"], 4, "{y:?}");
+        // A pass removed from the disk is gone, as before, until a store listing adds it back.
+        std::fs::remove_dir_all(dir.join("20261102T083000Z-y")).unwrap();
+        idx.refresh();
+        assert_eq!(ids(&idx), ["20261103T083000Z-x", "20261101T083000Z-x"]);
     }
 }

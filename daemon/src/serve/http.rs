@@ -175,6 +175,9 @@ async fn passes(
         .lock()
         .map(|p| p.values().cloned().collect())
         .unwrap_or_default();
+    // Passes whose records are only in the object store (an API node's, other stations').
+    super::store_read::list_passes_unless_fresh(&shared, super::store_read::PASS_LISTING_FRESH)
+        .await;
     let s = shared.clone();
     let page = tokio::task::spawn_blocking(move || {
         s.pass_index.refresh();
@@ -285,8 +288,21 @@ async fn product_file(
         return pass_file(&shared, &id, "products/products.json", "application/json").await;
     }
     let dir = shared.archive.join("passes").join(&id).join("products");
-    let Ok(text) = tokio::fs::read(dir.join("products.json")).await else {
-        return not_found();
+    // Not in the local archive (an API node): the listing and the file come from the store.
+    let (text, local) = match tokio::fs::read(dir.join("products.json")).await {
+        Ok(t) => (bytes::Bytes::from(t), true),
+        Err(_) => {
+            match super::store_read::small_file(
+                &shared,
+                &format!("passes/{id}/products/products.json"),
+            )
+            .await
+            {
+                Ok(Some(t)) => (t, false),
+                Ok(None) => return not_found(),
+                Err(unavailable) => return unavailable,
+            }
+        }
     };
     let Ok(listing) = serde_json::from_slice::<serde_json::Value>(&text) else {
         return not_found();
@@ -313,7 +329,12 @@ async fn product_file(
             _ => "application/octet-stream",
         },
     };
-    super::stac::serve_file(dir.join(&file), Some(content_type), req).await
+    if local {
+        super::stac::serve_file(dir.join(&file), Some(content_type), req).await
+    } else {
+        let href = format!("passes/{id}/products/{file}");
+        super::store_read::serve(shared, &href, Some(content_type), req).await
+    }
 }
 
 /// The TLE sets in the store.

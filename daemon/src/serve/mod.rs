@@ -713,6 +713,7 @@ impl Daemon {
         // Once per process: the catalog is watched for its archive directory disappearing.
         rt.spawn(crate::archive_catalog::watch(Arc::downgrade(&shared)));
         rt.spawn(alerts::watch(Arc::downgrade(&shared)));
+        rt.spawn(store_read::watch_passes(Arc::downgrade(&shared)));
         tracing::info!(http = %http_bound, inputs = cfg.input.len(), listening = %listening, "downlink serving");
         Ok(Daemon {
             cfg: cfg.clone(),
