@@ -706,4 +706,61 @@ fn a_station_without_http_and_two_api_nodes_share_one_bucket_and_one_pgstac() {
                 .is_none()
         },
     );
+
+    // A raster imported at the station with `archive add --config` goes up to the store and is
+    // published with its s3 alternates: an API node serves its bytes.
+    let tif = data("change/muri-ag/S2_L2A_T32TMT_20210812_red_nir.tif");
+    let mut add = Command::new(env!("CARGO_BIN_EXE_downlink"));
+    add.args(["archive", "add", "--config"])
+        .arg(&st.config)
+        .arg(&tif)
+        .args(["--collection", "muri", "--datetime", "2021-08-12T10:30:00Z"])
+        .args(["--bands", "red,nir"]);
+    let out = with_creds(add, &g).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("uploaded to s3://{BUCKET}/{PREFIX}")),
+        "{err}"
+    );
+    let item: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let assets = item["assets"].as_object().unwrap();
+    assert!(assets.len() >= 2, "{item}");
+    let mut files = 0;
+    for (k, a_) in assets {
+        let Some(alt) = a_["alternate"]["s3"]["href"].as_str() else {
+            continue;
+        };
+        let rel = alt
+            .strip_prefix(&format!("s3://{BUCKET}/{PREFIX}/"))
+            .unwrap_or_else(|| panic!("{k}: {alt}"));
+        let local = std::fs::read(st.archive.join(rel)).unwrap();
+        let (code, head, body) = http(a.http, "GET", &format!("/stac/assets/{rel}"), &[], b"");
+        assert_eq!(code, 200, "{k}: {head}");
+        assert!(
+            body == local,
+            "{k}: the API node's bytes differ from the station's file"
+        );
+        files += 1;
+    }
+    assert!(files >= 1, "no asset with an s3 alternate: {item}");
+    let found = json_of(
+        b.http,
+        &format!(
+            "/stac/collections/muri/items/{}",
+            item["id"].as_str().unwrap()
+        ),
+    );
+    for (k, a_) in assets {
+        // The API serves hrefs absolute (its asset route); the alternates are as published.
+        assert_eq!(found["assets"][k]["alternate"], a_["alternate"], "{k}");
+        let rel = a_["href"].as_str().unwrap();
+        assert!(
+            found["assets"][k]["href"]
+                .as_str()
+                .is_some_and(|h| h.ends_with(&format!("/stac/assets/{rel}"))),
+            "{k}: {}",
+            found["assets"][k]
+        );
+    }
 }

@@ -147,13 +147,14 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
         );
     }
     // The configured catalog (pgstac when `[catalog] url` is set), else the archive's SQLite.
-    let (archive, catalog_cfg) = match (&args.config, &args.archive) {
+    // With --config, its object store too: an imported raster is uploaded there.
+    let (archive, catalog_cfg, archive_cfg) = match (&args.config, &args.archive) {
         (Some(c), _) => {
             let cfg = Config::load(c)?;
-            (cfg.archive.path, cfg.catalog)
+            (cfg.archive.path.clone(), cfg.catalog, Some(cfg.archive))
         }
-        (None, Some(a)) => (a.clone(), Default::default()),
-        (None, None) => (PathBuf::from("var/downlink"), Default::default()),
+        (None, Some(a)) => (a.clone(), Default::default(), None),
+        (None, None) => (PathBuf::from("var/downlink"), Default::default(), None),
     };
     let catalog = catalog_backend::open(&catalog_cfg, &archive)?;
     let catalog = catalog.as_ref();
@@ -182,7 +183,29 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
             let done = archive_catalog::add_rasters(catalog, &archive, &spec)
                 .with_context(|| format!("importing {}", names.join(" ")))?;
             report_replaced(&done);
-            serde_json::to_writer_pretty(&mut out, &done.item)?;
+            let uploaded = match &archive_cfg {
+                Some(a) => {
+                    downlink::migrate::publish_item(a, catalog, &done.item).with_context(|| {
+                        format!(
+                            "item {} is imported and catalogued in {}, but not uploaded to the \
+                             object store (its assets are served by this station until \
+                             `downlink archive migrate` uploads it)",
+                            done.item.id,
+                            archive.display()
+                        )
+                    })?
+                }
+                None => None,
+            };
+            if let Some(u) = &uploaded {
+                eprintln!(
+                    "uploaded to {}: {} object(s), {} bytes ({} already there); published with \
+                     its s3:// alternates",
+                    u.store, u.uploaded_objects, u.uploaded_bytes, u.skipped_objects
+                );
+            }
+            let item = uploaded.as_ref().map_or(&done.item, |u| &u.item);
+            serde_json::to_writer_pretty(&mut out, item)?;
             writeln!(out)?;
         }
         ArchiveAction::AddPass { dir, replace } => {

@@ -334,6 +334,74 @@ fn published(t: &Target, item: &stac::Item) -> stac::Item {
     i
 }
 
+/// What [`publish_item`] did.
+#[derive(Debug)]
+pub struct ItemUpload {
+    /// The store (`s3://bucket/prefix`).
+    pub store: String,
+    /// The item as now published (with the `s3` alternates).
+    pub item: stac::Item,
+    /// Objects sent now.
+    pub uploaded_objects: u64,
+    /// Bytes sent now.
+    pub uploaded_bytes: u64,
+    /// Objects the item's manifest already held (sent before, unchanged since).
+    pub skipped_objects: u64,
+}
+
+/// Uploads the files of `item`, which `downlink archive add` has just committed to `catalog`
+/// with local hrefs, into `archive`'s object store (as a migration would: the same keys,
+/// manifest and verification), then publishes it again with the `s3` alternates. `Ok(None)`:
+/// the store is the local archive (nothing to do). On `Err` the item stays published as it
+/// was (its assets served by this station's asset route), and `downlink archive migrate`
+/// finishes the upload later.
+pub fn publish_item(
+    archive: &ArchiveConfig,
+    catalog: &dyn Catalog,
+    item: &stac::Item,
+) -> Result<Option<ItemUpload>> {
+    let root = archive.path.as_path();
+    let Some(t) = Target::open(archive)
+        .map_err(|e| Error::Migrate(format!("store {}: {e}", archive.store.url(root))))?
+    else {
+        return Ok(None);
+    };
+    let files = item_files(root, item).map_err(Error::Migrate)?;
+    let coll = item.collection.as_deref().unwrap_or("");
+    archive::catalog::layout::validate_id("collection", coll)?;
+    archive::catalog::layout::validate_id("item", &item.id)?;
+    let unit = Unit::Item {
+        name: item_name(item),
+        manifest: root
+            .join(STATE_DIR)
+            .join(coll)
+            .join(format!("{}.json", item.id)),
+        files,
+    };
+    let mut s = Summary::default();
+    let all = unit.files().map(|f| f.len() as u64).unwrap_or(0);
+    let (n, b) = upload_unit(&t, &unit, &mut s).map_err(|f| {
+        Error::Migrate(format!(
+            "{}: upload to {} failed ({}): {}",
+            unit.name(),
+            t.url,
+            f.reason,
+            f.error
+        ))
+    })?;
+    let item = published(&t, item);
+    catalog
+        .upsert_item(&item)
+        .context("publishing the uploaded item")?;
+    Ok(Some(ItemUpload {
+        store: t.url.clone(),
+        item,
+        uploaded_objects: n,
+        uploaded_bytes: b,
+        skipped_objects: all.saturating_sub(n),
+    }))
+}
+
 /// Runs a migration (or its dry run, or only its verification). `progress` gets one line per
 /// step worth telling. `Err` only for what stops it from starting; failures of single passes,
 /// objects or items are in [`Summary::problems`] and mismatches in its verification.
