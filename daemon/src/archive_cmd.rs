@@ -198,10 +198,14 @@ pub(crate) fn run(args: &ArchiveArgs) -> Result<()> {
                 None => None,
             };
             if let Some(u) = &uploaded {
-                eprintln!(
-                    "uploaded to {}: {} object(s), {} bytes ({} already there); published with \
-                     its s3:// alternates",
-                    u.store, u.uploaded_objects, u.uploaded_bytes, u.skipped_objects
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "downlink: uploaded to {}: {} object(s), {} bytes ({} already there); \
+                     published with its s3:// alternates",
+                    u.store,
+                    u.uploaded_objects,
+                    u.uploaded_bytes,
+                    u.skipped_objects
                 );
             }
             let item = uploaded.as_ref().map_or(&done.item, |u| &u.item);
