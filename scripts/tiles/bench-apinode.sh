@@ -262,9 +262,19 @@ for i, r in sorted(runs.items()):
     row = [t["rps"], t["p99_ms"], c["rps"], c["p99_ms"], u["rps"], u["p99_ms"], c["rps"] / t["rps"], u["rps"] / t["rps"]]
     cols.append(row)
     bad += sum(int(x["non200"]) + int(x["sock_err"]) for x in (t, c, u))
-    print(f"| {i} | {row[0]:.1f} | {row[1]:.0f} | {row[2]:.0f} | {row[3]:.1f} | {row[4]:.0f} | {row[5]:.1f} | {row[6]:.0f}× | {row[7]:.1f}× |")
+    print(f"| {i} | {row[0]:.1f} | {row[1]:.0f} | {row[2]:.0f} | {row[3]:.1f} | {row[4]:.0f} | {row[5]:.1f} | {row[6]:.1f}× | {row[7]:.1f}× |")
 med = [statistics.median(c[k] for c in cols) for k in range(8)]
-print(f"| **median** | {med[0]:.1f} | {med[1]:.0f} | {med[2]:.0f} | {med[3]:.1f} | {med[4]:.0f} | {med[5]:.1f} | **{med[6]:.0f}×** | **{med[7]:.1f}×** |")
+print(f"| **median** | {med[0]:.1f} | {med[1]:.0f} | {med[2]:.0f} | {med[3]:.1f} | {med[4]:.0f} | {med[5]:.1f} | **{med[6]:.1f}×** | **{med[7]:.1f}×** |")
+print()
+print("CPU per request, ms (CPU seconds the server and PostgreSQL used during the run / requests):")
+print("| run | titiler-pgstac | its PostgreSQL | ours cached | its PostgreSQL | ours uncached | its PostgreSQL |")
+print("|---|---|---|---|---|---|---|")
+for i, r in sorted(runs.items()):
+    cells = []
+    for name, cpu in (("titiler-pgstac", "cpu_titiler"), ("ours-cached", "cpu_cached"), ("ours-uncached", "cpu_uncached")):
+        x = r[name]
+        cells += [f"{1000 * x[cpu] / x['req']:.2f}", f"{1000 * x['cpu_pg'] / x['req']:.2f}"]
+    print(f"| {i} | " + " | ".join(cells) + " |")
 print(f"non-200 answers or socket errors, all runs: {bad}")
 print(f"goal >= 20x titiler-pgstac req/s: cached {'met' if med[6] >= 20 else 'NOT met'} ({med[6]:.1f}x), "
       f"uncached {'met' if med[7] >= 20 else 'NOT met'} ({med[7]:.1f}x) (medians of the per-run ratios)")
