@@ -12,7 +12,11 @@
 #  3. both answer 200 for every tile of the list, and pixels are compared per tile
 #     (tile-oracle.py --titiler-pgstac, tolerance: identical RGBA);
 #  4. wrk -t2 -c16 on the same z6-z9 tiles of the visual COG, alternating titiler-pgstac, ours
-#     cached, ours uncached, RUNS times; a Markdown table (req/s, p99, ratios, medians).
+#     cached, ours uncached, RUNS times; a Markdown table (req/s, p99, ratios, medians), the CPU
+#     per request of each server and of PostgreSQL (cpu-tree.py), the load average (out/load.txt),
+#     and diagnostics: one pgstac.get_item's cost, the item's JSON alone under the same load, the
+#     PostgreSQL connections each API node opened.
+# Outputs (logs, oracle tables, wrk lines) go to BUILD_DIR/out, the run's data to BUILD_DIR/run.
 #
 # How titiler-pgstac reads the COG: migrate publishes each item with its asset hrefs unchanged
 # (the daemon's /stac/assets/ routes) and the object as an `s3` alternate
@@ -20,7 +24,7 @@
 # reads an asset's `href` unless rio-tiler is told to take an alternate:
 # RIO_TILER_STAC_ALTERNATE_KEY=s3 makes it open the s3:// alternate (GDAL /vsis3/ on Garage), so
 # it serves the very items and objects our API nodes serve, and never reads through our daemon
-# (the script checks that: no daemon is asked for /stac/assets/ during the run).
+# (the script checks that neither API node answered an asset request: downlink_store_read_assets_total).
 #
 # usage: scripts/tiles/bench-apinode.sh [BUILD_DIR] [DURATION] [RUNS]
 #   defaults: target/tile-bench-apinode 15s 3. BIN=path/to/downlink (default
@@ -242,7 +246,7 @@ echo "PostgreSQL sessions opened in all: $(psql_ -c "SELECT sessions FROM pg_sta
 
 # Nothing was read through our daemon's asset routes: titiler-pgstac went to Garage itself.
 for n in $((port + 1)) $((port + 3)); do
-  served=$(curl -fs "http://127.0.0.1:$n/metrics" | awk '/^downlink_store_read_assets_total/ { s += $2 } END { print s + 0 }')
+  served=$(curl -fs "http://127.0.0.1:$n/metrics" | awk '/^downlink_store_read_assets_total / { s += $2; n++ } END { print n ? s : "no metric" }')
   [ "$served" = 0 ] || { echo "API node $n answered $served asset request(s)" >&2; rc=1; }
   curl -fs "http://127.0.0.1:$n/metrics" | grep -E '^downlink_store_read_failures_total' || true
 done
