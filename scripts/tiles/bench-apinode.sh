@@ -85,6 +85,14 @@ rm -rf "$run" "$out"
 mkdir -p "$run" "$out"
 loadavg() { echo "$(date -u +%H:%M:%S) load average: $(cut -d' ' -f1-3 /proc/loadavg) ($1)" | tee -a "$out/load.txt" >&2; }
 
+# Every port this run listens on must be free (another server there would answer for ours).
+for p in "$s3_port" $((s3_port + 1)) $((s3_port + 3)) "$port" $((port + 1)) $((port + 3)); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "127.0.0.1:$p is in use: set S3_PORT / PORT to free ones" >&2
+    exit 2
+  fi
+done
+
 echo "== Garage $("$garage" --version | head -1) on 127.0.0.1:$s3_port"
 g=$run/garage
 mkdir -p "$g"
@@ -181,6 +189,9 @@ titiler_pid=$!
 for u in "http://127.0.0.1:$((port + 1))/stac" "http://127.0.0.1:$((port + 3))/stac" "http://127.0.0.1:$port/healthz"; do
   for _ in $(seq 150); do curl -fs -o /dev/null "$u" && break; sleep 0.2; done
   curl -fs -o /dev/null "$u" || { echo "$u never came up" >&2; tail -20 "$out"/*.log >&2; exit 1; }
+done
+for p in $cached_pid $uncached_pid $titiler_pid; do
+  kill -0 "$p" 2>/dev/null || { echo "a server exited" >&2; tail -5 "$out"/*.log >&2; exit 1; }
 done
 for n in $((port + 1)) $((port + 3)); do
   left=$(find "$run/apinode-$n" -name '*.tif' | wc -l)
