@@ -610,3 +610,37 @@ fn sqlite_schema_version() {
     let cat = SqliteCatalog::open(dir.path().join("c.sqlite")).unwrap();
     assert_eq!(cat.schema_version().unwrap(), 3);
 }
+
+/// Concurrent readers (an API node's tile requests each read their item) share the pool's
+/// connections: 16 threads reading an item 50 times each open at most the pool's 4, not one
+/// per read once 4 are busy (each new connection is a PostgreSQL backend and pgstac's session
+/// setup).
+#[test]
+fn pgstac_concurrent_reads_reuse_pooled_connections() {
+    let Some(cluster) = pgstac_cluster::cluster() else {
+        return;
+    };
+    let cfg = archive::catalog::pgstac::parse_url(&cluster.fresh_database(), None).unwrap();
+    let cat = PgstacCatalog::open(cfg).unwrap();
+    let s = &synth()[0];
+    cat.upsert_collection(&empty_extent_collection(&s.coll, "test").unwrap())
+        .unwrap();
+    cat.upsert_item(&to_item(s)).unwrap();
+    let before = cat.stats().reopened;
+    let t0 = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..16 {
+            scope.spawn(|| {
+                for _ in 0..50 {
+                    assert!(cat.item(&s.coll, &s.id).unwrap().is_some());
+                }
+            });
+        }
+    });
+    let opened = cat.stats().reopened - before;
+    println!(
+        "16 threads x 50 item reads: {:?}, {opened} new connection(s)",
+        t0.elapsed()
+    );
+    assert!(opened <= 3, "{opened} connections opened for 800 reads");
+}

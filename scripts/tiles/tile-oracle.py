@@ -4,6 +4,8 @@
 For every z/x/y covering the item's TileJSON bounds at the chosen zooms, fetch
   ours:    {OURS}/stac/collections/{c}/items/{i}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?assets=A[&bidx=..][&rescale=..]
   titiler: {TT}/cog/tiles/WebMercatorQuad/{z}/{x}/{y}.png?url=<abs path of asset A>[&bidx=..&bidx=..][&rescale=..]
+With --titiler-pgstac, TT is a titiler-pgstac serving the same item from the same pgstac database:
+  titiler: {TT}/collections/{c}/items/{i}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?assets=A[&bidx=..][&rescale=..]
 decode both PNGs to RGBA (Pillow + numpy) and compare per pixel.
 
 Metrics per tile:
@@ -86,6 +88,8 @@ def main():
     ap.add_argument("--collection", required=True)
     ap.add_argument("--item", required=True)
     ap.add_argument("--asset", default="visual")
+    ap.add_argument("--titiler-pgstac", action="store_true",
+                    help="--titiler is a titiler-pgstac: use its item endpoint, not /cog?url=")
     ap.add_argument("--cog", help="absolute path TiTiler reads (default: the asset href under --archive)")
     ap.add_argument("--archive", help="archive dir (asset hrefs are relative to it)")
     ap.add_argument("--zooms", help="comma list (default: up to 3 levels ending at the TileJSON maxzoom)")
@@ -111,7 +115,9 @@ def main():
         return 2
     href = item["assets"][a.asset]["href"]
     cog = a.cog
-    if not cog:
+    if a.titiler_pgstac:
+        cog = f"item {a.collection}/{a.item} asset {a.asset} in pgstac"
+    elif not cog:
         if "://" in href:
             # an absolute URL to our asset endpoint: map /stac/assets/<rel> onto the archive dir
             rel = urllib.parse.urlparse(href).path.split("/stac/assets/", 1)[-1]
@@ -121,13 +127,15 @@ def main():
             print(f"asset href {href!r}: pass --cog or --archive", file=sys.stderr)
             return 2
         cog = os.path.join(a.archive, urllib.parse.unquote(rel))
-    cog = os.path.abspath(cog)
-    if not os.path.exists(cog):
-        print(f"COG {cog} does not exist", file=sys.stderr)
-        return 2
+    if not a.titiler_pgstac:
+        cog = os.path.abspath(cog)
+        if not os.path.exists(cog):
+            print(f"COG {cog} does not exist", file=sys.stderr)
+            return 2
 
     qs_ours = {"assets": a.asset}
-    qs_tt = [("url", cog)]
+    qs_tt = [("assets", a.asset)] if a.titiler_pgstac else [("url", cog)]
+    tt_base = f"{a.titiler}/collections/{a.collection}/items/{a.item}" if a.titiler_pgstac else f"{a.titiler}/cog"
     if a.bidx:
         qs_ours["bidx"] = a.bidx
         qs_tt += [("bidx", b) for b in a.bidx.split(",")]
@@ -143,7 +151,7 @@ def main():
         return 2
     tj = json.loads(body)
     bounds, zmin, zmax = tj["bounds"], tj["minzoom"], tj["maxzoom"]
-    st, body, _ = get(f"{a.titiler}/cog/WebMercatorQuad/tilejson.json?{q_tt}")
+    st, body, _ = get(f"{tt_base}/WebMercatorQuad/tilejson.json?{q_tt}")
     tt_tj = json.loads(body) if st == 200 else {}
     print(f"COG: {cog}")
     print(f"ours    tilejson: bounds={bounds} minzoom={zmin} maxzoom={zmax}")
@@ -166,7 +174,7 @@ def main():
     rows, bad, ok_urls = [], 0, []
     for z, x, y in tiles:
         u_o = f"{item_base}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?{q_ours}"
-        u_t = f"{a.titiler}/cog/tiles/WebMercatorQuad/{z}/{x}/{y}.png?{q_tt}"
+        u_t = f"{tt_base}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?{q_tt}"
         so, bo, co = get(u_o)
         stt, bt, ct = get(u_t)
         r = {"tile": f"{z}/{x}/{y}", "ours_status": so, "titiler_status": stt}

@@ -26,13 +26,16 @@
 //!
 //! Connections: a small pool of blocking clients (the `postgres` crate; each runs its own
 //! single-thread runtime, so call this from `spawn_blocking` or a plain thread, never from an
-//! async task). A call that finds its connection broken (PostgreSQL restarted) is retried once
-//! on a new one; the count of new connections made after the first is
-//! [`CatalogStats::reopened`].
+//! async task). At most [`POOL`] are open at once: a call that finds none idle waits for one
+//! (up to the connect timeout, then it opens one more rather than wait longer), so concurrent
+//! readers (an API node's tile requests) reuse connections instead of opening and closing one
+//! each, which costs PostgreSQL a backend and pgstac's session setup every time. A call that
+//! finds its connection broken (PostgreSQL restarted) is retried once on a new one; the count
+//! of new connections made after the first is [`CatalogStats::reopened`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls, Transaction};
 use serde_json::{json, Value};
@@ -67,6 +70,7 @@ pub const NUMERIC_QUERYABLES: &[&str] = &[
     "view:sun_elevation",
 ];
 
+/// Connections open at once (idle or in use), see the module doc.
 const POOL: usize = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,10 +82,20 @@ fn js(context: &'static str) -> impl FnOnce(serde_json::Error) -> Error {
     move |source| Error::Json { context, source }
 }
 
+/// The connections of a [`PgstacCatalog`].
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Client>,
+    /// Connections open or being opened, idle ones included.
+    open: usize,
+}
+
 /// pgstac-backed catalog.
 pub struct PgstacCatalog {
     config: postgres::Config,
-    idle: Mutex<Vec<Client>>,
+    pool: Mutex<Pool>,
+    /// Signalled when a connection goes back to the pool or a slot is freed.
+    freed: Condvar,
     write_failures: AtomicU64,
     reopened: AtomicU64,
     connected_once: std::sync::atomic::AtomicBool,
@@ -155,7 +169,8 @@ impl PgstacCatalog {
     pub fn unconnected(config: postgres::Config) -> Self {
         Self {
             config,
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool::default()),
+            freed: Condvar::new(),
             write_failures: AtomicU64::new(0),
             reopened: AtomicU64::new(0),
             connected_once: std::sync::atomic::AtomicBool::new(false),
@@ -253,29 +268,64 @@ impl PgstacCatalog {
         Ok(c)
     }
 
+    /// An idle connection, or `None` when the caller may open one (its slot is counted in
+    /// `open`). Waits while [`POOL`] connections are open and none is idle, at most the
+    /// connect timeout (then it lets the caller open one more rather than wait longer).
+    fn take(&self) -> Result<Option<Client>, Error> {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let mut p = self.pool.lock().map_err(|_| Error::LockPoisoned)?;
+        loop {
+            if let Some(c) = p.idle.pop() {
+                return Ok(Some(c));
+            }
+            let now = Instant::now();
+            if p.open < POOL || now >= deadline {
+                p.open += 1;
+                return Ok(None);
+            }
+            p = self
+                .freed
+                .wait_timeout(p, deadline - now)
+                .map_err(|_| Error::LockPoisoned)?
+                .0;
+        }
+    }
+
+    /// Gives a connection back (kept idle unless it is closed or the pool is full), or with
+    /// `None` frees the slot of one that was closed or never opened.
+    fn give_back(&self, client: Option<Client>) {
+        if let Ok(mut p) = self.pool.lock() {
+            match client {
+                Some(c) if !c.is_closed() && p.idle.len() < POOL => p.idle.push(c),
+                _ => p.open = p.open.saturating_sub(1),
+            }
+        }
+        self.freed.notify_one();
+    }
+
+    /// A connection for a slot taken with [`Self::take`]: the slot is freed when it fails.
+    fn connect_slot(&self) -> Result<Client, Error> {
+        self.connect().inspect_err(|_| self.give_back(None))
+    }
+
     /// Runs `f` on a pooled connection; when it fails and left the connection closed, once
     /// more on a new one.
     fn with_client<T>(
         &self,
         mut f: impl FnMut(&mut Client) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let pooled = self.idle.lock().map_err(|_| Error::LockPoisoned)?.pop();
+        let pooled = self.take()?;
         let fresh = pooled.is_none();
         let mut client = match pooled {
             Some(c) if !c.is_closed() => c,
-            _ => self.connect()?,
+            _ => self.connect_slot()?,
         };
         let mut out = f(&mut client);
         if out.is_err() && client.is_closed() && !fresh {
-            client = self.connect()?;
+            client = self.connect_slot()?;
             out = f(&mut client);
         }
-        if !client.is_closed() {
-            let mut idle = self.idle.lock().map_err(|_| Error::LockPoisoned)?;
-            if idle.len() < POOL {
-                idle.push(client);
-            }
-        }
+        self.give_back(Some(client));
         out
     }
 
