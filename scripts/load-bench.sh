@@ -2,15 +2,18 @@
 # Load benchmark for `downlink serve`: for each rate, replay a real capture (looped) over UDP on
 # loopback for DURATION seconds with full decode and the raw archive on, then report drops by
 # reason, frames decoded and the daemon's peak RSS. Sender and daemon share this machine.
-#   scripts/load-bench.sh [RATES="400Mbit 800Mbit 1Gbit"] [DURATION=60] [DGRAM=8192]
+#   [DOWNLINK=BIN] [QUEUE=4096] scripts/load-bench.sh [RATES="400Mbit 800Mbit 1Gbit"] [DURATION=60] [DGRAM=8192]
 # Input: target/bench/cadu-e0.bin (make bench-data). Only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rates="${1:-400Mbit 800Mbit 1Gbit}"; duration="${2:-60}"; dgram="${3:-8192}"
 input=target/bench/cadu-e0.bin
 [ -f "$input" ] || { echo "missing $input: run make bench-data" >&2; exit 1; }
-cargo build --release -q --bin downlink
-bin=./target/release/downlink
+# DOWNLINK: a release binary already built (default: build target/release/downlink now).
+if [ -n "${DOWNLINK:-}" ]; then bin=$DOWNLINK; else
+  cargo build --release -q --bin downlink
+  bin=./target/release/downlink
+fi
 if [ "$(id -u)" = 0 ]; then sysctl -q -w net.core.rmem_max=33554432 || true; fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

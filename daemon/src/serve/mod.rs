@@ -310,6 +310,8 @@ pub struct Shared {
     pub tiles: Option<Arc<raster::tiles::render::TilePool>>,
     /// Recently served tiles (`http.tile_cache` bytes at most).
     pub tile_cache: tile_cache::TileCache,
+    /// Items read for tile requests, used again for a few seconds.
+    pub tile_items: tiles::ItemCache,
     /// Tile requests refused because the render queue was full.
     pub tiles_busy: AtomicU64,
     /// WMS service exceptions answered, by code ([`wms::WMS_EXCEPTION_CODES`]).
@@ -617,6 +619,7 @@ impl Daemon {
             tile_cache: tile_cache::TileCache::new(
                 usize::try_from(cfg.http.tile_cache).unwrap_or(usize::MAX),
             ),
+            tile_items: tiles::ItemCache::default(),
             tiles_busy: AtomicU64::new(0),
             wms_exceptions: Mutex::new(wms::WMS_EXCEPTION_CODES.iter().map(|c| (*c, 0)).collect()),
             tiles: match raster::tiles::render::TilePool::new(2, 16, TILE_QUEUE_MAX) {

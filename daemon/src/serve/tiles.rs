@@ -9,7 +9,8 @@
 //! resolution of the collection's items.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use archive::catalog::{DatetimeFilter, SearchParams};
 use axum::extract::{Path, RawQuery, State};
@@ -311,6 +312,38 @@ fn version_key(p: &std::path::Path) -> Option<String> {
     }
 }
 
+/// How long an item read for tile requests is used again without asking the catalog.
+pub const ITEM_TTL: Duration = Duration::from_secs(5);
+/// Items kept at most by [`ItemCache`].
+const ITEM_CACHE_MAX: usize = 4096;
+
+/// Items read for tile requests, each used for [`ITEM_TTL`]: a tile of a pgstac catalogue
+/// costs no `get_item` query (1–2 ms of PostgreSQL, most of what a cached tile cost), and an
+/// item replaced or removed (by this process, another node, a re-merge) is seen by tiles within
+/// that time (tiles are cached under the item's `updated`, so a new version is drawn anew).
+#[derive(Debug, Default)]
+pub struct ItemCache(Mutex<HashMap<(String, String), (Instant, Arc<stac::Item>)>>);
+
+impl ItemCache {
+    fn get(&self, cid: &str, iid: &str) -> Option<Arc<stac::Item>> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&(cid.to_owned(), iid.to_owned()))
+            .filter(|(at, _)| at.elapsed() < ITEM_TTL)
+            .map(|(_, it)| it.clone())
+    }
+
+    fn put(&self, cid: String, iid: String, item: Arc<stac::Item>) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= ITEM_CACHE_MAX {
+            map.retain(|_, (at, _)| at.elapsed() < ITEM_TTL);
+            if map.len() >= ITEM_CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert((cid, iid), (Instant::now(), item));
+    }
+}
+
 /// The file of an item's asset (in the archive, or in the object store).
 async fn asset_path(
     shared: &Arc<Shared>,
@@ -318,10 +351,18 @@ async fn asset_path(
     iid: String,
     asset: String,
 ) -> Result<(std::path::PathBuf, stac::Item), ApiError> {
-    let cat = catalog(shared)?;
-    let it = blocking(move || Ok(cat.item(&cid, &iid)?))
-        .await?
-        .ok_or_else(|| not_found("item"))?;
+    let it = match shared.tile_items.get(&cid, &iid) {
+        Some(it) => (*it).clone(),
+        None => {
+            let cat = catalog(shared)?;
+            let (c, i) = (cid.clone(), iid.clone());
+            let it = blocking(move || Ok(cat.item(&c, &i)?))
+                .await?
+                .ok_or_else(|| not_found("item"))?;
+            shared.tile_items.put(cid, iid, Arc::new(it.clone()));
+            it
+        }
+    };
     if let Some(missing) = asset.split(',').find(|a| !it.assets.contains_key(*a)) {
         return Err(bad(format!("item has no asset {missing:?}")));
     }
