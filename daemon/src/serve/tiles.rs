@@ -322,7 +322,10 @@ const ITEM_CACHE_MAX: usize = 4096;
 /// item replaced or removed (by this process, another node, a re-merge) is seen by tiles within
 /// that time (tiles are cached under the item's `updated`, so a new version is drawn anew).
 #[derive(Debug, Default)]
-pub struct ItemCache(Mutex<HashMap<(String, String), (Instant, Arc<stac::Item>)>>);
+pub struct ItemCache(Mutex<HashMap<ItemKey, (Instant, Arc<stac::Item>)>>);
+
+/// (collection id, item id).
+type ItemKey = (String, String);
 
 impl ItemCache {
     fn get(&self, cid: &str, iid: &str) -> Option<Arc<stac::Item>> {
