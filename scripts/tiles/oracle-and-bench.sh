@@ -40,8 +40,8 @@ arch=$build/archive
 rm -rf "$arch" "$build/out"; mkdir -p "$build/out"
 gdal_translate -q -of COG -co TILING_SCHEME=GoogleMapsCompatible -co COMPRESS=DEFLATE \
   "$data/geotiff/RGB.byte.tif" "$build/rgb_webmerc_deflate.tif"
-"$bin" archive add "$data/geotiff/RGB.byte.tif" --collection rgb --datetime 2024-05-01T10:00:00Z --archive "$arch" >/dev/null
-"$bin" archive add "$build/rgb_webmerc_deflate.tif" --collection rgbwm --datetime 2024-05-01T10:00:00Z --archive "$arch" >/dev/null
+"$bin" archive add "$data/geotiff/RGB.byte.tif" --collection rgb --datetime 2024-05-01T10:00:00Z --id RGB.byte --archive "$arch" >/dev/null
+"$bin" archive add "$build/rgb_webmerc_deflate.tif" --collection rgbwm --datetime 2024-05-01T10:00:00Z --id rgb_webmerc_deflate --archive "$arch" >/dev/null
 
 start_ours() { # PORT TILE_CACHE
   cat > "$build/downlink-$1.toml" <<TOML
@@ -79,7 +79,7 @@ oracle() { # COLLECTION ITEM ASSET
     --urls-out "$build/out/urls-$1-$3" --json "$build/out/oracle-$1-$3.json" || rc=1
 }
 oracle rgb RGB.byte visual
-oracle rgbwm rgb_webmerc_deflate data
+oracle rgbwm rgb_webmerc_deflate red   # bands are single-band assets named by colour
 
 echo "== wrk -t2 -c16 -d$dur, the same $(wc -l < "$build/out/urls-rgb-visual.ours.txt") tiles of the visual COG"
 bench() { # NAME URLS
