@@ -273,3 +273,71 @@ fn a_raster_across_the_antimeridian_gets_a_visual_cog_with_both_sides() {
         "nothing outside 170°E…170°W"
     );
 }
+
+/// A source that is itself a COG (it has overviews, like a downloaded web-optimized scene):
+/// every per-band asset's overviews hold the band's data, not nodata. GDAL's COG driver would
+/// take the source's overviews through the single-band VRT, and those read back empty.
+#[test]
+fn per_band_cogs_of_a_cog_source_have_overviews_with_data() {
+    use raster::catalog::import::{import_item, ImportSpec};
+    let (dir, cat) = setup();
+    let src = dir.path().join("rgb_cog.tif");
+    let st = Command::new("gdal_translate")
+        .args([
+            "-q",
+            "-of",
+            "COG",
+            "-co",
+            "TILING_SCHEME=GoogleMapsCompatible",
+        ])
+        .args(["-co", "COMPRESS=DEFLATE"])
+        .arg(geotiff("RGB.byte.tif"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let archive = dir.path().join("archive");
+    let files = vec![src];
+    let done = import_item(
+        &cat,
+        &archive,
+        &ImportSpec {
+            files: &files,
+            collection: "imports",
+            datetime: Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap(),
+            bands: None,
+            id: Some("rgbcog"),
+            replace: false,
+        },
+    )
+    .unwrap();
+    for key in ["red", "green", "blue"] {
+        let a = &done.item.assets[key];
+        let ds = gdal::Dataset::open(archive.join(&a.href)).unwrap();
+        let band = ds.rasterband(1).unwrap();
+        let valid = |b: &gdal::raster::RasterBand| {
+            let (w, h) = b.size();
+            let m = b.open_mask_band().unwrap();
+            let px = m.read_as::<u8>((0, 0), (w, h), (w, h), None).unwrap();
+            px.data().iter().filter(|v| **v > 0).count() as f64 / (w * h) as f64
+        };
+        let full = valid(&band);
+        assert!(full > 0.3, "{key}: {full}");
+        let n = band.overview_count().unwrap();
+        assert!(n >= 2, "{key}: {n} overviews");
+        for i in 0..n {
+            let o = band.overview(i as usize).unwrap();
+            let f = valid(&o);
+            assert!(
+                (f - full).abs() < 0.05,
+                "{key}: overview {i} has {f:.3} valid pixels, full resolution {full:.3}"
+            );
+        }
+        // The statistics were computed (they need valid pixels in the overviews).
+        let a = serde_json::to_value(a).unwrap();
+        assert!(
+            a["bands"][0]["statistics"]["maximum"].as_f64().unwrap() > 0.0,
+            "{key}: {a}"
+        );
+    }
+}

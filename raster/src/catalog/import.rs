@@ -321,6 +321,10 @@ fn write_band_cog(
         ("BIGTIFF", "IF_SAFER"),
         ("NUM_THREADS", "2"),
         ("OVERVIEW_RESAMPLING", "AVERAGE"),
+        // Overviews made from full resolution, never taken from the source: a source that has
+        // its own (a COG) would hand them through the single-band VRT, and GDAL 3.6 reads
+        // those back as nodata (empty overviews, and no statistics).
+        ("OVERVIEWS", "IGNORE_EXISTING"),
     ] {
         opts.set_name_value(k, v).map_err(gd("creation option"))?;
     }
