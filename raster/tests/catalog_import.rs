@@ -315,7 +315,7 @@ fn per_band_cogs_of_a_cog_source_have_overviews_with_data() {
         let a = &done.item.assets[key];
         let ds = gdal::Dataset::open(archive.join(&a.href)).unwrap();
         let band = ds.rasterband(1).unwrap();
-        let valid = |b: &gdal::raster::RasterBand| {
+        let valid = |b: &gdal::raster::RasterBand<'_>| {
             let (w, h) = b.size();
             let m = b.open_mask_band().unwrap();
             let px = m.read_as::<u8>((0, 0), (w, h), (w, h), None).unwrap();
