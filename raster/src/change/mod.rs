@@ -47,6 +47,12 @@
 //! scene on another grid (its own data type); scratch rows are flushed out of GDAL's block
 //! cache as they are written. What grows is per component (a label, its sums: about 60 bytes)
 //! and per alert (its polygon), not per pixel.
+//!
+//! # Threads
+//! The inputs are read and classified on a thread of their own, at most a few blocks (one
+//! NDVI block per scene each) ahead of the detection and labelling; the ΔNDVI COG is written on
+//! its own thread once the pass is over, while the polygons are drawn and measured, and the
+//! loss COG while the alerts' geometries are written. Each GDAL dataset is used by one thread.
 
 use crate::Error;
 use std::collections::BTreeMap;
