@@ -47,6 +47,12 @@
 //! scene on another grid (its own data type); scratch rows are flushed out of GDAL's block
 //! cache as they are written. What grows is per component (a label, its sums: about 60 bytes)
 //! and per alert (its polygon), not per pixel.
+//!
+//! # Threads
+//! The inputs are read and classified on a thread of their own, at most a few blocks (one
+//! NDVI block per scene each) ahead of the detection and labelling; the ΔNDVI COG is written on
+//! its own thread once the pass is over, while the polygons are drawn and measured, and the
+//! loss COG while the alerts' geometries are written. Each GDAL dataset is used by one thread.
 
 use crate::Error;
 use std::collections::BTreeMap;
@@ -406,6 +412,8 @@ struct Grid {
 struct ReadBand {
     ds: usize,
     band: usize,
+    /// Read as UInt16.
+    u16: bool,
     scale: f64,
     offset: f64,
     nodata: Option<f64>,
@@ -415,6 +423,8 @@ struct OpenScene {
     red: ReadBand,
     nir: ReadBand,
     warped: bool,
+    /// Both bands are UInt16 (read as they are).
+    u16: bool,
 }
 
 fn default_scale(ty: GdalDataType) -> f64 {
@@ -610,9 +620,15 @@ fn open_inputs(scenes: &[Scene], grid: &Grid, work: &Path) -> Result<Inputs> {
                     v
                 }
             };
+            // The type of what is read (a warped copy keeps its source's type).
+            let read_ty = match datasets.get(idx).map(|d| d.rasterband(b.band)) {
+                Some(Ok(rb)) => rb.band_type(),
+                _ => ty,
+            };
             bands.push(ReadBand {
                 ds: idx,
                 band: b.band,
+                u16: read_ty == GdalDataType::UInt16,
                 scale,
                 offset,
                 nodata,
@@ -624,7 +640,13 @@ fn open_inputs(scenes: &[Scene], grid: &Grid, work: &Path) -> Result<Inputs> {
         };
         let warped = by_path.get(&s.red.path).is_some_and(|v| v.1)
             || by_path.get(&s.nir.path).is_some_and(|v| v.1);
-        out.push(OpenScene { red, nir, warped });
+        let u16 = red.u16 && nir.u16;
+        out.push(OpenScene {
+            red,
+            nir,
+            warped,
+            u16,
+        });
     }
     Ok(Inputs {
         datasets,
@@ -635,6 +657,7 @@ fn open_inputs(scenes: &[Scene], grid: &Grid, work: &Path) -> Result<Inputs> {
 
 #[derive(Clone, Copy)]
 enum Why {
+    // In this order: `classify_block` counts by discriminant.
     Valid,
     Nodata,
     NonPositive,
@@ -642,6 +665,7 @@ enum Why {
     Shadow,
 }
 
+#[inline(always)]
 fn classify(
     r_raw: f64,
     n_raw: f64,
@@ -670,16 +694,61 @@ fn classify(
     (Why::Valid, ndvi as f32)
 }
 
+/// Classifies the samples of `red` and `nir` into `nd` (NDVI, NaN where invalid), counting
+/// the reasons of the samples in `own` (the block's own rows, not its halo) into `st`.
+fn classify_block<T: Copy + Into<f64>>(
+    (red, nir): (&[T], &[T]),
+    (rb, nb): (&ReadBand, &ReadBand),
+    cloud: Option<&CloudTest>,
+    own: std::ops::Range<usize>,
+    nd: &mut [f32],
+    st: &mut SceneStats,
+) {
+    let px = |(r, n): (&T, &T)| classify((*r).into(), (*n).into(), rb, nb, cloud);
+    let (head, rest) = nd.split_at_mut(own.start.min(nd.len()));
+    let (mid, tail) = rest.split_at_mut(own.len().min(rest.len()));
+    let pairs = red.iter().zip(nir);
+    // The halo rows: NDVI only.
+    for (v, rn) in head.iter_mut().zip(pairs.clone()) {
+        *v = px(rn).1;
+    }
+    for (v, rn) in tail.iter_mut().zip(pairs.clone().skip(own.end)) {
+        *v = px(rn).1;
+    }
+    let mut counts = [0u64; 5];
+    for (v, rn) in mid.iter_mut().zip(pairs.skip(own.start)) {
+        let (why, x) = px(rn);
+        if let Some(c) = counts.get_mut(why as usize) {
+            *c += 1;
+        }
+        *v = x;
+    }
+    let [valid, nodata, nonpositive, cloud, shadow] = counts;
+    st.valid += valid;
+    st.nodata += nodata;
+    st.nonpositive += nonpositive;
+    st.cloud += cloud;
+    st.shadow += shadow;
+}
+
+/// One band's samples of a block: 16-bit counts as they are (the common case: no conversion
+/// in GDAL), anything else as f64.
+#[derive(Default)]
+struct Samples {
+    u16: Vec<u16>,
+    f64: Vec<f64>,
+}
+
 /// Reads rows into `out` (resized; its allocation is reused from block to block).
-fn read_rows(
+fn read_rows<T: gdal::raster::GdalType + Copy + Default>(
     ds: &Dataset,
     band: usize,
     (row0, rows): (usize, usize),
     width: usize,
-    out: &mut Vec<f64>,
+    out: &mut Vec<T>,
 ) -> Result<()> {
     let b = gd(ds.rasterband(band), || format!("band {band}"))?;
-    reset(out, rows * width, 0.0);
+    reset(out, rows * width, T::default());
     gd(
         b.read_into_slice((0, row0 as isize), (width, rows), (width, rows), out, None),
         || format!("reading rows {row0}..{}", row0 + rows),
@@ -690,6 +759,12 @@ fn read_rows(
 /// multi-MB allocations per block cost a page fault per page).
 fn reset<T: Copy>(v: &mut Vec<T>, n: usize, x: T) {
     v.clear();
+    v.resize(n, x);
+}
+
+/// `v` with length `n`, its contents left as they are where it already had them (buffers
+/// whose values are only read where they were written for this block).
+fn size_to<T: Copy>(v: &mut Vec<T>, n: usize, x: T) {
     v.resize(n, x);
 }
 
@@ -880,6 +955,14 @@ fn pixel_areas(grid: &Grid, to_ea: &CoordTransform, row0: usize, rows: usize) ->
     Ok(out)
 }
 
+/// [`percentile`] of one value (the same arithmetic, so the same bits).
+#[inline(always)]
+#[allow(clippy::eq_op)] // `a - a`: as `percentile` computes `b - a` with `b == a`.
+fn one_percentile(a: f32, p: f64) -> f32 {
+    let pos = p / 100.0 * 0.0;
+    a + (a - a) * (pos - pos.floor()) as f32
+}
+
 fn percentile(vals: &mut [f32], p: f64) -> f32 {
     vals.sort_by(|a, b| a.total_cmp(b));
     let n = vals.len();
@@ -937,6 +1020,106 @@ fn rasterize_mask(mask: &Path, grid: &Grid, work: &Path) -> Result<Scratch> {
         || "rasterizing the mask".into(),
     )?;
     Ok(s)
+}
+
+/// One scene's samples of one block, classified: NDVI (NaN where invalid, halo rows
+/// included) and the reasons counted over the block's own rows.
+type Classified = Result<(Vec<f32>, SceneStats)>;
+
+/// The reading half of the pass, on its own thread: it owns the inputs, reads each block of
+/// each scene in the order the pass consumes them, classifies the samples and sends them on
+/// (`out`, bounded: at most a few blocks ahead). NDVI buffers come back through `spent` to be
+/// reused. Returns when the pass is done, when reading fails (the error is sent), or when the
+/// pass hangs up.
+fn read_and_classify(
+    mut datasets: Vec<Dataset>,
+    opened: &[OpenScene],
+    (width, height): (usize, usize),
+    params: &Params,
+    out: &std::sync::mpsc::SyncSender<Classified>,
+    spent: &std::sync::mpsc::Receiver<Vec<f32>>,
+) {
+    // Block height of each input: its cached blocks are dropped once the pass is past them.
+    let block_rows: Vec<usize> = datasets
+        .iter()
+        .map(|d| d.rasterband(1).map_or(1, |b| b.block_size().1.max(1)))
+        .collect();
+    let (mut red, mut nir) = (Samples::default(), Samples::default());
+    let cloud = params.cloud.as_ref();
+    let mut block =
+        |datasets: &[Dataset], row0: usize, rows: usize, open: &OpenScene| -> Classified {
+            let halo = if open.warped { params.shift_px } else { 0 };
+            let r_lo = row0.saturating_sub(halo);
+            let nrows = (row0 + rows + halo).min(height) - r_lo;
+            let (Some(rds), Some(nds)) = (datasets.get(open.red.ds), datasets.get(open.nir.ds))
+            else {
+                return Err(Error::ChangeInput("internal: dataset index".into()));
+            };
+            let mut nd = spent.try_recv().unwrap_or_default();
+            size_to(&mut nd, nrows * width, f32::NAN);
+            let mut st = SceneStats::default();
+            // Count only the block's own rows (not the halo).
+            let own = (row0 - r_lo) * width..(row0 - r_lo + rows) * width;
+            let bands = (&open.red, &open.nir);
+            if open.u16 {
+                read_rows(rds, open.red.band, (r_lo, nrows), width, &mut red.u16)?;
+                read_rows(nds, open.nir.band, (r_lo, nrows), width, &mut nir.u16)?;
+                classify_block((&red.u16, &nir.u16), bands, cloud, own, &mut nd, &mut st);
+            } else {
+                read_rows(rds, open.red.band, (r_lo, nrows), width, &mut red.f64)?;
+                read_rows(nds, open.nir.band, (r_lo, nrows), width, &mut nir.f64)?;
+                classify_block((&red.f64, &nir.f64), bands, cloud, own, &mut nd, &mut st);
+            }
+            Ok((nd, st))
+        };
+    let mut row0 = 0;
+    while row0 < height {
+        let rows = params.block_rows.min(height - row0);
+        for open in opened {
+            let c = block(&datasets, row0, rows, open);
+            let failed = c.is_err();
+            if out.send(c).is_err() || failed {
+                return;
+            }
+        }
+        row0 += rows;
+        // Input blocks wholly above the next block are not read again.
+        for (d, &bh) in datasets.iter_mut().zip(&block_rows) {
+            if row0 % bh == 0 || row0 == height {
+                if let Err(e) = gd(d.flush_cache(), || "flushing an input".into()) {
+                    let _ = out.send(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes one of the run's COGs from its scratch raster (on the calling thread, which is one
+/// of the run's own: the setting below is thread-local).
+///
+/// GDAL's COG driver first computes the overviews into a temporary file next to the COG,
+/// ZSTD-compressed at GDAL's default level 9, then recompresses them into the COG. Level 9
+/// resets megabytes of match tables for every tile of that file and took longer than the
+/// COG's own compression; level 1 (`ZSTD_LEVEL_OVERVIEW`, GDAL's setting for overview files,
+/// read in the calling thread) gives the same pixels at a fraction of the time. (Writing the
+/// temporary file uncompressed is faster still, but GDAL then computes the smaller levels
+/// differently: other overview pixels.)
+fn write_product_cog(
+    src: &Path,
+    dst: &Path,
+    opts: &CogOptions,
+) -> Result<crate::products::CogReport> {
+    let key = "ZSTD_LEVEL_OVERVIEW";
+    gd(
+        gdal::config::set_thread_local_config_option(key, "1"),
+        || key.into(),
+    )?;
+    let written = write_cog_from_path(src, dst, opts);
+    gd(gdal::config::clear_thread_local_config_option(key), || {
+        key.into()
+    })?;
+    written
 }
 
 /// Caps GDAL's raster block cache at `value` (`GDAL_CACHEMAX` syntax: MB, or `N%` of RAM) unless
@@ -1003,12 +1186,6 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
     drop(gds);
 
     let mut inputs = open_inputs(&scenes, &grid, work)?;
-    // Block height of each input: its cached blocks are dropped once the pass is past them.
-    let input_block_rows: Vec<usize> = inputs
-        .datasets
-        .iter()
-        .map(|d| d.rasterband(1).map_or(1, |b| b.block_size().1.max(1)))
-        .collect();
     let mut mask = match &params.mask {
         Some(m) => Some(rasterize_mask(m, &grid, work)?),
         None => None,
@@ -1067,372 +1244,385 @@ pub fn run(scenes: &[Scene], params: &Params, work: &Path, out_dir: &Path) -> Re
     let (mut hist, mut hist_e, mut hist_n) = (Vec::new(), Vec::new(), Vec::new());
     let (mut code, mut base, mut dfirst) = (Vec::new(), Vec::new(), Vec::new());
     let (mut first, mut last, mut dnew) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut inmask, mut red, mut nir) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut nd, mut guard, mut lab) = (Vec::new(), Vec::new(), Vec::new());
-    let mut row0 = 0;
-    while row0 < height {
-        let rows = params.block_rows.min(height - row0);
-        let npx = rows * width;
-        reset(&mut hist, npx * looks, 0f32);
-        reset(&mut hist_e, npx * looks, 0u16);
-        reset(&mut hist_n, npx, 0u8);
-        reset(&mut code, npx, 0u8);
-        reset(&mut base, npx, f32::NAN);
-        reset(&mut dfirst, npx, f32::NAN);
-        reset(&mut first, npx, 0u16);
-        reset(&mut last, npx, 0u16);
-        reset(&mut dnew, npx, f32::NAN);
-        match &mut mask {
-            Some(m) => m.read::<u8>(row0, rows, width, &mut inmask)?,
-            None => reset(&mut inmask, npx, 1u8),
-        }
-        let mut scratch = vec![0f32; looks];
-        for (e, (scene, open)) in scenes.iter().zip(&inputs.scenes).enumerate() {
-            let halo = if open.warped { params.shift_px } else { 0 };
-            let r_lo = row0.saturating_sub(halo);
-            let r_hi = (row0 + rows + halo).min(height);
-            let nrows = r_hi - r_lo;
-            let (Some(rds), Some(nds)) = (
-                inputs.datasets.get(open.red.ds),
-                inputs.datasets.get(open.nir.ds),
-            ) else {
-                return Err(Error::ChangeInput("internal: dataset index".into()));
-            };
-            read_rows(rds, open.red.band, (r_lo, nrows), width, &mut red)?;
-            read_rows(nds, open.nir.band, (r_lo, nrows), width, &mut nir)?;
-            let st = &mut stats[e];
-            reset(&mut nd, nrows * width, f32::NAN);
-            // Count only the block's own rows (not the halo).
-            let own = (row0 - r_lo) * width..(row0 - r_lo + rows) * width;
-            for (i, (r, n)) in red.iter().zip(&nir).enumerate() {
-                let (why, v) = classify(*r, *n, &open.red, &open.nir, params.cloud.as_ref());
-                if own.contains(&i) {
-                    match why {
-                        Why::Valid => st.valid += 1,
-                        Why::Nodata => st.nodata += 1,
-                        Why::NonPositive => st.nonpositive += 1,
-                        Why::Cloud => st.cloud += 1,
-                        Why::Shadow => st.shadow += 1,
-                    }
-                }
-                nd[i] = v;
+    let mut inmask = Vec::new();
+    let (mut guard, mut lab) = (Vec::new(), Vec::new());
+    // The inputs are read and classified on a thread of their own, a block ahead of the
+    // detection and labelling here: the two halves take about the same time.
+    let datasets = std::mem::take(&mut inputs.datasets);
+    let opened = &inputs.scenes;
+    std::thread::scope(|sc| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Classified>(ne.max(2));
+        let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<f32>>();
+        sc.spawn(move || {
+            read_and_classify(datasets, opened, (width, height), params, &tx, &spent_rx)
+        });
+        let mut row0 = 0;
+        while row0 < height {
+            let rows = params.block_rows.min(height - row0);
+            let npx = rows * width;
+            // Only the counts, states and ΔNDVI start afresh: the history, baseline and
+            // first/last figures are read only where this block wrote them.
+            size_to(&mut hist, npx * looks, 0f32);
+            size_to(&mut hist_e, npx * looks, 0u16);
+            reset(&mut hist_n, npx, 0u8);
+            reset(&mut code, npx, 0u8);
+            size_to(&mut base, npx, f32::NAN);
+            size_to(&mut dfirst, npx, f32::NAN);
+            size_to(&mut first, npx, 0u16);
+            size_to(&mut last, npx, 0u16);
+            reset(&mut dnew, npx, f32::NAN);
+            match &mut mask {
+                Some(m) => m.read::<u8>(row0, rows, width, &mut inmask)?,
+                None => reset(&mut inmask, npx, 1u8),
             }
-            // Baseline contribution of a warped scene: where its neighbourhood (±`shift_px`)
-            // spans an edge (max − min ≥ drop), the neighbourhood minimum, i.e. the largest
-            // (least negative) ΔNDVI over shifts of up to `shift_px` pixels; elsewhere the
-            // pixel itself (texture inside a stand must not shrink real clearings).
-            let ndguard: Option<&[f32]> = (halo > 0).then(|| {
-                let out = &mut guard;
-                reset(out, npx, f32::NAN);
-                for r in 0..rows {
-                    let ar = row0 + r - r_lo;
-                    for c in 0..width {
-                        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-                        for dr in ar.saturating_sub(halo)..=(ar + halo).min(nrows - 1) {
-                            for dc in c.saturating_sub(halo)..=(c + halo).min(width - 1) {
-                                let v = nd[dr * width + dc];
-                                if !v.is_nan() {
-                                    lo = lo.min(v);
-                                    hi = hi.max(v);
+            let mut scratch = vec![0f32; looks];
+            for (e, (scene, open)) in scenes.iter().zip(&inputs.scenes).enumerate() {
+                let halo = if open.warped { params.shift_px } else { 0 };
+                let r_lo = row0.saturating_sub(halo);
+                let nrows = (row0 + rows + halo).min(height) - r_lo;
+                let (nd, counts) = match rx.recv() {
+                    Ok(c) => c?,
+                    Err(_) => {
+                        return Err(Error::ChangeInput("internal: the reader stopped".into()))
+                    }
+                };
+                let st = &mut stats[e];
+                st.valid += counts.valid;
+                st.nodata += counts.nodata;
+                st.nonpositive += counts.nonpositive;
+                st.cloud += counts.cloud;
+                st.shadow += counts.shadow;
+                // Baseline contribution of a warped scene: where its neighbourhood (±`shift_px`)
+                // spans an edge (max − min ≥ drop), the neighbourhood minimum, i.e. the largest
+                // (least negative) ΔNDVI over shifts of up to `shift_px` pixels; elsewhere the
+                // pixel itself (texture inside a stand must not shrink real clearings).
+                let ndguard: Option<&[f32]> = (halo > 0).then(|| {
+                    let out = &mut guard;
+                    reset(out, npx, f32::NAN);
+                    for r in 0..rows {
+                        let ar = row0 + r - r_lo;
+                        for c in 0..width {
+                            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+                            for dr in ar.saturating_sub(halo)..=(ar + halo).min(nrows - 1) {
+                                for dc in c.saturating_sub(halo)..=(c + halo).min(width - 1) {
+                                    let v = nd[dr * width + dc];
+                                    if !v.is_nan() {
+                                        lo = lo.min(v);
+                                        hi = hi.max(v);
+                                    }
                                 }
                             }
+                            let v = nd[ar * width + c];
+                            out[r * width + c] = if hi - lo >= params.drop as f32 { lo } else { v };
                         }
-                        let v = nd[ar * width + c];
-                        out[r * width + c] = if hi - lo >= params.drop as f32 { lo } else { v };
                     }
-                }
-                &guard[..]
-            });
-            let detect_ok = e >= 1 && params.since.is_none_or(|s| scene.datetime >= s);
-            let newest_e = e + 1 == ne;
-            let days = params
-                .baseline_days
-                .map(|d| chrono::Duration::days(i64::from(d)));
-            for p in 0..npx {
-                let v = nd[(row0 - r_lo) * width + p];
-                if v.is_nan() {
-                    continue;
-                }
-                let vb = match &ndguard {
-                    Some(m) => m[p],
-                    None => v,
-                };
-                let h = &mut hist[p * looks..(p + 1) * looks];
-                let he = &mut hist_e[p * looks..(p + 1) * looks];
-                let hn = &mut hist_n[p];
-                if let Some(days) = days {
-                    while *hn > 0 && scene.datetime - scenes[usize::from(he[0])].datetime > days {
-                        h.copy_within(1.., 0);
-                        he.copy_within(1.., 0);
-                        *hn -= 1;
+                    &guard[..]
+                });
+                let detect_ok = e >= 1 && params.since.is_none_or(|s| scene.datetime >= s);
+                let newest_e = e + 1 == ne;
+                let days = params
+                    .baseline_days
+                    .map(|d| chrono::Duration::days(i64::from(d)));
+                for p in 0..npx {
+                    let v = nd[(row0 - r_lo) * width + p];
+                    if v.is_nan() {
+                        continue;
                     }
-                }
-                match code[p] {
-                    0 => {
-                        if *hn > 0 {
-                            let k = usize::from(*hn);
-                            scratch[..k].copy_from_slice(&h[..k]);
-                            let b = percentile(&mut scratch[..k], params.baseline_percentile);
-                            let d = v - b;
-                            if newest_e {
-                                dnew[p] = d;
-                            }
-                            if detect_ok && inmask[p] != 0 && d <= drop_t {
-                                code[p] = 1;
-                                base[p] = b;
-                                dfirst[p] = d;
-                                first[p] = e as u16;
-                                last[p] = e as u16;
-                                loss_px_before += 1;
-                                continue;
-                            }
-                        }
-                        if usize::from(*hn) == looks {
+                    let vb = match &ndguard {
+                        Some(m) => m[p],
+                        None => v,
+                    };
+                    let h = &mut hist[p * looks..(p + 1) * looks];
+                    let he = &mut hist_e[p * looks..(p + 1) * looks];
+                    let hn = &mut hist_n[p];
+                    if let Some(days) = days {
+                        while *hn > 0 && scene.datetime - scenes[usize::from(he[0])].datetime > days
+                        {
                             h.copy_within(1.., 0);
                             he.copy_within(1.., 0);
                             *hn -= 1;
                         }
-                        h[usize::from(*hn)] = vb;
-                        he[usize::from(*hn)] = e as u16;
-                        *hn += 1;
                     }
-                    c => {
-                        let d = v - base[p];
-                        if newest_e {
-                            dnew[p] = d;
+                    match code[p] {
+                        0 => {
+                            if *hn > 0 {
+                                let k = usize::from(*hn);
+                                let b = if k == 1 {
+                                    // One look: the percentile of one value, without the sort.
+                                    one_percentile(h[0], params.baseline_percentile)
+                                } else {
+                                    scratch[..k].copy_from_slice(&h[..k]);
+                                    percentile(&mut scratch[..k], params.baseline_percentile)
+                                };
+                                let d = v - b;
+                                if newest_e {
+                                    dnew[p] = d;
+                                }
+                                if detect_ok && inmask[p] != 0 && d <= drop_t {
+                                    code[p] = 1;
+                                    base[p] = b;
+                                    dfirst[p] = d;
+                                    first[p] = e as u16;
+                                    last[p] = e as u16;
+                                    loss_px_before += 1;
+                                    continue;
+                                }
+                            }
+                            if usize::from(*hn) == looks {
+                                h.copy_within(1.., 0);
+                                he.copy_within(1.., 0);
+                                *hn -= 1;
+                            }
+                            h[usize::from(*hn)] = vb;
+                            he[usize::from(*hn)] = e as u16;
+                            *hn += 1;
                         }
-                        if c != 3 {
-                            code[p] = if d <= drop_t { 2 } else { 3 };
-                            last[p] = e as u16;
+                        c => {
+                            let d = v - base[p];
+                            if newest_e {
+                                dnew[p] = d;
+                            }
+                            if c != 3 {
+                                code[p] = if d <= drop_t { 2 } else { 3 };
+                                last[p] = e as u16;
+                            }
                         }
                     }
                 }
+                // Back to the reader for a later block (it allocates if none is back yet).
+                let _ = spent_tx.send(nd);
             }
-        }
-        // Components: label the block's rows, carrying each pixel's figures into its
-        // component; the label raster keeps `label << 2 | code`.
-        let areas = pixel_areas(&grid, &to_ea, row0, rows)?;
-        let chunks = areas.len() / rows.max(1);
-        reset(&mut lab, npx, 0u32);
-        for r in 0..rows {
-            let o = r * width;
-            let row_areas = &areas[r * chunks..(r + 1) * chunks];
-            let labels = labeller
-                .row(|c| {
-                    let p = o + c;
-                    (code[p] != 0).then(|| Pixel {
-                        code: code[p],
-                        dfirst: dfirst[p],
-                        base: base[p],
-                        first: first[p],
-                        last: last[p],
-                        area_m2: row_areas[c / AREA_CHUNK],
+            // Components: label the block's rows, carrying each pixel's figures into its
+            // component; the label raster keeps `label << 2 | code`.
+            let areas = pixel_areas(&grid, &to_ea, row0, rows)?;
+            let chunks = areas.len() / rows.max(1);
+            reset(&mut lab, npx, 0u32);
+            for r in 0..rows {
+                let o = r * width;
+                let row_areas = &areas[r * chunks..(r + 1) * chunks];
+                let labels = labeller
+                    .row(|c| {
+                        let p = o + c;
+                        (code[p] != 0).then(|| Pixel {
+                            code: code[p],
+                            dfirst: dfirst[p],
+                            base: base[p],
+                            first: first[p],
+                            last: last[p],
+                            area_m2: row_areas[c / AREA_CHUNK],
+                        })
                     })
-                })
-                .map_err(too_many)?;
-            for (c, &l) in labels.iter().enumerate() {
-                if l != 0 {
-                    lab[o + c] = (l << 2) | u32::from(code[o + c]);
+                    .map_err(too_many)?;
+                for (c, &l) in labels.iter().enumerate() {
+                    if l != 0 {
+                        lab[o + c] = (l << 2) | u32::from(code[o + c]);
+                    }
                 }
             }
+            lab = s_label.write(row0, width, std::mem::take(&mut lab))?;
+            dnew = s_dnew.write(row0, width, std::mem::take(&mut dnew))?;
+            row0 += rows;
         }
-        lab = s_label.write(row0, width, std::mem::take(&mut lab))?;
-        dnew = s_dnew.write(row0, width, std::mem::take(&mut dnew))?;
-        row0 += rows;
-        // Input blocks wholly above the next block are not read again.
-        for (d, &bh) in inputs.datasets.iter_mut().zip(&input_block_rows) {
-            if row0 % bh == 0 || row0 == height {
-                gd(d.flush_cache(), || "flushing an input".into())?;
-            }
-        }
-    }
+        Ok(())
+    })?;
     drop(s_dnew);
 
-    // Candidates: components whose per-pixel area reaches the MMU (with a margin: the exact
-    // area below is the polygon's, as GDALPolygonize draws it).
-    let (mut map, comps) = labeller.finish();
-    let components = comps.len();
-    let min_m2 = params.mmu_ha * 1e4 * (1.0 - MMU_MARGIN);
-    let mut cand: Vec<Acc> = Vec::new();
-    let mut cand_of: Vec<u32> = Vec::with_capacity(comps.len());
-    for a in &comps {
-        if params.mmu_ha == 0.0 || a.area_m2 >= min_m2 {
-            cand.push(*a);
-            cand_of.push(cand.len() as u32);
-        } else {
-            cand_of.push(0);
-        }
-    }
-    drop(comps);
-    if let Some(m) = map.first_mut() {
-        *m = 0;
-    }
-    for m in map.iter_mut().skip(1) {
-        *m = cand_of.get(*m as usize).copied().unwrap_or(0);
-    }
-    drop(cand_of);
-
-    // Candidate numbers (for the polygons) and the loss codes, candidates only.
-    let mut s_id = Scratch::create::<u32>(&work.join("id.tif"), &grid, None, PACKED)?;
-    let mut s_loss = Scratch::create::<u8>(&work.join("loss.tif"), &grid, None, PACKED)?;
-    let (mut ids, mut loss) = (Vec::new(), Vec::new());
-    let mut row0 = 0;
-    while row0 < height {
-        let rows = params.block_rows.min(height - row0);
-        s_label.read::<u32>(row0, rows, width, &mut lab)?;
-        reset(&mut ids, lab.len(), 0u32);
-        reset(&mut loss, lab.len(), 0u8);
-        for ((v, id), l) in lab.iter().zip(&mut ids).zip(&mut loss) {
-            if *v != 0 {
-                let k = map.get((*v >> 2) as usize).copied().unwrap_or(0);
-                if k != 0 {
-                    *id = k;
-                    *l = (*v & 3) as u8;
-                }
-            }
-        }
-        ids = s_id.write(row0, width, std::mem::take(&mut ids))?;
-        loss = s_loss.write(row0, width, std::mem::take(&mut loss))?;
-        row0 += rows;
-    }
-    drop(map);
-    drop(s_label);
-
-    // Polygons of the candidates (8-connected), exact equal-area sizes, the MMU.
-    let mem_driver = gd(DriverManager::get_driver_by_name("Memory"), || {
-        "Memory driver".into()
-    })?;
-    let mut mem = gd(mem_driver.create_vector_only(""), || {
-        "memory vector dataset".into()
-    })?;
-    let layer = gd(
-        mem.create_layer(LayerOptions {
-            name: "loss",
-            srs: Some(&grid.srs),
-            ty: gdal::vector::OGRwkbGeometryType::wkbPolygon,
-            options: None,
-        }),
-        || "memory layer".into(),
-    )?;
-    let fd = gd(FieldDefn::new("v", OGRFieldType::OFTInteger), || {
-        "field".into()
-    })?;
-    gd(fd.add_to_layer(&layer), || "field".into())?;
-    {
-        let b = gd(s_id.ds.rasterband(1), || "id band".into())?;
-        polygonize(&b, &b, &layer, 0, true)?;
-    }
-    // Per candidate: polygon(s) in the grid CRS and their equal-area size, in the order
-    // GDALPolygonize returns them.
-    let mut polys: Vec<(usize, f64, Geometry)> = Vec::new();
-    let mut slot: Vec<Option<usize>> = vec![None; cand.len() + 1];
-    let mut layer = layer;
-    for f in layer.features() {
-        let Some(g) = f.geometry() else { continue };
-        let k = gd(f.field_as_integer(0), || "polygon value".into())?
-            .and_then(|k| usize::try_from(k).ok())
-            .unwrap_or(0);
-        let m2 = gd(g.transform(&to_ea), || "polygon to equal-area".into())?.area();
-        match slot.get(k).copied().flatten() {
-            Some(i) => {
-                // One component drawn as several polygons: one alert.
-                if let Some(p) = polys.get_mut(i) {
-                    p.1 += m2;
-                    if let Some(u) = p.2.union(g) {
-                        p.2 = u;
-                    }
-                }
-            }
-            None => {
-                if let Some(s) = slot.get_mut(k) {
-                    *s = Some(polys.len());
-                }
-                polys.push((k, m2, g.clone()));
-            }
-        }
-    }
-
-    drop(mem);
-    let mut kept: Vec<(f64, Geometry, Acc)> = Vec::new();
-    for (k, m2, g) in polys {
-        let Some(a) = k.checked_sub(1).and_then(|i| cand.get(i)) else {
-            continue;
-        };
-        if m2 / 1e4 >= params.mmu_ha {
-            let ll = gd(g.transform(&to_ll), || "polygon to EPSG:4326".into())?;
-            kept.push((m2, ll, *a));
-        } else {
-            // Under the MMU after all: off the loss raster.
-            s_loss.clear_where(&s_id, k as u32, &g.envelope(), &grid)?;
-        }
-    }
-    drop(cand);
-    drop(s_id);
-    kept.sort_by(|a, b| b.0.total_cmp(&a.0));
-
-    let mut alerts = Vec::with_capacity(kept.len());
-    // Each OGR polygon is freed once its alert holds the geometry text.
-    for (m2, ll, a) in kept {
-        if a.n == 0 {
-            continue;
-        }
-        // The state most of its pixels are in (ties go to the lower confidence).
-        let low = a.n - a.high - a.contra;
-        let confidence = if a.contra >= a.high && a.contra >= low {
-            Confidence::Contradicted
-        } else if a.high > low {
-            Confidence::High
-        } else {
-            Confidence::Low
-        };
-        let fe = usize::from(a.first);
-        let le = usize::from(a.last).min(ne - 1);
-        let from = fe.saturating_sub(looks);
-        let source_items = scenes[from..=le].iter().map(|s| s.id.clone()).collect();
-        let geometry = match geojson::geometry(&ll) {
-            Some(g) => g,
-            None => gd(ll.json(), || "GeoJSON".into())?,
-        };
-        let env = ll.envelope();
-        let first_detected = scenes[fe].datetime;
-        alerts.push(Alert {
-            id: format!("{}-{}", first_detected.format("%Y%m%d"), alerts.len() + 1),
-            area_ha: m2 / 1e4,
-            n_px: a.n,
-            first_detected,
-            last_observed: scenes[le].datetime,
-            confidence,
-            mean_dndvi: a.sum_d / a.n as f64,
-            baseline_ndvi: a.sum_base / a.n as f64,
-            source_items,
-            geometry,
-            bbox: [env.MinX, env.MinY, env.MaxX, env.MaxY],
-        });
-    }
-    // Products.
+    // Products. The ΔNDVI COG is final once the pass is over: it is written on its own thread
+    // while the polygons are drawn and measured here; the loss COG once the polygons under the
+    // MMU are off it, while the alerts' geometries are written.
     let dndvi_cog = out_dir.join("dndvi.tif");
     let loss_cog = out_dir.join("loss.tif");
     let s_dnew_path = work.join("dndvi.tif");
     let s_loss_path = work.join("loss.tif");
-    drop(s_loss);
     // Compression is most of the writing: on every core.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // DEFLATE at level 1: ΔNDVI is float noise to a codec, level 6 made it a few % smaller
-    // at about twice the time.
+    // ΔNDVI is float noise to a codec: ZSTD level 1 (the archive's codec for analytic COGs)
+    // compresses it a little better than DEFLATE level 1 (164 vs 177 MB on the Meteor-sized
+    // benchmark) in about half the time, and DEFLATE was the largest cost of a run.
     let cog = CogOptions {
-        compression: crate::products::CogCompression::Deflate { level: 1 },
+        compression: crate::products::CogCompression::Zstd { level: 1 },
         threads: Some(threads),
         ..CogOptions::default()
     };
-    write_cog_from_path(&s_dnew_path, &dndvi_cog, &cog)?;
-    write_cog_from_path(
-        &s_loss_path,
-        &loss_cog,
-        &CogOptions {
-            overview_resampling: crate::products::OverviewResampling::Nearest,
-            ..cog
-        },
-    )?;
+    // The loss codes (mostly zeros) stay DEFLATE level 1.
+    let loss_opts = CogOptions {
+        compression: crate::products::CogCompression::Deflate { level: 1 },
+        overview_resampling: crate::products::OverviewResampling::Nearest,
+        ..cog.clone()
+    };
+    let joined = |h: std::thread::ScopedJoinHandle<'_, Result<_>>| {
+        h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    };
+    let (alerts, components) = std::thread::scope(|sc| -> Result<_> {
+        let dndvi = sc.spawn(|| write_product_cog(&s_dnew_path, &dndvi_cog, &cog));
+
+        // Candidates: components whose per-pixel area reaches the MMU (with a margin: the exact
+        // area below is the polygon's, as GDALPolygonize draws it).
+        let (mut map, comps) = labeller.finish();
+        let components = comps.len();
+        let min_m2 = params.mmu_ha * 1e4 * (1.0 - MMU_MARGIN);
+        let mut cand: Vec<Acc> = Vec::new();
+        let mut cand_of: Vec<u32> = Vec::with_capacity(comps.len());
+        for a in &comps {
+            if params.mmu_ha == 0.0 || a.area_m2 >= min_m2 {
+                cand.push(*a);
+                cand_of.push(cand.len() as u32);
+            } else {
+                cand_of.push(0);
+            }
+        }
+        drop(comps);
+        if let Some(m) = map.first_mut() {
+            *m = 0;
+        }
+        for m in map.iter_mut().skip(1) {
+            *m = cand_of.get(*m as usize).copied().unwrap_or(0);
+        }
+        drop(cand_of);
+
+        // Candidate numbers (for the polygons) and the loss codes, candidates only.
+        let mut s_id = Scratch::create::<u32>(&work.join("id.tif"), &grid, None, PACKED)?;
+        let mut s_loss = Scratch::create::<u8>(&work.join("loss.tif"), &grid, None, PACKED)?;
+        let (mut ids, mut loss) = (Vec::new(), Vec::new());
+        let mut row0 = 0;
+        while row0 < height {
+            let rows = params.block_rows.min(height - row0);
+            s_label.read::<u32>(row0, rows, width, &mut lab)?;
+            reset(&mut ids, lab.len(), 0u32);
+            reset(&mut loss, lab.len(), 0u8);
+            for ((v, id), l) in lab.iter().zip(&mut ids).zip(&mut loss) {
+                if *v != 0 {
+                    let k = map.get((*v >> 2) as usize).copied().unwrap_or(0);
+                    if k != 0 {
+                        *id = k;
+                        *l = (*v & 3) as u8;
+                    }
+                }
+            }
+            ids = s_id.write(row0, width, std::mem::take(&mut ids))?;
+            loss = s_loss.write(row0, width, std::mem::take(&mut loss))?;
+            row0 += rows;
+        }
+        drop(map);
+        drop(s_label);
+
+        // Polygons of the candidates (8-connected), exact equal-area sizes, the MMU.
+        let mem_driver = gd(DriverManager::get_driver_by_name("Memory"), || {
+            "Memory driver".into()
+        })?;
+        let mut mem = gd(mem_driver.create_vector_only(""), || {
+            "memory vector dataset".into()
+        })?;
+        let layer = gd(
+            mem.create_layer(LayerOptions {
+                name: "loss",
+                srs: Some(&grid.srs),
+                ty: gdal::vector::OGRwkbGeometryType::wkbPolygon,
+                options: None,
+            }),
+            || "memory layer".into(),
+        )?;
+        let fd = gd(FieldDefn::new("v", OGRFieldType::OFTInteger), || {
+            "field".into()
+        })?;
+        gd(fd.add_to_layer(&layer), || "field".into())?;
+        {
+            let b = gd(s_id.ds.rasterband(1), || "id band".into())?;
+            polygonize(&b, &b, &layer, 0, true)?;
+        }
+        // Per candidate: polygon(s) in the grid CRS and their equal-area size, in the order
+        // GDALPolygonize returns them.
+        let mut polys: Vec<(usize, f64, Geometry)> = Vec::new();
+        let mut slot: Vec<Option<usize>> = vec![None; cand.len() + 1];
+        let mut layer = layer;
+        for f in layer.features() {
+            let Some(g) = f.geometry() else { continue };
+            let k = gd(f.field_as_integer(0), || "polygon value".into())?
+                .and_then(|k| usize::try_from(k).ok())
+                .unwrap_or(0);
+            let m2 = gd(g.transform(&to_ea), || "polygon to equal-area".into())?.area();
+            match slot.get(k).copied().flatten() {
+                Some(i) => {
+                    // One component drawn as several polygons: one alert.
+                    if let Some(p) = polys.get_mut(i) {
+                        p.1 += m2;
+                        if let Some(u) = p.2.union(g) {
+                            p.2 = u;
+                        }
+                    }
+                }
+                None => {
+                    if let Some(s) = slot.get_mut(k) {
+                        *s = Some(polys.len());
+                    }
+                    polys.push((k, m2, g.clone()));
+                }
+            }
+        }
+
+        drop(mem);
+        let mut kept: Vec<(f64, Geometry, Acc)> = Vec::new();
+        for (k, m2, g) in polys {
+            let Some(a) = k.checked_sub(1).and_then(|i| cand.get(i)) else {
+                continue;
+            };
+            if m2 / 1e4 >= params.mmu_ha {
+                let ll = gd(g.transform(&to_ll), || "polygon to EPSG:4326".into())?;
+                kept.push((m2, ll, *a));
+            } else {
+                // Under the MMU after all: off the loss raster.
+                s_loss.clear_where(&s_id, k as u32, &g.envelope(), &grid)?;
+            }
+        }
+        drop(cand);
+        drop(s_id);
+        drop(s_loss);
+        let loss = sc.spawn(|| write_product_cog(&s_loss_path, &loss_cog, &loss_opts));
+        kept.sort_by(|a, b| b.0.total_cmp(&a.0));
+
+        let mut alerts = Vec::with_capacity(kept.len());
+        // Each OGR polygon is freed once its alert holds the geometry text.
+        for (m2, ll, a) in kept {
+            if a.n == 0 {
+                continue;
+            }
+            // The state most of its pixels are in (ties go to the lower confidence).
+            let low = a.n - a.high - a.contra;
+            let confidence = if a.contra >= a.high && a.contra >= low {
+                Confidence::Contradicted
+            } else if a.high > low {
+                Confidence::High
+            } else {
+                Confidence::Low
+            };
+            let fe = usize::from(a.first);
+            let le = usize::from(a.last).min(ne - 1);
+            let from = fe.saturating_sub(looks);
+            let source_items = scenes[from..=le].iter().map(|s| s.id.clone()).collect();
+            let geometry = match geojson::geometry(&ll) {
+                Some(g) => g,
+                None => gd(ll.json(), || "GeoJSON".into())?,
+            };
+            let env = ll.envelope();
+            let first_detected = scenes[fe].datetime;
+            alerts.push(Alert {
+                id: format!("{}-{}", first_detected.format("%Y%m%d"), alerts.len() + 1),
+                area_ha: m2 / 1e4,
+                n_px: a.n,
+                first_detected,
+                last_observed: scenes[le].datetime,
+                confidence,
+                mean_dndvi: a.sum_d / a.n as f64,
+                baseline_ndvi: a.sum_base / a.n as f64,
+                source_items,
+                geometry,
+                bbox: [env.MinX, env.MinY, env.MaxX, env.MaxY],
+            });
+        }
+        joined(dndvi)?;
+        joined(loss)?;
+        Ok((alerts, components))
+    })?;
 
     let mut warnings = inputs.warnings;
     warnings.sort();
