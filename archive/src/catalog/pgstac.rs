@@ -26,7 +26,7 @@
 //!
 //! Connections: a small pool of blocking clients (the `postgres` crate; each runs its own
 //! single-thread runtime, so call this from `spawn_blocking` or a plain thread, never from an
-//! async task). At most [`POOL`] are open at once: a call that finds none idle waits for one
+//! async task). At most `POOL` (4) are open at once: a call that finds none idle waits for one
 //! (up to the connect timeout, then it opens one more rather than wait longer), so concurrent
 //! readers (an API node's tile requests) reuse connections instead of opening and closing one
 //! each, which costs PostgreSQL a backend and pgstac's session setup every time. A call that
