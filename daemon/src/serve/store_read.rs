@@ -428,10 +428,19 @@ pub async fn list_passes(shared: &Shared) -> usize {
     let new = shared.pass_index.unlisted(ids);
     let records = futures::stream::iter(new)
         .map(|id| async move {
-            let rel = format!("passes/{id}/pass.json");
-            // Ok(None): not uploaded yet (the record goes up with the pass), or too large.
-            match small_file(shared, &rel).await {
-                Ok(Some(b)) => serde_json::from_slice::<record::PassRecord>(&b)
+            // Not counted as asset reads; a failure is counted as any failed read. A record not
+            // uploaded yet (it goes up with the pass) is looked for again at the next listing.
+            let key = r.key(&format!("passes/{id}/pass.json"));
+            let got = match r.store.get(&key).await {
+                Ok(g) if g.meta.size <= SMALL_FILE_MAX => g.bytes().await,
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => return None,
+                Err(e) => Err(e),
+            };
+            match got.map_err(|e| {
+                let f = Failure::store(key.as_ref(), &e);
+                reads.failed(shared, "a pass record", f.reason, f.error);
+            }) {
+                Ok(b) => serde_json::from_slice::<record::PassRecord>(&b)
                     .map_err(|e| tracing::warn!(pass = %id, error = %e, "pass record in the store is not valid: not listed"))
                     .ok()
                     .map(|mut rec| {
