@@ -151,6 +151,8 @@ enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 /// Trellis steps between two renormalisations of the path metrics (subtraction of the minimum).
@@ -280,7 +282,16 @@ impl Viterbi {
     fn best_kernel() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
+            let avx2 =
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2");
+            if avx2
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vbmi")
+            {
+                return Kernel::Avx512;
+            }
+            if avx2 {
                 return Kernel::Avx2;
             }
         }
@@ -293,9 +304,30 @@ impl Viterbi {
         self
     }
 
-    /// Whether the AVX2 kernel runs.
+    /// The same decoder without the AVX-512 kernel: the AVX2 one where the CPU has it, else the
+    /// portable one (bit-identical; for tests/benches).
+    pub fn without_avx512(mut self) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if self.kernel == Kernel::Avx512 {
+            self.kernel = Kernel::Avx2;
+        }
+        self
+    }
+
+    /// Whether a SIMD kernel (AVX2 or AVX-512) runs.
     pub fn uses_simd(&self) -> bool {
         self.kernel != Kernel::Portable
+    }
+
+    /// The kernel that runs: `"avx512"`, `"avx2"` or `"portable"`.
+    pub fn kernel_name(&self) -> &'static str {
+        match self.kernel {
+            Kernel::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => "avx512",
+        }
     }
 
     /// Whether G2 is inverted.
@@ -360,6 +392,11 @@ impl Viterbi {
                 avx2::branch_tables(pairs, &mut tables);
                 avx2::acs(self, &tables);
             }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                avx2::branch_tables(pairs, &mut tables);
+                avx512::acs(self, &tables);
+            }
         }
         self.tables = tables;
         self.steps += (pairs.len() / 2) as u64;
@@ -398,6 +435,8 @@ impl Viterbi {
             Kernel::Portable => trace(&self.decisions, state, released),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => avx2::trace(&self.decisions, state, released),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => avx512::trace(&self.decisions, state, released),
         }
         self.decisions.drain(..release);
     }
@@ -621,6 +660,180 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    //! The add-compare-select loop over all 64 states in one 512-bit vector of u8 metrics
+    //! (AVX-512 F/BW/VBMI), and its traceback; the decoded bits and metrics are bit-identical to
+    //! the portable code.
+    //!
+    //! Lane `y` holds the metric of state `bitrev6(y)`, and bit `y` of a step's decision word is
+    //! the choice of that state. The two predecessors of every new state are gathered with one
+    //! byte permute each, and the decision word is the compare mask itself. Per step: two
+    //! broadcasts from memory, one byte shuffle and one subtraction for the branch costs, two
+    //! byte permutes, two saturating adds, one minimum and one compare into a mask register.
+    //!
+    //! In this order the traceback is two instructions a step: the predecessor of state `s` is
+    //! `(s >> 1) | (x << 5)` (x = its decision), which is `y' = 2y + x` for `y = bitrev6(s)`
+    //! taken modulo 64; `x` is bit `y mod 64` of the decision word (`bt`), added by `adc`. The
+    //! decided bit of a step is the newest bit of the state, bit 5 of `y`.
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    use super::{Viterbi, RENORM, STATES};
+
+    /// The 6-bit reversal: lane of state `s`, and state of lane `s`.
+    const fn rev6(s: usize) -> usize {
+        let mut r = 0;
+        let mut k = 0;
+        while k < 6 {
+            r |= ((s >> k) & 1) << (5 - k);
+            k += 1;
+        }
+        r
+    }
+
+    /// Byte-permute indices: `to_lanes[y]` = state of lane y (natural → lane order),
+    /// `from_lanes[s]` = lane of state s (lane → natural order), and the lanes of the two
+    /// predecessors j and j + 32 of new state `s = 2j + e` in lane `y = rev6(s)`.
+    // Evaluated at compile time with constant bounds: an out-of-range index would not compile.
+    #[allow(clippy::indexing_slicing)]
+    const fn permutes() -> [[u8; STATES]; 4] {
+        let mut t = [[0u8; STATES]; 4];
+        let mut y = 0;
+        while y < STATES {
+            t[0][y] = rev6(y) as u8;
+            t[1][y] = rev6(y) as u8;
+            let j = rev6(y) >> 1;
+            t[2][y] = rev6(j) as u8;
+            t[3][y] = rev6(j + 32) as u8;
+            y += 1;
+        }
+        t
+    }
+    const PERMUTES: [[u8; STATES]; 4] = permutes();
+
+    /// Traces back over `decisions` (oldest first, in this kernel's lane order) from `state`
+    /// and writes the bits decided at the oldest `released.len()` steps into `released`, as
+    /// `super::trace` does for the other kernels' order.
+    pub(super) fn trace(decisions: &[u64], state: usize, released: &mut [u8]) {
+        let mut y = rev6(state & 63) as u64;
+        let (old, newer) = decisions.split_at(released.len().min(decisions.len()));
+        for d in newer.iter().rev() {
+            y = step(y, *d);
+        }
+        for (d, slot) in old.iter().zip(released.iter_mut()).rev() {
+            *slot = ((y >> 5) & 1) as u8;
+            y = step(y, *d);
+        }
+    }
+
+    /// One step back: `2y + bit (y mod 64) of d`.
+    #[inline(always)]
+    fn step(mut y: u64, d: u64) -> u64 {
+        // SAFETY: register-only arithmetic (`bt` sets the carry flag, `adc` adds it); no memory
+        // or stack access.
+        unsafe {
+            asm!(
+                "bt {d}, {y}",
+                "adc {y}, {y}",
+                d = in(reg) d,
+                y = inout(reg) y,
+                options(pure, nomem, nostack),
+            );
+        }
+        y
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    fn load(b: &[u8; STATES]) -> __m512i {
+        // SAFETY: `b` is exactly 64 bytes; unaligned load.
+        unsafe { _mm512_loadu_si512(b.as_ptr().cast::<__m512i>()) }
+    }
+
+    /// The minimum over all 64 bytes, broadcast to every byte.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    fn min_all(m: __m512i) -> __m512i {
+        let x = _mm512_min_epu8(m, _mm512_shuffle_i64x2::<0b0100_1110>(m, m));
+        let x = _mm512_min_epu8(x, _mm512_shuffle_i64x2::<0b1011_0001>(x, x));
+        let x = _mm512_min_epu8(x, _mm512_bsrli_epi128::<8>(x));
+        let x = _mm512_min_epu8(x, _mm512_bsrli_epi128::<4>(x));
+        let x = _mm512_min_epu8(x, _mm512_bsrli_epi128::<2>(x));
+        let x = _mm512_min_epu8(x, _mm512_bsrli_epi128::<1>(x));
+        _mm512_broadcastb_epi8(_mm512_castsi512_si128(x))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    fn acs_avx512(v: &mut Viterbi, tables: &[u32]) {
+        let [to_lanes, from_lanes, pred_lo, pred_hi] = &PERMUTES;
+        let to_lanes = load(to_lanes);
+        let from_lanes = load(from_lanes);
+        let pred_lo = load(pred_lo);
+        let pred_hi = load(pred_hi);
+        let mut m = _mm512_permutexvar_epi8(to_lanes, load(&v.metrics));
+        // Per lane of new state 2j + e, the index (s1 << 1 | s2) into the step's 4-entry cost
+        // table of the branch from old state j (idx_j for e = 0, idx_j ^ 3 for e = 1) and from
+        // old state j + 32 (the complement), as in the AVX2 kernel.
+        let mut idx = [0u8; STATES];
+        let [s1s, s2s] = &v.sym_mask;
+        for (y, d) in idx.iter_mut().enumerate() {
+            let state = rev6(y);
+            let j = state >> 1;
+            let s1 = s1s.get(j).copied().unwrap_or(0) & 2;
+            let s2 = s2s.get(j).copied().unwrap_or(0) & 1;
+            *d = (s1 | s2) ^ if state & 1 == 1 { 3 } else { 0 };
+        }
+        let idx_lo = load(&idx);
+        let start = v.decisions.len();
+        v.decisions.resize(start + tables.len(), 0);
+        let decisions = v.decisions.get_mut(start..).unwrap_or_default();
+        let mut since = v.since_renorm;
+        let mut tables = tables;
+        let mut decisions = decisions;
+        while !tables.is_empty() {
+            // Up to the next renormalisation.
+            let n = ((RENORM - since) as usize).min(tables.len());
+            let (t_now, t_rest) = tables.split_at(n);
+            let (d_now, d_rest) = decisions.split_at_mut(n.min(decisions.len()));
+            // The sum of a step's two complementary branch costs is the same for every
+            // butterfly (the costs of both symbols' two values: table bytes 0 + 3), so the
+            // second cost vector is that sum less the first: a subtraction instead of a
+            // shuffle, whose port the permutes need. The sums are replicated into dwords here
+            // on the scalar ports and broadcast from memory in the loop.
+            let mut sums = [0u32; RENORM as usize];
+            for (s, t) in sums.iter_mut().zip(t_now) {
+                *s = ((t & 0xFF) + (t >> 24)) * 0x0101_0101;
+            }
+            for ((t, s), d) in t_now.iter().zip(&sums).zip(d_now.iter_mut()) {
+                let t = _mm512_set1_epi32(*t as i32);
+                let c_lo = _mm512_shuffle_epi8(t, idx_lo);
+                let c_hi = _mm512_sub_epi8(_mm512_set1_epi32(*s as i32), c_lo);
+                let a = _mm512_adds_epu8(_mm512_permutexvar_epi8(pred_lo, m), c_lo);
+                let b = _mm512_adds_epu8(_mm512_permutexvar_epi8(pred_hi, m), c_hi);
+                m = _mm512_min_epu8(a, b);
+                *d = _mm512_cmpeq_epu8_mask(m, b);
+            }
+            since += n as u32;
+            if since == RENORM {
+                since = 0;
+                m = _mm512_subs_epu8(m, min_all(m));
+            }
+            tables = t_rest;
+            decisions = d_rest;
+        }
+        v.since_renorm = since;
+        let natural = _mm512_permutexvar_epi8(from_lanes, m);
+        // SAFETY: `metrics` is exactly 64 bytes; unaligned store.
+        unsafe { _mm512_storeu_si512(v.metrics.as_mut_ptr().cast::<__m512i>(), natural) };
+    }
+
+    pub(super) fn acs(v: &mut Viterbi, tables: &[u32]) {
+        // SAFETY: `Kernel::Avx512` is only selected after `is_x86_feature_detected!` reported
+        // avx512f, avx512bw and avx512vbmi.
+        unsafe { acs_avx512(v, tables) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -739,6 +952,11 @@ mod tests {
     #[test]
     fn simd_and_portable_kernels_are_bit_identical() {
         let simd = Viterbi::new(false);
+        eprintln!(
+            "kernels compared: {}, {} and portable",
+            simd.kernel_name(),
+            Viterbi::new(false).without_avx512().kernel_name()
+        );
         if !simd.uses_simd() {
             return;
         }
@@ -758,19 +976,25 @@ mod tests {
             }
             let mut a = Viterbi::new(seed % 2 == 1);
             let mut b = Viterbi::new(seed % 2 == 1).without_simd();
-            let (mut oa, mut ob) = (Vec::new(), Vec::new());
+            // The AVX2 kernel too where the best one is AVX-512.
+            let mut c = Viterbi::new(seed % 2 == 1).without_avx512();
+            let (mut oa, mut ob, mut oc) = (Vec::new(), Vec::new(), Vec::new());
             let mut at = 0;
             while at < soft.len() {
                 let n = (1 + lcg(&mut s) % 3000) as usize;
                 let end = (at + n).min(soft.len());
                 a.decode(&soft[at..end], &mut oa);
                 b.decode(&soft[at..end], &mut ob);
+                c.decode(&soft[at..end], &mut oc);
                 assert_eq!(a.metrics, b.metrics, "seed {seed} at {end}");
+                assert_eq!(c.metrics, b.metrics, "seed {seed} at {end}");
                 at = end;
             }
             a.flush(&mut oa);
             b.flush(&mut ob);
+            c.flush(&mut oc);
             assert_eq!(oa, ob, "seed {seed}");
+            assert_eq!(oc, ob, "seed {seed}");
             assert_eq!(oa.len(), soft.len() / 2);
         }
     }

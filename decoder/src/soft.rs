@@ -442,6 +442,10 @@ struct Checker {
     /// Per (7-bit register value << 4 | hard decisions of the step): the channel bits that
     /// disagree with the re-encoded ones (low 16 bits) and the channel bits compared (high 16).
     table: [u32; 2048],
+    /// All ones when G2 is inverted (the bit-plane re-encoder's G2 flip).
+    g2_flip: u64,
+    /// Whether the bit planes are packed with AVX-512 BW (checked at run time).
+    simd_planes: bool,
     /// Hard decisions (bit 0: G1 value, bit 1: G2 value, bit 2: G1 erased, bit 3: G2 erased) of
     /// steps whose decoded bit has not come out yet, from `head` on.
     hard: Vec<u8>,
@@ -451,6 +455,78 @@ struct Checker {
     window_errors: u64,
     /// Running disagreement (per mille) of the windows since lock.
     level: u64,
+}
+
+/// Bit `shift` of each of 64 bytes, packed into a word (byte i → bit i).
+#[inline]
+fn pack_plane(bytes: &[u8], shift: u32) -> u64 {
+    let mut w = 0u64;
+    for (k, c) in bytes.chunks_exact(8).take(8).enumerate() {
+        let x = match <[u8; 8]>::try_from(c) {
+            Ok(a) => (u64::from_le_bytes(a) >> shift) & 0x0101_0101_0101_0101,
+            Err(_) => 0,
+        };
+        // Byte i (0 or 1) lands on bit 56 + i; no two partial products meet.
+        w |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+    }
+    w
+}
+
+/// The bit planes of 64 steps: decoded bits, G1 and G2 hard values, G1 and G2 erasures.
+#[inline]
+fn planes(bits: &[u8], hard: &[u8], simd: bool) -> [u64; 5] {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        if let (Ok(b), Ok(h)) = (<&[u8; 64]>::try_from(bits), <&[u8; 64]>::try_from(hard)) {
+            return planes_x86::planes(b, h);
+        }
+    }
+    let _ = simd;
+    [
+        pack_plane(bits, 0),
+        pack_plane(hard, 0),
+        pack_plane(hard, 1),
+        pack_plane(hard, 2),
+        pack_plane(hard, 3),
+    ]
+}
+
+fn planes_simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod planes_x86 {
+    //! Bit planes with one AVX-512 BW byte test per plane.
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn planes_avx512(bits: &[u8; 64], hard: &[u8; 64]) -> [u64; 5] {
+        // SAFETY: both arrays are exactly 64 bytes; unaligned loads.
+        let b = unsafe { _mm512_loadu_si512(bits.as_ptr().cast::<__m512i>()) };
+        // SAFETY: as above.
+        let h = unsafe { _mm512_loadu_si512(hard.as_ptr().cast::<__m512i>()) };
+        [
+            _mm512_test_epi8_mask(b, _mm512_set1_epi8(1)),
+            _mm512_test_epi8_mask(h, _mm512_set1_epi8(1)),
+            _mm512_test_epi8_mask(h, _mm512_set1_epi8(2)),
+            _mm512_test_epi8_mask(h, _mm512_set1_epi8(4)),
+            _mm512_test_epi8_mask(h, _mm512_set1_epi8(8)),
+        ]
+    }
+
+    pub(super) fn planes(bits: &[u8; 64], hard: &[u8; 64]) -> [u64; 5] {
+        // SAFETY: only called when `planes_simd_available()` reported avx512f and avx512bw.
+        unsafe { planes_avx512(bits, hard) }
+    }
 }
 
 impl Checker {
@@ -468,6 +544,8 @@ impl Checker {
         Self {
             reg: 0,
             table,
+            g2_flip: if g2_inverted { u64::MAX } else { 0 },
+            simd_planes: planes_simd_available(),
             hard: Vec::new(),
             head: 0,
             window_bits: 0,
@@ -518,9 +596,18 @@ impl Checker {
             let (b_now, b_rest) = bits.split_at(take);
             let (h_now, h_rest) = hard.split_at(take);
             let mut reg = self.reg;
+            // 64 steps at a time on bit planes, then step by step through the table.
+            let blocks = take / 64 * 64;
+            let (b_blk, b_tail) = b_now.split_at(blocks);
+            let (h_blk, h_tail) = h_now.split_at(blocks);
+            for (b, h) in b_blk.chunks_exact(64).zip(h_blk.chunks_exact(64)) {
+                let (errors, compared) = self.block(&mut reg, b, h);
+                self.window_errors += errors;
+                self.window_compared += compared;
+            }
             // Per window at most 2 × 4096 in each 16-bit half: no carry between them.
             let mut acc = 0u32;
-            for (bit, h) in b_now.iter().zip(h_now) {
+            for (bit, h) in b_tail.iter().zip(h_tail) {
                 reg = (reg << 1) | u64::from(bit & 1);
                 let i = (((reg & 0x7F) as usize) << 4) | usize::from(h & 15);
                 acc += self.table.get(i & 2047).copied().unwrap_or(0);
@@ -552,6 +639,26 @@ impl Checker {
         }
         self.head += n;
         lost
+    }
+
+    /// The disagreeing and compared channel bits of 64 steps (`bits`: decoded 0/1 values,
+    /// `hard`: their steps' hard decisions), as the table would count them, on bit planes: the
+    /// decoded bits packed into one word, re-encoded with shifts and XORs (G1 taps 0, 1, 2, 3,
+    /// 6 steps back, G2 taps 0, 2, 3, 5, 6), compared with the packed hard decisions.
+    fn block(&self, reg: &mut u64, bits: &[u8], hard: &[u8]) -> (u64, u64) {
+        let [w, h1, h2, e1, e2] = planes(bits, hard, self.simd_planes);
+        // Bit 7 + i = decoded bit i of the block; bits 0..7 = the 7 bits before it, oldest low.
+        let v = (u128::from(w) << 7) | u128::from(((*reg & 0x7F) as u8).reverse_bits() >> 1);
+        let back = |k: u32| (v >> (7 - k)) as u64;
+        let g1 = back(0) ^ back(1) ^ back(2) ^ back(3) ^ back(6);
+        let g2 = back(0) ^ back(2) ^ back(3) ^ back(5) ^ back(6) ^ self.g2_flip;
+        let (v1, v2) = (!e1, !e2);
+        *reg = w.reverse_bits();
+        let errors = ((g1 ^ h1) & v1).count_ones() + ((g2 ^ h2) & v2).count_ones();
+        (
+            u64::from(errors),
+            u64::from(v1.count_ones() + v2.count_ones()),
+        )
     }
 
     /// Adds the partial window to the counters (end of stream, loss of lock).
@@ -1080,6 +1187,73 @@ impl SoftFront {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bit_plane_check_counts_as_the_table() {
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for g2_inverted in [false, true] {
+            let n = 20_000;
+            // Soft symbols with erasures, and decoded bits that mostly follow a real code.
+            let data: Vec<u8> = (0..n).map(|_| (next() & 1) as u8).collect();
+            let mut soft = Vec::new();
+            crate::conv::ConvEncoder::new(g2_inverted).encode_soft(&data, 60, &mut soft);
+            for x in soft.iter_mut() {
+                match next() % 16 {
+                    0 => *x = 0,
+                    1 => *x = -*x,
+                    _ => {}
+                }
+            }
+            let bits: Vec<u8> = data
+                .iter()
+                .map(|b| if next() % 50 == 0 { b ^ 1 } else { *b })
+                .collect();
+            // Reference: one bit at a time (the table path only).
+            let mut reference = InnerCounters::default();
+            let mut one = Checker::new(g2_inverted);
+            one.push_pairs(&soft);
+            let mut lost_one = 0;
+            for b in bits.chunks(1) {
+                lost_one += usize::from(one.check(b, &mut reference));
+            }
+            one.settle(&mut reference);
+            // Random pieces, most long enough for the 64-step blocks.
+            let mut counted = InnerCounters::default();
+            let mut many = Checker::new(g2_inverted);
+            many.push_pairs(&soft);
+            let mut lost_many = 0;
+            let mut at = 0;
+            while at < bits.len() {
+                let end = (at + 1 + (next() % 700) as usize).min(bits.len());
+                lost_many += usize::from(many.check(&bits[at..end], &mut counted));
+                at = end;
+            }
+            many.settle(&mut counted);
+            assert!(reference.channel_bit_errors > 1000, "{reference:?}");
+            assert!(
+                reference.channel_bits_compared < 2 * n as u64,
+                "{reference:?}"
+            );
+            assert_eq!(counted, reference, "g2_inverted {g2_inverted}");
+            assert_eq!(lost_many, lost_one);
+            // The portable bit planes too, where the AVX-512 ones ran above.
+            let mut portable = InnerCounters::default();
+            let mut p = Checker::new(g2_inverted);
+            p.simd_planes = false;
+            p.push_pairs(&soft);
+            for b in bits.chunks(640) {
+                p.check(b, &mut portable);
+            }
+            p.settle(&mut portable);
+            assert_eq!(portable, reference, "portable, g2_inverted {g2_inverted}");
+        }
+    }
 
     #[test]
     fn phase_cases_undo_what_they_apply() {

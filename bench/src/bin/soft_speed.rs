@@ -1,5 +1,5 @@
 //! One-core speed of the soft-symbol decoder on a soft file (int8 (I, Q) pairs, e.g. made by
-//! `downlink replay --encode conv --output`): the Viterbi decoder alone (AVX2 and portable) and
+//! `downlink replay --encode conv --output`): the Viterbi decoder alone (the best kernel of this CPU, AVX2 and portable) and
 //! the whole chain of the Meteor-M N2 profile (phase search, Viterbi, sync, PN, RS, frames,
 //! packets), from memory; medians of RUNS. Mbit/s are decoded (information) bits = soft bytes / 2,
 //! by wall time and by the thread's CPU time (`/proc/thread-self/schedstat`, which other
@@ -7,7 +7,8 @@
 //!
 //! `cargo run --release -p downlink-bench --bin soft_speed -- FILE [RUNS=3] [PARTS]`
 //!
-//! PARTS is a comma-separated subset of `avx2,portable,chain` (default: all three).
+//! PARTS is a comma-separated subset of `best,avx2,portable,chain` (default: all four; `best`
+//! is AVX-512 where the CPU has AVX-512 F/BW/VBMI, else the same as `avx2`).
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
@@ -35,22 +36,27 @@ fn main() -> std::io::Result<()> {
         .next()
         .unwrap_or_else(|| "target/bench/meteor-x16.3dB.s".into());
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
-    let parts = args.next().unwrap_or_else(|| "avx2,portable,chain".into());
+    let parts = args
+        .next()
+        .unwrap_or_else(|| "best,avx2,portable,chain".into());
     let want = |p: &str| parts.split(',').any(|x| x == p);
     let soft = std::fs::read(&path)?;
     let soft_i8: Vec<i8> = soft.iter().map(|&b| b as i8).collect();
     let bits = (soft.len() / 2) as f64;
     let mut frames = 0;
-    for (name, simd) in [("viterbi avx2", true), ("viterbi portable", false)] {
-        if !want(if simd { "avx2" } else { "portable" }) {
+    for part in ["best", "avx2", "portable"] {
+        if !want(part) {
             continue;
         }
+        let make = || match part {
+            "avx2" => Viterbi::new(false).without_avx512(),
+            "portable" => Viterbi::new(false).without_simd(),
+            _ => Viterbi::new(false),
+        };
+        let name = format!("viterbi {} ({part})", make().kernel_name());
         let (mut t, mut cpu) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            let mut v = Viterbi::new(false);
-            if !simd {
-                v = v.without_simd();
-            }
+            let mut v = make();
             let mut out = Vec::with_capacity(soft.len() / 2);
             let c0 = cpu_ns();
             let t0 = Instant::now();
