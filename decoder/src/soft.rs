@@ -523,6 +523,43 @@ mod planes_x86 {
         ]
     }
 
+    /// The hard-decision flags of the pairs of `soft`, 32 pairs per vector, appended to `hard`
+    /// as `Checker::push_pairs` builds them; returns the symbols left for the scalar code.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn push_flags_avx512<'a>(soft: &'a [i8], hard: &mut Vec<u8>) -> &'a [i8] {
+        let whole = soft.len() / 64 * 64;
+        let (vec_in, rest) = soft.split_at(whole);
+        let start = hard.len();
+        hard.resize(start + whole / 2, 0);
+        let out = hard.get_mut(start..).unwrap_or_default();
+        // Bit values per symbol: G1 (even bytes) sets bits 0 and 2, G2 (odd bytes) 1 and 3.
+        let pos_val = _mm512_set1_epi16(0x0201);
+        let zero_val = _mm512_set1_epi16(0x0804);
+        let ones = _mm512_set1_epi8(1);
+        let zero = _mm512_setzero_si512();
+        for (src, dst) in vec_in.chunks_exact(64).zip(out.chunks_exact_mut(32)) {
+            // SAFETY: `src` is 64 bytes; unaligned load.
+            let v = unsafe { _mm512_loadu_si512(src.as_ptr().cast::<__m512i>()) };
+            let pos = _mm512_cmpgt_epi8_mask(v, zero);
+            let nil = _mm512_cmpeq_epi8_mask(v, zero);
+            let bits = _mm512_or_si512(
+                _mm512_maskz_mov_epi8(pos, pos_val),
+                _mm512_maskz_mov_epi8(nil, zero_val),
+            );
+            // The two symbols' bits of a pair are disjoint: their sum is their union.
+            let pairs = _mm512_maddubs_epi16(bits, ones);
+            let flags = _mm512_cvtepi16_epi8(pairs);
+            // SAFETY: `dst` is 32 bytes; unaligned store.
+            unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast::<__m256i>(), flags) };
+        }
+        rest
+    }
+
+    pub(super) fn push_flags<'a>(soft: &'a [i8], hard: &mut Vec<u8>) -> &'a [i8] {
+        // SAFETY: only called when `planes_simd_available()` reported avx512f and avx512bw.
+        unsafe { push_flags_avx512(soft, hard) }
+    }
+
     pub(super) fn planes(bits: &[u8; 64], hard: &[u8; 64]) -> [u64; 5] {
         // SAFETY: only called when `planes_simd_available()` reported avx512f and avx512bw.
         unsafe { planes_avx512(bits, hard) }
@@ -560,6 +597,12 @@ impl Checker {
             self.hard.drain(..self.head);
             self.head = 0;
         }
+        #[cfg(target_arch = "x86_64")]
+        let soft = if self.simd_planes {
+            planes_x86::push_flags(soft, &mut self.hard)
+        } else {
+            soft
+        };
         self.hard.extend(soft.chunks_exact(2).map(|p| match p {
             [a, b] => {
                 u8::from(*a > 0)
@@ -1242,11 +1285,12 @@ mod tests {
             );
             assert_eq!(counted, reference, "g2_inverted {g2_inverted}");
             assert_eq!(lost_many, lost_one);
-            // The portable bit planes too, where the AVX-512 ones ran above.
+            // The portable bit planes and flags too, where the AVX-512 ones ran above.
             let mut portable = InnerCounters::default();
             let mut p = Checker::new(g2_inverted);
             p.simd_planes = false;
             p.push_pairs(&soft);
+            assert_eq!(p.hard, many.hard, "hard-decision flags");
             for b in bits.chunks(640) {
                 p.check(b, &mut portable);
             }
