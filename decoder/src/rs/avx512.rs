@@ -23,8 +23,9 @@ use core::arch::x86_64::*;
 
 /// Syndrome vectors per codeword at most (32 syndromes, 8 per vector).
 const ROWS: usize = MAX_ROOTS / 8;
-/// Codewords processed together (each needs `rows` accumulators; 4 × 4 of the 32 registers).
-const GROUP: usize = 4;
+/// Accumulator registers per group of codewords processed together (of the 32 vector
+/// registers; the rest hold the step matrices, the gather indices and temporaries).
+const GROUP_REGS: usize = 16;
 
 /// Whether this CPU runs the kernel (AVX-512 F/BW/VBMI and GFNI).
 pub(super) fn available() -> bool {
@@ -48,6 +49,9 @@ pub(super) struct GfniTables {
     rows: usize,
     /// Leading zero symbols that pad a codeword to a multiple of 8.
     pad: usize,
+    /// `VPERMB` indices (one qword, broadcast) gathering 8 rows of codeword c out of 8·I
+    /// interleaved bytes: byte q = q·I + c.
+    gather: [u64; MAX_INTERLEAVE],
 }
 
 /// The GF2P8AFFINEQB matrix (one qword) of the GF(2)-linear byte map `f`: output bit i is the
@@ -71,6 +75,7 @@ impl GfniTables {
         nroots: usize,
         first_root: usize,
         n_t: usize,
+        interleave: usize,
         to_conv: &[u8; 256],
         to_wire: &[u8; 256],
     ) -> Self {
@@ -80,6 +85,9 @@ impl GfniTables {
             to_conv: matrix(|w| wire(to_conv, w)),
             rows: nroots / 8,
             pad: (8 - n_t % 8) % 8,
+            gather: core::array::from_fn(|c| {
+                u64::from_le_bytes(core::array::from_fn(|q| (q * interleave + c) as u8))
+            }),
         };
         for i in 0..nroots {
             let (r, l) = (i / 8, i % 8);
@@ -167,10 +175,8 @@ fn group<const G: usize, const R: usize>(
 ) -> u8 {
     let step: [__m512i; R] =
         core::array::from_fn(|r| t.step.get(r).map_or(_mm512_setzero_si512(), |m| load8(m)));
-    // byte q of every qword selects row q of codeword c0+g: byte q·il + c0 + g
     let idx: [__m512i; G] = core::array::from_fn(|g| {
-        let q: [u8; 8] = core::array::from_fn(|q| (q * il + c0 + g) as u8);
-        _mm512_set1_epi64(i64::from_le_bytes(q))
+        _mm512_set1_epi64(t.gather.get(c0 + g).copied().unwrap_or(0) as i64)
     });
     let mut acc = [[_mm512_setzero_si512(); R]; G];
     if let Some(h) = head {
@@ -232,10 +238,14 @@ fn syndromes_avx512(
         dst.copy_from_slice(h);
         (Some(&buf), rest)
     };
+    // Groups of equal size (I = 5 as 3 + 2, not 4 + 1): more independent Horner chains
+    // per group hide the latency of GF2P8AFFINEQB.
+    let max_group = GROUP_REGS / t.rows.max(1);
+    let mut groups = il.div_ceil(max_group);
     let mut mask = 0u8;
     let mut c0 = 0;
-    while c0 < il {
-        let g = (il - c0).min(GROUP);
+    while c0 < il && groups > 0 {
+        let g = (il - c0).div_ceil(groups);
         mask |= match (t.rows, g) {
             (4, 1) => group::<1, 4>(t, head, tail, il, c0, out),
             (4, 2) => group::<2, 4>(t, head, tail, il, c0, out),
@@ -245,9 +255,14 @@ fn syndromes_avx512(
             (2, 2) => group::<2, 2>(t, head, tail, il, c0, out),
             (2, 3) => group::<3, 2>(t, head, tail, il, c0, out),
             (2, 4) => group::<4, 2>(t, head, tail, il, c0, out),
+            (2, 5) => group::<5, 2>(t, head, tail, il, c0, out),
+            (2, 6) => group::<6, 2>(t, head, tail, il, c0, out),
+            (2, 7) => group::<7, 2>(t, head, tail, il, c0, out),
+            (2, 8) => group::<8, 2>(t, head, tail, il, c0, out),
             _ => 0,
         };
         c0 += g;
+        groups -= 1;
     }
     mask
 }

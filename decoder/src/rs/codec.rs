@@ -109,7 +109,14 @@ impl ReedSolomon {
             generator,
             synd,
             #[cfg(target_arch = "x86_64")]
-            gfni: avx512::GfniTables::new(nroots, first_root, n_t, &to_conv, &to_wire),
+            gfni: avx512::GfniTables::new(
+                nroots,
+                first_root,
+                n_t,
+                usize::from(p.interleave),
+                &to_conv,
+                &to_wire,
+            ),
             kernel: Self::best_kernel(),
         })
     }
