@@ -16,6 +16,11 @@
 //! The Horner runs in the wire basis (the step matrix is T⁻¹·x_i^8·T); at the end the
 //! qword is converted (T) and its 8 phases folded with their weights x_i^(7-q) in three
 //! halving steps (x_i^4, x_i^2, x_i).
+//!
+//! Throughput: steps go in pairs, `acc·x^16 ^ b0·x^8 ^ b1` (two affines and one three-way XOR,
+//! only the first affine on the dependency chain), and codewords in groups of equal size
+//! whose 12 accumulators stay in registers (enough independent chains to hide the
+//! instruction's latency).
 
 use super::gf::{apow, gmul, wire, BETA_LOG, MAX_ROOTS};
 use super::MAX_INTERLEAVE;
@@ -25,7 +30,7 @@ use core::arch::x86_64::*;
 const ROWS: usize = MAX_ROOTS / 8;
 /// Accumulator registers per group of codewords processed together (of the 32 vector
 /// registers; the rest hold the step matrices, the gather indices and temporaries).
-const GROUP_REGS: usize = 16;
+const GROUP_REGS: usize = 12;
 
 /// Whether this CPU runs the kernel (AVX-512 F/BW/VBMI and GFNI).
 pub(super) fn available() -> bool {
@@ -41,6 +46,8 @@ pub(super) fn available() -> bool {
 pub(super) struct GfniTables {
     /// Wire-basis multiply by x_i^8 (the Horner step).
     step: [[u64; 8]; ROWS],
+    /// Wire-basis multiply by x_i^16 (two Horner steps at once).
+    step2: [[u64; 8]; ROWS],
     /// Conventional-basis multiply by x_i^4, x_i^2, x_i (folding the 8 phases).
     fold: [[[u64; 8]; ROWS]; 3],
     /// Wire → conventional basis.
@@ -81,6 +88,7 @@ impl GfniTables {
     ) -> Self {
         let mut t = GfniTables {
             step: [[0; 8]; ROWS],
+            step2: [[0; 8]; ROWS],
             fold: [[[0; 8]; ROWS]; 3],
             to_conv: matrix(|w| wire(to_conv, w)),
             rows: nroots / 8,
@@ -92,9 +100,11 @@ impl GfniTables {
         for i in 0..nroots {
             let (r, l) = (i / 8, i % 8);
             let xlog = BETA_LOG * (first_root + i);
-            if let Some(m) = t.step.get_mut(r).and_then(|s| s.get_mut(l)) {
-                let x8 = apow(8 * xlog);
-                *m = matrix(|w| wire(to_wire, gmul(wire(to_conv, w), x8)));
+            for (n, st) in [(8, &mut t.step), (16, &mut t.step2)] {
+                if let Some(m) = st.get_mut(r).and_then(|s| s.get_mut(l)) {
+                    let xn = apow(n * xlog);
+                    *m = matrix(|w| wire(to_wire, gmul(wire(to_conv, w), xn)));
+                }
             }
             for (k, f) in t.fold.iter_mut().enumerate() {
                 if let Some(m) = f.get_mut(r).and_then(|s| s.get_mut(l)) {
@@ -117,21 +127,52 @@ fn load8(a: &[u64; 8]) -> __m512i {
 
 /// One Horner step of every accumulator with the 8 symbols per codeword of `rows8` (8 rows of
 /// the interleaved block, zero-extended).
+// By value and indexed by `from_fn` (g < G, r < R: in bounds), so that the accumulators
+// stay in registers across the loop.
+#[allow(clippy::indexing_slicing)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,gfni")]
 #[inline]
 fn feed<const G: usize, const R: usize>(
-    acc: &mut [[__m512i; R]; G],
+    acc: [[__m512i; R]; G],
     idx: &[__m512i; G],
     step: &[__m512i; R],
     rows8: __m512i,
-) {
-    for (a, ix) in acc.iter_mut().zip(idx.iter()) {
+) -> [[__m512i; R]; G] {
+    core::array::from_fn(|g| {
         // the codeword's 8 symbols in every qword
-        let b = _mm512_permutexvar_epi8(*ix, rows8);
-        for (x, m) in a.iter_mut().zip(step.iter()) {
-            *x = _mm512_xor_si512(_mm512_gf2p8affine_epi64_epi8::<0>(*x, *m), b);
-        }
-    }
+        let b = _mm512_permutexvar_epi8(idx[g], rows8);
+        core::array::from_fn(|r| {
+            _mm512_xor_si512(_mm512_gf2p8affine_epi64_epi8::<0>(acc[g][r], step[r]), b)
+        })
+    })
+}
+
+/// Two Horner steps, with rows 0..8 (`v0`) then rows 8..16 (`v1`):
+/// acc·x^16 ^ b0·x^8 ^ b1, where only the first product is on the dependency chain.
+// By value and indexed by `from_fn` (g < G, r < R: in bounds), so that the accumulators
+// stay in registers across the loop.
+#[allow(clippy::indexing_slicing)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,gfni")]
+#[inline]
+fn feed2<const G: usize, const R: usize>(
+    acc: [[__m512i; R]; G],
+    idx: &[__m512i; G],
+    step: &[__m512i; R],
+    step2: &[__m512i; R],
+    v0: __m512i,
+    v1: __m512i,
+) -> [[__m512i; R]; G] {
+    core::array::from_fn(|g| {
+        let b0 = _mm512_permutexvar_epi8(idx[g], v0);
+        let b1 = _mm512_permutexvar_epi8(idx[g], v1);
+        core::array::from_fn(|r| {
+            _mm512_ternarylogic_epi64::<0x96>(
+                _mm512_gf2p8affine_epi64_epi8::<0>(acc[g][r], step2[r]),
+                _mm512_gf2p8affine_epi64_epi8::<0>(b0, step[r]),
+                b1,
+            )
+        })
+    })
 }
 
 /// Syndromes 8r..8r+8 of one codeword from its Horner accumulator (byte l = syndrome 8r+l).
@@ -164,6 +205,8 @@ fn finish(t: &GfniTables, r: usize, acc: __m512i) -> [u8; 8] {
 
 /// Syndromes of codewords c0..c0+G (R = 2E/8 vectors each) of a block with interleave `il`:
 /// `head` (the first rows, zero-padded to 8 rows) if any, then `tail` (a multiple of 8 rows).
+// Out of line: one register allocation per group shape (the accumulators stay in registers).
+#[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,gfni")]
 fn group<const G: usize, const R: usize>(
     t: &GfniTables,
@@ -178,19 +221,39 @@ fn group<const G: usize, const R: usize>(
     let idx: [__m512i; G] = core::array::from_fn(|g| {
         _mm512_set1_epi64(t.gather.get(c0 + g).copied().unwrap_or(0) as i64)
     });
+    let step2: [__m512i; R] =
+        core::array::from_fn(|r| t.step2.get(r).map_or(_mm512_setzero_si512(), |m| load8(m)));
     let mut acc = [[_mm512_setzero_si512(); R]; G];
+    let len = 8 * il;
+    let lmask: u64 = if len >= 64 { u64::MAX } else { (1 << len) - 1 };
+    // 8 rows (`len` bytes) of the block, zero-extended
+    let rows8 = |chunk: &[u8]| {
+        // SAFETY: `lmask` selects the first `len` bytes and every caller passes a chunk of
+        // exactly `len` bytes; masked-off bytes are not accessed (AVX-512 masked loads
+        // suppress them) and read as zero. AVX-512BW is enabled in this function.
+        unsafe { _mm512_maskz_loadu_epi8(lmask, chunk.as_ptr().cast::<i8>()) }
+    };
+    // Horner steps in pairs; an odd one first.
+    let steps = usize::from(head.is_some()) + tail.len() / len;
+    let mut rest = tail;
     if let Some(h) = head {
         // SAFETY: reads exactly the 64 bytes of `h` (unaligned load allowed).
         let v = unsafe { _mm512_loadu_si512(h.as_ptr().cast::<__m512i>()) };
-        feed(&mut acc, &idx, &step, v);
+        if steps % 2 == 1 {
+            acc = feed(acc, &idx, &step, v);
+        } else if let Some((c, r)) = rest.split_at_checked(len) {
+            acc = feed2(acc, &idx, &step, &step2, v, rows8(c));
+            rest = r;
+        }
+    } else if steps % 2 == 1 {
+        if let Some((c, r)) = rest.split_at_checked(len) {
+            acc = feed(acc, &idx, &step, rows8(c));
+            rest = r;
+        }
     }
-    let len = 8 * il;
-    let lmask: u64 = if len >= 64 { u64::MAX } else { (1 << len) - 1 };
-    for chunk in tail.chunks_exact(len) {
-        // SAFETY: `lmask` selects the first `len` bytes, exactly `chunk`; masked-off bytes
-        // are not accessed (AVX-512 masked loads suppress them) and read as zero.
-        let v = unsafe { _mm512_maskz_loadu_epi8(lmask, chunk.as_ptr().cast::<i8>()) };
-        feed(&mut acc, &idx, &step, v);
+    for pair in rest.chunks_exact(2 * len) {
+        let (c0, c1) = pair.split_at(len);
+        acc = feed2(acc, &idx, &step, &step2, rows8(c0), rows8(c1));
     }
     let mut mask = 0u8;
     for (g, a) in acc.iter().enumerate() {
@@ -257,8 +320,6 @@ fn syndromes_avx512(
             (2, 4) => group::<4, 2>(t, head, tail, il, c0, out),
             (2, 5) => group::<5, 2>(t, head, tail, il, c0, out),
             (2, 6) => group::<6, 2>(t, head, tail, il, c0, out),
-            (2, 7) => group::<7, 2>(t, head, tail, il, c0, out),
-            (2, 8) => group::<8, 2>(t, head, tail, il, c0, out),
             _ => 0,
         };
         c0 += g;
