@@ -32,9 +32,11 @@ const ROWS: usize = MAX_ROOTS / 8;
 /// registers; the rest hold the step matrices, the gather indices and temporaries).
 const GROUP_REGS: usize = 12;
 
-/// Whether this CPU runs the kernel (AVX-512 F/BW/VBMI and GFNI).
+/// Whether this CPU runs the kernel (AVX-512 F/BW/VBMI and GFNI), and AVX2 for the error path
+/// that `Kernel::Avx512Gfni` shares with `Kernel::Avx2`.
 pub(super) fn available() -> bool {
-    std::is_x86_feature_detected!("avx512f")
+    std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512bw")
         && std::is_x86_feature_detected!("avx512vbmi")
         && std::is_x86_feature_detected!("gfni")
