@@ -119,6 +119,30 @@ impl GfniTables {
     }
 }
 
+/// `GF2P8AFFINEQB` of each byte of `x` with the matrix `m` (tests: the matrix layout against
+/// the instruction). Caller verified [`available`].
+#[cfg(test)]
+pub(super) fn affine_bytes(m: u64, x: &[u8; 64]) -> [u8; 64] {
+    #[target_feature(enable = "avx512f,gfni")]
+    fn run(m: u64, x: &[u8; 64]) -> [u8; 64] {
+        // SAFETY: reads exactly the 64 bytes of `x` (unaligned load allowed).
+        let v = unsafe { _mm512_loadu_si512(x.as_ptr().cast::<__m512i>()) };
+        let r = _mm512_gf2p8affine_epi64_epi8::<0>(v, _mm512_set1_epi64(m as i64));
+        let mut out = [0u8; 64];
+        // SAFETY: writes exactly the 64 bytes of `out` (unaligned store allowed).
+        unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast::<__m512i>(), r) };
+        out
+    }
+    // SAFETY: the caller verified `available()` (AVX-512F and GFNI).
+    unsafe { run(m, x) }
+}
+
+/// The GF2P8AFFINEQB matrix of the byte map `f` (tests).
+#[cfg(test)]
+pub(super) fn matrix_of(f: impl Fn(u8) -> u8) -> u64 {
+    matrix(f)
+}
+
 /// The 8 matrices of one row as a vector.
 #[target_feature(enable = "avx512f")]
 #[inline]

@@ -794,6 +794,35 @@ fn scalar_and_avx2_decode_identically() {
     }
 }
 
+/// The bit-matrix layout of the GFNI kernel against the instruction: multiplication by every
+/// constant of GF(2^8) and both basis changes, for every byte.
+#[test]
+fn gfni_matrices_multiply_like_the_field() {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        let (to_dual, to_conv) = DUAL_TABLES;
+        let mut maps: Vec<Box<dyn Fn(u8) -> u8>> = vec![
+            Box::new(move |x| to_dual[usize::from(x)]),
+            Box::new(move |x| to_conv[usize::from(x)]),
+        ];
+        for c in 0..=255u8 {
+            maps.push(Box::new(move |x| gmul_slow(x, c)));
+        }
+        for f in &maps {
+            let m = avx512::matrix_of(f);
+            for chunk in 0..4u8 {
+                let x: [u8; 64] = std::array::from_fn(|k| chunk * 64 + k as u8);
+                let y = avx512::affine_bytes(m, &x);
+                for (a, b) in x.iter().zip(y.iter()) {
+                    assert_eq!(*b, f(*a), "{a:#x}");
+                }
+            }
+        }
+        return;
+    }
+    eprintln!("AVX-512 F/BW/VBMI + GFNI not available: GF2P8AFFINEQB matrices not exercised");
+}
+
 /// The AVX-512/GFNI syndrome kernel against the scalar one: every E, interleave, basis and a
 /// virtual fill of every residue mod 8 (the kernel pads codewords to a multiple of 8), on
 /// clean blocks, blocks with 1..=E (and more) errors per codeword, garbage and constant blocks;
