@@ -143,10 +143,13 @@ impl ReedSolomon {
 
     /// The same decoder without the AVX-512/GFNI syndrome kernel: AVX2 where the CPU has it,
     /// otherwise unchanged (for tests and benchmarks; results are bit-identical).
-    pub fn without_avx512(mut self) -> Self {
+    pub fn without_avx512(self) -> Self {
         #[cfg(target_arch = "x86_64")]
         if self.kernel == Kernel::Avx512Gfni {
-            self.kernel = Kernel::Avx2;
+            return Self {
+                kernel: Kernel::Avx2,
+                ..self
+            };
         }
         self
     }
