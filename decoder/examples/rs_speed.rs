@@ -10,7 +10,8 @@
 //!
 //! `cargo run --release --example rs_speed` — pre-generates blocks (clean, 8 and 16 byte errors
 //! per codeword), then copies + decodes them in a loop; prints the median of 5 runs for the
-//! SIMD kernel (if the CPU has AVX2) and for the portable scalar kernel.
+//! default kernel (`simd`: AVX-512/GFNI syndromes where the CPU has them, else AVX2), for the
+//! AVX2 kernel (`avx2`, only where the default is AVX-512) and for the portable scalar kernel.
 use decoder::rs::{Basis, ReedSolomon, RsParams};
 use std::time::Instant;
 
@@ -87,14 +88,21 @@ fn main() {
         basis: Basis::Dual,
     };
     let simd = ReedSolomon::new(p).expect("params");
+    let avx2 = ReedSolomon::new(p).expect("params").without_avx512();
     let scalar = ReedSolomon::new(p).expect("params").without_simd();
     println!(
-        "block {} bytes, {} blocks per pass, AVX2 kernel: {}",
+        "block {} bytes, {} blocks per pass, SIMD kernel: {}, AVX-512/GFNI syndromes: {}",
         simd.block_len(),
         BLOCKS,
-        simd.uses_simd()
+        simd.uses_simd(),
+        simd.uses_avx512()
     );
-    // optional filters: `rs_speed [errors] [simd|scalar]`
+    let mut kernels = vec![("simd", &simd)];
+    if simd.uses_avx512() {
+        kernels.push(("avx2", &avx2));
+    }
+    kernels.push(("scalar", &scalar));
+    // optional filters: `rs_speed [errors] [simd|avx2|scalar]`
     let args: Vec<String> = std::env::args().skip(1).collect();
     let only_errors: Option<usize> = args.first().and_then(|a| a.parse().ok());
     let only_kernel = args.get(1).cloned();
@@ -108,7 +116,7 @@ fn main() {
             continue;
         }
         let input = blocks(&simd, errors, 42 + errors as u64);
-        for (name, rs) in [("simd", &simd), ("scalar", &scalar)] {
+        for &(name, rs) in &kernels {
             if only_kernel.as_deref().is_some_and(|k| k != name) {
                 continue;
             }

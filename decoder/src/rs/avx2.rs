@@ -294,7 +294,8 @@ fn ribm_avx2(s: &[u8; MAX_ROOTS], t: usize) -> Option<Locator> {
 /// same multiple of the high-order evaluator ω^h(x) = x^-2t·[Λ(x)S(x)]_{>=2t}), or `None`
 /// when L > t.
 pub(super) fn ribm(s: &[u8; MAX_ROOTS], t: usize) -> Option<Locator> {
-    // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+    // SAFETY: `Kernel::Avx2` and `Kernel::Avx512Gfni` (which uses this for its error path) are
+    // only selected after `is_x86_feature_detected!("avx2")`.
     unsafe { ribm_avx2(s, t) }
 }
 
@@ -367,7 +368,8 @@ fn forney_avx2(loc: &Locator, e: usize, c: &mut Correction) -> Option<()> {
 
 /// Error values from the riBM output (AVX2), same contract as `ReedSolomon::forney`.
 pub(super) fn forney(loc: &Locator, e: usize, c: &mut Correction) -> Option<()> {
-    // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+    // SAFETY: `Kernel::Avx2` and `Kernel::Avx512Gfni` (which uses this for its error path) are
+    // only selected after `is_x86_feature_detected!("avx2")`.
     unsafe { forney_avx2(loc, e, c) }
 }
 
@@ -395,7 +397,8 @@ fn verify_avx2(s: &[u8; MAX_ROOTS], c: &Correction, pow: &[Row; N]) -> bool {
 
 /// Checks that the error pattern reproduces the syndromes `s` exactly (AVX2).
 pub(super) fn verify(s: &[u8; MAX_ROOTS], c: &Correction, pow: &[Row; N]) -> bool {
-    // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+    // SAFETY: `Kernel::Avx2` and `Kernel::Avx512Gfni` (which uses this for its error path) are
+    // only selected after `is_x86_feature_detected!("avx2")`.
     unsafe { verify_avx2(s, c, pow) }
 }
 
@@ -457,7 +460,8 @@ pub(super) fn chien(
     n_t: usize,
     pos: &mut [usize; MAX_E],
 ) -> usize {
-    // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
+    // SAFETY: `Kernel::Avx2` and `Kernel::Avx512Gfni` (which uses this for its error path) are
+    // only selected after `is_x86_feature_detected!("avx2")`.
     unsafe { chien_avx2(lam, deg, n_t, pos) }
 }
 

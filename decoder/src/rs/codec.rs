@@ -1,13 +1,13 @@
 //! The Reed-Solomon decoder and encoder: syndromes, Berlekamp–Massey, Chien search, Forney
-//! and verification (portable scalar code; the AVX2 kernels are in [`super::avx2`] and are
-//! chosen at runtime).
+//! and verification (portable scalar code; the AVX2 kernels are in [`super::avx2`], the
+//! AVX-512/GFNI syndrome kernel in [`super::avx512`]; both are chosen at runtime).
 
-#[cfg(target_arch = "x86_64")]
-use super::avx2;
 use super::gf::{
     apow, enc_row, gexp, glog, gmul, nib_hi, nib_lo, wire, zexp, zlog, Row, SyndTables, BETA_LOG,
     DUAL_TABLES, IDENTITY, K, LOG_ZERO, MAX_E, MAX_ROOTS,
 };
+#[cfg(target_arch = "x86_64")]
+use super::{avx2, avx512};
 use super::{Basis, BlockOutcome, CodewordOutcome, Error, RsParams, MAX_INTERLEAVE, N};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,9 @@ pub(super) enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512/GFNI syndromes, AVX2 for the rest of the error path.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Gfni,
 }
 
 /// A verified correction of one codeword: `count` errors at degrees `pos` with (conventional)
@@ -54,6 +57,8 @@ pub struct ReedSolomon {
     /// Generator coefficients g_0..=g_2E (conventional), g_2E = 1.
     generator: [u8; MAX_ROOTS + 1],
     synd: Box<SyndTables>,
+    #[cfg(target_arch = "x86_64")]
+    gfni: avx512::GfniTables,
     kernel: Kernel,
 }
 
@@ -103,6 +108,15 @@ impl ReedSolomon {
             to_wire,
             generator,
             synd,
+            #[cfg(target_arch = "x86_64")]
+            gfni: avx512::GfniTables::new(
+                nroots,
+                first_root,
+                n_t,
+                usize::from(p.interleave),
+                &to_conv,
+                &to_wire,
+            ),
             kernel: Self::best_kernel(),
         })
     }
@@ -110,6 +124,9 @@ impl ReedSolomon {
     fn best_kernel() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
+            if avx512::available() {
+                return Kernel::Avx512Gfni;
+            }
             if std::is_x86_feature_detected!("avx2") {
                 return Kernel::Avx2;
             }
@@ -124,9 +141,31 @@ impl ReedSolomon {
         self
     }
 
-    /// Whether decode uses the AVX2 kernels.
+    /// The same decoder without the AVX-512/GFNI syndrome kernel: AVX2 where the CPU has it,
+    /// otherwise unchanged (for tests and benchmarks; results are bit-identical).
+    pub fn without_avx512(self) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if self.kernel == Kernel::Avx512Gfni {
+            return Self {
+                kernel: Kernel::Avx2,
+                ..self
+            };
+        }
+        self
+    }
+
+    /// Whether decode uses the SIMD kernels (AVX2, or AVX-512/GFNI syndromes and AVX2).
     pub fn uses_simd(&self) -> bool {
         self.kernel != Kernel::Scalar
+    }
+
+    /// Whether the syndromes are computed by the AVX-512/GFNI kernel.
+    pub fn uses_avx512(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.kernel == Kernel::Avx512Gfni {
+            return true;
+        }
+        false
     }
 
     /// The parameters this decoder was built for.
@@ -224,6 +263,8 @@ impl ReedSolomon {
             Kernel::Avx2 => {
                 avx2::syndromes(&self.synd, block, self.interleave, self.head_len(), out)
             }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Gfni => avx512::syndromes(&self.gfni, block, self.interleave, out),
             Kernel::Scalar => self.syndromes_scalar(block, out),
         }
     }
@@ -281,7 +322,7 @@ impl ReedSolomon {
         }
         let loc = match kernel {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2::ribm(s, e)?,
+            Kernel::Avx2 | Kernel::Avx512Gfni => avx2::ribm(s, e)?,
             Kernel::Scalar => berlekamp_massey(s, &slog, nr, e)?,
         };
         let (lam, l) = (&loc.lam, loc.l);
@@ -296,7 +337,7 @@ impl ReedSolomon {
         };
         let found = match kernel {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2::chien(lam, l, self.n_t, &mut c.pos),
+            Kernel::Avx2 | Kernel::Avx512Gfni => avx2::chien(lam, l, self.n_t, &mut c.pos),
             Kernel::Scalar => chien_scalar(lam, l, self.n_t, &mut c.pos),
         };
         if found != l {
@@ -305,12 +346,12 @@ impl ReedSolomon {
         c.count = l;
         match kernel {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2::forney(&loc, e, &mut c)?,
+            Kernel::Avx2 | Kernel::Avx512Gfni => avx2::forney(&loc, e, &mut c)?,
             Kernel::Scalar => self.forney(&slog, lam, &mut c)?,
         }
         let ok = match kernel {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2::verify(s, &c, &self.synd.pow),
+            Kernel::Avx2 | Kernel::Avx512Gfni => avx2::verify(s, &c, &self.synd.pow),
             Kernel::Scalar => self.verify_scalar(s, &c),
         };
         ok.then_some(c)

@@ -24,7 +24,10 @@
 //! 32-byte table rows (selected by the symbol's low and high nibble, basis change folded in)
 //! are XORed in; every 16 symbols the vector is multiplied by β^(16·j) (Horner in blocks).
 //! With AVX2 (runtime detected) this runs in registers; a portable scalar path gives
-//! bit-identical results. Only codewords with a non-zero syndrome go on to the error path:
+//! bit-identical results. Where the CPU has AVX-512 (F/BW/VBMI) and GFNI, the syndromes use a
+//! polyphase Horner instead: `GF2P8AFFINEQB` multiplies 64 bytes by per-qword bit matrices,
+//! one qword per syndrome holding 8 consecutive symbols, multiplied by β^(8·(j0+i)) every
+//! 8 symbols (`avx512.rs`). Only codewords with a non-zero syndrome go on to the error path:
 //! - scalar: Berlekamp–Massey, Chien search over the transmitted positions only, Forney
 //!   (log/antilog tables with a zero sentinel, fixed-size arrays, no allocation);
 //! - AVX2: the reformulated inversionless Berlekamp–Massey algorithm (riBM, Sarwate &
@@ -40,6 +43,9 @@ pub use crate::error::Error;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512;
 mod codec;
 mod gf;
 #[cfg(test)]

@@ -62,6 +62,10 @@ fn kernels() -> Vec<Kernel> {
     if std::is_x86_feature_detected!("avx2") {
         k.push(Kernel::Avx2);
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        k.push(Kernel::Avx512Gfni);
+    }
     k
 }
 
@@ -775,13 +779,133 @@ fn scalar_and_avx2_decode_identically() {
                 let out = rs.decode_with(&mut d, k).unwrap();
                 assert_eq!((out, d), scalar, "{p:?} {k:?}");
             }
-            // the public switch
+            // the public switches
+            let rs3 = ReedSolomon::new(p).unwrap().without_avx512();
+            assert!(!rs3.uses_avx512());
+            let mut d = b.clone();
+            assert_eq!(rs3.decode(&mut d).unwrap(), scalar.0);
+            assert_eq!(d, scalar.1);
             let rs2 = ReedSolomon::new(p).unwrap().without_simd();
             assert!(!rs2.uses_simd());
+            assert!(!rs2.uses_avx512());
             assert_eq!(rs2.decode(&mut b).unwrap(), scalar.0);
             assert_eq!(b, scalar.1);
         }
     }
+}
+
+/// The bit-matrix layout of the GFNI kernel against the instruction: multiplication by every
+/// constant of GF(2^8) and both basis changes, for every byte.
+#[test]
+fn gfni_matrices_multiply_like_the_field() {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        let (to_dual, to_conv) = DUAL_TABLES;
+        let mut maps: Vec<Box<dyn Fn(u8) -> u8>> = vec![
+            Box::new(move |x| to_dual[usize::from(x)]),
+            Box::new(move |x| to_conv[usize::from(x)]),
+        ];
+        for c in 0..=255u8 {
+            maps.push(Box::new(move |x| gmul_slow(x, c)));
+        }
+        for f in &maps {
+            let m = avx512::matrix_of(f);
+            for chunk in 0..4u8 {
+                let x: [u8; 64] = std::array::from_fn(|k| chunk * 64 + k as u8);
+                let y = avx512::affine_bytes(m, &x);
+                for (a, b) in x.iter().zip(y.iter()) {
+                    assert_eq!(*b, f(*a), "{a:#x}");
+                }
+            }
+        }
+        return;
+    }
+    eprintln!("AVX-512 F/BW/VBMI + GFNI not available: GF2P8AFFINEQB matrices not exercised");
+}
+
+/// Every available kernel (the AVX-512/GFNI one where the CPU has it) against the scalar one:
+/// syndromes (all I codewords, stale entries beyond I untouched), mask and whole decodes, for
+/// every E, interleave, basis and a virtual fill of every residue mod 8 (the AVX-512 kernel
+/// pads codewords to a multiple of 8), on clean blocks, blocks with 1..=E (and more) errors
+/// per codeword, garbage and constant blocks.
+#[test]
+fn avx512_syndromes_and_decodes_equal_scalar() {
+    let ks = kernels();
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = avx512::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    if !avx512 {
+        eprintln!(
+            "AVX-512 F/BW/VBMI + GFNI not available: the AVX-512/GFNI syndrome kernel is not \
+             exercised, only {ks:?} against each other"
+        );
+    }
+    let mut rng = Rng(11);
+    let mut blocks_checked = 0;
+    for e in [8u8, 16] {
+        let max = RsParams::max_virtual_fill(e).unwrap();
+        let mut fills: Vec<u8> = (0..=9).collect();
+        fills.extend([15, 16, 17, 33, 100, max - 8, max - 1, max]);
+        for il in 1..=8u8 {
+            for &fill in &fills {
+                for basis in [Basis::Dual, Basis::Conventional] {
+                    let p = params(e, il, fill, basis);
+                    let rs = ReedSolomon::new(p).unwrap();
+                    assert_eq!(rs.uses_avx512(), avx512, "{p:?}");
+                    let eu = usize::from(e);
+                    for trial in 0..8 {
+                        let b = match trial {
+                            0 => random_block(&rs, &mut rng),
+                            1 => {
+                                let mut g = vec![0u8; rs.block_len()];
+                                rng.fill(&mut g);
+                                g
+                            }
+                            2 => vec![0xff; rs.block_len()],
+                            3 => vec![0; rs.block_len()],
+                            _ => {
+                                let mut b = random_block(&rs, &mut rng);
+                                for cw in 0..rs.interleave {
+                                    // 1..=E errors, sometimes none or more than E
+                                    let n = match (trial + cw) % 4 {
+                                        0 => 0,
+                                        1 => eu + 1 + rng.below(eu),
+                                        _ => 1 + rng.below(eu),
+                                    };
+                                    inject(&rs, &mut b, cw, n, &mut rng);
+                                }
+                                b
+                            }
+                        };
+                        // the same stale contents in every output
+                        let mut stale = [[0u8; 32]; 8];
+                        for w in stale.iter_mut() {
+                            rng.fill(w);
+                        }
+                        let mut want = stale;
+                        let want_mask = rs.syndromes(&b, &mut want, Kernel::Scalar);
+                        if trial == 0 || trial == 3 {
+                            assert_eq!(want_mask, 0, "{p:?} codeword");
+                        }
+                        let mut want_dec = b.clone();
+                        let want_out = rs.decode_with(&mut want_dec, Kernel::Scalar).unwrap();
+                        for &k in &ks {
+                            let mut got = stale;
+                            let got_mask = rs.syndromes(&b, &mut got, k);
+                            assert_eq!(got, want, "{p:?} {k:?} trial {trial}");
+                            assert_eq!(got_mask, want_mask, "{p:?} {k:?} trial {trial}");
+                            let mut d = b.clone();
+                            let out = rs.decode_with(&mut d, k).unwrap();
+                            assert_eq!((out, d), (want_out, want_dec.clone()), "{p:?} {k:?}");
+                        }
+                        blocks_checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(blocks_checked, 2 * 8 * 18 * 2 * 8);
 }
 
 #[test]
