@@ -1,4 +1,5 @@
-//! Criterion: the soft-decision Viterbi decoder alone (AVX2 and portable kernels) and the whole
+//! Criterion: the soft-decision Viterbi decoder alone (AVX-512 where the CPU has it, AVX2 and
+//! portable kernels) and the whole
 //! soft-symbol chain (phase search, Viterbi, sync, PN, RS, frames, packets of the Meteor-M N2
 //! profile), on the real Meteor-M2 pass made into soft symbols, clean and at Eb/N0 = 3 dB.
 //! Throughput is in elements = decoded (information) bits, so criterion's Melem/s are Mbit/s.
@@ -9,6 +10,9 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use decoder::conv::Viterbi;
 use downlink_bench::soft_chain::{decode_soft_chain, meteor_cadu_stream, soft_symbols};
+
+/// Builds the decoder of one kernel.
+type MakeViterbi = fn() -> Viterbi;
 
 fn bench(c: &mut Criterion) {
     let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
@@ -23,18 +27,20 @@ fn bench(c: &mut Criterion) {
         let st = decode_soft_chain(&soft);
         assert_eq!(st.frames.by_vcid.get(&5).copied(), Some(512), "{name}");
         g.throughput(Throughput::Elements(cadus.len() as u64 * 8));
-        for simd in [true, false] {
-            let id = if simd {
-                "viterbi-avx2"
-            } else {
-                "viterbi-portable"
-            };
+        let kernels: [(&str, MakeViterbi); 3] = [
+            ("viterbi-avx512", || Viterbi::new(false)),
+            ("viterbi-avx2", || Viterbi::new(false).without_avx512()),
+            ("viterbi-portable", || Viterbi::new(false).without_simd()),
+        ];
+        for (id, make) in kernels {
+            // Only the kernels this CPU runs, under their own name.
+            if id != "viterbi-portable" && id.strip_prefix("viterbi-") != Some(make().kernel_name())
+            {
+                continue;
+            }
             g.bench_with_input(BenchmarkId::new(id, name), &soft_i8, |b, s| {
                 b.iter(|| {
-                    let mut v = Viterbi::new(false);
-                    if !simd {
-                        v = v.without_simd();
-                    }
+                    let mut v = make();
                     let mut out = Vec::with_capacity(s.len() / 2);
                     v.decode(s, &mut out);
                     v.flush(&mut out);

@@ -25,8 +25,8 @@
 //! lost frames of the 80k capture that 5-bit costs recover). Decisions are kept for
 //! [`TRACEBACK`] + [`CHUNK`] steps; each traceback from the best state releases [`CHUNK`] bits, so
 //! memory is bounded and the output depends only on the symbols, never on how they were pushed.
-//! An AVX2 kernel (x86-64 with AVX2 and BMI2, chosen at run time) and the portable kernel are
-//! bit-identical.
+//! An AVX-512 kernel (AVX-512 F/BW/VBMI), an AVX2 kernel (AVX2 and BMI2), chosen at run time in
+//! that order, and the portable kernel are bit-identical (decoded bits and path metrics).
 //!
 //! The AVX2 kernel: the branch costs of 16 symbol pairs are built per vector pass (one 4-byte
 //! table per step), a step is one broadcast of that table, two byte shuffles for the branch
