@@ -487,6 +487,40 @@ impl Viterbi {
     }
 }
 
+/// The SIMD kernels' walk over a run of steps: appends a decision word per table to
+/// `v.decisions` and yields the run in pieces that end at the renormalisations, each piece's
+/// tables and decision slots with whether the metrics are renormalised after it; `v.since_renorm`
+/// is brought up to date.
+#[cfg(target_arch = "x86_64")]
+fn renorm_pieces<'a>(
+    v: &'a mut Viterbi,
+    tables: &'a [u32],
+) -> impl Iterator<Item = (&'a [u32], &'a mut [u64], bool)> + 'a {
+    let mut since = v.since_renorm;
+    v.since_renorm = ((since as usize + tables.len()) % RENORM as usize) as u32;
+    let start = v.decisions.len();
+    v.decisions.resize(start + tables.len(), 0);
+    let mut decisions = v.decisions.get_mut(start..).unwrap_or_default();
+    let mut tables = tables;
+    std::iter::from_fn(move || {
+        if tables.is_empty() {
+            return None;
+        }
+        let n = ((RENORM - since) as usize).min(tables.len());
+        let (t_now, t_rest) = tables.split_at(n);
+        let rest = std::mem::take(&mut decisions);
+        let (d_now, d_rest) = rest.split_at_mut(n.min(rest.len()));
+        tables = t_rest;
+        decisions = d_rest;
+        since += n as u32;
+        let renorm = since == RENORM;
+        if renorm {
+            since = 0;
+        }
+        Some((t_now, d_now, renorm))
+    })
+}
+
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2 {
@@ -495,7 +529,7 @@ mod avx2 {
     //! bit-identical to the portable code.
     use std::arch::x86_64::*;
 
-    use super::{branch_table, Viterbi, RENORM};
+    use super::{branch_table, Viterbi};
 
     /// `super::trace` compiled with BMI2 (one-uop variable shifts on its dependency chain).
     #[target_feature(enable = "bmi2")]
@@ -599,17 +633,7 @@ mod avx2 {
             _mm256_and_si256(mask2, _mm256_set1_epi8(1)),
         );
         let idx_c = _mm256_xor_si256(idx, _mm256_set1_epi8(3));
-        let start = v.decisions.len();
-        v.decisions.resize(start + tables.len(), 0);
-        let decisions = v.decisions.get_mut(start..).unwrap_or_default();
-        let mut since = v.since_renorm;
-        let mut tables = tables;
-        let mut decisions = decisions;
-        while !tables.is_empty() {
-            // Up to the next renormalisation.
-            let n = ((RENORM - since) as usize).min(tables.len());
-            let (t_now, t_rest) = tables.split_at(n);
-            let (d_now, d_rest) = decisions.split_at_mut(n.min(decisions.len()));
+        for (t_now, d_now, renorm) in super::renorm_pieces(v, tables) {
             for (t, d) in t_now.iter().zip(d_now.iter_mut()) {
                 let t = _mm256_set1_epi32(*t as i32);
                 let m = _mm256_shuffle_epi8(t, idx);
@@ -626,17 +650,12 @@ mod avx2 {
                 lo = _mm256_permute2x128_si256(ul, uh, 0x20);
                 hi = _mm256_permute2x128_si256(ul, uh, 0x31);
             }
-            since += n as u32;
-            if since == RENORM {
-                since = 0;
+            if renorm {
                 let mn = min_all(lo, hi);
                 lo = _mm256_subs_epu8(lo, mn);
                 hi = _mm256_subs_epu8(hi, mn);
             }
-            tables = t_rest;
-            decisions = d_rest;
         }
-        v.since_renorm = since;
         let (m0, m1) = v.metrics.split_at_mut(32);
         // SAFETY: both halves are exactly 32 bytes; unaligned stores.
         unsafe { _mm256_storeu_si256(m0.as_mut_ptr().cast::<__m256i>(), lo) };
@@ -784,17 +803,7 @@ mod avx512 {
             *d = (s1 | s2) ^ if state & 1 == 1 { 3 } else { 0 };
         }
         let idx_lo = load(&idx);
-        let start = v.decisions.len();
-        v.decisions.resize(start + tables.len(), 0);
-        let decisions = v.decisions.get_mut(start..).unwrap_or_default();
-        let mut since = v.since_renorm;
-        let mut tables = tables;
-        let mut decisions = decisions;
-        while !tables.is_empty() {
-            // Up to the next renormalisation.
-            let n = ((RENORM - since) as usize).min(tables.len());
-            let (t_now, t_rest) = tables.split_at(n);
-            let (d_now, d_rest) = decisions.split_at_mut(n.min(decisions.len()));
+        for (t_now, d_now, renorm) in super::renorm_pieces(v, tables) {
             // The sum of a step's two complementary branch costs is the same for every
             // butterfly (the costs of both symbols' two values: table bytes 0 + 3), so the
             // second cost vector is that sum less the first: a subtraction instead of a
@@ -813,15 +822,10 @@ mod avx512 {
                 m = _mm512_min_epu8(a, b);
                 *d = _mm512_cmpeq_epu8_mask(m, b);
             }
-            since += n as u32;
-            if since == RENORM {
-                since = 0;
+            if renorm {
                 m = _mm512_subs_epu8(m, min_all(m));
             }
-            tables = t_rest;
-            decisions = d_rest;
         }
-        v.since_renorm = since;
         let natural = _mm512_permutexvar_epi8(from_lanes, m);
         // SAFETY: `metrics` is exactly 64 bytes; unaligned store.
         unsafe { _mm512_storeu_si512(v.metrics.as_mut_ptr().cast::<__m512i>(), natural) };
