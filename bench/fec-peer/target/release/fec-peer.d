@@ -1,1 +1,0 @@
-/work/main/bench/fec-peer/target/release/fec-peer: /work/main/bench/fec-peer/src/main.rs
