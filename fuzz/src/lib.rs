@@ -174,9 +174,22 @@ pub fn reed_solomon(data: &[u8]) -> u64 {
     let n = body.len().min(block.len());
     block[..n].copy_from_slice(&body[..n]);
     let before = block.clone();
+    // Every kernel this CPU has (AVX-512/GFNI, AVX2, scalar) must give the same result.
+    let others = [
+        ReedSolomon::new(params).map(ReedSolomon::without_avx512),
+        ReedSolomon::new(params).map(ReedSolomon::without_simd),
+    ];
     let Ok(out) = rs.decode(&mut block) else {
         panic!("right length must decode")
     };
+    for other in others.into_iter().flatten() {
+        let mut b = before.clone();
+        let Ok(o) = other.decode(&mut b) else {
+            panic!("right length must decode")
+        };
+        assert_eq!(o.codewords(), out.codewords(), "RS kernels disagree");
+        assert_eq!(b, block, "RS kernels corrected differently");
+    }
     for (c, o) in out.codewords().iter().enumerate() {
         let i = usize::from(params.interleave);
         let changed = before
@@ -373,18 +386,23 @@ pub fn soft(data: &[u8]) -> u64 {
     assert!(inner.channel_bit_errors <= inner.channel_bits_compared);
     assert!(inner.reacquisitions <= inner.phase_locks);
 
-    // The two Viterbi kernels on the raw bytes as symbols.
+    // The Viterbi kernels (the best of this CPU, AVX2 where that is AVX-512, portable) on the
+    // raw bytes as symbols.
     let mut a = decoder::conv::Viterbi::new(sel & 0x10 != 0);
     let mut b = decoder::conv::Viterbi::new(sel & 0x10 != 0).without_simd();
-    let (mut oa, mut ob) = (Vec::new(), Vec::new());
+    let mut c2 = decoder::conv::Viterbi::new(sel & 0x10 != 0).without_avx512();
+    let (mut oa, mut ob, mut oc) = (Vec::new(), Vec::new(), Vec::new());
     for c in chunks(&body[..body.len().min(1 << 16)]) {
         let c: Vec<i8> = c.iter().map(|x| *x as i8).collect();
         a.decode(&c, &mut oa);
         b.decode(&c, &mut ob);
+        c2.decode(&c, &mut oc);
     }
     a.flush(&mut oa);
     b.flush(&mut ob);
+    c2.flush(&mut oc);
     assert_eq!(oa, ob, "SIMD and portable Viterbi disagree");
+    assert_eq!(oc, ob, "AVX2 and portable Viterbi disagree");
     assert_eq!(oa.len(), body.len().min(1 << 16) / 2);
     s.frames.good + s.packets.total
 }
