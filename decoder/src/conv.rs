@@ -712,25 +712,24 @@ mod avx512 {
         r
     }
 
-    /// Byte-permute indices: `to_lanes[y]` = state of lane y (natural → lane order),
-    /// `from_lanes[s]` = lane of state s (lane → natural order), and the lanes of the two
-    /// predecessors j and j + 32 of new state `s = 2j + e` in lane `y = rev6(s)`.
+    /// Byte-permute indices: `reorder[y]` = rev6(y), the state of lane y and the lane of state
+    /// y (the reversal is its own inverse, so one permute converts either way), and the lanes of
+    /// the two predecessors j and j + 32 of new state `s = 2j + e` in lane `y = rev6(s)`.
     // Evaluated at compile time with constant bounds: an out-of-range index would not compile.
     #[allow(clippy::indexing_slicing)]
-    const fn permutes() -> [[u8; STATES]; 4] {
-        let mut t = [[0u8; STATES]; 4];
+    const fn permutes() -> [[u8; STATES]; 3] {
+        let mut t = [[0u8; STATES]; 3];
         let mut y = 0;
         while y < STATES {
             t[0][y] = rev6(y) as u8;
-            t[1][y] = rev6(y) as u8;
             let j = rev6(y) >> 1;
-            t[2][y] = rev6(j) as u8;
-            t[3][y] = rev6(j + 32) as u8;
+            t[1][y] = rev6(j) as u8;
+            t[2][y] = rev6(j + 32) as u8;
             y += 1;
         }
         t
     }
-    const PERMUTES: [[u8; STATES]; 4] = permutes();
+    const PERMUTES: [[u8; STATES]; 3] = permutes();
 
     /// Traces back over `decisions` (oldest first, in this kernel's lane order) from `state`
     /// and writes the bits decided at the oldest `released.len()` steps into `released`, as
@@ -784,12 +783,11 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     fn acs_avx512(v: &mut Viterbi, tables: &[u32]) {
-        let [to_lanes, from_lanes, pred_lo, pred_hi] = &PERMUTES;
-        let to_lanes = load(to_lanes);
-        let from_lanes = load(from_lanes);
+        let [reorder, pred_lo, pred_hi] = &PERMUTES;
+        let reorder = load(reorder);
         let pred_lo = load(pred_lo);
         let pred_hi = load(pred_hi);
-        let mut m = _mm512_permutexvar_epi8(to_lanes, load(&v.metrics));
+        let mut m = _mm512_permutexvar_epi8(reorder, load(&v.metrics));
         // Per lane of new state 2j + e, the index (s1 << 1 | s2) into the step's 4-entry cost
         // table of the branch from old state j (idx_j for e = 0, idx_j ^ 3 for e = 1) and from
         // old state j + 32 (the complement), as in the AVX2 kernel.
@@ -826,7 +824,7 @@ mod avx512 {
                 m = _mm512_subs_epu8(m, min_all(m));
             }
         }
-        let natural = _mm512_permutexvar_epi8(from_lanes, m);
+        let natural = _mm512_permutexvar_epi8(reorder, m);
         // SAFETY: `metrics` is exactly 64 bytes; unaligned store.
         unsafe { _mm512_storeu_si512(v.metrics.as_mut_ptr().cast::<__m512i>(), natural) };
     }

@@ -37,7 +37,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::conv::{branch_bits, Viterbi};
+use crate::conv::{branch_bits, Viterbi, G1, G2};
 
 /// The inner (channel) code of a downlink, as profiles declare it (`[inner]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -686,15 +686,20 @@ impl Checker {
 
     /// The disagreeing and compared channel bits of 64 steps (`bits`: decoded 0/1 values,
     /// `hard`: their steps' hard decisions), as the table would count them, on bit planes: the
-    /// decoded bits packed into one word, re-encoded with shifts and XORs (G1 taps 0, 1, 2, 3,
-    /// 6 steps back, G2 taps 0, 2, 3, 5, 6), compared with the packed hard decisions.
+    /// decoded bits packed into one word, re-encoded with shifts and XORs (one per tap of G1 and
+    /// G2), compared with the packed hard decisions.
     fn block(&self, reg: &mut u64, bits: &[u8], hard: &[u8]) -> (u64, u64) {
         let [w, h1, h2, e1, e2] = planes(bits, hard, self.simd_planes);
         // Bit 7 + i = decoded bit i of the block; bits 0..7 = the 7 bits before it, oldest low.
         let v = (u128::from(w) << 7) | u128::from(((*reg & 0x7F) as u8).reverse_bits() >> 1);
-        let back = |k: u32| (v >> (7 - k)) as u64;
-        let g1 = back(0) ^ back(1) ^ back(2) ^ back(3) ^ back(6);
-        let g2 = back(0) ^ back(2) ^ back(3) ^ back(5) ^ back(6) ^ self.g2_flip;
+        // Register bit k (k steps back) of every step: bit 7 - k on.
+        let encode = |g: u8| {
+            (0..7)
+                .filter(|k| g >> k & 1 == 1)
+                .fold(0u64, |x, k| x ^ (v >> (7 - k)) as u64)
+        };
+        let g1 = encode(G1);
+        let g2 = encode(G2) ^ self.g2_flip;
         let (v1, v2) = (!e1, !e2);
         *reg = w.reverse_bits();
         let errors = ((g1 ^ h1) & v1).count_ones() + ((g2 ^ h2) & v2).count_ones();
