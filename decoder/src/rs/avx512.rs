@@ -18,12 +18,13 @@
 //! halving steps (x_i^4, x_i^2, x_i).
 //!
 //! Throughput: steps go in pairs, `acc·x^16 ^ b0·x^8 ^ b1` (two affines and one three-way XOR,
-//! only the first affine on the dependency chain), and codewords in groups of equal size
-//! whose 12 accumulators stay in registers (enough independent chains to hide the
-//! instruction's latency).
+//! only the first affine on the dependency chain), and codewords in groups whose sizes differ
+//! by at most one, with at most 12 accumulators, which stay in registers (enough independent
+//! chains to hide the instruction's latency).
 
-use super::gf::{apow, gmul, wire, BETA_LOG, MAX_ROOTS};
+use super::gf::{gmul, wire, Row, MAX_ROOTS};
 use super::MAX_INTERLEAVE;
+use super::N;
 use core::arch::x86_64::*;
 
 /// Syndrome vectors per codeword at most (32 syndromes, 8 per vector).
@@ -42,7 +43,8 @@ pub(super) fn available() -> bool {
         && std::is_x86_feature_detected!("gfni")
 }
 
-/// GF2P8AFFINEQB matrices of one (E, basis, virtual fill). Lane l of row r is syndrome
+/// GF2P8AFFINEQB matrices and gather indices of one (E, interleave, basis, virtual fill). Lane l
+/// of row r is syndrome
 /// i = 8r + l, x_i = β^(j0+i).
 #[derive(Clone, Debug)]
 pub(super) struct GfniTables {
@@ -61,11 +63,13 @@ pub(super) struct GfniTables {
     /// `VPERMB` indices (one qword, broadcast) gathering 8 rows of codeword c out of 8·I
     /// interleaved bytes: byte q = q·I + c.
     gather: [u64; MAX_INTERLEAVE],
+    /// The interleave I the gather indices are for.
+    il: usize,
 }
 
 /// The GF2P8AFFINEQB matrix (one qword) of the GF(2)-linear byte map `f`: output bit i is the
 /// parity of (byte 7−i of the qword) AND (input byte).
-fn matrix(f: impl Fn(u8) -> u8) -> u64 {
+pub(super) fn matrix(f: impl Fn(u8) -> u8) -> u64 {
     let mut a = 0u64;
     for i in 0..8 {
         let mut row = 0u64;
@@ -80,11 +84,12 @@ fn matrix(f: impl Fn(u8) -> u8) -> u64 {
 }
 
 impl GfniTables {
+    /// `pow` is [`super::gf::SyndTables::pow`]: row p holds x_i^p (conventional basis).
     pub(super) fn new(
         nroots: usize,
-        first_root: usize,
         n_t: usize,
         interleave: usize,
+        pow: &[Row; N],
         to_conv: &[u8; 256],
         to_wire: &[u8; 256],
     ) -> Self {
@@ -98,20 +103,23 @@ impl GfniTables {
             gather: core::array::from_fn(|c| {
                 u64::from_le_bytes(core::array::from_fn(|q| (q * interleave + c) as u8))
             }),
+            il: interleave,
         };
+        // x_i^p of every syndrome i
+        let x = |p: usize| pow.get(p).map_or([0; 32], |r| r.to_bytes());
+        let (x8, x16) = (x(8), x(16));
+        let fold_x = [x(4), x(2), x(1)];
         for i in 0..nroots {
             let (r, l) = (i / 8, i % 8);
-            let xlog = BETA_LOG * (first_root + i);
-            for (n, st) in [(8, &mut t.step), (16, &mut t.step2)] {
-                if let Some(m) = st.get_mut(r).and_then(|s| s.get_mut(l)) {
-                    let xn = apow(n * xlog);
+            for (xn, st) in [(&x8, &mut t.step), (&x16, &mut t.step2)] {
+                if let (Some(m), Some(&xn)) = (st.get_mut(r).and_then(|s| s.get_mut(l)), xn.get(i))
+                {
                     *m = matrix(|w| wire(to_wire, gmul(wire(to_conv, w), xn)));
                 }
             }
-            for (k, f) in t.fold.iter_mut().enumerate() {
-                if let Some(m) = f.get_mut(r).and_then(|s| s.get_mut(l)) {
-                    let x = apow((4 >> k) * xlog);
-                    *m = matrix(|c| gmul(c, x));
+            for (f, xk) in t.fold.iter_mut().zip(&fold_x) {
+                if let (Some(m), Some(&xk)) = (f.get_mut(r).and_then(|s| s.get_mut(l)), xk.get(i)) {
+                    *m = matrix(|c| gmul(c, xk));
                 }
             }
         }
@@ -120,9 +128,10 @@ impl GfniTables {
 }
 
 /// `GF2P8AFFINEQB` of each byte of `x` with the matrix `m` (tests: the matrix layout against
-/// the instruction). Caller verified [`available`].
+/// the instruction). Panics where [`available`] is false.
 #[cfg(test)]
 pub(super) fn affine_bytes(m: u64, x: &[u8; 64]) -> [u8; 64] {
+    assert!(available(), "AVX-512F and GFNI are needed");
     #[target_feature(enable = "avx512f,gfni")]
     fn run(m: u64, x: &[u8; 64]) -> [u8; 64] {
         // SAFETY: reads exactly the 64 bytes of `x` (unaligned load allowed).
@@ -133,14 +142,8 @@ pub(super) fn affine_bytes(m: u64, x: &[u8; 64]) -> [u8; 64] {
         unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast::<__m512i>(), r) };
         out
     }
-    // SAFETY: the caller verified `available()` (AVX-512F and GFNI).
+    // SAFETY: `available()` (AVX-512F and GFNI) was asserted above.
     unsafe { run(m, x) }
-}
-
-/// The GF2P8AFFINEQB matrix of the byte map `f` (tests).
-#[cfg(test)]
-pub(super) fn matrix_of(f: impl Fn(u8) -> u8) -> u64 {
-    matrix(f)
 }
 
 /// The 8 matrices of one row as a vector.
@@ -151,26 +154,14 @@ fn load8(a: &[u64; 8]) -> __m512i {
     unsafe { _mm512_loadu_si512(a.as_ptr().cast::<__m512i>()) }
 }
 
-/// One Horner step of every accumulator with the 8 symbols per codeword of `rows8` (8 rows of
-/// the interleaved block, zero-extended).
-// By value and indexed by `from_fn` (g < G, r < R: in bounds), so that the accumulators
-// stay in registers across the loop.
+/// The accumulators after a first, single Horner step (from zero: just the 8 symbols per
+/// codeword of `rows8`, 8 rows of the interleaved block, zero-extended, in every qword).
+// Indexed by `from_fn` (g < G: in bounds).
 #[allow(clippy::indexing_slicing)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,gfni")]
 #[inline]
-fn feed<const G: usize, const R: usize>(
-    acc: [[__m512i; R]; G],
-    idx: &[__m512i; G],
-    step: &[__m512i; R],
-    rows8: __m512i,
-) -> [[__m512i; R]; G] {
-    core::array::from_fn(|g| {
-        // the codeword's 8 symbols in every qword
-        let b = _mm512_permutexvar_epi8(idx[g], rows8);
-        core::array::from_fn(|r| {
-            _mm512_xor_si512(_mm512_gf2p8affine_epi64_epi8::<0>(acc[g][r], step[r]), b)
-        })
-    })
+fn start<const G: usize, const R: usize>(idx: &[__m512i; G], rows8: __m512i) -> [[__m512i; R]; G] {
+    core::array::from_fn(|g| [_mm512_permutexvar_epi8(idx[g], rows8); R])
 }
 
 /// Two Horner steps, with rows 0..8 (`v0`) then rows 8..16 (`v1`):
@@ -229,7 +220,7 @@ fn finish(t: &GfniTables, r: usize, acc: __m512i) -> [u8; 8] {
     (_mm_cvtsi128_si64(_mm512_cvtepi64_epi8(v)) as u64).to_le_bytes()
 }
 
-/// Syndromes of codewords c0..c0+G (R = 2E/8 vectors each) of a block with interleave `il`:
+/// Syndromes of codewords c0..c0+G (R = 2E/8 vectors each) of a block with interleave `t.il`:
 /// `head` (the first rows, zero-padded to 8 rows) if any, then `tail` (a multiple of 8 rows).
 // Out of line: one register allocation per group shape (the accumulators stay in registers).
 #[inline(never)]
@@ -238,10 +229,10 @@ fn group<const G: usize, const R: usize>(
     t: &GfniTables,
     head: Option<&[u8; 64]>,
     tail: &[u8],
-    il: usize,
     c0: usize,
     out: &mut [[u8; MAX_ROOTS]; MAX_INTERLEAVE],
 ) -> u8 {
+    let il = t.il;
     let step: [__m512i; R] =
         core::array::from_fn(|r| t.step.get(r).map_or(_mm512_setzero_si512(), |m| load8(m)));
     let idx: [__m512i; G] = core::array::from_fn(|g| {
@@ -266,14 +257,14 @@ fn group<const G: usize, const R: usize>(
         // SAFETY: reads exactly the 64 bytes of `h` (unaligned load allowed).
         let v = unsafe { _mm512_loadu_si512(h.as_ptr().cast::<__m512i>()) };
         if steps % 2 == 1 {
-            acc = feed(acc, &idx, &step, v);
+            acc = start(&idx, v);
         } else if let Some((c, r)) = rest.split_at_checked(len) {
             acc = feed2(acc, &idx, &step, &step2, v, rows8(c));
             rest = r;
         }
     } else if steps % 2 == 1 {
         if let Some((c, r)) = rest.split_at_checked(len) {
-            acc = feed(acc, &idx, &step, rows8(c));
+            acc = start(&idx, rows8(c));
             rest = r;
         }
     }
@@ -306,9 +297,9 @@ fn group<const G: usize, const R: usize>(
 fn syndromes_avx512(
     t: &GfniTables,
     block: &[u8],
-    il: usize,
     out: &mut [[u8; MAX_ROOTS]; MAX_INTERLEAVE],
 ) -> u8 {
+    let il = t.il;
     if !(1..=MAX_INTERLEAVE).contains(&il) {
         return 0;
     }
@@ -327,8 +318,10 @@ fn syndromes_avx512(
         dst.copy_from_slice(h);
         (Some(&buf), rest)
     };
-    // Groups of equal size (I = 5 as 3 + 2, not 4 + 1): more independent Horner chains
-    // per group hide the latency of GF2P8AFFINEQB.
+    // Groups whose sizes differ by at most one (E = 16, I = 7 as 3 + 2 + 2, not 3 + 3 + 1):
+    // more independent Horner chains per group hide the latency of GF2P8AFFINEQB. Sizes are at
+    // most GROUP_REGS / rows: 3 for E = 16 (4 rows), 6 for E = 8 (2 rows); other E are refused
+    // by `RsParams::validate`.
     let max_group = GROUP_REGS / t.rows.max(1);
     let mut groups = il.div_ceil(max_group);
     let mut mask = 0u8;
@@ -336,16 +329,15 @@ fn syndromes_avx512(
     while c0 < il && groups > 0 {
         let g = (il - c0).div_ceil(groups);
         mask |= match (t.rows, g) {
-            (4, 1) => group::<1, 4>(t, head, tail, il, c0, out),
-            (4, 2) => group::<2, 4>(t, head, tail, il, c0, out),
-            (4, 3) => group::<3, 4>(t, head, tail, il, c0, out),
-            (4, 4) => group::<4, 4>(t, head, tail, il, c0, out),
-            (2, 1) => group::<1, 2>(t, head, tail, il, c0, out),
-            (2, 2) => group::<2, 2>(t, head, tail, il, c0, out),
-            (2, 3) => group::<3, 2>(t, head, tail, il, c0, out),
-            (2, 4) => group::<4, 2>(t, head, tail, il, c0, out),
-            (2, 5) => group::<5, 2>(t, head, tail, il, c0, out),
-            (2, 6) => group::<6, 2>(t, head, tail, il, c0, out),
+            (4, 1) => group::<1, 4>(t, head, tail, c0, out),
+            (4, 2) => group::<2, 4>(t, head, tail, c0, out),
+            (4, 3) => group::<3, 4>(t, head, tail, c0, out),
+            (2, 1) => group::<1, 2>(t, head, tail, c0, out),
+            (2, 2) => group::<2, 2>(t, head, tail, c0, out),
+            (2, 3) => group::<3, 2>(t, head, tail, c0, out),
+            (2, 4) => group::<4, 2>(t, head, tail, c0, out),
+            (2, 5) => group::<5, 2>(t, head, tail, c0, out),
+            (2, 6) => group::<6, 2>(t, head, tail, c0, out),
             _ => 0,
         };
         c0 += g;
@@ -354,15 +346,14 @@ fn syndromes_avx512(
     mask
 }
 
-/// All 2E syndromes of the `il` codewords of `block` (same contract as
+/// All 2E syndromes of the I codewords of `block` (same contract as
 /// `ReedSolomon::syndromes`). The caller verified [`available`] when choosing this kernel.
 pub(super) fn syndromes(
     t: &GfniTables,
     block: &[u8],
-    il: usize,
     out: &mut [[u8; MAX_ROOTS]; MAX_INTERLEAVE],
 ) -> u8 {
     // SAFETY: `Kernel::Avx512Gfni` is only selected after `available()` (AVX-512 F/BW/VBMI
     // and GFNI detected at runtime).
-    unsafe { syndromes_avx512(t, block, il, out) }
+    unsafe { syndromes_avx512(t, block, out) }
 }

@@ -72,7 +72,7 @@ impl core::fmt::Debug for ReedSolomon {
 }
 
 impl ReedSolomon {
-    /// Validates `p` and precomputes the tables (~17 KiB).
+    /// Validates `p` and precomputes the tables (about 35 KiB).
     pub fn new(p: RsParams) -> Result<Self, Error> {
         p.validate()?;
         let e = usize::from(p.e);
@@ -97,6 +97,15 @@ impl ReedSolomon {
             }
         }
         let synd = SyndTables::new(nroots, first_root, &to_conv, &generator);
+        #[cfg(target_arch = "x86_64")]
+        let gfni = avx512::GfniTables::new(
+            nroots,
+            n_t,
+            usize::from(p.interleave),
+            &synd.pow,
+            &to_conv,
+            &to_wire,
+        );
         Ok(Self {
             params: p,
             interleave: usize::from(p.interleave),
@@ -109,14 +118,7 @@ impl ReedSolomon {
             generator,
             synd,
             #[cfg(target_arch = "x86_64")]
-            gfni: avx512::GfniTables::new(
-                nroots,
-                first_root,
-                n_t,
-                usize::from(p.interleave),
-                &to_conv,
-                &to_wire,
-            ),
+            gfni,
             kernel: Self::best_kernel(),
         })
     }
@@ -264,7 +266,7 @@ impl ReedSolomon {
                 avx2::syndromes(&self.synd, block, self.interleave, self.head_len(), out)
             }
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Gfni => avx512::syndromes(&self.gfni, block, self.interleave, out),
+            Kernel::Avx512Gfni => avx512::syndromes(&self.gfni, block, out),
             Kernel::Scalar => self.syndromes_scalar(block, out),
         }
     }

@@ -782,6 +782,8 @@ fn scalar_and_avx2_decode_identically() {
             // the public switches
             let rs3 = ReedSolomon::new(p).unwrap().without_avx512();
             assert!(!rs3.uses_avx512());
+            #[cfg(target_arch = "x86_64")]
+            assert_eq!(rs3.uses_simd(), std::is_x86_feature_detected!("avx2"));
             let mut d = b.clone();
             assert_eq!(rs3.decode(&mut d).unwrap(), scalar.0);
             assert_eq!(d, scalar.1);
@@ -809,7 +811,7 @@ fn gfni_matrices_multiply_like_the_field() {
             maps.push(Box::new(move |x| gmul_slow(x, c)));
         }
         for f in &maps {
-            let m = avx512::matrix_of(f);
+            let m = avx512::matrix(f);
             for chunk in 0..4u8 {
                 let x: [u8; 64] = std::array::from_fn(|k| chunk * 64 + k as u8);
                 let y = avx512::affine_bytes(m, &x);
@@ -842,7 +844,6 @@ fn avx512_syndromes_and_decodes_equal_scalar() {
         );
     }
     let mut rng = Rng(11);
-    let mut blocks_checked = 0;
     for e in [8u8, 16] {
         let max = RsParams::max_virtual_fill(e).unwrap();
         let mut fills: Vec<u8> = (0..=9).collect();
@@ -890,7 +891,7 @@ fn avx512_syndromes_and_decodes_equal_scalar() {
                         }
                         let mut want_dec = b.clone();
                         let want_out = rs.decode_with(&mut want_dec, Kernel::Scalar).unwrap();
-                        for &k in &ks {
+                        for &k in ks.iter().filter(|k| **k != Kernel::Scalar) {
                             let mut got = stale;
                             let got_mask = rs.syndromes(&b, &mut got, k);
                             assert_eq!(got, want, "{p:?} {k:?} trial {trial}");
@@ -899,13 +900,11 @@ fn avx512_syndromes_and_decodes_equal_scalar() {
                             let out = rs.decode_with(&mut d, k).unwrap();
                             assert_eq!((out, d), (want_out, want_dec.clone()), "{p:?} {k:?}");
                         }
-                        blocks_checked += 1;
                     }
                 }
             }
         }
     }
-    assert_eq!(blocks_checked, 2 * 8 * 18 * 2 * 8);
 }
 
 #[test]
