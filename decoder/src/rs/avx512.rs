@@ -242,12 +242,13 @@ fn group<const G: usize, const R: usize>(
         core::array::from_fn(|r| t.step2.get(r).map_or(_mm512_setzero_si512(), |m| load8(m)));
     let mut acc = [[_mm512_setzero_si512(); R]; G];
     let len = 8 * il;
-    let lmask: u64 = if len >= 64 { u64::MAX } else { (1 << len) - 1 };
     // 8 rows (`len` bytes) of the block, zero-extended
     let rows8 = |chunk: &[u8]| {
-        // SAFETY: `lmask` selects the first `len` bytes and every caller passes a chunk of
-        // exactly `len` bytes; masked-off bytes are not accessed (AVX-512 masked loads
-        // suppress them) and read as zero. AVX-512BW is enabled in this function.
+        let n = chunk.len().min(len).min(64);
+        let lmask: u64 = if n >= 64 { u64::MAX } else { (1 << n) - 1 };
+        // SAFETY: `lmask` selects at most the first `chunk.len()` bytes; masked-off bytes are
+        // not accessed (AVX-512 masked loads suppress them) and read as zero. AVX-512BW is
+        // enabled in this function.
         unsafe { _mm512_maskz_loadu_epi8(lmask, chunk.as_ptr().cast::<i8>()) }
     };
     // Horner steps in pairs; an odd one first.
