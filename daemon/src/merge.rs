@@ -6,13 +6,18 @@
 //! one, so each copy's Reed-Solomon outcome is known and the best copy is chosen per frame;
 //! else each pass's good frames of each virtual channel (after RS, read through
 //! [`archive::pass_store::StoredPass::frames`]), merged virtual channel by virtual channel.
-//! Each copy is decoded by the ordinary decoder (frames only) on a thread of its own, in 1 MiB
-//! reads, handing its frames to the merge in batches over a bounded channel; from `cadus.raw`
-//! the merged frames go on to a writer thread (the final decode and the files) the same way:
-//! nothing holds a whole pass, and the copies' decoding, the merge and the writing run in
-//! parallel. Each copy of a frame is Reed-Solomon-decoded once: the final decode of the chosen
-//! CADUs takes the chosen copy's frame and outcome ([`Decoder::push_decoded`]) instead of
-//! decoding it again.
+//! Each copy is decoded by the ordinary decoder (frames only) on a thread of its own, handing
+//! its frames to the merge in batches over a bounded channel; from `cadus.raw` the merged
+//! frames go on to a writer thread (the final decode and the files) the same way: nothing
+//! holds a whole pass, and the copies' decoding, the merge and the writing run in parallel.
+//! `cadus.raw` is read 64 CADUs at a time into buffers that are reused, and its CADUs, whole
+//! and back to back as the archive wrote them, go into the decoder as records
+//! ([`Decoder::push_record`]): neither buffered nor copied by the synchronizer, the raw CADU
+//! handed on is a slice of the read, and the final decode takes the chosen ones the same way
+//! ([`Decoder::push_record_decoded`]); a CADU that is not a record (a damaged or foreign file)
+//! is synchronized as any input is, with everything after it. Each copy of a frame is
+//! Reed-Solomon-decoded once: the final decode takes the chosen copy's frame and outcome
+//! instead of decoding it again.
 //!
 //! What is written: a pass directory like any other in the store-once layout (`cadus.raw` of
 //! the chosen CADUs, or `frames.raw` of the merged frames in VC order; `frames.idx`,
@@ -42,7 +47,7 @@ pub const MERGED_INPUT: &str = "merged";
 /// The `rejected` key of a copy's fill frames (not merged, not an error).
 const FILL: &str = "fill_not_merged";
 
-/// Read size of the station copies.
+/// Read size of a station copy's archived frames (`frames/`).
 const READ: usize = 1024 * 1024;
 
 /// Frames a copy's reader hands over at once, and batches it may run ahead of the merge (the
@@ -99,6 +104,69 @@ struct Payload {
 
 type CopyFrame = FrameCopy<Payload>;
 
+/// CADUs a copy's reader of `cadus.raw` reads at once (one read, one buffer: its CADUs are
+/// handed on without a copy, and the buffer goes back to the reader's pool when the last of
+/// them is dropped; as many CADUs as the decoder carves frames from one block).
+const RECORDS_PER_READ: usize = 64;
+
+/// Read buffers a copy's reader keeps for reuse (beyond these, returned buffers are freed).
+const POOLED: usize = 1024;
+
+/// The read buffers of a copy's reader of `cadus.raw`, reused instead of allocated (and
+/// faulted in) again for every read.
+#[derive(Default)]
+struct Pool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Pool {
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut v = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        v.resize(len, 0);
+        v
+    }
+}
+
+/// One read of `cadus.raw`, owned by the [`Bytes`] of its CADUs; back to its pool on drop.
+struct ReadBuf {
+    buf: Vec<u8>,
+    pool: std::sync::Arc<Pool>,
+}
+
+impl AsRef<[u8]> for ReadBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if let Ok(mut p) = self.pool.0.lock() {
+            if p.len() < POOLED {
+                p.push(buf);
+            }
+        }
+    }
+}
+
+/// Reads into `buf` until it is full or the file ends; the bytes read.
+fn read_full(f: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while let Some(rest) = buf.get_mut(n..).filter(|r| !r.is_empty()) {
+        match f.read(rest) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// One station copy, decoded lazily into frames.
 struct Source {
     file: Option<Box<dyn Read + Send>>,
@@ -108,6 +176,11 @@ struct Source {
     buf: Vec<u8>,
     bytes: u64,
     keep_raw: bool,
+    /// `cadus.raw`: the CADU length, its reads' pool, and whether its CADUs are still taken
+    /// as records ([`Decoder::push_record`]; after the first that is not one, everything is
+    /// pushed and synchronized).
+    records: Option<(usize, std::sync::Arc<Pool>)>,
+    pushing: bool,
 }
 
 /// A copy's counters once it is read to the end.
@@ -125,15 +198,60 @@ impl Source {
             fill_frames: false,
             packets: false,
         };
+        let cadu = format == InputFormat::Cadu;
         Ok(Source {
             file: Some(file),
             dec: Decoder::new(profile, format, opts)?,
             raw: None,
             queue: VecDeque::new(),
-            buf: vec![0; READ],
+            buf: if cadu { Vec::new() } else { vec![0; READ] },
             bytes: 0,
-            keep_raw: format == InputFormat::Cadu,
+            keep_raw: cadu,
+            records: cadu.then(|| (profile.cadu.length.max(1), Default::default())),
+            pushing: false,
         })
+    }
+
+    /// Reads on: `cadus.raw` a read of whole CADUs, each taken as a record (no copy) until
+    /// one is not; anything else (and what follows a CADU that is not a record) is pushed.
+    /// False at the end of the file.
+    fn read_more(&mut self) -> Result<bool> {
+        let Some(f) = self.file.as_mut() else {
+            return Ok(false);
+        };
+        let Some((len, pool)) = &self.records else {
+            let n = f.read(&mut self.buf)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            self.bytes += n as u64;
+            self.dec.push(self.buf.get(..n).unwrap_or_default());
+            return Ok(true);
+        };
+        let mut buf = pool.take(len * RECORDS_PER_READ);
+        let n = read_full(f.as_mut(), &mut buf)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        buf.truncate(n);
+        self.bytes += n as u64;
+        let read = Bytes::from_owner(ReadBuf {
+            buf,
+            pool: pool.clone(),
+        });
+        let mut at = 0;
+        while !self.pushing && at + len <= n {
+            match self.dec.push_record(read.slice(at..at + len)) {
+                Ok(()) => at += len,
+                Err(_) => self.pushing = true,
+            }
+        }
+        self.dec.push(read.get(at..).unwrap_or_default());
+        if at < n {
+            // A CADU that is not a record, or one cut short at the end: synchronized from here.
+            self.pushing = true;
+        }
+        Ok(true)
     }
 
     /// The next good frame of this copy (with its raw CADU when reading `cadus.raw`).
@@ -142,16 +260,12 @@ impl Source {
             if let Some(c) = self.queue.pop_front() {
                 return Ok(Some(c));
             }
-            let Some(f) = self.file.as_mut() else {
+            if self.file.is_none() {
                 return Ok(None);
-            };
-            let n = f.read(&mut self.buf)?;
-            if n == 0 {
+            }
+            if !self.read_more()? {
                 self.dec.finish();
                 self.file = None;
-            } else {
-                self.bytes += n as u64;
-                self.dec.push(self.buf.get(..n).unwrap_or_default());
             }
             while let Some(ev) = self.dec.poll() {
                 match ev {
@@ -314,12 +428,16 @@ fn merge_raw(
                 for batch in rx {
                     for x in batch {
                         // Decoded once already (by the copy's reader): not derandomized and
-                        // RS-decoded again.
-                        dec.push_decoded(DecodedCadu {
+                        // RS-decoded again. The chosen CADUs are whole, back to back: records
+                        // (one that is not is synchronized, and everything after it).
+                        let cadu = DecodedCadu {
                             raw: x.copy.payload.bytes,
                             frame: x.copy.frame,
                             rs: x.copy.payload.rs,
-                        });
+                        };
+                        if let Err(cadu) = dec.push_record_decoded(cadu) {
+                            dec.push_decoded(cadu);
+                        }
                         take_events(&mut dec, &mut w, true)?;
                     }
                 }

@@ -344,6 +344,12 @@ fn invalid(profile: &Profile, path: &str, e: &dyn std::fmt::Display) -> Error {
     }
 }
 
+/// A synchronized CADU's frame: the bytes after the marker, or its decoding known beforehand.
+enum Body {
+    Data(BytesMut),
+    Known(Bytes, Option<BlockOutcome>),
+}
+
 /// The decoder: one per input stream.
 pub struct Decoder {
     profile: Profile,
@@ -581,6 +587,83 @@ impl Decoder {
         self.known.pop_front().map(|(_, k)| k)
     }
 
+    /// Feeds one whole CADU, marker first, as it stands in the stream: a record of an
+    /// archive's `cadus.raw` (CADUs back to back, each whole and polarity corrected, as the
+    /// synchronizer wrote them). It is decoded at once, with no copy of it kept for
+    /// [`Event::RawCadu`] (that event carries `raw` itself), and counted as a frame in lock
+    /// ([`Synchronizer::take_record`]: the exact marker where the next one is expected; the
+    /// first record locks without a check). Given back untouched when it is not such a record
+    /// or the synchronizer holds pushed bytes (it is behind them): `push` it then, and the rest
+    /// of the stream, which goes on in lock from the last record taken. Byte-aligned CADU and
+    /// bit inputs only (any other front gives it back).
+    pub fn push_record(&mut self, raw: Bytes) -> Result<(), Bytes> {
+        match self.record(raw, None) {
+            Ok(()) => Ok(()),
+            Err((raw, _)) => Err(raw),
+        }
+    }
+
+    /// [`Decoder::push_record`] of a CADU whose decoding is already known (as
+    /// [`Decoder::push_decoded`], without comparing bytes: the record is where the stream
+    /// stands). Given back untouched when the record cannot be taken.
+    pub fn push_record_decoded(&mut self, cadu: DecodedCadu) -> Result<(), DecodedCadu> {
+        let DecodedCadu { raw, frame, rs } = cadu;
+        match self.record(raw, Some((frame, rs))) {
+            Ok(()) => Ok(()),
+            Err((raw, known)) => {
+                let (frame, rs) = known.unwrap_or_default();
+                Err(DecodedCadu { raw, frame, rs })
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn record(
+        &mut self,
+        raw: Bytes,
+        known: Option<(Bytes, Option<BlockOutcome>)>,
+    ) -> Result<(), (Bytes, Option<(Bytes, Option<BlockOutcome>)>)> {
+        if self.finished {
+            self.ignored_after_finish += raw.len() as u64;
+            return Ok(());
+        }
+        let Front::Sync(s) = &mut self.front else {
+            return Err((raw, known));
+        };
+        let Some((stream_bit, locks)) = s.take_record(&raw) else {
+            return Err((raw, known));
+        };
+        self.bytes_in += raw.len() as u64;
+        if locks {
+            self.events.push_back(Event::Locked {
+                stream_bit,
+                inverted: false,
+            });
+        }
+        let sync = FrameSync {
+            stream_bit,
+            inverted: false,
+            slip_bits: 0,
+            flywheel: false,
+            asm_bit_errors: 0,
+        };
+        let body = match known {
+            Some((frame, rs)) => Body::Known(frame, rs),
+            None => {
+                let data = raw.get(self.asm_bytes.len()..).unwrap_or_default();
+                let len = data.len();
+                if self.raw_pool.capacity() < len {
+                    self.raw_pool.reserve(len * RAW_PER_POOL);
+                }
+                self.raw_pool.extend_from_slice(data);
+                Body::Data(self.raw_pool.split_to(len))
+            }
+        };
+        let raw = self.options.raw_cadus.then_some(raw);
+        self.on_cadu(sync, raw, body);
+        Ok(())
+    }
+
     /// Marks the end of the input; `poll` then drains everything, including partial packets.
     pub fn finish(&mut self) {
         self.finished = true;
@@ -727,8 +810,6 @@ impl Decoder {
     }
 
     fn on_synced(&mut self, f: SyncedFrame) {
-        self.cadus += 1;
-        self.last_inverted = f.inverted;
         let sync = FrameSync {
             stream_bit: f.stream_bit,
             inverted: f.inverted,
@@ -741,36 +822,51 @@ impl Decoder {
         } else {
             self.take_known(f.stream_bit, &f.data)
         };
-        if self.options.raw_cadus {
-            let data = match &known {
-                Some(k) => k.raw.clone(),
-                None => {
-                    // Carved from a block of CADUs: one allocation per RAW_PER_POOL CADUs.
-                    let len = self.asm_bytes.len() + f.data.len();
-                    if self.raw_pool.capacity() < len {
-                        self.raw_pool.reserve(len * RAW_PER_POOL);
+        let raw = match (&known, self.options.raw_cadus) {
+            (_, false) => None,
+            (Some(k), true) => Some(k.raw.clone()),
+            (None, true) => Some(self.carve_raw(&f.data)),
+        };
+        let body = match known {
+            Some(k) => Body::Known(k.frame, k.rs),
+            None => Body::Data(f.data),
+        };
+        self.on_cadu(sync, raw, body);
+    }
+
+    /// `asm + data` as one [`Event::RawCadu`], carved from a block of CADUs (one allocation
+    /// per `RAW_PER_POOL` CADUs).
+    fn carve_raw(&mut self, data: &[u8]) -> Bytes {
+        let len = self.asm_bytes.len() + data.len();
+        if self.raw_pool.capacity() < len {
+            self.raw_pool.reserve(len * RAW_PER_POOL);
+        }
+        self.raw_pool.extend_from_slice(&self.asm_bytes);
+        self.raw_pool.extend_from_slice(data);
+        self.raw_pool.split_to(len).freeze()
+    }
+
+    /// One synchronized CADU: its raw bytes (when asked for), then its frame, derandomized
+    /// and decoded here or known beforehand.
+    fn on_cadu(&mut self, sync: FrameSync, raw: Option<Bytes>, body: Body) {
+        self.cadus += 1;
+        self.last_inverted = sync.inverted;
+        let stream_bit = sync.stream_bit;
+        if let Some(data) = raw {
+            self.events.push_back(Event::RawCadu { stream_bit, data });
+        }
+        let mut data = match body {
+            Body::Known(frame, rs) => {
+                // Derandomized and decoded before: the same bytes, the same outcome.
+                if let Some(o) = &rs {
+                    if !self.count_rs(o, stream_bit) {
+                        return;
                     }
-                    self.raw_pool.extend_from_slice(&self.asm_bytes);
-                    self.raw_pool.extend_from_slice(&f.data);
-                    self.raw_pool.split_to(len).freeze()
                 }
-            };
-            self.events.push_back(Event::RawCadu {
-                stream_bit: f.stream_bit,
-                data,
-            });
-        }
-        let stream_bit = Some(sync.stream_bit);
-        if let Some(k) = known {
-            // Derandomized and decoded before: the same bytes, the same outcome.
-            if let Some(o) = &k.rs {
-                if !self.count_rs(o, f.stream_bit) {
-                    return;
-                }
+                return self.on_decoded(frame, rs, Some(sync), Some(stream_bit));
             }
-            return self.on_decoded(k.frame, k.rs, Some(sync), stream_bit);
-        }
-        let mut data = f.data;
+            Body::Data(data) => data,
+        };
         if let Some(pn) = &self.pn {
             pn.apply(&mut data);
         }
@@ -780,18 +876,18 @@ impl Decoder {
                 Ok(o) => o,
                 Err(_) => {
                     // Wrong block length: cannot happen for a validated profile; count it.
-                    self.reject(Some(f.stream_bit), RejectReason::TooShort);
+                    self.reject(Some(stream_bit), RejectReason::TooShort);
                     return;
                 }
             };
             let data_len = rs.data_len();
-            if !self.count_rs(&o, f.stream_bit) {
+            if !self.count_rs(&o, stream_bit) {
                 return;
             }
             data.truncate(data_len);
             outcome = Some(o);
         }
-        self.on_decoded(data.freeze(), outcome, Some(sync), stream_bit);
+        self.on_decoded(data.freeze(), outcome, Some(sync), Some(stream_bit));
     }
 
     /// Counts a frame's Reed-Solomon outcome; false (the frame rejected) when a codeword was

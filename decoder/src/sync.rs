@@ -75,6 +75,15 @@
 //! length does not grow it ([`Synchronizer::buffered_len`]). Poll until `None` between pushes,
 //! or the pushed bytes simply accumulate.
 //!
+//! # Records
+//! An archive keeps the CADUs it synchronized back to back (`cadus.raw`), each whole, marker
+//! first and polarity corrected. [`Synchronizer::take_record`] takes such a record as it stands,
+//! neither buffered nor copied: as the frame rule 1 of LOCK finds at the expected position, and
+//! from SEARCH as a lock at once (a record needs no CHECK: whoever wrote it had locked). Bytes
+//! pushed after records go on in LOCK from the end of the last one, so a damaged record is
+//! coasted, slipped or lost like any frame; records after pushed bytes are refused while any
+//! bit is held. The accounting identity holds either way.
+//!
 //! # Speed
 //! Frame data are realigned with a 64-bit shift-and-or. SEARCH computes, per block of 512 bit
 //! offsets, the popcount of `window XOR marker` for every offset in a form the compiler
@@ -756,6 +765,59 @@ impl Synchronizer {
         self.compact();
         self.buf.extend_from_slice(data);
         self.stats.bytes_in += data.len() as u64;
+    }
+
+    /// Takes one whole CADU standing where the stream now is, without buffering or copying
+    /// it: a record of an archive's `cadus.raw`, which a synchronizer wrote marker first, whole
+    /// and polarity corrected (see "Records" in the module documentation). It is taken only
+    /// when it is exactly one period of whole bytes starting with the exact marker, and the
+    /// synchronizer holds no pushed bits: it is in SEARCH with everything before discarded, or
+    /// in LOCK (true polarity, no coasted frame) expecting the next marker exactly here. It
+    /// then counts as a frame found in LOCK by rule 1, with no marker error. Returns its stream
+    /// bit and whether it starts a lock (from SEARCH: no CHECK; the caller reports the
+    /// `Locked`), or `None` with nothing changed: then push it, and the rest of the stream.
+    pub fn take_record(&mut self, raw: &[u8]) -> Option<(u64, bool)> {
+        if self.finished
+            || self.done
+            || !self.buf.is_empty()
+            || !self.events.is_empty()
+            || !self.bits.is_multiple_of(8)
+            || raw.len() as u64 * 8 != self.period
+            || window(raw, 0, self.bits) != Some(self.p.asm)
+        {
+            return None;
+        }
+        let pos = self.base_bit();
+        let locks = match self.mode {
+            // Nothing was discarded and not yet reported (at the start, or after records).
+            Mode::Search if self.search_pos == pos && self.run_start == pos => true,
+            Mode::Lock {
+                expected,
+                inverted: false,
+                misses: 0,
+                verified: None,
+            } if expected == pos => false,
+            _ => return None,
+        };
+        if locks {
+            self.stats.locks += 1;
+        }
+        self.base_byte += raw.len() as u64;
+        let end = self.base_bit();
+        self.search_pos = end;
+        self.run_start = end;
+        let s = &mut self.stats;
+        s.bytes_in += raw.len() as u64;
+        s.frames += 1;
+        s.lock_frames += 1;
+        s.true_frames += 1;
+        self.mode = Mode::Lock {
+            expected: end,
+            inverted: false,
+            misses: 0,
+            verified: None,
+        };
+        Some((pos, locks))
     }
 
     /// Declares the end of the stream; [`poll`](Self::poll) then drains the remaining events.

@@ -394,3 +394,196 @@ fn known_decodings_give_the_events_and_counters_of_decoding() {
     assert_eq!(frame4.len(), 1);
     assert_eq!(frame4[0].data[..], f[..]);
 }
+
+/// Runs `cadus` through a decoder with raw CADUs on as records ([`decoder::Decoder::push_record`],
+/// or `push_record_decoded` where `known` gives a decoding) until one is refused, then pushes
+/// that one and everything after it, as a merge's reader of `cadus.raw` does; `tail` is pushed
+/// last. Returns the events, the counters and how many records were taken.
+fn decode_records(
+    cadus: &[Vec<u8>],
+    known: &dyn Fn(usize) -> Option<decoder::DecodedCadu>,
+    tail: &[u8],
+) -> (Vec<Event>, decoder::Stats, usize) {
+    let p = decoder::Profile::builtin("eos").unwrap();
+    let opts = decoder::DecoderOptions {
+        raw_cadus: true,
+        ..decoder::DecoderOptions::default()
+    };
+    let mut d = decoder::Decoder::new(&p, InputFormat::Cadu, opts).unwrap();
+    let mut events = Vec::new();
+    let mut taken = 0;
+    let mut pushing = false;
+    for (k, c) in cadus.iter().enumerate() {
+        let raw = bytes::Bytes::from(c.clone());
+        if !pushing {
+            let refused = match known(k) {
+                Some(kd) => d.push_record_decoded(kd).err().map(|kd| kd.raw),
+                None => d.push_record(raw).err(),
+            };
+            match refused {
+                None => taken += 1,
+                Some(back) => {
+                    assert_eq!(back, c[..], "given back untouched");
+                    pushing = true;
+                }
+            }
+        }
+        if pushing {
+            d.push(c);
+        }
+        while let Some(e) = d.poll() {
+            events.push(e);
+        }
+    }
+    d.push(tail);
+    d.finish();
+    while let Some(e) = d.poll() {
+        events.push(e);
+    }
+    (events, d.stats(), taken)
+}
+
+/// Records (`cadus.raw` read back, CADU by CADU, no copy) give exactly the events and counters
+/// of pushing the same bytes: clean, corrected and uncorrectable frames; at the first CADU that
+/// is not a record (a marker bit error) the rest is pushed and goes on in lock from there; a
+/// CADU cut short at the end is reported truncated; the records' raw CADUs are the records
+/// themselves.
+#[test]
+fn records_decode_as_the_pushed_stream_does() {
+    let mut cadus = aqua_cadus();
+    let mut rng = Rng(0xcad0);
+    for (k, c) in cadus.iter_mut().enumerate() {
+        match k % 10 {
+            3 => corrupt(c, 5, &mut rng, &[0, 2]),
+            7 => corrupt(c, 17, &mut rng, &[1]),
+            _ => {}
+        }
+    }
+    let tail = cadus[9][..300].to_vec();
+    let whole = [flat(&cadus), tail.clone()].concat();
+    let (pushed, pushed_stats) = decode("eos", InputFormat::Cadu, &whole);
+    let raw_on = |events: Vec<Event>| -> Vec<Event> {
+        events
+            .into_iter()
+            .filter(|e| !matches!(e, Event::RawCadu { .. }))
+            .collect()
+    };
+    let (events, stats, taken) = decode_records(&cadus, &|_| None, &tail);
+    assert_eq!(taken, cadus.len());
+    assert_eq!(stats, pushed_stats);
+    assert_eq!(raw_on(events.clone()), pushed);
+    assert!(stats.sync.truncated_bits == 300 * 8 && stats.sync.locks == 1);
+    assert!(stats.rs.frames_corrected > 0 && stats.rs.frames_uncorrectable > 0);
+    let raws: Vec<&bytes::Bytes> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RawCadu { data, .. } => Some(data),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(raws.len(), cadus.len());
+    assert!(raws.iter().zip(&cadus).all(|(r, c)| r[..] == c[..]));
+
+    // A marker bit error: that CADU is no record; it and the rest are pushed, in lock.
+    let mut bent = cadus.clone();
+    bent[500][1] ^= 0x01;
+    let (events, stats, taken) = decode_records(&bent, &|_| None, &tail);
+    assert_eq!(taken, 500);
+    let (pushed, pushed_stats) = decode("eos", InputFormat::Cadu, &[flat(&bent), tail].concat());
+    assert_eq!(stats, pushed_stats);
+    assert_eq!(raw_on(events), pushed);
+    assert_eq!(stats.sync.lock_frames, cadus.len() as u64);
+}
+
+/// A record with its decoding known stands in for decoding it (as `push_decoded`), without
+/// a byte comparison: the events and counters are those of decoding, and a known frame that
+/// is not what RS would give shows through.
+#[test]
+fn known_records_give_the_events_and_counters_of_decoding() {
+    let mut cadus = aqua_cadus();
+    let mut rng = Rng(0x5eed);
+    for (k, c) in cadus.iter_mut().enumerate() {
+        if k % 10 == 3 {
+            corrupt(c, 5, &mut rng, &[0, 2]);
+        }
+        if k % 10 == 7 {
+            corrupt(c, 17, &mut rng, &[1]);
+        }
+    }
+    let (first, first_stats, _) = decode_records(&cadus, &|_| None, &[]);
+    let mut known: Vec<Option<decoder::DecodedCadu>> = vec![None; cadus.len()];
+    let mut raw = None;
+    for e in &first {
+        match e {
+            Event::RawCadu { stream_bit, data } => raw = Some((*stream_bit, data.clone())),
+            Event::Frame(f) => {
+                let (bit, data) = raw.take().unwrap();
+                known[(bit / 8 / CADU as u64) as usize] = Some(decoder::DecodedCadu {
+                    raw: data,
+                    frame: f.data.clone(),
+                    rs: f.rs,
+                });
+            }
+            _ => {}
+        }
+    }
+    let (events, stats, taken) = decode_records(&cadus, &|k| known[k].clone(), &[]);
+    assert_eq!(taken, cadus.len());
+    assert_eq!(stats, first_stats);
+    assert_eq!(events, first);
+    let mut lie = known[4].clone().unwrap();
+    let mut f = lie.frame.to_vec();
+    f[100] ^= 0xff;
+    lie.frame = bytes::Bytes::from(f.clone());
+    let (events, _, _) = decode_records(
+        &cadus,
+        &|k| if k == 4 { Some(lie.clone()) } else { None },
+        &[],
+    );
+    let frame4: Vec<&decoder::Frame> = frames(&events)
+        .into_iter()
+        .filter(|x| x.sync.is_some_and(|s| s.stream_bit == 4 * CADU as u64 * 8))
+        .collect();
+    assert_eq!(frame4.len(), 1);
+    assert_eq!(frame4[0].data[..], f[..]);
+}
+
+/// What is not a record, or comes while pushed bits are held, is given back untouched and
+/// nothing is counted: a short or long CADU, an inexact or inverted marker, garbage pushed
+/// before (not yet reported as discarded), a CADU pushed before (its lock look-ahead held).
+#[test]
+fn what_is_not_a_record_is_given_back() {
+    let cadus = aqua_cadus();
+    let p = decoder::Profile::builtin("eos").unwrap();
+    let fresh = || {
+        decoder::Decoder::new(&p, InputFormat::Cadu, decoder::DecoderOptions::default()).unwrap()
+    };
+    let good = bytes::Bytes::from(cadus[0].clone());
+    let inverted: Vec<u8> = cadus[0].iter().map(|b| !b).collect();
+    let mut bent = cadus[0].clone();
+    bent[3] ^= 0x80;
+    for bad in [
+        good.slice(..CADU - 1),
+        bytes::Bytes::from([&cadus[0][..], &[0u8][..]].concat()),
+        bytes::Bytes::from(bent),
+        bytes::Bytes::from(inverted),
+    ] {
+        let mut d = fresh();
+        assert_eq!(d.push_record(bad.clone()), Err(bad));
+        assert!(d.poll().is_none());
+        assert_eq!(d.stats(), fresh().stats());
+    }
+    let mut d = fresh();
+    d.push(&[0x55; 3]);
+    while d.poll().is_some() {}
+    assert_eq!(d.push_record(good.clone()), Err(good.clone()));
+    let mut d = fresh();
+    d.push(&cadus[0]);
+    d.push(&cadus[1]);
+    while d.poll().is_some() {}
+    assert_eq!(d.push_record(good.clone()), Err(good.clone()));
+    // Frames input has no synchronizer: given back.
+    let mut d =
+        decoder::Decoder::new(&p, InputFormat::Frames, decoder::DecoderOptions::default()).unwrap();
+    assert_eq!(d.push_record(good.clone()), Err(good));
+}
