@@ -55,28 +55,35 @@ pub struct PassArchive {
     syncer: Syncer,
 }
 
-/// The background fdatasync of one pass's files (clones of the same open files).
+/// The background fdatasync of one pass's files (clones of the same open files): started
+/// with the pass, it makes what is written durable as it goes, so that the final fsync has
+/// little left to wait for. A failure is logged once and kept ([`Syncer::failed`]): the error
+/// an fdatasync consumed is not reported again to a later fsync of the same file.
 #[derive(Debug)]
-struct Syncer {
+pub struct Syncer {
     files: Arc<Mutex<Vec<File>>>,
     failed: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread (which wakes at once).
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Syncer {
-    fn start(interval: Duration) -> Syncer {
+    /// Syncs the files handed to [`Syncer::files`] every `interval` (checked every 100 ms at
+    /// most), on a thread of its own, until [`Syncer::finish`].
+    pub fn start(interval: Duration) -> Syncer {
         let files: Arc<Mutex<Vec<File>>> = Arc::default();
         let failed = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (f, x, s) = (files.clone(), failed.clone(), stop.clone());
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (f, x) = (files.clone(), failed.clone());
         let thread = std::thread::Builder::new()
             .name("archive-sync".into())
             .spawn(move || {
                 let tick = interval.min(Duration::from_millis(100));
                 let mut last = Instant::now();
-                while !s.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(tick)
+                {
                     if last.elapsed() < interval {
                         continue;
                     }
@@ -100,13 +107,24 @@ impl Syncer {
         Syncer {
             files,
             failed,
-            stop,
+            stop: Some(stop),
             thread,
         }
     }
 
-    fn finish(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+    /// The list the files to sync are handed to (as [`crate::pass_store::PassFiles`] does).
+    pub fn files(&self) -> Arc<Mutex<Vec<File>>> {
+        self.files.clone()
+    }
+
+    /// Whether an fdatasync failed.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Stops the thread (after the sync in progress).
+    pub fn finish(&mut self) {
+        self.stop = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -472,15 +472,36 @@ fn merge_raw(
     })
 }
 
-/// The files of a pass being written (staged), in the store-once layout.
+/// How often the files being written are made durable in the background: the final fsync
+/// then waits for little more than the last interval's writes.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The files of a pass being written (staged), in the store-once layout, synced in the
+/// background as they grow.
 struct Writer {
     files: archive::pass_store::PassFiles,
+    syncer: archive::pass::Syncer,
 }
 
 impl Writer {
+    fn new(staging: &Path, raw_mode: bool) -> Writer {
+        let syncer = archive::pass::Syncer::start(SYNC_EVERY);
+        Writer {
+            files: archive::pass_store::PassFiles::new(staging, raw_mode, Some(syncer.files())),
+            syncer,
+        }
+    }
+
     /// Flushes and fsyncs every file and the directory.
     fn sync(mut self) -> Result<()> {
-        Ok(self.files.sync_all()?)
+        self.syncer.finish();
+        self.files.sync_all()?;
+        if self.syncer.failed() {
+            return Err(Error::Merge(
+                "a background fdatasync of the merged pass failed".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -530,9 +551,7 @@ pub fn merge_passes(
     std::fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
     let profile = spec.profile;
     let raw_mode = passes.iter().all(StationPass::has_raw);
-    let mut w = Writer {
-        files: archive::pass_store::PassFiles::new(staging, raw_mode, None),
-    };
+    let mut w = Writer::new(staging, raw_mode);
     let mut stats = MergeStats {
         inputs: vec![Default::default(); passes.len()],
         ..MergeStats::default()
