@@ -240,7 +240,7 @@ impl PassArchive {
         Ok(())
     }
 
-    fn files(&mut self) -> impl Iterator<Item = &mut BufWriter<File>> {
+    fn files(&mut self) -> std::io::Result<impl Iterator<Item = &mut BufWriter<File>>> {
         self.files.writers()
     }
 
@@ -253,7 +253,7 @@ impl PassArchive {
             && (self.unsynced >= self.fsync_bytes
                 || self.last_sync.elapsed() >= self.fsync_interval)
         {
-            for f in self.files() {
+            for f in self.files()? {
                 f.flush()?;
             }
             self.unsynced = 0;
@@ -265,7 +265,7 @@ impl PassArchive {
 
     /// Flushes and fdatasyncs every file now.
     pub fn sync(&mut self) -> std::io::Result<()> {
-        for f in self.files() {
+        for f in self.files()? {
             f.flush()?;
             f.get_ref().sync_data()?;
         }

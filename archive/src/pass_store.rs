@@ -24,6 +24,8 @@
 //! as they are ([`StoredPass::open`] tells the layouts apart); they are not rewritten.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -45,6 +47,8 @@ pub const PACKET_INDEX: &str = "packets.idx";
 pub const RECORD: usize = 8;
 const NO_VC: u8 = 0xFF;
 const BUFFER: usize = 256 * 1024;
+/// Most shared CADUs handed to one vectored write (the kernel's `IOV_MAX` is 1024).
+const PENDING_MAX: usize = 1024;
 
 fn other(msg: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
@@ -192,6 +196,10 @@ pub struct PassFiles {
     packets: Option<BufWriter<File>>,
     frame_index: Option<BufWriter<File>>,
     packet_index: Option<BufWriter<File>>,
+    /// CADUs offered by [`PassFiles::cadu_shared`] and not yet handed to the file (written
+    /// together by one vectored write, not copied), and their bytes.
+    pending: VecDeque<Bytes>,
+    pending_len: usize,
     /// CADUs in `cadus.raw`; whether the last one offered was written.
     cadu_records: u64,
     last_cadu_ok: bool,
@@ -211,6 +219,8 @@ impl PassFiles {
             packets: None,
             frame_index: None,
             packet_index: None,
+            pending: VecDeque::new(),
+            pending_len: 0,
             cadu_records: 0,
             last_cadu_ok: false,
             frame_records: 0,
@@ -229,6 +239,7 @@ impl PassFiles {
             return Ok(());
         }
         self.last_cadu_ok = false;
+        self.write_pending()?;
         append_to(
             &self.dir,
             &mut self.cadus,
@@ -238,6 +249,59 @@ impl PassFiles {
         )?;
         self.cadu_records += 1;
         self.last_cadu_ok = true;
+        Ok(())
+    }
+
+    /// Appends a raw CADU held in shared memory (ignored when CADUs are not kept): it is not
+    /// copied into a buffer, but kept until about [`BUFFER`] bytes of them are offered and
+    /// then written with one vectored write (or at the next flush). Otherwise as
+    /// [`PassFiles::cadu`]; a failed write keeps what was not written, for the next attempt.
+    pub fn cadu_shared(&mut self, data: Bytes) -> std::io::Result<()> {
+        if !self.keep_raw {
+            return Ok(());
+        }
+        self.last_cadu_ok = false;
+        open_slot(&self.dir, &mut self.cadus, CADUS, self.sync_list.as_ref())?;
+        self.pending_len += data.len();
+        self.pending.push_back(data);
+        if self.pending_len >= BUFFER || self.pending.len() >= PENDING_MAX {
+            self.write_pending()?;
+        }
+        self.cadu_records += 1;
+        self.last_cadu_ok = true;
+        Ok(())
+    }
+
+    /// Hands the pending shared CADUs to `cadus.raw` (through its buffered writer, which
+    /// passes writes this large straight to the file, after what it buffers).
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        while !self.pending.is_empty() {
+            let Some(f) = self.cadus.as_mut() else {
+                return Err(std::io::Error::other("cadus.raw not open"));
+            };
+            let slices: Vec<std::io::IoSlice<'_>> = self
+                .pending
+                .iter()
+                .take(PENDING_MAX)
+                .map(|b| std::io::IoSlice::new(b))
+                .collect();
+            let mut n = match f.write_vectored(&slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.pending_len -= n;
+            while let Some(b) = self.pending.front_mut() {
+                if n >= b.len() {
+                    n -= b.len();
+                    self.pending.pop_front();
+                } else {
+                    bytes::Buf::advance(b, n);
+                    break;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -318,19 +382,21 @@ impl PassFiles {
     }
 
     /// Every open writer (data before indexes, so an index never names unwritten data once
-    /// both are flushed in this order).
-    pub fn writers(&mut self) -> impl Iterator<Item = &mut BufWriter<File>> {
-        self.cadus
+    /// both are flushed in this order), after the pending shared CADUs are handed to theirs.
+    pub fn writers(&mut self) -> std::io::Result<impl Iterator<Item = &mut BufWriter<File>>> {
+        self.write_pending()?;
+        Ok(self
+            .cadus
             .iter_mut()
             .chain(self.frames.iter_mut())
             .chain(self.packets.iter_mut())
             .chain(self.frame_index.iter_mut())
-            .chain(self.packet_index.iter_mut())
+            .chain(self.packet_index.iter_mut()))
     }
 
     /// Flushes and fsyncs every file, then the directory.
     pub fn sync_all(&mut self) -> std::io::Result<()> {
-        for f in self.writers() {
+        for f in self.writers()? {
             f.flush()?;
             f.get_ref().sync_all()?;
         }

@@ -347,3 +347,31 @@ fn an_index_that_does_not_match_the_data_is_an_error() {
         .unwrap_err();
     assert!(err.to_string().contains("does not match"), "{err}");
 }
+
+/// CADUs offered shared (`cadu_shared`, what a merge writes: slices of its reads) land in
+/// `cadus.raw` in order with those offered by copy, and the frames of each are indexed to
+/// their own CADU, across many vectored writes and the final flush.
+#[test]
+fn shared_and_copied_cadus_are_written_in_order() {
+    let t = tempfile::tempdir().unwrap();
+    let mut files = pass_store::PassFiles::new(t.path(), true, None);
+    let mut want = Vec::new();
+    for k in 0..1500u32 {
+        let cadu: Vec<u8> = (0..1024u32).map(|i| (i ^ k) as u8).collect();
+        want.extend_from_slice(&cadu);
+        if k % 7 == 3 {
+            files.cadu(&cadu).unwrap();
+        } else {
+            files.cadu_shared(bytes::Bytes::from(cadu)).unwrap();
+        }
+        files.frame((k % 3) as u8, k, &[]).unwrap();
+    }
+    files.sync_all().unwrap();
+    assert_eq!(std::fs::read(t.path().join(pass_store::CADUS)).unwrap(), want);
+    let index = pass_store::frame_index(t.path()).unwrap().unwrap();
+    assert_eq!(index.len(), 1500);
+    assert!(index
+        .iter()
+        .enumerate()
+        .all(|(k, e)| e.record == k as u32 && e.vc_count == k as u32 && e.vcid == (k % 3) as u8));
+}

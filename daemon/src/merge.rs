@@ -509,7 +509,7 @@ impl Writer {
 fn take_events(dec: &mut Decoder, w: &mut Writer, frames: bool) -> Result<()> {
     while let Some(ev) = dec.poll() {
         match ev {
-            Event::RawCadu { data, .. } => w.files.cadu(&data)?,
+            Event::RawCadu { data, .. } => w.files.cadu_shared(data)?,
             Event::Frame(f) if frames => {
                 w.files.frame(f.header.vcid, f.header.vc_count, &f.data)?;
             }

@@ -32,7 +32,7 @@
 //! `pushed = wrong_scid + late + repeats + unique + duplicates + conflicts`, and the keys
 //! emitted are `Σ unique + duplicate_keys + conflict_keys`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -143,15 +143,18 @@ struct Queued<T> {
     copy: FrameCopy<T>,
 }
 
+/// Per-VC state is indexed by the VCID (a byte: 256 slots, no map lookups per frame).
+const VCS: usize = 256;
+
 struct Input<T> {
     /// Per VC, ordered by unwrapped count.
-    queues: BTreeMap<u8, VecDeque<Queued<T>>>,
+    queues: Vec<VecDeque<Queued<T>>>,
     /// Per VC: (last raw count, its unwrapped value).
-    last: BTreeMap<u8, (u32, i64)>,
-    /// Per VC: `pushed` at the last frame of that VC.
-    seen_at: BTreeMap<u8, u64>,
+    last: Vec<Option<(u32, i64)>>,
+    /// Per VC: `pushed` at the last frame of that VC (0: none yet).
+    seen_at: Vec<u64>,
     /// Per VC: the highest unwrapped count pushed.
-    max_ext: BTreeMap<u8, i64>,
+    max_ext: Vec<Option<i64>>,
     pushed: u64,
     finished: bool,
 }
@@ -159,10 +162,10 @@ struct Input<T> {
 impl<T> Input<T> {
     fn new() -> Self {
         Self {
-            queues: BTreeMap::new(),
-            last: BTreeMap::new(),
-            seen_at: BTreeMap::new(),
-            max_ext: BTreeMap::new(),
+            queues: (0..VCS).map(|_| VecDeque::new()).collect(),
+            last: vec![None; VCS],
+            seen_at: vec![0; VCS],
+            max_ext: vec![None; VCS],
             pushed: 0,
             finished: false,
         }
@@ -170,9 +173,39 @@ impl<T> Input<T> {
 
     fn head(&self, vcid: u8) -> Option<i64> {
         self.queues
-            .get(&vcid)
+            .get(usize::from(vcid))
             .and_then(|q| q.front())
             .map(|q| q.ext)
+    }
+}
+
+/// A set of VCIDs.
+#[derive(Clone, Copy, Default)]
+struct VcSet([u64; VCS / 64]);
+
+impl VcSet {
+    fn set(&mut self, v: u8, on: bool) {
+        if let Some(w) = self.0.get_mut(usize::from(v) / 64) {
+            let bit = 1u64 << (v % 64);
+            if on {
+                *w |= bit;
+            } else {
+                *w &= !bit;
+            }
+        }
+    }
+
+    /// The members in ascending order.
+    fn iter(self) -> impl Iterator<Item = u8> {
+        (0u8..).zip(self.0).flat_map(|(k, mut w)| {
+            std::iter::from_fn(move || {
+                let b = w.trailing_zeros();
+                (w != 0).then(|| {
+                    w &= w - 1;
+                    k * 64 + b as u8
+                })
+            })
+        })
     }
 }
 
@@ -183,9 +216,13 @@ pub struct Merger<T> {
     reorder: i64,
     inputs: Vec<Input<T>>,
     /// Per VC: the last key emitted (unwrapped).
-    emitted: BTreeMap<u8, i64>,
+    emitted: Vec<Option<i64>>,
     /// Per VC: where the first copy to reach it started (to align the others' wraps).
-    anchor: BTreeMap<u8, i64>,
+    anchor: Vec<Option<i64>>,
+    /// The VCs some input has a frame queued on.
+    queued: VcSet,
+    /// The copies of the key being emitted (kept to reuse its allocation).
+    copies: Vec<(usize, FrameCopy<T>)>,
     out: VecDeque<Merged<T>>,
     stats: MergeStats,
     wants: Option<usize>,
@@ -210,8 +247,10 @@ impl<T> Merger<T> {
             window: window.max(1),
             reorder: i64::from(reorder),
             inputs: (0..inputs).map(|_| Input::new()).collect(),
-            emitted: BTreeMap::new(),
-            anchor: BTreeMap::new(),
+            emitted: vec![None; VCS],
+            anchor: vec![None; VCS],
+            queued: VcSet::default(),
+            copies: Vec::new(),
             out: VecDeque::new(),
             stats: MergeStats {
                 inputs: vec![InputCounts::default(); inputs],
@@ -236,7 +275,7 @@ impl<T> Merger<T> {
     pub fn buffered(&self) -> usize {
         self.inputs
             .iter()
-            .flat_map(|i| i.queues.values())
+            .flat_map(|i| i.queues.iter())
             .map(VecDeque::len)
             .sum()
     }
@@ -255,14 +294,15 @@ impl<T> Merger<T> {
             return;
         }
         let v = copy.vcid;
+        let vi = usize::from(v);
         let m = i64::from(copy.modulus.max(1));
         let raw = i64::from(copy.count) % m;
-        let ext = match inp.last.get(&v) {
-            Some(&(last_raw, _)) if i64::from(last_raw) == raw => {
+        let ext = match inp.last.get(vi).copied().flatten() {
+            Some((last_raw, _)) if i64::from(last_raw) == raw => {
                 counts.repeats += 1;
                 return;
             }
-            Some(&(last_raw, last_ext)) => {
+            Some((last_raw, last_ext)) => {
                 let d = (raw - i64::from(last_raw)).rem_euclid(m);
                 if d * 2 < m {
                     last_ext + d
@@ -275,29 +315,45 @@ impl<T> Merger<T> {
                 // emitted there).
                 let reference = self
                     .emitted
-                    .get(&v)
-                    .or_else(|| self.anchor.get(&v))
-                    .copied();
+                    .get(vi)
+                    .copied()
+                    .flatten()
+                    .or_else(|| self.anchor.get(vi).copied().flatten());
                 match reference {
                     Some(r) => raw + ((r - raw) as f64 / m as f64).round() as i64 * m,
                     None => {
                         // Start one counter range up so steps back stay positive.
                         let e = raw + m;
-                        self.anchor.insert(v, e);
+                        if let Some(a) = self.anchor.get_mut(vi) {
+                            *a = Some(e);
+                        }
                         e
                     }
                 }
             }
         };
-        inp.last.insert(v, (copy.count, ext));
-        inp.seen_at.insert(v, inp.pushed);
-        let mx = inp.max_ext.entry(v).or_insert(ext);
-        *mx = (*mx).max(ext);
-        if self.emitted.get(&v).is_some_and(|&e| ext <= e) {
+        if let Some(l) = inp.last.get_mut(vi) {
+            *l = Some((copy.count, ext));
+        }
+        if let Some(s) = inp.seen_at.get_mut(vi) {
+            *s = inp.pushed;
+        }
+        if let Some(mx) = inp.max_ext.get_mut(vi) {
+            *mx = Some(mx.map_or(ext, |x| x.max(ext)));
+        }
+        if self
+            .emitted
+            .get(vi)
+            .copied()
+            .flatten()
+            .is_some_and(|e| ext <= e)
+        {
             counts.late += 1;
             return;
         }
-        let q = inp.queues.entry(v).or_default();
+        let Some(q) = inp.queues.get_mut(vi) else {
+            return;
+        };
         // Frames are almost always in order: insert from the back.
         let mut at = q.len();
         while at > 0 && q.get(at - 1).is_some_and(|p| p.ext >= ext) {
@@ -308,6 +364,7 @@ impl<T> Merger<T> {
             return;
         }
         q.insert(at, Queued { ext, copy });
+        self.queued.set(v, true);
     }
 
     /// Input `input` has no more frames.
@@ -367,25 +424,19 @@ impl<T> Merger<T> {
             self.wants = Some(i);
             return false;
         }
-        let vcids: Vec<u8> = {
-            let mut v: Vec<u8> = self
-                .inputs
-                .iter()
-                .flat_map(|i| i.queues.iter().filter(|(_, q)| !q.is_empty()))
-                .map(|(v, _)| *v)
-                .collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
-        for v in vcids {
+        for v in self.queued.iter() {
             let Some(min) = self.inputs.iter().filter_map(|i| i.head(v)).min() else {
                 continue;
             };
+            let vi = usize::from(v);
             let blocked = self.inputs.iter().position(|i| {
                 !i.finished
-                    && i.max_ext.get(&v).is_none_or(|&x| x < min + self.reorder)
-                    && i.pushed - i.seen_at.get(&v).copied().unwrap_or(0) < self.window
+                    && i.max_ext
+                        .get(vi)
+                        .copied()
+                        .flatten()
+                        .is_none_or(|x| x < min + self.reorder)
+                    && i.pushed - i.seen_at.get(vi).copied().unwrap_or(0) < self.window
             });
             if let Some(b) = blocked {
                 self.wants.get_or_insert(b);
@@ -398,17 +449,24 @@ impl<T> Merger<T> {
     }
 
     fn emit(&mut self, v: u8, ext: i64) {
-        let mut copies: Vec<(usize, FrameCopy<T>)> = Vec::new();
+        let vi = usize::from(v);
+        let mut copies = std::mem::take(&mut self.copies);
+        copies.clear();
+        let mut left = false;
         for (n, inp) in self.inputs.iter_mut().enumerate() {
-            if let Some(q) = inp.queues.get_mut(&v) {
+            if let Some(q) = inp.queues.get_mut(vi) {
                 if q.front().is_some_and(|f| f.ext == ext) {
                     if let Some(f) = q.pop_front() {
                         copies.push((n, f.copy));
                     }
                 }
+                left |= !q.is_empty();
             }
         }
-        self.emitted.insert(v, ext);
+        self.queued.set(v, left);
+        if let Some(e) = self.emitted.get_mut(vi) {
+            *e = Some(ext);
+        }
         let best = copies
             .iter()
             .enumerate()
@@ -418,8 +476,8 @@ impl<T> Merger<T> {
             .map_or(0, |(k, _)| k);
         let n = copies.len();
         let all_same = copies
-            .first()
-            .is_some_and(|(_, f)| copies.iter().all(|(_, c)| c.frame == f.frame));
+            .split_first()
+            .is_some_and(|((_, f), rest)| rest.iter().all(|(_, c)| c.frame == f.frame));
         self.stats.keys += 1;
         if n > 1 {
             if all_same {
@@ -448,6 +506,8 @@ impl<T> Merger<T> {
                 copy,
             });
         }
+        copies.clear();
+        self.copies = copies;
     }
 }
 
@@ -613,7 +673,7 @@ mod tests {
             swaps in proptest::collection::vec(0usize..400, 0..20),
         ) {
             let vcid = |k: usize| if k.is_multiple_of(3) { 6 } else { 16 };
-            let mut per_vc: BTreeMap<u8, u32> = BTreeMap::new();
+            let mut per_vc: std::collections::BTreeMap<u8, u32> = Default::default();
             let frames: Vec<(u8, u32)> = (0..len).map(|k| {
                 let v = vcid(k);
                 let c = per_vc.entry(v).or_insert(start);
