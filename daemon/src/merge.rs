@@ -8,8 +8,9 @@
 //! [`archive::pass_store::StoredPass::frames`]), merged virtual channel by virtual channel.
 //! Each copy is decoded by the ordinary decoder (frames only) on a thread of its own, handing
 //! its frames to the merge in batches over a bounded channel; from `cadus.raw` the merged
-//! frames go on to a writer thread (the final decode and the files) the same way: nothing
-//! holds a whole pass, and the copies' decoding, the merge and the writing run in parallel.
+//! frames go on the same way to a thread of the final decode, and what it makes of them to a
+//! thread writing the files: nothing holds a whole pass, and the copies' decoding, the merge,
+//! the final decode and the writing run in parallel.
 //! `cadus.raw` is read 64 CADUs at a time into buffers that are reused, and its CADUs, whole
 //! and back to back as the archive wrote them, go into the decoder as records
 //! ([`Decoder::push_record`]): neither buffered nor copied by the synchronizer, the raw CADU
@@ -409,10 +410,20 @@ fn drive(
     })
 }
 
-/// The merge of raw CADUs in three stages, each handing batches to the next over a bounded
-/// channel: the copies' readers (a thread each: read, decode), the merge (this thread), and
-/// the final decode of the chosen CADUs with the writing of the files (a thread: `dec` and
-/// `w`, given back with the counters).
+/// What the final decode of the chosen CADUs hands to the files of the merged pass.
+enum Op {
+    /// A chosen CADU, for `cadus.raw`.
+    Cadu(Bytes),
+    /// The good frame of the CADU before it, for `frames.idx`.
+    Frame { vcid: u8, count: u32 },
+    /// A packet that frame completed, for `packets.idx`.
+    Packet { apid: u16, vcid: Option<u8> },
+}
+
+/// The merge of raw CADUs in four stages, each handing batches to the next over a bounded
+/// channel: the copies' readers (a thread each: read, decode), the merge (this thread), the
+/// final decode of the chosen CADUs (a thread: `dec`, given back as its counters), and the
+/// writing of the files (a thread: `w`, given back).
 fn merge_raw(
     sources: Vec<Source>,
     scid: u16,
@@ -422,9 +433,33 @@ fn merge_raw(
     let mut m = Merger::new(sources.len(), scid, DEFAULT_WINDOW, DEFAULT_REORDER);
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Vec<decoder::merge::Merged<Payload>>>(BATCHES_AHEAD);
+        let (ops_tx, ops_rx) = sync_channel::<Vec<Op>>(BATCHES_AHEAD);
         let writer = std::thread::Builder::new()
             .name("merge-write".into())
-            .spawn_scoped(scope, move || -> Result<(Writer, decoder::Stats)> {
+            .spawn_scoped(scope, move || -> Result<Writer> {
+                for batch in ops_rx {
+                    for op in batch {
+                        match op {
+                            Op::Cadu(raw) => w.files.cadu_shared(raw)?,
+                            // Raw CADUs are the primary: the index names the CADU, the
+                            // frame's and packet's bytes are not written again.
+                            Op::Frame { vcid, count } => {
+                                w.files.frame(vcid, count, &[])?;
+                            }
+                            Op::Packet { apid, vcid } => {
+                                w.files.packet(apid, vcid, &[])?;
+                            }
+                        }
+                    }
+                }
+                Ok(w)
+            })
+            .context("starting the merge's writer")?;
+        let decode = std::thread::Builder::new()
+            .name("merge-decode".into())
+            .spawn_scoped(scope, move || -> Result<decoder::Stats> {
+                let stopped = || Error::Merge("the merge's writer stopped".into());
+                let mut ops = Vec::with_capacity(4 * BATCH);
                 for batch in rx {
                     for x in batch {
                         // Decoded once already (by the copy's reader): not derandomized and
@@ -438,38 +473,62 @@ fn merge_raw(
                         if let Err(cadu) = dec.push_record_decoded(cadu) {
                             dec.push_decoded(cadu);
                         }
-                        take_events(&mut dec, &mut w, true)?;
+                        take_ops(&mut dec, &mut ops);
                     }
+                    let full = std::mem::replace(&mut ops, Vec::with_capacity(4 * BATCH));
+                    ops_tx.send(full).map_err(|_| stopped())?;
                 }
                 dec.finish();
-                take_events(&mut dec, &mut w, true)?;
-                Ok((w, dec.stats()))
+                take_ops(&mut dec, &mut ops);
+                ops_tx.send(ops).map_err(|_| stopped())?;
+                Ok(dec.stats())
             })
-            .context("starting the merge's writer")?;
+            .context("starting the merge's final decode")?;
         let mut batch = Vec::with_capacity(BATCH);
+        let stopped = || Error::Merge("the merge's final decode stopped".into());
         let merged = drive(&mut m, sources, |x| {
             batch.push(x);
             if batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                tx.send(full)
-                    .map_err(|_| Error::Merge("the merge's writer stopped".into()))?;
+                tx.send(full).map_err(|_| stopped())?;
             }
             Ok(())
         })
         .and_then(|ends| {
             if !batch.is_empty() {
-                tx.send(batch)
-                    .map_err(|_| Error::Merge("the merge's writer stopped".into()))?;
+                tx.send(batch).map_err(|_| stopped())?;
             }
             Ok(ends)
         });
         drop(tx);
-        // The writer's own error first: a failed send above only says that it stopped.
-        let (w, counters) = writer
+        // The later stages' own errors first: a failed send only says that one stopped.
+        let counters = decode
+            .join()
+            .map_err(|_| Error::Merge("the merge's final decode panicked".into()));
+        let w = writer
             .join()
             .map_err(|_| Error::Merge("the merge's writer panicked".into()))??;
+        let counters = counters??;
         Ok((w, m.stats().clone(), merged?, counters))
     })
+}
+
+/// The final decoder's events as what the files of a merged pass from raw CADUs take.
+fn take_ops(dec: &mut Decoder, ops: &mut Vec<Op>) {
+    while let Some(ev) = dec.poll() {
+        ops.push(match ev {
+            Event::RawCadu { data, .. } => Op::Cadu(data),
+            Event::Frame(f) => Op::Frame {
+                vcid: f.header.vcid,
+                count: f.header.vc_count,
+            },
+            Event::Packet { packet, vcid } => Op::Packet {
+                apid: packet.header.apid,
+                vcid,
+            },
+            _ => continue,
+        });
+    }
 }
 
 /// How often the files being written are made durable in the background: the final fsync
