@@ -60,8 +60,13 @@ impl Derandomizer {
     /// Applies (or removes: it is an involution) the sequence in place. A shorter `frame` is
     /// XORed over its length; bytes past the pattern are left alone.
     pub fn apply(&self, frame: &mut [u8]) {
+        // Both cut to the common length, so that their last partial words line up.
+        let n = frame.len().min(self.pattern.len());
+        let (Some(frame), Some(pattern)) = (frame.get_mut(..n), self.pattern.get(..n)) else {
+            return;
+        };
         let mut dst = frame.chunks_exact_mut(8);
-        let mut src = self.pattern.chunks_exact(8);
+        let mut src = pattern.chunks_exact(8);
         for (d, s) in (&mut dst).zip(&mut src) {
             let mut a = [0u8; 8];
             let mut b = [0u8; 8];
@@ -79,6 +84,26 @@ impl Derandomizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A frame shorter or longer than the pattern: XORed over the pattern's length, the rest
+    /// left alone (the last partial word lines up with the pattern's own bytes).
+    #[test]
+    fn apply_to_any_length() {
+        let d = Derandomizer::new(300);
+        let pattern = {
+            let mut p = vec![0u8; 300];
+            d.apply(&mut p);
+            p
+        };
+        for len in [0usize, 1, 63, 64, 65, 299, 300, 301, 400] {
+            let src: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut got = src.clone();
+            d.apply(&mut got);
+            for (k, (g, s)) in got.iter().zip(&src).enumerate() {
+                assert_eq!(*g, s ^ pattern.get(k).copied().unwrap_or(0), "len {len} byte {k}");
+            }
+        }
+    }
 
     #[test]
     fn sequence_equals_published_vector() {
