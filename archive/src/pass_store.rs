@@ -253,7 +253,7 @@ impl PassFiles {
     }
 
     /// Appends a raw CADU held in shared memory (ignored when CADUs are not kept): it is not
-    /// copied into a buffer, but kept until about [`BUFFER`] bytes of them are offered and
+    /// copied into a buffer, but kept until about 256 KiB of them are offered and
     /// then written with one vectored write (or at the next flush). Otherwise as
     /// [`PassFiles::cadu`]; a failed write keeps what was not written, for the next attempt.
     pub fn cadu_shared(&mut self, data: Bytes) -> std::io::Result<()> {

@@ -367,7 +367,10 @@ fn shared_and_copied_cadus_are_written_in_order() {
         files.frame((k % 3) as u8, k, &[]).unwrap();
     }
     files.sync_all().unwrap();
-    assert_eq!(std::fs::read(t.path().join(pass_store::CADUS)).unwrap(), want);
+    assert_eq!(
+        std::fs::read(t.path().join(pass_store::CADUS)).unwrap(),
+        want
+    );
     let index = pass_store::frame_index(t.path()).unwrap().unwrap();
     assert_eq!(index.len(), 1500);
     assert!(index

@@ -100,7 +100,11 @@ mod tests {
             let mut got = src.clone();
             d.apply(&mut got);
             for (k, (g, s)) in got.iter().zip(&src).enumerate() {
-                assert_eq!(*g, s ^ pattern.get(k).copied().unwrap_or(0), "len {len} byte {k}");
+                assert_eq!(
+                    *g,
+                    s ^ pattern.get(k).copied().unwrap_or(0),
+                    "len {len} byte {k}"
+                );
             }
         }
     }
