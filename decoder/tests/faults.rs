@@ -293,18 +293,23 @@ fn garbage_only_never_locks_and_never_panics() {
     }
 }
 
+/// A decoder of the Aqua link's CADUs with raw CADUs on.
+fn raw_cadu_decoder() -> decoder::Decoder {
+    let p = decoder::Profile::builtin("eos").unwrap();
+    let opts = decoder::DecoderOptions {
+        raw_cadus: true,
+        ..decoder::DecoderOptions::default()
+    };
+    decoder::Decoder::new(&p, InputFormat::Cadu, opts).unwrap()
+}
+
 /// Runs `cadus` one by one through a decoder with raw CADUs on, `known` choosing per CADU
 /// whether it goes in by `push_decoded` (with that decoding) or by `push`.
 fn decode_cadus(
     cadus: &[Vec<u8>],
     known: &dyn Fn(usize) -> Option<decoder::DecodedCadu>,
 ) -> (Vec<Event>, decoder::Stats) {
-    let p = decoder::Profile::builtin("eos").unwrap();
-    let opts = decoder::DecoderOptions {
-        raw_cadus: true,
-        ..decoder::DecoderOptions::default()
-    };
-    let mut d = decoder::Decoder::new(&p, InputFormat::Cadu, opts).unwrap();
+    let mut d = raw_cadu_decoder();
     let mut events = Vec::new();
     for (k, c) in cadus.iter().enumerate() {
         match known(k) {
@@ -332,34 +337,11 @@ fn decode_cadus(
 /// frame really stands in for Reed-Solomon (a deliberately different one shows through).
 #[test]
 fn known_decodings_give_the_events_and_counters_of_decoding() {
-    let mut cadus = aqua_cadus();
-    let mut rng = Rng(0x5eed);
-    for (k, c) in cadus.iter_mut().enumerate() {
-        match k % 10 {
-            3 => corrupt(c, 5, &mut rng, &[0, 2]),
-            7 => corrupt(c, 17, &mut rng, &[1]),
-            _ => {}
-        }
-    }
+    let mut cadus = impaired_aqua(0x5eed);
     cadus[500][1] ^= 0x01;
     // What a first decoder made of each CADU: its raw bytes, frame and RS outcome.
     let (first, _) = decode_cadus(&cadus, &|_| None);
-    let mut known: Vec<Option<decoder::DecodedCadu>> = vec![None; cadus.len()];
-    let mut raw = None;
-    for e in &first {
-        match e {
-            Event::RawCadu { stream_bit, data } => raw = Some((*stream_bit, data.clone())),
-            Event::Frame(f) => {
-                let (bit, data) = raw.take().unwrap();
-                known[(bit / 8 / CADU as u64) as usize] = Some(decoder::DecodedCadu {
-                    raw: data,
-                    frame: f.data.clone(),
-                    rs: f.rs,
-                });
-            }
-            _ => {}
-        }
-    }
+    let mut known = known_decodings(&first, cadus.len());
     assert!(known[3].as_ref().unwrap().rs.is_some_and(|o| !o.is_clean()));
     assert!(known[7].is_none(), "uncorrectable: no frame");
     // The CADU with marker bit errors: its raw CADU carries the ideal marker, so what is
@@ -382,17 +364,67 @@ fn known_decodings_give_the_events_and_counters_of_decoding() {
     assert!(stats.rs.frames_corrected > 0 && stats.rs.frames_uncorrectable > 0);
 
     // A known frame that is not what RS would give shows through: it was not decoded again.
-    let mut lie = known[4].clone().unwrap();
-    let mut f = lie.frame.to_vec();
+    let lie = lie(known[4].as_ref().unwrap());
+    let (events, _) = decode_cadus(&cadus, &|k| (k == 4).then(|| lie.clone()));
+    assert_eq!(frames_of_cadu(&events, 4), vec![lie.frame.to_vec()]);
+}
+
+/// The damaged Aqua capture of these tests: 5 errors in two codewords of every tenth CADU from
+/// the fourth (corrected), 17 in one codeword of every tenth from the eighth (uncorrectable).
+fn impaired_aqua(seed: u64) -> Vec<Vec<u8>> {
+    let mut cadus = aqua_cadus();
+    let mut rng = Rng(seed);
+    for (k, c) in cadus.iter_mut().enumerate() {
+        match k % 10 {
+            3 => corrupt(c, 5, &mut rng, &[0, 2]),
+            7 => corrupt(c, 17, &mut rng, &[1]),
+            _ => {}
+        }
+    }
+    cadus
+}
+
+/// What a decoder made of each CADU (by its position): its raw bytes, frame and RS outcome.
+fn known_decodings(events: &[Event], cadus: usize) -> Vec<Option<decoder::DecodedCadu>> {
+    let mut known = vec![None; cadus];
+    let mut raw = None;
+    for e in events {
+        match e {
+            Event::RawCadu { stream_bit, data } => raw = Some((*stream_bit, data.clone())),
+            Event::Frame(f) => {
+                let (bit, data) = raw.take().unwrap();
+                known[(bit / 8 / CADU as u64) as usize] = Some(decoder::DecodedCadu {
+                    raw: data,
+                    frame: f.data.clone(),
+                    rs: f.rs,
+                });
+            }
+            _ => {}
+        }
+    }
+    known
+}
+
+/// `known` with one byte of its frame changed (not what Reed-Solomon gives).
+fn lie(known: &decoder::DecodedCadu) -> decoder::DecodedCadu {
+    let mut f = known.frame.to_vec();
     f[100] ^= 0xff;
-    lie.frame = bytes::Bytes::from(f.clone());
-    let (events, _) = decode_cadus(&cadus, &|k| if k == 4 { Some(lie.clone()) } else { None });
-    let frame4: Vec<&decoder::Frame> = frames(&events)
+    decoder::DecodedCadu {
+        frame: bytes::Bytes::from(f),
+        ..known.clone()
+    }
+}
+
+/// The frames delivered from CADU `k`.
+fn frames_of_cadu(events: &[Event], k: usize) -> Vec<Vec<u8>> {
+    frames(events)
         .into_iter()
-        .filter(|x| x.sync.is_some_and(|s| s.stream_bit == 4 * CADU as u64 * 8))
-        .collect();
-    assert_eq!(frame4.len(), 1);
-    assert_eq!(frame4[0].data[..], f[..]);
+        .filter(|x| {
+            x.sync
+                .is_some_and(|s| s.stream_bit == (k * CADU) as u64 * 8)
+        })
+        .map(|x| x.data.to_vec())
+        .collect()
 }
 
 /// Runs `cadus` through a decoder with raw CADUs on as records ([`decoder::Decoder::push_record`],
@@ -404,12 +436,7 @@ fn decode_records(
     known: &dyn Fn(usize) -> Option<decoder::DecodedCadu>,
     tail: &[u8],
 ) -> (Vec<Event>, decoder::Stats, usize) {
-    let p = decoder::Profile::builtin("eos").unwrap();
-    let opts = decoder::DecoderOptions {
-        raw_cadus: true,
-        ..decoder::DecoderOptions::default()
-    };
-    let mut d = decoder::Decoder::new(&p, InputFormat::Cadu, opts).unwrap();
+    let mut d = raw_cadu_decoder();
     let mut events = Vec::new();
     let mut taken = 0;
     let mut pushing = false;
@@ -450,15 +477,7 @@ fn decode_records(
 /// themselves.
 #[test]
 fn records_decode_as_the_pushed_stream_does() {
-    let mut cadus = aqua_cadus();
-    let mut rng = Rng(0xcad0);
-    for (k, c) in cadus.iter_mut().enumerate() {
-        match k % 10 {
-            3 => corrupt(c, 5, &mut rng, &[0, 2]),
-            7 => corrupt(c, 17, &mut rng, &[1]),
-            _ => {}
-        }
-    }
+    let cadus = impaired_aqua(0xcad0);
     let tail = cadus[9][..300].to_vec();
     let whole = [flat(&cadus), tail.clone()].concat();
     let (pushed, pushed_stats) = decode("eos", InputFormat::Cadu, &whole);
@@ -500,52 +519,16 @@ fn records_decode_as_the_pushed_stream_does() {
 /// is not what RS would give shows through.
 #[test]
 fn known_records_give_the_events_and_counters_of_decoding() {
-    let mut cadus = aqua_cadus();
-    let mut rng = Rng(0x5eed);
-    for (k, c) in cadus.iter_mut().enumerate() {
-        if k % 10 == 3 {
-            corrupt(c, 5, &mut rng, &[0, 2]);
-        }
-        if k % 10 == 7 {
-            corrupt(c, 17, &mut rng, &[1]);
-        }
-    }
+    let cadus = impaired_aqua(0x5eed);
     let (first, first_stats, _) = decode_records(&cadus, &|_| None, &[]);
-    let mut known: Vec<Option<decoder::DecodedCadu>> = vec![None; cadus.len()];
-    let mut raw = None;
-    for e in &first {
-        match e {
-            Event::RawCadu { stream_bit, data } => raw = Some((*stream_bit, data.clone())),
-            Event::Frame(f) => {
-                let (bit, data) = raw.take().unwrap();
-                known[(bit / 8 / CADU as u64) as usize] = Some(decoder::DecodedCadu {
-                    raw: data,
-                    frame: f.data.clone(),
-                    rs: f.rs,
-                });
-            }
-            _ => {}
-        }
-    }
+    let known = known_decodings(&first, cadus.len());
     let (events, stats, taken) = decode_records(&cadus, &|k| known[k].clone(), &[]);
     assert_eq!(taken, cadus.len());
     assert_eq!(stats, first_stats);
     assert_eq!(events, first);
-    let mut lie = known[4].clone().unwrap();
-    let mut f = lie.frame.to_vec();
-    f[100] ^= 0xff;
-    lie.frame = bytes::Bytes::from(f.clone());
-    let (events, _, _) = decode_records(
-        &cadus,
-        &|k| if k == 4 { Some(lie.clone()) } else { None },
-        &[],
-    );
-    let frame4: Vec<&decoder::Frame> = frames(&events)
-        .into_iter()
-        .filter(|x| x.sync.is_some_and(|s| s.stream_bit == 4 * CADU as u64 * 8))
-        .collect();
-    assert_eq!(frame4.len(), 1);
-    assert_eq!(frame4[0].data[..], f[..]);
+    let lie = lie(known[4].as_ref().unwrap());
+    let (events, _, _) = decode_records(&cadus, &|k| (k == 4).then(|| lie.clone()), &[]);
+    assert_eq!(frames_of_cadu(&events, 4), vec![lie.frame.to_vec()]);
 }
 
 /// What is not a record, or comes while pushed bits are held, is given back untouched and
