@@ -24,7 +24,8 @@ fn chunks(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Frame synchronizer over an arbitrary bit stream, pushed in input-chosen chunks.
+/// Frame synchronizer over an arbitrary bit stream, pushed in input-chosen chunks after the
+/// whole records it starts with.
 pub fn sync(data: &[u8]) -> u64 {
     let Some((&sel, body)) = data.split_first() else {
         return 0;
@@ -44,9 +45,28 @@ pub fn sync(data: &[u8]) -> u64 {
     let Ok(mut s) = Synchronizer::new(params) else {
         return 0;
     };
+    let period = params.period_bits();
+    let record = usize::try_from(period / 8).unwrap_or(usize::MAX);
     let mut frames = 0u64;
+    // Whole periods from the start are offered as records (as a merge reads `cadus.raw`) until
+    // one is refused; the rest is pushed, each chunk offered as a record first once more.
+    let mut body = body;
+    while let Some((rec, tail)) = body.split_at_checked(record) {
+        if s.take_record(rec).is_none() {
+            break;
+        }
+        frames += 1;
+        body = tail;
+    }
     for c in chunks(body) {
-        s.push(c);
+        let mut rest = c;
+        if let Some((rec, tail)) = rest.split_at_checked(record) {
+            if s.take_record(rec).is_some() {
+                frames += 1;
+                rest = tail;
+            }
+        }
+        s.push(rest);
         while let Some(e) = s.poll() {
             if let SyncEvent::Frame(f) = e {
                 assert_eq!(f.data.len(), params.frame_len);
@@ -61,7 +81,15 @@ pub fn sync(data: &[u8]) -> u64 {
             frames += 1;
         }
     }
-    assert_eq!(s.stats().frames, frames);
+    let st = s.stats();
+    assert_eq!(st.frames, frames);
+    assert_eq!(
+        8 * st.bytes_in + st.slip_bits_reused,
+        st.bits_discarded + period * st.frames + st.truncated_bits + st.slip_bits_skipped,
+        "accounting identity"
+    );
+    assert_eq!(st.frames, st.lock_frames + st.flywheel_frames);
+    assert_eq!(st.frames, st.true_frames + st.inverted_frames);
     frames
 }
 
