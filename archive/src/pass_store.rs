@@ -24,12 +24,12 @@
 //! as they are ([`StoredPass::open`] tells the layouts apart); they are not rewritten.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 
 use decoder::{Decoder, DecoderOptions, Event, InputFormat, Profile};
 
@@ -253,20 +253,23 @@ impl PassFiles {
     }
 
     /// Appends a raw CADU held in shared memory (ignored when CADUs are not kept): it is not
-    /// copied into a buffer, but kept until about 256 KiB of them are offered and
-    /// then written with one vectored write (or at the next flush). Otherwise as
-    /// [`PassFiles::cadu`]; a failed write keeps what was not written, for the next attempt.
+    /// copied into a buffer, but kept with the others until they would pass 256 KiB, then
+    /// they are written by one vectored write (or at the next flush). Otherwise as
+    /// [`PassFiles::cadu`]; a failed write keeps what was not written, for the next attempt,
+    /// and leaves the CADU offered then not taken.
     pub fn cadu_shared(&mut self, data: Bytes) -> std::io::Result<()> {
         if !self.keep_raw {
             return Ok(());
         }
         self.last_cadu_ok = false;
         open_slot(&self.dir, &mut self.cadus, CADUS, self.sync_list.as_ref())?;
-        self.pending_len += data.len();
-        self.pending.push_back(data);
-        if self.pending_len >= BUFFER || self.pending.len() >= PENDING_MAX {
+        // The ones before first, when this one would go past the batch: a failure leaves this
+        // one not taken (as a buffered writer that cannot flush).
+        if self.pending_len + data.len() > BUFFER || self.pending.len() >= PENDING_MAX {
             self.write_pending()?;
         }
+        self.pending_len += data.len();
+        self.pending.push_back(data);
         self.cadu_records += 1;
         self.last_cadu_ok = true;
         Ok(())
