@@ -533,7 +533,7 @@ fn take_ops(dec: &mut Decoder, ops: &mut Vec<Op>) {
 
 /// How often the files being written are made durable in the background: the final fsync
 /// then waits for little more than the last interval's writes.
-const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The files of a pass being written (staged), in the store-once layout, synced in the
 /// background as they grow.
