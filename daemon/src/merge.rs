@@ -564,12 +564,12 @@ impl Writer {
     }
 }
 
-/// Decodes merged frames (final decoder) into the writer.
-fn take_events(dec: &mut Decoder, w: &mut Writer, frames: bool) -> Result<()> {
+/// Archives what the final decoder makes of merged frames (from archived frames: no raw
+/// CADUs; the frames go to `frames.raw`).
+fn take_events(dec: &mut Decoder, w: &mut Writer) -> Result<()> {
     while let Some(ev) = dec.poll() {
         match ev {
-            Event::RawCadu { data, .. } => w.files.cadu_shared(data)?,
-            Event::Frame(f) if frames => {
+            Event::Frame(f) => {
                 w.files.frame(f.header.vcid, f.header.vc_count, &f.data)?;
             }
             Event::Packet { packet, vcid } => {
@@ -683,7 +683,7 @@ pub fn merge_passes(
             let mut m = Merger::new(sources.len(), scid, DEFAULT_WINDOW, DEFAULT_REORDER);
             let ends = drive(&mut m, sources, |x| {
                 dec.push(&x.copy.payload.bytes);
-                take_events(&mut dec, &mut w, true)
+                take_events(&mut dec, &mut w)
             })?;
             let s = m.stats();
             for (j, &k) in present.iter().enumerate() {
@@ -699,7 +699,7 @@ pub fn merge_passes(
             stats.conflict_keys += s.conflict_keys;
         }
         dec.finish();
-        take_events(&mut dec, &mut w, true)?;
+        take_events(&mut dec, &mut w)?;
         dec.stats()
     };
     w.sync()?;
