@@ -372,17 +372,7 @@ fn bad_copies_are_counted_and_explained_never_a_crash() {
     let split = Split::new();
     let tmp = tempfile::tempdir().unwrap();
     let passes = tmp.path().join("passes");
-    let station = |id: &str, scid: u16, raw: &[u8]| {
-        let dir = passes.join(id);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("cadus.raw"), raw).unwrap();
-        let rec = serde_json::json!({
-            "id": id, "input": id.split('-').nth(1).unwrap(), "profile": "jpss", "scid": scid,
-            "aos": "2024-12-06T17:38:15Z", "los": "2024-12-06T17:48:15Z", "station": "s",
-        });
-        std::fs::write(dir.join("pass.json"), rec.to_string()).unwrap();
-        dir
-    };
+    let station = |id: &str, scid: u16, raw: &[u8]| station_pass(&passes, id, scid, raw);
     let whole: Vec<u8> = split.cadus.concat();
     let good = station("20241206T173815Z-a", 157, &whole);
     // NOAA-20's CADUs presented as a copy of the SNPP pass.
@@ -433,6 +423,64 @@ fn bad_copies_are_counted_and_explained_never_a_crash() {
         c["s/a"]["unique"].as_u64().unwrap() + c["s/a"]["duplicates"].as_u64().unwrap(),
         full["frames"]["by_vcid"]["16"].as_u64().unwrap()
     );
+}
+
+/// A station pass of the SNPP pass (station `s`, input from the id) in `passes/id` with
+/// `raw` as its `cadus.raw`.
+fn station_pass(passes: &Path, id: &str, scid: u16, raw: &[u8]) -> PathBuf {
+    let dir = passes.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cadus.raw"), raw).unwrap();
+    let rec = serde_json::json!({
+        "id": id, "input": id.split('-').nth(1).unwrap(), "profile": "jpss", "scid": scid,
+        "aos": "2024-12-06T17:38:15Z", "los": "2024-12-06T17:48:15Z", "station": "s",
+    });
+    std::fs::write(dir.join("pass.json"), rec.to_string()).unwrap();
+    dir
+}
+
+/// A copy whose `cadus.raw` is not whole CADUs back to back (as an archive writes it): a marker
+/// with a bit error, then bytes inserted that shift every later CADU. Its reader takes records
+/// up to the bent marker, then synchronizes the rest, and finds every frame the decoder finds
+/// in those bytes; with the first 30 % of the pass beside it, the merge loses none of them.
+#[test]
+fn a_copy_that_is_not_whole_records_is_synchronized() {
+    let split = Split::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let passes = tmp.path().join("passes");
+    let mut cadus = split.cadus.clone();
+    cadus[100][2] ^= 0x10;
+    let mut bent = cadus[..300].concat();
+    bent.extend_from_slice(&[0x5A; 37]);
+    bent.extend(cadus[300..].concat());
+    let e = station_pass(&passes, "20241206T173815Z-e", 157, &bent);
+    let whole: Vec<u8> = split.cadus.concat();
+    let cut = whole.len() * 3 / 10 / 1024 * 1024;
+    let c = station_pass(&passes, "20241206T173815Z-c", 157, &whole[..cut]);
+    let o = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .arg("merge")
+        .args([&e, &c])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let own = decode(&e.join("cadus.raw"), "jpss", "cadu");
+    let good = |x: &serde_json::Value| {
+        x["frames"]["good"].as_u64().unwrap() - x["frames"]["fill"].as_u64().unwrap()
+    };
+    assert_eq!(
+        v["contributions"]["s/e"]["frames"],
+        good(&own),
+        "{}",
+        v["contributions"]
+    );
+    assert_eq!(own["sync"]["bits_discarded"], 37 * 8, "{own}");
+    let full = decode(&data("cadu/npp.20241206T173815.dat"), "jpss", "bits");
+    assert_eq!(
+        v["counters"]["frames"]["by_vcid"]["16"],
+        full["frames"]["by_vcid"]["16"]
+    );
+    assert_eq!(v["counters"]["packets"], full["packets"]);
 }
 
 /// The products (raw PNGs) of a pass directory, by name.
