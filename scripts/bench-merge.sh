@@ -7,7 +7,7 @@
 # were just written, or read by the previous run); `dd iflag=direct` reads them from the disk,
 # `cat` from the page cache. CPU MB/s = input / (user + sys time). The merged pass's own files
 # must be durable when the merge ends: "dd write" is the time `dd conv=fsync` takes to write as
-# many bytes as the merged `cadus.raw` (the disk's floor for the merge). Prints a Markdown table.
+# many bytes as the merged pass's files (the disk's floor for the merge). Prints a Markdown table.
 set -euo pipefail
 dir="${1:-target/bench/merge}"
 frames="${2:-500000}"

@@ -176,7 +176,6 @@ struct Source {
     queue: VecDeque<CopyFrame>,
     buf: Vec<u8>,
     bytes: u64,
-    keep_raw: bool,
     /// `cadus.raw`: the CADU length, its reads' pool, and whether its CADUs are still taken
     /// as records ([`Decoder::push_record`]; after the first that is not one, everything is
     /// pushed and synchronized).
@@ -207,7 +206,6 @@ impl Source {
             queue: VecDeque::new(),
             buf: if cadu { Vec::new() } else { vec![0; READ] },
             bytes: 0,
-            keep_raw: cadu,
             records: cadu.then(|| (profile.cadu.length.max(1), Default::default())),
             pushing: false,
         })
@@ -275,7 +273,7 @@ impl Source {
                     Event::Frame(fr) if fr.fill => self.raw = None,
                     Event::Frame(fr) => {
                         let raw = self.raw.take();
-                        let bytes = match (self.keep_raw, raw) {
+                        let bytes = match (self.records.is_some(), raw) {
                             (true, Some(r)) => r,
                             (true, None) => continue,
                             (false, _) => fr.data.clone(),
@@ -415,9 +413,13 @@ enum Op {
     /// A chosen CADU, for `cadus.raw`.
     Cadu(Bytes),
     /// The good frame of the CADU before it, for `frames.idx`.
-    Frame { vcid: u8, count: u32 },
+    Frame { vcid: u8, count: u32, data: Bytes },
     /// A packet that frame completed, for `packets.idx`.
-    Packet { apid: u16, vcid: Option<u8> },
+    Packet {
+        apid: u16,
+        vcid: Option<u8>,
+        data: Bytes,
+    },
 }
 
 /// The merge of raw CADUs in four stages, each handing batches to the next over a bounded
@@ -441,13 +443,11 @@ fn merge_raw(
                     for op in batch {
                         match op {
                             Op::Cadu(raw) => w.files.cadu_shared(raw)?,
-                            // Raw CADUs are the primary: the index names the CADU, the
-                            // frame's and packet's bytes are not written again.
-                            Op::Frame { vcid, count } => {
-                                w.files.frame(vcid, count, &[])?;
+                            Op::Frame { vcid, count, data } => {
+                                w.files.frame(vcid, count, &data)?;
                             }
-                            Op::Packet { apid, vcid } => {
-                                w.files.packet(apid, vcid, &[])?;
+                            Op::Packet { apid, vcid, data } => {
+                                w.files.packet(apid, vcid, &data)?;
                             }
                         }
                     }
@@ -521,10 +521,12 @@ fn take_ops(dec: &mut Decoder, ops: &mut Vec<Op>) {
             Event::Frame(f) => Op::Frame {
                 vcid: f.header.vcid,
                 count: f.header.vc_count,
+                data: f.data,
             },
             Event::Packet { packet, vcid } => Op::Packet {
                 apid: packet.header.apid,
                 vcid,
+                data: packet.data,
             },
             _ => continue,
         });

@@ -344,6 +344,10 @@ fn invalid(profile: &Profile, path: &str, e: &dyn std::fmt::Display) -> Error {
     }
 }
 
+/// A frame after Reed-Solomon and its outcome, known beforehand ([`DecodedCadu`] less the raw
+/// CADU).
+type Known = (Bytes, Option<BlockOutcome>);
+
 /// A synchronized CADU's frame: the bytes after the marker, or its decoding known beforehand.
 enum Body {
     Data(BytesMut),
@@ -595,7 +599,8 @@ impl Decoder {
     /// first record locks without a check). Given back untouched when it is not such a record
     /// or the synchronizer holds pushed bytes (it is behind them): `push` it then, and the rest
     /// of the stream, which goes on in lock from the last record taken. Byte-aligned CADU and
-    /// bit inputs only (any other front gives it back).
+    /// bit inputs only (any other front gives it back). After [`Decoder::finish`] it is counted
+    /// as ignored, as `push` does.
     pub fn push_record(&mut self, raw: Bytes) -> Result<(), Bytes> {
         match self.record(raw, None) {
             Ok(()) => Ok(()),
@@ -617,12 +622,7 @@ impl Decoder {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn record(
-        &mut self,
-        raw: Bytes,
-        known: Option<(Bytes, Option<BlockOutcome>)>,
-    ) -> Result<(), (Bytes, Option<(Bytes, Option<BlockOutcome>)>)> {
+    fn record(&mut self, raw: Bytes, known: Option<Known>) -> Result<(), (Bytes, Option<Known>)> {
         if self.finished {
             self.ignored_after_finish += raw.len() as u64;
             return Ok(());

@@ -146,15 +146,21 @@ struct Queued<T> {
 /// Per-VC state is indexed by the VCID (a byte: 256 slots, no map lookups per frame).
 const VCS: usize = 256;
 
+/// One input on one virtual channel.
+struct Lane<T> {
+    /// Ordered by unwrapped count.
+    queue: VecDeque<Queued<T>>,
+    /// (last raw count, its unwrapped value).
+    last: Option<(u32, i64)>,
+    /// The input's `pushed` at its last frame here (0: none yet).
+    seen_at: u64,
+    /// The highest unwrapped count pushed.
+    max_ext: Option<i64>,
+}
+
 struct Input<T> {
-    /// Per VC, ordered by unwrapped count.
-    queues: Vec<VecDeque<Queued<T>>>,
-    /// Per VC: (last raw count, its unwrapped value).
-    last: Vec<Option<(u32, i64)>>,
-    /// Per VC: `pushed` at the last frame of that VC (0: none yet).
-    seen_at: Vec<u64>,
-    /// Per VC: the highest unwrapped count pushed.
-    max_ext: Vec<Option<i64>>,
+    /// Per VC.
+    lanes: Vec<Lane<T>>,
     pushed: u64,
     finished: bool,
 }
@@ -162,19 +168,23 @@ struct Input<T> {
 impl<T> Input<T> {
     fn new() -> Self {
         Self {
-            queues: (0..VCS).map(|_| VecDeque::new()).collect(),
-            last: vec![None; VCS],
-            seen_at: vec![0; VCS],
-            max_ext: vec![None; VCS],
+            lanes: (0..VCS)
+                .map(|_| Lane {
+                    queue: VecDeque::new(),
+                    last: None,
+                    seen_at: 0,
+                    max_ext: None,
+                })
+                .collect(),
             pushed: 0,
             finished: false,
         }
     }
 
     fn head(&self, vcid: u8) -> Option<i64> {
-        self.queues
+        self.lanes
             .get(usize::from(vcid))
-            .and_then(|q| q.front())
+            .and_then(|l| l.queue.front())
             .map(|q| q.ext)
     }
 }
@@ -275,8 +285,8 @@ impl<T> Merger<T> {
     pub fn buffered(&self) -> usize {
         self.inputs
             .iter()
-            .flat_map(|i| i.queues.iter())
-            .map(VecDeque::len)
+            .flat_map(|i| i.lanes.iter())
+            .map(|l| l.queue.len())
             .sum()
     }
 
@@ -295,9 +305,12 @@ impl<T> Merger<T> {
         }
         let v = copy.vcid;
         let vi = usize::from(v);
+        let Some(lane) = inp.lanes.get_mut(vi) else {
+            return;
+        };
         let m = i64::from(copy.modulus.max(1));
         let raw = i64::from(copy.count) % m;
-        let ext = match inp.last.get(vi).copied().flatten() {
+        let ext = match lane.last {
             Some((last_raw, _)) if i64::from(last_raw) == raw => {
                 counts.repeats += 1;
                 return;
@@ -332,15 +345,9 @@ impl<T> Merger<T> {
                 }
             }
         };
-        if let Some(l) = inp.last.get_mut(vi) {
-            *l = Some((copy.count, ext));
-        }
-        if let Some(s) = inp.seen_at.get_mut(vi) {
-            *s = inp.pushed;
-        }
-        if let Some(mx) = inp.max_ext.get_mut(vi) {
-            *mx = Some(mx.map_or(ext, |x| x.max(ext)));
-        }
+        lane.last = Some((copy.count, ext));
+        lane.seen_at = inp.pushed;
+        lane.max_ext = Some(lane.max_ext.map_or(ext, |x| x.max(ext)));
         if self
             .emitted
             .get(vi)
@@ -351,9 +358,7 @@ impl<T> Merger<T> {
             counts.late += 1;
             return;
         }
-        let Some(q) = inp.queues.get_mut(vi) else {
-            return;
-        };
+        let q = &mut lane.queue;
         // Frames are almost always in order: insert from the back.
         let mut at = q.len();
         while at > 0 && q.get(at - 1).is_some_and(|p| p.ext >= ext) {
@@ -431,12 +436,10 @@ impl<T> Merger<T> {
             let vi = usize::from(v);
             let blocked = self.inputs.iter().position(|i| {
                 !i.finished
-                    && i.max_ext
-                        .get(vi)
-                        .copied()
-                        .flatten()
-                        .is_none_or(|x| x < min + self.reorder)
-                    && i.pushed - i.seen_at.get(vi).copied().unwrap_or(0) < self.window
+                    && i.lanes.get(vi).is_some_and(|l| {
+                        l.max_ext.is_none_or(|x| x < min + self.reorder)
+                            && i.pushed - l.seen_at < self.window
+                    })
             });
             if let Some(b) = blocked {
                 self.wants.get_or_insert(b);
@@ -450,11 +453,11 @@ impl<T> Merger<T> {
 
     fn emit(&mut self, v: u8, ext: i64) {
         let vi = usize::from(v);
+        // Empty: cleared after the previous key.
         let mut copies = std::mem::take(&mut self.copies);
-        copies.clear();
         let mut left = false;
         for (n, inp) in self.inputs.iter_mut().enumerate() {
-            if let Some(q) = inp.queues.get_mut(vi) {
+            if let Some(q) = inp.lanes.get_mut(vi).map(|l| &mut l.queue) {
                 if q.front().is_some_and(|f| f.ext == ext) {
                     if let Some(f) = q.pop_front() {
                         copies.push((n, f.copy));
