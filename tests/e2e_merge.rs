@@ -343,16 +343,18 @@ fn two_antennas_merge_into_one_better_pass() {
     // `downlink merge` on the same station passes: the same pass, again and again.
     let out_dir = tmp.path().join("cli");
     let passes = d.archive.join("passes");
-    let cli = |dirs: &[&str]| -> serde_json::Value {
+    let cli_with = |dirs: &[&str], extra: &[&str]| -> serde_json::Value {
         let o = Command::new(env!("CARGO_BIN_EXE_downlink"))
             .arg("merge")
             .args(dirs.iter().map(|i| passes.join(i)))
             .args(["--out", out_dir.to_str().unwrap()])
+            .args(extra)
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap()
     };
+    let cli = |dirs: &[&str]| cli_with(dirs, &[]);
     let first = cli(&[&ida, &idb]);
     assert_same_frames_and_packets(&first["counters"], &truth);
     assert_eq!(first["contributions"]["gaps_left"], lost);
@@ -360,11 +362,39 @@ fn two_antennas_merge_into_one_better_pass() {
     assert_eq!(again["merge_version"], 1, "idempotent");
     assert_eq!(again["counters"], first["counters"]);
     assert_eq!(again["contributions"], first["contributions"]);
+    // Every chosen CADU is a record of a station pass's cadus.raw: named in cadus.ref, not
+    // copied (the merged pass holds no cadus.raw of its own).
     let dir = PathBuf::from(first["dir"].as_str().unwrap());
+    assert!(!dir.join("cadus.raw").exists());
+    let refs = std::fs::read(dir.join("cadus.ref")).unwrap();
+    let header = refs.iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert_eq!(
+        (refs.len() - header) as u64 / 8,
+        only_a + only_b + both,
+        "one reference per merged CADU"
+    );
+    let by_refs = decode(&dir.join("cadus.ref"), "jpss", "cadu");
+    let index = |d: &Path| {
+        (
+            std::fs::read(d.join("frames.idx")).unwrap(),
+            std::fs::read(d.join("packets.idx")).unwrap(),
+        )
+    };
+    let indexes = index(&dir);
+    // --copy-cadus: the same pass with the CADUs copied into its own cadus.raw.
+    let copied = cli_with(&[&ida, &idb], &["--copy-cadus"]);
+    assert_eq!(copied["counters"], first["counters"]);
+    assert!(!dir.join("cadus.ref").exists());
     assert_eq!(
         std::fs::read(dir.join("cadus.raw")).unwrap().len() as u64,
         (only_a + only_b + both) * 1024
     );
+    assert!(index(&dir) == indexes, "the same indexes");
+    let by_copy = decode(&dir.join("cadus.raw"), "jpss", "cadu");
+    for k in ["bytes_in", "cadus", "rs", "frames", "packets"] {
+        assert_eq!(by_refs[k], by_copy[k], "decode of cadus.ref vs cadus.raw: {k}");
+    }
+    assert_same_frames_and_packets(&by_refs, &truth);
 }
 
 #[test]

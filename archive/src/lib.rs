@@ -20,6 +20,7 @@
 //! (`DST.tmp-PID-N`, a sibling of `DST`) and published whole by one directory rename; what a
 //! crash leaves behind is removed with [`remove_stale_staging`] at the next start.
 
+pub mod cadu_refs;
 pub mod catalog;
 mod error;
 pub mod pass;

@@ -7,6 +7,8 @@
 //! frames.raw   every good non-fill frame after RS (parity removed), once, in arrival order;
 //!              the primary instead of cadus.raw when raw CADUs are not kept or the input is frames
 //! packets.raw  every space packet, in order; the primary of packet-stream inputs only
+//! cadus.ref    a merged pass's CADUs, named in its station passes' cadus.raw instead of copied
+//!              (crate::cadu_refs); when present it is the primary, read as a cadus.raw
 //! frames.idx   8 bytes per good non-fill frame, in arrival order: record number in the primary
 //!              (u32 LE), VCID (u8), VC frame count (low 24 bits, LE)
 //! packets.idx  8 bytes per packet, in arrival order: APID (u16 LE), VCID (u8; 0xFF for a packet
@@ -25,13 +27,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use decoder::{Decoder, DecoderOptions, Event, InputFormat, Profile};
+
+use crate::cadu_refs::Primary;
 
 /// Raw CADUs as received.
 pub const CADUS: &str = "cadus.raw";
@@ -205,6 +209,10 @@ pub struct PassFiles {
     last_cadu_ok: bool,
     frame_records: u64,
     sync_list: Option<Arc<Mutex<Vec<File>>>>,
+    /// A merged pass's `cadus.ref` ([`PassFiles::refer`]), and the CADUs in its own
+    /// `cadus.raw` then.
+    refs: Option<BufWriter<File>>,
+    own_records: u64,
 }
 
 impl PassFiles {
@@ -225,7 +233,52 @@ impl PassFiles {
             last_cadu_ok: false,
             frame_records: 0,
             sync_list,
+            refs: None,
+            own_records: 0,
         }
+    }
+
+    /// Makes this a pass whose CADUs are kept where they already are (a merged pass's, in its
+    /// station passes): `cadus.ref` is started with `header`, each CADU is then offered by
+    /// [`PassFiles::cadu_ref`] (a record of a source) or as before (its bytes, kept in this
+    /// pass's own `cadus.raw`), and the indexes number the CADUs of both in order.
+    pub fn refer(&mut self, header: &crate::cadu_refs::RefHeader) -> std::io::Result<()> {
+        if self.refs.is_some() || self.cadu_records > 0 {
+            return Err(std::io::Error::other(
+                "cadus.ref is started before the first CADU, once",
+            ));
+        }
+        append_to(
+            &self.dir,
+            &mut self.refs,
+            crate::cadu_refs::CADU_REFS,
+            self.sync_list.as_ref(),
+            &header.line()?,
+        )
+    }
+
+    /// Appends a reference to record `record` of source `source` of the header (a CADU of a
+    /// station pass, not copied): the CADU of the frames and packets offered next.
+    pub fn cadu_ref(&mut self, source: u8, record: u32) -> std::io::Result<()> {
+        self.last_cadu_ok = false;
+        let Some(f) = self.refs.as_mut() else {
+            return Err(std::io::Error::other("cadus.ref not started"));
+        };
+        f.write_all(&crate::cadu_refs::encode(source, record))?;
+        self.cadu_records += 1;
+        self.last_cadu_ok = true;
+        Ok(())
+    }
+
+    /// With `cadus.ref`: the CADU just put in this pass's own `cadus.raw` is referred to.
+    fn refer_to_own(&mut self) -> std::io::Result<()> {
+        if let Some(f) = self.refs.as_mut() {
+            let record = u32::try_from(self.own_records)
+                .map_err(|_| std::io::Error::other("pass exceeds 2^32 records"))?;
+            f.write_all(&crate::cadu_refs::encode(crate::cadu_refs::OWN, record))?;
+            self.own_records += 1;
+        }
+        Ok(())
     }
 
     /// Opens `cadus.raw` now (so a pass that never locks still has one).
@@ -247,6 +300,7 @@ impl PassFiles {
             self.sync_list.as_ref(),
             data,
         )?;
+        self.refer_to_own()?;
         self.cadu_records += 1;
         self.last_cadu_ok = true;
         Ok(())
@@ -270,6 +324,7 @@ impl PassFiles {
         }
         self.pending_len += data.len();
         self.pending.push_back(data);
+        self.refer_to_own()?;
         self.cadu_records += 1;
         self.last_cadu_ok = true;
         Ok(())
@@ -391,6 +446,7 @@ impl PassFiles {
         Ok(self
             .cadus
             .iter_mut()
+            .chain(self.refs.iter_mut())
             .chain(self.frames.iter_mut())
             .chain(self.packets.iter_mut())
             .chain(self.frame_index.iter_mut())
@@ -436,6 +492,10 @@ impl StoredPass {
         let legacy = dir.join("frames").is_dir() || dir.join("packets").is_dir();
         let layout = if legacy {
             Layout::Legacy
+        } else if non_empty(&dir.join(crate::cadu_refs::CADU_REFS)) {
+            // A merged pass's CADUs, kept in its station passes (and maybe in its own
+            // cadus.raw, which only part of them are then).
+            Layout::Store(InputFormat::Cadu, dir.join(crate::cadu_refs::CADU_REFS))
         } else if non_empty(&dir.join(CADUS)) {
             Layout::Store(InputFormat::Cadu, dir.join(CADUS))
         } else if non_empty(&dir.join(FRAMES)) {
@@ -456,9 +516,27 @@ impl StoredPass {
         &self.layout
     }
 
-    /// What to decode to see the whole pass again: `cadus.raw` when kept (either layout), else
-    /// the good frames (`frames.raw`, or the old per-VC files in VC order), else the packets.
-    /// Empty when the pass holds no data.
+    /// What to decode to see the whole pass again, opened: its CADUs when kept (`cadus.raw`,
+    /// or a merged pass's `cadus.ref`), else the good frames (`frames.raw`, or the old per-VC
+    /// files in VC order, one after the other), else the packets. `None` when the pass holds
+    /// no data.
+    pub fn open_whole(&self) -> std::io::Result<Option<(InputFormat, Box<dyn Read + Send>)>> {
+        let (format, files) = self.whole_input();
+        let mut readers: Vec<Box<dyn Read + Send>> = Vec::with_capacity(files.len());
+        for f in &files {
+            readers.push(Box::new(std::io::BufReader::with_capacity(
+                BUFFER,
+                Primary::open(f)?.reader(),
+            )));
+        }
+        Ok(readers
+            .into_iter()
+            .reduce(|a, b| Box::new(a.chain(b)))
+            .map(|r| (format, r)))
+    }
+
+    /// The files [`StoredPass::open_whole`] reads (a `cadus.ref` is read through the station
+    /// passes it names). Empty when the pass holds no data.
     pub fn whole_input(&self) -> (InputFormat, Vec<PathBuf>) {
         match &self.layout {
             Layout::Store(format, path) => (*format, vec![path.clone()]),
@@ -580,8 +658,11 @@ impl StoredPass {
             InputFormat::Frames => profile.frame_len() as u64,
             _ => 0,
         };
-        let file = File::open(&path)?;
-        let total = file.metadata()?.len();
+        let file = Primary::open(&path)?;
+        if format == InputFormat::Cadu {
+            file.check_record_len(rec_len)?;
+        }
+        let total = file.len();
         // Which spans of the primary to read, and how many frames or packets they must give.
         let mut spans: Vec<(u64, u64)> = Vec::new();
         let mut expect = None;
@@ -748,7 +829,7 @@ impl Undo {
 struct Extract {
     undo: Option<Undo>,
     rec_len: u64,
-    file: Option<File>,
+    file: Option<Primary>,
     path: PathBuf,
     spans: VecDeque<(u64, u64)>,
     dec: Option<Decoder>,
@@ -845,8 +926,7 @@ impl Extract {
                 self.spans.push_front((at + take, len - take));
             }
             let mut buf = vec![0u8; take as usize];
-            file.seek(SeekFrom::Start(at))?;
-            let n = read_full(file, &mut buf)?;
+            let n = file.read_at(&mut buf, at)?;
             let piece = buf.get(..n).unwrap_or_default();
             match (self.dec.as_mut(), &self.undo) {
                 (Some(d), Some(u)) => {
@@ -896,7 +976,7 @@ impl Extract {
     }
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while let Some(rest) = buf.get_mut(n..).filter(|r| !r.is_empty()) {
         match f.read(rest)? {
@@ -953,7 +1033,10 @@ pub fn rebuild(dir: &Path, profile: &Profile) -> std::io::Result<Option<Rebuilt>
         InputFormat::Frames => profile.frame_len() as u64,
         _ => 1,
     };
-    let len = std::fs::metadata(&path)?.len();
+    let primary = Primary::open(&path)?;
+    primary.check_record_len(rec_len)?;
+    let len = primary.len();
+    // (Never for a cadus.ref, whose length is whole CADUs.)
     let mut trimmed = len % rec_len.max(1);
     if trimmed > 0 {
         OpenOptions::new()
@@ -971,7 +1054,7 @@ pub fn rebuild(dir: &Path, profile: &Profile) -> std::io::Result<Option<Rebuilt>
     let mut fx = crate::AtomicFile::create(dir.join(FRAME_INDEX)).map_err(std::io::Error::other)?;
     let mut px =
         crate::AtomicFile::create(dir.join(PACKET_INDEX)).map_err(std::io::Error::other)?;
-    let mut f = File::open(&path)?;
+    let mut f = primary.reader();
     let mut scid = None;
     // Frames records: the record of the frame now decoding; packets come before their frame.
     let mut record: u64 = 0;

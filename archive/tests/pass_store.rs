@@ -378,3 +378,101 @@ fn shared_and_copied_cadus_are_written_in_order() {
         .enumerate()
         .all(|(k, e)| e.record == k as u32 && e.vc_count == k as u32 && e.vcid == (k % 3) as u8));
 }
+
+/// A merged pass that keeps its CADUs in its station passes (`cadus.ref`) reads exactly as a
+/// pass holding them itself, wherever the archive is moved; a station pass that is gone or
+/// changed is an error naming it, never other bytes.
+#[test]
+fn a_pass_of_cadu_references_reads_as_the_cadus_it_names() {
+    use archive::cadu_refs::{RefHeader, RefSource, CADU_REFS, FORMAT};
+    let Some(input) = data("cadu/npp.20241206T173815.dat") else {
+        return;
+    };
+    let profile = Profile::builtin("jpss").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let passes = root.path().join("passes");
+    std::fs::create_dir_all(&passes).unwrap();
+    // Two station copies of the same capture.
+    let mut copies = Vec::new();
+    let mut want = Delivered::default();
+    for name in ["a", "b"] {
+        let tmp = root.path().join(format!("tmp-{name}"));
+        let (dir, delivered) = write_pass(&tmp, &profile, InputFormat::Bits, &input, true);
+        let to = passes.join(format!("20241206T173815Z-{name}"));
+        std::fs::rename(&dir, &to).unwrap();
+        copies.push(to);
+        want = delivered;
+    }
+    let raw = std::fs::read(copies[0].join(pass_store::CADUS)).unwrap();
+    let n = (raw.len() / 1024) as u32;
+    assert!(n > 300, "{n} CADUs");
+    // The merged pass: a third from each copy, a third copied into its own cadus.raw.
+    let merged = passes.join("20241206T173815Z-merged");
+    std::fs::create_dir_all(&merged).unwrap();
+    let mut files = pass_store::PassFiles::new(&merged, true, None);
+    files
+        .refer(&RefHeader {
+            format: FORMAT.into(),
+            cadu_length: 1024,
+            sources: copies
+                .iter()
+                .map(|d| RefSource {
+                    pass: d.file_name().unwrap().to_string_lossy().into_owned(),
+                    dir: d.clone(),
+                    bytes: raw.len() as u64,
+                })
+                .collect(),
+        })
+        .unwrap();
+    for k in 0..n {
+        match k * 3 / n {
+            0 => files.cadu_ref(0, k).unwrap(),
+            1 => files.cadu_ref(1, k).unwrap(),
+            _ => {
+                let c = &raw[k as usize * 1024..(k as usize + 1) * 1024];
+                files.cadu_shared(bytes::Bytes::copy_from_slice(c)).unwrap();
+            }
+        }
+    }
+    files.sync_all().unwrap();
+    drop(files);
+    for ix in [pass_store::FRAME_INDEX, pass_store::PACKET_INDEX] {
+        std::fs::copy(copies[0].join(ix), merged.join(ix)).unwrap();
+    }
+    let own = std::fs::metadata(merged.join(pass_store::CADUS)).unwrap().len();
+    assert_eq!(own, u64::from(n - 2 * n / 3) * 1024, "only the copied third");
+
+    let whole = |dir: &Path| {
+        let (format, r) = StoredPass::open(dir).open_whole().unwrap().unwrap();
+        assert_eq!(format, InputFormat::Cadu);
+        read_all(r)
+    };
+    assert!(whole(&merged) == raw, "the CADUs named are the copy's");
+    assert_reads_back(&merged, &profile, &want, "cadus.ref");
+    // The indexes rebuilt from the references equal the copy's.
+    let fx = std::fs::read(merged.join(pass_store::FRAME_INDEX)).unwrap();
+    std::fs::remove_file(merged.join(pass_store::FRAME_INDEX)).unwrap();
+    pass_store::rebuild(&merged, &profile).unwrap().unwrap();
+    assert_eq!(std::fs::read(merged.join(pass_store::FRAME_INDEX)).unwrap(), fx);
+
+    // The archive moved whole: the station passes are found beside the merged one.
+    let moved = root.path().join("moved");
+    std::fs::rename(&passes, &moved).unwrap();
+    let merged = moved.join("20241206T173815Z-merged");
+    assert!(whole(&merged) == raw, "moved archive");
+
+    // A station pass shortened or gone: an error naming it.
+    let b = moved.join("20241206T173815Z-b").join(pass_store::CADUS);
+    let f = std::fs::OpenOptions::new().write(true).open(&b).unwrap();
+    f.set_len(raw.len() as u64 - 1024).unwrap();
+    drop(f);
+    let err = StoredPass::open(&merged).frames(&profile, 16).err().unwrap();
+    assert!(
+        err.to_string().contains("20241206T173815Z-b") && err.to_string().contains("bytes"),
+        "{err}"
+    );
+    std::fs::remove_file(&b).unwrap();
+    let err = StoredPass::open(&merged).open_whole().err().unwrap();
+    assert!(err.to_string().contains("20241206T173815Z-b"), "{err}");
+    assert!(merged.join(CADU_REFS).is_file());
+}

@@ -75,6 +75,7 @@ fn bench(c: &mut Criterion) {
         id: "20241206T173815Z-merged",
         station: None,
         version: 1,
+        refer: true,
     };
     let staging = dir.join("out");
     let merge = || {

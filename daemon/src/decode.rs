@@ -1,7 +1,6 @@
 //! `downlink decode`: the decoder over files, with a progress bar on a terminal.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,7 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Arguments of `downlink decode`.
 #[derive(Args, Debug)]
 pub(crate) struct DecodeArgs {
-    /// Input files, decoded in order as one continuous stream.
+    /// Input files, decoded in order as one continuous stream. A merged pass's `cadus.ref` is
+    /// read as the CADUs it names (in its station passes' `cadus.raw`).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Built-in profile name (see `downlink profiles`) or a path to a profile TOML file.
@@ -163,12 +163,16 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<()> {
         unwritten: BTreeMap::new(),
     };
     let mut total = 0u64;
+    let mut inputs = Vec::with_capacity(args.files.len());
     for f in &args.files {
         let md = std::fs::metadata(f).with_context(|| format!("reading {}", f.display()))?;
         if !md.is_file() {
             bail!("{} is not a file", f.display());
         }
-        total += md.len();
+        let primary = archive::cadu_refs::Primary::open(f)
+            .with_context(|| format!("opening {}", f.display()))?;
+        total += primary.len();
+        inputs.push((f, primary.reader()));
     }
     let bar = if !args.quiet && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(total);
@@ -185,8 +189,7 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<()> {
     let start = Instant::now();
     let mut buf = vec![0u8; 1 << 20];
     let mut chunks = 0u64;
-    for path in &args.files {
-        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    for (path, mut file) in inputs {
         loop {
             let n = file
                 .read(&mut buf)

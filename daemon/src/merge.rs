@@ -20,9 +20,12 @@
 //! Reed-Solomon-decoded once: the final decode takes the chosen copy's frame and outcome
 //! instead of decoding it again.
 //!
-//! What is written: a pass directory like any other in the store-once layout (`cadus.raw` of
-//! the chosen CADUs, or `frames.raw` of the merged frames in VC order; `frames.idx`,
-//! `packets.idx`, `pass.json`), whose counters come from decoding the
+//! What is written: a pass directory like any other in the store-once layout: the chosen
+//! CADUs are not copied but named in `cadus.ref` ([`archive::cadu_refs`]: which station pass,
+//! which record of its `cadus.raw`; a CADU that was not read as a record of its copy, and every
+//! CADU with [`MergeSpec::refer`] off, goes into the merged pass's own `cadus.raw`), or, from
+//! archived frames, `frames.raw` of the merged frames in VC order; then `frames.idx`,
+//! `packets.idx`, `pass.json`, whose counters come from decoding the
 //! merged frame sequence with the ordinary decoder (so packets broken in one copy and whole in
 //! the other come out whole), with `merged_from` and `contributions`. It is written into a
 //! staging directory and published by renames ([`publish`]).
@@ -78,12 +81,25 @@ impl StationPass {
         })
     }
 
+    /// Its CADUs: `cadus.raw`, or (a merged pass) the `cadus.ref` naming them.
     fn raw(&self) -> PathBuf {
-        self.dir.join("cadus.raw")
+        let refs = self.dir.join(archive::cadu_refs::CADU_REFS);
+        if non_empty(&refs) {
+            refs
+        } else {
+            self.dir.join(archive::pass_store::CADUS)
+        }
     }
 
     fn has_raw(&self) -> bool {
-        std::fs::metadata(self.raw()).is_ok_and(|m| m.is_file() && m.len() > 0)
+        non_empty(&self.raw())
+    }
+
+    /// Whether a merged pass can refer to its CADUs instead of copying them: they are in a
+    /// `cadus.raw` of its own (not themselves references).
+    fn referable(&self) -> bool {
+        non_empty(&self.dir.join(archive::pass_store::CADUS))
+            && !non_empty(&self.dir.join(archive::cadu_refs::CADU_REFS))
     }
 
     /// The label of its contributions: `station/input` (the pass id when that repeats).
@@ -95,12 +111,19 @@ impl StationPass {
     }
 }
 
+fn non_empty(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0)
+}
+
 /// What the merge keeps of a copy of a frame besides the frame: its bytes as read (the raw
 /// CADU, or the frame itself when reading `frames/`) and its Reed-Solomon outcome.
 #[derive(Clone, Debug)]
 struct Payload {
     bytes: Bytes,
     rs: Option<BlockOutcome>,
+    /// The raw CADU is this record of the copy's `cadus.raw` (read as a record, byte for byte
+    /// the file's, and the copy may be referred to).
+    record: Option<u32>,
 }
 
 type CopyFrame = FrameCopy<Payload>;
@@ -172,7 +195,8 @@ fn read_full(f: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 struct Source {
     file: Option<Box<dyn Read + Send>>,
     dec: Decoder,
-    raw: Option<Bytes>,
+    /// The raw CADU of the frame to come, and its record in the copy's `cadus.raw`.
+    raw: Option<(Bytes, Option<u32>)>,
     queue: VecDeque<CopyFrame>,
     buf: Vec<u8>,
     bytes: u64,
@@ -181,6 +205,10 @@ struct Source {
     /// pushed and synchronized).
     records: Option<(usize, std::sync::Arc<Pool>)>,
     pushing: bool,
+    /// CADUs taken as records (the first ones of the file, in order), when the merged pass
+    /// may refer to them.
+    taken: u64,
+    referable: bool,
 }
 
 /// A copy's counters once it is read to the end.
@@ -191,6 +219,17 @@ struct SourceEnd {
 
 impl Source {
     fn new(profile: &Profile, format: InputFormat, file: Box<dyn Read + Send>) -> Result<Source> {
+        Source::with_records(profile, format, file, false)
+    }
+
+    /// As [`Source::new`]; `referable`: the copy is a `cadus.raw` the merged pass may refer
+    /// to, so the CADUs read as its records are marked with their record numbers.
+    fn with_records(
+        profile: &Profile,
+        format: InputFormat,
+        file: Box<dyn Read + Send>,
+        referable: bool,
+    ) -> Result<Source> {
         let opts = DecoderOptions {
             raw_cadus: format == InputFormat::Cadu,
             frames: true,
@@ -208,6 +247,8 @@ impl Source {
             bytes: 0,
             records: cadu.then(|| (profile.cadu.length.max(1), Default::default())),
             pushing: false,
+            taken: 0,
+            referable: referable && cadu,
         })
     }
 
@@ -241,7 +282,10 @@ impl Source {
         let mut at = 0;
         while !self.pushing && at + len <= n {
             match self.dec.push_record(read.slice(at..at + len)) {
-                Ok(()) => at += len,
+                Ok(()) => {
+                    at += len;
+                    self.taken += 1;
+                }
                 Err(_) => self.pushing = true,
             }
         }
@@ -268,15 +312,17 @@ impl Source {
             }
             while let Some(ev) = self.dec.poll() {
                 match ev {
-                    Event::RawCadu { data, .. } => self.raw = Some(data),
+                    Event::RawCadu { data, stream_bit } => {
+                        self.raw = Some((data, self.record_at(stream_bit)));
+                    }
                     Event::Rejected { .. } => self.raw = None,
                     Event::Frame(fr) if fr.fill => self.raw = None,
                     Event::Frame(fr) => {
                         let raw = self.raw.take();
-                        let bytes = match (self.records.is_some(), raw) {
+                        let (bytes, record) = match (self.records.is_some(), raw) {
                             (true, Some(r)) => r,
                             (true, None) => continue,
-                            (false, _) => fr.data.clone(),
+                            (false, _) => (fr.data.clone(), None),
                         };
                         self.queue.push_back(FrameCopy {
                             scid: fr.header.scid,
@@ -285,13 +331,27 @@ impl Source {
                             modulus: fr.header.vc_count_modulus,
                             quality: Quality::of(fr.rs.as_ref()),
                             frame: fr.data,
-                            payload: Payload { bytes, rs: fr.rs },
+                            payload: Payload {
+                                bytes,
+                                rs: fr.rs,
+                                record,
+                            },
                         });
                     }
                     _ => {}
                 }
             }
         }
+    }
+
+    /// The record of the copy's `cadus.raw` a CADU found at `stream_bit` is: one taken as a
+    /// record (they are the file's first `taken`, byte for byte), when the copy is referable.
+    fn record_at(&self, stream_bit: u64) -> Option<u32> {
+        let len = self.records.as_ref()?.0 as u64;
+        let at = stream_bit / 8;
+        (self.referable && stream_bit % 8 == 0 && at % len == 0 && at / len < self.taken)
+            .then(|| u32::try_from(at / len).ok())
+            .flatten()
     }
 
     /// Reads the copy to the end, handing its frames over in batches; the last message is its
@@ -410,8 +470,12 @@ fn drive(
 
 /// What the final decode of the chosen CADUs hands to the files of the merged pass.
 enum Op {
-    /// A chosen CADU, for `cadus.raw`.
-    Cadu(Bytes),
+    /// A chosen CADU: its bytes for `cadus.raw`, or where it is (copy, record) for
+    /// `cadus.ref`.
+    Cadu {
+        raw: Bytes,
+        origin: Option<(u8, u32)>,
+    },
     /// The good frame of the CADU before it, for `frames.idx`.
     Frame { vcid: u8, count: u32, data: Bytes },
     /// A packet that frame completed, for `packets.idx`.
@@ -425,12 +489,14 @@ enum Op {
 /// The merge of raw CADUs in four stages, each handing batches to the next over a bounded
 /// channel: the copies' readers (a thread each: read, decode), the merge (this thread), the
 /// final decode of the chosen CADUs (a thread: `dec`, given back as its counters), and the
-/// writing of the files (a thread: `w`, given back).
+/// writing of the files (a thread: `w`, given back). `refer`: the chosen CADUs read as records
+/// of their copy's `cadus.raw` go to `cadus.ref` (started), not copied.
 fn merge_raw(
     sources: Vec<Source>,
     scid: u16,
     mut dec: Decoder,
     mut w: Writer,
+    refer: bool,
 ) -> Result<(Writer, MergeStats, Vec<SourceEnd>, decoder::Stats)> {
     let mut m = Merger::new(sources.len(), scid, DEFAULT_WINDOW, DEFAULT_REORDER);
     std::thread::scope(|scope| {
@@ -442,7 +508,11 @@ fn merge_raw(
                 for batch in ops_rx {
                     for op in batch {
                         match op {
-                            Op::Cadu(raw) => w.files.cadu_shared(raw)?,
+                            Op::Cadu {
+                                origin: Some((copy, record)),
+                                ..
+                            } => w.files.cadu_ref(copy, record)?,
+                            Op::Cadu { raw, origin: None } => w.files.cadu_shared(raw)?,
                             Op::Frame { vcid, count, data } => {
                                 w.files.frame(vcid, count, &data)?;
                             }
@@ -460,8 +530,18 @@ fn merge_raw(
             .spawn_scoped(scope, move || -> Result<decoder::Stats> {
                 let stopped = || Error::Merge("the merge's writer stopped".into());
                 let mut ops = Vec::with_capacity(4 * BATCH);
+                // The CADUs taken as records whose place in their copy is known, until the
+                // decoder hands them on (each as it was given, in order).
+                let mut placed: VecDeque<(Bytes, (u8, u32))> = VecDeque::new();
                 for batch in rx {
                     for x in batch {
+                        let origin = match (refer, x.copy.payload.record) {
+                            (true, Some(r)) => u8::try_from(x.input)
+                                .ok()
+                                .filter(|&k| k != archive::cadu_refs::OWN)
+                                .map(|k| (k, r)),
+                            _ => None,
+                        };
                         // Decoded once already (by the copy's reader): not derandomized and
                         // RS-decoded again. The chosen CADUs are whole, back to back: records
                         // (one that is not is synchronized, and everything after it).
@@ -470,16 +550,18 @@ fn merge_raw(
                             frame: x.copy.frame,
                             rs: x.copy.payload.rs,
                         };
-                        if let Err(cadu) = dec.push_record_decoded(cadu) {
-                            dec.push_decoded(cadu);
+                        let raw = origin.map(|o| (cadu.raw.clone(), o));
+                        match dec.push_record_decoded(cadu) {
+                            Ok(()) => placed.extend(raw),
+                            Err(cadu) => dec.push_decoded(cadu),
                         }
-                        take_ops(&mut dec, &mut ops);
+                        take_ops(&mut dec, &mut ops, &mut placed);
                     }
                     let full = std::mem::replace(&mut ops, Vec::with_capacity(4 * BATCH));
                     ops_tx.send(full).map_err(|_| stopped())?;
                 }
                 dec.finish();
-                take_ops(&mut dec, &mut ops);
+                take_ops(&mut dec, &mut ops, &mut placed);
                 ops_tx.send(ops).map_err(|_| stopped())?;
                 Ok(dec.stats())
             })
@@ -513,11 +595,22 @@ fn merge_raw(
     })
 }
 
-/// The final decoder's events as what the files of a merged pass from raw CADUs take.
-fn take_ops(dec: &mut Decoder, ops: &mut Vec<Op>) {
+/// The final decoder's events as what the files of a merged pass from raw CADUs take: a raw
+/// CADU that is the next of `placed` (the very bytes given) goes by its place in its copy.
+fn take_ops(dec: &mut Decoder, ops: &mut Vec<Op>, placed: &mut VecDeque<(Bytes, (u8, u32))>) {
     while let Some(ev) = dec.poll() {
         ops.push(match ev {
-            Event::RawCadu { data, .. } => Op::Cadu(data),
+            Event::RawCadu { data, .. } => {
+                let origin = match placed.front() {
+                    Some((b, o)) if b.as_ptr() == data.as_ptr() && b.len() == data.len() => {
+                        let o = *o;
+                        placed.pop_front();
+                        Some(o)
+                    }
+                    _ => None,
+                };
+                Op::Cadu { raw: data, origin }
+            }
             Event::Frame(f) => Op::Frame {
                 vcid: f.header.vcid,
                 count: f.header.vc_count,
@@ -593,6 +686,9 @@ pub struct MergeSpec<'a> {
     pub station: Option<&'a crate::config::StationConfig>,
     /// 1 for a first merge, one more for each re-merge.
     pub version: u64,
+    /// Keep the merged pass's CADUs where they are, in the station passes' `cadus.raw`
+    /// (`cadus.ref` names them), instead of a copy in its own `cadus.raw`.
+    pub refer: bool,
 }
 
 /// Merges `passes` into a new pass directory `staging` (which must not exist); returns its
@@ -630,20 +726,45 @@ pub fn merge_passes(
         packets: true,
     };
     let counters = if raw_mode {
-        let sources = passes
-            .iter()
-            .map(|p| {
-                let path = p.raw();
-                let f = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-                Source::new(profile, InputFormat::Cadu, Box::new(f))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        w.files.open_cadus()?;
+        // Each copy is read up to the length it has now (that is what cadus.ref names).
+        let refer = spec.refer
+            && passes.len() < usize::from(archive::cadu_refs::OWN)
+            && passes.iter().all(StationPass::referable);
+        let mut sources = Vec::with_capacity(passes.len());
+        let mut named = Vec::with_capacity(passes.len());
+        for p in passes {
+            let path = p.raw();
+            let primary = archive::cadu_refs::Primary::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            let bytes = primary.len();
+            named.push(archive::cadu_refs::RefSource {
+                pass: p.record.id.clone(),
+                dir: p.dir.canonicalize().unwrap_or_else(|_| p.dir.clone()),
+                bytes,
+            });
+            let read = Box::new(primary.reader().take(bytes));
+            sources.push(Source::with_records(
+                profile,
+                InputFormat::Cadu,
+                read,
+                refer,
+            )?);
+        }
+        if refer {
+            w.files.refer(&archive::cadu_refs::RefHeader {
+                format: archive::cadu_refs::FORMAT.into(),
+                cadu_length: profile.cadu.length,
+                sources: named,
+            })?;
+        } else {
+            w.files.open_cadus()?;
+        }
         let (written, merge_stats, ends, counters) = merge_raw(
             sources,
             scid,
             Decoder::new(profile, InputFormat::Cadu, opts)?,
             w,
+            refer,
         )?;
         w = written;
         stats = merge_stats;

@@ -27,6 +27,11 @@ pub(crate) struct MergeArgs {
     /// TLE files: also make the products (imaging profiles) from the merged pass.
     #[arg(long)]
     tle: Vec<PathBuf>,
+    /// Copy the chosen CADUs into the merged pass's own `cadus.raw` (a pass that does not need
+    /// its station passes, e.g. to move it elsewhere) instead of `cadus.ref`, which names
+    /// them in the station passes' `cadus.raw`.
+    #[arg(long)]
+    copy_cadus: bool,
 }
 
 /// `downlink merge`.
@@ -115,6 +120,7 @@ pub(crate) fn run(args: &MergeArgs) -> Result<()> {
         id: &id,
         station: None,
         version,
+        refer: !args.copy_cadus,
     };
     let record = merge_passes(&passes, &spec, &staging)?;
     if !args.tle.is_empty() {
@@ -153,8 +159,11 @@ fn make_products(
         .context("the merged pass has no AOS")?
         .into();
     let tle = scene::choose_tle(tle, spec.norad_id, Some(aos))?;
-    let (format, files) = archive::pass_store::StoredPass::open(dir).whole_input();
-    let pass = scene::collect_packets(profile, format, &files)?;
+    let (format, input) = archive::pass_store::StoredPass::open(dir)
+        .open_whole()
+        .with_context(|| format!("reading {}", dir.display()))?
+        .context("the merged pass holds no CADUs or frames")?;
+    let pass = scene::collect_packets_from(profile, format, input, dir)?;
     scene::make_products(&ImageRequest {
         profile,
         pass: &pass,

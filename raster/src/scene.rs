@@ -67,7 +67,34 @@ pub fn collect_packets(
     format: InputFormat,
     files: &[PathBuf],
 ) -> Result<PassPackets> {
-    use std::io::Read;
+    let mut inputs = Vec::with_capacity(files.len());
+    for path in files {
+        let f = std::fs::File::open(path).map_err(|source| Error::Io {
+            context: "reading",
+            path: path.clone(),
+            source,
+        })?;
+        inputs.push((path.clone(), f));
+    }
+    collect(profile, format, inputs)
+}
+
+/// As [`collect_packets`], from one reader (e.g. an archived pass read through its indexes or
+/// references); `what` names it in errors.
+pub fn collect_packets_from(
+    profile: &Profile,
+    format: InputFormat,
+    input: impl std::io::Read,
+    what: &Path,
+) -> Result<PassPackets> {
+    collect(profile, format, [(what.to_owned(), input)])
+}
+
+fn collect<R: std::io::Read>(
+    profile: &Profile,
+    format: InputFormat,
+    inputs: impl IntoIterator<Item = (PathBuf, R)>,
+) -> Result<PassPackets> {
     let spec = profile
         .imaging
         .as_ref()
@@ -91,13 +118,12 @@ pub fn collect_packets(
         }
     };
     let mut buf = vec![0u8; 1 << 20];
-    for path in files {
+    for (path, mut f) in inputs {
         let io = |source| Error::Io {
             context: "reading",
             path: path.clone(),
             source,
         };
-        let mut f = std::fs::File::open(path).map_err(io)?;
         loop {
             let n = f.read(&mut buf).map_err(io)?;
             if n == 0 {

@@ -298,6 +298,8 @@ fn merge_now(shared: &Shared, c: &Closed) -> crate::error::Result<Option<String>
         id: &id,
         station: Some(&settings.station),
         version,
+        // The station passes stay in this archive: the merged pass refers to their CADUs.
+        refer: true,
     };
     let record = match merge_passes(&group, &spec, &staging) {
         Ok(r) => r,

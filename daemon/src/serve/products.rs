@@ -753,7 +753,7 @@ fn make(
         .imaging
         .as_ref()
         .ok_or_else(|| raster::Error::NoInstrument(rec.profile.name.clone()))?;
-    let (format, files) = archived_input(dir)?;
+    let (format, input) = archived_input(dir)?;
     let aos = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(rec.aos_unix_ms)
         .ok_or_else(|| Error::ProductJob(format!("AOS {} ms out of range", rec.aos_unix_ms)))?;
     let (date, near) = match rec.date {
@@ -764,7 +764,7 @@ fn make(
         None => (PassDate::Near(aos), aos),
     };
     let tle = scene::choose_tle(&tle_files(cfg, archive), spec.norad_id, Some(near))?;
-    let pass = scene::collect_packets(&rec.profile, format, &files)?;
+    let pass = scene::collect_packets_from(&rec.profile, format, input, dir)?;
     Ok(scene::make_products_in(
         &ImageRequest {
             profile: &rec.profile,
@@ -779,17 +779,19 @@ fn make(
     )?)
 }
 
-/// What to re-decode: raw CADUs if kept, else the frames (`frames.raw`, or the per-VC files of
-/// a pass archived before store-once, VC order), else the packets.
-fn archived_input(dir: &Path) -> Result<(InputFormat, Vec<PathBuf>)> {
-    let (format, files) = archive::pass_store::StoredPass::open(dir).whole_input();
-    if files.is_empty() {
-        return Err(Error::ProductJob(format!(
-            "{}: no archived CADUs, frames or packets",
-            dir.display()
-        )));
-    }
-    Ok((format, files))
+/// What to re-decode: raw CADUs if kept (a merged pass's in its station passes), else the
+/// frames (`frames.raw`, or the per-VC files of a pass archived before store-once, VC order),
+/// else the packets.
+fn archived_input(dir: &Path) -> Result<(InputFormat, Box<dyn std::io::Read + Send>)> {
+    archive::pass_store::StoredPass::open(dir)
+        .open_whole()
+        .map_err(|e| Error::ProductJob(format!("{}: {e}", dir.display())))?
+        .ok_or_else(|| {
+            Error::ProductJob(format!(
+                "{}: no archived CADUs, frames or packets",
+                dir.display()
+            ))
+        })
 }
 
 #[cfg(test)]
