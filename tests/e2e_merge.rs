@@ -392,7 +392,10 @@ fn two_antennas_merge_into_one_better_pass() {
     assert!(index(&dir) == indexes, "the same indexes");
     let by_copy = decode(&dir.join("cadus.raw"), "jpss", "cadu");
     for k in ["bytes_in", "cadus", "rs", "frames", "packets"] {
-        assert_eq!(by_refs[k], by_copy[k], "decode of cadus.ref vs cadus.raw: {k}");
+        assert_eq!(
+            by_refs[k], by_copy[k],
+            "decode of cadus.ref vs cadus.raw: {k}"
+        );
     }
     assert_same_frames_and_packets(&by_refs, &truth);
 }

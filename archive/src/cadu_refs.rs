@@ -78,7 +78,7 @@ fn decode(b: &[u8]) -> (u8, u32) {
     )
 }
 
-fn bad(path: &Path, what: String) -> std::io::Error {
+fn bad(path: &Path, what: &str) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidData,
         format!("{}: {what}", path.display()),
@@ -130,18 +130,18 @@ impl Primary {
         let mut line = Vec::new();
         std::io::BufReader::new((&file).take(HEADER_MAX)).read_until(b'\n', &mut line)?;
         if line.last() != Some(&b'\n') {
-            return Err(bad(path, "no header line".into()));
+            return Err(bad(path, "no header line"));
         }
-        let header: RefHeader = serde_json::from_slice(&line)
-            .map_err(|e| bad(path, format!("header: {e}")))?;
+        let header: RefHeader =
+            serde_json::from_slice(&line).map_err(|e| bad(path, &format!("header: {e}")))?;
         if header.format != FORMAT {
             return Err(bad(
                 path,
-                format!("format {:?}, not {FORMAT:?}", header.format),
+                &format!("format {:?}, not {FORMAT:?}", header.format),
             ));
         }
         if header.cadu_length == 0 {
-            return Err(bad(path, "cadu_length 0".into()));
+            return Err(bad(path, "cadu_length 0"));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut sources = Vec::with_capacity(header.sources.len());
@@ -191,7 +191,7 @@ impl Primary {
         match &self.kind {
             Kind::Refs(r) if r.rec_len != rec_len => Err(bad(
                 &r.path,
-                format!(
+                &format!(
                     "its CADUs are {} bytes long, not the profile's {rec_len}",
                     r.rec_len
                 ),
@@ -242,7 +242,7 @@ fn open_source(path: &Path, dir: &Path, s: &RefSource) -> std::io::Result<File> 
     }
     Err(bad(
         path,
-        format!(
+        &format!(
             "the CADUs of station pass {} cannot be read ({})",
             s.pass,
             tried.join("; ")
@@ -275,7 +275,7 @@ impl Refs {
         let mut refs = vec![0u8; count * REF];
         let got = read_full_at(&self.file, &mut refs, self.start + first * REF as u64)?;
         if got < refs.len() {
-            return Err(bad(&self.path, "references end early".into()));
+            return Err(bad(&self.path, "references end early"));
         }
         // Runs of consecutive records of one file are read at once.
         let mut filled = 0usize;
@@ -302,7 +302,10 @@ impl Refs {
             .ok_or_else(|| {
                 bad(
                     &self.path,
-                    format!("record {} refers to source {src}, which it does not list", first + k as u64),
+                    &format!(
+                        "record {} refers to source {src}, which it does not list",
+                        first + k as u64
+                    ),
                 )
             })?;
             let dst = buf
@@ -320,7 +323,7 @@ impl Refs {
                 };
                 return Err(bad(
                     &self.path,
-                    format!("record {rec} of {name} is beyond its end"),
+                    &format!("record {rec} of {name} is beyond its end"),
                 ));
             }
             filled += len as usize;

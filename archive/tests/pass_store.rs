@@ -439,8 +439,14 @@ fn a_pass_of_cadu_references_reads_as_the_cadus_it_names() {
     for ix in [pass_store::FRAME_INDEX, pass_store::PACKET_INDEX] {
         std::fs::copy(copies[0].join(ix), merged.join(ix)).unwrap();
     }
-    let own = std::fs::metadata(merged.join(pass_store::CADUS)).unwrap().len();
-    assert_eq!(own, u64::from(n - 2 * n / 3) * 1024, "only the copied third");
+    let own = std::fs::metadata(merged.join(pass_store::CADUS))
+        .unwrap()
+        .len();
+    assert_eq!(
+        own,
+        u64::from(n - 2 * n / 3) * 1024,
+        "only the copied third"
+    );
 
     let whole = |dir: &Path| {
         let (format, r) = StoredPass::open(dir).open_whole().unwrap().unwrap();
@@ -453,7 +459,10 @@ fn a_pass_of_cadu_references_reads_as_the_cadus_it_names() {
     let fx = std::fs::read(merged.join(pass_store::FRAME_INDEX)).unwrap();
     std::fs::remove_file(merged.join(pass_store::FRAME_INDEX)).unwrap();
     pass_store::rebuild(&merged, &profile).unwrap().unwrap();
-    assert_eq!(std::fs::read(merged.join(pass_store::FRAME_INDEX)).unwrap(), fx);
+    assert_eq!(
+        std::fs::read(merged.join(pass_store::FRAME_INDEX)).unwrap(),
+        fx
+    );
 
     // The archive moved whole: the station passes are found beside the merged one.
     let moved = root.path().join("moved");
@@ -466,7 +475,10 @@ fn a_pass_of_cadu_references_reads_as_the_cadus_it_names() {
     let f = std::fs::OpenOptions::new().write(true).open(&b).unwrap();
     f.set_len(raw.len() as u64 - 1024).unwrap();
     drop(f);
-    let err = StoredPass::open(&merged).frames(&profile, 16).err().unwrap();
+    let err = StoredPass::open(&merged)
+        .frames(&profile, 16)
+        .err()
+        .unwrap();
     assert!(
         err.to_string().contains("20241206T173815Z-b") && err.to_string().contains("bytes"),
         "{err}"

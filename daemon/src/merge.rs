@@ -349,7 +349,10 @@ impl Source {
     fn record_at(&self, stream_bit: u64) -> Option<u32> {
         let len = self.records.as_ref()?.0 as u64;
         let at = stream_bit / 8;
-        (self.referable && stream_bit % 8 == 0 && at % len == 0 && at / len < self.taken)
+        (self.referable
+            && stream_bit.is_multiple_of(8)
+            && at.is_multiple_of(len)
+            && at / len < self.taken)
             .then(|| u32::try_from(at / len).ok())
             .flatten()
     }
