@@ -481,12 +481,9 @@ enum Op {
     },
     /// The good frame of the CADU before it, for `frames.idx`.
     Frame { vcid: u8, count: u32, data: Bytes },
-    /// A packet that frame completed, for `packets.idx`.
-    Packet {
-        apid: u16,
-        vcid: Option<u8>,
-        data: Bytes,
-    },
+    /// A packet that frame completed, for `packets.idx` (its bytes are not needed there:
+    /// the final decode counts packets without copying them).
+    Packet { apid: u16, vcid: u8 },
 }
 
 /// The merge of raw CADUs in four stages, each handing batches to the next over a bounded
@@ -519,8 +516,8 @@ fn merge_raw(
                             Op::Frame { vcid, count, data } => {
                                 w.files.frame(vcid, count, &data)?;
                             }
-                            Op::Packet { apid, vcid, data } => {
-                                w.files.packet(apid, vcid, &data)?;
+                            Op::Packet { apid, vcid } => {
+                                w.files.packet(apid, Some(vcid), &[])?;
                             }
                         }
                     }
@@ -619,10 +616,9 @@ fn take_ops(dec: &mut Decoder, ops: &mut Vec<Op>, placed: &mut VecDeque<(Bytes, 
                 count: f.header.vc_count,
                 data: f.data,
             },
-            Event::Packet { packet, vcid } => Op::Packet {
-                apid: packet.header.apid,
+            Event::PacketCounted { vcid, header, .. } => Op::Packet {
+                apid: header.apid,
                 vcid,
-                data: packet.data,
             },
             _ => continue,
         });
@@ -765,7 +761,7 @@ pub fn merge_passes(
         let (written, merge_stats, ends, counters) = merge_raw(
             sources,
             scid,
-            Decoder::new(profile, InputFormat::Cadu, opts)?,
+            Decoder::new(profile, InputFormat::Cadu, opts)?.without_packet_data(),
             w,
             refer,
         )?;

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use crate::error::Error;
 use crate::frame::{FrameHeader, FrameLayout};
 use crate::packet::{
-    DropReason, Packet, PacketAssembler, PacketEvent, PacketStream, SequenceTracker,
+    DropReason, Packet, PacketAssembler, PacketEvent, PacketStream, PrimaryHeader, SequenceTracker,
 };
 use crate::pn::Derandomizer;
 use crate::profile::Profile;
@@ -284,6 +284,16 @@ pub enum Event {
         /// The packet.
         packet: Packet,
     },
+    /// A complete space packet of a virtual channel, when the decoder does not keep packet
+    /// bytes ([`Decoder::without_packet_data`]): instead of [`Event::Packet`].
+    PacketCounted {
+        /// Virtual channel it came on.
+        vcid: u8,
+        /// Its primary header.
+        header: PrimaryHeader,
+        /// Its length, primary header included.
+        len: usize,
+    },
     /// A partial packet dropped (never merged with later bytes).
     PacketDropped {
         /// Virtual channel.
@@ -368,6 +378,9 @@ pub struct Decoder {
     fill_vcid: Option<u8>,
     vcs: VcTracker,
     assemblers: Vec<Option<PacketAssembler>>,
+    /// Packets of virtual channels are copied out ([`Event::Packet`]) or only counted
+    /// ([`Event::PacketCounted`]).
+    packet_data: bool,
     sequences: SequenceTracker,
     scratch: Vec<PacketEvent>,
     events: VecDeque<Event>,
@@ -396,6 +409,19 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// This decoder, not keeping the bytes of the space packets it reassembles from frames:
+    /// they are checked and counted exactly as before (every counter, drop and sequence gap
+    /// the same) and each complete one is an [`Event::PacketCounted`] (its header and length)
+    /// instead of an [`Event::Packet`], without copying it. For a caller that indexes or
+    /// counts packets and has their frames (the merge's final decode). Packets of a
+    /// packet-stream input are kept as always. Meant for a new decoder: a virtual channel
+    /// whose packets began before the call keeps their bytes.
+    #[must_use]
+    pub fn without_packet_data(mut self) -> Self {
+        self.packet_data = false;
+        self
+    }
+
     /// A decoder for `profile`'s link, reading `format`.
     pub fn new(
         profile: &Profile,
@@ -479,6 +505,7 @@ impl Decoder {
             fill_vcid,
             vcs: VcTracker::default(),
             assemblers: (0..64).map(|_| None).collect(),
+            packet_data: true,
             sequences: SequenceTracker::default(),
             scratch: Vec::new(),
             events: VecDeque::new(),
@@ -1005,7 +1032,14 @@ impl Decoder {
                 self.assemblers.get_mut(usize::from(vcid)),
                 data.get(header.packet_zone.clone()),
             ) {
-                let asm = slot.get_or_insert_with(|| PacketAssembler::new(max));
+                let keep = self.packet_data;
+                let asm = slot.get_or_insert_with(|| {
+                    if keep {
+                        PacketAssembler::new(max)
+                    } else {
+                        PacketAssembler::without_data(max)
+                    }
+                });
                 asm.push_zone(
                     header.first_header_pointer,
                     zone,
@@ -1040,6 +1074,18 @@ impl Decoder {
                     }
                     if self.options.packets {
                         self.events.push_back(Event::Packet { vcid, packet: p });
+                    }
+                }
+                PacketEvent::Counted { header, len } => {
+                    if let Some(missing) = self.sequences.observe(&header, len) {
+                        self.events.push_back(Event::SequenceGap {
+                            apid: header.apid,
+                            missing,
+                        });
+                    }
+                    if let (true, Some(vcid)) = (self.options.packets, vcid) {
+                        self.events
+                            .push_back(Event::PacketCounted { vcid, header, len });
                     }
                 }
                 PacketEvent::Dropped {

@@ -570,3 +570,52 @@ fn what_is_not_a_record_is_given_back() {
         decoder::Decoder::new(&p, InputFormat::Frames, decoder::DecoderOptions::default()).unwrap();
     assert_eq!(d.push_record(good.clone()), Err(good));
 }
+
+/// A decoder that does not keep packet bytes (the merge's final decode) counts and checks
+/// exactly the packets of one that does: the same counters, drops and sequence gaps, and a
+/// `PacketCounted` with the header and length of each packet, in order. On the Aqua capture
+/// with corrected and uncorrectable frames (so packets are broken and dropped).
+#[test]
+fn packets_counted_without_their_bytes_are_the_packets_delivered() {
+    let cadus = impaired_aqua(0xc0de);
+    let input = flat(&cadus);
+    let run = |d: decoder::Decoder| {
+        let mut d = d;
+        let mut events = Vec::new();
+        for chunk in input.chunks(4096) {
+            d.push(chunk);
+            while let Some(e) = d.poll() {
+                events.push(e);
+            }
+        }
+        d.finish();
+        while let Some(e) = d.poll() {
+            events.push(e);
+        }
+        (events, d.stats())
+    };
+    let (kept, kept_stats) = run(raw_cadu_decoder());
+    let (counted, counted_stats) = run(raw_cadu_decoder().without_packet_data());
+    assert_eq!(
+        serde_json::to_value(&counted_stats).unwrap(),
+        serde_json::to_value(&kept_stats).unwrap()
+    );
+    let as_counted: Vec<Event> = kept
+        .iter()
+        .map(|e| match e {
+            Event::Packet {
+                vcid: Some(vcid),
+                packet,
+            } => Event::PacketCounted {
+                vcid: *vcid,
+                header: packet.header,
+                len: packet.data.len(),
+            },
+            other => other.clone(),
+        })
+        .collect();
+    assert!(kept_stats.packets.total > 100, "{:?}", kept_stats.packets);
+    assert!(kept_stats.packets.dropped.values().sum::<u64>() > 0);
+    assert!(counted == as_counted, "events differ");
+    assert!(!counted.iter().any(|e| matches!(e, Event::Packet { .. })));
+}

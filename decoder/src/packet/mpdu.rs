@@ -31,6 +31,14 @@ pub enum DropReason {
 pub enum PacketEvent {
     /// A complete packet (never an idle packet).
     Packet(Packet),
+    /// A complete packet (never an idle packet) of an assembler that does not keep packet
+    /// bytes ([`PacketAssembler::without_data`]): its header and length only.
+    Counted {
+        /// Its primary header.
+        header: PrimaryHeader,
+        /// Its length, primary header included.
+        len: usize,
+    },
     /// Discarded bytes. `apid` is known when the discarded bytes included a trusted header.
     Dropped {
         /// APID of the dropped packet, when known.
@@ -121,6 +129,18 @@ impl AssemblerStats {
         }
     }
 
+    /// [`AssemblerStats::record_packet`] of a packet whose bytes are not kept.
+    fn record_counted(&mut self, out: &mut Vec<PacketEvent>, header: PrimaryHeader, len: usize) {
+        if header.is_idle() {
+            Self::add(&mut self.idle_packets, 1);
+            Self::add(&mut self.idle_bytes, len);
+        } else {
+            Self::add(&mut self.packets, 1);
+            Self::add(&mut self.packet_bytes, len);
+            out.push(PacketEvent::Counted { header, len });
+        }
+    }
+
     /// A partial packet is abandoned. Idle packets lose nothing, so they are only counted as
     /// skipped bytes, except for anomalies that must be reported.
     fn drop_partial(
@@ -159,11 +179,13 @@ enum Partial {
         buf: [u8; PRIMARY_HEADER_LEN],
         len: usize,
     },
-    /// Header known, `buf.len() < total`; `buf` was allocated with capacity `total`.
+    /// Header known, `have < total` bytes of it seen; `buf` holds them (allocated with
+    /// capacity `total`), or nothing when packet bytes are not kept.
     Body {
         header: PrimaryHeader,
         total: usize,
         buf: BytesMut,
+        have: usize,
     },
 }
 
@@ -179,16 +201,24 @@ impl Partial {
         }
     }
 
-    fn body_from(header: PrimaryHeader, total: usize, bytes: &[u8]) -> Self {
-        let mut buf = BytesMut::with_capacity(total);
-        buf.extend_from_slice(bytes);
-        Partial::Body { header, total, buf }
+    fn body_from(header: PrimaryHeader, total: usize, bytes: &[u8], keep: bool) -> Self {
+        let mut buf = BytesMut::new();
+        if keep {
+            buf.reserve(total);
+            buf.extend_from_slice(bytes);
+        }
+        Partial::Body {
+            header,
+            total,
+            buf,
+            have: bytes.len(),
+        }
     }
 
     fn buffered(&self) -> usize {
         match self {
             Partial::Header { len, .. } => *len,
-            Partial::Body { buf, .. } => buf.len(),
+            Partial::Body { have, .. } => *have,
         }
     }
 
@@ -224,6 +254,9 @@ pub struct PacketAssembler {
     max_packet_len: usize,
     state: State,
     stats: AssemblerStats,
+    /// Packet bytes are copied out ([`PacketEvent::Packet`]), or only counted
+    /// ([`PacketEvent::Counted`]).
+    keep: bool,
 }
 
 impl Default for PacketAssembler {
@@ -240,6 +273,17 @@ impl PacketAssembler {
             max_packet_len,
             state: State::Hunting,
             stats: AssemblerStats::default(),
+            keep: true,
+        }
+    }
+
+    /// An assembler that checks and counts packets exactly as [`PacketAssembler::new`] but
+    /// does not copy their bytes: each complete packet is a [`PacketEvent::Counted`] (header
+    /// and length) instead of a [`PacketEvent::Packet`]; drops and counters are the same.
+    pub fn without_data(max_packet_len: usize) -> Self {
+        Self {
+            keep: false,
+            ..Self::new(max_packet_len)
         }
     }
 
@@ -333,8 +377,13 @@ impl PacketAssembler {
         out: &mut Vec<PacketEvent>,
     ) -> Option<usize> {
         let discard = ptr.unwrap_or(zone.len());
-        let (header, total, mut buf) = match partial {
-            Partial::Body { header, total, buf } => (header, total, buf),
+        let (header, total, mut buf, mut have) = match partial {
+            Partial::Body {
+                header,
+                total,
+                buf,
+                have,
+            } => (header, total, buf, have),
             Partial::Header { buf: hbuf, len } => {
                 let need = PRIMARY_HEADER_LEN.saturating_sub(len);
                 let head = match zone.get(..need) {
@@ -367,9 +416,12 @@ impl PacketAssembler {
                 let header = PrimaryHeader::from_bytes(&full);
                 match validate(&header, self.max_packet_len) {
                     Ok(total) => {
-                        let mut buf = BytesMut::with_capacity(total);
-                        buf.extend_from_slice(full.get(..len).unwrap_or_default());
-                        (header, total, buf)
+                        let mut buf = BytesMut::new();
+                        if self.keep {
+                            buf.reserve(total);
+                            buf.extend_from_slice(full.get(..len).unwrap_or_default());
+                        }
+                        (header, total, buf, len)
                     }
                     Err(reason) => {
                         let apid = (reason == DropReason::TooLong).then_some(header.apid);
@@ -379,7 +431,7 @@ impl PacketAssembler {
                 }
             }
         };
-        let remaining = total.saturating_sub(buf.len());
+        let remaining = total.saturating_sub(have);
         let consistent = match ptr {
             None => remaining >= zone.len(),
             Some(p) => remaining == p,
@@ -388,19 +440,31 @@ impl PacketAssembler {
             self.stats.record_drop(
                 out,
                 Some(header.apid),
-                buf.len() + discard,
+                have + discard,
                 DropReason::HeaderMismatch,
             );
             return ptr;
         }
         let take = remaining.min(zone.len());
-        buf.extend_from_slice(zone.get(..take).unwrap_or_default());
-        if buf.len() >= total {
-            self.stats.record_packet(out, header, buf.freeze());
+        if self.keep {
+            buf.extend_from_slice(zone.get(..take).unwrap_or_default());
+        }
+        have += take;
+        if have >= total {
+            if self.keep {
+                self.stats.record_packet(out, header, buf.freeze());
+            } else {
+                self.stats.record_counted(out, header, total);
+            }
             self.state = State::Boundary;
             ptr
         } else {
-            self.state = State::InPacket(Partial::Body { header, total, buf });
+            self.state = State::InPacket(Partial::Body {
+                header,
+                total,
+                buf,
+                have,
+            });
             None
         }
     }
@@ -426,12 +490,17 @@ impl PacketAssembler {
                 }
                 Ok(total) => match rest.split_at_checked(total) {
                     Some((pkt, tail)) => {
-                        self.stats
-                            .record_packet(out, header, Bytes::copy_from_slice(pkt));
+                        if self.keep {
+                            self.stats
+                                .record_packet(out, header, Bytes::copy_from_slice(pkt));
+                        } else {
+                            self.stats.record_counted(out, header, total);
+                        }
                         rest = tail;
                     }
                     None => {
-                        self.state = State::InPacket(Partial::body_from(header, total, rest));
+                        self.state =
+                            State::InPacket(Partial::body_from(header, total, rest, self.keep));
                         return;
                     }
                 },
@@ -560,7 +629,9 @@ impl PacketStream {
                     header,
                     total,
                     mut buf,
+                    ..
                 }) => {
+                    // (A packet stream always keeps packet bytes: `have` is `buf.len()`.)
                     let take = total.saturating_sub(buf.len()).min(rest.len());
                     let (head, tail) = rest.split_at_checked(take).unwrap_or((rest, &[]));
                     buf.extend_from_slice(head);
@@ -568,7 +639,13 @@ impl PacketStream {
                     if buf.len() >= total {
                         self.stats.record_packet(out, header, buf.freeze());
                     } else {
-                        self.state = StreamState::Packet(Partial::Body { header, total, buf });
+                        let have = buf.len();
+                        self.state = StreamState::Packet(Partial::Body {
+                            header,
+                            total,
+                            buf,
+                            have,
+                        });
                         return;
                     }
                 }
@@ -608,7 +685,7 @@ impl PacketStream {
                                 }
                                 None => {
                                     self.state = StreamState::Packet(Partial::body_from(
-                                        header, total, rest,
+                                        header, total, rest, true,
                                     ));
                                     return;
                                 }
@@ -651,7 +728,7 @@ impl PacketStream {
                         Ok(total) => {
                             self.end_hunt(out);
                             self.state =
-                                StreamState::Packet(Partial::body_from(header, total, &buf));
+                                StreamState::Packet(Partial::body_from(header, total, &buf, true));
                         }
                     }
                 }

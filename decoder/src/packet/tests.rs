@@ -43,7 +43,21 @@ fn packets_of(events: &[PacketEvent]) -> Vec<Packet> {
         .iter()
         .filter_map(|e| match e {
             PacketEvent::Packet(p) => Some(p.clone()),
-            PacketEvent::Dropped { .. } => None,
+            PacketEvent::Dropped { .. } | PacketEvent::Counted { .. } => None,
+        })
+        .collect()
+}
+
+/// The events of an assembler that keeps packet bytes as one that does not gives them.
+fn without_bytes(events: &[PacketEvent]) -> Vec<PacketEvent> {
+    events
+        .iter()
+        .map(|e| match e {
+            PacketEvent::Packet(p) => PacketEvent::Counted {
+                header: p.header,
+                len: p.data.len(),
+            },
+            other => other.clone(),
         })
         .collect()
 }
@@ -879,6 +893,14 @@ fn mpdu_property_random_layouts_and_losses() {
         let out = layout.run(&lost, &mut asm);
         let expected = layout.expected(&lost);
         assert!(out == expected, "iteration {iter} size {size}");
+        // Without packet bytes: the same events (headers and lengths) and counters.
+        let mut counting = PacketAssembler::without_data(MAX_PACKET_LEN);
+        let counted = layout.run(&lost, &mut counting);
+        assert!(
+            counted == without_bytes(&out),
+            "iteration {iter} size {size}"
+        );
+        assert_eq!(counting.stats(), asm.stats());
         // Accounting by packet: each original is emitted, counted as idle, broken by a
         // lost zone (one drop event unless it is an idle packet whose header was seen)
         // or never started (its first byte was in a lost zone).
@@ -915,7 +937,10 @@ fn mpdu_property_random_layouts_and_losses() {
 fn assembler_random_input_never_panics_and_accounts() {
     let mut rng = Rng(0xBAD);
     for _ in 0..200 {
-        let mut asm = PacketAssembler::new(rng.range(0, 3000));
+        let max = rng.range(0, 3000);
+        let mut asm = PacketAssembler::new(max);
+        let mut counting = PacketAssembler::without_data(max);
+        let mut counted = Vec::new();
         let mut out = Vec::new();
         let mut fed = 0u64;
         for _ in 0..rng.range(1, 40) {
@@ -930,13 +955,20 @@ fn assembler_random_input_never_panics_and_accounts() {
                 2 => rng.next() as u16,
                 _ => rng.range(0, len) as u16,
             };
-            asm.push_zone(fhp, &zone, rng.chance(80), &mut out);
+            let continuous = rng.chance(80);
+            asm.push_zone(fhp, &zone, continuous, &mut out);
+            counting.push_zone(fhp, &zone, continuous, &mut counted);
             fed += len as u64;
             assert_accounting(&asm, fed);
+            assert_eq!(counting.stats(), asm.stats());
+            assert_eq!(counting.buffered(), asm.buffered());
         }
         asm.flush(&mut out);
+        counting.flush(&mut counted);
         assert_accounting(&asm, fed);
         assert_eq!(asm.buffered(), 0);
+        assert_eq!(counting.stats(), asm.stats());
+        assert!(counted == without_bytes(&out));
         for e in &out {
             if let PacketEvent::Packet(p) = e {
                 let v = SpacePacket::new_checked(&p.data[..]).unwrap();
