@@ -309,7 +309,15 @@ fn decode_cadus(
     cadus: &[Vec<u8>],
     known: &dyn Fn(usize) -> Option<decoder::DecodedCadu>,
 ) -> (Vec<Event>, decoder::Stats) {
-    let mut d = raw_cadu_decoder();
+    decode_cadus_with(raw_cadu_decoder(), cadus, known)
+}
+
+/// [`decode_cadus`] through the decoder `d`.
+fn decode_cadus_with(
+    mut d: decoder::Decoder,
+    cadus: &[Vec<u8>],
+    known: &dyn Fn(usize) -> Option<decoder::DecodedCadu>,
+) -> (Vec<Event>, decoder::Stats) {
     let mut events = Vec::new();
     for (k, c) in cadus.iter().enumerate() {
         match known(k) {
@@ -578,24 +586,9 @@ fn what_is_not_a_record_is_given_back() {
 #[test]
 fn packets_counted_without_their_bytes_are_the_packets_delivered() {
     let cadus = impaired_aqua(0xc0de);
-    let input = flat(&cadus);
-    let run = |d: decoder::Decoder| {
-        let mut d = d;
-        let mut events = Vec::new();
-        for chunk in input.chunks(4096) {
-            d.push(chunk);
-            while let Some(e) = d.poll() {
-                events.push(e);
-            }
-        }
-        d.finish();
-        while let Some(e) = d.poll() {
-            events.push(e);
-        }
-        (events, d.stats())
-    };
-    let (kept, kept_stats) = run(raw_cadu_decoder());
-    let (counted, counted_stats) = run(raw_cadu_decoder().without_packet_data());
+    let (kept, kept_stats) = decode_cadus(&cadus, &|_| None);
+    let (counted, counted_stats) =
+        decode_cadus_with(raw_cadu_decoder().without_packet_data(), &cadus, &|_| None);
     assert_eq!(
         serde_json::to_value(&counted_stats).unwrap(),
         serde_json::to_value(&kept_stats).unwrap()
