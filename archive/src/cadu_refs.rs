@@ -9,10 +9,11 @@
 //!             cadus.raw), 3 zero bytes, the record number in that file (u32 LE)
 //! ```
 //! The header: `{"format": "downlink-cadu-refs/1", "cadu_length": N, "sources": [{"pass":
-//! ID, "dir": PATH, "bytes": LEN}, …]}`. A source is looked for beside the merged pass first
-//! (`../ID`, so an archive moved whole still reads) and then at `dir` as written by the merge;
-//! its `cadus.raw` must be `bytes` long, as it was when the merge read it, or the pass is not
-//! read (an error naming the source, never other bytes). CADUs a merge could not take as a
+//! ID, "dir": PATH, "bytes": LEN, "crc32": C}, …]}`. A source is looked for at `dir`, where
+//! the merge read it, then beside the merged pass (`../ID`, so an archive moved whole still
+//! reads); its `cadus.raw` must be `bytes` long and its first and last CADUs must have the
+//! CRC-32 `crc32` ([`fingerprint`]), as when the merge read it, or the pass is not read (an
+//! error naming the source, never other bytes). CADUs a merge could not take as a
 //! record of a source (a damaged copy, synchronized again) are in the pass's own `cadus.raw`.
 
 use std::fs::File;
@@ -42,6 +43,22 @@ pub struct RefSource {
     pub dir: PathBuf,
     /// The length of its `cadus.raw` then.
     pub bytes: u64,
+    /// [`fingerprint`] of its `cadus.raw` then.
+    pub crc32: u32,
+}
+
+/// CRC-32 (ISO-HDLC) of the first and the last `cadu_length` bytes of a `cadus.raw` that is
+/// `bytes` long: what tells a station pass's `cadus.raw` from another one of the same length.
+pub fn fingerprint(file: &File, bytes: u64, cadu_length: u64) -> std::io::Result<u32> {
+    const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    let mut digest = CRC.digest();
+    let n = cadu_length.min(bytes);
+    for at in [0, bytes - n] {
+        let mut buf = vec![0u8; n as usize];
+        let got = read_full_at(file, &mut buf, at)?;
+        digest.update(buf.get(..got).unwrap_or_default());
+    }
+    Ok(digest.finalize())
 }
 
 /// The first line of `cadus.ref`.
@@ -146,7 +163,7 @@ impl Primary {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut sources = Vec::with_capacity(header.sources.len());
         for s in &header.sources {
-            sources.push(open_source(path, dir, s)?);
+            sources.push(open_source(path, dir, s, header.cadu_length as u64)?);
         }
         let own = match File::open(dir.join(crate::pass_store::CADUS)) {
             Ok(f) => Some(f),
@@ -220,22 +237,28 @@ impl Primary {
     }
 }
 
-fn open_source(path: &Path, dir: &Path, s: &RefSource) -> std::io::Result<File> {
+fn open_source(path: &Path, dir: &Path, s: &RefSource, cadu_length: u64) -> std::io::Result<File> {
     let beside = dir.parent().map(|p| p.join(&s.pass));
     let mut tried = Vec::new();
-    for d in beside.iter().chain(std::iter::once(&s.dir)) {
+    for d in std::iter::once(&s.dir).chain(beside.iter()) {
         let raw = d.join(crate::pass_store::CADUS);
         match File::open(&raw) {
             Ok(f) => {
                 let len = f.metadata()?.len();
-                if len == s.bytes {
+                if len != s.bytes {
+                    tried.push(format!(
+                        "{} is {len} bytes, not the {} the merge read",
+                        raw.display(),
+                        s.bytes
+                    ));
+                } else if fingerprint(&f, len, cadu_length)? != s.crc32 {
+                    tried.push(format!(
+                        "{} is not the one the merge read (its first and last CADUs differ)",
+                        raw.display()
+                    ));
+                } else {
                     return Ok(f);
                 }
-                tried.push(format!(
-                    "{} is {len} bytes, not the {} the merge read",
-                    raw.display(),
-                    s.bytes
-                ));
             }
             Err(e) => tried.push(format!("{}: {e}", raw.display())),
         }

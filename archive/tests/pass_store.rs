@@ -416,10 +416,14 @@ fn a_pass_of_cadu_references_reads_as_the_cadus_it_names() {
             cadu_length: 1024,
             sources: copies
                 .iter()
-                .map(|d| RefSource {
-                    pass: d.file_name().unwrap().to_string_lossy().into_owned(),
-                    dir: d.clone(),
-                    bytes: raw.len() as u64,
+                .map(|d| {
+                    let f = std::fs::File::open(d.join(pass_store::CADUS)).unwrap();
+                    RefSource {
+                        pass: d.file_name().unwrap().to_string_lossy().into_owned(),
+                        dir: d.clone(),
+                        bytes: raw.len() as u64,
+                        crc32: archive::cadu_refs::fingerprint(&f, raw.len() as u64, 1024).unwrap(),
+                    }
                 })
                 .collect(),
         })
@@ -470,8 +474,21 @@ fn a_pass_of_cadu_references_reads_as_the_cadus_it_names() {
     let merged = moved.join("20241206T173815Z-merged");
     assert!(whole(&merged) == raw, "moved archive");
 
-    // A station pass shortened or gone: an error naming it.
+    // A station pass replaced by another of the same length, shortened, or gone: an error
+    // naming it.
     let b = moved.join("20241206T173815Z-b").join(pass_store::CADUS);
+    let mut other = raw.clone();
+    let last = other.len() - 1;
+    other[last] ^= 0x40;
+    std::fs::write(&b, &other).unwrap();
+    let err = StoredPass::open(&merged).open_whole().err().unwrap();
+    assert!(
+        err.to_string().contains("20241206T173815Z-b")
+            && err.to_string().contains("not the one the merge read"),
+        "{err}"
+    );
+    std::fs::write(&b, &raw).unwrap();
+    assert!(whole(&merged) == raw, "the same bytes again");
     let f = std::fs::OpenOptions::new().write(true).open(&b).unwrap();
     f.set_len(raw.len() as u64 - 1024).unwrap();
     drop(f);

@@ -736,10 +736,18 @@ pub fn merge_passes(
             let primary = archive::cadu_refs::Primary::open(&path)
                 .with_context(|| format!("opening {}", path.display()))?;
             let bytes = primary.len();
+            let crc32 = if refer {
+                let f = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                archive::cadu_refs::fingerprint(&f, bytes, profile.cadu.length as u64)
+                    .with_context(|| format!("reading {}", path.display()))?
+            } else {
+                0
+            };
             named.push(archive::cadu_refs::RefSource {
                 pass: p.record.id.clone(),
                 dir: p.dir.canonicalize().unwrap_or_else(|_| p.dir.clone()),
                 bytes,
+                crc32,
             });
             let read = Box::new(primary.reader().take(bytes));
             sources.push(Source::with_records(
