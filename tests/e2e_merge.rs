@@ -398,6 +398,27 @@ fn two_antennas_merge_into_one_better_pass() {
         );
     }
     assert_same_frames_and_packets(&by_refs, &truth);
+
+    // A merged pass of references taken as a copy by another merge: read through its
+    // references (and copied, as they are not a station pass's own CADUs).
+    cli(&[&ida, &idb]);
+    assert!(dir.join("cadus.ref").is_file());
+    let again_dir = tmp.path().join("again");
+    let o = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .arg("merge")
+        .args([dir.clone(), passes.join(&idb)])
+        .args(["--out", again_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let remerged: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_same_frames_and_packets(&remerged["counters"], &truth);
+    let remerged_dir = PathBuf::from(remerged["dir"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read(remerged_dir.join("cadus.raw")).unwrap().len() as u64,
+        (only_a + only_b + both) * 1024
+    );
+    assert!(!remerged_dir.join("cadus.ref").exists());
 }
 
 #[test]
