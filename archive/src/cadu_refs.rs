@@ -197,11 +197,6 @@ impl Primary {
         self.len == 0
     }
 
-    /// Whether it is a `cadus.ref`.
-    pub fn is_refs(&self) -> bool {
-        matches!(self.kind, Kind::Refs(_))
-    }
-
     /// Checks that its records are `rec_len` bytes long, as the profile reading it says (a
     /// `cadus.ref` names its CADUs' length).
     pub fn check_record_len(&self, rec_len: u64) -> std::io::Result<()> {
