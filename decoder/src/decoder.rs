@@ -1062,27 +1062,28 @@ impl Decoder {
         }
     }
 
+    /// A complete packet's sequence count: a gap is an event.
+    fn observe_sequence(&mut self, header: &PrimaryHeader, len: usize) {
+        if let Some(missing) = self.sequences.observe(header, len) {
+            self.events.push_back(Event::SequenceGap {
+                apid: header.apid,
+                missing,
+            });
+        }
+    }
+
     fn take_packet_events(&mut self, vcid: Option<u8>, out: &mut Vec<PacketEvent>) {
         for ev in out.drain(..) {
             match ev {
                 PacketEvent::Packet(p) => {
-                    if let Some(missing) = self.sequences.observe(&p.header, p.data.len()) {
-                        self.events.push_back(Event::SequenceGap {
-                            apid: p.header.apid,
-                            missing,
-                        });
-                    }
+                    self.observe_sequence(&p.header, p.data.len());
                     if self.options.packets {
                         self.events.push_back(Event::Packet { vcid, packet: p });
                     }
                 }
                 PacketEvent::Counted { header, len } => {
-                    if let Some(missing) = self.sequences.observe(&header, len) {
-                        self.events.push_back(Event::SequenceGap {
-                            apid: header.apid,
-                            missing,
-                        });
-                    }
+                    self.observe_sequence(&header, len);
+                    // (Only the assemblers of virtual channels count without bytes.)
                     if let (true, Some(vcid)) = (self.options.packets, vcid) {
                         self.events
                             .push_back(Event::PacketCounted { vcid, header, len });

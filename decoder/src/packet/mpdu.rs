@@ -118,25 +118,29 @@ impl AssemblerStats {
         });
     }
 
-    fn record_packet(&mut self, out: &mut Vec<PacketEvent>, header: PrimaryHeader, data: Bytes) {
-        if header.is_idle() {
-            Self::add(&mut self.idle_packets, 1);
-            Self::add(&mut self.idle_bytes, data.len());
+    /// Counts a complete packet of `len` bytes; true when it is not an idle packet (and is
+    /// handed on).
+    fn count_complete(&mut self, header: PrimaryHeader, len: usize) -> bool {
+        let idle = header.is_idle();
+        let (n, bytes) = if idle {
+            (&mut self.idle_packets, &mut self.idle_bytes)
         } else {
-            Self::add(&mut self.packets, 1);
-            Self::add(&mut self.packet_bytes, data.len());
+            (&mut self.packets, &mut self.packet_bytes)
+        };
+        Self::add(n, 1);
+        Self::add(bytes, len);
+        !idle
+    }
+
+    fn record_packet(&mut self, out: &mut Vec<PacketEvent>, header: PrimaryHeader, data: Bytes) {
+        if self.count_complete(header, data.len()) {
             out.push(PacketEvent::Packet(Packet { header, data }));
         }
     }
 
     /// [`AssemblerStats::record_packet`] of a packet whose bytes are not kept.
     fn record_counted(&mut self, out: &mut Vec<PacketEvent>, header: PrimaryHeader, len: usize) {
-        if header.is_idle() {
-            Self::add(&mut self.idle_packets, 1);
-            Self::add(&mut self.idle_bytes, len);
-        } else {
-            Self::add(&mut self.packets, 1);
-            Self::add(&mut self.packet_bytes, len);
+        if self.count_complete(header, len) {
             out.push(PacketEvent::Counted { header, len });
         }
     }
