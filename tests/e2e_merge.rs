@@ -535,6 +535,14 @@ fn a_copy_that_is_not_whole_records_is_synchronized() {
         full["frames"]["by_vcid"]["16"]
     );
     assert_eq!(v["counters"]["packets"], full["packets"]);
+    // The CADUs the reader synchronized again are copied into the merged pass, the others
+    // referred to: read back through cadus.ref, they are the merged pass's CADUs.
+    let dir = PathBuf::from(v["dir"].as_str().unwrap());
+    assert!(std::fs::metadata(dir.join("cadus.raw")).unwrap().len() > 0);
+    let back = decode(&dir.join("cadus.ref"), "jpss", "cadu");
+    for k in ["frames", "packets"] {
+        assert_eq!(back[k], v["counters"][k], "{k}");
+    }
 }
 
 /// The products (raw PNGs) of a pass directory, by name.

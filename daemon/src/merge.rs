@@ -81,25 +81,25 @@ impl StationPass {
         })
     }
 
-    /// Its CADUs: `cadus.raw`, or (a merged pass) the `cadus.ref` naming them.
-    fn raw(&self) -> PathBuf {
-        let refs = self.dir.join(archive::cadu_refs::CADU_REFS);
-        if non_empty(&refs) {
-            refs
-        } else {
-            self.dir.join(archive::pass_store::CADUS)
+    /// Its CADUs, when it kept them: `cadus.raw`, or (a merged pass) the `cadus.ref` naming
+    /// them (what the archive reads the pass from).
+    fn raw(&self) -> Option<PathBuf> {
+        match archive::pass_store::StoredPass::open(&self.dir).whole_input() {
+            (InputFormat::Cadu, files) => files.into_iter().next(),
+            _ => None,
         }
     }
 
     fn has_raw(&self) -> bool {
-        non_empty(&self.raw())
+        self.raw().is_some()
     }
 
     /// Whether a merged pass can refer to its CADUs instead of copying them: they are in a
     /// `cadus.raw` of its own (not themselves references).
     fn referable(&self) -> bool {
-        non_empty(&self.dir.join(archive::pass_store::CADUS))
-            && !non_empty(&self.dir.join(archive::cadu_refs::CADU_REFS))
+        self.raw().is_some_and(|p| {
+            p.file_name() == Some(std::ffi::OsStr::new(archive::pass_store::CADUS))
+        })
     }
 
     /// The label of its contributions: `station/input` (the pass id when that repeats).
@@ -109,10 +109,6 @@ impl StationPass {
             None => self.record.input.clone(),
         }
     }
-}
-
-fn non_empty(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0)
 }
 
 /// What the merge keeps of a copy of a frame besides the frame: its bytes as read (the raw
@@ -175,20 +171,6 @@ impl Drop for ReadBuf {
             }
         }
     }
-}
-
-/// Reads into `buf` until it is full or the file ends; the bytes read.
-fn read_full(f: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while let Some(rest) = buf.get_mut(n..).filter(|r| !r.is_empty()) {
-        match f.read(rest) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// One station copy, decoded lazily into frames.
@@ -269,7 +251,7 @@ impl Source {
             return Ok(true);
         };
         let mut buf = pool.take(len * RECORDS_PER_READ);
-        let n = read_full(f.as_mut(), &mut buf)?;
+        let n = crate::replay::read_full(f.as_mut(), &mut buf)?;
         if n == 0 {
             return Ok(false);
         }
@@ -530,9 +512,11 @@ fn merge_raw(
             .spawn_scoped(scope, move || -> Result<decoder::Stats> {
                 let stopped = || Error::Merge("the merge's writer stopped".into());
                 let mut ops = Vec::with_capacity(4 * BATCH);
-                // The CADUs taken as records whose place in their copy is known, until the
-                // decoder hands them on (each as it was given, in order).
-                let mut placed: VecDeque<(Bytes, (u8, u32))> = VecDeque::new();
+                // The CADUs taken as records whose place in their copy is known, by their
+                // place in this decoder's stream (a record is taken where the stream stands,
+                // and every CADU pushed moves it on by its length), until it hands them on.
+                let mut placed: VecDeque<(u64, (u8, u32))> = VecDeque::new();
+                let mut stream_bit = 0u64;
                 for batch in rx {
                     for x in batch {
                         let origin = match (refer, x.copy.payload.record) {
@@ -550,9 +534,10 @@ fn merge_raw(
                             frame: x.copy.frame,
                             rs: x.copy.payload.rs,
                         };
-                        let raw = origin.map(|o| (cadu.raw.clone(), o));
+                        let at = stream_bit;
+                        stream_bit += 8 * cadu.raw.len() as u64;
                         match dec.push_record_decoded(cadu) {
-                            Ok(()) => placed.extend(raw),
+                            Ok(()) => placed.extend(origin.map(|o| (at, o))),
                             Err(cadu) => dec.push_decoded(cadu),
                         }
                         take_ops(&mut dec, &mut ops, &mut placed);
@@ -596,14 +581,16 @@ fn merge_raw(
 }
 
 /// The final decoder's events as what the files of a merged pass from raw CADUs take: a raw
-/// CADU that is the next of `placed` (the very bytes given) goes by its place in its copy.
-fn take_ops(dec: &mut Decoder, ops: &mut Vec<Op>, placed: &mut VecDeque<(Bytes, (u8, u32))>) {
+/// CADU found where a record of `placed` was taken goes by its place in its copy.
+fn take_ops(dec: &mut Decoder, ops: &mut Vec<Op>, placed: &mut VecDeque<(u64, (u8, u32))>) {
     while let Some(ev) = dec.poll() {
         ops.push(match ev {
-            Event::RawCadu { data, .. } => {
+            Event::RawCadu { data, stream_bit } => {
+                while placed.front().is_some_and(|(at, _)| *at < stream_bit) {
+                    placed.pop_front();
+                }
                 let origin = match placed.front() {
-                    Some((b, o)) if b.as_ptr() == data.as_ptr() && b.len() == data.len() => {
-                        let o = *o;
+                    Some(&(at, o)) if at == stream_bit => {
                         placed.pop_front();
                         Some(o)
                     }
@@ -732,7 +719,9 @@ pub fn merge_passes(
         let mut sources = Vec::with_capacity(passes.len());
         let mut named = Vec::with_capacity(passes.len());
         for p in passes {
-            let path = p.raw();
+            let path = p
+                .raw()
+                .ok_or_else(|| Error::Merge(format!("{}: its CADUs are gone", p.dir.display())))?;
             let primary = archive::cadu_refs::Primary::open(&path)
                 .with_context(|| format!("opening {}", path.display()))?;
             let bytes = primary.len();

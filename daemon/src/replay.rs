@@ -963,7 +963,7 @@ impl Transform {
 }
 
 /// Reads until `buf` is full or end of file; returns the byte count.
-pub(crate) fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full(f: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while let Some(rest) = buf.get_mut(n..) {
         if rest.is_empty() {
