@@ -493,16 +493,46 @@ fn station_pass(passes: &Path, id: &str, scid: u16, raw: &[u8]) -> PathBuf {
     dir
 }
 
+/// `cadu` (SNPP: randomized, RS I = 4) with one byte of its frame's data changed, encoded
+/// again, then with 3 byte errors in a codeword that RS corrects: a copy of the frame that
+/// truly differs from the other copies, and loses to a clean one.
+fn conflicting(cadu: &[u8]) -> Vec<u8> {
+    let profile = decoder::Profile::builtin("jpss").unwrap();
+    let rs = decoder::rs::ReedSolomon::new(profile.rs_params().unwrap()).unwrap();
+    let pn = decoder::pn::Derandomizer::new(1020);
+    let mut block = cadu[4..].to_vec();
+    pn.apply(&mut block);
+    block[400] ^= 0x01;
+    rs.encode(&mut block).unwrap();
+    pn.apply(&mut block);
+    for k in [0, 40, 80] {
+        block[k * 4 + 1] ^= 0x33;
+    }
+    [&cadu[..4], &block[..]].concat()
+}
+
 /// A copy whose `cadus.raw` is not whole CADUs back to back (as an archive writes it): a marker
 /// with a bit error, then bytes inserted that shift every later CADU. Its reader takes records
 /// up to the bent marker, then synchronizes the rest, and finds every frame the decoder finds
 /// in those bytes; with the first 30 % of the pass beside it, the merge loses none of them.
+/// Copies are compared alike however their frames were read: two frames of this copy that
+/// truly differ from the other's (one read as a record, one synchronized, both corrected) are
+/// the merge's only conflicts, and the other copy's clean frames are kept.
 #[test]
 fn a_copy_that_is_not_whole_records_is_synchronized() {
     let split = Split::new();
     let tmp = tempfile::tempdir().unwrap();
     let passes = tmp.path().join("passes");
     let mut cadus = split.cadus.clone();
+    let data_frames: Vec<usize> = (0..300).filter(|&k| vcid_of(&cadus[k]) == 16).collect();
+    let (as_record, as_pushed) = (data_frames[10], data_frames[data_frames.len() - 10]);
+    assert!(
+        as_record < 100 && as_pushed > 100,
+        "{as_record} {as_pushed}"
+    );
+    for k in [as_record, as_pushed] {
+        cadus[k] = conflicting(&cadus[k]);
+    }
     cadus[100][2] ^= 0x10;
     let mut bent = cadus[..300].concat();
     bent.extend_from_slice(&[0x5A; 37]);
@@ -529,6 +559,13 @@ fn a_copy_that_is_not_whole_records_is_synchronized() {
         v["contributions"]
     );
     assert_eq!(own["sync"]["bits_discarded"], 37 * 8, "{own}");
+    assert_eq!(
+        v["contributions"]["conflict_frames"], 2,
+        "{}",
+        v["contributions"]
+    );
+    assert_eq!(v["contributions"]["s/e"]["conflicts"], 2);
+    assert!(v["contributions"]["duplicate_frames"].as_u64().unwrap() > 250);
     let full = decode(&data("cadu/npp.20241206T173815.dat"), "jpss", "bits");
     assert_eq!(
         v["counters"]["frames"]["by_vcid"]["16"],

@@ -111,12 +111,17 @@ impl StationPass {
     }
 }
 
-/// What the merge keeps of a copy of a frame besides the frame: its bytes as read (the raw
-/// CADU, or the frame itself when reading `frames/`) and its Reed-Solomon outcome.
+/// What the merge keeps of a copy of a frame besides what it compares: its bytes as read (the
+/// raw CADU, or the frame itself when reading `frames/`) and its Reed-Solomon outcome.
 #[derive(Clone, Debug)]
 struct Payload {
     bytes: Bytes,
     rs: Option<BlockOutcome>,
+    /// Raw CADUs: the frame after Reed-Solomon, when the reader's decoder kept it (a corrected
+    /// frame, one synchronized from pushed bytes, a link without RS); `None` for a record
+    /// that arrived clean, whose frame is its CADU derandomized
+    /// ([`Decoder::without_frame_data`]).
+    frame: Option<Bytes>,
     /// The raw CADU is this record of the copy's `cadus.raw` (read as a record, byte for byte
     /// the file's, and the copy may be referred to).
     record: Option<u32>,
@@ -173,6 +178,43 @@ impl Drop for ReadBuf {
     }
 }
 
+/// Where a frame stands in its raw CADU, and the PN sequence it was randomized with on the
+/// link: the copies of a frame read from raw CADUs are compared as randomized (the frame after
+/// RS, XORed with the sequence), so that a frame that arrived clean is compared as it was
+/// read, a slice of its CADU, without derandomizing it (XOR with the same sequence keeps
+/// equal frames equal and different ones different).
+struct Link {
+    frame: std::ops::Range<usize>,
+    pn: Option<decoder::pn::Derandomizer>,
+}
+
+impl Link {
+    fn new(profile: &Profile) -> Link {
+        let asm = profile.asm_len();
+        Link {
+            frame: asm..asm + profile.frame_len(),
+            pn: profile
+                .cadu
+                .pn
+                .then(|| decoder::pn::Derandomizer::new(profile.coded_frame_len())),
+        }
+    }
+
+    /// A frame after RS as randomized on the link.
+    fn randomized(&self, frame: &[u8]) -> Bytes {
+        let mut out = frame.to_vec();
+        if let Some(pn) = &self.pn {
+            pn.apply(&mut out);
+        }
+        Bytes::from(out)
+    }
+
+    /// The frame of a record that arrived clean as randomized on the link: a slice of it.
+    fn of_clean(&self, raw: &Bytes) -> Option<Bytes> {
+        (self.frame.end <= raw.len()).then(|| raw.slice(self.frame.clone()))
+    }
+}
+
 /// One station copy, decoded lazily into frames.
 struct Source {
     file: Option<Box<dyn Read + Send>>,
@@ -191,6 +233,8 @@ struct Source {
     /// may refer to them.
     taken: u64,
     referable: bool,
+    /// Raw CADUs: how their frames are compared.
+    link: Option<Link>,
 }
 
 /// A copy's counters once it is read to the end.
@@ -220,9 +264,12 @@ impl Source {
             packets: false,
         };
         let cadu = format == InputFormat::Cadu;
+        // A record that arrives clean is checked as read and its frame not copied out: it is
+        // compared as a slice of its CADU and derandomized only if chosen (by the final decode).
+        let dec = Decoder::new(profile, format, opts)?;
         Ok(Source {
             file: Some(file),
-            dec: Decoder::new(profile, format, opts)?,
+            dec: if cadu { dec.without_frame_data() } else { dec },
             raw: None,
             queue: VecDeque::new(),
             buf: if cadu { Vec::new() } else { vec![0; READ] },
@@ -231,6 +278,7 @@ impl Source {
             pushing: false,
             taken: 0,
             referable: referable && cadu,
+            link: cadu.then(|| Link::new(profile)),
         })
     }
 
@@ -301,10 +349,23 @@ impl Source {
                     Event::Frame(fr) if fr.fill => self.raw = None,
                     Event::Frame(fr) => {
                         let raw = self.raw.take();
-                        let (bytes, record) = match (self.records.is_some(), raw) {
-                            (true, Some(r)) => r,
-                            (true, None) => continue,
-                            (false, _) => (fr.data.clone(), None),
+                        // What the copies are compared by, and the payload.
+                        let (compared, bytes, frame, record) = match (&self.link, raw) {
+                            (Some(_), None) => continue,
+                            (Some(link), Some((bytes, record))) if fr.data.is_empty() => {
+                                let Some(compared) = link.of_clean(&bytes) else {
+                                    return Err(Error::Merge(format!(
+                                        "a CADU of {} bytes holds no frame of {}",
+                                        bytes.len(),
+                                        link.frame.len()
+                                    )));
+                                };
+                                (compared, bytes, None, record)
+                            }
+                            (Some(link), Some((bytes, record))) => {
+                                (link.randomized(&fr.data), bytes, Some(fr.data), record)
+                            }
+                            (None, _) => (fr.data.clone(), fr.data, None, None),
                         };
                         self.queue.push_back(FrameCopy {
                             scid: fr.header.scid,
@@ -312,10 +373,11 @@ impl Source {
                             count: fr.header.vc_count,
                             modulus: fr.header.vc_count_modulus,
                             quality: Quality::of(fr.rs.as_ref()),
-                            frame: fr.data,
+                            frame: compared,
                             payload: Payload {
                                 bytes,
                                 rs: fr.rs,
+                                frame,
                                 record,
                             },
                         });
@@ -526,19 +588,26 @@ fn merge_raw(
                                 .map(|k| (k, r)),
                             _ => None,
                         };
-                        // Decoded once already (by the copy's reader): not derandomized and
-                        // RS-decoded again. The chosen CADUs are whole, back to back: records
-                        // (one that is not is synchronized, and everything after it).
-                        let cadu = DecodedCadu {
-                            raw: x.copy.payload.bytes,
-                            frame: x.copy.frame,
-                            rs: x.copy.payload.rs,
-                        };
+                        // Checked once already (by the copy's reader): a clean record is only
+                        // derandomized, a corrected frame not RS-decoded again. The chosen
+                        // CADUs are whole, back to back: records (one that is not is
+                        // synchronized, and everything after it).
+                        let Payload {
+                            bytes: raw,
+                            frame,
+                            rs,
+                            ..
+                        } = x.copy.payload;
                         let at = stream_bit;
-                        stream_bit += 8 * cadu.raw.len() as u64;
-                        match dec.push_record_decoded(cadu) {
-                            Ok(()) => placed.extend(origin.map(|o| (at, o))),
-                            Err(cadu) => dec.push_decoded(cadu),
+                        stream_bit += 8 * raw.len() as u64;
+                        let taken = match frame {
+                            None => dec.push_record_clean(raw).map_err(|raw| dec.push(&raw)),
+                            Some(frame) => dec
+                                .push_record_decoded(DecodedCadu { raw, frame, rs })
+                                .map_err(|cadu| dec.push_decoded(cadu)),
+                        };
+                        if taken.is_ok() {
+                            placed.extend(origin.map(|o| (at, o)));
                         }
                         take_ops(&mut dec, &mut ops, &mut placed);
                     }

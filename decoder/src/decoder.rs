@@ -20,7 +20,7 @@ use crate::packet::{
 };
 use crate::pn::Derandomizer;
 use crate::profile::Profile;
-use crate::rs::{BlockOutcome, CodewordOutcome, ReedSolomon};
+use crate::rs::{BlockOutcome, CodewordOutcome, MaskedCheck, ReedSolomon};
 use crate::soft::{SoftEvent, SoftFormat, SoftFront};
 use crate::stats::{Rejections, Stats, SyncCounters};
 use crate::sync::{SyncEvent, SyncedFrame, Synchronizer};
@@ -358,11 +358,25 @@ fn invalid(profile: &Profile, path: &str, e: &dyn std::fmt::Display) -> Error {
 /// CADU).
 type Known = (Bytes, Option<BlockOutcome>);
 
-/// A synchronized CADU's frame: the bytes after the marker, or its decoding known beforehand.
+/// A synchronized CADU's frame: the bytes after the marker, or its decoding known beforehand,
+/// or the bytes after the marker of a record found (or known) Reed-Solomon-clean as received
+/// (still randomized, parity included: its frame is a derandomized copy of their start).
 enum Body {
     Data(BytesMut),
     Known(Bytes, Option<BlockOutcome>),
+    Clean(Bytes),
 }
+
+/// What is known of a record's decoding beforehand ([`Decoder::push_record_decoded`],
+/// [`Decoder::push_record_clean`]).
+enum Hint {
+    Decoded(Known),
+    Clean,
+}
+
+/// Bytes of a frame's head derandomized on the stack when its frame is not kept
+/// ([`Decoder::without_frame_data`]); a layout with a longer head keeps its frames' bytes.
+const MAX_HEAD: usize = 64;
 
 /// The decoder: one per input stream.
 pub struct Decoder {
@@ -372,6 +386,10 @@ pub struct Decoder {
     asm_bytes: Vec<u8>,
     pn: Option<Derandomizer>,
     rs: Option<ReedSolomon>,
+    /// The Reed-Solomon check of a record as received, randomized (with `rs`).
+    clean_check: Option<MaskedCheck>,
+    /// Frames carry their bytes ([`Decoder::without_frame_data`]).
+    frame_data: bool,
     layout: FrameLayout,
     fecf: crc::Crc<u16>,
     packet_vc: [bool; 64],
@@ -420,6 +438,39 @@ impl Decoder {
     pub fn without_packet_data(mut self) -> Self {
         self.packet_data = false;
         self
+    }
+
+    /// This decoder, not copying out the frames of records ([`Decoder::push_record`]) that
+    /// arrive Reed-Solomon-clean: such a frame is checked as received (still randomized, see
+    /// [`ReedSolomon::is_clean_masked`]), its header read from a derandomized copy of its
+    /// first bytes, and it is counted and tracked exactly as before; its [`Event::Frame`] has
+    /// an empty `data` (never empty otherwise). Its bytes are those of its CADU after the
+    /// marker, derandomized, less the parity ([`Decoder::frame_of_clean`]). For a caller
+    /// that needs a frame's header and outcome, and has its CADU (a merge's reader of a
+    /// station copy). Frames keep their bytes when the decoder reassembles packets, on a link
+    /// with a FECF (checked over the whole frame) or without Reed-Solomon, and when they were
+    /// corrected or synchronized from pushed bytes.
+    #[must_use]
+    pub fn without_frame_data(mut self) -> Self {
+        self.frame_data = false;
+        self
+    }
+
+    /// The frame of a CADU whose decoding is RS-clean: the bytes after the marker,
+    /// derandomized, less the parity (what [`Event::Frame`]'s `data` would have been had the
+    /// decoder kept it). `None` when `raw` is not one CADU long (or the link has no
+    /// Reed-Solomon code).
+    pub fn frame_of_clean(&self, raw: &[u8]) -> Option<Bytes> {
+        let rs = self.rs.as_ref()?;
+        let coded = raw.get(self.asm_bytes.len()..)?;
+        if coded.len() != rs.block_len() {
+            return None;
+        }
+        let mut out = coded.get(..rs.data_len())?.to_vec();
+        if let Some(pn) = &self.pn {
+            pn.apply(&mut out);
+        }
+        Some(Bytes::from(out))
     }
 
     /// A decoder for `profile`'s link, reading `format`.
@@ -477,6 +528,20 @@ impl Decoder {
             _ => None,
         };
         let pn = (coded && profile.cadu.pn).then(|| Derandomizer::new(profile.coded_frame_len()));
+        // A record is checked as received: the syndromes of the PN sequence (or zero).
+        let clean_check = match &rs {
+            Some(rs) => {
+                let mut mask = vec![0u8; rs.block_len()];
+                if let Some(pn) = &pn {
+                    pn.apply(&mut mask);
+                }
+                Some(
+                    rs.masked_check(&mask)
+                        .map_err(|e| invalid(profile, "rs", &e))?,
+                )
+            }
+            None => None,
+        };
         let fill_vcid = profile.frame.fill_vcid;
         let mut packet_vc = [false; 64];
         for (v, slot) in (0u8..).zip(packet_vc.iter_mut()) {
@@ -499,6 +564,8 @@ impl Decoder {
             asm_bytes,
             pn,
             rs,
+            clean_check,
+            frame_data: true,
             layout,
             fecf: crc::Crc::<u16>::new(&crc::CRC_16_IBM_3740),
             packet_vc,
@@ -627,9 +694,23 @@ impl Decoder {
     /// or the synchronizer holds pushed bytes (it is behind them): `push` it then, and the rest
     /// of the stream, which goes on in lock from the last record taken. Byte-aligned CADU and
     /// bit inputs only (any other front gives it back). After [`Decoder::finish`] it is counted
-    /// as ignored, as `push` does.
+    /// as ignored, as `push` does. On a Reed-Solomon link a record is first checked as it is,
+    /// still randomized ([`ReedSolomon::is_clean_masked`]): a clean one (most) is not copied
+    /// whole, derandomized and decoded, only its frame derandomized into a copy.
     pub fn push_record(&mut self, raw: Bytes) -> Result<(), Bytes> {
         match self.record(raw, None) {
+            Ok(()) => Ok(()),
+            Err((raw, _)) => Err(raw),
+        }
+    }
+
+    /// [`Decoder::push_record`] of a CADU known to be Reed-Solomon-clean as received (another
+    /// decoder of the same profile checked it: a frame without its bytes from
+    /// [`Decoder::without_frame_data`]): its frame is derandomized, not checked again. On a
+    /// link without Reed-Solomon it is `push_record`. Given back untouched when the record
+    /// cannot be taken.
+    pub fn push_record_clean(&mut self, raw: Bytes) -> Result<(), Bytes> {
+        match self.record(raw, Some(Hint::Clean)) {
             Ok(()) => Ok(()),
             Err((raw, _)) => Err(raw),
         }
@@ -640,16 +721,19 @@ impl Decoder {
     /// stands). Given back untouched when the record cannot be taken.
     pub fn push_record_decoded(&mut self, cadu: DecodedCadu) -> Result<(), DecodedCadu> {
         let DecodedCadu { raw, frame, rs } = cadu;
-        match self.record(raw, Some((frame, rs))) {
+        match self.record(raw, Some(Hint::Decoded((frame, rs)))) {
             Ok(()) => Ok(()),
             Err((raw, known)) => {
-                let (frame, rs) = known.unwrap_or_default();
+                let (frame, rs) = match known {
+                    Some(Hint::Decoded(k)) => k,
+                    _ => Known::default(),
+                };
                 Err(DecodedCadu { raw, frame, rs })
             }
         }
     }
 
-    fn record(&mut self, raw: Bytes, known: Option<Known>) -> Result<(), (Bytes, Option<Known>)> {
+    fn record(&mut self, raw: Bytes, known: Option<Hint>) -> Result<(), (Bytes, Option<Hint>)> {
         if self.finished {
             self.ignored_after_finish += raw.len() as u64;
             return Ok(());
@@ -674,10 +758,17 @@ impl Decoder {
             flywheel: false,
             asm_bit_errors: 0,
         };
-        let body = match known {
-            Some((frame, rs)) => Body::Known(frame, rs),
-            None => {
-                let data = raw.get(self.asm_bytes.len()..).unwrap_or_default();
+        let asm = self.asm_bytes.len();
+        let body = match (known, &self.rs, &self.clean_check) {
+            (Some(Hint::Decoded((frame, rs))), _, _) => Body::Known(frame, rs),
+            (Some(Hint::Clean), Some(_), _) => Body::Clean(raw.slice(asm..)),
+            (None, Some(rs), Some(check))
+                if rs.is_clean_masked(raw.get(asm..).unwrap_or_default(), check) =>
+            {
+                Body::Clean(raw.slice(asm..))
+            }
+            _ => {
+                let data = raw.get(asm..).unwrap_or_default();
                 let len = data.len();
                 if self.raw_pool.capacity() < len {
                     self.raw_pool.reserve(len * RAW_PER_POOL);
@@ -892,6 +983,7 @@ impl Decoder {
                 }
                 return self.on_decoded(frame, rs, Some(sync), Some(stream_bit));
             }
+            Body::Clean(coded) => return self.on_clean(&coded, sync),
             Body::Data(data) => data,
         };
         if let Some(pn) = &self.pn {
@@ -915,6 +1007,61 @@ impl Decoder {
             outcome = Some(o);
         }
         self.on_decoded(data.freeze(), outcome, Some(sync), Some(stream_bit));
+    }
+
+    /// A record found (or known) Reed-Solomon-clean as received: `coded` is its bytes after
+    /// the marker, randomized, parity included. Its frame is a derandomized copy of their
+    /// start (no copy at all on a link without PN), or, when the decoder does not keep frames'
+    /// bytes and nothing needs them, only its head is derandomized, to read the header.
+    fn on_clean(&mut self, coded: &Bytes, sync: FrameSync) {
+        let stream_bit = sync.stream_bit;
+        let Some(rs) = &self.rs else {
+            return self.reject(Some(stream_bit), RejectReason::TooShort);
+        };
+        let (outcome, data_len) = (rs.clean_outcome(), rs.data_len());
+        if !self.count_rs(&outcome, stream_bit) {
+            return;
+        }
+        let head_len = self.layout.head_len().min(data_len);
+        let unopened =
+            !self.frame_data && !self.options.packets && !self.layout.fecf && head_len <= MAX_HEAD;
+        if unopened {
+            let mut head = [0u8; MAX_HEAD];
+            let (Some(h), Some(src)) = (head.get_mut(..head_len), coded.get(..head_len)) else {
+                return self.reject(Some(stream_bit), RejectReason::TooShort);
+            };
+            h.copy_from_slice(src);
+            if let Some(pn) = &self.pn {
+                pn.apply(h);
+            }
+            let header = match FrameHeader::parse_head(&self.layout, h, data_len) {
+                Ok(header) => header,
+                Err(e) => return self.reject_header(Some(stream_bit), &e),
+            };
+            return self.on_frame(
+                header,
+                Bytes::new(),
+                Some(outcome),
+                Some(sync),
+                Some(stream_bit),
+            );
+        }
+        let data = match &self.pn {
+            Some(pn) => {
+                let Some(src) = coded.get(..data_len) else {
+                    return self.reject(Some(stream_bit), RejectReason::TooShort);
+                };
+                if self.raw_pool.capacity() < data_len {
+                    self.raw_pool.reserve(data_len * RAW_PER_POOL);
+                }
+                self.raw_pool.extend_from_slice(src);
+                let mut data = self.raw_pool.split_to(data_len);
+                pn.apply(&mut data);
+                data.freeze()
+            }
+            None => coded.slice(..data_len.min(coded.len())),
+        };
+        self.on_decoded(data, Some(outcome), Some(sync), Some(stream_bit));
     }
 
     /// Counts a frame's Reed-Solomon outcome; false (the frame rejected) when a codeword was
@@ -990,11 +1137,29 @@ impl Decoder {
         }
         let header = match FrameHeader::parse(&self.layout, &data) {
             Ok(h) => h,
-            Err(Error::FrameVersion { .. }) => {
-                return self.reject(stream_bit, RejectReason::BadVersion)
-            }
-            Err(_) => return self.reject(stream_bit, RejectReason::TooShort),
+            Err(e) => return self.reject_header(stream_bit, &e),
         };
+        self.on_frame(header, data, rs, sync, stream_bit);
+    }
+
+    /// A frame whose header could not be parsed.
+    fn reject_header(&mut self, stream_bit: Option<u64>, e: &Error) {
+        match e {
+            Error::FrameVersion { .. } => self.reject(stream_bit, RejectReason::BadVersion),
+            _ => self.reject(stream_bit, RejectReason::TooShort),
+        }
+    }
+
+    /// A frame with its header parsed (and its FECF checked): `data` is its bytes (empty when
+    /// they are not kept: [`Decoder::without_frame_data`]).
+    fn on_frame(
+        &mut self,
+        header: FrameHeader,
+        data: Bytes,
+        rs: Option<BlockOutcome>,
+        sync: Option<FrameSync>,
+        stream_bit: Option<u64>,
+    ) {
         if !self.profile.accepts_scid(header.scid) {
             return self.reject(stream_bit, RejectReason::UnexpectedScid(header.scid));
         }

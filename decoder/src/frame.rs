@@ -79,6 +79,16 @@ impl FrameLayout {
         };
         self.primary_len() + iz + self.trailer_len(true) + mpdu + 1
     }
+
+    /// The bytes at the start of a frame that [`FrameHeader::parse`] reads (of the rest it
+    /// needs only the length): the primary header and, TM, the secondary header's identifier;
+    /// AOS, the insert zone and the M_PDU header.
+    pub fn head_len(&self) -> usize {
+        match self.kind {
+            FrameKind::Tm => self.primary_len() + 1,
+            FrameKind::Aos => self.primary_len() + self.insert_zone_len + 2,
+        }
+    }
 }
 
 /// A parsed primary header together with the byte ranges of the frame's parts.
@@ -122,11 +132,19 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 impl FrameHeader {
     /// Parses the header of `frame` (RS parity already stripped) under `layout`.
     pub fn parse(layout: &FrameLayout, frame: &[u8]) -> Result<Self, Error> {
+        Self::parse_head(layout, frame, frame.len())
+    }
+
+    /// Parses the header of a frame of `len` bytes from its first bytes, `head` (at least
+    /// [`FrameLayout::head_len`] of them, or the whole frame): the same header as
+    /// [`FrameHeader::parse`] of the whole frame, whose ranges index into it.
+    pub fn parse_head(layout: &FrameLayout, head: &[u8], len: usize) -> Result<Self, Error> {
+        let frame = head.get(..len).unwrap_or(head);
         let too_short = || Error::FrameTooShort {
             need: layout.min_len(),
-            got: frame.len(),
+            got: len,
         };
-        if frame.len() < layout.min_len() {
+        if len < layout.min_len() {
             return Err(too_short());
         }
         let w0 = be16(frame, 0).ok_or_else(too_short)?;
@@ -138,7 +156,7 @@ impl FrameHeader {
                 expected,
             });
         }
-        let end = frame.len();
+        let end = len;
         match layout.kind {
             FrameKind::Tm => {
                 let scid = (w0 >> 4) & 0x3FF;
@@ -277,6 +295,47 @@ mod tests {
         assert_eq!(h.packet_zone, 10..58);
         assert_eq!(h.ocf, Some(58..62));
         assert_eq!(h.fecf, Some((0..62, 62)));
+        assert_eq!(layout.head_len(), 7);
+        assert_eq!(
+            FrameHeader::parse_head(&layout, &f[..layout.head_len()], 64),
+            Ok(h)
+        );
+    }
+
+    /// The header parsed from a frame's first `head_len` bytes and its length is the one
+    /// parsed from the whole frame: real Meteor frames, and AOS layouts with a header error
+    /// control field and a longer insert zone (errors included).
+    #[test]
+    fn the_head_and_the_length_parse_as_the_whole_frame() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/vcdu/meteor-m2/2022_12_20_20_25_30.vcdu"
+        );
+        let data = std::fs::read(path).unwrap();
+        let mut layouts = vec![aos_layout()];
+        for (hec, iz) in [(true, 2), (false, 0), (true, 40)] {
+            layouts.push(FrameLayout {
+                header_error_control: hec,
+                insert_zone_len: iz,
+                ..aos_layout()
+            });
+        }
+        for l in layouts {
+            for frame in data.chunks_exact(892).take(200) {
+                let head = &frame[..l.head_len()];
+                assert_eq!(
+                    FrameHeader::parse_head(&l, head, frame.len()),
+                    FrameHeader::parse(&l, frame),
+                    "{l:?}"
+                );
+            }
+            for n in [0, 5, l.min_len() - 1] {
+                assert!(matches!(
+                    FrameHeader::parse_head(&l, &data[..l.head_len()], n),
+                    Err(Error::FrameTooShort { .. })
+                ));
+            }
+        }
     }
 
     #[test]

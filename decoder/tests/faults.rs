@@ -444,17 +444,28 @@ fn decode_records(
     known: &dyn Fn(usize) -> Option<decoder::DecodedCadu>,
     tail: &[u8],
 ) -> (Vec<Event>, decoder::Stats, usize) {
-    let mut d = raw_cadu_decoder();
+    let take = |d: &mut decoder::Decoder, k: usize, raw: bytes::Bytes| match known(k) {
+        Some(kd) => d.push_record_decoded(kd).map_err(|kd| kd.raw),
+        None => d.push_record(raw),
+    };
+    decode_records_by(raw_cadu_decoder(), cadus, &take, tail)
+}
+
+/// [`decode_records`] through the decoder `d`, `take` giving it each record.
+#[allow(clippy::type_complexity)]
+fn decode_records_by(
+    mut d: decoder::Decoder,
+    cadus: &[Vec<u8>],
+    take: &dyn Fn(&mut decoder::Decoder, usize, bytes::Bytes) -> Result<(), bytes::Bytes>,
+    tail: &[u8],
+) -> (Vec<Event>, decoder::Stats, usize) {
     let mut events = Vec::new();
     let mut taken = 0;
     let mut pushing = false;
     for (k, c) in cadus.iter().enumerate() {
         let raw = bytes::Bytes::from(c.clone());
         if !pushing {
-            let refused = match known(k) {
-                Some(kd) => d.push_record_decoded(kd).err().map(|kd| kd.raw),
-                None => d.push_record(raw).err(),
-            };
+            let refused = take(&mut d, k, raw).err();
             match refused {
                 None => taken += 1,
                 Some(back) => {
@@ -611,4 +622,110 @@ fn packets_counted_without_their_bytes_are_the_packets_delivered() {
     assert!(kept_stats.packets.dropped.values().sum::<u64>() > 0);
     assert!(counted == as_counted, "events differ");
     assert!(!counted.iter().any(|e| matches!(e, Event::Packet { .. })));
+}
+
+/// A decoder that does not keep the bytes of frames that arrive clean (a merge's reader of a
+/// station copy) gives the events and counters of one that does, except that those frames
+/// have no bytes: exactly the RS-clean records, whose frame is `frame_of_clean` of their CADU.
+/// Corrected frames, and every frame after a CADU that is not a record, keep their bytes.
+/// Then a decoder given the clean records by `push_record_clean` (a merge's final decode)
+/// gives the events and counters of decoding them all, and a CADU it is told is clean is not
+/// checked again (a corrected one shows through uncorrected).
+#[test]
+fn frames_of_clean_records_without_their_bytes_are_the_frames_decoded() {
+    let mut cadus = impaired_aqua(0xf4a3);
+    cadus[700][2] ^= 0x10; // a marker bit error: pushed from here on
+    let frames_only = || {
+        let p = decoder::Profile::builtin("eos").unwrap();
+        let opts = decoder::DecoderOptions {
+            raw_cadus: true,
+            packets: false,
+            ..decoder::DecoderOptions::default()
+        };
+        decoder::Decoder::new(&p, InputFormat::Cadu, opts).unwrap()
+    };
+    let record = |d: &mut decoder::Decoder, _: usize, raw: bytes::Bytes| d.push_record(raw);
+    let (kept, kept_stats, _) = decode_records_by(frames_only(), &cadus, &record, &[]);
+    let (unopened, unopened_stats, taken) =
+        decode_records_by(frames_only().without_frame_data(), &cadus, &record, &[]);
+    assert_eq!(taken, 700);
+    assert_eq!(unopened_stats, kept_stats);
+    assert_eq!(unopened.len(), kept.len());
+    let reference = frames_only();
+    let (mut empty, mut raw) = (0, None);
+    for (u, k) in unopened.iter().zip(&kept) {
+        match (u, k) {
+            (Event::RawCadu { data, .. }, _) => {
+                assert_eq!(u, k);
+                raw = Some(data.clone());
+            }
+            (Event::Frame(u), Event::Frame(k)) if u.data.is_empty() => {
+                empty += 1;
+                assert!(k.rs.is_some_and(|o| o.is_clean()));
+                assert_eq!(
+                    u.sync.map(|s| s.stream_bit < 700 * CADU as u64 * 8),
+                    Some(true)
+                );
+                let raw = raw.as_ref().unwrap();
+                assert_eq!(reference.frame_of_clean(raw).as_ref(), Some(&k.data));
+                let mut u = u.clone();
+                u.data = k.data.clone();
+                assert_eq!(&u, k);
+            }
+            _ => assert_eq!(u, k),
+        }
+    }
+    let clean_taken = frames(&kept)
+        .iter()
+        .filter(|f| {
+            f.rs.is_some_and(|o| o.is_clean())
+                && f.sync.is_some_and(|s| s.stream_bit < 700 * CADU as u64 * 8)
+        })
+        .count();
+    assert_eq!(
+        empty, clean_taken,
+        "exactly the clean records come without bytes"
+    );
+    assert!(empty > 400, "{empty}");
+
+    // The final decode: the clean records by push_record_clean.
+    let clean: Vec<bool> = {
+        let mut clean = vec![false; cadus.len()];
+        let mut at = None;
+        for e in &unopened {
+            match e {
+                Event::RawCadu { stream_bit, .. } => at = Some(*stream_bit),
+                Event::Frame(f) if f.data.is_empty() => {
+                    clean[(at.unwrap() / 8 / CADU as u64) as usize] = true;
+                }
+                _ => {}
+            }
+        }
+        clean
+    };
+    let take = |d: &mut decoder::Decoder, k: usize, raw: bytes::Bytes| {
+        if clean[k] {
+            d.push_record_clean(raw)
+        } else {
+            d.push_record(raw)
+        }
+    };
+    let (events, stats, taken) = decode_records_by(raw_cadu_decoder(), &cadus, &take, &[]);
+    let (first, first_stats, _) = decode_records(&cadus, &|_| None, &[]);
+    assert_eq!(taken, 700);
+    assert_eq!(stats, first_stats);
+    assert_eq!(events, first);
+    // A corrected CADU pushed as clean: its frame is the derandomized CADU, uncorrected.
+    let told = |d: &mut decoder::Decoder, k: usize, raw: bytes::Bytes| {
+        if k == 3 {
+            d.push_record_clean(raw)
+        } else {
+            d.push_record(raw)
+        }
+    };
+    let (events, stats, _) = decode_records_by(raw_cadu_decoder(), &cadus[..10], &told, &[]);
+    let derandomized = reference.frame_of_clean(&cadus[3]).unwrap();
+    assert_eq!(frames_of_cadu(&events, 3), vec![derandomized.to_vec()]);
+    assert_ne!(frames_of_cadu(&first, 3), vec![derandomized.to_vec()]);
+    assert_eq!(stats.rs.frames_corrected, 0);
 }

@@ -37,6 +37,22 @@ pub(super) struct Locator {
     pub(super) omega_h: [u8; MAX_E],
 }
 
+/// The syndromes of a fixed mask XORed onto every block (the pseudo-randomizer's sequence), to
+/// check blocks without removing it ([`ReedSolomon::is_clean_masked`]).
+#[derive(Clone)]
+pub struct MaskedCheck {
+    syndromes: [[u8; MAX_ROOTS]; MAX_INTERLEAVE],
+    block_len: usize,
+}
+
+impl core::fmt::Debug for MaskedCheck {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MaskedCheck")
+            .field("block_len", &self.block_len)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Reed-Solomon decoder/encoder for one [`RsParams`]. Build once (tables are precomputed),
 /// share freely: all methods take `&self`.
 pub struct ReedSolomon {
@@ -242,6 +258,51 @@ impl ReedSolomon {
             };
         }
         Ok(out)
+    }
+
+    /// The check of blocks sent XORed with `mask` (the pseudo-randomizer's sequence over the
+    /// block: [`crate::pn`]), for [`ReedSolomon::is_clean_masked`]. `Err` when `mask` is not
+    /// one block long.
+    pub fn masked_check(&self, mask: &[u8]) -> Result<MaskedCheck, Error> {
+        self.check_len(mask.len())?;
+        let mut syndromes = [[0u8; MAX_ROOTS]; MAX_INTERLEAVE];
+        self.syndromes(mask, &mut syndromes, self.kernel);
+        Ok(MaskedCheck {
+            syndromes,
+            block_len: mask.len(),
+        })
+    }
+
+    /// Whether `block`, a block sent XORed with the mask of `check`, arrived without an error,
+    /// checked as it is: every codeword's syndromes are those of the mask (syndromes are
+    /// linear, and a codeword's are zero), so the mask need not be removed first. True exactly
+    /// when [`ReedSolomon::decode`] of the block with the mask removed would find every
+    /// codeword clean. False for a block of the wrong length.
+    pub fn is_clean_masked(&self, block: &[u8], check: &MaskedCheck) -> bool {
+        self.is_clean_masked_with(block, check, self.kernel)
+    }
+
+    pub(super) fn is_clean_masked_with(
+        &self,
+        block: &[u8],
+        check: &MaskedCheck,
+        kernel: Kernel,
+    ) -> bool {
+        if block.len() != self.block_len() || check.block_len != block.len() {
+            return false;
+        }
+        let mut synd = [[0u8; MAX_ROOTS]; MAX_INTERLEAVE];
+        self.syndromes(block, &mut synd, kernel);
+        let nr = self.nroots;
+        synd.iter()
+            .zip(check.syndromes.iter())
+            .take(self.interleave)
+            .all(|(s, m)| s.get(..nr) == m.get(..nr))
+    }
+
+    /// The outcome of a block whose codewords are all clean.
+    pub fn clean_outcome(&self) -> BlockOutcome {
+        BlockOutcome::new(self.interleave)
     }
 
     /// Symbols in the first (possibly partial) Horner block.

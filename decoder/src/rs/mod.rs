@@ -51,7 +51,7 @@ mod gf;
 #[cfg(test)]
 mod tests;
 
-pub use codec::ReedSolomon;
+pub use codec::{MaskedCheck, ReedSolomon};
 
 /// Largest supported interleave depth.
 pub const MAX_INTERLEAVE: usize = 8;

@@ -1053,3 +1053,50 @@ fn decoder_is_send_sync_and_shareable() {
         }
     });
 }
+
+/// A block sent XORed with a mask (the PN sequence, or any other) is clean as it stands exactly
+/// when the block with the mask removed decodes clean: for every parameter set and kernel, on
+/// clean codewords and on codewords with 1..=E errors anywhere (data or parity).
+#[test]
+fn masked_check_is_decode_of_the_unmasked_block() {
+    let mut rng = Rng(14);
+    for p in all_combos() {
+        let rs = ReedSolomon::new(p).unwrap();
+        let len = rs.block_len();
+        let pn = crate::pn::Derandomizer::new(len);
+        let mut pn_mask = vec![0u8; len];
+        pn.apply(&mut pn_mask);
+        let mut random_mask = vec![0u8; len];
+        rng.fill(&mut random_mask);
+        for mask in [pn_mask, random_mask, vec![0u8; len]] {
+            let check = rs.masked_check(&mask).unwrap();
+            for k in kernels() {
+                for errors in [0usize, 1, usize::from(p.e)] {
+                    let mut b = random_block(&rs, &mut rng);
+                    if errors > 0 {
+                        let cw = rng.below(rs.interleave);
+                        inject(&rs, &mut b, cw, errors, &mut rng);
+                    }
+                    let sent: Vec<u8> = b.iter().zip(&mask).map(|(x, m)| x ^ m).collect();
+                    let clean = rs.decode_with(&mut b.clone(), k).unwrap().is_clean();
+                    assert_eq!(clean, errors == 0, "{p:?} {k:?}");
+                    assert_eq!(
+                        rs.is_clean_masked_with(&sent, &check, k),
+                        clean,
+                        "{p:?} {k:?} {errors} errors"
+                    );
+                }
+            }
+        }
+        assert!(rs.masked_check(&[0u8; 3]).is_err());
+        let check = rs.masked_check(&vec![0u8; len]).unwrap();
+        let b = random_block(&rs, &mut rng);
+        assert!(rs.is_clean_masked(&b, &check));
+        assert!(
+            !rs.is_clean_masked(&b[1..], &check),
+            "a short block is never clean"
+        );
+        assert!(rs.clean_outcome().is_clean());
+        assert_eq!(rs.clean_outcome().codewords().len(), rs.interleave);
+    }
+}
