@@ -15,7 +15,7 @@ use decoder::merge::{FrameCopy, Merger, Quality, DEFAULT_REORDER, DEFAULT_WINDOW
 use downlink::merge::{merge_passes, MergeSpec, StationPass};
 
 /// The copies of an `n`-frame pass on VC 16, 892-byte frames.
-fn copies(n: u32) -> Vec<Vec<FrameCopy<()>>> {
+fn copies(n: u32) -> Vec<Vec<FrameCopy<Bytes>>> {
     let frame = Bytes::from(vec![0x5a; 892]);
     let copy = |c: u32| FrameCopy {
         scid: 157,
@@ -23,14 +23,13 @@ fn copies(n: u32) -> Vec<Vec<FrameCopy<()>>> {
         count: c,
         modulus: 1 << 24,
         quality: Quality::Clean,
-        frame: frame.clone(),
-        payload: (),
+        payload: frame.clone(),
     };
     let (a0, b1) = (n * 4 / 10, n - n * 4 / 10);
     vec![(a0..n).map(copy).collect(), (0..b1).map(copy).collect()]
 }
 
-fn run_merger(copies: &[Vec<FrameCopy<()>>]) -> u64 {
+fn run_merger(copies: &[Vec<FrameCopy<Bytes>>]) -> u64 {
     let mut m = Merger::new(copies.len(), 157, DEFAULT_WINDOW, DEFAULT_REORDER);
     let mut its: Vec<_> = copies.iter().map(|c| c.iter()).collect();
     let mut out = 0u64;

@@ -55,8 +55,9 @@ const FILL: &str = "fill_not_merged";
 const READ: usize = 1024 * 1024;
 
 /// Frames a copy's reader hands over at once, and batches it may run ahead of the merge (the
-/// memory bound of the readers: about 2 MiB per copy).
-const BATCH: usize = 256;
+/// memory bound of the readers: about 5 MiB of CADUs per copy). Each hand-over may wake a
+/// thread: large batches keep them few.
+const BATCH: usize = 1024;
 const BATCHES_AHEAD: usize = 4;
 
 /// One station pass to merge.
@@ -111,20 +112,45 @@ impl StationPass {
     }
 }
 
-/// What the merge keeps of a copy of a frame besides what it compares: its bytes as read (the
-/// raw CADU, or the frame itself when reading `frames/`) and its Reed-Solomon outcome.
+/// What the merge keeps of a copy of a frame: its bytes as read, and what the copies of a
+/// frame are compared by ([`Payload::as_ref`]). Small (it moves through the merge's queues
+/// and channels with every frame): what only a few frames have is boxed.
 #[derive(Clone, Debug)]
 struct Payload {
+    /// The raw CADU, or the frame itself when reading `frames/`.
     bytes: Bytes,
-    rs: Option<BlockOutcome>,
-    /// Raw CADUs: the frame after Reed-Solomon, when the reader's decoder kept it (a corrected
-    /// frame, one synchronized from pushed bytes, a link without RS); `None` for a record
-    /// that arrived clean, whose frame is its CADU derandomized
-    /// ([`Decoder::without_frame_data`]).
-    frame: Option<Bytes>,
+    /// The bytes of `bytes` the copies are compared by, unless `decoded`: of a raw CADU, its
+    /// frame as randomized on the link (after the marker, less the parity: [`Link`]); of a
+    /// frame read from `frames/`, all of it.
+    compared: std::ops::Range<u32>,
+    /// Raw CADUs: the frame as the reader's decoder kept it (a corrected frame, one
+    /// synchronized from pushed bytes, a link without RS); `None` for a record that arrived
+    /// clean, whose frame is its CADU derandomized ([`Decoder::without_frame_data`]).
+    decoded: Option<Box<Decoded>>,
     /// The raw CADU is this record of the copy's `cadus.raw` (read as a record, byte for byte
     /// the file's, and the copy may be referred to).
     record: Option<u32>,
+}
+
+/// A frame of a raw CADU that the reader's decoder kept: after RS, with its outcome, and as
+/// randomized on the link (what it is compared by).
+#[derive(Clone, Debug)]
+struct Decoded {
+    frame: Bytes,
+    rs: Option<BlockOutcome>,
+    randomized: Bytes,
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        match &self.decoded {
+            Some(d) => &d.randomized,
+            None => {
+                let (from, to) = (self.compared.start as usize, self.compared.end as usize);
+                self.bytes.get(from..to).unwrap_or_default()
+            }
+        }
+    }
 }
 
 type CopyFrame = FrameCopy<Payload>;
@@ -209,9 +235,12 @@ impl Link {
         Bytes::from(out)
     }
 
-    /// The frame of a record that arrived clean as randomized on the link: a slice of it.
-    fn of_clean(&self, raw: &Bytes) -> Option<Bytes> {
-        (self.frame.end <= raw.len()).then(|| raw.slice(self.frame.clone()))
+    /// Where the frame of a record that arrived clean, as randomized on the link, stands in
+    /// its CADU `raw`.
+    fn of_clean(&self, raw: &[u8]) -> Option<std::ops::Range<u32>> {
+        let from = u32::try_from(self.frame.start).ok()?;
+        let to = u32::try_from(self.frame.end).ok()?;
+        (self.frame.end <= raw.len()).then_some(from..to)
     }
 }
 
@@ -349,8 +378,8 @@ impl Source {
                     Event::Frame(fr) if fr.fill => self.raw = None,
                     Event::Frame(fr) => {
                         let raw = self.raw.take();
-                        // What the copies are compared by, and the payload.
-                        let (compared, bytes, frame, record) = match (&self.link, raw) {
+                        let quality = Quality::of(fr.rs.as_ref());
+                        let payload = match (&self.link, raw) {
                             (Some(_), None) => continue,
                             (Some(link), Some((bytes, record))) if fr.data.is_empty() => {
                                 let Some(compared) = link.of_clean(&bytes) else {
@@ -360,26 +389,37 @@ impl Source {
                                         link.frame.len()
                                     )));
                                 };
-                                (compared, bytes, None, record)
+                                Payload {
+                                    bytes,
+                                    compared,
+                                    decoded: None,
+                                    record,
+                                }
                             }
-                            (Some(link), Some((bytes, record))) => {
-                                (link.randomized(&fr.data), bytes, Some(fr.data), record)
-                            }
-                            (None, _) => (fr.data.clone(), fr.data, None, None),
+                            (Some(link), Some((bytes, record))) => Payload {
+                                bytes,
+                                compared: 0..0,
+                                decoded: Some(Box::new(Decoded {
+                                    randomized: link.randomized(&fr.data),
+                                    frame: fr.data,
+                                    rs: fr.rs,
+                                })),
+                                record,
+                            },
+                            (None, _) => Payload {
+                                compared: 0..u32::try_from(fr.data.len()).unwrap_or(u32::MAX),
+                                bytes: fr.data,
+                                decoded: None,
+                                record: None,
+                            },
                         };
                         self.queue.push_back(FrameCopy {
                             scid: fr.header.scid,
                             vcid: fr.header.vcid,
                             count: fr.header.vc_count,
                             modulus: fr.header.vc_count_modulus,
-                            quality: Quality::of(fr.rs.as_ref()),
-                            frame: compared,
-                            payload: Payload {
-                                bytes,
-                                rs: fr.rs,
-                                frame,
-                                record,
-                            },
+                            quality,
+                            payload,
                         });
                     }
                     _ => {}
@@ -523,8 +563,9 @@ enum Op {
         raw: Bytes,
         origin: Option<(u8, u32)>,
     },
-    /// The good frame of the CADU before it, for `frames.idx`.
-    Frame { vcid: u8, count: u32, data: Bytes },
+    /// The good frame of the CADU before it, for `frames.idx` (its bytes are not needed
+    /// there: the index names the CADU, which holds them).
+    Frame { vcid: u8, count: u32 },
     /// A packet that frame completed, for `packets.idx` (its bytes are not needed there:
     /// the final decode counts packets without copying them).
     Packet { apid: u16, vcid: u8 },
@@ -557,8 +598,8 @@ fn merge_raw(
                                 ..
                             } => w.files.cadu_ref(copy, record)?,
                             Op::Cadu { raw, origin: None } => w.files.cadu_shared(raw)?,
-                            Op::Frame { vcid, count, data } => {
-                                w.files.frame(vcid, count, &data)?;
+                            Op::Frame { vcid, count } => {
+                                w.files.frame(vcid, count, &[])?;
                             }
                             Op::Packet { apid, vcid } => {
                                 w.files.packet(apid, Some(vcid), &[])?;
@@ -594,17 +635,18 @@ fn merge_raw(
                         // synchronized, and everything after it).
                         let Payload {
                             bytes: raw,
-                            frame,
-                            rs,
+                            decoded,
                             ..
                         } = x.copy.payload;
                         let at = stream_bit;
                         stream_bit += 8 * raw.len() as u64;
-                        let taken = match frame {
+                        let taken = match decoded {
                             None => dec.push_record_clean(raw).map_err(|raw| dec.push(&raw)),
-                            Some(frame) => dec
-                                .push_record_decoded(DecodedCadu { raw, frame, rs })
-                                .map_err(|cadu| dec.push_decoded(cadu)),
+                            Some(d) => {
+                                let Decoded { frame, rs, .. } = *d;
+                                dec.push_record_decoded(DecodedCadu { raw, frame, rs })
+                                    .map_err(|cadu| dec.push_decoded(cadu))
+                            }
                         };
                         if taken.is_ok() {
                             placed.extend(origin.map(|o| (at, o)));
@@ -670,7 +712,6 @@ fn take_ops(dec: &mut Decoder, ops: &mut Vec<Op>, placed: &mut VecDeque<(u64, (u
             Event::Frame(f) => Op::Frame {
                 vcid: f.header.vcid,
                 count: f.header.vc_count,
-                data: f.data,
             },
             Event::PacketCounted { vcid, header, .. } => Op::Packet {
                 apid: header.apid,

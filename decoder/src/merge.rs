@@ -34,7 +34,6 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
 use serde::Serialize;
 
 /// Reed-Solomon outcome of one copy of a frame.
@@ -87,9 +86,10 @@ pub struct FrameCopy<T> {
     pub modulus: u32,
     /// RS outcome.
     pub quality: Quality,
-    /// The frame after RS (what copies are compared by).
-    pub frame: Bytes,
-    /// What the caller wants back with the chosen copy (e.g. the raw CADU).
+    /// What the caller wants back with the chosen copy (e.g. the raw CADU); copies of a key
+    /// are compared by its bytes (`AsRef<[u8]>`): the frame after RS, or any bytes equal
+    /// exactly when the frames are (the merge of raw CADUs compares frames as randomized on
+    /// the link).
     pub payload: T,
 }
 
@@ -247,7 +247,7 @@ pub const DEFAULT_WINDOW: u64 = 4096;
 /// after a later one of the same channel).
 pub const DEFAULT_REORDER: u32 = 64;
 
-impl<T> Merger<T> {
+impl<T: AsRef<[u8]>> Merger<T> {
     /// A merger of `inputs` copies of a pass of `scid`. A key is decided once every copy still
     /// running is `reorder` counts past it on its virtual channel, or has run `window` frames
     /// past its last frame on that channel.
@@ -478,9 +478,10 @@ impl<T> Merger<T> {
             })
             .map_or(0, |(k, _)| k);
         let n = copies.len();
-        let all_same = copies
-            .split_first()
-            .is_some_and(|((_, f), rest)| rest.iter().all(|(_, c)| c.frame == f.frame));
+        let all_same = copies.split_first().is_some_and(|((_, f), rest)| {
+            rest.iter()
+                .all(|(_, c)| c.payload.as_ref() == f.payload.as_ref())
+        });
         self.stats.keys += 1;
         if n > 1 {
             if all_same {
@@ -518,24 +519,43 @@ impl<T> Merger<T> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use proptest::prelude::*;
 
     const AOS: u32 = 1 << 24;
 
-    fn copy(vcid: u8, count: u32, modulus: u32, quality: Quality, body: u8) -> FrameCopy<u64> {
+    /// A test copy's payload: its frame (compared) and its count as pushed.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Body {
+        frame: Bytes,
+        count: u64,
+    }
+
+    impl AsRef<[u8]> for Body {
+        fn as_ref(&self) -> &[u8] {
+            &self.frame
+        }
+    }
+
+    fn copy(vcid: u8, count: u32, modulus: u32, quality: Quality, body: u8) -> FrameCopy<Body> {
         FrameCopy {
             scid: 157,
             vcid,
             count: count % modulus,
             modulus,
             quality,
-            frame: Bytes::from(vec![body; 8]),
-            payload: u64::from(count),
+            payload: Body {
+                frame: Bytes::from(vec![body; 8]),
+                count: u64::from(count),
+            },
         }
     }
 
     /// Streams `copies` into a merger as a caller does: feed what it wants, poll what is final.
-    fn run(copies: Vec<Vec<FrameCopy<u64>>>, window: u64) -> (Vec<Merged<u64>>, MergeStats, usize) {
+    fn run(
+        copies: Vec<Vec<FrameCopy<Body>>>,
+        window: u64,
+    ) -> (Vec<Merged<Body>>, MergeStats, usize) {
         let mut m = Merger::new(copies.len(), 157, window, 16);
         let mut its: Vec<_> = copies.into_iter().map(Vec::into_iter).collect();
         let mut out = Vec::new();
@@ -590,7 +610,7 @@ mod tests {
         assert_eq!(s.inputs[0].conflicts, 1);
         assert_eq!(s.inputs[1].duplicates, 2);
         assert_eq!(
-            out[1].copy.frame[0], 2,
+            out[1].copy.payload.frame[0], 2,
             "the clean copy of the conflict is kept"
         );
         check_identity(&s);
@@ -633,7 +653,7 @@ mod tests {
         assert_eq!(s.duplicate_keys, 150);
         assert_eq!(s.inputs[0].unique, 150);
         assert_eq!(s.inputs[1].unique, 100);
-        let counts: Vec<u32> = out.iter().map(|m| m.copy.payload as u32).collect();
+        let counts: Vec<u32> = out.iter().map(|m| m.copy.payload.count as u32).collect();
         assert_eq!(counts, full, "in counter order, across the wraps");
         check_identity(&s);
     }
