@@ -41,7 +41,7 @@ use crate::error::{Context, Error, Result};
 use bytes::Bytes;
 use decoder::merge::{FrameCopy, MergeStats, Merger, Quality, DEFAULT_REORDER, DEFAULT_WINDOW};
 use decoder::rs::BlockOutcome;
-use decoder::{DecodedCadu, Decoder, DecoderOptions, Event, InputFormat, Profile};
+use decoder::{DecodedCadu, Decoder, DecoderOptions, Event, InputFormat, Profile, RecordCheck};
 
 use archive::record::{rfc3339, ArchiveSection, ArchiveState, PassRecord, Unarchived};
 
@@ -244,19 +244,116 @@ impl Link {
     }
 }
 
-/// One station copy, decoded lazily into frames.
+/// What a copy's fetcher read: whole CADUs of `cadus.raw` (one read), with a bit per CADU that
+/// arrived Reed-Solomon-clean (bit k: the k-th), or bytes to push as they come.
+enum Fetched {
+    Records { read: Bytes, clean: u64 },
+    Bytes(Bytes),
+}
+
+/// What a copy's fetcher hands to the merge: reads, then the end of the file or the error
+/// that stopped it.
+enum Feed {
+    Reads(Vec<Fetched>),
+    End,
+    Failed(Error),
+}
+
+/// Reads a fetcher hands over at once (of `cadus.raw`: 1,024 CADUs), and how many it may run
+/// ahead of the merge.
+const READS_PER_FEED: usize = 16;
+const FEEDS_AHEAD: usize = 4;
+
+/// A copy's fetcher: reads its file, and checks each CADU of `cadus.raw` for Reed-Solomon
+/// errors as read ([`RecordCheck`]), on a thread of its own; the copy's decoder, in the merge,
+/// takes what it fetched.
+struct Fetcher {
+    file: Box<dyn Read + Send>,
+    /// `cadus.raw`: the CADU length, its reads' pool, and the check (none on a link without
+    /// RS).
+    records: Option<(usize, std::sync::Arc<Pool>, Option<RecordCheck>)>,
+}
+
+impl Fetcher {
+    fn fetch(&mut self) -> Result<Option<Fetched>> {
+        let Some((len, pool, check)) = &self.records else {
+            let mut buf = vec![0; READ];
+            let n = self.file.read(&mut buf)?;
+            buf.truncate(n);
+            return Ok((n > 0).then(|| Fetched::Bytes(Bytes::from(buf))));
+        };
+        let mut buf = pool.take(len * RECORDS_PER_READ);
+        let n = crate::replay::read_full(self.file.as_mut(), &mut buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        let mut clean = 0u64;
+        if let Some(check) = check {
+            for (k, cadu) in buf.chunks_exact(*len).enumerate().take(64) {
+                if check.is_clean(cadu) {
+                    clean |= 1 << k;
+                }
+            }
+        }
+        let read = Bytes::from_owner(ReadBuf {
+            buf,
+            pool: pool.clone(),
+        });
+        Ok(Some(Fetched::Records { read, clean }))
+    }
+
+    /// Fetches the file to its end, in feeds; stops early when the merge hangs up.
+    fn run(mut self, tx: &std::sync::mpsc::SyncSender<Feed>) {
+        let mut reads = Vec::with_capacity(READS_PER_FEED);
+        loop {
+            match self.fetch() {
+                Ok(Some(f)) => {
+                    reads.push(f);
+                    if reads.len() == READS_PER_FEED {
+                        let full =
+                            std::mem::replace(&mut reads, Vec::with_capacity(READS_PER_FEED));
+                        if tx.send(Feed::Reads(full)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    if !reads.is_empty() && tx.send(Feed::Reads(reads)).is_err() {
+                        return;
+                    }
+                    let _ = tx.send(Feed::End);
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Feed::Failed(e));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One station copy, decoded lazily into frames from what its [`Fetcher`] read.
 struct Source {
-    file: Option<Box<dyn Read + Send>>,
+    /// Its file, until [`drive`] hands it to the copy's fetcher.
+    fetcher: Option<Fetcher>,
+    feed: Option<Receiver<Feed>>,
+    fetched: std::vec::IntoIter<Fetched>,
+    /// The fetcher reached the end of the file.
+    ended: bool,
+    /// Everything fetched was decoded.
+    finished: bool,
     dec: Decoder,
     /// The raw CADU of the frame to come, and its record in the copy's `cadus.raw`.
     raw: Option<(Bytes, Option<u32>)>,
     queue: VecDeque<CopyFrame>,
-    buf: Vec<u8>,
     bytes: u64,
-    /// `cadus.raw`: the CADU length, its reads' pool, and whether its CADUs are still taken
-    /// as records ([`Decoder::push_record`]; after the first that is not one, everything is
-    /// pushed and synchronized).
-    records: Option<(usize, std::sync::Arc<Pool>)>,
+    /// `cadus.raw`: the CADU length. Its CADUs are taken as records
+    /// ([`Decoder::push_record_clean`] where the fetcher found one clean, else
+    /// [`Decoder::push_record`]) until the first that is not one; from there everything is
+    /// pushed and synchronized.
+    records: Option<usize>,
     pushing: bool,
     /// CADUs taken as records (the first ones of the file, in order), when the merged pass
     /// may refer to them.
@@ -296,14 +393,22 @@ impl Source {
         // A record that arrives clean is checked as read and its frame not copied out: it is
         // compared as a slice of its CADU and derandomized only if chosen (by the final decode).
         let dec = Decoder::new(profile, format, opts)?;
+        let len = profile.cadu.length.max(1);
+        let records = match cadu {
+            true => Some((len, Default::default(), RecordCheck::new(profile)?)),
+            false => None,
+        };
         Ok(Source {
-            file: Some(file),
+            fetcher: Some(Fetcher { file, records }),
+            feed: None,
+            fetched: Vec::new().into_iter(),
+            ended: false,
+            finished: false,
             dec: if cadu { dec.without_frame_data() } else { dec },
             raw: None,
             queue: VecDeque::new(),
-            buf: if cadu { Vec::new() } else { vec![0; READ] },
             bytes: 0,
-            records: cadu.then(|| (profile.cadu.length.max(1), Default::default())),
+            records: cadu.then_some(len),
             pushing: false,
             taken: 0,
             referable: referable && cadu,
@@ -311,38 +416,64 @@ impl Source {
         })
     }
 
-    /// Reads on: `cadus.raw` a read of whole CADUs, each taken as a record (no copy) until
-    /// one is not; anything else (and what follows a CADU that is not a record) is pushed.
-    /// False at the end of the file.
-    fn read_more(&mut self) -> Result<bool> {
-        let Some(f) = self.file.as_mut() else {
-            return Ok(false);
-        };
-        let Some((len, pool)) = &self.records else {
-            let n = f.read(&mut self.buf)?;
-            if n == 0 {
-                return Ok(false);
+    /// The next read the fetcher made; `None` at the end of the file.
+    fn next_fetched(&mut self) -> Result<Option<Fetched>> {
+        loop {
+            if let Some(f) = self.fetched.next() {
+                return Ok(Some(f));
             }
-            self.bytes += n as u64;
-            self.dec.push(self.buf.get(..n).unwrap_or_default());
-            return Ok(true);
-        };
-        let mut buf = pool.take(len * RECORDS_PER_READ);
-        let n = crate::replay::read_full(f.as_mut(), &mut buf)?;
-        if n == 0 {
-            return Ok(false);
+            if self.ended {
+                return Ok(None);
+            }
+            let Some(rx) = &self.feed else {
+                return Err(Error::Merge(
+                    "a station copy is read without its fetcher".into(),
+                ));
+            };
+            match rx.recv() {
+                Ok(Feed::Reads(r)) => self.fetched = r.into_iter(),
+                Ok(Feed::End) => self.ended = true,
+                Ok(Feed::Failed(e)) => return Err(e),
+                Err(_) => {
+                    return Err(Error::Merge(
+                        "the reader of a station copy stopped without a word".into(),
+                    ))
+                }
+            }
         }
-        buf.truncate(n);
+    }
+
+    /// Takes the next read: whole CADUs of `cadus.raw`, each taken as a record (no copy, and
+    /// not checked again when the fetcher found it clean) until one is not; anything else (and
+    /// what follows a CADU that is not a record) is pushed. False at the end of the file.
+    fn read_more(&mut self) -> Result<bool> {
+        let Some(fetched) = self.next_fetched()? else {
+            return Ok(false);
+        };
+        let (read, clean) = match fetched {
+            Fetched::Bytes(b) => {
+                self.bytes += b.len() as u64;
+                self.dec.push(&b);
+                return Ok(true);
+            }
+            Fetched::Records { read, clean } => (read, clean),
+        };
+        let n = read.len();
         self.bytes += n as u64;
-        let read = Bytes::from_owner(ReadBuf {
-            buf,
-            pool: pool.clone(),
-        });
+        let len = self.records.unwrap_or(n.max(1));
         let mut at = 0;
+        let mut k = 0;
         while !self.pushing && at + len <= n {
-            match self.dec.push_record(read.slice(at..at + len)) {
+            let cadu = read.slice(at..at + len);
+            let taken = if k < 64 && clean & (1 << k) != 0 {
+                self.dec.push_record_clean(cadu)
+            } else {
+                self.dec.push_record(cadu)
+            };
+            match taken {
                 Ok(()) => {
                     at += len;
+                    k += 1;
                     self.taken += 1;
                 }
                 Err(_) => self.pushing = true,
@@ -362,12 +493,12 @@ impl Source {
             if let Some(c) = self.queue.pop_front() {
                 return Ok(Some(c));
             }
-            if self.file.is_none() {
+            if self.finished {
                 return Ok(None);
             }
             if !self.read_more()? {
                 self.dec.finish();
-                self.file = None;
+                self.finished = true;
             }
             while let Some(ev) = self.dec.poll() {
                 match ev {
@@ -431,7 +562,7 @@ impl Source {
     /// The record of the copy's `cadus.raw` a CADU found at `stream_bit` is: one taken as a
     /// record (they are the file's first `taken`, byte for byte), when the copy is referable.
     fn record_at(&self, stream_bit: u64) -> Option<u32> {
-        let len = self.records.as_ref()?.0 as u64;
+        let len = self.records? as u64;
         let at = stream_bit / 8;
         (self.referable
             && stream_bit.is_multiple_of(8)
@@ -440,118 +571,57 @@ impl Source {
             .then(|| u32::try_from(at / len).ok())
             .flatten()
     }
-
-    /// Reads the copy to the end, handing its frames over in batches; the last message is its
-    /// counters (or the error that ended it). Stops early when the merge hangs up.
-    fn run(mut self, tx: &std::sync::mpsc::SyncSender<Batch>) {
-        let mut batch = Vec::with_capacity(BATCH);
-        loop {
-            match self.next() {
-                Ok(Some(c)) => {
-                    batch.push(c);
-                    if batch.len() == BATCH {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                        if tx.send(Batch::Frames(full)).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Ok(None) => {
-                    if !batch.is_empty() && tx.send(Batch::Frames(batch)).is_err() {
-                        return;
-                    }
-                    let _ = tx.send(Batch::End(Box::new(SourceEnd {
-                        stats: self.dec.stats(),
-                        bytes: self.bytes,
-                    })));
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Batch::Failed(e));
-                    return;
-                }
-            }
-        }
-    }
 }
 
-/// What a copy's reader hands to the merge.
-enum Batch {
-    Frames(Vec<CopyFrame>),
-    End(Box<SourceEnd>),
-    Failed(Error),
-}
-
-/// The merge's end of a copy's reader.
-struct Remote {
-    rx: Receiver<Batch>,
-    frames: std::vec::IntoIter<CopyFrame>,
-    end: Option<SourceEnd>,
-}
-
-impl Remote {
-    fn next(&mut self) -> Result<Option<CopyFrame>> {
-        loop {
-            if let Some(c) = self.frames.next() {
-                return Ok(Some(c));
-            }
-            if self.end.is_some() {
-                return Ok(None);
-            }
-            match self.rx.recv() {
-                Ok(Batch::Frames(f)) => self.frames = f.into_iter(),
-                Ok(Batch::End(e)) => self.end = Some(*e),
-                Ok(Batch::Failed(e)) => return Err(e),
-                Err(_) => {
-                    return Err(Error::Merge(
-                        "the reader of a station copy stopped without a word".into(),
-                    ))
-                }
-            }
-        }
-    }
-}
-
-/// Reads `sources` on a thread each and runs `m` over them, handing each merged frame to
-/// `out`; returns each copy's counters, in order.
+/// Runs `m` over `sources`, each read by its fetcher on a thread of its own and decoded here,
+/// handing each merged frame to `out`; returns each copy's counters, in order.
 fn drive(
     m: &mut Merger<Payload>,
-    sources: Vec<Source>,
+    mut sources: Vec<Source>,
     mut out: impl FnMut(decoder::merge::Merged<Payload>) -> Result<()>,
 ) -> Result<Vec<SourceEnd>> {
     std::thread::scope(|scope| {
-        let mut remotes = Vec::with_capacity(sources.len());
-        for (k, s) in sources.into_iter().enumerate() {
-            let (tx, rx) = sync_channel(BATCHES_AHEAD);
+        for (k, s) in sources.iter_mut().enumerate() {
+            let Some(fetcher) = s.fetcher.take() else {
+                continue;
+            };
+            let (tx, rx) = sync_channel(FEEDS_AHEAD);
             std::thread::Builder::new()
                 .name(format!("merge-read-{k}"))
-                .spawn_scoped(scope, move || s.run(&tx))
+                .spawn_scoped(scope, move || fetcher.run(&tx))
                 .context("starting a station copy's reader")?;
-            remotes.push(Remote {
-                rx,
-                frames: Vec::new().into_iter(),
-                end: None,
-            });
+            s.feed = Some(rx);
         }
-        // On an error the receivers drop here, before the scope joins: the readers stop.
-        loop {
-            while let Some(x) = m.poll() {
-                out(x)?;
+        let ends = (|| {
+            loop {
+                while let Some(x) = m.poll() {
+                    out(x)?;
+                }
+                let Some(i) = m.wants() else { break };
+                match sources.get_mut(i).map(Source::next).transpose()?.flatten() {
+                    Some(c) => m.push(i, c),
+                    None => m.finish(i),
+                }
             }
-            let Some(i) = m.wants() else { break };
-            match remotes.get_mut(i).map(Remote::next).transpose()?.flatten() {
-                Some(c) => m.push(i, c),
-                None => m.finish(i),
-            }
-        }
-        remotes
-            .into_iter()
-            .map(|r| {
-                r.end.ok_or_else(|| {
-                    Error::Merge("a station copy's reader ended before its end of file".into())
+            sources
+                .iter()
+                .map(|s| {
+                    if s.finished {
+                        Ok(SourceEnd {
+                            stats: s.dec.stats(),
+                            bytes: s.bytes,
+                        })
+                    } else {
+                        Err(Error::Merge(
+                            "a station copy's reader ended before its end of file".into(),
+                        ))
+                    }
                 })
-            })
-            .collect()
+                .collect()
+        })();
+        // On an error the receivers drop here, before the scope joins: the fetchers stop.
+        drop(sources);
+        ends
     })
 }
 

@@ -374,6 +374,48 @@ enum Hint {
     Clean,
 }
 
+/// The Reed-Solomon check of a link's CADUs as they are received, still randomized
+/// ([`ReedSolomon::is_clean_masked`]): what [`Decoder::push_record`] checks first, on its own,
+/// so that records can be checked on another thread than their decoder's and handed to it by
+/// [`Decoder::push_record_clean`].
+#[derive(Debug)]
+pub struct RecordCheck {
+    asm: usize,
+    rs: ReedSolomon,
+    check: MaskedCheck,
+}
+
+impl RecordCheck {
+    /// The check of `profile`'s CADUs; `None` on a link without Reed-Solomon (nothing to
+    /// check).
+    pub fn new(profile: &Profile) -> Result<Option<RecordCheck>, Error> {
+        let Some(p) = profile.rs_params() else {
+            return Ok(None);
+        };
+        let rs = ReedSolomon::new(p).map_err(|e| invalid(profile, "rs", &e))?;
+        // The syndromes of the PN sequence over the block (zero without PN).
+        let mut mask = vec![0u8; rs.block_len()];
+        if profile.cadu.pn {
+            Derandomizer::new(profile.coded_frame_len()).apply(&mut mask);
+        }
+        let check = rs
+            .masked_check(&mask)
+            .map_err(|e| invalid(profile, "rs", &e))?;
+        Ok(Some(RecordCheck {
+            asm: profile.asm_len(),
+            rs,
+            check,
+        }))
+    }
+
+    /// Whether the CADU `raw` (marker first) is a clean codeword as received: false for any
+    /// error, and for a CADU of the wrong length.
+    pub fn is_clean(&self, raw: &[u8]) -> bool {
+        raw.get(self.asm..)
+            .is_some_and(|coded| self.rs.is_clean_masked(coded, &self.check))
+    }
+}
+
 /// Bytes of a frame's head derandomized on the stack when its frame is not kept
 /// ([`Decoder::without_frame_data`]); a layout with a longer head keeps its frames' bytes.
 const MAX_HEAD: usize = 64;
@@ -387,7 +429,7 @@ pub struct Decoder {
     pn: Option<Derandomizer>,
     rs: Option<ReedSolomon>,
     /// The Reed-Solomon check of a record as received, randomized (with `rs`).
-    clean_check: Option<MaskedCheck>,
+    clean_check: Option<RecordCheck>,
     /// Frames carry their bytes ([`Decoder::without_frame_data`]).
     frame_data: bool,
     layout: FrameLayout,
@@ -529,18 +571,9 @@ impl Decoder {
         };
         let pn = (coded && profile.cadu.pn).then(|| Derandomizer::new(profile.coded_frame_len()));
         // A record is checked as received: the syndromes of the PN sequence (or zero).
-        let clean_check = match &rs {
-            Some(rs) => {
-                let mut mask = vec![0u8; rs.block_len()];
-                if let Some(pn) = &pn {
-                    pn.apply(&mut mask);
-                }
-                Some(
-                    rs.masked_check(&mask)
-                        .map_err(|e| invalid(profile, "rs", &e))?,
-                )
-            }
-            None => None,
+        let clean_check = match coded {
+            true => RecordCheck::new(profile)?,
+            false => None,
         };
         let fill_vcid = profile.frame.fill_vcid;
         let mut packet_vc = [false; 64];
@@ -762,11 +795,7 @@ impl Decoder {
         let body = match (known, &self.rs, &self.clean_check) {
             (Some(Hint::Decoded((frame, rs))), _, _) => Body::Known(frame, rs),
             (Some(Hint::Clean), Some(_), _) => Body::Clean(raw.slice(asm..)),
-            (None, Some(rs), Some(check))
-                if rs.is_clean_masked(raw.get(asm..).unwrap_or_default(), check) =>
-            {
-                Body::Clean(raw.slice(asm..))
-            }
+            (None, Some(_), Some(check)) if check.is_clean(&raw) => Body::Clean(raw.slice(asm..)),
             _ => {
                 let data = raw.get(asm..).unwrap_or_default();
                 let len = data.len();

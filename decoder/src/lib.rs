@@ -17,7 +17,8 @@ pub mod sync;
 pub mod vc;
 
 pub use crate::decoder::{
-    DecodedCadu, Decoder, DecoderOptions, Event, Frame, FrameSync, InputFormat, RejectReason,
+    DecodedCadu, Decoder, DecoderOptions, Event, Frame, FrameSync, InputFormat, RecordCheck,
+    RejectReason,
 };
 pub use crate::error::Error;
 pub use crate::profile::Profile;

@@ -729,3 +729,41 @@ fn frames_of_clean_records_without_their_bytes_are_the_frames_decoded() {
     assert_ne!(frames_of_cadu(&first, 3), vec![derandomized.to_vec()]);
     assert_eq!(stats.rs.frames_corrected, 0);
 }
+
+/// The record check on its own (a merge's fetcher) says clean exactly for the CADUs a decoder
+/// finds clean: on the impaired Aqua capture (clean, corrected and uncorrectable CADUs), and
+/// never for a CADU of the wrong length. A link without Reed-Solomon has nothing to check.
+#[test]
+fn the_record_check_finds_clean_what_decoding_finds_clean() {
+    let cadus = impaired_aqua(0x0c4e);
+    let p = decoder::Profile::builtin("eos").unwrap();
+    let check = decoder::RecordCheck::new(&p).unwrap().unwrap();
+    let (events, _) = decode_cadus(&cadus, &|_| None);
+    let mut decoded_clean = vec![false; cadus.len()];
+    let mut at = None;
+    for e in &events {
+        match e {
+            Event::RawCadu { stream_bit, .. } => at = Some(*stream_bit),
+            Event::Frame(f) => {
+                decoded_clean[(at.unwrap() / 8 / CADU as u64) as usize] =
+                    f.rs.is_some_and(|o| o.is_clean());
+            }
+            _ => {}
+        }
+    }
+    let checked: Vec<bool> = cadus.iter().map(|c| check.is_clean(c)).collect();
+    // Fill frames are not delivered as frames: compare the CADUs that gave one.
+    let fill = |c: &Vec<u8>| (c[5] ^ 0x48) & 0x3F == 63;
+    for (k, c) in cadus.iter().enumerate() {
+        if !fill(c) {
+            assert_eq!(checked[k], decoded_clean[k], "CADU {k}");
+        }
+    }
+    assert!(checked.iter().filter(|&&c| c).count() > 500);
+    assert!(checked.iter().filter(|&&c| !c).count() > 150);
+    assert!(!check.is_clean(&cadus[0][..CADU - 1]));
+    assert!(!check.is_clean(&[&cadus[0][..], &[0u8][..]].concat()));
+    let mut no_rs = p.clone();
+    no_rs.rs = None;
+    assert!(decoder::RecordCheck::new(&no_rs).unwrap().is_none());
+}
