@@ -6,19 +6,22 @@
 //! one, so each copy's Reed-Solomon outcome is known and the best copy is chosen per frame;
 //! else each pass's good frames of each virtual channel (after RS, read through
 //! [`archive::pass_store::StoredPass::frames`]), merged virtual channel by virtual channel.
-//! Each copy is decoded by the ordinary decoder (frames only) on a thread of its own, handing
-//! its frames to the merge in batches over a bounded channel; from `cadus.raw` the merged
-//! frames go on the same way to a thread of the final decode, and what it makes of them to a
-//! thread writing the files: nothing holds a whole pass, and the copies' decoding, the merge,
-//! the final decode and the writing run in parallel.
-//! `cadus.raw` is read 64 CADUs at a time into buffers that are reused, and its CADUs, whole
-//! and back to back as the archive wrote them, go into the decoder as records
-//! ([`Decoder::push_record`]): neither buffered nor copied by the synchronizer, the raw CADU
-//! handed on is a slice of the read, and the final decode takes the chosen ones the same way
-//! ([`Decoder::push_record_decoded`]); a CADU that is not a record (a damaged or foreign file)
-//! is synchronized as any input is, with everything after it. Each copy of a frame is
-//! Reed-Solomon-decoded once: the final decode takes the chosen copy's frame and outcome
-//! instead of decoding it again.
+//! Each copy is read by a fetcher on a thread of its own, which hands whole reads to the merge
+//! over a bounded channel; the copies are decoded by the ordinary decoder (frames only) in the
+//! merge's thread; from `cadus.raw` the merged frames go on in batches to a thread of the final
+//! decode, and what it makes of them to a thread writing the files: nothing holds a whole pass,
+//! and the reading, the merge, the final decode and the writing run in parallel.
+//! `cadus.raw` is read 64 CADUs at a time into buffers that are reused, and the fetcher checks
+//! each CADU for Reed-Solomon errors as read, still randomized ([`RecordCheck`]); its CADUs,
+//! whole and back to back as the archive wrote them, go into the copy's decoder as records
+//! ([`Decoder::push_record_clean`] where clean, else [`Decoder::push_record`]): neither
+//! buffered nor copied by the synchronizer, the raw CADU handed on is a slice of the read, and a
+//! clean one's frame is not even copied out ([`Decoder::without_frame_data`]): copies are
+//! compared as randomized on the link. A CADU that is not a record (a damaged or foreign file)
+//! is synchronized as any input is, with everything after it. Each copy of a frame is checked
+//! once: the final decode takes the chosen ones as records too, a clean one only derandomized,
+//! a corrected one with the frame and outcome its copy's decoder gave
+//! ([`Decoder::push_record_decoded`]).
 //!
 //! What is written: a pass directory like any other in the store-once layout: the chosen
 //! CADUs are not copied but named in `cadus.ref` ([`archive::cadu_refs`]: which station pass,
