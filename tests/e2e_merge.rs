@@ -493,6 +493,91 @@ fn station_pass(passes: &Path, id: &str, scid: u16, raw: &[u8]) -> PathBuf {
     dir
 }
 
+/// A station pass of the SNPP pass like [`station_pass`] that kept no CADUs
+/// (`archive.keep_raw_cadus = false`): the good frames of `raw` after RS in `frames.raw`, and
+/// their packets, indexed.
+fn frames_pass(passes: &Path, id: &str, raw: &[u8]) -> PathBuf {
+    let dir = passes.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = decoder::Profile::builtin("jpss").unwrap();
+    let mut d = decoder::Decoder::new(
+        &profile,
+        decoder::InputFormat::Cadu,
+        decoder::DecoderOptions::default(),
+    )
+    .unwrap();
+    let mut files = archive::pass_store::PassFiles::new(&dir, false, None);
+    d.push(raw);
+    d.finish();
+    let mut frames = 0;
+    while let Some(e) = d.poll() {
+        match e {
+            decoder::Event::Frame(f) => {
+                files
+                    .frame(f.header.vcid, f.header.vc_count, &f.data)
+                    .unwrap();
+                frames += 1;
+            }
+            decoder::Event::Packet { packet, vcid } => {
+                files
+                    .packet(packet.header.apid, vcid, &packet.data)
+                    .unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert!(frames > 300, "{frames}");
+    files.sync_all().unwrap();
+    let rec = serde_json::json!({
+        "id": id, "input": id.split('-').nth(1).unwrap(), "profile": "jpss", "scid": 157,
+        "aos": "2024-12-06T17:38:15Z", "los": "2024-12-06T17:48:15Z", "station": "s",
+    });
+    std::fs::write(dir.join("pass.json"), rec.to_string()).unwrap();
+    dir
+}
+
+/// Station passes that kept no CADUs are merged from their frames, virtual channel by virtual
+/// channel: the merged pass has the frames and packets some copy had (RS bursts in each copy,
+/// the split of the two-antenna test), the split's unique and duplicate frames, and frames of
+/// its own (`frames.raw`), no CADUs.
+#[test]
+fn passes_without_their_cadus_merge_from_their_frames() {
+    let split = Split::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let passes = tmp.path().join("passes");
+    let a = frames_pass(
+        &passes,
+        "20241206T173815Z-a",
+        &split.copy(&split.a, &split.burst_a),
+    );
+    let b = frames_pass(
+        &passes,
+        "20241206T173815Z-b",
+        &split.copy(&split.b, &split.burst_b),
+    );
+    assert!(!a.join("cadus.raw").exists() && a.join("frames.raw").exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .arg("merge")
+        .args([&a, &b])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let truth_path = tmp.path().join("truth.raw");
+    let (only_a, only_b, both, lost) = split.truth_file(&truth_path);
+    assert!(lost > 0 && both > 100, "{lost} {both}");
+    let truth = decode(&truth_path, "jpss", "cadu");
+    assert_same_frames_and_packets(&v["counters"], &truth);
+    let c = &v["contributions"];
+    assert_eq!(c["s/a"]["unique"], only_a, "{c}");
+    assert_eq!(c["s/b"]["unique"], only_b);
+    assert_eq!(c["duplicate_frames"], both);
+    assert_eq!(c["conflict_frames"], 0);
+    let dir = PathBuf::from(v["dir"].as_str().unwrap());
+    assert!(dir.join("frames.raw").exists());
+    assert!(!dir.join("cadus.raw").exists() && !dir.join("cadus.ref").exists());
+}
+
 /// `cadu` (SNPP: randomized, RS I = 4) with one byte of its frame's data changed, encoded
 /// again, then with 3 byte errors in a codeword that RS corrects: a copy of the frame that
 /// truly differs from the other copies, and loses to a clean one.

@@ -54,12 +54,12 @@ pub const MERGED_INPUT: &str = "merged";
 /// The `rejected` key of a copy's fill frames (not merged, not an error).
 const FILL: &str = "fill_not_merged";
 
-/// Read size of a station copy's archived frames (`frames/`).
-const READ: usize = 1024 * 1024;
+/// Read size of a station copy's archived frames (`frames/`): as a read of `cadus.raw`, so that
+/// a copy's reads in flight stay a few MiB.
+const READ: usize = 64 * 1024;
 
-/// Frames a copy's reader hands over at once, and batches it may run ahead of the merge (the
-/// memory bound of the readers: about 5 MiB of CADUs per copy). Each hand-over may wake a
-/// thread: large batches keep them few.
+/// Merged frames the merge hands to the final decode at once, and batches it may run ahead of
+/// it. Each hand-over may wake a thread: large batches keep them few.
 const BATCH: usize = 1024;
 const BATCHES_AHEAD: usize = 4;
 
@@ -272,18 +272,27 @@ const FEEDS_AHEAD: usize = 4;
 /// takes what it fetched.
 struct Fetcher {
     file: Box<dyn Read + Send>,
-    /// `cadus.raw`: the CADU length, its reads' pool, and the check (none on a link without
-    /// RS).
-    records: Option<(usize, std::sync::Arc<Pool>, Option<RecordCheck>)>,
+    /// Its reads' buffers.
+    pool: std::sync::Arc<Pool>,
+    /// `cadus.raw`: the CADU length, and the check (none on a link without RS).
+    records: Option<(usize, Option<RecordCheck>)>,
 }
+
+// A read's clean CADUs are the bits of a u64.
+const _: () = assert!(RECORDS_PER_READ <= 64);
 
 impl Fetcher {
     fn fetch(&mut self) -> Result<Option<Fetched>> {
-        let Some((len, pool, check)) = &self.records else {
-            let mut buf = vec![0; READ];
+        let pool = &self.pool;
+        let Some((len, check)) = &self.records else {
+            let mut buf = pool.take(READ);
             let n = self.file.read(&mut buf)?;
             buf.truncate(n);
-            return Ok((n > 0).then(|| Fetched::Bytes(Bytes::from(buf))));
+            let read = Bytes::from_owner(ReadBuf {
+                buf,
+                pool: pool.clone(),
+            });
+            return Ok((n > 0).then_some(Fetched::Bytes(read)));
         };
         let mut buf = pool.take(len * RECORDS_PER_READ);
         let n = crate::replay::read_full(self.file.as_mut(), &mut buf)?;
@@ -398,11 +407,15 @@ impl Source {
         let dec = Decoder::new(profile, format, opts)?;
         let len = profile.cadu.length.max(1);
         let records = match cadu {
-            true => Some((len, Default::default(), RecordCheck::new(profile)?)),
+            true => Some((len, RecordCheck::new(profile)?)),
             false => None,
         };
         Ok(Source {
-            fetcher: Some(Fetcher { file, records }),
+            fetcher: Some(Fetcher {
+                file,
+                pool: Default::default(),
+                records,
+            }),
             feed: None,
             fetched: Vec::new().into_iter(),
             ended: false,
