@@ -118,6 +118,18 @@ fn decode(file: &Path, profile: &str, format: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `downlink merge` of `dirs` (and `extra` arguments): its output, the merged pass's record.
+fn merge_cli<P: AsRef<std::ffi::OsStr>>(dirs: &[P], extra: &[&str]) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_downlink"))
+        .arg("merge")
+        .args(dirs)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// The split of the SNPP capture: which aligned CADUs each station has and which are lost to
 /// RS there.
 struct Split {
@@ -344,15 +356,9 @@ fn two_antennas_merge_into_one_better_pass() {
     let out_dir = tmp.path().join("cli");
     let passes = d.archive.join("passes");
     let cli_with = |dirs: &[&str], extra: &[&str]| -> serde_json::Value {
-        let o = Command::new(env!("CARGO_BIN_EXE_downlink"))
-            .arg("merge")
-            .args(dirs.iter().map(|i| passes.join(i)))
-            .args(["--out", out_dir.to_str().unwrap()])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap()
+        let dirs: Vec<PathBuf> = dirs.iter().map(|i| passes.join(i)).collect();
+        let out = ["--out", out_dir.to_str().unwrap()];
+        merge_cli(&dirs, &[&out[..], extra].concat())
     };
     let cli = |dirs: &[&str]| cli_with(dirs, &[]);
     let first = cli(&[&ida, &idb]);
@@ -404,14 +410,10 @@ fn two_antennas_merge_into_one_better_pass() {
     cli(&[&ida, &idb]);
     assert!(dir.join("cadus.ref").is_file());
     let again_dir = tmp.path().join("again");
-    let o = Command::new(env!("CARGO_BIN_EXE_downlink"))
-        .arg("merge")
-        .args([dir.clone(), passes.join(&idb)])
-        .args(["--out", again_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let remerged: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let remerged = merge_cli(
+        &[dir.clone(), passes.join(&idb)],
+        &["--out", again_dir.to_str().unwrap()],
+    );
     assert_same_frames_and_packets(&remerged["counters"], &truth);
     let remerged_dir = PathBuf::from(remerged["dir"].as_str().unwrap());
     assert_eq!(
@@ -440,13 +442,7 @@ fn bad_copies_are_counted_and_explained_never_a_crash() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let junk = station("20241206T173815Z-d", 157, &noise);
-    let o = Command::new(env!("CARGO_BIN_EXE_downlink"))
-        .arg("merge")
-        .args([&good, &wrong, &short, &junk])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = merge_cli(&[&good, &wrong, &short, &junk], &[]);
     let c = &v["contributions"];
     eprintln!("{}", serde_json::to_string_pretty(c).unwrap());
     let full = decode(&data("cadu/npp.20241206T173815.dat"), "jpss", "bits");
@@ -485,12 +481,17 @@ fn station_pass(passes: &Path, id: &str, scid: u16, raw: &[u8]) -> PathBuf {
     let dir = passes.join(id);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("cadus.raw"), raw).unwrap();
+    write_record(&dir, id, scid);
+    dir
+}
+
+/// The `pass.json` of a station pass of the SNPP pass (station `s`, input from the id).
+fn write_record(dir: &Path, id: &str, scid: u16) {
     let rec = serde_json::json!({
         "id": id, "input": id.split('-').nth(1).unwrap(), "profile": "jpss", "scid": scid,
         "aos": "2024-12-06T17:38:15Z", "los": "2024-12-06T17:48:15Z", "station": "s",
     });
     std::fs::write(dir.join("pass.json"), rec.to_string()).unwrap();
-    dir
 }
 
 /// A station pass of the SNPP pass like [`station_pass`] that kept no CADUs
@@ -528,11 +529,7 @@ fn frames_pass(passes: &Path, id: &str, raw: &[u8]) -> PathBuf {
     }
     assert!(frames > 300, "{frames}");
     files.sync_all().unwrap();
-    let rec = serde_json::json!({
-        "id": id, "input": id.split('-').nth(1).unwrap(), "profile": "jpss", "scid": 157,
-        "aos": "2024-12-06T17:38:15Z", "los": "2024-12-06T17:48:15Z", "station": "s",
-    });
-    std::fs::write(dir.join("pass.json"), rec.to_string()).unwrap();
+    write_record(&dir, id, 157);
     dir
 }
 
@@ -556,13 +553,7 @@ fn passes_without_their_cadus_merge_from_their_frames() {
         &split.copy(&split.b, &split.burst_b),
     );
     assert!(!a.join("cadus.raw").exists() && a.join("frames.raw").exists());
-    let o = Command::new(env!("CARGO_BIN_EXE_downlink"))
-        .arg("merge")
-        .args([&a, &b])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = merge_cli(&[&a, &b], &[]);
     let truth_path = tmp.path().join("truth.raw");
     let (only_a, only_b, both, lost) = split.truth_file(&truth_path);
     assert!(lost > 0 && both > 100, "{lost} {both}");
@@ -626,13 +617,7 @@ fn a_copy_that_is_not_whole_records_is_synchronized() {
     let whole: Vec<u8> = split.cadus.concat();
     let cut = whole.len() * 3 / 10 / 1024 * 1024;
     let c = station_pass(&passes, "20241206T173815Z-c", 157, &whole[..cut]);
-    let o = Command::new(env!("CARGO_BIN_EXE_downlink"))
-        .arg("merge")
-        .args([&e, &c])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = merge_cli(&[&e, &c], &[]);
     let own = decode(&e.join("cadus.raw"), "jpss", "cadu");
     let good = |x: &serde_json::Value| {
         x["frames"]["good"].as_u64().unwrap() - x["frames"]["fill"].as_u64().unwrap()
