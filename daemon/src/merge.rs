@@ -14,7 +14,8 @@
 //! `cadus.raw` is read 64 CADUs at a time into buffers that are reused, and the fetcher checks
 //! each CADU for Reed-Solomon errors as read, still randomized ([`RecordCheck`]); its CADUs,
 //! whole and back to back as the archive wrote them, go into the copy's decoder as records
-//! ([`Decoder::push_record_clean`] where clean, else [`Decoder::push_record`]): neither
+//! ([`Decoder::push_record_checked`]: a clean one is not checked again, nor is one that is
+//! not, before it is decoded): neither
 //! buffered nor copied by the synchronizer, the raw CADU handed on is a slice of the read, and a
 //! clean one's frame is not even copied out ([`Decoder::without_frame_data`]): copies are
 //! compared as randomized on the link. A CADU that is not a record (a damaged or foreign file)
@@ -362,8 +363,8 @@ struct Source {
     queue: VecDeque<CopyFrame>,
     bytes: u64,
     /// `cadus.raw`: the CADU length. Its CADUs are taken as records
-    /// ([`Decoder::push_record_clean`] where the fetcher found one clean, else
-    /// [`Decoder::push_record`]) until the first that is not one; from there everything is
+    /// ([`Decoder::push_record_checked`] with what the fetcher found) until the first that is
+    /// not one; from there everything is
     /// pushed and synchronized.
     records: Option<usize>,
     pushing: bool,
@@ -478,15 +479,12 @@ impl Source {
         self.bytes += n as u64;
         let len = self.records.unwrap_or(n.max(1));
         let mut at = 0;
-        let mut k = 0;
+        let mut k = 0u32;
         while !self.pushing && at + len <= n {
             let cadu = read.slice(at..at + len);
-            let taken = if k < 64 && clean & (1 << k) != 0 {
-                self.dec.push_record_clean(cadu)
-            } else {
-                self.dec.push_record(cadu)
-            };
-            match taken {
+            // The fetcher checked every CADU of the read (at most 64).
+            let is_clean = clean.checked_shr(k).is_some_and(|c| c & 1 == 1);
+            match self.dec.push_record_checked(cadu, is_clean) {
                 Ok(()) => {
                     at += len;
                     k += 1;
@@ -593,10 +591,13 @@ impl Source {
 /// handing each merged frame to `out`; returns each copy's counters, in order.
 fn drive(
     m: &mut Merger<Payload>,
-    mut sources: Vec<Source>,
+    sources: Vec<Source>,
     mut out: impl FnMut(decoder::merge::Merged<Payload>) -> Result<()>,
 ) -> Result<Vec<SourceEnd>> {
     std::thread::scope(|scope| {
+        // Owned here: on any error the sources, and their receivers, drop before the scope
+        // joins, so the fetchers stop instead of waiting to hand over their next reads.
+        let mut sources = sources;
         for (k, s) in sources.iter_mut().enumerate() {
             let Some(fetcher) = s.fetcher.take() else {
                 continue;
@@ -608,37 +609,38 @@ fn drive(
                 .context("starting a station copy's reader")?;
             s.feed = Some(rx);
         }
-        let ends = (|| {
-            loop {
-                while let Some(x) = m.poll() {
-                    out(x)?;
-                }
-                let Some(i) = m.wants() else { break };
-                match sources.get_mut(i).map(Source::next).transpose()?.flatten() {
-                    Some(c) => m.push(i, c),
-                    None => m.finish(i),
-                }
-            }
-            sources
-                .iter()
-                .map(|s| {
-                    if s.finished {
-                        Ok(SourceEnd {
-                            stats: s.dec.stats(),
-                            bytes: s.bytes,
-                        })
-                    } else {
-                        Err(Error::Merge(
-                            "a station copy's reader ended before its end of file".into(),
-                        ))
-                    }
-                })
-                .collect()
-        })();
-        // On an error the receivers drop here, before the scope joins: the fetchers stop.
-        drop(sources);
-        ends
+        merge_sources(m, &mut sources, &mut out)
     })
+}
+
+/// The loop of [`drive`]: feeds `m` what it wants from `sources` until every one is read.
+fn merge_sources(
+    m: &mut Merger<Payload>,
+    sources: &mut [Source],
+    out: &mut impl FnMut(decoder::merge::Merged<Payload>) -> Result<()>,
+) -> Result<Vec<SourceEnd>> {
+    loop {
+        while let Some(x) = m.poll() {
+            out(x)?;
+        }
+        let Some(i) = m.wants() else { break };
+        match sources.get_mut(i).map(Source::next).transpose()?.flatten() {
+            Some(c) => m.push(i, c),
+            None => m.finish(i),
+        }
+    }
+    sources
+        .iter()
+        .map(|s| match s.finished {
+            true => Ok(SourceEnd {
+                stats: s.dec.stats(),
+                bytes: s.bytes,
+            }),
+            false => Err(Error::Merge(
+                "a station copy's reader ended before its end of file".into(),
+            )),
+        })
+        .collect()
 }
 
 /// What the final decode of the chosen CADUs hands to the files of the merged pass.
@@ -727,7 +729,9 @@ fn merge_raw(
                         let at = stream_bit;
                         stream_bit += 8 * raw.len() as u64;
                         let taken = match decoded {
-                            None => dec.push_record_clean(raw).map_err(|raw| dec.push(&raw)),
+                            None => dec
+                                .push_record_checked(raw, true)
+                                .map_err(|raw| dec.push(&raw)),
                             Some(d) => {
                                 let Decoded { frame, rs, .. } = *d;
                                 dec.push_record_decoded(DecodedCadu { raw, frame, rs })

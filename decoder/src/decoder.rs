@@ -368,16 +368,18 @@ enum Body {
 }
 
 /// What is known of a record's decoding beforehand ([`Decoder::push_record_decoded`],
-/// [`Decoder::push_record_clean`]).
+/// [`Decoder::push_record_checked`]).
 enum Hint {
     Decoded(Known),
-    Clean,
+    /// Checked: Reed-Solomon-clean as received (true), or not (false: decoded, not checked
+    /// again).
+    Checked(bool),
 }
 
 /// The Reed-Solomon check of a link's CADUs as they are received, still randomized
 /// ([`ReedSolomon::is_clean_masked`]): what [`Decoder::push_record`] checks first, on its own,
 /// so that records can be checked on another thread than their decoder's and handed to it by
-/// [`Decoder::push_record_clean`].
+/// [`Decoder::push_record_checked`].
 #[derive(Debug)]
 pub struct RecordCheck {
     asm: usize,
@@ -393,14 +395,7 @@ impl RecordCheck {
             return Ok(None);
         };
         let rs = ReedSolomon::new(p).map_err(|e| invalid(profile, "rs", &e))?;
-        // The syndromes of the PN sequence over the block (zero without PN).
-        let mut mask = vec![0u8; rs.block_len()];
-        if profile.cadu.pn {
-            Derandomizer::new(profile.coded_frame_len()).apply(&mut mask);
-        }
-        let check = rs
-            .masked_check(&mask)
-            .map_err(|e| invalid(profile, "rs", &e))?;
+        let check = pn_check(profile, &rs)?;
         Ok(Some(RecordCheck {
             asm: profile.asm_len(),
             rs,
@@ -416,6 +411,17 @@ impl RecordCheck {
     }
 }
 
+/// The check of `profile`'s Reed-Solomon blocks as received: the syndromes of the PN sequence
+/// over a block (zero on a link without PN).
+fn pn_check(profile: &Profile, rs: &ReedSolomon) -> Result<MaskedCheck, Error> {
+    let mut mask = vec![0u8; rs.block_len()];
+    if profile.cadu.pn {
+        Derandomizer::new(profile.coded_frame_len()).apply(&mut mask);
+    }
+    rs.masked_check(&mask)
+        .map_err(|e| invalid(profile, "rs", &e))
+}
+
 /// Bytes of a frame's head derandomized on the stack when its frame is not kept
 /// ([`Decoder::without_frame_data`]); a layout with a longer head keeps its frames' bytes.
 const MAX_HEAD: usize = 64;
@@ -429,7 +435,7 @@ pub struct Decoder {
     pn: Option<Derandomizer>,
     rs: Option<ReedSolomon>,
     /// The Reed-Solomon check of a record as received, randomized (with `rs`).
-    clean_check: Option<RecordCheck>,
+    clean_check: Option<MaskedCheck>,
     /// Frames carry their bytes ([`Decoder::without_frame_data`]).
     frame_data: bool,
     layout: FrameLayout,
@@ -487,7 +493,7 @@ impl Decoder {
     /// [`ReedSolomon::is_clean_masked`]), its header read from a derandomized copy of its
     /// first bytes, and it is counted and tracked exactly as before; its [`Event::Frame`] has
     /// an empty `data` (never empty otherwise). Its bytes are those of its CADU after the
-    /// marker, derandomized, less the parity ([`Decoder::frame_of_clean`]). For a caller
+    /// marker, derandomized, less the parity. For a caller
     /// that needs a frame's header and outcome, and has its CADU (a merge's reader of a
     /// station copy). Frames keep their bytes when the decoder reassembles packets, on a link
     /// with a FECF (checked over the whole frame) or without Reed-Solomon, and when they were
@@ -496,23 +502,6 @@ impl Decoder {
     pub fn without_frame_data(mut self) -> Self {
         self.frame_data = false;
         self
-    }
-
-    /// The frame of a CADU whose decoding is RS-clean: the bytes after the marker,
-    /// derandomized, less the parity (what [`Event::Frame`]'s `data` would have been had the
-    /// decoder kept it). `None` when `raw` is not one CADU long (or the link has no
-    /// Reed-Solomon code).
-    pub fn frame_of_clean(&self, raw: &[u8]) -> Option<Bytes> {
-        let rs = self.rs.as_ref()?;
-        let coded = raw.get(self.asm_bytes.len()..)?;
-        if coded.len() != rs.block_len() {
-            return None;
-        }
-        let mut out = coded.get(..rs.data_len())?.to_vec();
-        if let Some(pn) = &self.pn {
-            pn.apply(&mut out);
-        }
-        Some(Bytes::from(out))
     }
 
     /// A decoder for `profile`'s link, reading `format`.
@@ -570,10 +559,10 @@ impl Decoder {
             _ => None,
         };
         let pn = (coded && profile.cadu.pn).then(|| Derandomizer::new(profile.coded_frame_len()));
-        // A record is checked as received: the syndromes of the PN sequence (or zero).
-        let clean_check = match coded {
-            true => RecordCheck::new(profile)?,
-            false => None,
+        // A record is checked as received (what a RecordCheck does, with this decoder's RS).
+        let clean_check = match &rs {
+            Some(rs) => Some(pn_check(profile, rs)?),
+            None => None,
         };
         let fill_vcid = profile.frame.fill_vcid;
         let mut packet_vc = [false; 64];
@@ -737,13 +726,14 @@ impl Decoder {
         }
     }
 
-    /// [`Decoder::push_record`] of a CADU known to be Reed-Solomon-clean as received (another
-    /// decoder of the same profile checked it: a frame without its bytes from
-    /// [`Decoder::without_frame_data`]): its frame is derandomized, not checked again. On a
-    /// link without Reed-Solomon it is `push_record`. Given back untouched when the record
-    /// cannot be taken.
-    pub fn push_record_clean(&mut self, raw: Bytes) -> Result<(), Bytes> {
-        match self.record(raw, Some(Hint::Clean)) {
+    /// [`Decoder::push_record`] of a CADU already checked as received, by a [`RecordCheck`] of
+    /// the same profile on another thread, or by another decoder (a frame without its bytes
+    /// from [`Decoder::without_frame_data`] was clean): `clean`, its frame is derandomized,
+    /// not checked again; not clean, it is decoded without checking it again first. On a link
+    /// without Reed-Solomon it is `push_record`. Given back untouched when the record cannot be
+    /// taken.
+    pub fn push_record_checked(&mut self, raw: Bytes, clean: bool) -> Result<(), Bytes> {
+        match self.record(raw, Some(Hint::Checked(clean))) {
             Ok(()) => Ok(()),
             Err((raw, _)) => Err(raw),
         }
@@ -794,8 +784,12 @@ impl Decoder {
         let asm = self.asm_bytes.len();
         let body = match (known, &self.rs, &self.clean_check) {
             (Some(Hint::Decoded((frame, rs))), _, _) => Body::Known(frame, rs),
-            (Some(Hint::Clean), Some(_), _) => Body::Clean(raw.slice(asm..)),
-            (None, Some(_), Some(check)) if check.is_clean(&raw) => Body::Clean(raw.slice(asm..)),
+            (Some(Hint::Checked(true)), Some(_), _) => Body::Clean(raw.slice(asm..)),
+            (None, Some(rs), Some(check))
+                if rs.is_clean_masked(raw.get(asm..).unwrap_or_default(), check) =>
+            {
+                Body::Clean(raw.slice(asm..))
+            }
             _ => {
                 let data = raw.get(asm..).unwrap_or_default();
                 let len = data.len();

@@ -626,11 +626,13 @@ fn packets_counted_without_their_bytes_are_the_packets_delivered() {
 
 /// A decoder that does not keep the bytes of frames that arrive clean (a merge's reader of a
 /// station copy) gives the events and counters of one that does, except that those frames
-/// have no bytes: exactly the RS-clean records, whose frame is `frame_of_clean` of their CADU.
+/// have no bytes: exactly the RS-clean records, whose frame is their CADU derandomized, less the
+/// parity.
 /// Corrected frames, and every frame after a CADU that is not a record, keep their bytes.
-/// Then a decoder given the clean records by `push_record_clean` (a merge's final decode)
-/// gives the events and counters of decoding them all, and a CADU it is told is clean is not
-/// checked again (a corrected one shows through uncorrected).
+/// Then a decoder given every record by `push_record_checked` with what that found (a merge's
+/// final decode, and a copy's decoder behind its fetcher) gives the events and counters of
+/// decoding them all, and a CADU it is told is clean is not checked again (a corrected one
+/// shows through uncorrected).
 #[test]
 fn frames_of_clean_records_without_their_bytes_are_the_frames_decoded() {
     let mut cadus = impaired_aqua(0xf4a3);
@@ -651,7 +653,6 @@ fn frames_of_clean_records_without_their_bytes_are_the_frames_decoded() {
     assert_eq!(taken, 700);
     assert_eq!(unopened_stats, kept_stats);
     assert_eq!(unopened.len(), kept.len());
-    let reference = frames_only();
     let (mut empty, mut raw) = (0, None);
     for (u, k) in unopened.iter().zip(&kept) {
         match (u, k) {
@@ -667,7 +668,7 @@ fn frames_of_clean_records_without_their_bytes_are_the_frames_decoded() {
                     Some(true)
                 );
                 let raw = raw.as_ref().unwrap();
-                assert_eq!(reference.frame_of_clean(raw).as_ref(), Some(&k.data));
+                assert_eq!(derandomized(raw), k.data);
                 let mut u = u.clone();
                 u.data = k.data.clone();
                 assert_eq!(&u, k);
@@ -688,7 +689,7 @@ fn frames_of_clean_records_without_their_bytes_are_the_frames_decoded() {
     );
     assert!(empty > 400, "{empty}");
 
-    // The final decode: the clean records by push_record_clean.
+    // Every record pushed as checked: clean, or not (decoded without a second check).
     let clean: Vec<bool> = {
         let mut clean = vec![false; cadus.len()];
         let mut at = None;
@@ -704,11 +705,7 @@ fn frames_of_clean_records_without_their_bytes_are_the_frames_decoded() {
         clean
     };
     let take = |d: &mut decoder::Decoder, k: usize, raw: bytes::Bytes| {
-        if clean[k] {
-            d.push_record_clean(raw)
-        } else {
-            d.push_record(raw)
-        }
+        d.push_record_checked(raw, clean[k])
     };
     let (events, stats, taken) = decode_records_by(raw_cadu_decoder(), &cadus, &take, &[]);
     let (first, first_stats, _) = decode_records(&cadus, &|_| None, &[]);
@@ -718,15 +715,15 @@ fn frames_of_clean_records_without_their_bytes_are_the_frames_decoded() {
     // A corrected CADU pushed as clean: its frame is the derandomized CADU, uncorrected.
     let told = |d: &mut decoder::Decoder, k: usize, raw: bytes::Bytes| {
         if k == 3 {
-            d.push_record_clean(raw)
+            d.push_record_checked(raw, true)
         } else {
             d.push_record(raw)
         }
     };
     let (events, stats, _) = decode_records_by(raw_cadu_decoder(), &cadus[..10], &told, &[]);
-    let derandomized = reference.frame_of_clean(&cadus[3]).unwrap();
-    assert_eq!(frames_of_cadu(&events, 3), vec![derandomized.to_vec()]);
-    assert_ne!(frames_of_cadu(&first, 3), vec![derandomized.to_vec()]);
+    let uncorrected = derandomized(&cadus[3]);
+    assert_eq!(frames_of_cadu(&events, 3), vec![uncorrected.to_vec()]);
+    assert_ne!(frames_of_cadu(&first, 3), vec![uncorrected.to_vec()]);
     assert_eq!(stats.rs.frames_corrected, 0);
 }
 
@@ -766,4 +763,12 @@ fn the_record_check_finds_clean_what_decoding_finds_clean() {
     let mut no_rs = p.clone();
     no_rs.rs = None;
     assert!(decoder::RecordCheck::new(&no_rs).unwrap().is_none());
+}
+
+/// The frame of an Aqua CADU as it stands, without Reed-Solomon: the bytes after the marker,
+/// derandomized, less the parity.
+fn derandomized(cadu: &[u8]) -> bytes::Bytes {
+    let mut frame = cadu[4..4 + 892].to_vec();
+    decoder::pn::Derandomizer::new(1020).apply(&mut frame);
+    bytes::Bytes::from(frame)
 }
