@@ -958,7 +958,9 @@ pub fn merge_passes(
         let (written, merge_stats, ends, counters) = merge_raw(
             sources,
             scid,
-            Decoder::new(profile, InputFormat::Cadu, opts)?.without_packet_data(),
+            Decoder::new(profile, InputFormat::Cadu, opts)?
+                .without_packet_data()
+                .without_frame_data(),
             w,
             refer,
         )?;

@@ -422,10 +422,6 @@ fn pn_check(profile: &Profile, rs: &ReedSolomon) -> Result<MaskedCheck, Error> {
         .map_err(|e| invalid(profile, "rs", &e))
 }
 
-/// Bytes of a frame's head derandomized on the stack when its frame is not kept
-/// ([`Decoder::without_frame_data`]); a layout with a longer head keeps its frames' bytes.
-const MAX_HEAD: usize = 64;
-
 /// The decoder: one per input stream.
 pub struct Decoder {
     profile: Profile,
@@ -438,6 +434,9 @@ pub struct Decoder {
     clean_check: Option<MaskedCheck>,
     /// Frames carry their bytes ([`Decoder::without_frame_data`]).
     frame_data: bool,
+    /// Where a clean record's frame, not kept, is derandomized to be read (its head, or all
+    /// of it when packets are reassembled), reused from frame to frame.
+    clean_frame: Vec<u8>,
     layout: FrameLayout,
     fecf: crc::Crc<u16>,
     packet_vc: [bool; 64],
@@ -490,14 +489,15 @@ impl Decoder {
 
     /// This decoder, not copying out the frames of records ([`Decoder::push_record`]) that
     /// arrive Reed-Solomon-clean: such a frame is checked as received (still randomized, see
-    /// [`ReedSolomon::is_clean_masked`]), its header read from a derandomized copy of its
-    /// first bytes, and it is counted and tracked exactly as before; its [`Event::Frame`] has
-    /// an empty `data` (never empty otherwise). Its bytes are those of its CADU after the
-    /// marker, derandomized, less the parity. For a caller
-    /// that needs a frame's header and outcome, and has its CADU (a merge's reader of a
-    /// station copy). Frames keep their bytes when the decoder reassembles packets, on a link
-    /// with a FECF (checked over the whole frame) or without Reed-Solomon, and when they were
-    /// corrected or synchronized from pushed bytes.
+    /// [`ReedSolomon::is_clean_masked`]) and read from a derandomized copy in a buffer the
+    /// decoder reuses (only its head, to read the header, unless packets are reassembled from
+    /// it); it is counted and tracked, and its packets reassembled, exactly as before, and its
+    /// [`Event::Frame`] has an empty `data` (never empty otherwise). Its bytes are those of
+    /// its CADU after the marker, derandomized, less the parity. For a caller that needs a
+    /// frame's header, outcome and packets, and has its CADU (a merge's reader of a station
+    /// copy, and its final decode). Frames keep their bytes on a link with a FECF (checked
+    /// over the whole frame) or without Reed-Solomon, and when they were corrected or
+    /// synchronized from pushed bytes.
     #[must_use]
     pub fn without_frame_data(mut self) -> Self {
         self.frame_data = false;
@@ -588,6 +588,7 @@ impl Decoder {
             rs,
             clean_check,
             frame_data: true,
+            clean_frame: Vec::new(),
             layout,
             fecf: crc::Crc::<u16>::new(&crc::CRC_16_IBM_3740),
             packet_vc,
@@ -1035,7 +1036,9 @@ impl Decoder {
     /// A record found (or known) Reed-Solomon-clean as received: `coded` is its bytes after
     /// the marker, randomized, parity included. Its frame is a derandomized copy of their
     /// start (no copy at all on a link without PN), or, when the decoder does not keep frames'
-    /// bytes and nothing needs them, only its head is derandomized, to read the header.
+    /// bytes and no FECF needs them, it is read from a derandomized copy in a buffer reused
+    /// for every such frame: only its head, to read the header, or, when packets are
+    /// reassembled, all of it.
     fn on_clean(&mut self, coded: &Bytes, sync: FrameSync) {
         let stream_bit = sync.stream_bit;
         let Some(rs) = &self.rs else {
@@ -1045,29 +1048,33 @@ impl Decoder {
         if !self.count_rs(&outcome, stream_bit) {
             return;
         }
-        let head_len = self.layout.head_len().min(data_len);
-        let unopened =
-            !self.frame_data && !self.options.packets && !self.layout.fecf && head_len <= MAX_HEAD;
-        if unopened {
-            let mut head = [0u8; MAX_HEAD];
-            let (Some(h), Some(src)) = (head.get_mut(..head_len), coded.get(..head_len)) else {
+        if !self.frame_data && !self.layout.fecf {
+            let read = match self.options.packets {
+                true => data_len,
+                false => self.layout.head_len().min(data_len),
+            };
+            let Some(src) = coded.get(..read) else {
                 return self.reject(Some(stream_bit), RejectReason::TooShort);
             };
-            h.copy_from_slice(src);
+            let mut frame = std::mem::take(&mut self.clean_frame);
+            frame.clear();
+            frame.extend_from_slice(src);
             if let Some(pn) = &self.pn {
-                pn.apply(h);
+                pn.apply(&mut frame);
             }
-            let header = match FrameHeader::parse_head(&self.layout, h, data_len) {
-                Ok(header) => header,
-                Err(e) => return self.reject_header(Some(stream_bit), &e),
-            };
-            return self.on_frame(
-                header,
-                Bytes::new(),
-                Some(outcome),
-                Some(sync),
-                Some(stream_bit),
-            );
+            match FrameHeader::parse_head(&self.layout, &frame, data_len) {
+                Ok(header) => self.on_frame(
+                    header,
+                    Bytes::new(),
+                    Some(&frame),
+                    Some(outcome),
+                    Some(sync),
+                    Some(stream_bit),
+                ),
+                Err(e) => self.reject_header(Some(stream_bit), &e),
+            }
+            self.clean_frame = frame;
+            return;
         }
         let data = match &self.pn {
             Some(pn) => {
@@ -1162,7 +1169,7 @@ impl Decoder {
             Ok(h) => h,
             Err(e) => return self.reject_header(stream_bit, &e),
         };
-        self.on_frame(header, data, rs, sync, stream_bit);
+        self.on_frame(header, data, None, rs, sync, stream_bit);
     }
 
     /// A frame whose header could not be parsed.
@@ -1173,12 +1180,14 @@ impl Decoder {
         }
     }
 
-    /// A frame with its header parsed (and its FECF checked): `data` is its bytes (empty when
-    /// they are not kept: [`Decoder::without_frame_data`]).
+    /// A frame with its header parsed (and its FECF checked): `data` is its bytes, or empty
+    /// when they are not kept ([`Decoder::without_frame_data`]), and then `unkept` may hold
+    /// them (for its packets), or at least its head.
     fn on_frame(
         &mut self,
         header: FrameHeader,
         data: Bytes,
+        unkept: Option<&[u8]>,
         rs: Option<BlockOutcome>,
         sync: Option<FrameSync>,
         stream_bit: Option<u64>,
@@ -1218,7 +1227,7 @@ impl Decoder {
             let mut out = std::mem::take(&mut self.scratch);
             if let (Some(slot), Some(zone)) = (
                 self.assemblers.get_mut(usize::from(vcid)),
-                data.get(header.packet_zone.clone()),
+                unkept.unwrap_or(&data).get(header.packet_zone.clone()),
             ) {
                 let keep = self.packet_data;
                 let asm = slot.get_or_insert_with(|| {

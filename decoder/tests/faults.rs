@@ -727,6 +727,73 @@ fn frames_of_clean_records_without_their_bytes_are_the_frames_decoded() {
     assert_eq!(stats.rs.frames_corrected, 0);
 }
 
+/// A decoder that does not keep the frames of clean records still reassembles their packets,
+/// from a derandomized copy of each frame it reuses: the same packets (or, not keeping their
+/// bytes either, the same headers and lengths: the merge's final decode), drops, sequence gaps
+/// and counters as a decoder that keeps every frame; only the clean records' frames come
+/// without bytes.
+#[test]
+fn packets_of_clean_records_without_their_frames_are_the_packets_decoded() {
+    let mut cadus = impaired_aqua(0x51c3);
+    cadus[650][1] ^= 0x04; // a marker bit error: pushed from here on
+    let record = |d: &mut decoder::Decoder, _: usize, raw: bytes::Bytes| d.push_record(raw);
+    let (kept, kept_stats, _) = decode_records_by(raw_cadu_decoder(), &cadus, &record, &[]);
+    let (unkept, unkept_stats, taken) = decode_records_by(
+        raw_cadu_decoder().without_frame_data(),
+        &cadus,
+        &record,
+        &[],
+    );
+    assert_eq!(taken, 650);
+    assert_eq!(unkept_stats, kept_stats);
+    assert_eq!(unkept.len(), kept.len());
+    let mut empty = 0;
+    for (u, k) in unkept.iter().zip(&kept) {
+        match (u, k) {
+            (Event::Frame(u), Event::Frame(k)) if u.data.is_empty() => {
+                empty += 1;
+                assert!(k.rs.is_some_and(|o| o.is_clean()));
+                let mut u = u.clone();
+                u.data = k.data.clone();
+                assert_eq!(&u, k);
+            }
+            _ => assert_eq!(u, k),
+        }
+    }
+    let packets = |ev: &[Event]| {
+        ev.iter()
+            .filter_map(|e| match e {
+                Event::Packet {
+                    vcid: Some(v),
+                    packet,
+                } => Some((*v, packet.header, packet.data.len())),
+                Event::PacketCounted { vcid, header, len } => Some((*vcid, *header, *len)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let whole = packets(&kept);
+    assert!(whole.len() > 500, "{}", whole.len());
+    assert!(empty > 400, "{empty}");
+    assert!(
+        kept_stats.packets.dropped.values().sum::<u64>() > 0,
+        "{:?}",
+        kept_stats.packets
+    );
+
+    // Neither frames' nor packets' bytes kept (the merge's final decode): the same packets.
+    let (counted, counted_stats, _) = decode_records_by(
+        raw_cadu_decoder()
+            .without_packet_data()
+            .without_frame_data(),
+        &cadus,
+        &record,
+        &[],
+    );
+    assert_eq!(counted_stats, kept_stats);
+    assert_eq!(packets(&counted), whole);
+}
+
 /// The record check on its own (a merge's fetcher) says clean exactly for the CADUs a decoder
 /// finds clean: on the impaired Aqua capture (clean, corrected and uncorrectable CADUs), and
 /// never for a CADU of the wrong length. A link without Reed-Solomon has nothing to check.
