@@ -434,9 +434,9 @@ pub struct Decoder {
     clean_check: Option<MaskedCheck>,
     /// Frames carry their bytes ([`Decoder::without_frame_data`]).
     frame_data: bool,
-    /// Where a clean record's frame, not kept, is derandomized to be read (its head, or all
-    /// of it when packets are reassembled), reused from frame to frame.
-    clean_frame: Vec<u8>,
+    /// Where the head of a clean record's frame, not kept, is derandomized to read its
+    /// header (reused from frame to frame).
+    clean_head: Vec<u8>,
     layout: FrameLayout,
     fecf: crc::Crc<u16>,
     packet_vc: [bool; 64],
@@ -489,15 +489,16 @@ impl Decoder {
 
     /// This decoder, not copying out the frames of records ([`Decoder::push_record`]) that
     /// arrive Reed-Solomon-clean: such a frame is checked as received (still randomized, see
-    /// [`ReedSolomon::is_clean_masked`]) and read from a derandomized copy in a buffer the
-    /// decoder reuses (only its head, to read the header, unless packets are reassembled from
-    /// it); it is counted and tracked, and its packets reassembled, exactly as before, and its
-    /// [`Event::Frame`] has an empty `data` (never empty otherwise). Its bytes are those of
-    /// its CADU after the marker, derandomized, less the parity. For a caller that needs a
-    /// frame's header, outcome and packets, and has its CADU (a merge's reader of a station
-    /// copy, and its final decode). Frames keep their bytes on a link with a FECF (checked
-    /// over the whole frame) or without Reed-Solomon, and when they were corrected or
-    /// synchronized from pushed bytes.
+    /// [`ReedSolomon::is_clean_masked`]), its header read from a derandomized copy of its
+    /// head, and its packets, when it reassembles them, read from the CADU through the PN
+    /// sequence ([`PacketAssembler::push_masked_zone`]: only the bytes read are
+    /// derandomized). It is counted and tracked, and its packets reassembled, exactly as
+    /// before; its [`Event::Frame`] has an empty `data` (never empty otherwise). Its bytes are
+    /// those of its CADU after the marker, derandomized, less the parity. For a caller that
+    /// needs a frame's header, outcome and packets, and has its CADU (a merge's reader of a
+    /// station copy, and its final decode). Frames keep their bytes on a link with a FECF
+    /// (checked over the whole frame) or without Reed-Solomon, and when they were corrected
+    /// or synchronized from pushed bytes.
     #[must_use]
     pub fn without_frame_data(mut self) -> Self {
         self.frame_data = false;
@@ -588,7 +589,7 @@ impl Decoder {
             rs,
             clean_check,
             frame_data: true,
-            clean_frame: Vec::new(),
+            clean_head: Vec::new(),
             layout,
             fecf: crc::Crc::<u16>::new(&crc::CRC_16_IBM_3740),
             packet_vc,
@@ -1036,9 +1037,9 @@ impl Decoder {
     /// A record found (or known) Reed-Solomon-clean as received: `coded` is its bytes after
     /// the marker, randomized, parity included. Its frame is a derandomized copy of their
     /// start (no copy at all on a link without PN), or, when the decoder does not keep frames'
-    /// bytes and no FECF needs them, it is read from a derandomized copy in a buffer reused
-    /// for every such frame: only its head, to read the header, or, when packets are
-    /// reassembled, all of it.
+    /// bytes and no FECF needs them, it is not copied: its head is derandomized into a buffer
+    /// reused for every such frame, to read the header, and its packets are read through the
+    /// PN sequence ([`PacketAssembler::push_masked_zone`]).
     fn on_clean(&mut self, coded: &Bytes, sync: FrameSync) {
         let stream_bit = sync.stream_bit;
         let Some(rs) = &self.rs else {
@@ -1049,31 +1050,34 @@ impl Decoder {
             return;
         }
         if !self.frame_data && !self.layout.fecf {
-            let read = match self.options.packets {
-                true => data_len,
-                false => self.layout.head_len().min(data_len),
-            };
-            let Some(src) = coded.get(..read) else {
+            let head_len = self.layout.head_len().min(data_len);
+            let (Some(frame), Some(src)) = (coded.get(..data_len), coded.get(..head_len)) else {
                 return self.reject(Some(stream_bit), RejectReason::TooShort);
             };
-            let mut frame = std::mem::take(&mut self.clean_frame);
-            frame.clear();
-            frame.extend_from_slice(src);
-            if let Some(pn) = &self.pn {
-                pn.apply(&mut frame);
+            let mut head = std::mem::take(&mut self.clean_head);
+            head.clear();
+            head.extend_from_slice(src);
+            // Out of `self` while its pattern is lent to `on_frame` (it is put back below).
+            let pn = self.pn.take();
+            if let Some(pn) = &pn {
+                pn.apply(&mut head);
             }
-            match FrameHeader::parse_head(&self.layout, &frame, data_len) {
-                Ok(header) => self.on_frame(
-                    header,
-                    Bytes::new(),
-                    Some(&frame),
-                    Some(outcome),
-                    Some(sync),
-                    Some(stream_bit),
-                ),
+            match FrameHeader::parse_head(&self.layout, &head, data_len) {
+                Ok(header) => {
+                    let mask = pn.as_ref().map(Derandomizer::pattern).unwrap_or_default();
+                    self.on_frame(
+                        header,
+                        Bytes::new(),
+                        Some((frame, mask)),
+                        Some(outcome),
+                        Some(sync),
+                        Some(stream_bit),
+                    );
+                }
                 Err(e) => self.reject_header(Some(stream_bit), &e),
             }
-            self.clean_frame = frame;
+            self.pn = pn;
+            self.clean_head = head;
             return;
         }
         let data = match &self.pn {
@@ -1181,13 +1185,14 @@ impl Decoder {
     }
 
     /// A frame with its header parsed (and its FECF checked): `data` is its bytes, or empty
-    /// when they are not kept ([`Decoder::without_frame_data`]), and then `unkept` may hold
-    /// them (for its packets), or at least its head.
+    /// when they are not kept ([`Decoder::without_frame_data`]); then `unkept` holds them as
+    /// received and the PN sequence (empty without PN) that derandomizes them, which its
+    /// packets are read through.
     fn on_frame(
         &mut self,
         header: FrameHeader,
         data: Bytes,
-        unkept: Option<&[u8]>,
+        unkept: Option<(&[u8], &[u8])>,
         rs: Option<BlockOutcome>,
         sync: Option<FrameSync>,
         stream_bit: Option<u64>,
@@ -1225,10 +1230,16 @@ impl Decoder {
         {
             let max = self.profile.packets.max_len;
             let mut out = std::mem::take(&mut self.scratch);
-            if let (Some(slot), Some(zone)) = (
-                self.assemblers.get_mut(usize::from(vcid)),
-                unkept.unwrap_or(&data).get(header.packet_zone.clone()),
-            ) {
+            let pz = header.packet_zone.clone();
+            let zone = match unkept {
+                Some((bytes, mask)) => bytes
+                    .get(pz.clone())
+                    .map(|z| (z, mask.get(pz.start.min(mask.len())..).unwrap_or_default())),
+                None => data.get(pz).map(|z| (z, &[][..])),
+            };
+            if let (Some(slot), Some((zone, mask))) =
+                (self.assemblers.get_mut(usize::from(vcid)), zone)
+            {
                 let keep = self.packet_data;
                 let asm = slot.get_or_insert_with(|| {
                     if keep {
@@ -1237,9 +1248,10 @@ impl Decoder {
                         PacketAssembler::without_data(max)
                     }
                 });
-                asm.push_zone(
+                asm.push_masked_zone(
                     header.first_header_pointer,
                     zone,
+                    mask,
                     continuity.is_continuous(),
                     &mut out,
                 );

@@ -52,6 +52,11 @@ impl Derandomizer {
         Self { pattern }
     }
 
+    /// The sequence over a frame: byte k is XORed into byte k of the frame.
+    pub fn pattern(&self) -> &[u8] {
+        &self.pattern
+    }
+
     /// Frame length this derandomizer was built for.
     pub fn frame_len(&self) -> usize {
         self.pattern.len()

@@ -234,6 +234,70 @@ impl Partial {
     }
 }
 
+/// A packet zone as the assembler reads it: `data` XOR `mask` (the PN sequence over a zone
+/// still randomized as received, so that only the bytes read are derandomized), or `data`
+/// itself when `mask` is empty. Bytes past the end of a shorter mask are read as they are.
+#[derive(Clone, Copy)]
+struct Zone<'a> {
+    data: &'a [u8],
+    mask: &'a [u8],
+}
+
+impl<'a> Zone<'a> {
+    fn len(self) -> usize {
+        self.data.len()
+    }
+
+    fn is_empty(self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Its first `n` bytes (`None` when it is shorter).
+    fn first(self, n: usize) -> Option<Zone<'a>> {
+        Some(Zone {
+            data: self.data.get(..n)?,
+            mask: self.mask.get(..n.min(self.mask.len())).unwrap_or_default(),
+        })
+    }
+
+    /// Its bytes from `at` on (`None` when it is shorter).
+    fn from(self, at: usize) -> Option<Zone<'a>> {
+        Some(Zone {
+            data: self.data.get(at..)?,
+            mask: self.mask.get(at.min(self.mask.len())..).unwrap_or_default(),
+        })
+    }
+
+    /// Its bytes, unmasked, written over the start of `dst` (as many as both have).
+    fn read_into(self, dst: &mut [u8]) {
+        let n = dst.len().min(self.data.len());
+        for (d, s) in dst.iter_mut().zip(self.data) {
+            *d = *s;
+        }
+        for (d, m) in dst.iter_mut().take(n).zip(self.mask) {
+            *d ^= *m;
+        }
+    }
+
+    /// Its first `N` bytes, unmasked.
+    fn array<const N: usize>(self) -> Option<[u8; N]> {
+        let mut a = [0u8; N];
+        self.first(N)?.read_into(&mut a);
+        Some(a)
+    }
+
+    /// Appends its bytes, unmasked, to `buf`.
+    fn append_to(self, buf: &mut BytesMut) {
+        let at = buf.len();
+        buf.extend_from_slice(self.data);
+        if let Some(tail) = buf.get_mut(at..) {
+            for (d, m) in tail.iter_mut().zip(self.mask) {
+                *d ^= *m;
+            }
+        }
+    }
+}
+
 /// Assembler state for one virtual channel.
 #[derive(Debug)]
 enum State {
@@ -312,6 +376,37 @@ impl PacketAssembler {
         continuous: bool,
         out: &mut Vec<PacketEvent>,
     ) {
+        let zone = Zone {
+            data: zone,
+            mask: &[],
+        };
+        self.push(first_header_pointer, zone, continuous, out);
+    }
+
+    /// [`PacketAssembler::push_zone`] of a zone still randomized as received: its bytes are
+    /// `zone` XOR `mask` (the PN sequence over the zone; bytes past a shorter mask are taken
+    /// as they are). Only the bytes the assembler reads are derandomized: the packets'
+    /// headers, and the packets' bytes when it keeps them. The same events and counters as
+    /// `push_zone` of the derandomized zone.
+    pub fn push_masked_zone(
+        &mut self,
+        first_header_pointer: u16,
+        zone: &[u8],
+        mask: &[u8],
+        continuous: bool,
+        out: &mut Vec<PacketEvent>,
+    ) {
+        let zone = Zone { data: zone, mask };
+        self.push(first_header_pointer, zone, continuous, out);
+    }
+
+    fn push(
+        &mut self,
+        first_header_pointer: u16,
+        zone: Zone<'_>,
+        continuous: bool,
+        out: &mut Vec<PacketEvent>,
+    ) {
         if !continuous {
             if let State::InPacket(p) = &self.state {
                 let (h, n) = (p.header(), p.buffered());
@@ -367,7 +462,9 @@ impl PacketAssembler {
             State::InPacket(partial) => self.continue_partial(partial, ptr, zone, out),
         };
         if let Some(start) = resume {
-            self.extract(zone.get(start..).unwrap_or_default(), out);
+            if let Some(rest) = zone.from(start) {
+                self.extract(rest, out);
+            }
         }
     }
 
@@ -377,7 +474,7 @@ impl PacketAssembler {
         &mut self,
         partial: Partial,
         ptr: Option<usize>,
-        zone: &[u8],
+        zone: Zone<'_>,
         out: &mut Vec<PacketEvent>,
     ) -> Option<usize> {
         let discard = ptr.unwrap_or(zone.len());
@@ -390,14 +487,14 @@ impl PacketAssembler {
             } => (header, total, buf, have),
             Partial::Header { buf: hbuf, len } => {
                 let need = PRIMARY_HEADER_LEN.saturating_sub(len);
-                let head = match zone.get(..need) {
+                let head = match zone.first(need) {
                     Some(head) if ptr.is_none_or(|p| p >= need) => head,
                     _ => {
                         if ptr.is_none() {
                             // Zone shorter than the rest of the header: keep collecting.
                             let mut buf = hbuf;
-                            for (d, s) in buf.iter_mut().skip(len).zip(zone) {
-                                *d = *s;
+                            if let Some(rest) = buf.get_mut(len..) {
+                                zone.read_into(rest);
                             }
                             let len = (len + zone.len()).min(PRIMARY_HEADER_LEN);
                             self.state = State::InPacket(Partial::Header { buf, len });
@@ -414,8 +511,8 @@ impl PacketAssembler {
                     }
                 };
                 let mut full = hbuf;
-                for (d, s) in full.iter_mut().skip(len).zip(head) {
-                    *d = *s;
+                if let Some(rest) = full.get_mut(len..) {
+                    head.read_into(rest);
                 }
                 let header = PrimaryHeader::from_bytes(&full);
                 match validate(&header, self.max_packet_len) {
@@ -450,8 +547,8 @@ impl PacketAssembler {
             return ptr;
         }
         let take = remaining.min(zone.len());
-        if self.keep {
-            buf.extend_from_slice(zone.get(..take).unwrap_or_default());
+        if let (true, Some(part)) = (self.keep, zone.first(take)) {
+            part.append_to(&mut buf);
         }
         have += take;
         if have >= total {
@@ -474,17 +571,22 @@ impl PacketAssembler {
     }
 
     /// Extracts packets from `rest`, which starts at a packet header.
-    fn extract(&mut self, mut rest: &[u8], out: &mut Vec<PacketEvent>) {
+    fn extract(&mut self, mut rest: Zone<'_>, out: &mut Vec<PacketEvent>) {
         loop {
-            let Some(hb) = rest.first_chunk::<PRIMARY_HEADER_LEN>() else {
+            let Some(hb) = rest.array::<PRIMARY_HEADER_LEN>() else {
                 self.state = if rest.is_empty() {
                     State::Boundary
                 } else {
-                    State::InPacket(Partial::header_from(rest))
+                    let mut buf = [0u8; PRIMARY_HEADER_LEN];
+                    rest.read_into(&mut buf);
+                    State::InPacket(Partial::Header {
+                        buf,
+                        len: rest.len().min(PRIMARY_HEADER_LEN),
+                    })
                 };
                 return;
             };
-            let header = PrimaryHeader::from_bytes(hb);
+            let header = PrimaryHeader::from_bytes(&hb);
             match validate(&header, self.max_packet_len) {
                 Err(reason) => {
                     let apid = (reason == DropReason::TooLong).then_some(header.apid);
@@ -492,19 +594,29 @@ impl PacketAssembler {
                     self.state = State::Hunting;
                     return;
                 }
-                Ok(total) => match rest.split_at_checked(total) {
-                    Some((pkt, tail)) => {
+                Ok(total) => match (rest.first(total), rest.from(total)) {
+                    (Some(pkt), Some(tail)) => {
                         if self.keep {
-                            self.stats
-                                .record_packet(out, header, Bytes::copy_from_slice(pkt));
+                            let mut data = BytesMut::with_capacity(total);
+                            pkt.append_to(&mut data);
+                            self.stats.record_packet(out, header, data.freeze());
                         } else {
                             self.stats.record_counted(out, header, total);
                         }
                         rest = tail;
                     }
-                    None => {
-                        self.state =
-                            State::InPacket(Partial::body_from(header, total, rest, self.keep));
+                    _ => {
+                        let mut buf = BytesMut::new();
+                        if self.keep {
+                            buf.reserve(total);
+                            rest.append_to(&mut buf);
+                        }
+                        self.state = State::InPacket(Partial::Body {
+                            header,
+                            total,
+                            buf,
+                            have: rest.len(),
+                        });
                         return;
                     }
                 },

@@ -230,6 +230,35 @@ impl Layout {
         assert_accounting(asm, fed);
         out
     }
+
+    /// [`Layout::run`] with each zone still randomized: XORed with a random mask (now and
+    /// then shorter than the zone, the rest left as it is) and pushed with it.
+    fn run_masked(
+        &self,
+        lost: &[bool],
+        asm: &mut PacketAssembler,
+        rng: &mut Rng,
+    ) -> Vec<PacketEvent> {
+        let mut out = Vec::new();
+        let mut prev_lost = false;
+        for ((fhp, zone), &l) in self.zones.iter().zip(lost) {
+            if !l {
+                let n = match rng.chance(20) {
+                    true => rng.range(0, zone.len() + 1),
+                    false => zone.len(),
+                };
+                let mask: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                let mut sent = zone.clone();
+                for (s, m) in sent.iter_mut().zip(&mask) {
+                    *s ^= m;
+                }
+                asm.push_masked_zone(*fhp, &sent, &mask, !prev_lost, &mut out);
+            }
+            prev_lost = l;
+        }
+        asm.flush(&mut out);
+        out
+    }
 }
 
 fn assert_accounting(asm: &PacketAssembler, fed: u64) {
@@ -901,6 +930,13 @@ fn mpdu_property_random_layouts_and_losses() {
             "iteration {iter} size {size}"
         );
         assert_eq!(counting.stats(), asm.stats());
+        // Zones still randomized, read through their masks: the same, kept or counted.
+        let mut masked = PacketAssembler::default();
+        assert!(layout.run_masked(&lost, &mut masked, &mut rng) == out);
+        assert_eq!(masked.stats(), asm.stats());
+        let mut masked = PacketAssembler::without_data(MAX_PACKET_LEN);
+        assert!(layout.run_masked(&lost, &mut masked, &mut rng) == without_bytes(&out));
+        assert_eq!(masked.stats(), asm.stats());
         // Accounting by packet: each original is emitted, counted as idle, broken by a
         // lost zone (one drop event unless it is an idle packet whose header was seen)
         // or never started (its first byte was in a lost zone).
