@@ -364,7 +364,6 @@ type Known = (Bytes, Option<BlockOutcome>);
 enum Body {
     Data(BytesMut),
     Known(Bytes, Option<BlockOutcome>),
-    Clean(Bytes),
 }
 
 /// What is known of a record's decoding beforehand ([`Decoder::push_record_decoded`],
@@ -784,14 +783,19 @@ impl Decoder {
             asm_bit_errors: 0,
         };
         let asm = self.asm_bytes.len();
-        let body = match (known, &self.rs, &self.clean_check) {
-            (Some(Hint::Decoded((frame, rs))), _, _) => Body::Known(frame, rs),
-            (Some(Hint::Checked(true)), Some(_), _) => Body::Clean(raw.slice(asm..)),
-            (None, Some(rs), Some(check))
-                if rs.is_clean_masked(raw.get(asm..).unwrap_or_default(), check) =>
-            {
-                Body::Clean(raw.slice(asm..))
+        let clean = match (&known, &self.rs, &self.clean_check) {
+            (Some(Hint::Checked(true)), Some(_), _) => true,
+            (None, Some(rs), Some(check)) => {
+                rs.is_clean_masked(raw.get(asm..).unwrap_or_default(), check)
             }
+            _ => false,
+        };
+        if clean {
+            self.on_clean_record(sync, raw);
+            return Ok(());
+        }
+        let body = match known {
+            Some(Hint::Decoded((frame, rs))) => Body::Known(frame, rs),
             _ => {
                 let data = raw.get(asm..).unwrap_or_default();
                 let len = data.len();
@@ -1008,7 +1012,6 @@ impl Decoder {
                 }
                 return self.on_decoded(frame, rs, Some(sync), Some(stream_bit));
             }
-            Body::Clean(coded) => return self.on_clean(&coded, sync),
             Body::Data(data) => data,
         };
         if let Some(pn) = &self.pn {
@@ -1034,14 +1037,42 @@ impl Decoder {
         self.on_decoded(data.freeze(), outcome, Some(sync), Some(stream_bit));
     }
 
-    /// A record found (or known) Reed-Solomon-clean as received: `coded` is its bytes after
-    /// the marker, randomized, parity included. Its frame is a derandomized copy of their
+    /// A record found (or known) Reed-Solomon-clean as received: counted as [`Decoder::on_cadu`]
+    /// counts a CADU, with its [`Event::RawCadu`] when asked for, then its frame read out of it
+    /// ([`Decoder::on_clean`]) without taking a second handle on its bytes (they are shared
+    /// with the threads that read and write them: each handle is an atomic count).
+    fn on_clean_record(&mut self, sync: FrameSync, raw: Bytes) {
+        self.cadus += 1;
+        self.last_inverted = sync.inverted;
+        if !self.options.raw_cadus {
+            return self.on_clean(&raw, sync);
+        }
+        let at = self.events.len();
+        self.events.push_back(Event::RawCadu {
+            stream_bit: sync.stream_bit,
+            data: raw,
+        });
+        // Lent back by its event while the frame is read (what that adds comes after it).
+        let raw = match self.events.get_mut(at) {
+            Some(Event::RawCadu { data, .. }) => std::mem::take(data),
+            _ => Bytes::new(),
+        };
+        self.on_clean(&raw, sync);
+        if let Some(Event::RawCadu { data, .. }) = self.events.get_mut(at) {
+            *data = raw;
+        }
+    }
+
+    /// The frame of a record found (or known) Reed-Solomon-clean as received: `raw` is the
+    /// CADU, marker first, its frame randomized, parity included. Its frame is a derandomized copy of their
     /// start (no copy at all on a link without PN), or, when the decoder does not keep frames'
     /// bytes and no FECF needs them, it is not copied: its head is derandomized into a buffer
     /// reused for every such frame, to read the header, and its packets are read through the
     /// PN sequence ([`PacketAssembler::push_masked_zone`]).
-    fn on_clean(&mut self, coded: &Bytes, sync: FrameSync) {
+    fn on_clean(&mut self, raw: &Bytes, sync: FrameSync) {
         let stream_bit = sync.stream_bit;
+        let asm = self.asm_bytes.len();
+        let coded = raw.get(asm..).unwrap_or_default();
         let Some(rs) = &self.rs else {
             return self.reject(Some(stream_bit), RejectReason::TooShort);
         };
@@ -1093,7 +1124,10 @@ impl Decoder {
                 pn.apply(&mut data);
                 data.freeze()
             }
-            None => coded.slice(..data_len.min(coded.len())),
+            None => {
+                let end = (asm + data_len).min(raw.len());
+                raw.slice(asm.min(end)..end)
+            }
         };
         self.on_decoded(data, Some(outcome), Some(sync), Some(stream_bit));
     }
