@@ -20,8 +20,9 @@
 //! clean one's frame is not even copied out ([`Decoder::without_frame_data`]): copies are
 //! compared as randomized on the link. A CADU that is not a record (a damaged or foreign file)
 //! is synchronized as any input is, with everything after it. Each copy of a frame is checked
-//! once: the final decode takes the chosen ones as records too, a clean one only derandomized,
-//! a corrected one with the frame and outcome its copy's decoder gave
+//! once: the final decode takes the chosen ones as records too, without frame data: a clean
+//! one's header and packets are read through the PN sequence, only those bytes derandomized;
+//! a corrected one comes with the frame and outcome its copy's decoder gave
 //! ([`Decoder::push_record_decoded`]).
 //!
 //! What is written: a pass directory like any other in the store-once layout: the chosen
@@ -717,9 +718,9 @@ fn merge_raw(
                                 .map(|k| (k, r)),
                             _ => None,
                         };
-                        // Checked once already (by the copy's reader): a clean record is only
-                        // derandomized, a corrected frame not RS-decoded again. The chosen
-                        // CADUs are whole, back to back: records (one that is not is
+                        // Checked once already (by the copy's reader): a clean record is read
+                        // through the PN sequence, a corrected frame not RS-decoded again. The
+                        // chosen CADUs are whole, back to back: records (one that is not is
                         // synchronized, and everything after it).
                         let Payload {
                             bytes: raw,

@@ -1037,10 +1037,10 @@ impl Decoder {
         self.on_decoded(data.freeze(), outcome, Some(sync), Some(stream_bit));
     }
 
-    /// A record found (or known) Reed-Solomon-clean as received: counted as [`Decoder::on_cadu`]
-    /// counts a CADU, with its [`Event::RawCadu`] when asked for, then its frame read out of it
-    /// ([`Decoder::on_clean`]) without taking a second handle on its bytes (they are shared
-    /// with the threads that read and write them: each handle is an atomic count).
+    /// A record found (or known) Reed-Solomon-clean as received: counted as
+    /// [`Decoder::on_cadu`] counts a CADU, with its [`Event::RawCadu`] when asked for, then its
+    /// frame read out of it ([`Decoder::on_clean`]) without taking a second handle on its
+    /// bytes (they may be shared with other threads: each handle is an atomic count).
     fn on_clean_record(&mut self, sync: FrameSync, raw: Bytes) {
         self.cadus += 1;
         self.last_inverted = sync.inverted;
@@ -1064,11 +1064,12 @@ impl Decoder {
     }
 
     /// The frame of a record found (or known) Reed-Solomon-clean as received: `raw` is the
-    /// CADU, marker first, its frame randomized, parity included. Its frame is a derandomized copy of their
-    /// start (no copy at all on a link without PN), or, when the decoder does not keep frames'
-    /// bytes and no FECF needs them, it is not copied: its head is derandomized into a buffer
-    /// reused for every such frame, to read the header, and its packets are read through the
-    /// PN sequence ([`PacketAssembler::push_masked_zone`]).
+    /// CADU, marker first, its frame randomized, parity included. The frame is a derandomized
+    /// copy of the start of what follows the marker (no copy at all on a link without PN),
+    /// or, when the decoder does not keep frames' bytes and no FECF needs them, it is not
+    /// copied: its head is derandomized into a buffer reused for every such frame, to read
+    /// the header, and its packets are read through the PN sequence
+    /// ([`PacketAssembler::push_masked_zone`]).
     fn on_clean(&mut self, raw: &Bytes, sync: FrameSync) {
         let stream_bit = sync.stream_bit;
         let asm = self.asm_bytes.len();
