@@ -175,68 +175,10 @@ fn validate(header: &PrimaryHeader, max_packet_len: usize) -> Result<usize, Drop
     }
 }
 
-/// Partial packet state shared by both assemblers.
-#[derive(Debug)]
-enum Partial {
-    /// 1..=5 header bytes seen (0 only transiently in [`PacketStream`]).
-    Header {
-        buf: [u8; PRIMARY_HEADER_LEN],
-        len: usize,
-    },
-    /// Header known, `have < total` bytes of it seen; `buf` holds them (allocated with
-    /// capacity `total`), or nothing when packet bytes are not kept.
-    Body {
-        header: PrimaryHeader,
-        total: usize,
-        buf: BytesMut,
-        have: usize,
-    },
-}
-
-impl Partial {
-    fn header_from(bytes: &[u8]) -> Self {
-        let mut buf = [0u8; PRIMARY_HEADER_LEN];
-        for (d, s) in buf.iter_mut().zip(bytes) {
-            *d = *s;
-        }
-        Partial::Header {
-            buf,
-            len: bytes.len().min(PRIMARY_HEADER_LEN),
-        }
-    }
-
-    fn body_from(header: PrimaryHeader, total: usize, bytes: &[u8], keep: bool) -> Self {
-        let mut buf = BytesMut::new();
-        if keep {
-            buf.reserve(total);
-            buf.extend_from_slice(bytes);
-        }
-        Partial::Body {
-            header,
-            total,
-            buf,
-            have: bytes.len(),
-        }
-    }
-
-    fn buffered(&self) -> usize {
-        match self {
-            Partial::Header { len, .. } => *len,
-            Partial::Body { have, .. } => *have,
-        }
-    }
-
-    fn header(&self) -> Option<PrimaryHeader> {
-        match self {
-            Partial::Header { .. } => None,
-            Partial::Body { header, .. } => Some(*header),
-        }
-    }
-}
-
-/// A packet zone as the assembler reads it: `data` XOR `mask` (the PN sequence over a zone
+/// Bytes as the assemblers read them: `data` XOR `mask` (the PN sequence over a packet zone
 /// still randomized as received, so that only the bytes read are derandomized), or `data`
-/// itself when `mask` is empty. Bytes past the end of a shorter mask are read as they are.
+/// itself when `mask` is empty ([`Zone::plain`]). Bytes past the end of a shorter mask are
+/// read as they are.
 #[derive(Clone, Copy)]
 struct Zone<'a> {
     data: &'a [u8],
@@ -244,6 +186,11 @@ struct Zone<'a> {
 }
 
 impl<'a> Zone<'a> {
+    /// `data` as it is.
+    fn plain(data: &'a [u8]) -> Self {
+        Zone { data, mask: &[] }
+    }
+
     fn len(self) -> usize {
         self.data.len()
     }
@@ -294,6 +241,65 @@ impl<'a> Zone<'a> {
             for (d, m) in tail.iter_mut().zip(self.mask) {
                 *d ^= *m;
             }
+        }
+    }
+}
+
+/// Partial packet state shared by both assemblers.
+#[derive(Debug)]
+enum Partial {
+    /// 1..=5 header bytes seen (0 only transiently in [`PacketStream`]).
+    Header {
+        buf: [u8; PRIMARY_HEADER_LEN],
+        len: usize,
+    },
+    /// Header known, `have < total` bytes of it seen; `buf` holds them (allocated with
+    /// capacity `total`), or nothing when packet bytes are not kept.
+    Body {
+        header: PrimaryHeader,
+        total: usize,
+        buf: BytesMut,
+        have: usize,
+    },
+}
+
+impl Partial {
+    /// The first header bytes of a packet (up to 5: a zone ends within its header).
+    fn header_from(bytes: Zone<'_>) -> Self {
+        let mut buf = [0u8; PRIMARY_HEADER_LEN];
+        bytes.read_into(&mut buf);
+        Partial::Header {
+            buf,
+            len: bytes.len().min(PRIMARY_HEADER_LEN),
+        }
+    }
+
+    /// A packet of `total` bytes begun by `bytes` (its header first).
+    fn body_from(header: PrimaryHeader, total: usize, bytes: Zone<'_>, keep: bool) -> Self {
+        let mut buf = BytesMut::new();
+        if keep {
+            buf.reserve(total);
+            bytes.append_to(&mut buf);
+        }
+        Partial::Body {
+            header,
+            total,
+            buf,
+            have: bytes.len(),
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        match self {
+            Partial::Header { len, .. } => *len,
+            Partial::Body { have, .. } => *have,
+        }
+    }
+
+    fn header(&self) -> Option<PrimaryHeader> {
+        match self {
+            Partial::Header { .. } => None,
+            Partial::Body { header, .. } => Some(*header),
         }
     }
 }
@@ -376,11 +382,7 @@ impl PacketAssembler {
         continuous: bool,
         out: &mut Vec<PacketEvent>,
     ) {
-        let zone = Zone {
-            data: zone,
-            mask: &[],
-        };
-        self.push(first_header_pointer, zone, continuous, out);
+        self.push(first_header_pointer, Zone::plain(zone), continuous, out);
     }
 
     /// [`PacketAssembler::push_zone`] of a zone still randomized as received: its bytes are
@@ -577,12 +579,7 @@ impl PacketAssembler {
                 self.state = if rest.is_empty() {
                     State::Boundary
                 } else {
-                    let mut buf = [0u8; PRIMARY_HEADER_LEN];
-                    rest.read_into(&mut buf);
-                    State::InPacket(Partial::Header {
-                        buf,
-                        len: rest.len().min(PRIMARY_HEADER_LEN),
-                    })
+                    State::InPacket(Partial::header_from(rest))
                 };
                 return;
             };
@@ -606,17 +603,8 @@ impl PacketAssembler {
                         rest = tail;
                     }
                     _ => {
-                        let mut buf = BytesMut::new();
-                        if self.keep {
-                            buf.reserve(total);
-                            rest.append_to(&mut buf);
-                        }
-                        self.state = State::InPacket(Partial::Body {
-                            header,
-                            total,
-                            buf,
-                            have: rest.len(),
-                        });
+                        self.state =
+                            State::InPacket(Partial::body_from(header, total, rest, self.keep));
                         return;
                     }
                 },
@@ -770,7 +758,8 @@ impl PacketStream {
                     // is copied once.
                     let Some(hb) = rest.first_chunk::<PRIMARY_HEADER_LEN>() else {
                         if !rest.is_empty() {
-                            self.state = StreamState::Packet(Partial::header_from(rest));
+                            self.state =
+                                StreamState::Packet(Partial::header_from(Zone::plain(rest)));
                         }
                         return;
                     };
@@ -801,7 +790,10 @@ impl PacketStream {
                                 }
                                 None => {
                                     self.state = StreamState::Packet(Partial::body_from(
-                                        header, total, rest, true,
+                                        header,
+                                        total,
+                                        Zone::plain(rest),
+                                        true,
                                     ));
                                     return;
                                 }
@@ -843,8 +835,12 @@ impl PacketStream {
                         }
                         Ok(total) => {
                             self.end_hunt(out);
-                            self.state =
-                                StreamState::Packet(Partial::body_from(header, total, &buf, true));
+                            self.state = StreamState::Packet(Partial::body_from(
+                                header,
+                                total,
+                                Zone::plain(&buf),
+                                true,
+                            ));
                         }
                     }
                 }
