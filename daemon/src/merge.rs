@@ -21,7 +21,7 @@
 //! compared as randomized on the link. A CADU that is not a record (a damaged or foreign file)
 //! is synchronized as any input is, with everything after it. Each copy of a frame is checked
 //! once: the final decode takes the chosen ones as records too, without frame data: a clean
-//! one's header and packets are read through the PN sequence, only those bytes derandomized;
+//! one is read through the PN sequence, only its head and its packets' headers derandomized;
 //! a corrected one comes with the frame and outcome its copy's decoder gave
 //! ([`Decoder::push_record_decoded`]).
 //!
@@ -405,7 +405,8 @@ impl Source {
         };
         let cadu = format == InputFormat::Cadu;
         // A record that arrives clean is checked as read and its frame not copied out: it is
-        // compared as a slice of its CADU and derandomized only if chosen (by the final decode).
+        // compared as a slice of its CADU (the final decode reads the chosen ones through the
+        // PN sequence).
         let dec = Decoder::new(profile, format, opts)?;
         let len = profile.cadu.length.max(1);
         let records = match cadu {

@@ -358,9 +358,8 @@ fn invalid(profile: &Profile, path: &str, e: &dyn std::fmt::Display) -> Error {
 /// CADU).
 type Known = (Bytes, Option<BlockOutcome>);
 
-/// A synchronized CADU's frame: the bytes after the marker, or its decoding known beforehand,
-/// or the bytes after the marker of a record found (or known) Reed-Solomon-clean as received
-/// (still randomized, parity included: its frame is a derandomized copy of their start).
+/// A synchronized CADU's frame: the bytes after the marker, or its decoding known beforehand
+/// (a record found clean as received goes to [`Decoder::on_clean_record`] instead).
 enum Body {
     Data(BytesMut),
     Known(Bytes, Option<BlockOutcome>),
@@ -719,7 +718,8 @@ impl Decoder {
     /// bit inputs only (any other front gives it back). After [`Decoder::finish`] it is counted
     /// as ignored, as `push` does. On a Reed-Solomon link a record is first checked as it is,
     /// still randomized ([`ReedSolomon::is_clean_masked`]): a clean one (most) is not copied
-    /// whole, derandomized and decoded, only its frame derandomized into a copy.
+    /// whole, derandomized and decoded, only its frame derandomized into a copy (and not even
+    /// that, on a link without a FECF, by a decoder [`Decoder::without_frame_data`]).
     pub fn push_record(&mut self, raw: Bytes) -> Result<(), Bytes> {
         match self.record(raw, None) {
             Ok(()) => Ok(()),
@@ -1052,9 +1052,11 @@ impl Decoder {
             stream_bit: sync.stream_bit,
             data: raw,
         });
-        // Lent back by its event while the frame is read (what that adds comes after it).
+        // Lent back by its event while the frame is read (what that adds comes after it:
+        // nothing pops events but `poll`).
         let raw = match self.events.get_mut(at) {
             Some(Event::RawCadu { data, .. }) => std::mem::take(data),
+            // (Pushed just above: never.)
             _ => Bytes::new(),
         };
         self.on_clean(&raw, sync);
@@ -1222,7 +1224,8 @@ impl Decoder {
     /// A frame with its header parsed (and its FECF checked): `data` is its bytes, or empty
     /// when they are not kept ([`Decoder::without_frame_data`]); then `unkept` holds them as
     /// received and the PN sequence (empty without PN) that derandomizes them, which its
-    /// packets are read through.
+    /// packets are read through. Never reads `self.pn`: [`Decoder::on_clean`] lends the
+    /// sequence out of it for the call.
     fn on_frame(
         &mut self,
         header: FrameHeader,

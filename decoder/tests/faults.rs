@@ -728,7 +728,7 @@ fn frames_of_clean_records_without_their_bytes_are_the_frames_decoded() {
 }
 
 /// A decoder that does not keep the frames of clean records still reassembles their packets,
-/// from a derandomized copy of each frame it reuses: the same packets (or, not keeping their
+/// read from each CADU through the PN sequence: the same packets (or, not keeping their
 /// bytes either, the same headers and lengths: the merge's final decode), drops, sequence gaps
 /// and counters as a decoder that keeps every frame; only the clean records' frames come
 /// without bytes.

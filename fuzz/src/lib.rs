@@ -131,6 +131,10 @@ pub fn frame_header(data: &[u8]) -> u64 {
 pub fn mpdu(data: &[u8]) -> u64 {
     let mut a = PacketAssembler::new(4096);
     let mut out = Vec::new();
+    // The same zones still randomized (XORed with a mask a few bytes longer than each, as the
+    // PN sequence over a frame is longer than its packet zone), read through the mask.
+    let mut masked = PacketAssembler::new(4096);
+    let mut masked_out = Vec::new();
     let mut rest = data;
     while rest.len() >= 4 {
         let fhp = u16::from_be_bytes([rest[0], rest[1]]) & 0x7FF;
@@ -139,9 +143,15 @@ pub fn mpdu(data: &[u8]) -> u64 {
         let body = &rest[4..];
         let n = len.min(body.len());
         a.push_zone(fhp, &body[..n], continuous, &mut out);
+        let mask: Vec<u8> = (0..n + 3).map(|k| (k * 151 + 7) as u8).collect();
+        let sent: Vec<u8> = body[..n].iter().zip(&mask).map(|(b, m)| b ^ m).collect();
+        masked.push_masked_zone(fhp, &sent, &mask, continuous, &mut masked_out);
         rest = &body[n..];
     }
     a.flush(&mut out);
+    masked.flush(&mut masked_out);
+    assert_eq!(masked_out, out);
+    assert_eq!(masked.stats(), a.stats());
     check_packets(&out, 4096);
     let st = a.stats();
     let delivered = out

@@ -241,24 +241,36 @@ impl Layout {
     ) -> Vec<PacketEvent> {
         let mut out = Vec::new();
         let mut prev_lost = false;
+        let mut fed = 0u64;
         for ((fhp, zone), &l) in self.zones.iter().zip(lost) {
             if !l {
-                let n = match rng.chance(20) {
-                    true => rng.range(0, zone.len() + 1),
-                    false => zone.len(),
-                };
-                let mask: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
-                let mut sent = zone.clone();
-                for (s, m) in sent.iter_mut().zip(&mask) {
-                    *s ^= m;
-                }
+                let (mask, sent) = masked(zone, rng);
                 asm.push_masked_zone(*fhp, &sent, &mask, !prev_lost, &mut out);
+                fed += zone.len() as u64;
+                assert_accounting(asm, fed);
             }
             prev_lost = l;
         }
         asm.flush(&mut out);
+        assert_accounting(asm, fed);
         out
     }
+}
+
+/// A random mask over `zone` (now and then shorter than it, or longer, as the PN sequence over
+/// a frame is longer than its packet zone) and the zone XORed with it where both have bytes.
+fn masked(zone: &[u8], rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
+    let n = match rng.range(0, 5) {
+        0 => rng.range(0, zone.len() + 1),
+        1 => zone.len() + rng.range(1, 64),
+        _ => zone.len(),
+    };
+    let mask: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+    let mut sent = zone.to_vec();
+    for (s, m) in sent.iter_mut().zip(&mask) {
+        *s ^= m;
+    }
+    (mask, sent)
 }
 
 fn assert_accounting(asm: &PacketAssembler, fed: u64) {
@@ -930,13 +942,15 @@ fn mpdu_property_random_layouts_and_losses() {
             "iteration {iter} size {size}"
         );
         assert_eq!(counting.stats(), asm.stats());
-        // Zones still randomized, read through their masks: the same, kept or counted.
-        let mut masked = PacketAssembler::default();
-        assert!(layout.run_masked(&lost, &mut masked, &mut rng) == out);
-        assert_eq!(masked.stats(), asm.stats());
-        let mut masked = PacketAssembler::without_data(MAX_PACKET_LEN);
-        assert!(layout.run_masked(&lost, &mut masked, &mut rng) == without_bytes(&out));
-        assert_eq!(masked.stats(), asm.stats());
+        // Zones still randomized, read through their masks: the same, kept or counted (the
+        // masks drawn from a generator of their own, so the layouts stay the same).
+        let mut masks = Rng(0x5EED ^ iter as u64);
+        let mut through = PacketAssembler::default();
+        assert!(layout.run_masked(&lost, &mut through, &mut masks) == out);
+        assert_eq!(through.stats(), asm.stats());
+        let mut through = PacketAssembler::without_data(MAX_PACKET_LEN);
+        assert!(layout.run_masked(&lost, &mut through, &mut masks) == without_bytes(&out));
+        assert_eq!(through.stats(), asm.stats());
         // Accounting by packet: each original is emitted, counted as idle, broken by a
         // lost zone (one drop event unless it is an idle packet whose header was seen)
         // or never started (its first byte was in a lost zone).
@@ -978,6 +992,10 @@ fn assembler_random_input_never_panics_and_accounts() {
         let mut counting = PacketAssembler::without_data(max);
         let mut counted = Vec::new();
         let mut out = Vec::new();
+        // The same zones still randomized, read through their masks.
+        let mut through = PacketAssembler::new(max);
+        let mut through_out = Vec::new();
+        let mut masks = Rng(rng.next());
         let mut fed = 0u64;
         for _ in 0..rng.range(1, 40) {
             let len = rng.range(0, 300);
@@ -994,6 +1012,9 @@ fn assembler_random_input_never_panics_and_accounts() {
             let continuous = rng.chance(80);
             asm.push_zone(fhp, &zone, continuous, &mut out);
             counting.push_zone(fhp, &zone, continuous, &mut counted);
+            let (mask, sent) = masked(&zone, &mut masks);
+            through.push_masked_zone(fhp, &sent, &mask, continuous, &mut through_out);
+            assert_eq!(through.stats(), asm.stats());
             fed += len as u64;
             assert_accounting(&asm, fed);
             assert_eq!(counting.stats(), asm.stats());
@@ -1001,10 +1022,13 @@ fn assembler_random_input_never_panics_and_accounts() {
         }
         asm.flush(&mut out);
         counting.flush(&mut counted);
+        through.flush(&mut through_out);
         assert_accounting(&asm, fed);
         assert_eq!(asm.buffered(), 0);
         assert_eq!(counting.stats(), asm.stats());
         assert!(counted == without_bytes(&out));
+        assert!(through_out == out);
+        assert_eq!(through.stats(), asm.stats());
         for e in &out {
             if let PacketEvent::Packet(p) = e {
                 let v = SpacePacket::new_checked(&p.data[..]).unwrap();
