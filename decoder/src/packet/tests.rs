@@ -215,20 +215,9 @@ impl Layout {
     }
 
     fn run(&self, lost: &[bool], asm: &mut PacketAssembler) -> Vec<PacketEvent> {
-        let mut out = Vec::new();
-        let mut prev_lost = false;
-        let mut fed = 0u64;
-        for ((fhp, zone), &l) in self.zones.iter().zip(lost) {
-            if !l {
-                asm.push_zone(*fhp, zone, !prev_lost, &mut out);
-                fed += zone.len() as u64;
-                assert_accounting(asm, fed);
-            }
-            prev_lost = l;
-        }
-        asm.flush(&mut out);
-        assert_accounting(asm, fed);
-        out
+        self.feed(lost, asm, |asm, fhp, zone, continuous, out| {
+            asm.push_zone(fhp, zone, continuous, out);
+        })
     }
 
     /// [`Layout::run`] with each zone still randomized: XORed with a random mask ([`masked`])
@@ -239,13 +228,26 @@ impl Layout {
         asm: &mut PacketAssembler,
         rng: &mut Rng,
     ) -> Vec<PacketEvent> {
+        self.feed(lost, asm, |asm, fhp, zone, continuous, out| {
+            let (mask, sent) = masked(zone, rng);
+            asm.push_masked_zone(fhp, &sent, &mask, continuous, out);
+        })
+    }
+
+    /// The zones not `lost` through `push` (the zone after a lost one not continuous), then
+    /// the end of the stream, the bytes accounted for after each.
+    fn feed(
+        &self,
+        lost: &[bool],
+        asm: &mut PacketAssembler,
+        mut push: impl FnMut(&mut PacketAssembler, u16, &[u8], bool, &mut Vec<PacketEvent>),
+    ) -> Vec<PacketEvent> {
         let mut out = Vec::new();
         let mut prev_lost = false;
         let mut fed = 0u64;
         for ((fhp, zone), &l) in self.zones.iter().zip(lost) {
             if !l {
-                let (mask, sent) = masked(zone, rng);
-                asm.push_masked_zone(*fhp, &sent, &mask, !prev_lost, &mut out);
+                push(asm, *fhp, zone, !prev_lost, &mut out);
                 fed += zone.len() as u64;
                 assert_accounting(asm, fed);
             }
