@@ -15,10 +15,9 @@
 //! each CADU for Reed-Solomon errors as read, still randomized ([`RecordCheck`]); its CADUs,
 //! whole and back to back as the archive wrote them, go into the copy's decoder as records
 //! ([`Decoder::push_record_checked`]: a clean one is not checked again, nor is one that is
-//! not, before it is decoded): neither
-//! buffered nor copied by the synchronizer, the raw CADU handed on is a slice of the read, and a
-//! clean one's frame is not even copied out ([`Decoder::without_frame_data`]): copies are
-//! compared as randomized on the link. A CADU that is not a record (a damaged or foreign file)
+//! not, before it is decoded): neither buffered nor copied by the synchronizer, the raw CADU
+//! handed on is a slice of the read, and a clean one's frame is not even copied out
+//! ([`Decoder::without_frame_data`]): copies are compared as randomized on the link. A CADU that is not a record (a damaged or foreign file)
 //! is synchronized as any input is, with everything after it. Each copy of a frame is checked
 //! once: the final decode takes the chosen ones as records too, without frame data: a clean
 //! one is read through the PN sequence, only its head and its packets' headers derandomized;
@@ -365,8 +364,7 @@ struct Source {
     bytes: u64,
     /// `cadus.raw`: the CADU length. Its CADUs are taken as records
     /// ([`Decoder::push_record_checked`] with what the fetcher found) until the first that is
-    /// not one; from there everything is
-    /// pushed and synchronized.
+    /// not one; from there everything is pushed and synchronized.
     records: Option<usize>,
     pushing: bool,
     /// CADUs taken as records (the first ones of the file, in order), when the merged pass
